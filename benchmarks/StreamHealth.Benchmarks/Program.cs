@@ -1,0 +1,22 @@
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Jobs;
+using BenchmarkDotNet.Running;
+using BenchmarkDotNet.Toolchains.InProcess.Emit;
+using StreamHealth.Benchmarks.Kafka;
+
+// dotnet run -c Release -- [BenchmarkDotNet args]      e.g. --filter '*Serde*'
+// dotnet run -c Release -- kafka-throughput [messages] (load harness against the embedded Kafka)
+return args.FirstOrDefault() switch
+{
+    "kafka-throughput" => EmbeddedKafkaThroughput.Run(args.Length > 1 ? int.Parse(args[1]) : 150_000),
+    _ => Run(args),
+};
+
+static int Run(string[] args)
+{
+    // In-process: BenchmarkDotNet's generated projects would inherit this repo's central package
+    // management and warnings-as-errors; running in this process measures the same Release code.
+    var config = DefaultConfig.Instance.AddJob(Job.Default.WithToolchain(InProcessEmitToolchain.Instance));
+    BenchmarkSwitcher.FromAssembly(typeof(EmbeddedKafkaThroughput).Assembly).Run(args, config);
+    return 0;
+}

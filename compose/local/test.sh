@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# README command 2 (and .ci/run): the whole test suite against real PostgreSQL, Redis, RocksDB and the
+# embedded Kafka. Installs native pieces (idempotent), starts the `test` profile's servers, runs every
+# test project, stops the servers, and ends with "tests: N passed, N failed".
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+bash "$ROOT/compose/local/setup.sh"
+bash "$ROOT/compose/local/services.sh" start test
+trap 'bash "$ROOT/compose/local/services.sh" stop test' EXIT
+export STREAMHEALTH_TEST_PG_PORT=55433 STREAMHEALTH_TEST_REDIS_PORT=56380
+
+log=$(mktemp)
+set +e
+dotnet test "$ROOT/StreamHealth.sln" -c Release -nologo --logger "console;verbosity=normal" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# Sum the per-project summaries ("Failed: 0, Passed: 12, Skipped: 0, Total: 12").
+passed=$(grep -oE 'Passed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+failed=$(grep -oE 'Failed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+rm -f "$log"
+echo "tests: ${passed:-0} passed, ${failed:-0} failed"
+if [[ $status -eq 0 && ${passed:-0} -eq 0 ]]; then echo "no test ran" >&2; exit 1; fi
+exit "$status"

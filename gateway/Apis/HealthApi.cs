@@ -1,0 +1,51 @@
+using System.Diagnostics;
+using Npgsql;
+using StackExchange.Redis;
+
+namespace StreamHealth.Gateway.Apis;
+
+/// <summary>GET /health: whether Kafka, PostgreSQL and Redis answer, with each probe's latency.</summary>
+public static class HealthApi
+{
+    public sealed record Probe(bool Ok, double LatencyMs, string Detail);
+
+    public sealed record HealthReport(string Status, Probe Kafka, Probe Postgres, Probe Redis);
+
+    public static void MapHealthApi(this IEndpointRouteBuilder app) =>
+        app.MapGet("/health", GetHealthAsync).WithName("Health");
+
+    private static async Task<IResult> GetHealthAsync(KafkaClients kafka, NpgsqlDataSource pg, IConnectionMultiplexer redis,
+        CancellationToken ct)
+    {
+        var kafkaProbe = Task.Run(() => Time(() =>
+        {
+            if (!kafka.Configured) throw new InvalidOperationException("Kafka:BootstrapServers is not set");
+            var md = kafka.Admin.GetMetadata(TimeSpan.FromSeconds(2));
+            return $"{md.Brokers.Count} broker(s), {md.Topics.Count} topic(s) at {kafka.BootstrapServers}";
+        }), ct);
+        var pgProbe = TimeAsync(async () =>
+        {
+            await using var cmd = pg.CreateCommand("SELECT max(version) FROM public.streamhealth_migrations");
+            return $"schema V{await cmd.ExecuteScalarAsync(ct):D4}";
+        });
+        var redisProbe = TimeAsync(async () => $"ping {(await redis.GetDatabase().PingAsync()).TotalMilliseconds:F1} ms");
+        var report = new HealthReport("", await kafkaProbe, await pgProbe, await redisProbe);
+        var healthy = report.Kafka.Ok && report.Postgres.Ok && report.Redis.Ok;
+        report = report with { Status = healthy ? "healthy" : "unhealthy" };
+        return healthy ? TypedResults.Ok(report) : TypedResults.Json(report, statusCode: StatusCodes.Status503ServiceUnavailable);
+    }
+
+    private static Probe Time(Func<string> probe)
+    {
+        var sw = Stopwatch.StartNew();
+        try { return new Probe(true, sw.Elapsed.TotalMilliseconds, probe()); }
+        catch (Exception e) { return new Probe(false, sw.Elapsed.TotalMilliseconds, e.Message.ReplaceLineEndings(" ")); }
+    }
+
+    private static async Task<Probe> TimeAsync(Func<Task<string>> probe)
+    {
+        var sw = Stopwatch.StartNew();
+        try { return new Probe(true, sw.Elapsed.TotalMilliseconds, await probe()); }
+        catch (Exception e) { return new Probe(false, sw.Elapsed.TotalMilliseconds, e.Message.ReplaceLineEndings(" ")); }
+    }
+}

@@ -1,0 +1,57 @@
+using Confluent.Kafka;
+using Npgsql;
+using StackExchange.Redis;
+using StreamHealth.Runtime.Configuration;
+
+namespace StreamHealth.Gateway;
+
+/// <summary>All DI wiring of the gateway, in one place (eShop shape).</summary>
+public static class Extensions
+{
+    public static void AddStreamHealthServices(this WebApplicationBuilder builder)
+    {
+        StreamHealthOptions.AddSources(builder.Configuration);
+        // Bound from the final configuration (hosts and tests may add sources until Build).
+        builder.Services.AddSingleton(sp => StreamHealthOptions.Bind(sp.GetRequiredService<IConfiguration>()));
+        builder.Services.AddProblemDetails();
+        builder.Services.AddSingleton(sp => NpgsqlDataSource.Create(sp.GetRequiredService<StreamHealthOptions>().Postgres.ConnectionString));
+        // abortConnect=false: the gateway starts (and reports Redis as down in /health) without Redis.
+        builder.Services.AddSingleton<IConnectionMultiplexer>(sp =>
+            ConnectionMultiplexer.Connect(sp.GetRequiredService<StreamHealthOptions>().Redis.Configuration));
+        builder.Services.AddSingleton(sp => new KafkaClients(sp.GetRequiredService<StreamHealthOptions>().Kafka));
+    }
+
+    public static void UseStreamHealthDefaults(this WebApplication app)
+    {
+        // Fail at start-up, not at the first request, on a bad setting.
+        _ = app.Services.GetRequiredService<StreamHealthOptions>();
+        app.UseExceptionHandler();
+        app.UseStatusCodePages();
+        app.UseDefaultFiles();
+        app.UseStaticFiles();
+    }
+}
+
+/// <summary>Long-lived Kafka clients the gateway shares (each holds broker connections and threads).</summary>
+public sealed class KafkaClients(KafkaOptions options) : IDisposable
+{
+    private readonly Lazy<IAdminClient> _admin = new(() =>
+        new AdminClientBuilder(new AdminClientConfig { BootstrapServers = options.BootstrapServers }).Build());
+    private readonly Lazy<IConsumer<Ignore, Ignore>> _watermarks = new(() =>
+        new ConsumerBuilder<Ignore, Ignore>(new ConsumerConfig
+        {
+            BootstrapServers = options.BootstrapServers,
+            GroupId = "streamhealth-gateway-watermarks",   // never subscribes or commits
+        }).Build());
+
+    public bool Configured => !string.IsNullOrEmpty(options.BootstrapServers);
+    public string BootstrapServers => options.BootstrapServers;
+    public IAdminClient Admin => _admin.Value;
+    public IConsumer<Ignore, Ignore> WatermarkReader => _watermarks.Value;
+
+    public void Dispose()
+    {
+        if (_admin.IsValueCreated) _admin.Value.Dispose();
+        if (_watermarks.IsValueCreated) _watermarks.Value.Dispose();
+    }
+}

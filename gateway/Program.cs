@@ -1,0 +1,13 @@
+using StreamHealth.Gateway;
+using StreamHealth.Gateway.Apis;
+
+var builder = WebApplication.CreateBuilder(args);
+builder.AddStreamHealthServices();
+
+var app = builder.Build();
+app.UseStreamHealthDefaults();
+app.MapHealthApi();
+app.MapTopicsApi();
+app.Run();
+
+public partial class Program;

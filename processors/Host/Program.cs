@@ -1,0 +1,46 @@
+using StreamHealth.Host.Verbs;
+using StreamHealth.Runtime.Configuration;
+using StreamHealth.Schemas;
+
+namespace StreamHealth.Host;
+
+/// <summary>streamhealth &lt;verb&gt; [args]: one process per deployable part; see README.md.</summary>
+public static class StreamHealthCli
+{
+    public static async Task<int> Main(string[] args)
+    {
+        try
+        {
+            return args.FirstOrDefault() switch
+            {
+                "kafka" => await KafkaVerb.RunAsync(args[1..]),
+                "up" => await UpVerb.RunAsync(args[1..]),
+                "migrate" => await MigrateVerb.RunAsync(),
+                "dump" => await DumpVerb.RunAsync(args[1..]),
+                "schemas" => SchemasVerb.Run(args[1..]),
+                _ => Usage(),
+            };
+        }
+        catch (Exception e) when (e is ConfigurationException or UnknownTopicException or UsageException)
+        {
+            // A mistake the user can fix: one line naming the setting, never a stack trace.
+            Console.Error.WriteLine($"streamhealth: {e.Message}");
+            return 2;
+        }
+    }
+
+    private static int Usage()
+    {
+        Console.Error.WriteLine("""
+            usage: streamhealth <verb>
+              kafka [--bootstrap-file PATH]    start the embedded Kafka (librdkafka mock cluster) with every topic; Ctrl-C stops
+              up [--bootstrap-file PATH]       embedded Kafka + migrations + Redis check + sample producers; Ctrl-C stops
+              migrate                          apply PostgreSQL migrations (idempotent)
+              dump TOPIC [--max N] [--since ISO-8601] [--follow] [--bootstrap HOST:PORT]
+                                               print a topic as JSON lines (key, value, headers, timestamp)
+              schemas check|write-baseline     compare compiled schemas with schemas/baseline (backward compatibility)
+            configuration: streamhealth.json beside the binary, overridden by STREAMHEALTH_Section__Key variables
+            """);
+        return 2;
+    }
+}

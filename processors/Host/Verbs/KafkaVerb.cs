@@ -1,0 +1,52 @@
+using StreamHealth.Runtime.Configuration;
+using StreamHealth.Runtime.Kafka;
+
+namespace StreamHealth.Host.Verbs;
+
+/// <summary>`streamhealth kafka`: the embedded broker alone, for processes started separately.</summary>
+internal static class KafkaVerb
+{
+    public static async Task<int> RunAsync(string[] argv)
+    {
+        var args = new Args(argv);
+        var options = StreamHealthOptions.Load();
+        using var cluster = EmbeddedKafkaCluster.Start(options.Kafka.EmbeddedBrokers, partitionOverrides: options.Kafka.PartitionOverrides);
+        WriteBootstrap(args.Get("--bootstrap-file"), cluster.BootstrapServers);
+        Console.WriteLine($"embedded Kafka (librdkafka {EmbeddedKafkaCluster.LibrdkafkaVersion} mock cluster, {cluster.BrokerCount} broker(s)) at {cluster.BootstrapServers}");
+        Console.WriteLine("Ctrl-C stops it.");
+        await Shutdown.WaitAsync();
+        return 0;
+    }
+
+    public static void WriteBootstrap(string? path, string bootstrap)
+    {
+        if (path is null) return;
+        var tmp = path + ".tmp";
+        File.WriteAllText(tmp, bootstrap + "\n");
+        File.Move(tmp, path, overwrite: true);   // readers never see a half-written file
+    }
+}
+
+internal static class Shutdown
+{
+    private static readonly TaskCompletionSource Signalled = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private static readonly CancellationTokenSource Source = new();
+    // Held in a field: a collected registration stops delivering the signal.
+    private static readonly System.Runtime.InteropServices.PosixSignalRegistration Term =
+        System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM,
+            ctx => { ctx.Cancel = true; Trigger(); });
+
+    static Shutdown() => Console.CancelKeyPress += (_, e) => { e.Cancel = true; Trigger(); };
+
+    /// <summary>Cancelled on Ctrl-C or SIGTERM.</summary>
+    public static CancellationToken Token => Term is null ? default : Source.Token;
+
+    /// <summary>Completes on Ctrl-C or SIGTERM.</summary>
+    public static Task WaitAsync() => Term is null ? Task.CompletedTask : Signalled.Task;
+
+    private static void Trigger()
+    {
+        Source.Cancel();
+        Signalled.TrySetResult();
+    }
+}

@@ -1,0 +1,81 @@
+using Npgsql;
+using StackExchange.Redis;
+using StreamHealth.Host.Samples;
+using StreamHealth.Runtime.Configuration;
+using StreamHealth.Runtime.Kafka;
+using StreamHealth.Runtime.Storage;
+
+namespace StreamHealth.Host.Verbs;
+
+/// <summary>`streamhealth up`: the local stack's processes-in-one: embedded Kafka (unless a broker is
+/// configured), migrations, Redis check and sample producers. compose/local/up.sh starts PostgreSQL and
+/// Redis before it and the gateway after it.</summary>
+internal static class UpVerb
+{
+    public static async Task<int> RunAsync(string[] argv)
+    {
+        var args = new Args(argv);
+        var options = StreamHealthOptions.Load();
+        EmbeddedKafkaCluster? cluster = null;
+        var bootstrap = options.Kafka.BootstrapServers;
+        if (string.IsNullOrEmpty(bootstrap))
+        {
+            cluster = EmbeddedKafkaCluster.Start(options.Kafka.EmbeddedBrokers, partitionOverrides: options.Kafka.PartitionOverrides);
+            bootstrap = cluster.BootstrapServers;
+            Console.WriteLine($"kafka     embedded (librdkafka {EmbeddedKafkaCluster.LibrdkafkaVersion} mock cluster) at {bootstrap}");
+        }
+        else
+        {
+            Console.WriteLine($"kafka     {options.Kafka.Flavor} at {bootstrap}");
+        }
+        try
+        {
+            await CheckPostgresAsync(options.Postgres);
+            CheckRedis(options.Redis);
+            KafkaVerb.WriteBootstrap(args.Get("--bootstrap-file"), bootstrap);
+
+            var producers = new List<Task>();
+            if (options.Samples.Enabled)
+            {
+                producers.Add(HealthMetricSamples.RunAsync(bootstrap, options.Samples.MetricsPerSecond, Shutdown.Token));
+                Console.WriteLine($"samples   {options.Samples.MetricsPerSecond} health metrics/s onto insights.metrics");
+            }
+            Console.WriteLine("ready     (Ctrl-C stops)");
+            await Shutdown.WaitAsync();
+            Console.WriteLine("stopping …");
+            await Task.WhenAll(producers);
+            return 0;
+        }
+        finally
+        {
+            cluster?.Dispose();
+        }
+    }
+
+    private static async Task CheckPostgresAsync(PostgresOptions pg)
+    {
+        try
+        {
+            var applied = await PostgresMigrator.MigrateAsync(pg.ConnectionString);
+            Console.WriteLine($"postgres  {pg.Host}:{pg.Port}/{pg.Database} (migrations: {(applied.Count == 0 ? "up to date" : string.Join(", ", applied.Select(v => $"V{v:D4}")))})");
+        }
+        catch (NpgsqlException e) when (e is not PostgresException)
+        {
+            throw new ConfigurationException($"Postgres:Host/Port = {pg.Host}:{pg.Port}: cannot connect ({e.Message.ReplaceLineEndings(" ")}); is it started (compose/local/services.sh start dev)?");
+        }
+    }
+
+    private static void CheckRedis(RedisOptions redis)
+    {
+        using var mux = ConnectionMultiplexer.Connect(redis.Configuration);
+        try
+        {
+            var rtt = mux.GetDatabase().Ping();
+            Console.WriteLine($"redis     {redis.Host}:{redis.Port} (ping {rtt.TotalMilliseconds:F1} ms)");
+        }
+        catch (RedisConnectionException e)
+        {
+            throw new ConfigurationException($"Redis:Host/Port = {redis.Host}:{redis.Port}: cannot connect ({e.Message.ReplaceLineEndings(" ")})");
+        }
+    }
+}

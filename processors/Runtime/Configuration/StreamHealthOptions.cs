@@ -1,0 +1,193 @@
+using Microsoft.Extensions.Configuration;
+using StreamHealth.Runtime.Kafka;
+using StreamHealth.Schemas;
+
+namespace StreamHealth.Runtime.Configuration;
+
+/// <summary>Kafka connection. An empty <see cref="BootstrapServers"/> means "start the embedded cluster".</summary>
+public sealed class KafkaOptions
+{
+    public const string Section = "Kafka";
+    public string BootstrapServers { get; set; } = "";
+    public KafkaFlavor Flavor { get; set; } = KafkaFlavor.Embedded;
+    public int EmbeddedBrokers { get; set; } = 1;
+    /// <summary>Per-topic overrides, keyed by catalogue topic name (e.g. "weights.raw").</summary>
+    public Dictionary<string, TopicOptions> Topics { get; set; } = new(StringComparer.Ordinal);
+
+    public BrokerCapabilities Capabilities => BrokerCapabilities.For(Flavor);
+
+    public IReadOnlyDictionary<string, int> PartitionOverrides =>
+        Topics.Where(t => t.Value.Partitions > 0).ToDictionary(t => t.Key, t => t.Value.Partitions);
+
+    internal void Validate(List<string> errors)
+    {
+        if (EmbeddedBrokers is < 1 or > 16)
+            errors.Add($"{Section}:EmbeddedBrokers = {EmbeddedBrokers}: must be 1-16");
+        foreach (var (name, topic) in Topics)
+        {
+            if (!Schemas.Topics.TryGet(name, out _))
+                errors.Add($"{Section}:Topics:{name}: unknown topic name; known topics: {Schemas.Topics.KnownNames}");
+            else if (topic.Partitions is < 0 or > 256)
+                errors.Add($"{Section}:Topics:{name}:Partitions = {topic.Partitions}: must be 1-256");
+        }
+        foreach (var server in BootstrapServers.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var colon = server.LastIndexOf(':');
+            if (colon <= 0 || !int.TryParse(server.AsSpan(colon + 1), out var port) || !OptionChecks.IsPort(port))
+                errors.Add($"{Section}:BootstrapServers = {BootstrapServers}: '{server}' is not host:port with a port 1-65535");
+        }
+    }
+}
+
+public sealed class TopicOptions
+{
+    public int Partitions { get; set; }
+}
+
+/// <summary>PostgreSQL (TimescaleDB in production) that the sinks and gateway use.</summary>
+public sealed class PostgresOptions
+{
+    public const string Section = "Postgres";
+    public string Host { get; set; } = "127.0.0.1";
+    public int Port { get; set; } = 55432;
+    public string Database { get; set; } = "streamhealth";
+    public string Username { get; set; } = "postgres";
+    public string Password { get; set; } = "";
+    public int MaxPoolSize { get; set; } = 32;
+
+    public string ConnectionString =>
+        $"Host={Host};Port={Port};Database={Database};Username={Username};Password={Password};Maximum Pool Size={MaxPoolSize};No Reset On Close=true";
+
+    internal void Validate(List<string> errors)
+    {
+        if (!OptionChecks.IsPort(Port)) errors.Add($"{Section}:Port = {Port}: not a TCP port (1-65535)");
+        if (string.IsNullOrWhiteSpace(Host)) errors.Add($"{Section}:Host is empty");
+        if (string.IsNullOrWhiteSpace(Database)) errors.Add($"{Section}:Database is empty");
+        if (MaxPoolSize < 1) errors.Add($"{Section}:MaxPoolSize = {MaxPoolSize}: must be at least 1");
+    }
+}
+
+/// <summary>Redis that holds each user's latest state (write-through cache).</summary>
+public sealed class RedisOptions
+{
+    public const string Section = "Redis";
+    public string Host { get; set; } = "127.0.0.1";
+    public int Port { get; set; } = 56379;
+
+    public string Configuration => $"{Host}:{Port},abortConnect=false,connectTimeout=2000,syncTimeout=2000";
+
+    internal void Validate(List<string> errors)
+    {
+        if (!OptionChecks.IsPort(Port)) errors.Add($"{Section}:Port = {Port}: not a TCP port (1-65535)");
+        if (string.IsNullOrWhiteSpace(Host)) errors.Add($"{Section}:Host is empty");
+    }
+}
+
+/// <summary>Where stream tasks keep their RocksDB state stores.</summary>
+public sealed class StateOptions
+{
+    public const string Section = "State";
+    public string Directory { get; set; } = "/var/tmp/streamhealth-state";
+
+    internal void Validate(List<string> errors)
+    {
+        // The store directory itself is created on demand; a missing parent is almost always a typo.
+        var parent = Path.GetDirectoryName(Path.GetFullPath(Directory));
+        if (string.IsNullOrWhiteSpace(Directory))
+            errors.Add($"{Section}:Directory is empty");
+        else if (parent is not null && !System.IO.Directory.Exists(parent))
+            errors.Add($"{Section}:Directory = {Directory}: parent directory {parent} does not exist");
+    }
+}
+
+/// <summary>Sample data the local stack streams (../shared/data).</summary>
+public sealed class SamplesOptions
+{
+    public const string Section = "Samples";
+    public bool Enabled { get; set; } = true;
+    public string DataDirectory { get; set; } = "";
+    public int MetricsPerSecond { get; set; } = 20;
+
+    internal void Validate(List<string> errors)
+    {
+        if (Enabled && DataDirectory.Length > 0 && !System.IO.Directory.Exists(DataDirectory))
+            errors.Add($"{Section}:DataDirectory = {DataDirectory}: directory does not exist");
+        if (MetricsPerSecond is < 0 or > 100_000)
+            errors.Add($"{Section}:MetricsPerSecond = {MetricsPerSecond}: must be 0-100000");
+    }
+}
+
+internal static class OptionChecks
+{
+    public static bool IsPort(int port) => port is >= 1 and <= 65535;
+}
+
+/// <summary>A configuration mistake a user made; its message is one line naming the setting.</summary>
+public sealed class ConfigurationException(string message) : Exception(message);
+
+/// <summary>All options of one process, bound from streamhealth.json plus STREAMHEALTH_ environment variables.</summary>
+public sealed class StreamHealthOptions
+{
+    public const string EnvironmentPrefix = "STREAMHEALTH_";
+    public const string FileName = "streamhealth.json";
+
+    public KafkaOptions Kafka { get; } = new();
+    public PostgresOptions Postgres { get; } = new();
+    public RedisOptions Redis { get; } = new();
+    public StateOptions State { get; } = new();
+    public SamplesOptions Samples { get; } = new();
+
+    /// <summary>The configuration sources every StreamHealth process uses, in precedence order.</summary>
+    public static IConfigurationBuilder AddSources(IConfigurationBuilder builder, IEnumerable<KeyValuePair<string, string?>>? overrides = null)
+    {
+        var file = Environment.GetEnvironmentVariable(EnvironmentPrefix + "CONFIG")
+                   ?? Path.Combine(AppContext.BaseDirectory, FileName);
+        builder.AddJsonFile(file, optional: false, reloadOnChange: false)
+               .AddEnvironmentVariables(EnvironmentPrefix);
+        if (overrides is not null) builder.AddInMemoryCollection(overrides);
+        return builder;
+    }
+
+    public static StreamHealthOptions Load(IEnumerable<KeyValuePair<string, string?>>? overrides = null)
+    {
+        IConfiguration configuration;
+        try
+        {
+            configuration = AddSources(new ConfigurationBuilder(), overrides).Build();
+        }
+        catch (Exception e) when (e is FileNotFoundException or InvalidDataException or FormatException)
+        {
+            throw new ConfigurationException($"configuration file: {OneLine(e.Message)}");
+        }
+        return Bind(configuration);
+    }
+
+    /// <summary>Binds and validates; every problem found is reported, each naming its setting.</summary>
+    public static StreamHealthOptions Bind(IConfiguration configuration)
+    {
+        var options = new StreamHealthOptions();
+        try
+        {
+            configuration.GetSection(KafkaOptions.Section).Bind(options.Kafka);
+            configuration.GetSection(PostgresOptions.Section).Bind(options.Postgres);
+            configuration.GetSection(RedisOptions.Section).Bind(options.Redis);
+            configuration.GetSection(StateOptions.Section).Bind(options.State);
+            configuration.GetSection(SamplesOptions.Section).Bind(options.Samples);
+        }
+        catch (InvalidOperationException e)
+        {
+            // The binder's message already names the key ("... value 'x' at 'Postgres:Port' to type ...").
+            throw new ConfigurationException(OneLine(e.Message));
+        }
+        var errors = new List<string>();
+        options.Kafka.Validate(errors);
+        options.Postgres.Validate(errors);
+        options.Redis.Validate(errors);
+        options.State.Validate(errors);
+        options.Samples.Validate(errors);
+        if (errors.Count > 0) throw new ConfigurationException("configuration error: " + string.Join("; ", errors));
+        return options;
+    }
+
+    private static string OneLine(string message) => message.ReplaceLineEndings(" ").Trim();
+}

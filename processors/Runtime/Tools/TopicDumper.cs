@@ -1,0 +1,133 @@
+using System.Text.Json;
+using Confluent.Kafka;
+using Google.Protobuf;
+using StreamHealth.Runtime.Kafka;
+using StreamHealth.Schemas;
+
+namespace StreamHealth.Runtime.Tools;
+
+/// <summary>Reads a topic and writes one JSON object per record: position, timestamp, headers, and
+/// key/value decoded with the topic's Protobuf schema. Records that do not decode (and everything in a
+/// dead-letter topic) are written as base64 with the decode error, so nothing is hidden.</summary>
+public static class TopicDumper
+{
+    /// <param name="Since">Only records with a timestamp at or after this time.</param>
+    /// <param name="Follow">Keep reading new records until cancelled (else stop at the end offsets seen at start).</param>
+    public sealed record Request(TopicSpec Topic, string BootstrapServers, BrokerCapabilities Capabilities,
+        int MaxRecords = int.MaxValue, DateTimeOffset? Since = null, bool Follow = false);
+
+    private static readonly JsonFormatter Formatter = new(JsonFormatter.Settings.Default.WithFormatDefaultValues(false));
+
+    public static async Task<long> DumpAsync(Request request, Stream output, CancellationToken ct)
+    {
+        var config = new ConsumerConfig
+        {
+            BootstrapServers = request.BootstrapServers,
+            GroupId = "streamhealth-dump-" + Guid.NewGuid().ToString("N"),   // assign() only; never commits
+            EnableAutoCommit = false,
+            EnableAutoOffsetStore = false,
+            AutoOffsetReset = AutoOffsetReset.Earliest,
+            EnablePartitionEof = true,
+        };
+        using var consumer = new ConsumerBuilder<byte[]?, byte[]?>(config).Build();
+        var partitions = PartitionsOf(request.BootstrapServers, request.Topic.Name);
+        var start = new List<TopicPartitionOffset>();
+        var remaining = new HashSet<int>();
+        foreach (var p in partitions)
+        {
+            var tp = new TopicPartition(request.Topic.Name, p);
+            var marks = consumer.QueryWatermarkOffsets(tp, TimeSpan.FromSeconds(10));
+            if (!request.Follow && marks.High.Value <= marks.Low.Value) continue;
+            start.Add(new TopicPartitionOffset(tp, marks.Low));
+            remaining.Add(p);
+        }
+        if (request.Since is { } since && request.Capabilities.TimestampLookup && start.Count > 0)
+        {
+            // Real Kafka: jump straight to the first offset at the time. The embedded broker answers
+            // this lookup with the end offset, so there we scan from the start and filter (below).
+            var lookup = start.Select(s => new TopicPartitionTimestamp(s.TopicPartition, new Timestamp(since.UtcDateTime))).ToList();
+            start = consumer.OffsetsForTimes(lookup, TimeSpan.FromSeconds(10))
+                .Select(o => o.Offset == Offset.End ? new TopicPartitionOffset(o.TopicPartition, Offset.End) : o).ToList();
+        }
+        if (start.Count == 0) return 0;
+        consumer.Assign(start);
+
+        await using var writer = new Utf8JsonWriter(output, new JsonWriterOptions { SkipValidation = true });
+        long written = 0;
+        var sinceMs = request.Since?.ToUnixTimeMilliseconds();
+        while (!ct.IsCancellationRequested && written < request.MaxRecords && (request.Follow || remaining.Count > 0))
+        {
+            var result = consumer.Consume(TimeSpan.FromMilliseconds(200));
+            if (result is null) continue;
+            if (result.IsPartitionEOF)
+            {
+                remaining.Remove(result.Partition.Value);
+                continue;
+            }
+            if (sinceMs is { } min && result.Message.Timestamp.UnixTimestampMs < min) continue;
+            WriteRecord(writer, request.Topic, result);
+            await writer.FlushAsync(ct);
+            output.WriteByte((byte)'\n');
+            writer.Reset();
+            written++;
+        }
+        await output.FlushAsync(ct);
+        return written;
+    }
+
+    private static List<int> PartitionsOf(string bootstrap, string topic)
+    {
+        using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = bootstrap }).Build();
+        var metadata = admin.GetMetadata(topic, TimeSpan.FromSeconds(10));
+        var t = metadata.Topics.SingleOrDefault(x => x.Topic == topic);
+        if (t is null || t.Error.IsError)
+            throw new InvalidOperationException($"topic '{topic}' is not on the broker at {bootstrap}: {t?.Error.Reason ?? "no metadata"}");
+        return t.Partitions.Select(p => p.PartitionId).Order().ToList();
+    }
+
+    private static void WriteRecord(Utf8JsonWriter w, TopicSpec topic, ConsumeResult<byte[]?, byte[]?> r)
+    {
+        w.WriteStartObject();
+        w.WriteString("topic", r.Topic);
+        w.WriteNumber("partition", r.Partition.Value);
+        w.WriteNumber("offset", r.Offset.Value);
+        w.WriteString("timestamp", DateTimeOffset.FromUnixTimeMilliseconds(r.Message.Timestamp.UnixTimestampMs).ToString("O"));
+        WritePayload(w, "key", topic.Key, r.Message.Key);
+        WritePayload(w, "value", topic.Value, r.Message.Value);
+        if (r.Message.Headers is { Count: > 0 } headers)
+        {
+            w.WriteStartObject("headers");
+            foreach (var h in headers)
+            {
+                var bytes = h.GetValueBytes();
+                w.WriteString(h.Key, bytes is null ? "" : System.Text.Encoding.UTF8.GetString(bytes));
+            }
+            w.WriteEndObject();
+        }
+        w.WriteEndObject();
+    }
+
+    private static void WritePayload(Utf8JsonWriter w, string name, Google.Protobuf.Reflection.MessageDescriptor? schema, byte[]? bytes)
+    {
+        if (bytes is null)
+        {
+            w.WriteNull(name);
+            return;
+        }
+        if (schema is not null)
+        {
+            try
+            {
+                var message = schema.Parser.ParseFrom(bytes);
+                w.WritePropertyName(name);
+                w.WriteRawValue(Formatter.Format(message), skipInputValidation: true);
+                return;
+            }
+            catch (InvalidProtocolBufferException e)
+            {
+                w.WriteString(name + "Error", $"does not decode as {schema.FullName}: {e.Message}");
+            }
+        }
+        w.WriteBase64String(name + "Base64", bytes);
+    }
+}

@@ -1,0 +1,86 @@
+using System.Text;
+using Confluent.Kafka;
+using Google.Protobuf;
+using StreamHealth.Schemas;
+using StreamHealth.Tests.Infrastructure;
+
+namespace StreamHealth.Tests.Foundation;
+
+public sealed class EmbeddedKafkaTests(EmbeddedKafkaFixture kafka) : IClassFixture<EmbeddedKafkaFixture>
+{
+    [Fact]
+    public void Round_trip_keeps_keys_headers_and_event_timestamps_per_partition_in_order()
+    {
+        var topic = kafka.NewTopic("roundtrip", partitions: 3);
+        var baseTime = new DateTimeOffset(2024, 3, 1, 8, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds();
+        var sent = new List<(string User, WeightMeasurement Value, long TimeMs)>();
+        using (var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig
+               { BootstrapServers = kafka.BootstrapServers, EnableIdempotence = true }).Build())
+        {
+            for (var i = 0; i < 60; i++)
+            {
+                var user = $"user-{i % 7}";
+                var t = baseTime + i * 60_000L;
+                var value = new WeightMeasurement
+                {
+                    SchemaVersion = 1, EventTimeUnixMs = t, MeasurementId = $"m-{i}", UserId = user,
+                    Value = 70 + i * 0.1, Unit = WeightUnit.Kg, Source = WeightSource.ConnectedScale,
+                };
+                var headers = new Headers { { "trace-id", Encoding.UTF8.GetBytes($"trace-{i}") } };
+                producer.Produce(topic, new Message<byte[], byte[]>
+                {
+                    Key = new UserKey { UserId = user }.ToByteArray(), Value = value.ToByteArray(),
+                    Timestamp = new Timestamp(t, TimestampType.CreateTime), Headers = headers,
+                });
+                sent.Add((user, value, t));
+            }
+            Assert.Equal(0, producer.Flush(TimeSpan.FromSeconds(10)));
+        }
+
+        var received = new List<ConsumeResult<byte[], byte[]>>();
+        using (var consumer = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig
+               {
+                   BootstrapServers = kafka.BootstrapServers, GroupId = "roundtrip-" + Guid.NewGuid().ToString("N"),
+                   AutoOffsetReset = AutoOffsetReset.Earliest, SessionTimeoutMs = 6000,
+               }).Build())
+        {
+            consumer.Subscribe(topic);
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (received.Count < sent.Count && DateTime.UtcNow < deadline)
+                if (consumer.Consume(TimeSpan.FromMilliseconds(500)) is { } r) received.Add(r);
+            consumer.Close();
+        }
+
+        Assert.Equal(sent.Count, received.Count);
+        foreach (var r in received)
+        {
+            var key = UserKey.Parser.ParseFrom(r.Message.Key);
+            var value = WeightMeasurement.Parser.ParseFrom(r.Message.Value);
+            var index = int.Parse(value.MeasurementId[2..]);
+            Assert.Equal(sent[index].User, key.UserId);
+            Assert.Equal(sent[index].Value, value);
+            Assert.Equal(sent[index].TimeMs, r.Message.Timestamp.UnixTimestampMs);
+            Assert.Equal(TimestampType.CreateTime, r.Message.Timestamp.Type);
+            Assert.Equal($"trace-{index}", Encoding.UTF8.GetString(r.Message.Headers.GetLastBytes("trace-id")));
+        }
+        // One key always lands on one partition, and within it in production order.
+        foreach (var byUser in received.GroupBy(r => UserKey.Parser.ParseFrom(r.Message.Key).UserId))
+        {
+            Assert.Single(byUser.Select(r => r.Partition.Value).Distinct());
+            var offsets = byUser.Select(r => WeightMeasurement.Parser.ParseFrom(r.Message.Value).EventTimeUnixMs).ToList();
+            Assert.Equal(offsets.Order(), offsets);
+        }
+    }
+
+    [Fact]
+    public void Every_catalogue_topic_exists_with_its_partition_count()
+    {
+        using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = kafka.BootstrapServers }).Build();
+        var metadata = admin.GetMetadata(TimeSpan.FromSeconds(10));
+        foreach (var spec in Topics.All)
+        {
+            var topic = Assert.Single(metadata.Topics, t => t.Topic == spec.Name);
+            Assert.Equal(spec.Partitions, topic.Partitions.Count);
+        }
+    }
+}
