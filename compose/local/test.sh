@@ -14,9 +14,10 @@ set +e
 dotnet test "$ROOT/StreamHealth.sln" -c Release -nologo --logger "console;verbosity=normal" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
-# Sum the per-project summaries ("Failed: 0, Passed: 12, Skipped: 0, Total: 12").
-passed=$(grep -oE 'Passed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
-failed=$(grep -oE 'Failed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+# Sum the per-project summaries: "Failed: 0, Passed: 12, ..." or "     Passed: 12" (console logger).
+count() { awk -v word="$1" '{ while (match($0, word ": +[0-9]+")) { n += substr($0, RSTART + length(word) + 1, RLENGTH - length(word) - 1); $0 = substr($0, RSTART + RLENGTH) } } END { print n + 0 }' "$log"; }
+passed=$(count Passed)
+failed=$(count Failed)
 rm -f "$log"
 echo "tests: ${passed:-0} passed, ${failed:-0} failed"
 if [[ $status -eq 0 && ${passed:-0} -eq 0 ]]; then echo "no test ran" >&2; exit 1; fi
