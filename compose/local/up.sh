@@ -42,7 +42,7 @@ for _ in $(seq 300); do [[ -s "$BOOTSTRAP_FILE" ]] && break; kill -0 "${pids[0]}
 [[ -s "$BOOTSTRAP_FILE" ]] || { log "the streamhealth host did not come up in 30 s"; exit 1; }
 export STREAMHEALTH_Kafka__BootstrapServers="$(cat "$BOOTSTRAP_FILE")"
 
-(cd "$ROOT/gateway/bin/Release/net10.0" && exec dotnet StreamHealth.Gateway.dll --urls "http://127.0.0.1:$GATEWAY_PORT" \
+(cd "$ROOT/gateway" && exec dotnet bin/Release/net10.0/StreamHealth.Gateway.dll --urls "http://127.0.0.1:$GATEWAY_PORT" \
    --Logging:LogLevel:Default=Warning) &
 pids+=($!)
 for _ in $(seq 200); do curl -fs "http://127.0.0.1:$GATEWAY_PORT/health" >/dev/null 2>&1 && break; sleep 0.1; done

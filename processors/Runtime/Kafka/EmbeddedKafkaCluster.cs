@@ -48,8 +48,9 @@ public sealed class EmbeddedKafkaCluster : IDisposable
         Librdkafka.EnsureResolver();
         var errstr = new byte[512];
         var conf = Librdkafka.rd_kafka_conf_new();
-        // The owning handle never talks to the cluster itself; keep its own logging quiet.
-        Librdkafka.rd_kafka_conf_set(conf, "log_level", "3", errstr, (nuint)errstr.Length);
+        // The owning handle only hosts the cluster; its connection chatter at shutdown is noise.
+        Librdkafka.rd_kafka_conf_set(conf, "log_level", "2", errstr, (nuint)errstr.Length);
+        Librdkafka.rd_kafka_conf_set(conf, "log.connection.close", "false", errstr, (nuint)errstr.Length);
         var rk = Librdkafka.rd_kafka_new(Librdkafka.ProducerType, conf, errstr, (nuint)errstr.Length);
         if (rk == IntPtr.Zero)
         {
