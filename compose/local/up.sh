@@ -27,8 +27,11 @@ pids=()
 cleanup() {
   trap - INT TERM EXIT
   log "stopping"
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # Reverse start order: the gateway lets go of Kafka before the host takes the embedded broker down.
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
+  done
   bash "$ROOT/compose/local/services.sh" stop dev
   log "stopped cleanly"
 }

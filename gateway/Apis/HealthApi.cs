@@ -38,14 +38,22 @@ public static class HealthApi
     private static Probe Time(Func<string> probe)
     {
         var sw = Stopwatch.StartNew();
-        try { return new Probe(true, sw.Elapsed.TotalMilliseconds, probe()); }
+        try
+        {
+            var detail = probe();   // before reading the clock: arguments evaluate left to right
+            return new Probe(true, sw.Elapsed.TotalMilliseconds, detail);
+        }
         catch (Exception e) { return new Probe(false, sw.Elapsed.TotalMilliseconds, e.Message.ReplaceLineEndings(" ")); }
     }
 
     private static async Task<Probe> TimeAsync(Func<Task<string>> probe)
     {
         var sw = Stopwatch.StartNew();
-        try { return new Probe(true, sw.Elapsed.TotalMilliseconds, await probe()); }
+        try
+        {
+            var detail = await probe();
+            return new Probe(true, sw.Elapsed.TotalMilliseconds, detail);
+        }
         catch (Exception e) { return new Probe(false, sw.Elapsed.TotalMilliseconds, e.Message.ReplaceLineEndings(" ")); }
     }
 }

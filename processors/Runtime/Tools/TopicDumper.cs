@@ -52,7 +52,12 @@ public static class TopicDumper
         if (start.Count == 0) return 0;
         consumer.Assign(start);
 
-        await using var writer = new Utf8JsonWriter(output, new JsonWriterOptions { SkipValidation = true });
+        await using var writer = new Utf8JsonWriter(output, new JsonWriterOptions
+        {
+            SkipValidation = true,
+            // Lines are read by people and jq, not embedded in HTML: keep "+00:00" and non-ASCII text readable.
+            Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        });
         long written = 0;
         var sinceMs = request.Since?.ToUnixTimeMilliseconds();
         while (!ct.IsCancellationRequested && written < request.MaxRecords && (request.Follow || remaining.Count > 0))

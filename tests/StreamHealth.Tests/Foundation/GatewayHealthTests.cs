@@ -22,7 +22,10 @@ public sealed class GatewayHealthTests(EmbeddedKafkaFixture kafka) : IClassFixtu
         Assert.True(response.StatusCode == HttpStatusCode.OK, body.ToString());
         Assert.Equal("healthy", body.GetProperty("status").GetString());
         foreach (var part in new[] { "kafka", "postgres", "redis" })
+        {
             Assert.True(body.GetProperty(part).GetProperty("ok").GetBoolean(), part);
+            Assert.True(body.GetProperty(part).GetProperty("latencyMs").GetDouble() > 0.001, part + " latency is measured");
+        }
 
         var topics = JsonDocument.Parse(await client.GetStringAsync("/api/v1/topics")).RootElement;
         Assert.Contains(topics.EnumerateArray(), t => t.GetProperty("name").GetString() == "weights.raw" && t.GetProperty("partitions").GetInt32() == 4);
