@@ -1,0 +1,53 @@
+using Confluent.Kafka;
+
+namespace StreamHealth.Runtime.Streams;
+
+/// <summary>One input record, as the processor sees it.</summary>
+public readonly record struct StreamRecord<TKey, TValue>(
+    TKey Key, TValue Value, long TimestampUnixMs, string Topic, int Partition, long Offset, Headers? Headers);
+
+/// <summary>A processor in the Kafka Streams shape: Init once per task, Process per record,
+/// Punctuate on stream time or wall-clock schedules, Close when the task goes away.</summary>
+public interface IProcessor<TKey, TValue>
+{
+    void Init(IProcessorContext context);
+    void Process(in StreamRecord<TKey, TValue> record);
+    void Punctuate(PunctuationType type, long timeUnixMs) { }
+    void Close() { }
+}
+
+public enum PunctuationType { StreamTime, WallClock }
+
+/// <summary>What a processor may touch: its task's stores, its outputs, and time.</summary>
+public interface IProcessorContext
+{
+    string ApplicationId { get; }
+    /// <summary>"topic-partition" of the input partition this task owns.</summary>
+    string TaskId { get; }
+    int Partition { get; }
+    /// <summary>Highest record timestamp seen by this task (event time), ms since the Unix epoch.</summary>
+    long StreamTimeUnixMs { get; }
+
+    /// <summary>The task's store <paramref name="name"/> (declared in <see cref="Topology.StoreNames"/>).</summary>
+    KeyValueStore<TK, TV> GetStore<TK, TV>(string name, ISerde<TK> keySerde, ISerde<TV> valueSerde);
+
+    /// <summary>Emits a result to a sink topic. <paramref name="outputId"/> must be deterministic for
+    /// the input (e.g. derived from its offset) so sinks can drop the duplicates a replay produces;
+    /// it travels as the <see cref="StreamHeaders.OutputId"/> header.</summary>
+    void Forward(string sinkTopic, Google.Protobuf.IMessage key, Google.Protobuf.IMessage value, long timestampUnixMs, string outputId);
+
+    /// <summary>Asks for <see cref="IProcessor{TKey,TValue}.Punctuate"/> every <paramref name="interval"/>.</summary>
+    void Schedule(TimeSpan interval, PunctuationType type);
+}
+
+/// <summary>Header names the runtime writes.</summary>
+public static class StreamHeaders
+{
+    public const string OutputId = "streamhealth-output-id";
+    public const string Error = "streamhealth-error";
+    public const string ErrorType = "streamhealth-error-type";
+    public const string Processor = "streamhealth-processor";
+    public const string SourceTopic = "streamhealth-source-topic";
+    public const string SourcePartition = "streamhealth-source-partition";
+    public const string SourceOffset = "streamhealth-source-offset";
+}

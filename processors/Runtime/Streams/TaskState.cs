@@ -1,0 +1,149 @@
+using System.Buffers.Binary;
+using System.Text;
+using StreamHealth.Runtime.State;
+
+namespace StreamHealth.Runtime.Streams;
+
+/// <summary>The RocksDB-backed state of one task: every store of the task in one RocksDB instance
+/// (keys prefixed by store name), a write cache flushed as one write batch per commit, and the input
+/// offset that state reflects, written in that same batch — so state and offset never disagree.</summary>
+internal sealed class TaskState : IDisposable
+{
+    // Layout: 0x01 store-name 0x00 key → value ; 0xFF meta-name → meta value. 0xFF sorts after every store.
+    internal static readonly byte[] NextOffsetKey = Meta("next-offset");
+    internal static readonly byte[] ChangelogPositionKey = Meta("changelog-position");
+
+    private readonly RocksDbStore _db;
+    private readonly Dictionary<byte[], byte[]?> _dirty = new(ByteArrayComparer.Instance);
+    private readonly Dictionary<byte[], byte[]?> _staged = new(ByteArrayComparer.Instance);
+    private readonly RocksDbWriteBatch _batch = new();
+
+    /// <summary>First input offset not yet reflected in durable state.</summary>
+    public long NextOffset { get; private set; }
+
+    /// <summary>Changelog offset up to which (exclusive) this local state is known to include.</summary>
+    public long ChangelogPosition { get; private set; }
+
+    public IReadOnlyDictionary<byte[], byte[]?> Dirty => _dirty;
+
+    public TaskState(string directory)
+    {
+        _db = RocksDbStore.Open(directory);
+        NextOffset = ReadLong(NextOffsetKey);
+        ChangelogPosition = ReadLong(ChangelogPositionKey);
+    }
+
+    public static byte[] StorePrefix(string name)
+    {
+        var n = Encoding.UTF8.GetBytes(name);
+        var prefix = new byte[n.Length + 2];
+        prefix[0] = 0x01;
+        n.CopyTo(prefix, 1);
+        return prefix;   // trailing 0x00 separator
+    }
+
+    public byte[]? Get(byte[] key)
+    {
+        if (_staged.TryGetValue(key, out var staged)) return staged;
+        if (_dirty.TryGetValue(key, out var dirty)) return dirty;
+        return _db.TryGet(key, out var value) ? value : null;
+    }
+
+    /// <summary>Stages a write of the record being processed (null deletes).</summary>
+    public void Put(byte[] key, byte[]? value) => _staged[key] = value;
+
+    /// <summary>The record succeeded: its writes join the next commit.</summary>
+    public void AcceptRecord(long offset)
+    {
+        foreach (var (k, v) in _staged) _dirty[k] = v;
+        _staged.Clear();
+        NextOffset = offset + 1;
+    }
+
+    /// <summary>The record failed (it goes to the dead-letter topic): none of its writes happen.</summary>
+    public void DiscardRecord(long offset)
+    {
+        _staged.Clear();
+        NextOffset = offset + 1;
+    }
+
+    /// <summary>Writes the cache, the next input offset and the changelog position atomically.</summary>
+    public void Commit(long changelogPosition)
+    {
+        _batch.Clear();
+        foreach (var (k, v) in _dirty)
+        {
+            if (v is null) _batch.Delete(k);
+            else _batch.Put(k, v);
+        }
+        PutLong(NextOffsetKey, NextOffset);
+        PutLong(ChangelogPositionKey, changelogPosition);
+        _db.Write(_batch);
+        _dirty.Clear();
+        ChangelogPosition = changelogPosition;
+    }
+
+    /// <summary>Applies one complete committed run read back from the changelog.</summary>
+    public void ApplyRestored(List<KeyValuePair<byte[], byte[]?>> entries, long nextOffset, long changelogPosition)
+    {
+        _batch.Clear();
+        foreach (var (k, v) in entries)
+        {
+            if (v is null) _batch.Delete(k);
+            else _batch.Put(k, v);
+        }
+        NextOffset = nextOffset;
+        PutLong(NextOffsetKey, nextOffset);
+        PutLong(ChangelogPositionKey, changelogPosition);
+        _db.Write(_batch);
+        ChangelogPosition = changelogPosition;
+    }
+
+    private void PutLong(byte[] key, long value)
+    {
+        Span<byte> bytes = stackalloc byte[8];
+        BinaryPrimitives.WriteInt64BigEndian(bytes, value);
+        _batch.Put(key, bytes);
+    }
+
+    private long ReadLong(byte[] key) =>
+        _db.TryGet(key, out var v) && v.Length == 8 ? BinaryPrimitives.ReadInt64BigEndian(v) : 0;
+
+    internal static long DecodeLong(ReadOnlySpan<byte> value) => BinaryPrimitives.ReadInt64BigEndian(value);
+
+    internal static byte[] EncodeLong(long value)
+    {
+        var bytes = new byte[8];
+        BinaryPrimitives.WriteInt64BigEndian(bytes, value);
+        return bytes;
+    }
+
+    private static byte[] Meta(string name)
+    {
+        var n = Encoding.ASCII.GetBytes(name);
+        var key = new byte[n.Length + 1];
+        key[0] = 0xFF;
+        n.CopyTo(key, 1);
+        return key;
+    }
+
+    public void Dispose()
+    {
+        _batch.Dispose();
+        _db.Dispose();
+    }
+}
+
+internal sealed class ByteArrayComparer : IEqualityComparer<byte[]>
+{
+    public static readonly ByteArrayComparer Instance = new();
+
+    public bool Equals(byte[]? x, byte[]? y) => x.AsSpan().SequenceEqual(y);
+
+    public int GetHashCode(byte[] bytes)
+    {
+        var hash = new HashCode();
+        hash.AddBytes(bytes);
+        return hash.ToHashCode();
+    }
+}
