@@ -124,14 +124,7 @@ public sealed unsafe class RocksDbStore : IDisposable
     /// No exception: an oversized value is a sizing decision for the caller, not a fault.</returns>
     public int Get(ReadOnlySpan<byte> key, Span<byte> destination)
     {
-        ThrowIfDisposed();
-        IntPtr slice;
-        fixed (byte* keyPtr = NonNull(key))
-        {
-            byte* error = null;
-            slice = rocksdb_get_pinned(_db, _readOptions, keyPtr, (nuint)key.Length, &error);
-            ThrowIfError(error);
-        }
+        var slice = GetPinned(key);
         if (slice == IntPtr.Zero) return -1;
         try
         {
@@ -148,17 +141,23 @@ public sealed unsafe class RocksDbStore : IDisposable
         }
     }
 
-    /// <summary>Reads the value of <paramref name="key"/> into a new array; <see cref="Get"/> avoids the allocation.</summary>
-    public bool TryGet(ReadOnlySpan<byte> key, [MaybeNullWhen(false)] out byte[] value)
+    /// <summary>The pinned slice holding <paramref name="key"/>'s value (zero when absent); the caller destroys it.</summary>
+    private IntPtr GetPinned(ReadOnlySpan<byte> key)
     {
         ThrowIfDisposed();
-        IntPtr slice;
         fixed (byte* keyPtr = NonNull(key))
         {
             byte* error = null;
-            slice = rocksdb_get_pinned(_db, _readOptions, keyPtr, (nuint)key.Length, &error);
+            var slice = rocksdb_get_pinned(_db, _readOptions, keyPtr, (nuint)key.Length, &error);
             ThrowIfError(error);
+            return slice;
         }
+    }
+
+    /// <summary>Reads the value of <paramref name="key"/> into a new array; <see cref="Get"/> avoids the allocation.</summary>
+    public bool TryGet(ReadOnlySpan<byte> key, [MaybeNullWhen(false)] out byte[] value)
+    {
+        var slice = GetPinned(key);
         if (slice == IntPtr.Zero)
         {
             value = null;
