@@ -8,6 +8,7 @@ var app = builder.Build();
 app.UseStreamHealthDefaults();
 app.MapHealthApi();
 app.MapTopicsApi();
+app.MapStreamsApi();
 app.Run();
 
 public partial class Program;

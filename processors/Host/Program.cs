@@ -15,6 +15,7 @@ public static class StreamHealthCli
             {
                 "kafka" => await KafkaVerb.RunAsync(args[1..]),
                 "up" => await UpVerb.RunAsync(args[1..]),
+                "run" => await RunVerb.RunAsync(args[1..]),
                 "migrate" => await MigrateVerb.RunAsync(),
                 "dump" => await DumpVerb.RunAsync(args[1..]),
                 "schemas" => SchemasVerb.Run(args[1..]),
@@ -35,6 +36,8 @@ public static class StreamHealthCli
             usage: streamhealth <verb>
               kafka [--bootstrap-file PATH]    start the embedded Kafka (librdkafka mock cluster) with every topic; Ctrl-C stops
               up [--bootstrap-file PATH]       embedded Kafka + migrations + Redis check + sample producers; Ctrl-C stops
+              run --topology NAME[,NAME] [--source TOPIC] [--app ID] [--host-id ID]
+                                               a processing host: stream threads, tasks, RocksDB state; SIGTERM stops gracefully
               migrate                          apply PostgreSQL migrations (idempotent)
               dump TOPIC [--max N] [--since ISO-8601] [--follow] [--bootstrap HOST:PORT]
                                                print a topic as JSON lines (key, value, headers, timestamp)

@@ -100,6 +100,27 @@ public sealed class StateOptions
     }
 }
 
+/// <summary>How this process runs its topologies (see Streams/StreamHost).</summary>
+public sealed class StreamsOptions
+{
+    public const string Section = "Streams";
+    /// <summary>Stream threads (consumer-group members) per topology in this process.</summary>
+    public int ThreadsPerTopology { get; set; } = 1;
+    public int CommitIntervalMs { get; set; } = 100;
+    /// <summary>How long a dead member keeps its partitions before the group moves them.</summary>
+    public int SessionTimeoutMs { get; set; } = 6_000;
+    /// <summary>How often metrics are logged and published to Redis for the gateway.</summary>
+    public int MetricsIntervalMs { get; set; } = 5_000;
+
+    internal void Validate(List<string> errors)
+    {
+        if (ThreadsPerTopology is < 1 or > 64) errors.Add($"{Section}:ThreadsPerTopology = {ThreadsPerTopology}: must be 1-64");
+        if (CommitIntervalMs is < 1 or > 60_000) errors.Add($"{Section}:CommitIntervalMs = {CommitIntervalMs}: must be 1-60000");
+        if (SessionTimeoutMs is < 1_000 or > 300_000) errors.Add($"{Section}:SessionTimeoutMs = {SessionTimeoutMs}: must be 1000-300000");
+        if (MetricsIntervalMs is < 100 or > 600_000) errors.Add($"{Section}:MetricsIntervalMs = {MetricsIntervalMs}: must be 100-600000");
+    }
+}
+
 /// <summary>Sample data the local stack streams (../shared/data).</summary>
 public sealed class SamplesOptions
 {
@@ -135,6 +156,7 @@ public sealed class StreamHealthOptions
     public PostgresOptions Postgres { get; } = new();
     public RedisOptions Redis { get; } = new();
     public StateOptions State { get; } = new();
+    public StreamsOptions Streams { get; } = new();
     public SamplesOptions Samples { get; } = new();
 
     /// <summary>The configuration sources every StreamHealth process uses, in precedence order.</summary>
@@ -172,6 +194,7 @@ public sealed class StreamHealthOptions
             configuration.GetSection(PostgresOptions.Section).Bind(options.Postgres);
             configuration.GetSection(RedisOptions.Section).Bind(options.Redis);
             configuration.GetSection(StateOptions.Section).Bind(options.State);
+            configuration.GetSection(StreamsOptions.Section).Bind(options.Streams);
             configuration.GetSection(SamplesOptions.Section).Bind(options.Samples);
         }
         catch (InvalidOperationException e)
@@ -184,6 +207,7 @@ public sealed class StreamHealthOptions
         options.Postgres.Validate(errors);
         options.Redis.Validate(errors);
         options.State.Validate(errors);
+        options.Streams.Validate(errors);
         options.Samples.Validate(errors);
         if (errors.Count > 0) throw new ConfigurationException("configuration error: " + string.Join("; ", errors));
         return options;

@@ -36,7 +36,13 @@ public interface IProcessorContext
     /// it travels as the <see cref="StreamHeaders.OutputId"/> header.</summary>
     void Forward(string sinkTopic, Google.Protobuf.IMessage key, Google.Protobuf.IMessage value, long timestampUnixMs, string outputId);
 
-    /// <summary>Asks for <see cref="IProcessor{TKey,TValue}.Punctuate"/> every <paramref name="interval"/>.</summary>
+    /// <summary>As above, for keys and values already serialised (the caller gives up the arrays).</summary>
+    void Forward(string sinkTopic, byte[] key, byte[] value, long timestampUnixMs, string outputId);
+
+    /// <summary>Asks for <see cref="IProcessor{TKey,TValue}.Punctuate"/> every <paramref name="interval"/> of
+    /// stream time (advanced only by records, so replays punctuate at the same points) or of wall-clock
+    /// time (fires with no input, e.g. to close idle windows). Store writes and outputs made in Punctuate
+    /// join the task's next commit like a record's.</summary>
     void Schedule(TimeSpan interval, PunctuationType type);
 }
 

@@ -11,6 +11,10 @@ public sealed class StreamHostOptions
     public int ThreadsPerTopology { get; init; } = 1;
     public int CommitIntervalMs { get; init; } = 100;
     public int SessionTimeoutMs { get; init; } = 6_000;
+    /// <summary>Names this process in client ids and logs.</summary>
+    public string HostId { get; init; } = $"{Environment.MachineName}-{Environment.ProcessId}-{Interlocked.Increment(ref s_instances)}";
+
+    private static int s_instances;
 }
 
 /// <summary>Runs topologies in this process: N stream threads each, one task per owned partition.</summary>
@@ -20,6 +24,7 @@ public sealed class StreamHost : IDisposable
     private readonly List<Thread> _running = [];
     private readonly CancellationTokenSource _stop = new();
     private readonly StreamHostOptions _options;
+    private readonly ILogger _log;
 
     public StreamMetrics Metrics { get; } = new();
 
@@ -27,6 +32,7 @@ public sealed class StreamHost : IDisposable
     {
         _options = options;
         logs ??= NullLoggerFactory.Instance;
+        _log = logs.CreateLogger("StreamHealth.Streams.Host");
         foreach (var topology in topologies)
             for (var i = 0; i < options.ThreadsPerTopology; i++)
                 _threads.Add(new StreamThread(topology, i, options, Metrics, logs));
@@ -36,11 +42,42 @@ public sealed class StreamHost : IDisposable
     {
         foreach (var t in _threads)
         {
-            var thread = new Thread(() => t.Run(_stop.Token)) { Name = t.Name, IsBackground = true };
+            var thread = new Thread(() => Supervise(t)) { Name = t.Name, IsBackground = true };
             thread.Start();
             _running.Add(thread);
         }
     }
+
+    /// <summary>Keeps a stream thread alive: a failure it cannot handle (e.g. a state directory that
+    /// became unwritable) closes its tasks and consumer, and it starts again from the durable state
+    /// after a backoff — the loop never dies and, since offsets live with state, never skips input.</summary>
+    private void Supervise(StreamThread thread)
+    {
+        var backoff = TimeSpan.FromSeconds(1);
+        while (!_stop.IsCancellationRequested)
+        {
+            try
+            {
+                thread.Run(_stop.Token);
+                return;
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                Interlocked.Increment(ref _threadRestarts);
+                _log.LogError(e, "stream thread {Thread} failed; restarting in {Backoff}", thread.Name, backoff);
+                _stop.Token.WaitHandle.WaitOne(backoff);
+                backoff = TimeSpan.FromSeconds(Math.Min(backoff.TotalSeconds * 2, 30));
+            }
+        }
+    }
+
+    private long _threadRestarts;
+
+    /// <summary>Each stream thread and what it is doing (diagnostics).</summary>
+    public string DescribeThreads() => string.Join("; ", _threads.Select(t => $"{t.ClientId}: {t.Phase}, tasks [{string.Join(",", t.Tasks.Select(k => $"{k.Partition}@{k.State.NextOffset}{(k.HasUncommitted ? "*" : "")}"))}]"));
+
+    /// <summary>How many times a stream thread failed and was restarted.</summary>
+    public long ThreadRestarts => Interlocked.Read(ref _threadRestarts);
 
     /// <summary>Interactive query: the current value of <paramref name="key"/> in <paramref name="store"/>
     /// of topology <paramref name="applicationId"/>, if a task in this process owns it. Multi-instance

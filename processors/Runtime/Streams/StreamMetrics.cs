@@ -1,10 +1,16 @@
+using System.Diagnostics;
+
 namespace StreamHealth.Runtime.Streams;
 
 /// <summary>Counters of one host, read by the gateway and logged periodically. Updated with
 /// Interlocked from stream threads; reading is lock-free and may be a moment stale.</summary>
 public sealed class StreamMetrics
 {
-    private long _processed, _skipped, _emitted, _deadLettered, _commits, _commitFailures, _restoreTotal, _restored;
+    private long _processed, _skipped, _emitted, _deadLettered, _commits, _commitFailures, _restoreTotal, _restored, _queueFull;
+    private readonly LatencyHistogram _processLatency = new();
+    private readonly Dictionary<string, long> _lagByThread = [];
+    private readonly Dictionary<string, int> _tasksByThread = [];
+    private readonly Lock _gate = new();
 
     public long Processed => Interlocked.Read(ref _processed);
     public long SkippedAlreadyApplied => Interlocked.Read(ref _skipped);
@@ -14,8 +20,26 @@ public sealed class StreamMetrics
     public long CommitFailures => Interlocked.Read(ref _commitFailures);
     public long RestoreTotal => Interlocked.Read(ref _restoreTotal);
     public long Restored => Interlocked.Read(ref _restored);
+    /// <summary>Times an output waited because the producer's queue was full (back-pressure from the broker).</summary>
+    public long ProducerQueueFull => Interlocked.Read(ref _queueFull);
 
-    internal void OnProcessed(int n = 1) => Interlocked.Add(ref _processed, n);
+    /// <summary>Records between the group's high watermark and what state reflects, over this host's tasks.</summary>
+    public long ConsumerLag
+    {
+        get { lock (_gate) return _lagByThread.Values.Sum(); }
+    }
+
+    public int ActiveTasks
+    {
+        get { lock (_gate) return _tasksByThread.Values.Sum(); }
+    }
+
+    internal void OnProcessed(long elapsedTicks)
+    {
+        Interlocked.Increment(ref _processed);
+        _processLatency.Record(elapsedTicks);
+    }
+
     internal void OnSkipped() => Interlocked.Increment(ref _skipped);
     internal void OnEmitted(int n) => Interlocked.Add(ref _emitted, n);
     internal void OnDeadLettered() => Interlocked.Increment(ref _deadLettered);
@@ -23,4 +47,78 @@ public sealed class StreamMetrics
     internal void OnCommitFailed() => Interlocked.Increment(ref _commitFailures);
     internal void OnRestoreStarted(long records) => Interlocked.Add(ref _restoreTotal, records);
     internal void OnRestored(long records) => Interlocked.Add(ref _restored, records);
+    internal void OnProducerQueueFull() => Interlocked.Increment(ref _queueFull);
+
+    internal void OnThreadState(string thread, long lag, int tasks)
+    {
+        lock (_gate)
+        {
+            _lagByThread[thread] = lag;
+            _tasksByThread[thread] = tasks;
+        }
+    }
+
+    public StreamMetricsSnapshot Snapshot() => new(
+        DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), Processed, SkippedAlreadyApplied, Emitted, DeadLettered, Commits, CommitFailures,
+        RestoreTotal, Restored, ProducerQueueFull, ConsumerLag, ActiveTasks,
+        _processLatency.PercentileMicroseconds(0.50), _processLatency.PercentileMicroseconds(0.99));
+}
+
+/// <summary>A point-in-time copy of <see cref="StreamMetrics"/>; rates come from two snapshots.</summary>
+public sealed record StreamMetricsSnapshot(
+    long AtUnixMs, long Processed, long SkippedAlreadyApplied, long Emitted, long DeadLettered, long Commits, long CommitFailures,
+    long RestoreTotal, long Restored, long ProducerQueueFull, long ConsumerLag, int ActiveTasks,
+    double ProcessP50Us, double ProcessP99Us)
+{
+    public double RecordsInPerSecond(StreamMetricsSnapshot previous) => Rate(Processed - previous.Processed, previous);
+    public double RecordsOutPerSecond(StreamMetricsSnapshot previous) => Rate(Emitted - previous.Emitted, previous);
+    public double RestoreProgress => RestoreTotal == 0 ? 1 : Math.Min(1, (double)Restored / RestoreTotal);
+
+    private double Rate(long delta, StreamMetricsSnapshot previous) =>
+        AtUnixMs > previous.AtUnixMs ? delta * 1000.0 / (AtUnixMs - previous.AtUnixMs) : 0;
+}
+
+/// <summary>Lock-free log-linear histogram of durations (4 buckets per power of two, ≤19% relative error),
+/// cumulative since start: enough for p50/p99 in logs without allocating per record.</summary>
+internal sealed class LatencyHistogram
+{
+    private const int SubBuckets = 4;
+    private readonly long[] _counts = new long[64 * SubBuckets];
+    private static readonly double TicksPerMicrosecond = Stopwatch.Frequency / 1e6;
+
+    public void Record(long ticks)
+    {
+        var us = (ulong)Math.Max(1, (long)(ticks / TicksPerMicrosecond));
+        Interlocked.Increment(ref _counts[Bucket(us)]);
+    }
+
+    private static int Bucket(ulong us)
+    {
+        var exponent = 63 - System.Numerics.BitOperations.LeadingZeroCount(us);
+        var sub = exponent >= 2 ? (int)((us >> (exponent - 2)) & (SubBuckets - 1)) : (int)(us & (SubBuckets - 1));
+        return exponent * SubBuckets + sub;
+    }
+
+    private static double UpperBoundMicroseconds(int bucket)
+    {
+        var exponent = bucket / SubBuckets;
+        var sub = bucket % SubBuckets;
+        if (exponent < 2) return sub + 1;   // 1–3 µs are stored exactly
+        return Math.Pow(2, exponent) * (1 + (sub + 1) / (double)SubBuckets);
+    }
+
+    public double PercentileMicroseconds(double quantile)
+    {
+        long total = 0;
+        for (var i = 0; i < _counts.Length; i++) total += Interlocked.Read(ref _counts[i]);
+        if (total == 0) return 0;
+        var rank = (long)Math.Ceiling(quantile * total);
+        long seen = 0;
+        for (var i = 0; i < _counts.Length; i++)
+        {
+            seen += Interlocked.Read(ref _counts[i]);
+            if (seen >= rank) return UpperBoundMicroseconds(i);
+        }
+        return UpperBoundMicroseconds(_counts.Length - 1);
+    }
 }

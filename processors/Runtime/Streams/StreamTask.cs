@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Text;
 using Confluent.Kafka;
 using Microsoft.Extensions.Logging;
@@ -6,12 +8,14 @@ namespace StreamHealth.Runtime.Streams;
 
 /// <summary>One input partition of one topology: its processor instance, its state, its outputs.
 /// Commit protocol (at-least-once delivery, exactly-once state; no Kafka transactions needed):
-/// 1. produce the cycle's outputs and its changelog run (store writes, then an offset marker),
-///    and wait until all are acknowledged;
+/// 0. outputs are produced as soon as the record that made them succeeds (low latency);
+/// 1. at commit, wait until every output is acknowledged (re-sending failed ones), then produce the
+///    changelog run — a begin marker, the store writes, an end marker holding the next input offset —
+///    and wait for it;
 /// 2. write the store writes + next input offset + changelog position in one RocksDB batch;
 /// 3. commit the input offset to the group.
-/// A crash after 1 re-produces outputs on replay (sinks drop them by output id); restore applies the
-/// changelog only in whole marker-terminated runs, and the task skips inputs below the stored offset.</summary>
+/// A crash after 0 or 1 re-produces outputs on replay (sinks drop them by output id); restore applies the
+/// changelog only in whole begin…end runs, and the task skips inputs below the stored offset.</summary>
 internal sealed class StreamTask : IProcessorContext, IDisposable
 {
     private readonly Topology _topology;
@@ -19,9 +23,14 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
     private readonly IProducer<byte[]?, byte[]?> _producer;
     private readonly StreamMetrics _metrics;
     private readonly ILogger _log;
-    private readonly List<(string Topic, Message<byte[]?, byte[]?> Message)> _outputs = [];
-    private readonly List<(TimeSpan Interval, PunctuationType Type, long NextUnixMs)> _schedules = [];
+    /// <summary>Outputs of the record being processed: sent only if it succeeds.</summary>
+    private readonly List<(string Topic, Message<byte[]?, byte[]?> Message)> _pending = [];
+    /// <summary>Outputs whose delivery failed (filled by the producer's delivery thread); re-sent at commit.</summary>
+    private readonly ConcurrentQueue<(string Topic, Message<byte[]?, byte[]?> Message, Error Error)> _failed = new();
+    private readonly Action<DeliveryReport<byte[]?, byte[]?>> _onOutputDelivered;
+    private readonly List<PunctuationSchedule> _schedules = [];
     private int _uncommitted;
+    private int _emittedSinceCommit;
 
     public TaskState State { get; }
     public string ApplicationId => _topology.ApplicationId;
@@ -42,6 +51,10 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
         TaskId = $"{topology.SourceTopic}-{partition}";
         State = new TaskState(Path.Combine(stateDirectory, topology.ApplicationId, TaskId));
         _processor = topology.CreateProcessor();
+        _onOutputDelivered = report =>
+        {
+            if (report.Error.IsError) _failed.Enqueue((report.Topic, report.Message, report.Error));
+        };
     }
 
     public void Initialize(string bootstrapServers, TimeSpan timeout)
@@ -68,12 +81,14 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
                 TaskId, tp.Topic, State.ChangelogPosition, marks.High.Value);
         if (from >= marks.High.Value) return;
 
+        var total = marks.High.Value - from;
         _log.LogInformation("task {Task}: restoring {Count} changelog records from {Topic}[{Partition}]@{From}",
-            TaskId, marks.High.Value - from, tp.Topic, Partition, from);
-        _metrics.OnRestoreStarted(marks.High.Value - from);
+            TaskId, total, tp.Topic, Partition, from);
+        _metrics.OnRestoreStarted(total);
+        var started = Stopwatch.GetTimestamp();
         consumer.Assign(new TopicPartitionOffset(tp, from));
         var run = new List<KeyValuePair<byte[], byte[]?>>();
-        long restored = 0;
+        long restored = 0, runs = 0;
         var deadline = DateTime.UtcNow + timeout;
         while (true)
         {
@@ -86,23 +101,32 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
             if (r.IsPartitionEOF) break;
             deadline = DateTime.UtcNow + timeout;
             var key = r.Message.Key ?? [];
-            if (key.AsSpan().SequenceEqual(TaskState.NextOffsetKey))
+            if (key.AsSpan().SequenceEqual(TaskState.RunBeginKey))
+            {
+                run.Clear();   // whatever preceded it belongs to a commit that never finished
+            }
+            else if (key.AsSpan().SequenceEqual(TaskState.NextOffsetKey))
             {
                 State.ApplyRestored(run, TaskState.DecodeLong(r.Message.Value), r.Offset.Value + 1);
                 run.Clear();
+                runs++;
             }
             else
             {
                 run.Add(new(key, r.Message.Value));
             }
             restored++;
-            if (restored % 10_000 == 0) _metrics.OnRestored(10_000);
+            if (restored % 10_000 == 0)
+            {
+                _metrics.OnRestored(10_000);
+                _log.LogInformation("task {Task}: restore {Done}/{Total}", TaskId, restored, total);
+            }
         }
-        // Writes after the last marker belong to a commit that never finished: dropped, and their
+        // Writes after the last end marker belong to a commit that never finished: dropped, and their
         // inputs (at or after NextOffset) will be processed again.
         _metrics.OnRestored(restored % 10_000);
-        _log.LogInformation("task {Task}: restored to input offset {Offset} ({Dropped} unfinished records ignored)",
-            TaskId, State.NextOffset, run.Count);
+        _log.LogInformation("task {Task}: restored {Runs} commits ({Records} records, {Ms:F0} ms) to input offset {Offset}; {Dropped} unfinished records ignored",
+            TaskId, runs, restored, Stopwatch.GetElapsedTime(started).TotalMilliseconds, State.NextOffset, run.Count);
     }
 
     /// <summary>Processes one input record unless state already reflects it.</summary>
@@ -113,24 +137,53 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
             _metrics.OnSkipped();
             return;   // applied before a crash: state and offset were written together
         }
-        StreamTimeUnixMs = Math.Max(StreamTimeUnixMs, r.Message.Timestamp.UnixTimestampMs);
-        var outputsBefore = _outputs.Count;
+        var started = Stopwatch.GetTimestamp();
+        var timestamp = r.Message.Timestamp.UnixTimestampMs;
+        if (timestamp > StreamTimeUnixMs) StreamTimeUnixMs = timestamp;
         lock (Gate)
         {
             try
             {
                 _processor.Process(r);
                 State.AcceptRecord(r.Offset.Value);
+                SendPending();
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
                 State.DiscardRecord(r.Offset.Value);
-                _outputs.RemoveRange(outputsBefore, _outputs.Count - outputsBefore);
+                _pending.Clear();
                 DeadLetter(r, e);
             }
         }
         _uncommitted++;
-        _metrics.OnProcessed();
+        _metrics.OnProcessed(Stopwatch.GetTimestamp() - started);
+        if (_schedules.Count > 0) Punctuate(PunctuationType.StreamTime, StreamTimeUnixMs);
+    }
+
+    private void SendPending()
+    {
+        foreach (var (topic, message) in _pending) Send(topic, message);
+        _emittedSinceCommit += _pending.Count;
+        _pending.Clear();
+    }
+
+    /// <summary>Hands one output to the producer. A full producer queue means the broker is slower than
+    /// we are: wait for it (back-pressure on the input) instead of failing the record.</summary>
+    private void Send(string topic, Message<byte[]?, byte[]?> message)
+    {
+        while (true)
+        {
+            try
+            {
+                _producer.Produce(topic, message, _onOutputDelivered);
+                return;
+            }
+            catch (ProduceException<byte[]?, byte[]?> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
+            {
+                _metrics.OnProducerQueueFull();
+                Thread.Sleep(5);   // the producer's delivery thread drains the queue meanwhile
+            }
+        }
     }
 
     private void DeadLetter(ConsumeResult<byte[]?, byte[]?> r, Exception e)
@@ -144,10 +197,11 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
         headers.Add(StreamHeaders.SourcePartition, Encoding.UTF8.GetBytes(r.Partition.Value.ToString()));
         headers.Add(StreamHeaders.SourceOffset, Encoding.UTF8.GetBytes(r.Offset.Value.ToString()));
         headers.Add(StreamHeaders.OutputId, Encoding.UTF8.GetBytes($"dlq:{r.Topic}:{r.Partition.Value}:{r.Offset.Value}"));
-        _outputs.Add((_topology.DeadLetterTopic, new Message<byte[]?, byte[]?>
+        Send(_topology.DeadLetterTopic, new Message<byte[]?, byte[]?>
         {
             Key = r.Message.Key, Value = r.Message.Value, Timestamp = r.Message.Timestamp, Headers = headers,
-        }));
+        });
+        _emittedSinceCommit++;
         _metrics.OnDeadLettered();
         _log.LogWarning("task {Task}: record {Topic}[{Partition}]@{Offset} dead-lettered: {Error}",
             TaskId, r.Topic, r.Partition.Value, r.Offset.Value, e.Message);
@@ -155,18 +209,34 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
 
     public bool HasUncommitted => _uncommitted > 0;
 
-    /// <summary>Runs the commit protocol; returns the input offset to commit to the group.</summary>
+    /// <summary>Runs the commit protocol; returns the input offset to commit to the group. Safe to call
+    /// again after it throws: a repeated changelog run is the same writes again, and a run cut short is
+    /// discarded by the next begin marker.</summary>
     public TopicPartitionOffset? Commit(TimeSpan timeout)
     {
         if (_uncommitted == 0) return null;
+        if (_producer.Flush(timeout) > 0) throw new StreamCommitException($"task {TaskId}: outputs not acknowledged within {timeout}");
+        if (!_failed.IsEmpty)
+        {
+            var n = 0;
+            Error? first = null;
+            while (_failed.TryDequeue(out var f))
+            {
+                first ??= f.Error;
+                Send(f.Topic, f.Message);
+                n++;
+            }
+            throw new StreamCommitException($"task {TaskId}: {n} output(s) failed delivery ({first!.Reason}); re-sent");
+        }
+
         Error? failure = null;
         long markerOffset = -1;
         void OnDelivery(DeliveryReport<byte[]?, byte[]?> report)
         {
             if (report.Error.IsError) failure ??= report.Error;
         }
-        foreach (var (topic, message) in _outputs) _producer.Produce(topic, message, OnDelivery);
         var changelog = new TopicPartition(_topology.ChangelogTopic, Partition);
+        _producer.Produce(changelog, new Message<byte[]?, byte[]?> { Key = TaskState.RunBeginKey, Value = null }, OnDelivery);
         foreach (var (k, v) in State.Dirty) _producer.Produce(changelog, new Message<byte[]?, byte[]?> { Key = k, Value = v }, OnDelivery);
         _producer.Produce(changelog, new Message<byte[]?, byte[]?> { Key = TaskState.NextOffsetKey, Value = TaskState.EncodeLong(State.NextOffset) },
             report =>
@@ -174,29 +244,49 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
                 OnDelivery(report);
                 if (!report.Error.IsError) markerOffset = report.Offset.Value;
             });
-        if (_producer.Flush(timeout) > 0) throw new StreamCommitException($"task {TaskId}: outputs not acknowledged within {timeout}");
-        if (failure is not null) throw new StreamCommitException($"task {TaskId}: produce failed: {failure.Reason}");
+        if (_producer.Flush(timeout) > 0) throw new StreamCommitException($"task {TaskId}: changelog not acknowledged within {timeout}");
+        if (failure is not null) throw new StreamCommitException($"task {TaskId}: changelog produce failed: {failure.Reason}");
         lock (Gate) State.Commit(markerOffset + 1);
-        _metrics.OnEmitted(_outputs.Count);
-        _outputs.Clear();
+        _metrics.OnEmitted(_emittedSinceCommit);
+        _emittedSinceCommit = 0;
         _uncommitted = 0;
         return new TopicPartitionOffset(_topology.SourceTopic, Partition, State.NextOffset);
     }
 
-    public void MaybePunctuate(long wallClockUnixMs)
+    /// <summary>Fires the schedules of <paramref name="type"/> that are due at <paramref name="nowUnixMs"/>
+    /// (stream time after each record; wall-clock time once per poll cycle). A schedule that missed several
+    /// intervals fires once, as in Kafka Streams.</summary>
+    public void Punctuate(PunctuationType type, long nowUnixMs)
     {
+        if (nowUnixMs == long.MinValue) return;
         for (var i = 0; i < _schedules.Count; i++)
         {
-            var (interval, type, next) = _schedules[i];
-            var now = type == PunctuationType.WallClock ? wallClockUnixMs : StreamTimeUnixMs;
-            if (now == long.MinValue) continue;
-            if (next == 0) next = now + (long)interval.TotalMilliseconds;
-            if (now >= next)
+            var s = _schedules[i];
+            if (s.Type != type) continue;
+            if (s.NextUnixMs == long.MinValue)
             {
-                lock (Gate) _processor.Punctuate(type, now);
-                next = now + (long)interval.TotalMilliseconds;
+                _schedules[i] = s with { NextUnixMs = nowUnixMs + s.IntervalMs };
+                continue;
             }
-            _schedules[i] = (interval, type, next);
+            if (nowUnixMs < s.NextUnixMs) continue;
+            lock (Gate)
+            {
+                try
+                {
+                    _processor.Punctuate(type, nowUnixMs);
+                    State.AcceptPunctuation();
+                    SendPending();
+                }
+                catch (Exception e) when (e is not OutOfMemoryException)
+                {
+                    // Nothing to dead-letter: a punctuation has no input. Its writes are dropped and it runs again next interval.
+                    State.DiscardPunctuation();
+                    _pending.Clear();
+                    _log.LogError(e, "task {Task}: {Type} punctuation failed", TaskId, type);
+                }
+            }
+            _uncommitted++;
+            _schedules[i] = s with { NextUnixMs = nowUnixMs + s.IntervalMs };
         }
     }
 
@@ -207,24 +297,33 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
         return new KeyValueStore<TK, TV>(State, name, keySerde, valueSerde);
     }
 
-    public void Forward(string sinkTopic, Google.Protobuf.IMessage key, Google.Protobuf.IMessage value, long timestampUnixMs, string outputId)
+    public void Forward(string sinkTopic, Google.Protobuf.IMessage key, Google.Protobuf.IMessage value, long timestampUnixMs, string outputId) =>
+        Forward(sinkTopic, Google.Protobuf.MessageExtensions.ToByteArray(key), Google.Protobuf.MessageExtensions.ToByteArray(value), timestampUnixMs, outputId);
+
+    public void Forward(string sinkTopic, byte[] key, byte[] value, long timestampUnixMs, string outputId)
     {
         if (!_topology.SinkTopics.Contains(sinkTopic))
             throw new InvalidOperationException($"topology {ApplicationId} declares no sink '{sinkTopic}'");
-        _outputs.Add((sinkTopic, new Message<byte[]?, byte[]?>
+        _pending.Add((sinkTopic, new Message<byte[]?, byte[]?>
         {
-            Key = Google.Protobuf.MessageExtensions.ToByteArray(key), Value = Google.Protobuf.MessageExtensions.ToByteArray(value), Timestamp = new Timestamp(timestampUnixMs, TimestampType.CreateTime),
+            Key = key, Value = value, Timestamp = new Timestamp(timestampUnixMs, TimestampType.CreateTime),
             Headers = new Headers { { StreamHeaders.OutputId, Encoding.UTF8.GetBytes(outputId) } },
         }));
     }
 
-    public void Schedule(TimeSpan interval, PunctuationType type) => _schedules.Add((interval, type, 0));
+    public void Schedule(TimeSpan interval, PunctuationType type)
+    {
+        if (interval <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(interval), interval, "punctuation interval must be positive");
+        _schedules.Add(new PunctuationSchedule(type, (long)interval.TotalMilliseconds, long.MinValue));
+    }
 
     public void Dispose()
     {
         try { _processor.Close(); }
         finally { State.Dispose(); }
     }
+
+    private readonly record struct PunctuationSchedule(PunctuationType Type, long IntervalMs, long NextUnixMs);
 }
 
 public sealed class StreamCommitException(string message) : Exception(message);

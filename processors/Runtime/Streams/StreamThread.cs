@@ -19,6 +19,10 @@ internal sealed class StreamThread
     private IConsumer<byte[]?, byte[]?>? _consumer;
 
     public string Name { get; }
+    /// <summary>What the loop is doing now (for diagnosing a stuck thread).</summary>
+    public volatile string Phase = "starting";
+    /// <summary>Unique per process: names the group member in broker logs and in ours.</summary>
+    public string ClientId { get; }
 
     public StreamThread(Topology topology, int index, StreamHostOptions options, StreamMetrics metrics, ILoggerFactory logs)
     {
@@ -26,7 +30,8 @@ internal sealed class StreamThread
         _options = options;
         _metrics = metrics;
         Name = $"{topology.ApplicationId}-{index}";
-        _log = logs.CreateLogger($"StreamHealth.Streams.{Name}");
+        ClientId = $"{options.HostId}-{Name}";
+        _log = logs.CreateLogger($"StreamHealth.Streams.{ClientId}");
     }
 
     /// <summary>Snapshot of the tasks this thread owns now (for interactive queries).</summary>
@@ -42,20 +47,23 @@ internal sealed class StreamThread
             BootstrapServers = _options.BootstrapServers,
             EnableIdempotence = true,     // no duplicates from producer retries; replays are handled by output ids
             LingerMs = 2,
-            ClientId = Name,
+            ClientId = ClientId,
         }).Build();
         _consumer = new ConsumerBuilder<byte[]?, byte[]?>(new ConsumerConfig
             {
                 BootstrapServers = _options.BootstrapServers,
                 GroupId = _topology.ApplicationId,
-                ClientId = Name,
+                ClientId = ClientId,
                 EnableAutoCommit = false,
                 AutoOffsetReset = AutoOffsetReset.Earliest,
                 PartitionAssignmentStrategy = PartitionAssignmentStrategy.CooperativeSticky,
                 SessionTimeoutMs = _options.SessionTimeoutMs,
                 HeartbeatIntervalMs = Math.Max(100, _options.SessionTimeoutMs / 3),
                 MaxPollIntervalMs = Math.Max(_options.SessionTimeoutMs, 30_000),
+                // librdkafka's own tracing (e.g. "cgrp,fetch") when diagnosing group behaviour.
+                Debug = Environment.GetEnvironmentVariable("STREAMHEALTH_KAFKA_DEBUG"),
             })
+            .SetLogHandler((_, m) => _log.LogInformation("{Thread}: librdkafka {Facility}: {Message}", Name, m.Facility, m.Message))
             .SetPartitionsAssignedHandler((_, partitions) => OnAssigned(partitions))
             .SetPartitionsRevokedHandler((_, partitions) => OnRevoked(partitions, commit: true))
             .SetPartitionsLostHandler((_, partitions) => OnRevoked(partitions, commit: false))
@@ -70,6 +78,7 @@ internal sealed class StreamThread
                 ConsumeResult<byte[]?, byte[]?>? r = null;
                 try
                 {
+                    Phase = "consume";
                     r = _consumer.Consume(TimeSpan.FromMilliseconds(50));
                 }
                 catch (ConsumeException e)
@@ -81,13 +90,21 @@ internal sealed class StreamThread
                 {
                     StreamTask? task;
                     lock (_tasksGate) _tasks.TryGetValue(r.Partition.Value, out task);
-                    task?.Process(r);
+                    Phase = "process";
+                    if (task is not null) task.Process(r);
+                    else _log.LogWarning("{Thread}: record for unowned partition {Topic}[{Partition}]@{Offset} ignored; it will be read by its owner",
+                        Name, r.Topic, r.Partition.Value, r.Offset.Value);
                 }
                 var now = Environment.TickCount64;
                 if (now - lastCommit >= _options.CommitIntervalMs)
                 {
+                    var wallClock = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+                    Phase = "punctuate";
+                    foreach (var t in Tasks) t.Punctuate(PunctuationType.WallClock, wallClock);
+                    Phase = "commit";
                     CommitAll();
-                    foreach (var t in Tasks) t.MaybePunctuate(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+                    Phase = "report";
+                    ReportState();
                     lastCommit = now;
                 }
             }
@@ -103,18 +120,31 @@ internal sealed class StreamThread
             }
             _consumer.Dispose();
             _producer.Dispose();
+            _metrics.OnThreadState(Name, 0, 0);
         }
+    }
+
+    /// <summary>Lag from the consumer's cached high watermarks (no broker round trip).</summary>
+    private void ReportState()
+    {
+        long lag = 0;
+        var tasks = Tasks;
+        foreach (var task in tasks)
+        {
+            var marks = _consumer!.GetWatermarkOffsets(new TopicPartition(_topology.SourceTopic, task.Partition));
+            if (marks.High.Value >= 0) lag += Math.Max(0, marks.High.Value - task.State.NextOffset);
+        }
+        _metrics.OnThreadState(Name, lag, tasks.Length);
     }
 
     private void CommitAll()
     {
-        List<TopicPartitionOffset>? offsets = null;
         foreach (var task in Tasks)
         {
             if (!task.HasUncommitted) continue;
-            if (CommitTask(task) is { } o) (offsets ??= []).Add(o);
+            if (CommitTask(task) is { } o) _groupCommitDue[o.Partition.Value] = o;
         }
-        if (offsets is not null) CommitOffsets(offsets);
+        CommitGroupOffsets();
     }
 
     /// <summary>Runs a task's commit, retrying with backoff: a slow or failing broker stalls the
@@ -140,18 +170,25 @@ internal sealed class StreamThread
         }
     }
 
-    private void CommitOffsets(List<TopicPartitionOffset> offsets)
+    /// <summary>Group offsets whose state is durable but which the group has not accepted yet. Kept
+    /// until a commit succeeds: correctness does not need them (the offset lives with the state), but
+    /// lag monitors and the next owner's starting point do, even when no new input arrives.</summary>
+    private readonly Dictionary<int, TopicPartitionOffset> _groupCommitDue = [];
+
+    private void CommitGroupOffsets()
     {
+        if (_groupCommitDue.Count == 0) return;
         try
         {
-            _consumer!.Commit(offsets);
+            _consumer!.Commit(_groupCommitDue.Values);
+            _groupCommitDue.Clear();
         }
         catch (KafkaException e) when (e.Error.Code is ErrorCode.RebalanceInProgress or ErrorCode.IllegalGeneration
                                            or ErrorCode.UnknownMemberId or ErrorCode.Local_State or ErrorCode.RequestTimedOut
                                            or ErrorCode.Local_TimedOut or ErrorCode.Local_Transport or ErrorCode.Local_AllBrokersDown)
         {
-            // Safe to skip: the offset is already stored with the state; the next owner skips what it reflects.
-            _log.LogInformation("{Thread}: group commit skipped ({Reason}); state already holds the offset", Name, e.Error.Reason);
+            // Safe to defer: the offset is already stored with the state; retried next cycle.
+            _log.LogInformation("{Thread}: group commit deferred ({Reason}); state already holds the offset", Name, e.Error.Reason);
         }
     }
 
@@ -165,6 +202,8 @@ internal sealed class StreamThread
             lock (_tasksGate) _tasks[tp.Partition.Value] = task;
             // Resume at the offset the state reflects, whatever the group last committed.
             result.Add(new TopicPartitionOffset(tp, task.State.NextOffset > 0 ? new Offset(task.State.NextOffset) : Offset.Unset));
+            // The group's committed offset may trail the state (a commit deferred by the rebalance): catch it up.
+            if (task.State.NextOffset > 0) _groupCommitDue[tp.Partition.Value] = new TopicPartitionOffset(tp, task.State.NextOffset);
             _log.LogInformation("{Thread}: task {Task} assigned at offset {Offset}", Name, task.TaskId, task.State.NextOffset);
         }
         return result;
@@ -172,7 +211,6 @@ internal sealed class StreamThread
 
     private void OnRevoked(List<TopicPartitionOffset> partitions, bool commit)
     {
-        var offsets = new List<TopicPartitionOffset>();
         foreach (var tp in partitions)
         {
             StreamTask? task;
@@ -182,7 +220,7 @@ internal sealed class StreamThread
             }
             try
             {
-                if (commit && task.HasUncommitted && CommitTask(task) is { } o) offsets.Add(o);
+                if (commit && task.HasUncommitted && CommitTask(task) is { } o) _groupCommitDue[o.Partition.Value] = o;
             }
             finally
             {
@@ -190,6 +228,7 @@ internal sealed class StreamThread
             }
             _log.LogInformation("{Thread}: task {Task} {How}", Name, task.TaskId, commit ? "revoked" : "lost");
         }
-        if (offsets.Count > 0) CommitOffsets(offsets);
+        if (commit) CommitGroupOffsets();
+        foreach (var tp in partitions) _groupCommitDue.Remove(tp.Partition.Value);   // the next owner commits them
     }
 }

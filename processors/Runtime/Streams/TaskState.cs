@@ -12,6 +12,8 @@ internal sealed class TaskState : IDisposable
     // Layout: 0x01 store-name 0x00 key → value ; 0xFF meta-name → meta value. 0xFF sorts after every store.
     internal static readonly byte[] NextOffsetKey = Meta("next-offset");
     internal static readonly byte[] ChangelogPositionKey = Meta("changelog-position");
+    /// <summary>Changelog record that opens a commit's run; restore drops anything before it since the last end.</summary>
+    internal static readonly byte[] RunBeginKey = Meta("run-begin");
 
     private readonly RocksDbStore _db;
     private readonly Dictionary<byte[], byte[]?> _dirty = new(ByteArrayComparer.Instance);
@@ -66,6 +68,15 @@ internal sealed class TaskState : IDisposable
         _staged.Clear();
         NextOffset = offset + 1;
     }
+
+    /// <summary>A punctuation succeeded: its writes join the next commit; the input offset is unchanged.</summary>
+    public void AcceptPunctuation()
+    {
+        foreach (var (k, v) in _staged) _dirty[k] = v;
+        _staged.Clear();
+    }
+
+    public void DiscardPunctuation() => _staged.Clear();
 
     /// <summary>Writes the cache, the next input offset and the changelog position atomically.</summary>
     public void Commit(long changelogPosition)

@@ -1,0 +1,58 @@
+using Microsoft.Extensions.Logging;
+using StackExchange.Redis;
+using StreamHealth.Host.Topologies;
+using StreamHealth.Runtime.Configuration;
+using StreamHealth.Runtime.Streams;
+
+namespace StreamHealth.Host.Verbs;
+
+/// <summary>`streamhealth run --topology NAME [...]`: a processing host (one StreamHost) against the
+/// configured Kafka; what a processors pod runs. SIGTERM/Ctrl-C stop it gracefully.</summary>
+internal static class RunVerb
+{
+    public static async Task<int> RunAsync(string[] argv)
+    {
+        var args = new Args(argv);
+        var options = StreamHealthOptions.Load();
+        if (string.IsNullOrEmpty(options.Kafka.BootstrapServers))
+            throw new ConfigurationException("Kafka:BootstrapServers is empty: `run` joins an existing cluster (start one with `streamhealth kafka`)");
+        var names = (args.Get("--topology") ?? throw new UsageException($"run needs --topology NAME[,NAME] (known: {string.Join(", ", TopologyCatalog.Names)})"))
+            .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var topologies = names.Select(n => TopologyCatalog.Create(n, args)).ToList();
+        var hostId = args.Get("--host-id") ?? $"{Environment.MachineName}-{Environment.ProcessId}";
+
+        using var logs = ConsoleLogs.Create();
+        var log = logs.CreateLogger("StreamHealth.Run");
+        using var redis = ConnectionMultiplexer.Connect(options.Redis.Configuration);   // abortConnect=false: publishing retries
+        using var host = new StreamHost(new StreamHostOptions
+        {
+            BootstrapServers = options.Kafka.BootstrapServers,
+            StateDirectory = options.State.Directory,
+            HostId = hostId,
+            ThreadsPerTopology = options.Streams.ThreadsPerTopology,
+            CommitIntervalMs = options.Streams.CommitIntervalMs,
+            SessionTimeoutMs = options.Streams.SessionTimeoutMs,
+        }, topologies, logs);
+        host.Start();
+        log.LogInformation("host {Host} running {Topologies} on {Bootstrap}, state in {State}", hostId,
+            string.Join(", ", topologies.Select(t => $"{t.ApplicationId} ({t.SourceTopic})")), options.Kafka.BootstrapServers, options.State.Directory);
+        using (new StreamMetricsReporter(hostId, [.. topologies.Select(t => t.ApplicationId)], host, log, redis.GetDatabase(),
+                   TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs)))
+        {
+            await Shutdown.WaitAsync();
+        }
+        log.LogInformation("host {Host} stopping: finishing the in-flight cycle, committing", hostId);
+        return 0;
+    }
+}
+
+internal static class ConsoleLogs
+{
+    public static ILoggerFactory Create() => LoggerFactory.Create(b => b
+        .SetMinimumLevel(LogLevel.Information)
+        .AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "HH:mm:ss.fff ";
+        }));
+}

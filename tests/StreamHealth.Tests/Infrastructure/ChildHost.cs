@@ -1,0 +1,74 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+
+namespace StreamHealth.Tests.Infrastructure;
+
+/// <summary>A `streamhealth` process started by a test, so it can be killed for real (SIGKILL), not disposed.</summary>
+public sealed class ChildHost : IDisposable
+{
+    private readonly Process _process;
+    private readonly ConcurrentQueue<string> _output = new();
+
+    private ChildHost(Process process)
+    {
+        _process = process;
+        _process.OutputDataReceived += (_, e) => { if (e.Data is not null) _output.Enqueue(e.Data); };
+        _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) _output.Enqueue("stderr: " + e.Data); };
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+    }
+
+    /// <summary>The Host project's own build output, in the configuration the tests were built in.</summary>
+    public static string HostDll
+    {
+        get
+        {
+            var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}") ? "Debug" : "Release";
+            return Path.Combine(Repo.Root, "processors", "Host", "bin", configuration, "net10.0", "streamhealth.dll");
+        }
+    }
+
+    public static ChildHost Start(IEnumerable<string> args, IDictionary<string, string> env)
+    {
+        var psi = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = Repo.Root,
+        };
+        psi.ArgumentList.Add(HostDll);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var (k, v) in env) psi.Environment[k] = v;
+        return new ChildHost(Process.Start(psi)!);
+    }
+
+    public string Output => string.Join('\n', _output);
+
+    public bool HasExited => _process.HasExited;
+
+    /// <summary>SIGKILL: no shutdown code runs, nothing is flushed or committed.</summary>
+    public void KillHard()
+    {
+        _process.Kill(entireProcessTree: true);
+        _process.WaitForExit(10_000);
+    }
+
+    /// <summary>SIGTERM, the way Kubernetes stops a pod: the host finishes its cycle and commits.</summary>
+    public int Terminate(int timeoutMs = 30_000)
+    {
+        using (var kill = Process.Start("kill", ["-TERM", _process.Id.ToString()])) kill.WaitForExit();
+        if (!_process.WaitForExit(timeoutMs))
+        {
+            _process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"streamhealth did not stop within {timeoutMs} ms after SIGTERM:\n{Output}");
+        }
+        _process.WaitForExit();
+        return _process.ExitCode;
+    }
+
+    public void Dispose()
+    {
+        if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+        _process.Dispose();
+    }
+}

@@ -1,0 +1,132 @@
+using StreamHealth.Runtime.Streams;
+using StreamHealth.Runtime.Streams.Reference;
+using StreamHealth.Tests.Infrastructure;
+using static StreamHealth.Tests.Infrastructure.StreamTestKit;
+
+namespace StreamHealth.Tests.Streams;
+
+/// <summary>Effectively-once state under the failures that matter: a processing host killed with
+/// SIGKILL mid-stream, and a host leaving a two-host group.</summary>
+public sealed class CrashRecoveryTests(EmbeddedKafkaFixture kafka) : IClassFixture<EmbeddedKafkaFixture>
+{
+    private const int Updates = 100_000;
+    private const int Keys = 1_000;
+
+    [Fact]
+    public void A_host_killed_hard_mid_stream_restarts_with_state_equal_to_the_reference_fold()
+    {
+        var (source, appId) = CreateTopics("kill");
+        var stateDir = Directory.CreateTempSubdirectory("streamhealth-kill-").FullName;
+        var env = new Dictionary<string, string>
+        {
+            ["STREAMHEALTH_Kafka__BootstrapServers"] = kafka.BootstrapServers,
+            ["STREAMHEALTH_State__Directory"] = stateDir,
+            ["STREAMHEALTH_Redis__Port"] = LocalServices.RedisPort.ToString(),
+            ["STREAMHEALTH_Streams__SessionTimeoutMs"] = "3000",
+            ["STREAMHEALTH_Streams__MetricsIntervalMs"] = "1000",
+        };
+        string[] args = ["run", "--topology", "key-sum", "--source", source, "--app", appId, "--host-id", "kill-test"];
+        var reference = new Dictionary<string, long>();
+        try
+        {
+            long committedAtKill;
+            using (var first = ChildHost.Start(args, env))
+            {
+                // First 40% while it runs; kill once it has committed some but not all of it.
+                ProduceAmounts(kafka.BootstrapServers, source, Updates * 4 / 10, Keys, seed: 11, reference, perSecond: 40_000);
+                WaitFor(() => Progress(kafka.BootstrapServers, appId, source, 4).Committed >= 5_000, TimeSpan.FromSeconds(60),
+                    () => $"first host made no progress:\n{first.Output}");
+                first.KillHard();
+                committedAtKill = Progress(kafka.BootstrapServers, appId, source, 4).Committed;
+            }
+            // The rest arrives while no host runs; the restarted host must neither lose nor re-apply anything.
+            ProduceAmounts(kafka.BootstrapServers, source, Updates - Updates * 4 / 10, Keys, seed: 12, reference);
+            Assert.InRange(committedAtKill, 5_000, Updates - 1);
+
+            using (var second = ChildHost.Start(args, env))
+            {
+                WaitFor(() => Progress(kafka.BootstrapServers, appId, source, 4) is var p && p.Committed == p.End && p.End == Updates,
+                    TimeSpan.FromSeconds(120), () => $"restarted host did not catch up: {Progress(kafka.BootstrapServers, appId, source, 4)}\n{second.Output}");
+                Assert.Equal(0, second.Terminate());
+                Assert.Contains("task " + source + "-0 assigned", second.Output);
+            }
+
+            // Open the same state in-process: every key equals the fold, and nothing is left to process.
+            using var host = new StreamHost(new StreamHostOptions { BootstrapServers = kafka.BootstrapServers, StateDirectory = stateDir },
+                [KeySumTopology.Create(source, appId)]);
+            host.Start();
+            WaitFor(() => host.Metrics.ActiveTasks == 4, TimeSpan.FromSeconds(60), () => $"tasks {host.Metrics.ActiveTasks}/4");
+            AssertStateEqualsReference(host, appId, reference);
+            Assert.Equal(0, host.Metrics.Processed);
+        }
+        finally
+        {
+            Directory.Delete(stateDir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void When_one_of_two_hosts_stops_the_survivor_restores_its_partitions_from_the_changelog()
+    {
+        var (source, appId) = CreateTopics("rebalance");
+        var dirA = Directory.CreateTempSubdirectory("streamhealth-a-").FullName;
+        var dirB = Directory.CreateTempSubdirectory("streamhealth-b-").FullName;
+        var logs = new TestLogs();
+        StreamHost NewHost(string dir) => new(new StreamHostOptions
+        {
+            BootstrapServers = kafka.BootstrapServers, StateDirectory = dir, SessionTimeoutMs = 3_000, HostId = Path.GetFileName(dir),
+        }, [KeySumTopology.Create(source, appId)], logs);
+        var reference = new Dictionary<string, long>();
+        try
+        {
+            using var a = NewHost(dirA);
+            var b = NewHost(dirB);
+            a.Start();
+            b.Start();
+            WaitFor(() => a.Metrics.ActiveTasks > 0 && b.Metrics.ActiveTasks > 0 && a.Metrics.ActiveTasks + b.Metrics.ActiveTasks == 4,
+                TimeSpan.FromSeconds(60), () => $"tasks a={a.Metrics.ActiveTasks} b={b.Metrics.ActiveTasks}");
+            var movedTasks = b.Metrics.ActiveTasks;
+
+            ProduceAmounts(kafka.BootstrapServers, source, 30_000, Keys, seed: 21, reference);
+            WaitFor(() => Progress(kafka.BootstrapServers, appId, source, 4) is var p && p.Committed == p.End,
+                TimeSpan.FromSeconds(60), () => $"not caught up: {Progress(kafka.BootstrapServers, appId, source, 4)}");
+            Assert.True(b.Metrics.Processed > 0, "both hosts processed part of the input");
+            Assert.Equal(0, a.Metrics.RestoreTotal);
+
+            b.Dispose();   // leaves the group; A has no local state for B's partitions
+            ProduceAmounts(kafka.BootstrapServers, source, 30_000, Keys, seed: 22, reference);
+            WaitFor(() => a.Metrics.ActiveTasks == 4 && Progress(kafka.BootstrapServers, appId, source, 4) is var p && p.Committed == p.End,
+                TimeSpan.FromSeconds(60), () => $"survivor did not take over: tasks {a.Metrics.ActiveTasks}, {Progress(kafka.BootstrapServers, appId, source, 4)} processed {a.Metrics.Processed} skipped {a.Metrics.SkippedAlreadyApplied} commits {a.Metrics.Commits} failures {a.Metrics.CommitFailures} threads {a.DescribeThreads()}\n{logs.Dump("rebalance")}");
+
+            Assert.True(a.Metrics.RestoreTotal > 0, $"the survivor restored {movedTasks} moved task(s) from the changelog");
+            Assert.Equal(a.Metrics.RestoreTotal, a.Metrics.Restored);
+            AssertStateEqualsReference(a, appId, reference);
+        }
+        finally
+        {
+            Directory.Delete(dirA, recursive: true);
+            Directory.Delete(dirB, recursive: true);
+        }
+    }
+
+    private (string Source, string AppId) CreateTopics(string prefix)
+    {
+        var source = kafka.NewTopic(prefix, 4);
+        var appId = source + "-app";
+        kafka.Cluster.CreateTopic(KeySumTopology.OutputTopic(source), 4);
+        kafka.Cluster.CreateTopic(source + ".dlq", 1);
+        kafka.Cluster.CreateTopic(appId + "-changelog", 4);
+        return (source, appId);
+    }
+
+    private static void AssertStateEqualsReference(StreamHost host, string appId, Dictionary<string, long> reference)
+    {
+        var wrong = new List<string>();
+        foreach (var (key, expected) in reference)
+        {
+            if (!KeySumTopology.TryQuery(host, appId, key, out var actual)) wrong.Add($"{key}: missing (expected {expected})");
+            else if (actual != expected) wrong.Add($"{key}: {actual} (expected {expected})");
+        }
+        Assert.True(wrong.Count == 0, $"{wrong.Count} of {reference.Count} keys differ from the reference fold: {string.Join("; ", wrong.Take(5))}");
+    }
+}
