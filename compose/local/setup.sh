@@ -26,6 +26,15 @@ fi
 RDK_VERSION=2.15.1
 RDK_NPM="@confluentinc/kafka-javascript@1.10.1"   # carries librdkafka 2.15.1's C source in deps/
 RDK_NUPKG="$LOCAL/feed/librdkafka.redist.$RDK_VERSION.nupkg"
+# One patch to the embedded broker (the mock cluster), never to the client: its fetch looks up an offset
+# by walking the partition's message sets from the oldest (upstream "FIXME: Maintain an index"), so each
+# fetch near the end costs O(message sets kept, up to 100,000) and latency grows as topics fill. Walking
+# from the newest makes the usual tail fetch O(1). Bump the stamp when the patch changes.
+RDK_PATCH="mock-msgset-find-from-tail-v1"
+if [[ -f "$RDK_NUPKG" && "$(cat "$LOCAL/cache/librdkafka-patch.stamp" 2>/dev/null)" != "$RDK_PATCH" ]]; then
+  log "librdkafka patch changed: rebuilding"
+  rm -f "$RDK_NUPKG" "$LOCAL/cache/librdkafka-$RDK_VERSION/src/librdkafka.so.1"
+fi
 if [[ ! -f "$RDK_NUPKG" ]]; then
   src="$LOCAL/cache/librdkafka-$RDK_VERSION"
   if [[ ! -f "$src/src/librdkafka.so.1" ]]; then
@@ -38,6 +47,16 @@ if [[ ! -f "$RDK_NUPKG" ]]; then
     rm -rf "$src" "$LOCAL/cache/pkg" && mkdir -p "$LOCAL/cache/pkg"
     tar -xzf "$tgz" -C "$LOCAL/cache/pkg" package/deps/librdkafka
     mv "$LOCAL/cache/pkg/package/deps/librdkafka" "$src" && rm -rf "$LOCAL/cache/pkg"
+    python3 - "$src/src/rdkafka_mock.c" <<'PATCH'
+import sys
+path = sys.argv[1]
+code = open(path).read()
+old = "TAILQ_FOREACH(mset, &mpart->msgsets, link) {\n                if (mset->first_offset <= offset && offset <= mset->last_offset)"
+new = "TAILQ_FOREACH_REVERSE(mset, &mpart->msgsets, rd_kafka_mock_msgset_tailq_s, link) {\n                if (mset->first_offset <= offset && offset <= mset->last_offset)"
+if new not in code:
+    if code.count(old) != 1: sys.exit("rdkafka_mock.c: msgset lookup not found; patch needs updating")
+    open(path, "w").write(code.replace(old, new))
+PATCH
     log "building librdkafka $RDK_VERSION (about a minute)"
     (cd "$src" && ./configure --disable-gssapi --disable-curl >"$LOCAL/cache/librdkafka-configure.txt" 2>&1 \
        && make -C src -j"$(nproc)" librdkafka.so.1 >"$LOCAL/cache/librdkafka-make.txt" 2>&1) \
@@ -61,6 +80,7 @@ if [[ ! -f "$RDK_NUPKG" ]]; then
 NUSPEC
   (cd "$stage" && rm -f "$RDK_NUPKG.tmp" && zip -q -r -X "$RDK_NUPKG.tmp" librdkafka.redist.nuspec runtimes)
   mv "$RDK_NUPKG.tmp" "$RDK_NUPKG"
+  echo "$RDK_PATCH" >"$LOCAL/cache/librdkafka-patch.stamp"
   # A stale extraction in the repo-local package folder would shadow the new package.
   rm -rf "$LOCAL/nuget/librdkafka.redist"
   log "packed $RDK_NUPKG"

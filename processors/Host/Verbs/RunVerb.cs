@@ -16,8 +16,10 @@ internal static class RunVerb
         var options = StreamHealthOptions.Load();
         if (string.IsNullOrEmpty(options.Kafka.BootstrapServers))
             throw new ConfigurationException("Kafka:BootstrapServers is empty: `run` joins an existing cluster (start one with `streamhealth kafka`)");
-        var names = (args.Get("--topology") ?? throw new UsageException($"run needs --topology NAME[,NAME] (known: {string.Join(", ", TopologyCatalog.Names)})"))
-            .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var names = args.Get("--topology")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                    ?? [.. options.Streams.Topologies];
+        if (names.Length == 0)
+            throw new UsageException($"run needs --topology NAME[,NAME] or Streams:Topologies in the configuration (known: {string.Join(", ", TopologyCatalog.Names)})");
         var topologies = names.Select(n => TopologyCatalog.Create(n, args)).ToList();
         var hostId = args.Get("--host-id") ?? $"{Environment.MachineName}-{Environment.ProcessId}";
 

@@ -106,9 +106,11 @@ public sealed class StreamsOptions
     public const string Section = "Streams";
     /// <summary>Stream threads (consumer-group members) per topology in this process.</summary>
     public int ThreadsPerTopology { get; set; } = 1;
-    public int CommitIntervalMs { get; set; } = 100;
+    public int CommitIntervalMs { get; set; } = 1_000;
     /// <summary>How long a dead member keeps its partitions before the group moves them.</summary>
     public int SessionTimeoutMs { get; set; } = 6_000;
+    /// <summary>What `streamhealth run` starts when no --topology is given.</summary>
+    public List<string> Topologies { get; set; } = [];
     /// <summary>How often metrics are logged and published to Redis for the gateway.</summary>
     public int MetricsIntervalMs { get; set; } = 5_000;
 

@@ -33,12 +33,18 @@ public sealed class KeyValueStore<TKey, TValue>
 
     public void Delete(TKey key) => _state.Put(Key(key), null);
 
+    // The usual record does get(key) then put(key): the second builds nothing. Safe to share the array:
+    // the task's caches only ever use it as a dictionary key and never write into it.
+    // Only for immutable key types: a mutable key (a Protobuf message) could change between the two calls.
+    private static readonly bool KeysAreImmutable = typeof(TKey) == typeof(string) || typeof(TKey).IsValueType;
+    private TKey? _lastKey;
+    private byte[]? _lastKeyBytes;
+
     private byte[] Key(TKey key)
     {
-        var k = _keys.Serialize(key);
-        var full = new byte[_prefix.Length + k.Length];
-        _prefix.CopyTo(full, 0);
-        k.CopyTo(full, _prefix.Length);
-        return full;
+        if (KeysAreImmutable && _lastKeyBytes is not null && EqualityComparer<TKey>.Default.Equals(key, _lastKey)) return _lastKeyBytes;
+        _lastKeyBytes = _keys.SerializeWithPrefix(_prefix, key);
+        _lastKey = key;
+        return _lastKeyBytes;
     }
 }

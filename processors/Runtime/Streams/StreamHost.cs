@@ -9,8 +9,11 @@ public sealed class StreamHostOptions
     public required string StateDirectory { get; init; }
     /// <summary>Stream threads per topology (consumer-group members in this process).</summary>
     public int ThreadsPerTopology { get; init; } = 1;
-    public int CommitIntervalMs { get; init; } = 100;
+    public int CommitIntervalMs { get; init; } = 1_000;
     public int SessionTimeoutMs { get; init; } = 6_000;
+    /// <summary>Longest a fetch waits for data. The embedded broker answers a waiting fetch only when the
+    /// wait expires (a real broker answers when data arrives), so this bounds per-record latency there.</summary>
+    public int FetchWaitMaxMs { get; init; } = 10;
     /// <summary>Names this process in client ids and logs.</summary>
     public string HostId { get; init; } = $"{Environment.MachineName}-{Environment.ProcessId}-{Interlocked.Increment(ref s_instances)}";
 

@@ -60,6 +60,7 @@ internal sealed class StreamThread
                 SessionTimeoutMs = _options.SessionTimeoutMs,
                 HeartbeatIntervalMs = Math.Max(100, _options.SessionTimeoutMs / 3),
                 MaxPollIntervalMs = Math.Max(_options.SessionTimeoutMs, 30_000),
+                FetchWaitMaxMs = _options.FetchWaitMaxMs,
                 // librdkafka's own tracing (e.g. "cgrp,fetch") when diagnosing group behaviour.
                 Debug = Environment.GetEnvironmentVariable("STREAMHEALTH_KAFKA_DEBUG"),
             })
@@ -73,6 +74,7 @@ internal sealed class StreamThread
         {
             _consumer.Subscribe(_topology.SourceTopic);
             var lastCommit = Environment.TickCount64;
+            var lastPunctuate = lastCommit;
             while (!stop.IsCancellationRequested)
             {
                 ConsumeResult<byte[]?, byte[]?>? r = null;
@@ -96,11 +98,15 @@ internal sealed class StreamThread
                         Name, r.Topic, r.Partition.Value, r.Offset.Value);
                 }
                 var now = Environment.TickCount64;
+                if (now - lastPunctuate >= 50)
+                {
+                    Phase = "punctuate";
+                    var wallClock = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+                    foreach (var t in Tasks) t.Punctuate(PunctuationType.WallClock, wallClock);
+                    lastPunctuate = now;
+                }
                 if (now - lastCommit >= _options.CommitIntervalMs)
                 {
-                    var wallClock = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-                    Phase = "punctuate";
-                    foreach (var t in Tasks) t.Punctuate(PunctuationType.WallClock, wallClock);
                     Phase = "commit";
                     CommitAll();
                     Phase = "report";

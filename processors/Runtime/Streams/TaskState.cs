@@ -18,6 +18,11 @@ internal sealed class TaskState : IDisposable
     private readonly RocksDbStore _db;
     private readonly Dictionary<byte[], byte[]?> _dirty = new(ByteArrayComparer.Instance);
     private readonly Dictionary<byte[], byte[]?> _staged = new(ByteArrayComparer.Instance);
+    /// <summary>Committed values recently read or written (null = known absent): Kafka Streams' record
+    /// cache. A RocksDB get through Debian's build costs 1.5–4 µs; a hit here ~50 ns. Bounded by
+    /// entry count and dropped whole when full, which keeps it O(1) without LRU bookkeeping.</summary>
+    private readonly Dictionary<byte[], byte[]?> _clean = new(ByteArrayComparer.Instance);
+    private readonly int _cleanCapacity;
     private readonly RocksDbWriteBatch _batch = new();
 
     /// <summary>First input offset not yet reflected in durable state.</summary>
@@ -28,9 +33,10 @@ internal sealed class TaskState : IDisposable
 
     public IReadOnlyDictionary<byte[], byte[]?> Dirty => _dirty;
 
-    public TaskState(string directory)
+    public TaskState(string directory, int cacheEntries = 50_000, RocksDbStoreOptions? storeOptions = null)
     {
-        _db = RocksDbStore.Open(directory);
+        _cleanCapacity = cacheEntries;
+        _db = RocksDbStore.Open(directory, storeOptions);
         NextOffset = ReadLong(NextOffsetKey);
         ChangelogPosition = ReadLong(ChangelogPositionKey);
     }
@@ -48,7 +54,10 @@ internal sealed class TaskState : IDisposable
     {
         if (_staged.TryGetValue(key, out var staged)) return staged;
         if (_dirty.TryGetValue(key, out var dirty)) return dirty;
-        return _db.TryGet(key, out var value) ? value : null;
+        if (_clean.TryGetValue(key, out var clean)) return clean;
+        var value = _db.TryGet(key, out var stored) ? stored : null;
+        Remember(key, value);
+        return value;
     }
 
     /// <summary>Stages a write of the record being processed (null deletes).</summary>
@@ -90,6 +99,7 @@ internal sealed class TaskState : IDisposable
         PutLong(NextOffsetKey, NextOffset);
         PutLong(ChangelogPositionKey, changelogPosition);
         _db.Write(_batch);
+        foreach (var (k, v) in _dirty) Remember(k, v);
         _dirty.Clear();
         ChangelogPosition = changelogPosition;
     }
@@ -103,11 +113,19 @@ internal sealed class TaskState : IDisposable
             if (v is null) _batch.Delete(k);
             else _batch.Put(k, v);
         }
+        _clean.Clear();   // restore writes behind the cache
         NextOffset = nextOffset;
         PutLong(NextOffsetKey, nextOffset);
         PutLong(ChangelogPositionKey, changelogPosition);
         _db.Write(_batch);
         ChangelogPosition = changelogPosition;
+    }
+
+    private void Remember(byte[] key, byte[]? value)
+    {
+        if (_cleanCapacity == 0) return;
+        if (_clean.Count >= _cleanCapacity && !_clean.ContainsKey(key)) _clean.Clear();
+        _clean[key] = value;
     }
 
     private void PutLong(byte[] key, long value)
