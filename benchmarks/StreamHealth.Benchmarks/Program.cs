@@ -3,12 +3,15 @@ using BenchmarkDotNet.Jobs;
 using BenchmarkDotNet.Running;
 using BenchmarkDotNet.Toolchains.InProcess.Emit;
 using StreamHealth.Benchmarks.Kafka;
+using StreamHealth.Benchmarks.Weight;
 
 // dotnet run -c Release -- [BenchmarkDotNet args]      e.g. --filter '*Serde*'
 // dotnet run -c Release -- kafka-throughput [messages] (load harness against the embedded Kafka)
+// dotnet run -c Release -- weight-accuracy [users]     (synthetic cohort: Kalman filter vs moving average)
 return args.FirstOrDefault() switch
 {
     "kafka-throughput" => EmbeddedKafkaThroughput.Run(args.Length > 1 ? int.Parse(args[1]) : 150_000),
+    "weight-accuracy" => WeightAccuracy.Run(args.Length > 1 ? int.Parse(args[1]) : 1_000),
     _ => Run(args),
 };
 
