@@ -45,25 +45,24 @@ public static class RobustBaseline
 
         // The MAD of three points can be ~0 by chance; the sources' own noise is the floor of what we believe.
         var minVariance = double.MaxValue;
-        var meanVariance = 0.0;
-        for (var i = 0; i < n; i++)
-        {
-            minVariance = Math.Min(minVariance, samples[i].VarianceKg2);
-            meanVariance += samples[i].VarianceKg2 / n;
-        }
+        for (var i = 0; i < n; i++) minVariance = Math.Min(minVariance, samples[i].VarianceKg2);
         var robustSd = MadToSd * mad;
         var gateSd = Math.Max(robustSd, Math.Sqrt(minVariance));
 
+        // At least half the samples lie within one MAD of the median, so m ≥ 1 whatever the data.
         var m = 0;
+        var sumVariance = 0.0;
         for (var i = 0; i < n; i++)
         {
             excluded[i] = Math.Abs(samples[i].WeightKg - median) > outlierZ * gateSd;
             if (excluded[i]) continue;
             kept[m] = samples[i].WeightKg;
             daysBefore[m] = (samples[i].TimeUnixMs - atTimeUnixMs) / MsPerDay;
+            sumVariance += samples[i].VarianceKg2;
             m++;
         }
         used = m;
+        var meanVariance = sumVariance / m;
         kept = kept[..m];
         daysBefore = daysBefore[..m];
 
