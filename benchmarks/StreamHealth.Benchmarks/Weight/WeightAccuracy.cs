@@ -74,6 +74,7 @@ public static class WeightAccuracy
         public readonly Dictionary<SyntheticOutlierKind, (long Marked, long Flagged)> ByKind = [];
         public readonly long[] ReasonCounts = new long[16];
         public long NoFilterEstimate;
+        public long FalsePositivesAfterStep, FalsePositivesNoisyUsers;
         public double ProcessSeconds;
 
         public double Improvement => NonOutliers.Improvement;
@@ -119,6 +120,11 @@ public static class WeightAccuracy
                 else if (flagged)
                 {
                     report.FalsePositives++;
+                    var day = (reading.Observation.TimeUnixMs - cohort.StartUnixMs) / 86_400_000.0;
+                    if (profile.HasStepChange && day >= profile.StepChangeDay && day < profile.StepChangeDay + 21)
+                        report.FalsePositivesAfterStep++;
+                    else if (profile.DailyNoiseSdKg >= 1.5)
+                        report.FalsePositivesNoisyUsers++;
                 }
 
                 if (step.NeedsInitialization)
@@ -140,7 +146,7 @@ public static class WeightAccuracy
         return report;
     }
 
-    /// <summary>Seconds for one pass of the whole cohort through fresh states, every path mixed in as it
+    /// <summary>Seconds for a pass of the whole cohort through fresh states, every path mixed in as it
     /// comes (buffering, outliers, re-anchoring); readings are materialised first so generation is not timed.</summary>
     private static double TimeWholeCohort(SyntheticWeightCohort cohort, WeightKalmanFilter filter)
     {
@@ -151,13 +157,20 @@ public static class WeightAccuracy
             users[u] = new WeightObservation[readings.Count];
             for (var i = 0; i < readings.Count; i++) users[u][i] = readings[i].Observation;
         }
-        var clock = Stopwatch.StartNew();
-        foreach (var observations in users)
+        // Three passes, the fastest counts: the first runs partly in tier-0 JIT code, which is not what a
+        // long-running processor executes.
+        var best = double.MaxValue;
+        for (var pass = 0; pass < 3; pass++)
         {
-            var state = WeightStateCodec.NewState();
-            foreach (ref readonly var observation in observations.AsSpan()) filter.Process(state, observation);
+            var clock = Stopwatch.StartNew();
+            foreach (var observations in users)
+            {
+                var state = WeightStateCodec.NewState();
+                foreach (ref readonly var observation in observations.AsSpan()) filter.Process(state, observation);
+            }
+            best = Math.Min(best, clock.Elapsed.TotalSeconds);
         }
-        return clock.Elapsed.TotalSeconds;
+        return best;
     }
 
     private static void Print(Report r, SyntheticWeightCohort cohort, TextWriter output)
@@ -185,12 +198,14 @@ public static class WeightAccuracy
             100 * r.Improvement, 100 * RequiredImprovement, r.Improvement >= RequiredImprovement ? "met" : "NOT MET"));
         output.WriteLine(string.Format(c, "outliers (flagged = rejected as OUTLIER or IMPLAUSIBLE): precision {0:0.000} ({1:N0}/{2:N0}), recall {3:0.000} ({1:N0}/{4:N0})",
             r.Precision, r.TruePositives, r.TruePositives + r.FalsePositives, r.Recall, r.TruePositives + r.FalseNegatives));
+        output.WriteLine(string.Format(c, "  false positives: {0:N0} in the 3 weeks after a step change, {1:N0} of users with daily noise SD >= 1.5 kg, {2:N0} others",
+            r.FalsePositivesAfterStep, r.FalsePositivesNoisyUsers, r.FalsePositives - r.FalsePositivesAfterStep - r.FalsePositivesNoisyUsers));
         foreach (var (kind, (marked, flagged)) in r.ByKind.OrderBy(k => k.Key))
             output.WriteLine(string.Format(c, "  recall, {0,-26} {1:0.000} ({2:N0}/{3:N0})", kind, flagged / (double)marked, flagged, marked));
         output.WriteLine("filter reasons: " + string.Join(", ", Enum.GetValues<WeightReason>()
             .Where(reason => reason != WeightReason.Unspecified && r.ReasonCounts[(int)reason] > 0)
             .Select(reason => string.Format(c, "{0} {1:N0}", reason, r.ReasonCounts[(int)reason]))));
-        output.WriteLine(string.Format(c, "filter Process calls: {0:N0} over the whole cohort in {1:0.000} s = {2:N0}/s (one pass, fresh states, all paths; wall clock, not a benchmark)",
+        output.WriteLine(string.Format(c, "filter Process calls: {0:N0} over the whole cohort in {1:0.000} s = {2:N0}/s (fastest of 3 passes, fresh states, all paths incl. new-user allocations; wall clock, not a benchmark)",
             r.Readings, r.ProcessSeconds, r.Readings / r.ProcessSeconds));
     }
 }
