@@ -434,6 +434,16 @@ public sealed class WeightFilterTests
     }
 
     [Fact]
+    public void The_state_message_starts_with_the_envelope_like_every_value()
+    {
+        var version = WeightFilterState.Descriptor.FindFieldByNumber(1);
+        var time = WeightFilterState.Descriptor.FindFieldByNumber(2);
+        Assert.Equal(("schema_version", Google.Protobuf.Reflection.FieldType.UInt32), (version.Name, version.FieldType));
+        Assert.Equal(("event_time_unix_ms", Google.Protobuf.Reflection.FieldType.Int64), (time.Name, time.FieldType));
+        Assert.Equal(2u, WeightStateCodec.NewState().SchemaVersion);
+    }
+
+    [Fact]
     public void State_codec_round_trips_the_current_version()
     {
         var state = SteadyUser();
