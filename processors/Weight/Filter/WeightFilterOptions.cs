@@ -1,0 +1,131 @@
+using System.Globalization;
+using StreamHealth.Schemas;
+
+namespace StreamHealth.Weight.Filter;
+
+/// <summary>Measurement noise by source, as a standard deviation in kg. It is the whole scatter of a
+/// reading around the person's underlying weight (water, food and clothes as well as the instrument),
+/// which is why even the clinic's scale is not trusted to 0.1 kg.</summary>
+public sealed class WeightSourceNoiseTable
+{
+    /// <summary>Clinic scale, calibrated, read by staff.</summary>
+    public double CareTeam { get; set; } = 1.0;
+
+    /// <summary>A home Bluetooth/Wi-Fi scale: good instrument, any time of day.</summary>
+    public double ConnectedScale { get; set; } = 1.2;
+
+    /// <summary>Typed in by the patient: rounding, memory and unit slips on top.</summary>
+    public double PatientReported { get; set; } = 1.6;
+
+    /// <summary><see cref="WeightSource.Unspecified"/> and sources a newer producer may add: the noisiest.</summary>
+    public double Unspecified { get; set; } = 2.0;
+
+    public double SdKgFor(WeightSource source) => source switch
+    {
+        WeightSource.CareTeam => CareTeam,
+        WeightSource.ConnectedScale => ConnectedScale,
+        WeightSource.PatientReported => PatientReported,
+        _ => Unspecified,
+    };
+}
+
+/// <summary>Settings of <see cref="WeightKalmanFilter"/>, bound from the <c>WeightFilter</c> section.
+/// Defaults are argued in README.md ("Weight filter") and measured in benchmarks/RESULTS.md.</summary>
+public sealed class WeightFilterOptions
+{
+    public const string Section = "WeightFilter";
+
+    /// <summary>Measurement noise per source (kg, one standard deviation).</summary>
+    public WeightSourceNoiseTable MeasurementSdKg { get; set; } = new();
+
+    /// <summary>Spectral density q of the white-noise acceleration (kg²/day³): over dt days the trend's
+    /// variance grows by q·dt. 2e-4 lets the trend drift by about ±0.14 kg/day (±1 kg/week) over 100 days,
+    /// the size of a diet starting or stopping.</summary>
+    public double AccelerationNoiseKg2PerDay3 { get; set; } = 2e-4;
+
+    /// <summary>Reject a measurement when |innovation| / sqrt(innovation variance) exceeds this.</summary>
+    public double OutlierGateSigma { get; set; } = 3.5;
+
+    /// <summary>Measurements needed inside <see cref="InitWindowDays"/> before the filter starts.</summary>
+    public int InitMinMeasurements { get; set; } = 3;
+
+    public double InitWindowDays { get; set; } = 14;
+
+    /// <summary>Below this time span the initial trend is 0: a slope from two mornings is noise.</summary>
+    public double InitMinSlopeSpanDays { get; set; } = 2;
+
+    /// <summary>Prior standard deviation of a new user's trend (kg/day); the robust slope is shrunk
+    /// towards 0 with it, so three noisy points cannot claim ±2 kg/week.</summary>
+    public double InitialTrendSdKgPerDay { get; set; } = 0.1;
+
+    /// <summary>Initialisation drops samples further than this many robust SDs (1.4826·MAD) from the median.</summary>
+    public double InitOutlierZ { get; set; } = 3.5;
+
+    /// <summary>No accepted measurement for longer than this: the estimate is stale, start again.</summary>
+    public double ReinitializeGapDays { get; set; } = 30;
+
+    /// <summary>Consecutive rejections that, agreeing with each other, mean the weight really moved.</summary>
+    public int ReanchorRejections { get; set; } = 3;
+
+    /// <summary>Pending rejections older than this (relative to the newest) are forgotten.</summary>
+    public double ReanchorWindowDays { get; set; } = 7;
+
+    /// <summary>The pending rejections agree when their range (max − min) is at most this.</summary>
+    public double ReanchorMaxSpreadKg { get; set; } = 4;
+
+    public double MinPlausibleKg { get; set; } = 20;
+
+    public double MaxPlausibleKg { get; set; } = 400;
+
+    /// <summary>Every problem, one line each naming the setting and its value; empty when valid.</summary>
+    public IReadOnlyList<string> Validate()
+    {
+        var errors = new List<string>();
+        void Positive(string name, double value)
+        {
+            if (!double.IsFinite(value) || value <= 0)
+                errors.Add($"{Section}:{name} = {Format(value)}: must be a finite number above 0");
+        }
+        void NonNegative(string name, double value)
+        {
+            if (!double.IsFinite(value) || value < 0)
+                errors.Add($"{Section}:{name} = {Format(value)}: must be a finite number, 0 or more");
+        }
+
+        if (MeasurementSdKg is null)
+        {
+            errors.Add($"{Section}:MeasurementSdKg is missing");
+        }
+        else
+        {
+            var noise = MeasurementSdKg;
+            Positive("MeasurementSdKg:CareTeam", noise.CareTeam);
+            Positive("MeasurementSdKg:ConnectedScale", noise.ConnectedScale);
+            Positive("MeasurementSdKg:PatientReported", noise.PatientReported);
+            Positive("MeasurementSdKg:Unspecified", noise.Unspecified);
+            var noisiestKnown = Math.Max(noise.CareTeam, Math.Max(noise.ConnectedScale, noise.PatientReported));
+            if (noise.Unspecified < noisiestKnown)
+                errors.Add($"{Section}:MeasurementSdKg:Unspecified = {Format(noise.Unspecified)}: must be at least the noisiest known source ({Format(noisiestKnown)}), since an unknown source could be any of them");
+        }
+        NonNegative(nameof(AccelerationNoiseKg2PerDay3), AccelerationNoiseKg2PerDay3);
+        Positive(nameof(OutlierGateSigma), OutlierGateSigma);
+        if (InitMinMeasurements is < 1 or > 32)
+            errors.Add($"{Section}:{nameof(InitMinMeasurements)} = {InitMinMeasurements}: must be 1-32");
+        Positive(nameof(InitWindowDays), InitWindowDays);
+        NonNegative(nameof(InitMinSlopeSpanDays), InitMinSlopeSpanDays);
+        Positive(nameof(InitialTrendSdKgPerDay), InitialTrendSdKgPerDay);
+        Positive(nameof(InitOutlierZ), InitOutlierZ);
+        Positive(nameof(ReinitializeGapDays), ReinitializeGapDays);
+        if (ReanchorRejections is < 1 or > 32)
+            errors.Add($"{Section}:{nameof(ReanchorRejections)} = {ReanchorRejections}: must be 1-32");
+        Positive(nameof(ReanchorWindowDays), ReanchorWindowDays);
+        NonNegative(nameof(ReanchorMaxSpreadKg), ReanchorMaxSpreadKg);
+        Positive(nameof(MinPlausibleKg), MinPlausibleKg);
+        Positive(nameof(MaxPlausibleKg), MaxPlausibleKg);
+        if (MaxPlausibleKg <= MinPlausibleKg)
+            errors.Add($"{Section}:{nameof(MaxPlausibleKg)} = {Format(MaxPlausibleKg)}: must be above {nameof(MinPlausibleKg)} = {Format(MinPlausibleKg)}");
+        return errors;
+    }
+
+    private static string Format(double value) => value.ToString("R", CultureInfo.InvariantCulture);
+}
