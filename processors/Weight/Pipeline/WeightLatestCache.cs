@@ -1,0 +1,63 @@
+using System.Globalization;
+using StackExchange.Redis;
+using StreamHealth.Schemas;
+
+namespace StreamHealth.Weight.Pipeline;
+
+/// <summary>A user's latest filtered weight, as the gateway serves it.</summary>
+public sealed record WeightLatest(
+    string UserId, string MeasurementId, long EventTimeUnixMs, double FilteredWeightKg, double TrendKgPerWeek,
+    double Confidence, double RawWeightKg, bool Accepted, bool NeedsInitialization);
+
+/// <summary>The Redis side of the weights pipeline: hash <c>streamhealth:weight:latest:{userId}</c> with
+/// the fields of <see cref="WeightLatest"/> in snake_case, expiring 30 days after the last write.
+/// Written through by the weights Redis sink with a compare-and-set on event time, so a replayed or
+/// out-of-order result never overwrites a newer one; read by the gateway before PostgreSQL.</summary>
+public static class WeightLatestCache
+{
+    public const string KeyPrefix = "streamhealth:weight:latest:";
+    public static readonly TimeSpan Ttl = TimeSpan.FromDays(30);
+
+    public static RedisKey Key(string userId) => KeyPrefix + userId;
+
+    // KEYS[1] = hash; ARGV[1] = event time; ARGV[2] = ttl seconds; ARGV[3..] = field, value pairs.
+    private const string CompareAndSet = """
+        local current = redis.call('HGET', KEYS[1], 'event_time_unix_ms')
+        if current and tonumber(current) > tonumber(ARGV[1]) then return 0 end
+        for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+        redis.call('EXPIRE', KEYS[1], ARGV[2])
+        return 1
+        """;
+
+    /// <summary>Whether a result carries an estimate worth serving as "latest" (not while buffering).</summary>
+    public static bool HasEstimate(WeightResult r) => r.FilteredWeightKg > 0 && !r.NeedsInitialization;
+
+    /// <summary>Queues the compare-and-set for <paramref name="result"/> on <paramref name="redis"/> (a batch or the database).</summary>
+    public static Task<RedisResult> WriteAsync(IDatabaseAsync redis, WeightResult result) =>
+        redis.ScriptEvaluateAsync(CompareAndSet, [Key(result.UserId)],
+        [
+            result.EventTimeUnixMs, (long)Ttl.TotalSeconds,
+            "user_id", result.UserId,
+            "measurement_id", result.MeasurementId,
+            "event_time_unix_ms", result.EventTimeUnixMs,
+            "filtered_weight_kg", F(result.FilteredWeightKg),
+            "trend_kg_per_week", F(result.TrendKgPerWeek),
+            "confidence", F(result.Confidence),
+            "raw_weight_kg", F(result.RawWeightKg),
+            "accepted", result.Accepted ? 1 : 0,
+            "needs_initialization", result.NeedsInitialization ? 1 : 0,
+        ]);
+
+    public static async Task<WeightLatest?> ReadAsync(IDatabaseAsync redis, string userId)
+    {
+        var fields = await redis.HashGetAllAsync(Key(userId));
+        if (fields.Length == 0) return null;
+        var d = fields.ToDictionary(f => (string)f.Name!, f => (string)f.Value!);
+        return new WeightLatest(d["user_id"], d["measurement_id"], long.Parse(d["event_time_unix_ms"], CultureInfo.InvariantCulture),
+            P(d["filtered_weight_kg"]), P(d["trend_kg_per_week"]), P(d["confidence"]), P(d["raw_weight_kg"]),
+            d["accepted"] == "1", d["needs_initialization"] == "1");
+    }
+
+    private static string F(double v) => v.ToString("R", CultureInfo.InvariantCulture);
+    private static double P(string s) => double.Parse(s, CultureInfo.InvariantCulture);
+}
