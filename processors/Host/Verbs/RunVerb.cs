@@ -1,4 +1,9 @@
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging;
+using Npgsql;
+using StreamHealth.Runtime.Sinks;
+using StreamHealth.Weight.Filter;
+using StreamHealth.Weight.Pipeline;
 using StackExchange.Redis;
 using StreamHealth.Host.Topologies;
 using StreamHealth.Runtime.Configuration;
@@ -20,7 +25,9 @@ internal static class RunVerb
                     ?? [.. options.Streams.Topologies];
         if (names.Length == 0)
             throw new UsageException($"run needs --topology NAME[,NAME] or Streams:Topologies in the configuration (known: {string.Join(", ", TopologyCatalog.Names)})");
-        var topologies = names.Select(n => TopologyCatalog.Create(n, args)).ToList();
+        var configuration = StreamHealthOptions.AddSources(new ConfigurationBuilder()).Build();
+        var weightFilter = configuration.GetSection(WeightFilterOptions.Section).Get<WeightFilterOptions>() ?? new WeightFilterOptions();
+        var topologies = names.Select(n => TopologyCatalog.Create(n, args, weightFilter)).ToList();
         var hostId = args.Get("--host-id") ?? $"{Environment.MachineName}-{Environment.ProcessId}";
 
         using var logs = ConsoleLogs.Create();
@@ -35,7 +42,18 @@ internal static class RunVerb
             CommitIntervalMs = options.Streams.CommitIntervalMs,
             SessionTimeoutMs = options.Streams.SessionTimeoutMs,
         }, topologies, logs);
+        // The sinks of each workload run beside its topology (own consumer groups, own back-pressure).
+        using var postgres = NpgsqlDataSource.Create(options.Postgres.ConnectionString);
+        var sinks = new List<SinkRunner>();
+        if (names.Contains("weights"))
+        {
+            var (pg, cache) = WeightPipeline.CreateSinks(WeightPipelineNames.Default, options.Kafka.BootstrapServers, postgres, redis, logs,
+                options.Streams.SessionTimeoutMs);
+            sinks.Add(pg);
+            sinks.Add(cache);
+        }
         host.Start();
+        foreach (var sink in sinks) sink.Start();
         log.LogInformation("host {Host} running {Topologies} on {Bootstrap}, state in {State}", hostId,
             string.Join(", ", topologies.Select(t => $"{t.ApplicationId} ({t.SourceTopic})")), options.Kafka.BootstrapServers, options.State.Directory);
         using (new StreamMetricsReporter(hostId, [.. topologies.Select(t => t.ApplicationId)], host, log, redis.GetDatabase(),
@@ -44,6 +62,8 @@ internal static class RunVerb
             await Shutdown.WaitAsync();
         }
         log.LogInformation("host {Host} stopping: finishing the in-flight cycle, committing", hostId);
+        host.Dispose();
+        foreach (var sink in sinks) sink.Dispose();
         return 0;
     }
 }

@@ -4,6 +4,8 @@ using StreamHealth.Host.Samples;
 using StreamHealth.Runtime.Configuration;
 using StreamHealth.Runtime.Kafka;
 using StreamHealth.Runtime.Storage;
+using StreamHealth.Runtime.Streams;
+using StreamHealth.Weight.Pipeline;
 
 namespace StreamHealth.Host.Verbs;
 
@@ -34,9 +36,24 @@ internal static class UpVerb
             CheckRedis(options.Redis);
             KafkaVerb.WriteBootstrap(args.Get("--bootstrap-file"), bootstrap);
 
+            // The weights pipeline (topology + PostgreSQL and Redis sinks) runs in this process locally.
+            using var logs = ConsoleLogs.Create();
+            using var postgres = NpgsqlDataSource.Create(options.Postgres.ConnectionString);
+            using var redis = ConnectionMultiplexer.Connect(options.Redis.Configuration);
+            using var weights = new WeightPipeline(new StreamHostOptions
+            {
+                BootstrapServers = bootstrap, StateDirectory = options.State.Directory,
+                CommitIntervalMs = options.Streams.CommitIntervalMs, SessionTimeoutMs = options.Streams.SessionTimeoutMs,
+            }, postgres, redis, logs).Start();
+            using var reporter = new StreamMetricsReporter($"up-{Environment.ProcessId}", [WeightTopology.ApplicationId], weights.Host,
+                logs.CreateLogger("StreamHealth.Up"), redis.GetDatabase(), TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs));
+            Console.WriteLine($"weights   Kalman topology + PostgreSQL/Redis sinks, state in {options.State.Directory}");
+
             var producers = new List<Task>();
             if (options.Samples.Enabled)
             {
+                producers.Add(WeightSamples.RunAsync(bootstrap, options.Samples.WeightsPerSecond, Shutdown.Token));
+                Console.WriteLine($"samples   {options.Samples.WeightsPerSecond} weigh-ins/s onto weights.raw ({WeightSamples.Users} synthetic people, e.g. {WeightSamples.ExampleUser})");
                 producers.Add(HealthMetricSamples.RunAsync(bootstrap, options.Samples.MetricsPerSecond, Shutdown.Token));
                 Console.WriteLine($"samples   {options.Samples.MetricsPerSecond} health metrics/s onto insights.metrics");
             }

@@ -130,6 +130,7 @@ public sealed class SamplesOptions
     public bool Enabled { get; set; } = true;
     public string DataDirectory { get; set; } = "";
     public int MetricsPerSecond { get; set; } = 20;
+    public int WeightsPerSecond { get; set; } = 20;
 
     internal void Validate(List<string> errors)
     {
@@ -137,6 +138,8 @@ public sealed class SamplesOptions
             errors.Add($"{Section}:DataDirectory = {DataDirectory}: directory does not exist");
         if (MetricsPerSecond is < 0 or > 100_000)
             errors.Add($"{Section}:MetricsPerSecond = {MetricsPerSecond}: must be 0-100000");
+        if (WeightsPerSecond is < 0 or > 100_000)
+            errors.Add($"{Section}:WeightsPerSecond = {WeightsPerSecond}: must be 0-100000");
     }
 }
 

@@ -1,0 +1,71 @@
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using StackExchange.Redis;
+using StreamHealth.Runtime.Sinks;
+using StreamHealth.Runtime.Streams;
+using StreamHealth.Schemas;
+using StreamHealth.Weight.Filter;
+
+namespace StreamHealth.Weight.Pipeline;
+
+/// <summary>Topic and group names of one weights pipeline (production uses <see cref="Default"/>;
+/// tests give each pipeline its own).</summary>
+public sealed record WeightPipelineNames(string ApplicationId, string RawTopic, string FilteredTopic)
+{
+    public static readonly WeightPipelineNames Default = new(WeightTopology.ApplicationId, Topics.WeightsRaw, Topics.WeightsFiltered);
+    public string PostgresSinkGroup => ApplicationId + "-postgres-sink";
+    public string RedisSinkGroup => ApplicationId + "-redis-sink";
+    public string ChangelogTopic => ApplicationId + "-changelog";
+}
+
+/// <summary>The weights vertical slice in one process: the Kalman topology on a StreamHost plus the
+/// PostgreSQL and Redis sinks of weights.filtered, each sink its own consumer group.</summary>
+public sealed class WeightPipeline : IDisposable
+{
+    private readonly SinkRunner _postgres;
+    private readonly SinkRunner _redis;
+
+    public StreamHost Host { get; }
+    public WeightPipelineNames Names { get; }
+    public SinkRunner PostgresSink => _postgres;
+    public SinkRunner RedisSink => _redis;
+
+    public WeightPipeline(StreamHostOptions hostOptions, NpgsqlDataSource postgres, IConnectionMultiplexer redis,
+        ILoggerFactory logs, WeightFilterOptions? filterOptions = null, WeightPipelineNames? names = null, int sessionTimeoutMs = 6_000)
+    {
+        names ??= WeightPipelineNames.Default;
+        Names = names;
+        Host = new StreamHost(hostOptions, [WeightTopology.Create(filterOptions, names.ApplicationId, names.RawTopic, names.FilteredTopic)], logs);
+        (_postgres, _redis) = CreateSinks(names, hostOptions.BootstrapServers, postgres, redis, logs, sessionTimeoutMs);
+    }
+
+    /// <summary>The two sinks of weights.filtered (for hosts that run them beside other topologies).</summary>
+    public static (SinkRunner Postgres, SinkRunner Redis) CreateSinks(WeightPipelineNames names, string bootstrapServers,
+        NpgsqlDataSource postgres, IConnectionMultiplexer redis, ILoggerFactory logs, int sessionTimeoutMs = 6_000) =>
+    (
+        new SinkRunner(new SinkOptions
+        {
+            BootstrapServers = bootstrapServers, Topic = names.FilteredTopic, GroupId = names.PostgresSinkGroup, SessionTimeoutMs = sessionTimeoutMs,
+        }, new WeightPostgresWriter(postgres, logs.CreateLogger("StreamHealth.Sinks.weights-postgres")), logs),
+        new SinkRunner(new SinkOptions
+        {
+            BootstrapServers = bootstrapServers, Topic = names.FilteredTopic, GroupId = names.RedisSinkGroup, SessionTimeoutMs = sessionTimeoutMs,
+        }, new WeightRedisWriter(redis), logs)
+    );
+
+    public WeightPipeline Start()
+    {
+        Host.Start();
+        _postgres.Start();
+        _redis.Start();
+        return this;
+    }
+
+    /// <summary>Stops the topology first (its last outputs reach the topic), then the sinks.</summary>
+    public void Dispose()
+    {
+        Host.Dispose();
+        _postgres.Dispose();
+        _redis.Dispose();
+    }
+}

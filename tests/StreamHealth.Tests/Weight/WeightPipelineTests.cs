@@ -1,0 +1,193 @@
+using System.Text;
+using Confluent.Kafka;
+using Google.Protobuf;
+using Npgsql;
+using StackExchange.Redis;
+using StreamHealth.Runtime.Storage;
+using StreamHealth.Runtime.Streams;
+using StreamHealth.Schemas;
+using StreamHealth.Tests.Infrastructure;
+using StreamHealth.Weight.Pipeline;
+using static StreamHealth.Tests.Infrastructure.StreamTestKit;
+
+namespace StreamHealth.Tests.Weight;
+
+/// <summary>A running weights pipeline on real parts: embedded Kafka, RocksDB state, PostgreSQL and Redis sinks.</summary>
+public sealed class WeightPipelineFixture : IDisposable
+{
+    public EmbeddedKafkaFixture Kafka { get; } = new();
+    public WeightPipelineNames Names { get; }
+    public string ConnectionString { get; }
+    public NpgsqlDataSource Postgres { get; }
+    public ConnectionMultiplexer Redis { get; }
+    public TestLogs Logs { get; } = new();
+    public WeightPipeline Pipeline { get; }
+    public string Database { get; }
+    private readonly string _stateDir = Directory.CreateTempSubdirectory("streamhealth-weights-").FullName;
+
+    public WeightPipelineFixture()
+    {
+        var raw = Kafka.NewTopic("wraw", 4);
+        Names = new WeightPipelineNames(raw + "-app", raw, Kafka.NewTopic("wfilt", 4));
+        Kafka.Cluster.CreateTopic(Names.ChangelogTopic, 4);
+        Kafka.Cluster.CreateTopic(raw + Topics.DeadLetterSuffix, 1);
+        Database = LocalServices.NewDatabaseName("weights_pipeline");
+        ConnectionString = LocalServices.PostgresConnectionString(Database);
+        PostgresMigrator.MigrateAsync(ConnectionString).GetAwaiter().GetResult();
+        Postgres = NpgsqlDataSource.Create(ConnectionString);
+        Redis = ConnectionMultiplexer.Connect(LocalServices.RedisConfiguration);
+        Pipeline = new WeightPipeline(new StreamHostOptions { BootstrapServers = Kafka.BootstrapServers, StateDirectory = _stateDir, CommitIntervalMs = 200 },
+            Postgres, Redis, Logs, names: Names).Start();
+    }
+
+    public void Dispose()
+    {
+        Pipeline.Dispose();
+        Redis.Dispose();
+        Postgres.Dispose();
+        Kafka.Dispose();
+        Directory.Delete(_stateDir, recursive: true);
+    }
+}
+
+public sealed class WeightPipelineTests(WeightPipelineFixture f) : IClassFixture<WeightPipelineFixture>
+{
+    private static readonly long Day = TimeSpan.FromDays(1).Ticks / TimeSpan.TicksPerMillisecond;
+    private static readonly long T0 = DateTimeOffset.Parse("2026-03-01T07:00:00Z").ToUnixTimeMilliseconds();
+
+    private static WeightMeasurement M(string user, string id, double days, double kg, WeightUnit unit = WeightUnit.Kg,
+        WeightSource source = WeightSource.ConnectedScale) => new()
+    {
+        SchemaVersion = 1, EventTimeUnixMs = T0 + (long)(days * Day), MeasurementId = id, UserId = user,
+        Value = kg, Unit = unit, Source = source,
+    };
+
+    private void Send(params WeightMeasurement[] measurements)
+    {
+        using var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = f.Kafka.BootstrapServers, EnableIdempotence = true }).Build();
+        foreach (var m in measurements)
+            p.Produce(f.Names.RawTopic, new Message<byte[], byte[]>
+            {
+                Key = new UserKey { UserId = m.UserId }.ToByteArray(), Value = m.ToByteArray(),
+                Timestamp = new Timestamp(m.EventTimeUnixMs, TimestampType.CreateTime),
+            });
+        p.Flush(TimeSpan.FromSeconds(10));
+    }
+
+    private sealed record Row(string MeasurementId, bool Accepted, double FilteredWeightKg, bool NeedsInitialization,
+        bool NeedsReinitialization, string[] Reasons, string Source, double RawWeightKg);
+
+    private List<Row> Rows(string user)
+    {
+        using var cmd = f.Postgres.CreateCommand("""
+            SELECT measurement_id, accepted, filtered_weight_kg, needs_initialization, needs_reinitialization, reasons, source, raw_weight_kg
+            FROM weights.measurements WHERE user_id = $1 ORDER BY measured_at, measurement_id
+            """);
+        cmd.Parameters.AddWithValue(user);
+        using var r = cmd.ExecuteReader();
+        var rows = new List<Row>();
+        while (r.Read())
+            rows.Add(new Row(r.GetString(0), r.GetBoolean(1), r.GetDouble(2), r.GetBoolean(3), r.GetBoolean(4), r.GetFieldValue<string[]>(5), r.GetString(6), r.GetDouble(7)));
+        return rows;
+    }
+
+    private List<Row> WaitForRows(string user, int count)
+    {
+        List<Row> rows = [];
+        WaitFor(() => (rows = Rows(user)).Count >= count, TimeSpan.FromSeconds(60), () => $"{user}: {rows.Count}/{count} rows\n{f.Logs.Tail()}");
+        Assert.Equal(count, rows.Count);
+        return rows;
+    }
+
+    private static string U(string name) => $"{name}-{Guid.NewGuid():N}"[..(name.Length + 9)];
+
+    [Fact]
+    public async Task A_new_user_is_initialised_after_three_measurements_and_the_latest_weight_reaches_redis()
+    {
+        var user = U("new");
+        Send(M(user, user + "-1", 0, 80.4), M(user, user + "-2", 1, 80.0), M(user, user + "-3", 2, 175.5, WeightUnit.Lb));
+        var rows = WaitForRows(user, 3);
+        Assert.True(rows[0].NeedsInitialization && rows[1].NeedsInitialization);
+        Assert.All(rows.Take(2), r => Assert.Contains("buffered_for_initialization", r.Reasons));
+        Assert.False(rows[2].NeedsInitialization);
+        Assert.Contains("initialized", rows[2].Reasons);
+        Assert.InRange(rows[2].FilteredWeightKg, 79.0, 80.6);
+        Assert.Equal("connected_scale", rows[2].Source);
+
+        WeightLatest? latest = null;
+        WaitFor(() => (latest = WeightLatestCache.ReadAsync(f.Redis.GetDatabase(), user).GetAwaiter().GetResult()) is not null,
+            TimeSpan.FromSeconds(30), () => "no latest weight in Redis");
+        Assert.Equal(user + "-3", latest!.MeasurementId);
+        Assert.Equal(rows[2].FilteredWeightKg, latest.FilteredWeightKg, 6);
+        Assert.True(await f.Redis.GetDatabase().KeyTimeToLiveAsync(WeightLatestCache.Key(user)) > TimeSpan.FromDays(29));
+    }
+
+    [Fact]
+    public void Outliers_gaps_step_changes_duplicates_and_out_of_order_measurements_are_reported_and_stored()
+    {
+        var user = U("story");
+        var ms = new List<WeightMeasurement>();
+        for (var d = 0; d < 6; d++) ms.Add(M(user, $"{user}-base{d}", d, 100 + (d % 2 == 0 ? 0.3 : -0.3)));
+        ms.Add(M(user, $"{user}-outlier", 6.5, 135));                                  // gross outlier
+        ms.Add(M(user, $"{user}-dup-a", 7, 99.8));
+        ms.Add(M(user, $"{user}-dup-b", 7, 99.8));                                     // same time, source, value: a duplicate
+        ms.Add(M(user, $"{user}-late", 3.5, 100.1));                                   // older than the last processed
+        for (var d = 0; d < 3; d++) ms.Add(M(user, $"{user}-step{d}", 8 + d, 88 + 0.2 * d));   // a real step change
+        ms.Add(M(user, $"{user}-after-gap", 60, 87.5));                                // > 30 days later
+        Send([.. ms]);
+        Send(M(user, $"{user}-base0", 0, 100.3));                                      // a replay of the same measurement id
+
+        var rows = WaitForRows(user, ms.Count).ToDictionary(r => r.MeasurementId);
+        Assert.Contains("initialized", rows[$"{user}-base2"].Reasons);
+        var outlier = rows[$"{user}-outlier"];
+        Assert.False(outlier.Accepted);
+        Assert.Contains("outlier", outlier.Reasons);
+        Assert.Equal(135, outlier.RawWeightKg);
+        Assert.Contains("duplicate", rows[$"{user}-dup-b"].Reasons);
+        Assert.False(rows[$"{user}-dup-b"].Accepted);
+        Assert.Contains("out_of_order", rows[$"{user}-late"].Reasons);
+        Assert.Contains(rows.Values.Where(r => r.MeasurementId.Contains("-step")), r => r.Reasons.Contains("reanchored_after_step_change"));
+        Assert.InRange(rows[$"{user}-step2"].FilteredWeightKg, 86.5, 90.5);
+        var afterGap = rows[$"{user}-after-gap"];
+        Assert.True(afterGap.NeedsReinitialization);
+        Assert.Contains("reinitialized_after_gap", afterGap.Reasons);
+    }
+
+    [Fact]
+    public void Garbage_and_mismatched_records_go_to_the_dead_letter_topic_with_the_reason()
+    {
+        var user = U("bad");
+        using (var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = f.Kafka.BootstrapServers }).Build())
+        {
+            p.Produce(f.Names.RawTopic, new Message<byte[], byte[]> { Key = new UserKey { UserId = user }.ToByteArray(), Value = [0xff, 0xfe, 0x01] });
+            p.Produce(f.Names.RawTopic, new Message<byte[], byte[]>
+            {
+                Key = new UserKey { UserId = user }.ToByteArray(), Value = M("someone-else", user + "-x", 0, 70).ToByteArray(),
+            });
+            p.Produce(f.Names.RawTopic, new Message<byte[], byte[]>
+            {
+                Key = new UserKey { UserId = user }.ToByteArray(), Value = M(user, "", 0, 70).ToByteArray(),
+            });
+            p.Flush(TimeSpan.FromSeconds(10));
+        }
+        var letters = new List<(string Error, string Type)>();
+        using var c = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig
+        {
+            BootstrapServers = f.Kafka.BootstrapServers, GroupId = "dlq-" + Guid.NewGuid().ToString("N"), AutoOffsetReset = AutoOffsetReset.Earliest,
+        }).Build();
+        c.Subscribe(f.Names.RawTopic + Topics.DeadLetterSuffix);
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (DateTime.UtcNow < deadline && letters.Count < 3)
+        {
+            if (c.Consume(TimeSpan.FromMilliseconds(200)) is not { } r) continue;
+            if (UserKey.Parser.ParseFrom(r.Message.Key).UserId != user) continue;
+            letters.Add((Encoding.UTF8.GetString(r.Message.Headers.GetLastBytes(StreamHeaders.Error)),
+                Encoding.UTF8.GetString(r.Message.Headers.GetLastBytes(StreamHeaders.ErrorType))));
+        }
+        Assert.Equal(3, letters.Count);
+        Assert.Contains(letters, l => l.Type == "deserialization");
+        Assert.Contains(letters, l => l.Type == nameof(WeightInputException) && l.Error.Contains("does not match the record key"));
+        Assert.Contains(letters, l => l.Type == nameof(WeightInputException) && l.Error.Contains("measurement_id is required"));
+        Assert.Empty(Rows(user));   // nothing partial reached the sink
+    }
+}
