@@ -41,6 +41,11 @@ public static class WeightTopology
     {
         private KeyValueStore<string, WeightFilterState> _states = null!;
         private IProcessorContext _context = null!;
+        // Decoded states of recently seen users: the store keeps bytes, and decoding a state costs several
+        // times the filter step. Safe because this task is the only writer of its users' states; an entry is
+        // dropped whenever a record fails, since the filter may have changed it before the failure.
+        private readonly Dictionary<string, WeightFilterState> _decoded = new(StringComparer.Ordinal);
+        private const int DecodedCapacity = 20_000;
 
         public void Init(IProcessorContext context)
         {
@@ -57,7 +62,25 @@ public static class WeightTopology
                 throw new WeightInputException($"user_id '{m.UserId}' does not match the record key '{userId}'");
             if (string.IsNullOrEmpty(m.MeasurementId)) throw new WeightInputException("measurement_id is required (sinks deduplicate on it)");
 
-            if (!_states.TryGet(userId, out var state)) state = WeightStateCodec.NewState();
+            if (!_decoded.TryGetValue(userId, out var state))
+            {
+                if (!_states.TryGet(userId, out state)) state = WeightStateCodec.NewState();
+                if (_decoded.Count >= DecodedCapacity) _decoded.Clear();
+                _decoded[userId] = state;
+            }
+            try
+            {
+                Apply(record, m, userId, state);
+            }
+            catch
+            {
+                _decoded.Remove(userId);
+                throw;
+            }
+        }
+
+        private void Apply(in StreamRecord<UserKey, WeightMeasurement> record, WeightMeasurement m, string userId, WeightFilterState state)
+        {
             WeightStep step;
             if (m.InitializationBatch.Count > 0)
             {

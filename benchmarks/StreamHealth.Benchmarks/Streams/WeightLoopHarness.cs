@@ -1,0 +1,80 @@
+using System.Diagnostics;
+using Confluent.Kafka;
+using Google.Protobuf;
+using StreamHealth.Runtime.Kafka;
+using StreamHealth.Runtime.Streams;
+using StreamHealth.Schemas;
+using StreamHealth.Weight.Pipeline;
+using StreamHealth.Weight.Samples;
+
+namespace StreamHealth.Benchmarks.Streams;
+
+/// <summary>Load harness: the weights topology end to end on ONE stream thread against the embedded
+/// Kafka (same process). The synthetic cohort's measurements are pre-produced onto a raw topic (keyed by
+/// user, in time order); the clock runs from the first processed record to the last. Each record is
+/// decoded, the user's filter state read from the task store (record cache / RocksDB), filtered, written
+/// back, and a WeightResult produced; changelog and commit every second.</summary>
+public static class WeightLoopHarness
+{
+    public static int Run(int users)
+    {
+        using var cluster = EmbeddedKafkaCluster.Start(1, topics: []);
+        var names = new WeightPipelineNames("weights-bench", "weights-bench.raw", "weights-bench.filtered");
+        cluster.CreateTopic(names.RawTopic, 4);
+        cluster.CreateTopic(names.FilteredTopic, 4);
+        cluster.CreateTopic(names.RawTopic + Topics.DeadLetterSuffix, 1);
+        cluster.CreateTopic(names.ChangelogTopic, 4);
+
+        var cohort = new SyntheticWeightCohort(users);
+        var records = 0;
+        using (var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig
+               {
+                   BootstrapServers = cluster.BootstrapServers, LingerMs = 5, QueueBufferingMaxMessages = 1_000_000,
+               }).Build())
+        {
+            foreach (var w in cohort.Stream())
+            {
+                var m = new WeightMeasurement
+                {
+                    SchemaVersion = 1, EventTimeUnixMs = w.Observation.TimeUnixMs, MeasurementId = $"m{records}", UserId = w.UserId,
+                    Value = w.Observation.Value, Unit = w.Observation.Unit, Source = w.Observation.Source,
+                };
+                while (true)
+                {
+                    try
+                    {
+                        p.Produce(names.RawTopic, new Message<byte[], byte[]> { Key = new UserKey { UserId = w.UserId }.ToByteArray(), Value = m.ToByteArray() });
+                        break;
+                    }
+                    catch (ProduceException<byte[], byte[]> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
+                    {
+                        p.Poll(TimeSpan.FromMilliseconds(10));
+                    }
+                }
+                records++;
+            }
+            p.Flush(TimeSpan.FromMinutes(1));
+        }
+
+        var stateDir = Directory.CreateTempSubdirectory("streamhealth-weight-loop-").FullName;
+        try
+        {
+            using var host = new StreamHost(new StreamHostOptions { BootstrapServers = cluster.BootstrapServers, StateDirectory = stateDir },
+                [WeightTopology.Create(null, names.ApplicationId, names.RawTopic, names.FilteredTopic)]);
+            host.Start();
+            while (host.Metrics.Processed == 0) Thread.Sleep(1);
+            var first = host.Metrics.Processed;
+            var sw = Stopwatch.StartNew();
+            while (host.Metrics.Processed < records) Thread.Sleep(1);
+            var seconds = sw.Elapsed.TotalSeconds;
+            Console.WriteLine($"weights topology, 1 stream thread, 4 partitions, {users:N0} synthetic users, embedded Kafka (same process):");
+            Console.WriteLine($"  {records:N0} measurements: {(records - first) / seconds,10:N0} measurements/s end to end " +
+                              $"(process p50 {host.Metrics.Snapshot().ProcessP50Us:F0} µs, p99 {host.Metrics.Snapshot().ProcessP99Us:F0} µs, dead letters {host.Metrics.DeadLettered})");
+            return host.Metrics.DeadLettered == 0 ? 0 : 1;
+        }
+        finally
+        {
+            Directory.Delete(stateDir, recursive: true);
+        }
+    }
+}

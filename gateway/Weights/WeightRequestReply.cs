@@ -1,0 +1,127 @@
+using System.Collections.Concurrent;
+using Confluent.Kafka;
+using Google.Protobuf;
+using StreamHealth.Runtime.Configuration;
+using StreamHealth.Schemas;
+
+namespace StreamHealth.Gateway.Weights;
+
+/// <summary>Request/reply over Kafka for POST /api/weight/process: the measurement goes onto weights.raw
+/// like any producer's, the weights topology (the only place a user's filter state lives) processes it in
+/// order with everything else for that user, and this service waits for the result on weights.filtered,
+/// matched by measurement id. One reader per gateway replica, assigned every partition at its end (no
+/// consumer group, so replicas do not split the replies); a reply for another replica's request is ignored.</summary>
+public sealed class WeightRequestReply : IHostedService, IDisposable
+{
+    private readonly KafkaOptions _kafka;
+    private readonly ILogger<WeightRequestReply> _log;
+    private readonly ConcurrentDictionary<string, TaskCompletionSource<WeightResult>> _pending = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _stop = new();
+    private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private IProducer<byte[], byte[]>? _producer;
+    private Thread? _reader;
+
+    public WeightRequestReply(StreamHealthOptions options, ILogger<WeightRequestReply> log)
+    {
+        _kafka = options.Kafka;
+        _log = log;
+    }
+
+    public string RawTopic { get; init; } = Topics.WeightsRaw;
+    public string FilteredTopic { get; init; } = Topics.WeightsFiltered;
+    public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (string.IsNullOrEmpty(_kafka.BootstrapServers)) return Task.CompletedTask;   // /health reports Kafka as unset
+        _producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig
+        {
+            BootstrapServers = _kafka.BootstrapServers, EnableIdempotence = true, LingerMs = 0, ClientId = "gateway-weights",
+        }).Build();
+        _reader = new Thread(ReadReplies) { Name = "weight-replies", IsBackground = true };
+        _reader.Start();
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Sends <paramref name="measurement"/> and waits for its result; null on timeout (the
+    /// measurement is on weights.raw by then and will still be processed and stored).</summary>
+    public async Task<WeightResult?> SendAsync(WeightMeasurement measurement, CancellationToken ct)
+    {
+        if (_producer is null) throw new InvalidOperationException("Kafka:BootstrapServers is not set");
+        await _ready.Task.WaitAsync(Timeout, ct);
+        var waiter = _pending.GetOrAdd(measurement.MeasurementId, _ => new(TaskCreationOptions.RunContinuationsAsynchronously));
+        try
+        {
+            await _producer.ProduceAsync(RawTopic, new Message<byte[], byte[]>
+            {
+                Key = new UserKey { UserId = measurement.UserId }.ToByteArray(),
+                Value = measurement.ToByteArray(),
+                Timestamp = new Timestamp(measurement.EventTimeUnixMs, TimestampType.CreateTime),
+            }, ct);
+            return await waiter.Task.WaitAsync(Timeout, ct);
+        }
+        catch (TimeoutException)
+        {
+            return null;
+        }
+        finally
+        {
+            _pending.TryRemove(new KeyValuePair<string, TaskCompletionSource<WeightResult>>(measurement.MeasurementId, waiter));
+        }
+    }
+
+    private void ReadReplies()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            try
+            {
+                using var consumer = new ConsumerBuilder<Ignore, byte[]>(new ConsumerConfig
+                {
+                    BootstrapServers = _kafka.BootstrapServers, GroupId = "gateway-weight-replies",   // assign() only; never commits
+                    EnableAutoCommit = false, FetchWaitMaxMs = 5, ClientId = "gateway-weight-replies",
+                }).Build();
+                using (var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = _kafka.BootstrapServers }).Build())
+                {
+                    var partitions = admin.GetMetadata(FilteredTopic, TimeSpan.FromSeconds(10)).Topics[0].Partitions;
+                    if (partitions.Count == 0) throw new KafkaException(ErrorCode.UnknownTopicOrPart);
+                    // Start at the end as it is NOW: anything a request produces later is after this point.
+                    consumer.Assign(partitions.Select(p =>
+                    {
+                        var tp = new TopicPartition(FilteredTopic, p.PartitionId);
+                        return new TopicPartitionOffset(tp, consumer.QueryWatermarkOffsets(tp, TimeSpan.FromSeconds(10)).High);
+                    }));
+                }
+                _ready.TrySetResult();
+                while (!_stop.IsCancellationRequested)
+                {
+                    var r = consumer.Consume(TimeSpan.FromMilliseconds(100));
+                    if (r?.Message?.Value is not { } value) continue;
+                    WeightResult result;
+                    try { result = WeightResult.Parser.ParseFrom(value); }
+                    catch (InvalidProtocolBufferException) { continue; }   // the sinks dead-letter it; no request waits on garbage
+                    if (_pending.TryGetValue(result.MeasurementId, out var waiter)) waiter.TrySetResult(result);
+                }
+            }
+            catch (KafkaException e)
+            {
+                _log.LogWarning("weight replies: {Error}; reconnecting", e.Error.Reason);
+                _stop.Token.WaitHandle.WaitOne(TimeSpan.FromSeconds(1));
+            }
+        }
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken)
+    {
+        _stop.Cancel();
+        _reader?.Join(TimeSpan.FromSeconds(5));
+        _producer?.Flush(TimeSpan.FromSeconds(5));
+        return Task.CompletedTask;
+    }
+
+    public void Dispose()
+    {
+        _producer?.Dispose();
+        _stop.Dispose();
+    }
+}
