@@ -8,6 +8,7 @@ using StreamHealth.Benchmarks.Weight;
 // dotnet run -c Release -- [BenchmarkDotNet args]      e.g. --filter '*Serde*'
 // dotnet run -c Release -- kafka-throughput [messages] (load harness against the embedded Kafka)
 // dotnet run -c Release -- stream-loop [records] [paced/s] [seconds] [commit ms] (whole stream loop, one thread)
+// dotnet run -c Release -- weight-api [requests/s] [seconds] (POST /api/weight/process on loopback)
 // dotnet run -c Release -- weights-loop [users]          (weights topology end to end, one thread)
 // dotnet run -c Release -- weight-accuracy [users]     (synthetic cohort: Kalman filter vs moving average)
 return args.FirstOrDefault() switch
@@ -16,6 +17,7 @@ return args.FirstOrDefault() switch
     "stream-loop" => StreamHealth.Benchmarks.Streams.StreamLoopHarness.Run(
         args.Length > 1 ? int.Parse(args[1]) : 200_000, args.Length > 2 ? int.Parse(args[2]) : 10_000, args.Length > 3 ? int.Parse(args[3]) : 10,
         args.Length > 4 ? int.Parse(args[4]) : 1_000),
+    "weight-api" => StreamHealth.Benchmarks.Streams.WeightApiHarness.Run(args.Length > 1 ? int.Parse(args[1]) : 500, args.Length > 2 ? int.Parse(args[2]) : 20),
     "weights-loop" => StreamHealth.Benchmarks.Streams.WeightLoopHarness.Run(args.Length > 1 ? int.Parse(args[1]) : 1_000),
     "weight-accuracy" => WeightAccuracy.Run(args.Length > 1 ? int.Parse(args[1]) : 1_000),
     _ => Run(args),
