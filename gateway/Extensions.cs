@@ -10,10 +10,25 @@ public static class Extensions
 {
     public static void AddStreamHealthServices(this WebApplicationBuilder builder)
     {
+        // gateway.json goes in before the shared sources: their STREAMHEALTH_ environment variables
+        // come after it and so override it (production replaces the dev key that way).
+        builder.Configuration.AddJsonFile(Path.Combine(AppContext.BaseDirectory, GatewayOptions.FileName), optional: true, reloadOnChange: false);
         StreamHealthOptions.AddSources(builder.Configuration);
         // Bound from the final configuration (hosts and tests may add sources until Build).
         builder.Services.AddSingleton(sp => StreamHealthOptions.Bind(sp.GetRequiredService<IConfiguration>()));
+        builder.Services.AddSingleton(sp => GatewayOptions.Bind(sp.GetRequiredService<IConfiguration>()));
         builder.Services.AddProblemDetails();
+        ApiKeyAuthentication.Add(builder.Services);
+        ApiRateLimiting.Add(builder.Services);
+        builder.Services.AddOpenApi(openApi =>
+        {
+            openApi.AddDocumentTransformer((document, _, _) =>
+            {
+                document.Info.Title = "StreamHealth gateway";
+                return Task.CompletedTask;
+            });
+            ApiKeyAuthentication.DescribeInOpenApi(openApi);
+        });
         builder.Services.AddSingleton(sp => NpgsqlDataSource.Create(sp.GetRequiredService<StreamHealthOptions>().Postgres.ConnectionString));
         // abortConnect=false: the gateway starts (and reports Redis as down in /health) without Redis.
         builder.Services.AddSingleton<IConnectionMultiplexer>(sp =>
@@ -25,10 +40,23 @@ public static class Extensions
     {
         // Fail at start-up, not at the first request, on a bad setting.
         _ = app.Services.GetRequiredService<StreamHealthOptions>();
+        var gateway = app.Services.GetRequiredService<GatewayOptions>();
+        if (gateway.ApiKeys.Count == 0)
+            app.Logger.LogWarning("Gateway:ApiKeys is empty: every /api/weight request will be answered 401");
+        if (gateway.DevelopmentKeyEnabled)
+            app.Logger.LogWarning("Gateway:ApiKeys holds the local development key from {File}; set STREAMHEALTH_Gateway__ApiKeys__0 outside a local stack",
+                GatewayOptions.FileName);
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.UseDefaultFiles();
         app.UseStaticFiles();
+        // Authentication names the client, the rate limiter partitions by it (or by IP when there is
+        // none), and only then does authorization turn a missing or unknown key into 401.
+        app.UseAuthentication();
+        app.UseRateLimiter();
+        app.UseAuthorization();
+        // /openapi/v1.json stays open like /health: it describes the API, it holds no data.
+        app.MapOpenApi();
     }
 }
 

@@ -9,6 +9,7 @@ app.UseStreamHealthDefaults();
 app.MapHealthApi();
 app.MapTopicsApi();
 app.MapStreamsApi();
+app.MapWeightApi();
 app.Run();
 
 public partial class Program;

@@ -56,6 +56,7 @@ cat <<INFO
   StreamHealth is up ($(( $(date +%s) - started )) s).
     dashboard   http://127.0.0.1:$GATEWAY_PORT/
     health      http://127.0.0.1:$GATEWAY_PORT/health
+    openapi     http://127.0.0.1:$GATEWAY_PORT/openapi/v1.json   (/api/weight/* needs X-Api-Key: dev-key-change-me)
     kafka       $STREAMHEALTH_Kafka__BootstrapServers (embedded)
     postgres    127.0.0.1:$STREAMHEALTH_Postgres__Port/streamhealth   redis 127.0.0.1:$STREAMHEALTH_Redis__Port
     replay      STREAMHEALTH_Kafka__BootstrapServers=$STREAMHEALTH_Kafka__BootstrapServers \\
