@@ -1,3 +1,4 @@
+using StreamHealth.Gateway.Apis;
 using Confluent.Kafka;
 using Npgsql;
 using StackExchange.Redis;
@@ -34,6 +35,7 @@ public static class Extensions
         builder.Services.AddSingleton<IConnectionMultiplexer>(sp =>
             ConnectionMultiplexer.Connect(sp.GetRequiredService<StreamHealthOptions>().Redis.Configuration));
         builder.Services.AddSingleton(sp => new KafkaClients(sp.GetRequiredService<StreamHealthOptions>().Kafka));
+        builder.Services.AddWeightCommands();
     }
 
     public static void UseStreamHealthDefaults(this WebApplication app)

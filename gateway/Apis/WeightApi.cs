@@ -80,7 +80,8 @@ public static class WeightApi
                              "gets an empty list, not 404: the range is what was asked about.")
             .ProducesValidationProblem();
 
-        // ---- Ingest endpoints (POST /process, POST /initialize) join the group here. ----
+        // Ingest endpoints: answered by the stream pipeline over Kafka request/reply (WeightCommandsApi).
+        weight.MapWeightCommands();
 
         return weight;
     }

@@ -29,8 +29,9 @@ public static class WeightLatestCache
         return 1
         """;
 
-    /// <summary>Whether a result carries an estimate worth serving as "latest" (not while buffering).</summary>
-    public static bool HasEstimate(WeightResult r) => r.FilteredWeightKg > 0 && !r.NeedsInitialization;
+    /// <summary>Whether a result is a "latest weight": an accepted measurement with an initialised estimate.
+    /// The PostgreSQL fallback applies the same rule, so both sources agree on which row is latest.</summary>
+    public static bool HasEstimate(WeightResult r) => r.Accepted && r.FilteredWeightKg > 0 && !r.NeedsInitialization;
 
     /// <summary>Queues the compare-and-set for <paramref name="result"/> on <paramref name="redis"/> (a batch or the database).</summary>
     public static Task<RedisResult> WriteAsync(IDatabaseAsync redis, WeightResult result) =>
