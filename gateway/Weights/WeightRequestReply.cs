@@ -14,6 +14,7 @@ namespace StreamHealth.Gateway.Weights;
 public sealed class WeightRequestReply : IHostedService, IDisposable
 {
     private readonly KafkaOptions _kafka;
+    private readonly int _fetchWaitMaxMs;
     private readonly ILogger<WeightRequestReply> _log;
     private readonly ConcurrentDictionary<string, TaskCompletionSource<WeightResult>> _pending = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stop = new();
@@ -24,6 +25,7 @@ public sealed class WeightRequestReply : IHostedService, IDisposable
     public WeightRequestReply(StreamHealthOptions options, ILogger<WeightRequestReply> log)
     {
         _kafka = options.Kafka;
+        _fetchWaitMaxMs = options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor);
         _log = log;
     }
 
@@ -79,7 +81,7 @@ public sealed class WeightRequestReply : IHostedService, IDisposable
                 using var consumer = new ConsumerBuilder<Ignore, byte[]>(new ConsumerConfig
                 {
                     BootstrapServers = _kafka.BootstrapServers, GroupId = "gateway-weight-replies",   // assign() only; never commits
-                    EnableAutoCommit = false, FetchWaitMaxMs = 5, ClientId = "gateway-weight-replies",
+                    EnableAutoCommit = false, FetchWaitMaxMs = _fetchWaitMaxMs, ClientId = "gateway-weight-replies",
                 }).Build();
                 using (var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = _kafka.BootstrapServers }).Build())
                 {

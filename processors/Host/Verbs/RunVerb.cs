@@ -41,6 +41,7 @@ internal static class RunVerb
             ThreadsPerTopology = options.Streams.ThreadsPerTopology,
             CommitIntervalMs = options.Streams.CommitIntervalMs,
             SessionTimeoutMs = options.Streams.SessionTimeoutMs,
+            FetchWaitMaxMs = options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor),
         }, topologies, logs);
         // The sinks of each workload run beside its topology (own consumer groups, own back-pressure).
         using var postgres = NpgsqlDataSource.Create(options.Postgres.ConnectionString);

@@ -44,6 +44,7 @@ internal static class UpVerb
             {
                 BootstrapServers = bootstrap, StateDirectory = options.State.Directory,
                 CommitIntervalMs = options.Streams.CommitIntervalMs, SessionTimeoutMs = options.Streams.SessionTimeoutMs,
+            FetchWaitMaxMs = options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor),
             }, postgres, redis, logs).Start();
             using var reporter = new StreamMetricsReporter($"up-{Environment.ProcessId}", [WeightTopology.ApplicationId], weights.Host,
                 logs.CreateLogger("StreamHealth.Up"), redis.GetDatabase(), TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs));

@@ -111,6 +111,13 @@ public sealed class StreamsOptions
     public int SessionTimeoutMs { get; set; } = 6_000;
     /// <summary>What `streamhealth run` starts when no --topology is given.</summary>
     public List<string> Topologies { get; set; } = [];
+    /// <summary>Longest a stream thread's fetch waits for data. Null: 2 ms on the embedded broker (it
+    /// answers a waiting fetch only when the wait expires, so this is added latency), 100 ms on Kafka
+    /// (which answers as soon as data arrives; the wait only bounds idle polling).</summary>
+    public int? FetchWaitMaxMs { get; set; }
+
+    public int EffectiveFetchWaitMaxMs(KafkaFlavor flavor) => FetchWaitMaxMs ?? (flavor == KafkaFlavor.Embedded ? 2 : 100);
+
     /// <summary>How often metrics are logged and published to Redis for the gateway.</summary>
     public int MetricsIntervalMs { get; set; } = 5_000;
 
@@ -119,6 +126,7 @@ public sealed class StreamsOptions
         if (ThreadsPerTopology is < 1 or > 64) errors.Add($"{Section}:ThreadsPerTopology = {ThreadsPerTopology}: must be 1-64");
         if (CommitIntervalMs is < 1 or > 60_000) errors.Add($"{Section}:CommitIntervalMs = {CommitIntervalMs}: must be 1-60000");
         if (SessionTimeoutMs is < 1_000 or > 300_000) errors.Add($"{Section}:SessionTimeoutMs = {SessionTimeoutMs}: must be 1000-300000");
+        if (FetchWaitMaxMs is < 1 or > 5_000) errors.Add($"{Section}:FetchWaitMaxMs = {FetchWaitMaxMs}: must be 1-5000");
         if (MetricsIntervalMs is < 100 or > 600_000) errors.Add($"{Section}:MetricsIntervalMs = {MetricsIntervalMs}: must be 100-600000");
     }
 }

@@ -13,7 +13,7 @@ public sealed class StreamHostOptions
     public int SessionTimeoutMs { get; init; } = 6_000;
     /// <summary>Longest a fetch waits for data. The embedded broker answers a waiting fetch only when the
     /// wait expires (a real broker answers when data arrives), so this bounds per-record latency there.</summary>
-    public int FetchWaitMaxMs { get; init; } = 10;
+    public int FetchWaitMaxMs { get; init; } = 2;
     /// <summary>Names this process in client ids and logs.</summary>
     public string HostId { get; init; } = $"{Environment.MachineName}-{Environment.ProcessId}-{Interlocked.Increment(ref s_instances)}";
 

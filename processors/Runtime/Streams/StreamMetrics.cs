@@ -8,6 +8,7 @@ public sealed class StreamMetrics
 {
     private long _processed, _skipped, _emitted, _deadLettered, _commits, _commitFailures, _restoreTotal, _restored, _queueFull;
     private readonly LatencyHistogram _processLatency = new();
+    private readonly LatencyHistogram _commitLatency = new();
     private readonly Dictionary<string, long> _lagByThread = [];
     private readonly Dictionary<string, int> _tasksByThread = [];
     private readonly Lock _gate = new();
@@ -43,7 +44,14 @@ public sealed class StreamMetrics
     internal void OnSkipped() => Interlocked.Increment(ref _skipped);
     internal void OnEmitted(int n) => Interlocked.Add(ref _emitted, n);
     internal void OnDeadLettered() => Interlocked.Increment(ref _deadLettered);
-    internal void OnCommitted() => Interlocked.Increment(ref _commits);
+    internal void OnCommitted(long elapsedTicks)
+    {
+        Interlocked.Increment(ref _commits);
+        _commitLatency.Record(elapsedTicks);
+    }
+
+    /// <summary>Commit duration percentile (the thread consumes nothing meanwhile), in ms.</summary>
+    public double CommitPercentileMs(double quantile) => _commitLatency.PercentileMicroseconds(quantile) / 1000;
     internal void OnCommitFailed() => Interlocked.Increment(ref _commitFailures);
     internal void OnRestoreStarted(long records) => Interlocked.Add(ref _restoreTotal, records);
     internal void OnRestored(long records) => Interlocked.Add(ref _restored, records);

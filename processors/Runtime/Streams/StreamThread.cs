@@ -54,7 +54,12 @@ internal sealed class StreamThread
                 BootstrapServers = _options.BootstrapServers,
                 GroupId = _topology.ApplicationId,
                 ClientId = ClientId,
-                EnableAutoCommit = false,
+                // Offsets are stored only after the state that reflects them is durable (StoreOffset), and the
+                // client commits stored offsets in the background: a synchronous commit was a round trip in
+                // every commit pause. Revocation and shutdown still commit synchronously.
+                EnableAutoCommit = true,
+                EnableAutoOffsetStore = false,
+                AutoCommitIntervalMs = _options.CommitIntervalMs,
                 AutoOffsetReset = AutoOffsetReset.Earliest,
                 PartitionAssignmentStrategy = PartitionAssignmentStrategy.CooperativeSticky,
                 SessionTimeoutMs = _options.SessionTimeoutMs,
@@ -150,7 +155,7 @@ internal sealed class StreamThread
             if (!task.HasUncommitted) continue;
             if (CommitTask(task) is { } o) _groupCommitDue[o.Partition.Value] = o;
         }
-        CommitGroupOffsets();
+        StoreGroupOffsets();
     }
 
     /// <summary>Runs a task's commit, retrying with backoff: a slow or failing broker stalls the
@@ -162,8 +167,9 @@ internal sealed class StreamThread
         {
             try
             {
+                var started = System.Diagnostics.Stopwatch.GetTimestamp();
                 var o = task.Commit(TimeSpan.FromSeconds(10));
-                _metrics.OnCommitted();
+                _metrics.OnCommitted(System.Diagnostics.Stopwatch.GetTimestamp() - started);
                 return o;
             }
             catch (StreamCommitException e)
@@ -180,6 +186,28 @@ internal sealed class StreamThread
     /// until a commit succeeds: correctness does not need them (the offset lives with the state), but
     /// lag monitors and the next owner's starting point do, even when no new input arrives.</summary>
     private readonly Dictionary<int, TopicPartitionOffset> _groupCommitDue = [];
+
+    /// <summary>Hands the due offsets to the client's background committer.</summary>
+    private void StoreGroupOffsets()
+    {
+        if (_groupCommitDue.Count == 0) return;
+        List<int>? stored = null;
+        foreach (var (partition, offset) in _groupCommitDue)
+        {
+            try
+            {
+                _consumer!.StoreOffset(offset);
+                (stored ??= []).Add(partition);
+            }
+            catch (KafkaException e) when (e.Error.Code is ErrorCode.Local_State or ErrorCode.Local_UnknownPartition)
+            {
+                // Not (yet) in the assignment, e.g. stored from the assignment callback: kept while we own the task.
+                lock (_tasksGate)
+                    if (!_tasks.ContainsKey(partition)) (stored ??= []).Add(partition);
+            }
+        }
+        if (stored is not null) foreach (var p in stored) _groupCommitDue.Remove(p);
+    }
 
     private void CommitGroupOffsets()
     {
