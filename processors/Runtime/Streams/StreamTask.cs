@@ -276,31 +276,26 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
     private readonly object _flightGate = new();   // a Monitor, for Wait/PulseAll
     private int _inFlight;
 
-    private void Launched()
-    {
-        lock (_flightGate) _inFlight++;
-    }
+    private void Launched() => Interlocked.Increment(ref _inFlight);
 
     private void Landed()
     {
-        lock (_flightGate)
-        {
-            if (--_inFlight == 0) Monitor.PulseAll(_flightGate);
-        }
+        if (Interlocked.Decrement(ref _inFlight) == 0)
+            lock (_flightGate) Monitor.PulseAll(_flightGate);
     }
 
+    /// <summary>Waits until every record this task handed to the producer is acknowledged. Waits in 1 ms
+    /// slices so a pulse that lands between the check and the wait costs at most a millisecond.</summary>
     private bool WaitLanded(TimeSpan timeout)
     {
         var deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
-        lock (_flightGate)
+        while (Volatile.Read(ref _inFlight) > 0)
         {
-            while (_inFlight > 0)
-            {
-                var left = deadline - Environment.TickCount64;
-                if (left <= 0 || !Monitor.Wait(_flightGate, (int)left)) return _inFlight == 0;
-            }
-            return true;
+            if (Environment.TickCount64 > deadline) return false;
+            lock (_flightGate)
+                if (Volatile.Read(ref _inFlight) > 0) Monitor.Wait(_flightGate, 1);
         }
+        return true;
     }
 
     /// <summary>Fires the schedules of <paramref name="type"/> that are due at <paramref name="nowUnixMs"/>
