@@ -76,10 +76,15 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
         }).Build();
         var tp = new TopicPartition(_topology.ChangelogTopic, Partition);
         var marks = consumer.QueryWatermarkOffsets(tp, timeout);
-        var from = Math.Max(State.ChangelogPosition, marks.Low.Value);
         if (State.ChangelogPosition > marks.High.Value)
-            _log.LogWarning("task {Task}: local state is ahead of changelog {Topic} ({Local} > {High}); keeping local state",
+        {
+            // The changelog is shorter than what this state has seen: it is not the changelog this state was
+            // built from (a recreated topic or cluster). Its offsets would make the task skip new input; start over.
+            _log.LogWarning("task {Task}: local state is ahead of changelog {Topic} ({Local} > {High}): wiping it and restoring from the changelog",
                 TaskId, tp.Topic, State.ChangelogPosition, marks.High.Value);
+            State.Wipe();
+        }
+        var from = Math.Max(State.ChangelogPosition, marks.Low.Value);
         if (from >= marks.High.Value) return;
 
         var total = marks.High.Value - from;
@@ -258,12 +263,15 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
         _producer.Produce(changelog, new Message<byte[]?, byte[]?> { Key = TaskState.NextOffsetKey, Value = TaskState.EncodeLong(State.NextOffset) },
             report =>
             {
+                // Before OnDelivery: its Landed() releases the committing thread, which reads markerOffset.
+                if (!report.Error.IsError) Volatile.Write(ref markerOffset, report.Offset.Value);
                 OnDelivery(report);
-                if (!report.Error.IsError) markerOffset = report.Offset.Value;
             });
         if (!WaitLanded(timeout)) throw new StreamCommitException($"task {TaskId}: changelog not acknowledged within {timeout}");
         if (failure is not null) throw new StreamCommitException($"task {TaskId}: changelog produce failed: {failure.Reason}");
-        lock (Gate) State.Commit(markerOffset + 1);
+        var marker = Volatile.Read(ref markerOffset);
+        if (marker < 0) throw new StreamCommitException($"task {TaskId}: changelog end marker has no offset");
+        lock (Gate) State.Commit(marker + 1);
         _metrics.OnEmitted(_emittedSinceCommit);
         _emittedSinceCommit = 0;
         _uncommitted = 0;

@@ -15,7 +15,9 @@ internal sealed class TaskState : IDisposable
     /// <summary>Changelog record that opens a commit's run; restore drops anything before it since the last end.</summary>
     internal static readonly byte[] RunBeginKey = Meta("run-begin");
 
-    private readonly RocksDbStore _db;
+    private RocksDbStore _db;
+    private readonly string _directory;
+    private readonly RocksDbStoreOptions? _storeOptions;
     private readonly Dictionary<byte[], byte[]?> _dirty = new(ByteArrayComparer.Instance);
     private readonly Dictionary<byte[], byte[]?> _staged = new(ByteArrayComparer.Instance);
     /// <summary>Committed values recently read or written (null = known absent): Kafka Streams' record
@@ -36,6 +38,8 @@ internal sealed class TaskState : IDisposable
     public TaskState(string directory, int cacheEntries = 50_000, RocksDbStoreOptions? storeOptions = null)
     {
         _cleanCapacity = cacheEntries;
+        _directory = directory;
+        _storeOptions = storeOptions;
         _db = RocksDbStore.Open(directory, storeOptions);
         NextOffset = ReadLong(NextOffsetKey);
         ChangelogPosition = ReadLong(ChangelogPositionKey);
@@ -154,6 +158,20 @@ internal sealed class TaskState : IDisposable
         key[0] = 0xFF;
         n.CopyTo(key, 1);
         return key;
+    }
+
+    /// <summary>Deletes the local store (it belongs to another changelog, e.g. a recreated cluster) and
+    /// starts empty, so restore rebuilds it from the changelog.</summary>
+    public void Wipe()
+    {
+        _db.Dispose();
+        RocksDbStore.Destroy(_directory);
+        _db = RocksDbStore.Open(_directory, _storeOptions);
+        _dirty.Clear();
+        _staged.Clear();
+        _clean.Clear();
+        NextOffset = 0;
+        ChangelogPosition = 0;
     }
 
     public void Dispose()

@@ -109,6 +109,39 @@ public sealed class CrashRecoveryTests(EmbeddedKafkaFixture kafka) : IClassFixtu
         }
     }
 
+    [Fact]
+    public void State_left_from_another_cluster_is_wiped_and_rebuilt_instead_of_skipping_new_input()
+    {
+        var stateDir = Directory.CreateTempSubdirectory("streamhealth-recreated-").FullName;
+        const string source = "recreated-src", appId = "recreated-app";
+        try
+        {
+            foreach (var (seed, count) in new[] { (31, 8_000), (32, 3_000) })
+            {
+                // A new embedded cluster each round: same topic names, offsets start at 0 again.
+                using var cluster = StreamHealth.Runtime.Kafka.EmbeddedKafkaCluster.Start(1, topics: []);
+                cluster.CreateTopic(source, 4);
+                cluster.CreateTopic(KeySumTopology.OutputTopic(source), 4);
+                cluster.CreateTopic(source + ".dlq", 1);
+                cluster.CreateTopic(appId + "-changelog", 4);
+                var reference = new Dictionary<string, long>();
+                ProduceAmounts(cluster.BootstrapServers, source, count, 100, seed, reference);
+                var logs = new TestLogs();
+                using var host = new StreamHost(new StreamHostOptions { BootstrapServers = cluster.BootstrapServers, StateDirectory = stateDir },
+                    [KeySumTopology.Create(source, appId)], logs);
+                host.Start();
+                WaitFor(() => host.Metrics.Processed == count, TimeSpan.FromSeconds(60),
+                    () => $"processed {host.Metrics.Processed}/{count}, skipped {host.Metrics.SkippedAlreadyApplied}\n{logs.Tail(40)}");
+                Assert.Equal(0, host.Metrics.SkippedAlreadyApplied);
+                AssertStateEqualsReference(host, appId, reference);   // only this cluster's input, nothing left over
+            }
+        }
+        finally
+        {
+            Directory.Delete(stateDir, recursive: true);
+        }
+    }
+
     private (string Source, string AppId) CreateTopics(string prefix)
     {
         var source = kafka.NewTopic(prefix, 4);
