@@ -117,13 +117,18 @@ public sealed class WeightRequestReply : IHostedService, IDisposable
     {
         _stop.Cancel();
         _reader?.Join(TimeSpan.FromSeconds(5));
-        _producer?.Flush(TimeSpan.FromSeconds(5));
+        try { _producer?.Flush(TimeSpan.FromSeconds(5)); }
+        catch (ObjectDisposedException) { }
         return Task.CompletedTask;
     }
 
     public void Dispose()
     {
+        // The container may dispose this before or after StopAsync (both registrations point at it):
+        // cancelling twice is harmless, so the token source is never disposed.
+        _stop.Cancel();
+        _reader?.Join(TimeSpan.FromSeconds(5));
         _producer?.Dispose();
-        _stop.Dispose();
+        _producer = null;
     }
 }

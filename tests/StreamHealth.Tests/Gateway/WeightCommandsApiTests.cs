@@ -92,8 +92,10 @@ public sealed class WeightCommandsApiTests(WeightGatewayFixture f) : IClassFixtu
             var r = client.GetAsync($"/api/weight/{user}/latest").Result;
             if (r.StatusCode != HttpStatusCode.OK) return false;
             latest = JsonDocument.Parse(r.Content.ReadAsStringAsync().Result).RootElement;
-            return latest.GetProperty("measurement_id").GetString() == third.GetProperty("measurement_id").GetString();
-        }, TimeSpan.FromSeconds(30), () => "latest weight never reached the gateway");
+            // PostgreSQL may answer first (the two sinks run independently); wait for the Redis copy.
+            return latest.GetProperty("measurement_id").GetString() == third.GetProperty("measurement_id").GetString()
+                   && latest.GetProperty("source").GetString() == "redis";
+        }, TimeSpan.FromSeconds(30), () => $"latest weight never reached the gateway from Redis: {latest}");
         Assert.Equal(third.GetProperty("filtered_weight").GetDouble(), latest.GetProperty("filtered_weight").GetDouble(), 6);
         Assert.Equal("redis", latest.GetProperty("source").GetString());
 
