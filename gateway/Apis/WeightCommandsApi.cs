@@ -22,11 +22,11 @@ public static class WeightCommandsApi
     public sealed record ProcessResponse(
         [property: JsonPropertyName("user_id")] string UserId,
         [property: JsonPropertyName("measurement_id")] string MeasurementId,
-        [property: JsonPropertyName("timestamp")] DateTimeOffset Timestamp,
+        [property: JsonPropertyName("timestamp")] DateTime Timestamp,
         [property: JsonPropertyName("accepted")] bool Accepted,
         [property: JsonPropertyName("confidence")] double Confidence,
-        [property: JsonPropertyName("raw_weight")] double RawWeight,
-        [property: JsonPropertyName("filtered_weight")] double FilteredWeight,
+        [property: JsonPropertyName("raw_weight")] double? RawWeight,
+        [property: JsonPropertyName("filtered_weight")] double? FilteredWeight,
         [property: JsonPropertyName("trend_kg_per_week")] double TrendKgPerWeek,
         [property: JsonPropertyName("prediction_error")] double PredictionError,
         [property: JsonPropertyName("normalized_innovation")] double NormalizedInnovation,
@@ -103,9 +103,11 @@ public static class WeightCommandsApi
             return TypedResults.Problem(
                 $"the weights pipeline did not answer within {pipeline.Timeout.TotalSeconds:F0} s; measurement {measurement.MeasurementId} is on {pipeline.RawTopic} and will still be processed",
                 statusCode: StatusCodes.Status504GatewayTimeout, title: "Weights pipeline timeout");
+        // Same conventions as GET latest/history: UTC "Z" timestamps, null for "no value" rather than NaN or 0.
         return TypedResults.Ok(new ProcessResponse(result.UserId, result.MeasurementId,
-            DateTimeOffset.FromUnixTimeMilliseconds(result.EventTimeUnixMs), result.Accepted, result.Confidence, result.RawWeightKg,
-            result.FilteredWeightKg, result.TrendKgPerWeek, result.PredictionErrorKg, result.NormalizedInnovation,
+            DateTime.UnixEpoch.AddMilliseconds(result.EventTimeUnixMs), result.Accepted, result.Confidence,
+            double.IsFinite(result.RawWeightKg) ? result.RawWeightKg : null,
+            result.NeedsInitialization || result.FilteredWeightKg <= 0 ? null : result.FilteredWeightKg, result.TrendKgPerWeek, result.PredictionErrorKg, result.NormalizedInnovation,
             result.NeedsInitialization, result.NeedsReinitialization, [.. result.Reasons.Select(WeightPostgresWriter.ReasonName)]));
     }
 
