@@ -55,22 +55,18 @@ public class TaskStateBenchmarks
 
     /// <summary>1,000 count updates into the write cache only (the commit priced separately above).</summary>
     [Benchmark(OperationsPerInvoke = Batch)]
-    public void CountUncommitted()
-    {
-        var start = (int)(_offset % (_keys.Length - Batch));
-        for (var i = 0; i < Batch; i++)
-        {
-            var key = _keys[start + i];
-            _counts.TryGet(key, out var n);
-            _counts.Put(key, n + 1);
-            _state.AcceptRecord(_offset++);
-        }
-    }
+    public void CountUncommitted() => Update1000();
 
     /// <summary>1,000 count updates, committing every <see cref="UpdatesPerCommit"/>.</summary>
     [Benchmark(OperationsPerInvoke = Batch)]
     public void Count()
     {
+        Update1000();
+        if (_offset % UpdatesPerCommit == 0) _state.Commit(_offset);
+    }
+
+    private void Update1000()
+    {
         var start = (int)(_offset % (_keys.Length - Batch));
         for (var i = 0; i < Batch; i++)
         {
@@ -79,6 +75,5 @@ public class TaskStateBenchmarks
             _counts.Put(key, n + 1);
             _state.AcceptRecord(_offset++);
         }
-        if (_offset % UpdatesPerCommit == 0) _state.Commit(_offset);
     }
 }

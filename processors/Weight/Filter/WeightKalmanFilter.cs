@@ -139,21 +139,25 @@ public sealed class WeightKalmanFilter
         Store(state, in core, time);
         state.UpdateCount++;
         if (state.PendingRejections.Count > 0) state.PendingRejections.Clear();
-        return new WeightStep
-        {
-            EventTimeUnixMs = time,
-            Accepted = true,
-            Confidence = Math.Exp(-0.5 * normalized * normalized),
-            RawWeightKg = kg,
-            FilteredWeightKg = core.WeightKg,
-            FilteredWeightSdKg = Math.Sqrt(core.VarWeightKg2),
-            TrendKgPerDay = core.TrendKgPerDay,
-            PredictionErrorKg = innovation,
-            NormalizedInnovation = normalized,
-            Reasons = WeightReasons.Accepted,
-            StateChanged = true,
-        };
+        return AcceptedStep(time, kg, innovation, normalized, in core, WeightReasons.Accepted);
     }
+
+    /// <summary>The result of a measurement that moved the estimate (a Kalman update or a re-anchor).</summary>
+    private static WeightStep AcceptedStep(long time, double kg, double innovation, double normalized, in WeightTrendKalman estimate,
+        WeightReasons reasons) => new()
+    {
+        EventTimeUnixMs = time,
+        Accepted = true,
+        Confidence = Math.Exp(-0.5 * normalized * normalized),
+        RawWeightKg = kg,
+        FilteredWeightKg = estimate.WeightKg,
+        FilteredWeightSdKg = Math.Sqrt(estimate.VarWeightKg2),
+        TrendKgPerDay = estimate.TrendKgPerDay,
+        PredictionErrorKg = innovation,
+        NormalizedInnovation = normalized,
+        Reasons = reasons,
+        StateChanged = true,
+    };
 
     /// <summary>Starts (or restarts) the estimate from a batch, e.g. a user's recent history imported at
     /// sign-up, instead of waiting for the buffer. Whatever <paramref name="state"/> held is replaced (its
@@ -285,20 +289,7 @@ public sealed class WeightKalmanFilter
 
         if (pending.Count >= _reanchorRejections && TryReanchor(state, in predicted, time, out var anchored))
         {
-            return new WeightStep
-            {
-                EventTimeUnixMs = time,
-                Accepted = true,
-                Confidence = Math.Exp(-0.5 * normalized * normalized),
-                RawWeightKg = kg,
-                FilteredWeightKg = anchored.WeightKg,
-                FilteredWeightSdKg = Math.Sqrt(anchored.VarWeightKg2),
-                TrendKgPerDay = anchored.TrendKgPerDay,
-                PredictionErrorKg = innovation,
-                NormalizedInnovation = normalized,
-                Reasons = WeightReasons.ReanchoredAfterStepChange,
-                StateChanged = true,
-            };
+            return AcceptedStep(time, kg, innovation, normalized, in anchored, WeightReasons.ReanchoredAfterStepChange);
         }
         return new WeightStep
         {
