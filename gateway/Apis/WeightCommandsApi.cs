@@ -98,7 +98,15 @@ public static class WeightCommandsApi
 
     private static async Task<IResult> SendAsync(WeightRequestReply pipeline, WeightMeasurement measurement, CancellationToken ct)
     {
-        var result = await pipeline.SendAsync(measurement, ct);
+        WeightResult? result;
+        try
+        {
+            result = await pipeline.SendAsync(measurement, ct);
+        }
+        catch (WeightPipelineUnavailableException e)
+        {
+            return TypedResults.Problem(e.Message, statusCode: StatusCodes.Status503ServiceUnavailable, title: "Weights pipeline unavailable");
+        }
         if (result is null)
             return TypedResults.Problem(
                 $"the weights pipeline did not answer within {pipeline.Timeout.TotalSeconds:F0} s; measurement {measurement.MeasurementId} is on {pipeline.RawTopic} and will still be processed",

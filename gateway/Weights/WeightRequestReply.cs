@@ -50,7 +50,15 @@ public sealed class WeightRequestReply : IHostedService, IDisposable
     public async Task<WeightResult?> SendAsync(WeightMeasurement measurement, CancellationToken ct)
     {
         if (_producer is null) throw new InvalidOperationException("Kafka:BootstrapServers is not set");
-        await _ready.Task.WaitAsync(Timeout, ct);
+        try
+        {
+            await _ready.Task.WaitAsync(Timeout, ct);   // the reply reader has its partitions
+        }
+        catch (TimeoutException)
+        {
+            throw new WeightPipelineUnavailableException(
+                $"the gateway is not reading {FilteredTopic} yet (Kafka at {_kafka.BootstrapServers} unreachable?); nothing was sent");
+        }
         var waiter = _pending.GetOrAdd(measurement.MeasurementId, _ => new(TaskCreationOptions.RunContinuationsAsynchronously));
         try
         {
@@ -132,3 +140,6 @@ public sealed class WeightRequestReply : IHostedService, IDisposable
         _producer = null;
     }
 }
+
+/// <summary>The request could not be sent at all (so, unlike a timeout, nothing is on weights.raw).</summary>
+public sealed class WeightPipelineUnavailableException(string message) : Exception(message);

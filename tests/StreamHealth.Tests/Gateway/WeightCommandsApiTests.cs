@@ -172,4 +172,18 @@ public sealed class WeightCommandsApiTests(WeightGatewayFixture f) : IClassFixtu
 
         Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync($"/api/weight/{user}/latest")).StatusCode);
     }
+
+    [Fact]
+    public async Task Process_is_a_503_problem_naming_kafka_when_the_gateway_cannot_reach_it()
+    {
+        var settings = LocalServices.Overrides(LocalServices.NewDatabaseName("gateway_nokafka"), "127.0.0.1:1");   // nothing listens there
+        await using var app = new WebApplicationFactory<Program>().WithWebHostBuilder(b => b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(settings)));
+        using var client = app.CreateClient();
+        client.DefaultRequestHeaders.Add("X-Api-Key", "dev-key-change-me");
+        var response = await client.PostAsJsonAsync("/api/weight/process", Measurement(U("down"), 80, "01"));
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+        Assert.Contains("127.0.0.1:1", body.GetProperty("detail").GetString());
+        Assert.Contains("nothing was sent", body.GetProperty("detail").GetString());
+    }
 }
