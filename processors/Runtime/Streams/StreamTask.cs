@@ -28,6 +28,8 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
     /// <summary>Outputs whose delivery failed (filled by the producer's delivery thread); re-sent at commit.</summary>
     private readonly ConcurrentQueue<(string Topic, Message<byte[]?, byte[]?> Message, Error Error)> _failed = new();
     private readonly Action<DeliveryReport<byte[]?, byte[]?>> _onOutputDelivered;
+    private readonly Action<DeliveryReport<byte[]?, byte[]?>> _onRunDelivered;
+    private readonly Action<DeliveryReport<byte[]?, byte[]?>> _onMarkerDelivered;
     private readonly List<PunctuationSchedule> _schedules = [];
     private int _uncommitted;
     private int _emittedSinceCommit;
@@ -51,6 +53,8 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
         TaskId = $"{topology.SourceTopic}-{partition}";
         State = new TaskState(Path.Combine(stateDirectory, topology.ApplicationId, TaskId));
         _processor = topology.CreateProcessor();
+        _onRunDelivered = OnRunDelivered;
+        _onMarkerDelivered = OnMarkerDelivered;
         _onOutputDelivered = report =>
         {
             if (report.Error.IsError) _failed.Enqueue((report.Topic, report.Message, report.Error));
@@ -226,56 +230,83 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
 
     /// <summary>Runs the commit protocol; returns the input offset to commit to the group. Safe to call
     /// again after it throws: a repeated changelog run is the same writes again, and a run cut short is
-    /// discarded by the next begin marker.</summary>
+    /// discarded by the next begin marker. A thread commits several tasks in phases instead
+    /// (<see cref="AwaitOutputs"/> for all, <see cref="SendChangelogRun"/> for all, <see cref="CompleteCommit"/>
+    /// for all) so the tasks' acknowledgement waits overlap rather than add up.</summary>
     public TopicPartitionOffset? Commit(TimeSpan timeout)
     {
         if (_uncommitted == 0) return null;
-        if (!WaitLanded(timeout)) throw new StreamCommitException($"task {TaskId}: outputs not acknowledged within {timeout}");
-        if (!_failed.IsEmpty)
-        {
-            var n = 0;
-            Error? first = null;
-            while (_failed.TryDequeue(out var f))
-            {
-                first ??= f.Error;
-                Send(f.Topic, f.Message);
-                n++;
-            }
-            throw new StreamCommitException($"task {TaskId}: {n} output(s) failed delivery ({first!.Reason}); re-sent");
-        }
+        AwaitOutputs(timeout);
+        SendChangelogRun();
+        return CompleteCommit(timeout);
+    }
 
-        Error? failure = null;
-        long markerOffset = -1;
-        void OnDelivery(DeliveryReport<byte[]?, byte[]?> report)
+    /// <summary>Phase 1: every output so far acknowledged (failed ones re-sent, then this throws). Outputs
+    /// must land before the changelog run that records their input as processed.</summary>
+    public void AwaitOutputs(TimeSpan timeout)
+    {
+        if (!WaitLanded(timeout)) throw new StreamCommitException($"task {TaskId}: outputs not acknowledged within {timeout}");
+        if (_failed.IsEmpty) return;
+        var n = 0;
+        Error? first = null;
+        while (_failed.TryDequeue(out var f))
         {
-            if (report.Error.IsError) failure ??= report.Error;
-            Landed();
+            first ??= f.Error;
+            Send(f.Topic, f.Message);
+            n++;
         }
+        throw new StreamCommitException($"task {TaskId}: {n} output(s) failed delivery ({first!.Reason}); re-sent");
+    }
+
+    // The changelog run in flight: set by delivery handlers (another thread), read after WaitLanded.
+    private Error? _runFailure;
+    private long _runMarkerOffset = -1;
+
+    /// <summary>Phase 2: produces the changelog run (begin marker, the dirty writes, end marker with the next
+    /// input offset) without waiting for it.</summary>
+    public void SendChangelogRun()
+    {
+        _runFailure = null;
+        Volatile.Write(ref _runMarkerOffset, -1);
         var changelog = new TopicPartition(_topology.ChangelogTopic, Partition);
         Launched();
-        _producer.Produce(changelog, new Message<byte[]?, byte[]?> { Key = TaskState.RunBeginKey, Value = null }, OnDelivery);
+        _producer.Produce(changelog, new Message<byte[]?, byte[]?> { Key = TaskState.RunBeginKey, Value = null }, _onRunDelivered);
         foreach (var (k, v) in State.Dirty)
         {
             Launched();
-            _producer.Produce(changelog, new Message<byte[]?, byte[]?> { Key = k, Value = v }, OnDelivery);
+            _producer.Produce(changelog, new Message<byte[]?, byte[]?> { Key = k, Value = v }, _onRunDelivered);
         }
         Launched();
         _producer.Produce(changelog, new Message<byte[]?, byte[]?> { Key = TaskState.NextOffsetKey, Value = TaskState.EncodeLong(State.NextOffset) },
-            report =>
-            {
-                // Before OnDelivery: its Landed() releases the committing thread, which reads markerOffset.
-                if (!report.Error.IsError) Volatile.Write(ref markerOffset, report.Offset.Value);
-                OnDelivery(report);
-            });
+            _onMarkerDelivered);
+    }
+
+    /// <summary>Phase 3: waits for the run, then writes state + input offset + changelog position in one
+    /// RocksDB batch; returns the offset for the group.</summary>
+    public TopicPartitionOffset CompleteCommit(TimeSpan timeout)
+    {
         if (!WaitLanded(timeout)) throw new StreamCommitException($"task {TaskId}: changelog not acknowledged within {timeout}");
-        if (failure is not null) throw new StreamCommitException($"task {TaskId}: changelog produce failed: {failure.Reason}");
-        var marker = Volatile.Read(ref markerOffset);
+        if (_runFailure is { } failure) throw new StreamCommitException($"task {TaskId}: changelog produce failed: {failure.Reason}");
+        var marker = Volatile.Read(ref _runMarkerOffset);
         if (marker < 0) throw new StreamCommitException($"task {TaskId}: changelog end marker has no offset");
         lock (Gate) State.Commit(marker + 1);
         _metrics.OnEmitted(_emittedSinceCommit);
         _emittedSinceCommit = 0;
         _uncommitted = 0;
         return new TopicPartitionOffset(_topology.SourceTopic, Partition, State.NextOffset);
+    }
+
+    private void OnRunDelivered(DeliveryReport<byte[]?, byte[]?> report)
+    {
+        if (report.Error.IsError) _runFailure ??= report.Error;
+        Landed();
+    }
+
+    private void OnMarkerDelivered(DeliveryReport<byte[]?, byte[]?> report)
+    {
+        // Before Landed(): that releases the committing thread, which then reads the marker offset.
+        if (!report.Error.IsError) Volatile.Write(ref _runMarkerOffset, report.Offset.Value);
+        OnRunDelivered(report);
     }
 
     // Records of this task handed to the producer and not yet acknowledged. Waiting on this count rather
