@@ -189,9 +189,13 @@ public static class WeightApi
     private static readonly SearchValues<char> UserIdChars =
         SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-");
 
+    /// <summary>The one user-id rule of the weight API (route values and request bodies alike).</summary>
+    internal static bool IsValidUserId(string userId) =>
+        userId.Length is >= 1 and <= 128 && !userId.AsSpan().ContainsAnyExcept(UserIdChars);
+
     private static void ValidateUserId(string userId, Dictionary<string, string[]> errors)
     {
-        if (userId.Length is < 1 or > 128 || userId.AsSpan().ContainsAnyExcept(UserIdChars))
+        if (!IsValidUserId(userId))
             errors["userId"] = [$"'{Shorten(userId)}' is not 1-128 characters of A-Z a-z 0-9 . _ : -"];
     }
 
@@ -210,5 +214,5 @@ public static class WeightApi
     // NaN marks an unknown unit or unparsable value in weights.measurements; JSON has no NaN, so null.
     private static double? Finite(double value) => double.IsFinite(value) ? value : null;
 
-    private static string Shorten(string value) => value.Length <= 64 ? value : value[..64] + "…";
+    internal static string Shorten(string value) => value.Length <= 64 ? value : value[..64] + "…";
 }

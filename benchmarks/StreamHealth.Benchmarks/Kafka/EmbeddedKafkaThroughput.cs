@@ -28,18 +28,7 @@ public static class EmbeddedKafkaThroughput
         {
             for (var i = 0; i < messages; i++)
             {
-                while (true)
-                {
-                    try
-                    {
-                        producer.Produce("bench", new Message<byte[], byte[]> { Key = keys[i % keys.Length], Value = payload });
-                        break;
-                    }
-                    catch (ProduceException<byte[], byte[]> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
-                    {
-                        producer.Poll(TimeSpan.FromMilliseconds(10));
-                    }
-                }
+                producer.ProduceBlocking("bench", new Message<byte[], byte[]> { Key = keys[i % keys.Length], Value = payload });
             }
             producer.Flush(TimeSpan.FromMinutes(2));
         }

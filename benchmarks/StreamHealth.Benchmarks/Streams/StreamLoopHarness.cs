@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Confluent.Kafka;
+using StreamHealth.Benchmarks.Kafka;
 using StreamHealth.Runtime.Kafka;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Runtime.Streams.Reference;
@@ -132,18 +133,7 @@ public static class StreamLoopHarness
                 Key = keys[i % Keys], Value = one,
                 Timestamp = new Timestamp(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), TimestampType.CreateTime),
             };
-            while (true)
-            {
-                try
-                {
-                    p.Produce(topic, message);
-                    break;
-                }
-                catch (ProduceException<string, byte[]> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
-                {
-                    p.Poll(TimeSpan.FromMilliseconds(10));
-                }
-            }
+            p.ProduceBlocking(topic, message);
         }
         p.Flush(TimeSpan.FromMinutes(1));
     }

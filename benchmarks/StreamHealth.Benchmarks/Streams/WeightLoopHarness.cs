@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Confluent.Kafka;
+using StreamHealth.Benchmarks.Kafka;
 using Google.Protobuf;
 using StreamHealth.Runtime.Kafka;
 using StreamHealth.Runtime.Streams;
@@ -39,18 +40,7 @@ public static class WeightLoopHarness
                     SchemaVersion = 1, EventTimeUnixMs = w.Observation.TimeUnixMs, MeasurementId = $"m{records}", UserId = w.UserId,
                     Value = w.Observation.Value, Unit = w.Observation.Unit, Source = w.Observation.Source,
                 };
-                while (true)
-                {
-                    try
-                    {
-                        p.Produce(names.RawTopic, new Message<byte[], byte[]> { Key = new UserKey { UserId = w.UserId }.ToByteArray(), Value = m.ToByteArray() });
-                        break;
-                    }
-                    catch (ProduceException<byte[], byte[]> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
-                    {
-                        p.Poll(TimeSpan.FromMilliseconds(10));
-                    }
-                }
+                p.ProduceBlocking(names.RawTopic, new Message<byte[], byte[]> { Key = new UserKey { UserId = w.UserId }.ToByteArray(), Value = m.ToByteArray() });
                 records++;
             }
             p.Flush(TimeSpan.FromMinutes(1));

@@ -26,7 +26,7 @@ internal static class RunVerb
         if (names.Length == 0)
             throw new UsageException($"run needs --topology NAME[,NAME] or Streams:Topologies in the configuration (known: {string.Join(", ", TopologyCatalog.Names)})");
         var configuration = StreamHealthOptions.AddSources(new ConfigurationBuilder()).Build();
-        var weightFilter = configuration.GetSection(WeightFilterOptions.Section).Get<WeightFilterOptions>() ?? new WeightFilterOptions();
+        var weightFilter = WeightTopology.FilterOptions(configuration);
         var topologies = names.Select(n => TopologyCatalog.Create(n, args, weightFilter)).ToList();
         var hostId = args.Get("--host-id") ?? $"{Environment.MachineName}-{Environment.ProcessId}";
 

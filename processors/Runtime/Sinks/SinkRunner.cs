@@ -49,8 +49,8 @@ public sealed class SinkRunner : IDisposable
     private Thread? _thread;
     private IConsumer<byte[]?, byte[]?>? _consumer;
     private bool _paused;
-    private long _written, _batches, _failedAttempts, _pauses, _revokedUnwritten;
-
+    private long _written, _batches, _failedAttempts, _pauses;
+    private bool _pausePending;   // set by the assignment callback, acted on by the loop
     public SinkRunner(SinkOptions options, ISinkWriter writer, ILoggerFactory? logs = null)
     {
         _options = options;
@@ -83,7 +83,7 @@ public sealed class SinkRunner : IDisposable
                 SessionTimeoutMs = _options.SessionTimeoutMs,
                 HeartbeatIntervalMs = Math.Max(100, _options.SessionTimeoutMs / 3),
             })
-            .SetPartitionsAssignedHandler((c, partitions) =>
+            .SetPartitionsAssignedHandler((_, partitions) =>
             {
                 // New partitions arriving while the writer is failing start paused too.
                 if (_paused && partitions.Count > 0) _pausePending = true;
@@ -157,8 +157,6 @@ public sealed class SinkRunner : IDisposable
         }
     }
 
-    private bool _pausePending;
-
     private bool TryWrite(List<SinkRecord> batch)
     {
         try
@@ -196,8 +194,8 @@ public sealed class SinkRunner : IDisposable
         var revoked = partitions.Select(p => p.Partition.Value).ToHashSet();
         var leaving = _buffer.Where(r => revoked.Contains(r.Partition)).ToList();
         if (leaving.Count == 0) return;
+        // Unwritten records are simply dropped here: the new owner re-reads them from the committed offset.
         if (tryWrite && TryWrite(leaving)) Commit(leaving);
-        else Interlocked.Add(ref _revokedUnwritten, leaving.Count);   // the new owner re-reads them from the committed offset
         _buffer.RemoveAll(r => revoked.Contains(r.Partition));
     }
 

@@ -139,15 +139,16 @@ public sealed class WeightKalmanFilter
         Store(state, in core, time);
         state.UpdateCount++;
         if (state.PendingRejections.Count > 0) state.PendingRejections.Clear();
-        return AcceptedStep(time, kg, innovation, normalized, in core, WeightReasons.Accepted);
+        return EstimateStep(time, accepted: true, kg, innovation, normalized, in core, WeightReasons.Accepted);
     }
 
-    /// <summary>The result of a measurement that moved the estimate (a Kalman update or a re-anchor).</summary>
-    private static WeightStep AcceptedStep(long time, double kg, double innovation, double normalized, in WeightTrendKalman estimate,
-        WeightReasons reasons) => new()
+    /// <summary>The result of a measurement compared with an estimate: the updated one (Kalman update,
+    /// re-anchor, initialisation) or, for a rejected measurement, the unchanged prediction.</summary>
+    private static WeightStep EstimateStep(long time, bool accepted, double kg, double innovation, double normalized,
+        in WeightTrendKalman estimate, WeightReasons reasons) => new()
     {
         EventTimeUnixMs = time,
-        Accepted = true,
+        Accepted = accepted,
         Confidence = Math.Exp(-0.5 * normalized * normalized),
         RawWeightKg = kg,
         FilteredWeightKg = estimate.WeightKg,
@@ -262,20 +263,8 @@ public sealed class WeightKalmanFilter
         var innovation = kg - core.WeightKg;
         var normalized = Math.Abs(innovation) / Math.Sqrt(core.InnovationVariance(samples[current].VarianceKg2));
         var accepted = !excluded[current];
-        return new WeightStep
-        {
-            EventTimeUnixMs = time,
-            Accepted = accepted,
-            Confidence = Math.Exp(-0.5 * normalized * normalized),
-            RawWeightKg = kg,
-            FilteredWeightKg = core.WeightKg,
-            FilteredWeightSdKg = Math.Sqrt(core.VarWeightKg2),
-            TrendKgPerDay = core.TrendKgPerDay,
-            PredictionErrorKg = innovation,
-            NormalizedInnovation = normalized,
-            Reasons = reasons | WeightReasons.Initialized | (accepted ? WeightReasons.None : WeightReasons.Outlier),
-            StateChanged = true,
-        };
+        return EstimateStep(time, accepted, kg, innovation, normalized, in core,
+            reasons | WeightReasons.Initialized | (accepted ? WeightReasons.None : WeightReasons.Outlier));
     }
 
     private WeightStep RejectOrReanchor(WeightFilterState state, in WeightTrendKalman predicted, long time, double kg,
@@ -289,22 +278,9 @@ public sealed class WeightKalmanFilter
 
         if (pending.Count >= _reanchorRejections && TryReanchor(state, in predicted, time, out var anchored))
         {
-            return AcceptedStep(time, kg, innovation, normalized, in anchored, WeightReasons.ReanchoredAfterStepChange);
+            return EstimateStep(time, accepted: true, kg, innovation, normalized, in anchored, WeightReasons.ReanchoredAfterStepChange);
         }
-        return new WeightStep
-        {
-            EventTimeUnixMs = time,
-            Accepted = false,
-            Confidence = Math.Exp(-0.5 * normalized * normalized),
-            RawWeightKg = kg,
-            FilteredWeightKg = predicted.WeightKg,
-            FilteredWeightSdKg = Math.Sqrt(predicted.VarWeightKg2),
-            TrendKgPerDay = predicted.TrendKgPerDay,
-            PredictionErrorKg = innovation,
-            NormalizedInnovation = normalized,
-            Reasons = WeightReasons.Outlier,
-            StateChanged = true,
-        };
+        return EstimateStep(time, accepted: false, kg, innovation, normalized, in predicted, WeightReasons.Outlier);
     }
 
     /// <summary>Re-anchors when the pending rejections agree: all on one side of the prediction (a real step

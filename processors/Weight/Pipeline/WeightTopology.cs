@@ -30,6 +30,12 @@ public static class WeightTopology
         };
     }
 
+    /// <summary>The filter settings (section "WeightFilter") every process that filters or validates
+    /// weights uses, so the gateway's checks and the topology agree.</summary>
+    public static WeightFilterOptions FilterOptions(Microsoft.Extensions.Configuration.IConfiguration configuration) =>
+        Microsoft.Extensions.Configuration.ConfigurationBinder.Get<WeightFilterOptions>(configuration.GetSection(WeightFilterOptions.Section))
+        ?? new WeightFilterOptions();
+
     /// <summary>The output id sinks deduplicate on: one result per measurement, whatever replays it.</summary>
     public static string OutputId(string measurementId) => "weight:" + measurementId;
 

@@ -12,7 +12,7 @@ public static class StreamTestKit
     {
         var random = new Random(seed);
         using var p = new ProducerBuilder<string, long>(new ProducerConfig { BootstrapServers = bootstrap, LingerMs = 5 })
-            .SetValueSerializer(new BigEndianInt64()).Build();
+            .SetValueSerializer(BigEndianInt64.Instance).Build();
         var started = DateTime.UtcNow;
         for (var i = 0; i < count; i++)
         {
@@ -63,8 +63,11 @@ public static class StreamTestKit
         }
     }
 
-    private sealed class BigEndianInt64 : ISerializer<long>
+    /// <summary>Kafka serializer for the runtime's Int64Serde format (the key-sum topology's input).</summary>
+    public sealed class BigEndianInt64 : ISerializer<long>
     {
+        public static readonly BigEndianInt64 Instance = new();
+
         public byte[] Serialize(long data, SerializationContext context) =>
             StreamHealth.Runtime.Streams.Int64Serde.Instance.Serialize(data);
     }

@@ -63,7 +63,7 @@ public sealed class PunctuationAndMetricsTests(EmbeddedKafkaFixture kafka) : ICl
             // Event times (seconds after t0), deliberately including an out-of-order record: stream time never goes back.
             var t0 = DateTimeOffset.Parse("2026-01-01T00:00:00Z").ToUnixTimeMilliseconds();
             using (var p = new ProducerBuilder<string, long>(new ProducerConfig { BootstrapServers = kafka.BootstrapServers })
-                       .SetValueSerializer(new Int64Serializer()).Build())
+                       .SetValueSerializer(StreamTestKit.BigEndianInt64.Instance).Build())
             {
                 foreach (var s in new[] { 0, 30, 61, 10, 90, 200, 201 })
                     p.Produce(source, new Message<string, long> { Key = "k", Value = 1, Timestamp = new Timestamp(t0 + s * 1000L, TimestampType.CreateTime) });
@@ -133,8 +133,4 @@ public sealed class PunctuationAndMetricsTests(EmbeddedKafkaFixture kafka) : ICl
     private static long Query(StreamHost host, string appId, string key) =>
         host.TryQuery(appId, TimedProcessor.Store, key, Utf8Serde.Instance, Int64Serde.Instance, out long v) ? v : -1;
 
-    private sealed class Int64Serializer : ISerializer<long>
-    {
-        public byte[] Serialize(long data, SerializationContext context) => Int64Serde.Instance.Serialize(data);
-    }
 }

@@ -4,6 +4,7 @@ using Google.Protobuf;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Schemas;
 using StreamHealth.Tests.Infrastructure;
+using static StreamHealth.Tests.Infrastructure.StreamTestKit;
 
 namespace StreamHealth.Tests.Streams;
 
@@ -139,13 +140,4 @@ public sealed class StreamRuntimeTests(EmbeddedKafkaFixture kafka) : IClassFixtu
         return list;
     }
 
-    private static void WaitFor(Func<bool> condition, TimeSpan timeout, Func<string> describe)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline) Assert.Fail("timed out: " + describe());
-            Thread.Sleep(100);
-        }
-    }
 }
