@@ -1,0 +1,105 @@
+namespace StreamHealth.Cgm;
+
+/// <summary>Quality flags of the unified format (cgm_format convention); a row may carry several.</summary>
+[Flags]
+public enum CgmQuality : byte
+{
+    Good = 0,
+    /// <summary>Outside the sensor's reporting range (Dexcom "Low" = 39, "High" = 401 mg/dL) or physiologically impossible.</summary>
+    OutOfRange = 1,
+    /// <summary>Sensor calibration / warm-up period.</summary>
+    Calibration = 2,
+    /// <summary>Not measured: interpolated across a short gap.</summary>
+    Imputed = 4,
+    /// <summary>Another reading claimed the same time (or grid step).</summary>
+    DuplicateTime = 8,
+    /// <summary>Moved onto the 5-minute grid (datetime differs from original_datetime).</summary>
+    Synchronised = 16,
+}
+
+/// <summary>The unified format's event types (8-character codes, see <see cref="CgmEventTypes"/>).</summary>
+public enum CgmEventType : byte
+{
+    EgvRead,
+    Calibration,
+    Carbs,
+    InsulinFast,
+    InsulinSlow,
+    ExerciseLight,
+    ExerciseMedium,
+    ExerciseHeavy,
+    AlertHigh,
+    AlertLow,
+    AlertUrgentLow,
+    AlertUrgentLowSoon,
+    AlertRise,
+    AlertFall,
+    AlertSignalLoss,
+    HealthIllness,
+    HealthStress,
+    HealthLowSymptoms,
+    HealthCycle,
+    HealthAlcohol,
+    Imputation,
+    Other,
+}
+
+public static class CgmEventTypes
+{
+    private static readonly string[] Codes =
+    [
+        "EGV_READ", "CALIBRAT", "CARBS_IN", "INS_FAST", "INS_SLOW", "XRCS_LTE", "XRCS_MED", "XRCS_HVY",
+        "ALRT_HIG", "ALRT_LOG", "ALRT_ULG", "ALRT_ULS", "ALRT_RIS", "ALRT_FAL", "ALRT_SIG",
+        "HLTH_ILL", "HLTH_STR", "HLTH_LSY", "HLTH_CYC", "HLTH_ALC", "IMPUTATN", "OTHEREVT",
+    ];
+
+    private static readonly byte[][] Utf8Codes = Codes.Select(System.Text.Encoding.ASCII.GetBytes).ToArray();
+
+    public static string Code(this CgmEventType type) => Codes[(int)type];
+
+    public static ReadOnlySpan<byte> Utf8Code(this CgmEventType type) => Utf8Codes[(int)type];
+
+    public static bool TryParse(ReadOnlySpan<byte> code, out CgmEventType type)
+    {
+        for (var i = 0; i < Utf8Codes.Length; i++)
+            if (code.SequenceEqual(Utf8Codes[i])) { type = (CgmEventType)i; return true; }
+        type = CgmEventType.Other;
+        return false;
+    }
+}
+
+/// <summary>Glucose units. Everything inside StreamHealth is mg/dL.</summary>
+public static class GlucoseUnits
+{
+    /// <summary>1 mmol/L of glucose = 18.0182 mg/dL (molar mass 180.16 g/mol).</summary>
+    public const double MgDlPerMmolL = 18.0182;
+    /// <summary>Dexcom's "Low" reading (below the sensor range), as the unified format records it.</summary>
+    public const double DexcomLowMgDl = 39;
+    /// <summary>Dexcom's "High" reading (above the sensor range).</summary>
+    public const double DexcomHighMgDl = 401;
+}
+
+/// <summary>One row of the unified format. Times are milliseconds since 1970-01-01 on the export's
+/// own clock: wall-clock local time for vendor exports that carry no offset (Clarity, LibreView,
+/// CareLink), UTC where the source says so (Nightscout). Absent values are NaN.</summary>
+public readonly record struct CgmRow(
+    int SequenceId,
+    long OriginalTimeMs,
+    CgmQuality Quality,
+    CgmEventType EventType,
+    long TimeMs,
+    double GlucoseMgDl,
+    double CarbsG,
+    double InsulinSlowU,
+    double InsulinFastU,
+    double ExerciseSeconds)
+{
+    public static CgmRow Glucose(long timeMs, double mgDl, CgmQuality quality = CgmQuality.Good) =>
+        new(0, timeMs, quality, CgmEventType.EgvRead, timeMs, mgDl, double.NaN, double.NaN, double.NaN, double.NaN);
+
+    public static CgmRow Event(CgmEventType type, long timeMs, double carbsG = double.NaN, double insulinSlowU = double.NaN,
+        double insulinFastU = double.NaN, double exerciseSeconds = double.NaN) =>
+        new(0, timeMs, CgmQuality.Good, type, timeMs, double.NaN, carbsG, insulinSlowU, insulinFastU, exerciseSeconds);
+
+    public bool HasGlucose => !double.IsNaN(GlucoseMgDl);
+}

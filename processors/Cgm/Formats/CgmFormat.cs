@@ -1,0 +1,46 @@
+namespace StreamHealth.Cgm.Formats;
+
+/// <summary>The export formats StreamHealth reads. The names are the <c>source_format</c> values on
+/// <c>cgm.readings</c> and in PostgreSQL.</summary>
+public enum CgmFormat
+{
+    Unified,
+    DexcomClarity,
+    LibreView,
+    MedtronicCareLink,
+    NightscoutJson,
+    NightscoutCsv,
+}
+
+public static class CgmFormatNames
+{
+    public static string Name(this CgmFormat format) => format switch
+    {
+        CgmFormat.Unified => "unified",
+        CgmFormat.DexcomClarity => "dexcom_clarity",
+        CgmFormat.LibreView => "libreview",
+        CgmFormat.MedtronicCareLink => "medtronic_carelink",
+        CgmFormat.NightscoutJson => "nightscout_json",
+        CgmFormat.NightscoutCsv => "nightscout_csv",
+        _ => throw new ArgumentOutOfRangeException(nameof(format)),
+    };
+}
+
+/// <summary>A file (or one of its lines) that cannot be read. <see cref="Line"/> is 1-based (0 when the
+/// problem is not tied to a line), and the message names the line and the problem.</summary>
+public class CgmFormatException(CgmFormat? format, long line, string problem)
+    : Exception(line > 0 ? $"{Describe(format)}line {line}: {problem}" : $"{Describe(format)}{problem}")
+{
+    public CgmFormat? Format { get; } = format;
+    public long Line { get; } = line;
+    public string Problem { get; } = problem;
+
+    private static string Describe(CgmFormat? format) => format is { } f ? $"{f.Name()} " : "";
+}
+
+/// <summary>No reader recognised the file; the message lists the formats tried.</summary>
+public sealed class UnknownCgmFormatException(IReadOnlyList<string> tried)
+    : CgmFormatException(null, 0, $"unrecognised CGM export: tried {string.Join(", ", tried)}")
+{
+    public IReadOnlyList<string> Tried { get; } = tried;
+}

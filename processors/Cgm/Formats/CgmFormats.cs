@@ -1,0 +1,76 @@
+namespace StreamHealth.Cgm.Formats;
+
+/// <summary>Format detection and the registry of readers. Detection looks at the content only (the
+/// first <see cref="HeadBytes"/> bytes), never the file name, and tries the readers in a fixed order;
+/// a file nobody recognises gets an <see cref="UnknownCgmFormatException"/> naming every format tried.</summary>
+public static class CgmFormats
+{
+    public const int HeadBytes = 16 * 1024;
+
+    /// <summary>Every supported reader, in detection order (most specific first).</summary>
+    public static IReadOnlyList<ICgmFormatReader> Readers { get; } = new List<ICgmFormatReader>();
+
+    /// <summary>The format of the file whose first bytes are <paramref name="head"/>, or null.</summary>
+    public static ICgmFormatReader? Detect(ReadOnlySpan<byte> head)
+    {
+        foreach (var reader in Readers)
+            if (reader.Matches(head)) return reader;
+        return null;
+    }
+
+    /// <summary>Detects the format of <paramref name="file"/> and opens a reader over it. The stream need
+    /// not be seekable: the head is read once and replayed to the reader.</summary>
+    public static CgmRowReader Open(Stream file)
+    {
+        var head = new byte[HeadBytes];
+        var length = 0;
+        while (length < head.Length)
+        {
+            var n = file.Read(head, length, head.Length - length);
+            if (n == 0) break;
+            length += n;
+        }
+        if (length == 0) throw new CgmFormatException(null, 0, "the file is empty");
+        var reader = Detect(head.AsSpan(0, length))
+            ?? throw new UnknownCgmFormatException(Readers.Select(r => r.Format.Name()).ToList());
+        return reader.Open(new HeadReplayStream(head, length, file));
+    }
+
+    public static CgmRowReader Open(string path) => Open(File.OpenRead(path));
+}
+
+/// <summary>Replays bytes already read from a non-seekable stream, then continues with the stream.</summary>
+internal sealed class HeadReplayStream(byte[] head, int headLength, Stream rest) : Stream
+{
+    private int _position;
+
+    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+    public override int Read(Span<byte> buffer)
+    {
+        if (_position < headLength)
+        {
+            var n = Math.Min(buffer.Length, headLength - _position);
+            head.AsSpan(_position, n).CopyTo(buffer);
+            _position += n;
+            return n;
+        }
+        return rest.Read(buffer);
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) rest.Dispose();
+        base.Dispose(disposing);
+    }
+
+    public override bool CanRead => true;
+    public override bool CanSeek => false;
+    public override bool CanWrite => false;
+    public override long Length => throw new NotSupportedException();
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+    public override void Flush() { }
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException();
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+}
