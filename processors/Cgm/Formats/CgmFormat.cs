@@ -29,13 +29,16 @@ public static class CgmFormatNames
 /// <summary>A file (or one of its lines) that cannot be read. <see cref="Line"/> is 1-based (0 when the
 /// problem is not tied to a line), and the message names the line and the problem.</summary>
 public class CgmFormatException(CgmFormat? format, long line, string problem)
-    : Exception(line > 0 ? $"{Describe(format)}line {line}: {problem}" : $"{Describe(format)}{problem}")
+    : Exception(line > 0 ? $"{Describe(format)}{LineWord(format)} {line}: {problem}" : $"{Describe(format)}{problem}")
 {
     public CgmFormat? Format { get; } = format;
     public long Line { get; } = line;
     public string Problem { get; } = problem;
 
     private static string Describe(CgmFormat? format) => format is { } f ? $"{f.Name()} " : "";
+
+    /// <summary>JSON readers count entries, not lines (see <see cref="CgmRowReader.Line"/>).</summary>
+    private static string LineWord(CgmFormat? format) => format == CgmFormat.NightscoutJson ? "entry" : "line";
 }
 
 /// <summary>No reader recognised the file; the message lists the formats tried.</summary>
