@@ -11,6 +11,8 @@ public static class CgmFormats
     public static IReadOnlyList<ICgmFormatReader> Readers { get; } = new List<ICgmFormatReader>
     {
         new MedtronicCareLinkFormat(),
+        new NightscoutJsonFormat(),
+        new NightscoutCsvFormat(),                     // headerless: keep after every format with a header
     };
 
     /// <summary>The format of the file whose first bytes are <paramref name="head"/>, or null.</summary>
