@@ -8,12 +8,12 @@ public static class CgmFormats
     public const int HeadBytes = 16 * 1024;
 
     /// <summary>Every supported reader, in detection order (most specific first).</summary>
-    public static IReadOnlyList<ICgmFormatReader> Readers { get; } = new List<ICgmFormatReader>
-    {
+    public static IReadOnlyList<ICgmFormatReader> Readers { get; } =
+    [
         new MedtronicCareLinkFormat(),
         new NightscoutJsonFormat(),
         new NightscoutCsvFormat(),                     // headerless: keep after every format with a header
-    };
+    ];
 
     /// <summary>The format of the file whose first bytes are <paramref name="head"/>, or null.</summary>
     public static ICgmFormatReader? Detect(ReadOnlySpan<byte> head)
