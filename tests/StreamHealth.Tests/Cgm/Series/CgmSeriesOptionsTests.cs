@@ -59,10 +59,12 @@ public sealed class CgmSeriesOptionsTests
     }
 
     [Fact]
-    public void The_resampler_refuses_invalid_options_with_the_list()
+    public void Components_refuse_invalid_options_with_the_list()
     {
         var bad = new CgmSeriesOptions { StepMinutes = 0 };
         var resample = Assert.Throws<ArgumentException>(() => CgmResampler.Resample([], bad, []));
         Assert.Contains("CgmSeries:StepMinutes = 0", resample.Message);
+        var window = Assert.Throws<ArgumentException>(() => new CgmWindow(bad));
+        Assert.Contains("CgmSeries:StepMinutes = 0", window.Message);
     }
 }
