@@ -1,0 +1,302 @@
+using System.Buffers;
+
+namespace StreamHealth.Cgm.Series;
+
+/// <summary>What <see cref="CgmResampler.Resample"/> did. Always
+/// <c>InputGlucoseReadings == Aligned + Duplicates + Dropped</c>.</summary>
+/// <param name="InputGlucoseReadings">Input rows of type <see cref="CgmEventType.EgvRead"/>.</param>
+/// <param name="Aligned">Real readings in the output, one per grid step.</param>
+/// <param name="Imputed">Rows interpolated into short gaps.</param>
+/// <param name="Duplicates">Readings left out because another reading claimed the same step.</param>
+/// <param name="OutOfRange">Aligned readings flagged <see cref="CgmQuality.OutOfRange"/> (outside the sensor range).</param>
+/// <param name="Dropped">Readings left out as physiologically impossible or absent (NaN).</param>
+/// <param name="Sequences">Runs of consecutive steps (sequence ids 0 … Sequences − 1); 0 without glucose.</param>
+/// <param name="ClockShiftsCorrected">Daylight-saving or time-zone jumps undone.</param>
+/// <param name="Events">Non-glucose rows (insulin, carbs, exercise, calibration, alerts …) passed through.</param>
+/// <param name="PreviouslyImputedIgnored">Input rows of type <see cref="CgmEventType.Imputation"/>: recomputed, not copied.</param>
+public readonly record struct ResampleReport(
+    int InputGlucoseReadings,
+    int Aligned,
+    int Imputed,
+    int Duplicates,
+    int OutOfRange,
+    int Dropped,
+    int Sequences,
+    int ClockShiftsCorrected,
+    int Events,
+    int PreviouslyImputedIgnored);
+
+/// <summary>Turns one person's rows (a vendor export or a replay of the stream) into the clean 5-minute series.</summary>
+/// <remarks>
+/// <para><b>Glucose readings</b> are the rows of type <see cref="CgmEventType.EgvRead"/>. A value that is NaN,
+/// at or below <see cref="CgmSeriesOptions.DropAtOrBelowMgDl"/> or above <see cref="CgmSeriesOptions.DropAboveMgDl"/>
+/// is dropped (counted, never output). A value outside [<see cref="CgmSeriesOptions.SensorMinMgDl"/>,
+/// <see cref="CgmSeriesOptions.SensorMaxMgDl"/>] is kept and flagged <see cref="CgmQuality.OutOfRange"/>; so is any
+/// imputed value outside it.</para>
+/// <para><b>Clock.</b> Rows arrive in file order, ascending or descending (the direction most consecutive readings
+/// take). Daylight-saving and time-zone jumps are undone as described in <see cref="CgmClockShifts"/>: the output
+/// clock is continuous, on the clock of the earliest reading; <see cref="CgmRow.OriginalTimeMs"/> keeps the input's
+/// (wall-clock) time. Beyond that the input order does not matter: without a clock shift, any permutation of the rows
+/// gives the same output.</para>
+/// <para><b>Grid.</b> Grid times are multiples of <see cref="CgmSeriesOptions.StepMinutes"/> since 1970-01-01 on that
+/// clock. Each reading goes to the nearest grid time (a time exactly half-way goes to the later one) and is flagged
+/// <see cref="CgmQuality.Synchronised"/> when its output time differs from its original time. When several readings
+/// claim one step, the one nearest the grid time is kept (then the earlier, then the lower value, quality and
+/// original time) and flagged <see cref="CgmQuality.DuplicateTime"/>; the others are counted as duplicates. Exact
+/// duplicates (same time and value) are the same case.</para>
+/// <para><b>Gaps.</b> Between consecutive real steps whose grid times are at most
+/// <see cref="CgmSeriesOptions.MaxInterpolationGapMinutes"/> apart, every missing step gets a linearly interpolated
+/// row of type <see cref="CgmEventType.Imputation"/>, flagged <see cref="CgmQuality.Imputed"/>, with original time =
+/// grid time. A longer gap starts a new sequence (ids 0, 1, 2 … in time order). So within a sequence the glucose rows
+/// (real and imputed) are exactly one per step, strictly increasing, and every sequence starts and ends on a real
+/// reading.</para>
+/// <para><b>Other events</b> (insulin, carbs, exercise, calibration, alerts) are all kept, shifted with the clock,
+/// snapped to the nearest grid time (<see cref="CgmQuality.Synchronised"/> when moved), never interpolated or
+/// de-duplicated, and given the sequence whose steps include their time, else the nearer neighbouring sequence (the
+/// earlier on a tie). Input <see cref="CgmEventType.Imputation"/> rows are ignored (and counted), so resampling an
+/// output again gives the same output.</para>
+/// <para><b>Output</b> is appended to the list, sorted by time; within one grid time the glucose row comes first,
+/// then events by (continuous time, type, original time, quality, values). No I/O; scratch space comes from
+/// <see cref="ArrayPool{T}.Shared"/>, so a warm call allocates nothing but output-list growth.</para>
+/// </remarks>
+public static class CgmResampler
+{
+    /// <exception cref="ArgumentException">When <paramref name="options"/> are invalid, naming each setting.</exception>
+    public static ResampleReport Resample(ReadOnlySpan<CgmRow> rows, CgmSeriesOptions options, List<CgmRow> output)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(output);
+        options.ThrowIfInvalid(nameof(options));
+
+        var glucoseRows = ArrayPool<int>.Shared.Rent(Math.Max(rows.Length, 1));
+        var eventRows = ArrayPool<int>.Shared.Rent(Math.Max(rows.Length, 1));
+        var timesMs = ArrayPool<long>.Shared.Rent(Math.Max(rows.Length, 1));
+        CgmRow[]? events = null;
+        try
+        {
+            int glucoseCount = 0, eventCount = 0, inputGlucose = 0, dropped = 0, previouslyImputed = 0;
+            double dropAtOrBelow = options.DropAtOrBelowMgDl, dropAbove = options.DropAboveMgDl;
+            for (var i = 0; i < rows.Length; i++)
+            {
+                ref readonly var row = ref rows[i];
+                switch (row.EventType)
+                {
+                    case CgmEventType.EgvRead:
+                        inputGlucose++;
+                        // Written so that NaN fails too.
+                        if (row.GlucoseMgDl > dropAtOrBelow && row.GlucoseMgDl <= dropAbove) glucoseRows[glucoseCount++] = i;
+                        else dropped++;
+                        break;
+                    case CgmEventType.Imputation:
+                        previouslyImputed++;
+                        break;
+                    default:
+                        eventRows[eventCount++] = i;
+                        break;
+                }
+            }
+
+            var glucose = glucoseRows.AsSpan(0, glucoseCount);
+            var times = timesMs.AsSpan(0, glucoseCount);
+            var descending = IsDescending(rows, glucose);
+            if (descending)
+            {
+                glucose.Reverse();
+                eventRows.AsSpan(0, eventCount).Reverse();
+            }
+            var clockShifts = 0;
+            if (options.CorrectClockShifts) clockShifts = CgmClockShifts.Correct(rows, glucose, times, options);
+            else for (var k = 0; k < glucoseCount; k++) times[k] = rows[glucose[k]].TimeMs;
+
+            if (eventCount > 0)
+            {
+                events = ArrayPool<CgmRow>.Shared.Rent(eventCount);
+                ShiftEvents(rows, glucose, times, eventRows.AsSpan(0, eventCount), descending, events.AsSpan(0, eventCount));
+                events.AsSpan(0, eventCount).Sort(static (a, b) => CompareEvents(in a, in b));
+            }
+            if (!IsAscending(times)) Array.Sort(timesMs, glucoseRows, 0, glucoseCount);
+
+            output.EnsureCapacity(output.Count + glucoseCount + eventCount);
+            var emitted = Emit(rows, glucose, times, events.AsSpan(0, eventCount), options, output);
+            return new ResampleReport(inputGlucose, emitted.Aligned, emitted.Imputed, glucoseCount - emitted.Aligned,
+                emitted.OutOfRange, dropped, emitted.Sequences, clockShifts, eventCount, previouslyImputed);
+        }
+        finally
+        {
+            ArrayPool<int>.Shared.Return(glucoseRows);
+            ArrayPool<int>.Shared.Return(eventRows);
+            ArrayPool<long>.Shared.Return(timesMs);
+            if (events is not null) ArrayPool<CgmRow>.Shared.Return(events, clearArray: true);
+        }
+    }
+
+    private static bool IsDescending(ReadOnlySpan<CgmRow> rows, ReadOnlySpan<int> glucose)
+    {
+        int up = 0, down = 0;
+        for (var k = 1; k < glucose.Length; k++)
+        {
+            var deltaMs = rows[glucose[k]].TimeMs - rows[glucose[k - 1]].TimeMs;
+            if (deltaMs > 0) up++;
+            else if (deltaMs < 0) down++;
+        }
+        return down > up;
+    }
+
+    private static bool IsAscending(ReadOnlySpan<long> times)
+    {
+        for (var k = 1; k < times.Length; k++)
+            if (times[k] < times[k - 1]) return false;
+        return true;
+    }
+
+    /// <summary>Copies the events with their time on the continuous clock. An event takes the clock of the glucose
+    /// reading beside it in file order; one that sits between the two readings around a clock shift takes the clock
+    /// of the reading whose wall-clock time is nearer to its own.</summary>
+    private static void ShiftEvents(ReadOnlySpan<CgmRow> rows, ReadOnlySpan<int> glucose, ReadOnlySpan<long> continuousMs,
+        ReadOnlySpan<int> eventRows, bool descending, Span<CgmRow> events)
+    {
+        var next = 0;
+        for (var e = 0; e < eventRows.Length; e++)
+        {
+            var rowIndex = eventRows[e];
+            ref readonly var row = ref rows[rowIndex];
+            // Readings before the event in processing order (file order, reversed for a descending file).
+            while (next < glucose.Length && (descending ? glucose[next] > rowIndex : glucose[next] < rowIndex)) next++;
+            long offsetMs = 0;
+            if (glucose.Length > 0)
+            {
+                var after = Math.Min(next, glucose.Length - 1);
+                var before = Math.Max(next - 1, 0);
+                var offsetBefore = continuousMs[before] - rows[glucose[before]].TimeMs;
+                var offsetAfter = continuousMs[after] - rows[glucose[after]].TimeMs;
+                offsetMs = offsetBefore == offsetAfter
+                    || Math.Abs(row.TimeMs - rows[glucose[before]].TimeMs) <= Math.Abs(row.TimeMs - rows[glucose[after]].TimeMs)
+                    ? offsetBefore
+                    : offsetAfter;
+            }
+            events[e] = row with { TimeMs = row.TimeMs + offsetMs };
+        }
+    }
+
+    private static int CompareEvents(in CgmRow a, in CgmRow b)
+    {
+        var c = a.TimeMs.CompareTo(b.TimeMs);
+        if (c == 0) c = a.EventType.CompareTo(b.EventType);
+        if (c == 0) c = a.OriginalTimeMs.CompareTo(b.OriginalTimeMs);
+        if (c == 0) c = a.Quality.CompareTo(b.Quality);
+        if (c == 0) c = a.GlucoseMgDl.CompareTo(b.GlucoseMgDl);
+        if (c == 0) c = a.CarbsG.CompareTo(b.CarbsG);
+        if (c == 0) c = a.InsulinFastU.CompareTo(b.InsulinFastU);
+        if (c == 0) c = a.InsulinSlowU.CompareTo(b.InsulinSlowU);
+        if (c == 0) c = a.ExerciseSeconds.CompareTo(b.ExerciseSeconds);
+        return c;
+    }
+
+    private readonly record struct Emitted(int Aligned, int Imputed, int OutOfRange, int Sequences);
+
+    /// <summary>Walks the readings in time order, one step group at a time, writing glucose rows, imputed rows and
+    /// the events merged by time.</summary>
+    private static Emitted Emit(ReadOnlySpan<CgmRow> rows, ReadOnlySpan<int> glucose, ReadOnlySpan<long> timesMs,
+        ReadOnlySpan<CgmRow> events, CgmSeriesOptions options, List<CgmRow> output)
+    {
+        var stepMs = options.StepMs;
+        long maxGapSteps = options.MaxInterpolationGapMinutes / options.StepMinutes;
+        double sensorMin = options.SensorMinMgDl, sensorMax = options.SensorMaxMgDl;
+        int aligned = 0, imputed = 0, outOfRange = 0, sequence = -1, nextEvent = 0;
+        long previousStep = 0;
+        double previousMgDl = 0;
+
+        for (var k = 0; k < glucose.Length;)
+        {
+            var step = CgmGrid.NearestStep(timesMs[k], stepMs);
+            var gridMs = step * stepMs;
+            var best = k;
+            var end = k + 1;
+            for (; end < glucose.Length && CgmGrid.NearestStep(timesMs[end], stepMs) == step; end++)
+                if (Precedes(rows, glucose, timesMs, end, best, gridMs)) best = end;
+
+            if (sequence < 0)
+            {
+                sequence = 0;
+                nextEvent = EmitEvents(events, nextEvent, step - 1, 0, stepMs, output);
+            }
+            else if (step - previousStep <= maxGapSteps)
+            {
+                var gapSteps = (double)(step - previousStep);
+                var mgDl = rows[glucose[best]].GlucoseMgDl;
+                for (var missing = previousStep + 1; missing < step; missing++)
+                {
+                    var value = previousMgDl + (mgDl - previousMgDl) * ((missing - previousStep) / gapSteps);
+                    var missingMs = missing * stepMs;
+                    var quality = CgmQuality.Imputed | (value < sensorMin || value > sensorMax ? CgmQuality.OutOfRange : 0);
+                    output.Add(new CgmRow(sequence, missingMs, quality, CgmEventType.Imputation, missingMs, value,
+                        double.NaN, double.NaN, double.NaN, double.NaN));
+                    imputed++;
+                    nextEvent = EmitEvents(events, nextEvent, missing, sequence, stepMs, output);
+                }
+            }
+            else
+            {
+                // Events in a gap between sequences go with the nearer one.
+                for (; nextEvent < events.Length; nextEvent++)
+                {
+                    var eventStep = CgmGrid.NearestStep(events[nextEvent].TimeMs, stepMs);
+                    if (eventStep >= step) break;
+                    var eventSequence = eventStep - previousStep <= step - eventStep ? sequence : sequence + 1;
+                    output.Add(Snapped(events[nextEvent], eventStep * stepMs, eventSequence));
+                }
+                sequence++;
+            }
+
+            ref readonly var reading = ref rows[glucose[best]];
+            var flags = reading.Quality;
+            if (reading.GlucoseMgDl < sensorMin || reading.GlucoseMgDl > sensorMax)
+            {
+                flags |= CgmQuality.OutOfRange;
+                outOfRange++;
+            }
+            if (end - k > 1) flags |= CgmQuality.DuplicateTime;
+            if (gridMs != reading.OriginalTimeMs) flags |= CgmQuality.Synchronised;
+            output.Add(reading with { SequenceId = sequence, Quality = flags, EventType = CgmEventType.EgvRead, TimeMs = gridMs });
+            aligned++;
+            nextEvent = EmitEvents(events, nextEvent, step, sequence, stepMs, output);
+
+            previousStep = step;
+            previousMgDl = reading.GlucoseMgDl;
+            k = end;
+        }
+        EmitEvents(events, nextEvent, long.MaxValue, Math.Max(sequence, 0), stepMs, output);
+        return new Emitted(aligned, imputed, outOfRange, sequence + 1);
+    }
+
+    /// <summary>Whether reading <paramref name="candidate"/> should be kept over <paramref name="kept"/> in one step.</summary>
+    private static bool Precedes(ReadOnlySpan<CgmRow> rows, ReadOnlySpan<int> glucose, ReadOnlySpan<long> timesMs,
+        int candidate, int kept, long gridMs)
+    {
+        ref readonly var a = ref rows[glucose[candidate]];
+        ref readonly var b = ref rows[glucose[kept]];
+        long offsetA = timesMs[candidate] - gridMs, offsetB = timesMs[kept] - gridMs;
+        if (CgmGrid.Precedes(offsetA, a.GlucoseMgDl, offsetB, b.GlucoseMgDl)) return true;
+        if (CgmGrid.Precedes(offsetB, b.GlucoseMgDl, offsetA, a.GlucoseMgDl)) return false;
+        return a.Quality != b.Quality ? a.Quality < b.Quality : a.OriginalTimeMs < b.OriginalTimeMs;
+    }
+
+    /// <summary>Writes the events up to and including grid step <paramref name="throughStep"/>; returns the next one.</summary>
+    private static int EmitEvents(ReadOnlySpan<CgmRow> events, int next, long throughStep, int sequence, long stepMs, List<CgmRow> output)
+    {
+        for (; next < events.Length; next++)
+        {
+            var eventStep = CgmGrid.NearestStep(events[next].TimeMs, stepMs);
+            if (eventStep > throughStep) break;
+            output.Add(Snapped(events[next], eventStep * stepMs, sequence));
+        }
+        return next;
+    }
+
+    private static CgmRow Snapped(in CgmRow row, long gridMs, int sequence) => row with
+    {
+        SequenceId = sequence,
+        TimeMs = gridMs,
+        Quality = gridMs != row.OriginalTimeMs ? row.Quality | CgmQuality.Synchronised : row.Quality,
+    };
+}
