@@ -87,11 +87,11 @@ internal sealed class DexcomClarityReader : CgmRowReader
         {
             if (line.IsEmpty) continue;
             var count = CsvLine.Split(line, _separator, fields);
-            var timestamp = CgmFields.Get(line, fields, count, _timestamp);
-            if (timestamp.IsEmpty) continue;    // patient, device and alert-setting rows carry no time
+            // Patient, device and alert-setting rows carry no time and are skipped by their type; a reading
+            // or event without a time is an error, not a row to drop quietly.
             var kind = Classify(CgmFields.Get(line, fields, count, _eventType));
             if (kind == Kind.Skip) continue;
-            var timeMs = Time(timestamp);
+            var timeMs = Time(CgmFields.Get(line, fields, count, _timestamp));
             var subtype = CgmFields.Get(line, fields, count, _eventSubtype);
             switch (kind)
             {
@@ -152,7 +152,9 @@ internal sealed class DexcomClarityReader : CgmRowReader
         if (Ascii.EqualsIgnoreCase(eventType, "Calibration"u8)) return Kind.Calibration;
         if (Ascii.EqualsIgnoreCase(eventType, "Exercise"u8) || Ascii.EqualsIgnoreCase(eventType, "Activity"u8)) return Kind.Exercise;
         if (Ascii.EqualsIgnoreCase(eventType, "Health"u8)) return Kind.Health;
-        return Kind.Skip;     // Alert, FirstName, LastName, Device, Sensor, and anything newer
+        // Alert, FirstName, LastName, Device, Sensor; and event types newer than this reader, which are
+        // skipped rather than failing the file: Clarity has added kinds before (G7's Activity).
+        return Kind.Skip;
     }
 
     private static CgmEventType HealthType(ReadOnlySpan<byte> subtype) =>

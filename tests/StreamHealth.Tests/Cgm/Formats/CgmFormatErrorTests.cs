@@ -39,6 +39,8 @@ public sealed class CgmFormatErrorTests
             ReadFails(ReplaceField(CgmSamples.Clarity, 57, 7, "")).Message);
         Assert.Equal("dexcom_clarity line 20: timestamp \"1961-04-31 01:41:46\" is not a date and time",
             ReadFails(ReplaceField(CgmSamples.Clarity, 20, 1, "1961-04-31 01:41:46")).Message);
+        Assert.Equal("dexcom_clarity line 57: the timestamp is empty",
+            ReadFails(ReplaceField(CgmSamples.Clarity, 57, 1, "")).Message);
         Assert.Equal("dexcom_clarity line 79: insulin value \"27 u\" is not a number",
             ReadFails(ReplaceField(CgmSamples.Clarity, 79, 8, "27 u")).Message);
 
