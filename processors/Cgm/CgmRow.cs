@@ -59,10 +59,19 @@ public static class CgmEventTypes
 
     public static ReadOnlySpan<byte> Utf8Code(this CgmEventType type) => Utf8Codes[(int)type];
 
+    /// <summary>Each code's 8 bytes as one little-endian word: the unified reader compares one word per
+    /// candidate instead of 8 bytes.</summary>
+    private static readonly ulong[] CodeWords = Utf8Codes.Select(c => System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(c)).ToArray();
+
     public static bool TryParse(ReadOnlySpan<byte> code, out CgmEventType type)
     {
-        for (var i = 0; i < Utf8Codes.Length; i++)
-            if (code.SequenceEqual(Utf8Codes[i])) { type = (CgmEventType)i; return true; }
+        if (code.Length == 8)
+        {
+            var word = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(code);
+            var words = CodeWords;
+            for (var i = 0; i < words.Length; i++)
+                if (words[i] == word) { type = (CgmEventType)i; return true; }
+        }
         type = CgmEventType.Other;
         return false;
     }
@@ -73,6 +82,10 @@ public static class GlucoseUnits
 {
     /// <summary>1 mmol/L of glucose = 18.0182 mg/dL (molar mass 180.16 g/mol).</summary>
     public const double MgDlPerMmolL = 18.0182;
+    /// <summary>A mmol/L reading in mg/dL, rounded to 5 decimals: the exact product for readings given to
+    /// one decimal (18.0182 has four), without the binary noise of the multiplication ("100.90192", not
+    /// "100.90191999999999" in the unified CSV).</summary>
+    public static double MmolLToMgDl(double mmolL) => Math.Round(mmolL * MgDlPerMmolL, 5);
     /// <summary>Dexcom's "Low" reading (below the sensor range), as the unified format records it.</summary>
     public const double DexcomLowMgDl = 39;
     /// <summary>Dexcom's "High" reading (above the sensor range).</summary>
@@ -81,7 +94,9 @@ public static class GlucoseUnits
 
 /// <summary>One row of the unified format. Times are milliseconds since 1970-01-01 on the export's
 /// own clock: wall-clock local time for vendor exports that carry no offset (Clarity, LibreView,
-/// CareLink), UTC where the source says so (Nightscout). Absent values are NaN.</summary>
+/// CareLink), UTC where the source says so (Nightscout). Absent values are NaN. Auto layout packs the
+/// fields into 64 bytes instead of the declaration order's 72: lists of rows hold whole files.</summary>
+[System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Auto)]
 public readonly record struct CgmRow(
     int SequenceId,
     long OriginalTimeMs,

@@ -10,6 +10,9 @@ public static class CgmFormats
     /// <summary>Every supported reader, in detection order (most specific first).</summary>
     public static IReadOnlyList<ICgmFormatReader> Readers { get; } =
     [
+        new UnifiedCsvFormat(),
+        new DexcomClarityFormat(),
+        new LibreViewFormat(),
         new MedtronicCareLinkFormat(),
         new NightscoutJsonFormat(),
         new NightscoutCsvFormat(),                     // headerless: keep after every format with a header
@@ -24,8 +27,22 @@ public static class CgmFormats
     }
 
     /// <summary>Detects the format of <paramref name="file"/> and opens a reader over it. The stream need
-    /// not be seekable: the head is read once and replayed to the reader.</summary>
-    public static CgmRowReader Open(Stream file)
+    /// not be seekable: the head is read once and replayed to the reader. The reader owns the stream and
+    /// disposes it unless <paramref name="leaveOpen"/>.</summary>
+    public static CgmRowReader Open(Stream file, bool leaveOpen = false)
+    {
+        try
+        {
+            return OpenOwned(file, leaveOpen);
+        }
+        catch
+        {
+            if (!leaveOpen) file.Dispose();
+            throw;
+        }
+    }
+
+    private static CgmRowReader OpenOwned(Stream file, bool leaveOpen)
     {
         var head = new byte[HeadBytes];
         var length = 0;
@@ -38,14 +55,14 @@ public static class CgmFormats
         if (length == 0) throw new CgmFormatException(null, 0, "the file is empty");
         var reader = Detect(head.AsSpan(0, length))
             ?? throw new UnknownCgmFormatException(Readers.Select(r => r.Format.Name()).ToList());
-        return reader.Open(new HeadReplayStream(head, length, file));
+        return reader.Open(new HeadReplayStream(head, length, file, leaveOpen));
     }
 
     public static CgmRowReader Open(string path) => Open(File.OpenRead(path));
 }
 
 /// <summary>Replays bytes already read from a non-seekable stream, then continues with the stream.</summary>
-internal sealed class HeadReplayStream(byte[] head, int headLength, Stream rest) : Stream
+internal sealed class HeadReplayStream(byte[] head, int headLength, Stream rest, bool leaveOpen = false) : Stream
 {
     private int _position;
 
@@ -65,7 +82,7 @@ internal sealed class HeadReplayStream(byte[] head, int headLength, Stream rest)
 
     protected override void Dispose(bool disposing)
     {
-        if (disposing) rest.Dispose();
+        if (disposing && !leaveOpen) rest.Dispose();
         base.Dispose(disposing);
     }
 

@@ -59,6 +59,76 @@ public static class CgmTime
         return TryCompose(y, mo, d, h, mi, sec, ms, out unixMs);
     }
 
+    /// <summary>Parses a vendor's local timestamp into its numeric parts without deciding which date part
+    /// is the day: <c>A{sep}B{sep}C[ |T]H[H]:mm[:ss[.fff]][ AM|PM]</c> where sep is '-', '/' or '.', and
+    /// either A (year first) or C (year last) has four digits. A 12-hour clock is converted to 0–23.</summary>
+    public static bool TryParseParts(ReadOnlySpan<byte> s, out CgmTimestampParts parts)
+    {
+        parts = default;
+        s = s.Trim((byte)' ');
+        var pos = 0;
+        if (!Number(s, ref pos, 4, out var a, out var lengthA) || pos >= s.Length) return false;
+        var separator = s[pos];
+        if (separator is not ((byte)'-' or (byte)'/' or (byte)'.')) return false;
+        pos++;
+        if (!Number(s, ref pos, 2, out var b, out _) || pos >= s.Length || s[pos] != separator) return false;
+        pos++;
+        if (!Number(s, ref pos, 4, out var c, out var lengthC) || pos >= s.Length) return false;
+        var yearFirst = lengthA == 4;
+        if (yearFirst ? lengthC > 2 : lengthC != 4 || lengthA > 2) return false;
+        if (s[pos] == (byte)'T') pos++;
+        else if (s[pos] == (byte)' ') { while (pos < s.Length && s[pos] == (byte)' ') pos++; }
+        else return false;
+        if (!Number(s, ref pos, 2, out var hour, out _) || pos >= s.Length || s[pos] != (byte)':') return false;
+        pos++;
+        if (!Number(s, ref pos, 2, out var minute, out var lengthMinute) || lengthMinute != 2) return false;
+        int second = 0, millisecond = 0;
+        if (pos < s.Length && s[pos] == (byte)':')
+        {
+            pos++;
+            if (!Number(s, ref pos, 2, out second, out var lengthSecond) || lengthSecond != 2) return false;
+            if (pos < s.Length && s[pos] == (byte)'.')
+            {
+                pos++;
+                if (!Number(s, ref pos, 7, out var fraction, out var lengthFraction)) return false;
+                for (var i = lengthFraction; i < 3; i++) fraction *= 10;
+                for (var i = lengthFraction; i > 3; i--) fraction /= 10;
+                millisecond = fraction;
+            }
+        }
+        if (pos < s.Length)
+        {
+            while (pos < s.Length && s[pos] == (byte)' ') pos++;
+            if (s.Length - pos != 2 || (s[pos + 1] | 0x20) != 'm') return false;
+            var meridiem = s[pos] | 0x20;
+            if (meridiem is not ('a' or 'p') || hour is < 1 or > 12) return false;
+            hour = hour % 12 + (meridiem == 'p' ? 12 : 0);
+        }
+        parts = new CgmTimestampParts(a, b, c, yearFirst, hour, minute, second, millisecond);
+        return true;
+    }
+
+    /// <summary>Milliseconds since the epoch of <paramref name="parts"/> read in <paramref name="order"/>
+    /// (ignored for year-first dates); false when a part is out of range.</summary>
+    public static bool TryCompose(in CgmTimestampParts parts, CgmDateOrder order, out long unixMs)
+    {
+        int year, month, day;
+        if (parts.YearFirst) (year, month, day) = (parts.DateA, parts.DateB, parts.DateC);
+        else if (order == CgmDateOrder.MonthDayYear) (year, month, day) = (parts.DateC, parts.DateA, parts.DateB);
+        else (year, month, day) = (parts.DateC, parts.DateB, parts.DateA);
+        return TryCompose(year, month, day, parts.Hour, parts.Minute, parts.Second, parts.Millisecond, out unixMs);
+    }
+
+    /// <summary>Reads up to <paramref name="maxDigits"/> decimal digits at <paramref name="pos"/> (at least one).</summary>
+    private static bool Number(ReadOnlySpan<byte> s, ref int pos, int maxDigits, out int value, out int length)
+    {
+        value = 0;
+        var start = pos;
+        while (pos < s.Length && pos - start < maxDigits && (uint)(s[pos] - '0') <= 9) value = value * 10 + (s[pos++] - '0');
+        length = pos - start;
+        return length > 0 && (pos >= s.Length || (uint)(s[pos] - '0') > 9);
+    }
+
     /// <summary>Parses an unsigned decimal integer of up to 9 digits.</summary>
     public static bool Digits(ReadOnlySpan<byte> s, out int value)
     {
@@ -119,3 +189,18 @@ public static class CgmTime
         }
     }
 }
+
+/// <summary>How a vendor writes the day and month of a date whose year comes last (year-first dates are
+/// always year-month-day).</summary>
+public enum CgmDateOrder : byte
+{
+    /// <summary>Undecided (a file whose dates so far all have day and month ≤ 12).</summary>
+    Unknown,
+    DayMonthYear,
+    MonthDayYear,
+}
+
+/// <summary>A local timestamp's numeric parts as written (<see cref="CgmTime.TryParseParts"/>): the date
+/// parts in file order, the time already on a 24-hour clock.</summary>
+public readonly record struct CgmTimestampParts(
+    int DateA, int DateB, int DateC, bool YearFirst, int Hour, int Minute, int Second, int Millisecond);
