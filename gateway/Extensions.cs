@@ -36,6 +36,7 @@ public static class Extensions
             ConnectionMultiplexer.Connect(sp.GetRequiredService<StreamHealthOptions>().Redis.Configuration));
         builder.Services.AddSingleton(sp => new KafkaClients(sp.GetRequiredService<StreamHealthOptions>().Kafka));
         builder.Services.AddWeightCommands();
+        builder.Services.AddSingleton(sp => new Cgm.CgmReadingsPublisher(sp.GetRequiredService<StreamHealthOptions>()));
     }
 
     public static void UseStreamHealthDefaults(this WebApplication app)

@@ -25,6 +25,20 @@ public sealed class GatewayRateLimitOptions
     }
 }
 
+/// <summary>CGM upload endpoints (Gateway:Cgm).</summary>
+public sealed class GatewayCgmOptions
+{
+    public const string Section = GatewayOptions.Section + ":Cgm";
+    /// <summary>Largest accepted export (raw body or the file of a multipart form). 20 MiB holds about a
+    /// year of Dexcom readings; larger bodies are answered 413 before they are read in full.</summary>
+    public long MaxUploadBytes { get; set; } = 20 * 1024 * 1024;
+
+    internal void Validate(List<string> errors)
+    {
+        if (MaxUploadBytes is < 1024 or > 1L << 32) errors.Add($"{Section}:MaxUploadBytes = {MaxUploadBytes}: must be 1024-4294967296");
+    }
+}
+
 /// <summary>Gateway-only settings, section "Gateway" of the same configuration as <see cref="StreamHealthOptions"/>:
 /// gateway/gateway.json (local defaults, copied beside the binary) overridden by STREAMHEALTH_Gateway__… variables.</summary>
 public sealed class GatewayOptions
@@ -39,6 +53,7 @@ public sealed class GatewayOptions
 
     public IReadOnlyList<ApiClient> ApiKeys { get; private set; } = [];
     public GatewayRateLimitOptions RateLimit { get; } = new();
+    public GatewayCgmOptions Cgm { get; } = new();
 
     public bool DevelopmentKeyEnabled => ApiKeys.Any(c => c.Key == DevelopmentKey);
 
@@ -58,6 +73,7 @@ public sealed class GatewayOptions
         try
         {
             configuration.GetSection(GatewayRateLimitOptions.Section).Bind(options.RateLimit);
+            configuration.GetSection(GatewayCgmOptions.Section).Bind(options.Cgm);
         }
         catch (InvalidOperationException e)
         {
@@ -65,6 +81,7 @@ public sealed class GatewayOptions
         }
         options.ApiKeys = ReadApiKeys(configuration.GetSection(Section + ":ApiKeys"), errors);
         options.RateLimit.Validate(errors);
+        options.Cgm.Validate(errors);
         if (errors.Count > 0) throw new ConfigurationException("configuration error: " + string.Join("; ", errors));
 
         options._clientByKeyHash = options.ApiKeys.ToFrozenDictionary(c => Hash(c.Key), c => c.Name, StringComparer.Ordinal);

@@ -10,6 +10,7 @@ app.MapHealthApi();
 app.MapTopicsApi();
 app.MapStreamsApi();
 app.MapWeightApi();
+app.MapCgmApi();
 app.Run();
 
 public partial class Program;

@@ -19,6 +19,7 @@ public static class Topics
     public const string CgmReadings = "cgm.readings";
     public const string CgmForecastRequests = "cgm.forecast-requests";
     public const string CgmForecasts = "cgm.forecasts";
+    public const string CgmLatest = "cgm.latest";
     public const string CallLogsRaw = "calllogs.raw";
     public const string CallLogsEntries = "calllogs.entries";
     public const string SensorsReadings = "sensors.readings";
@@ -45,6 +46,7 @@ public static class Topics
     [
         new(WeightsFiltered, UserKey.Descriptor, WeightResult.Descriptor, DefaultPartitions),
         new(CgmForecasts, UserKey.Descriptor, CgmForecast.Descriptor, DefaultPartitions),
+        new(CgmLatest, UserKey.Descriptor, Schemas.CgmLatest.Descriptor, DefaultPartitions),
         new(CallLogsEntries, UserKey.Descriptor, HealthEntry.Descriptor, DefaultPartitions),
         new(SensorsMetrics, SensorKey.Descriptor, SensorMetric.Descriptor, DefaultPartitions),
         new(SensorsAnomalies, SensorKey.Descriptor, SensorAnomaly.Descriptor, DefaultPartitions),
@@ -54,7 +56,7 @@ public static class Topics
 
     /// <summary>Internal changelog topics of the stream topologies' state stores (`{application}-changelog`,
     /// compacted in production, partitions = the source topic's). Created with the catalogue.</summary>
-    public static readonly IReadOnlyList<string> Changelogs = ["weights-changelog"];
+    public static readonly IReadOnlyList<string> Changelogs = ["weights-changelog", "cgm-changelog"];
 
     private static readonly Dictionary<string, TopicSpec> ByName = All.ToDictionary(t => t.Name, StringComparer.Ordinal);
 

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.ComponentModel;
 using System.Globalization;
 using System.Text.Json.Serialization;
@@ -91,7 +90,7 @@ public static class WeightApi
         IConnectionMultiplexer redis, NpgsqlDataSource pg, ILoggerFactory loggers, CancellationToken ct)
     {
         var errors = new Dictionary<string, string[]>();
-        ValidateUserId(userId, errors);
+        ApiInput.ValidateUserId(userId, errors);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
         var cached = await ReadCacheAsync(redis, userId, loggers);
@@ -144,12 +143,12 @@ public static class WeightApi
     {
         // Query values arrive as strings so that a bad one gets a 400 naming it, not a bare binding failure.
         var errors = new Dictionary<string, string[]>();
-        ValidateUserId(userId, errors);
-        var toUtc = ParseTime(to, "to", errors) ?? DateTime.UtcNow;
-        var fromUtc = ParseTime(from, "from", errors) ?? toUtc - DefaultHistoryRange;
+        ApiInput.ValidateUserId(userId, errors);
+        var toUtc = ApiInput.ParseTime(to, "to", errors) ?? DateTime.UtcNow;
+        var fromUtc = ApiInput.ParseTime(from, "from", errors) ?? toUtc - DefaultHistoryRange;
         var rowLimit = DefaultHistoryLimit;
         if (limit is not null && (!int.TryParse(limit, NumberStyles.None, CultureInfo.InvariantCulture, out rowLimit) || rowLimit is < 1 or > MaxHistoryLimit))
-            errors["limit"] = [$"'{Shorten(limit)}' is not a whole number from 1 to {MaxHistoryLimit}."];
+            errors["limit"] = [$"'{ApiInput.Shorten(limit)}' is not a whole number from 1 to {MaxHistoryLimit}."];
         if (!errors.ContainsKey("from") && !errors.ContainsKey("to") && fromUtc > toUtc)
             errors["from"] = [$"'{fromUtc:O}' is after to = '{toUtc:O}'."];
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
@@ -186,33 +185,7 @@ public static class WeightApi
         return TypedResults.Ok(new WeightHistory(userId, fromUtc, toUtc, rowLimit, truncated, points));
     }
 
-    private static readonly SearchValues<char> UserIdChars =
-        SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-");
-
-    /// <summary>The one user-id rule of the weight API (route values and request bodies alike).</summary>
-    internal static bool IsValidUserId(string userId) =>
-        userId.Length is >= 1 and <= 128 && !userId.AsSpan().ContainsAnyExcept(UserIdChars);
-
-    private static void ValidateUserId(string userId, Dictionary<string, string[]> errors)
-    {
-        if (!IsValidUserId(userId))
-            errors["userId"] = [$"'{Shorten(userId)}' is not 1-128 characters of A-Z a-z 0-9 . _ : -"];
-    }
-
-    private static DateTime? ParseTime(string? value, string field, Dictionary<string, string[]> errors)
-    {
-        if (value is null) return null;
-        // ISO-8601 only: a date first ("2026-01-31", optionally "T10:00:00", "Z" or an offset); the invariant
-        // culture's other formats ("01/02/2026") are ambiguous across clients.
-        if (value.Length >= 10 && value[4] == '-' && value[7] == '-'
-            && DateTimeOffset.TryParse(value, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed))
-            return parsed.UtcDateTime;
-        errors[field] = [$"'{Shorten(value)}' is not an ISO-8601 date-time such as 2026-01-31T00:00:00Z."];
-        return null;
-    }
-
     // NaN marks an unknown unit or unparsable value in weights.measurements; JSON has no NaN, so null.
     private static double? Finite(double value) => double.IsFinite(value) ? value : null;
 
-    internal static string Shorten(string value) => value.Length <= 64 ? value : value[..64] + "…";
 }

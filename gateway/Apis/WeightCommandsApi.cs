@@ -145,8 +145,8 @@ public static class WeightCommandsApi
     private static string ValidateUser(string? userId, Dictionary<string, string[]> errors)
     {
         if (string.IsNullOrWhiteSpace(userId)) errors["user_id"] = ["user_id is required"];
-        else if (!WeightApi.IsValidUserId(userId))
-            errors["user_id"] = [$"user_id '{WeightApi.Shorten(userId)}' must be 1-128 characters of A-Z a-z 0-9 . _ : -"];
+        else if (!ApiInput.IsValidUserId(userId))
+            errors["user_id"] = [$"user_id '{ApiInput.Shorten(userId)}' must be 1-128 characters of A-Z a-z 0-9 . _ : -"];
         return userId ?? "";
     }
 
@@ -161,7 +161,7 @@ public static class WeightCommandsApi
             "kg" => WeightUnit.Kg,
             "lb" or "lbs" => WeightUnit.Lb,
             "st" => WeightUnit.St,
-            _ => Error(errors, prefix + "unit", $"{prefix}unit = '{WeightApi.Shorten(r.Unit!)}': must be kg, lb or st", WeightUnit.Unspecified),
+            _ => Error(errors, prefix + "unit", $"{prefix}unit = '{ApiInput.Shorten(r.Unit!)}': must be kg, lb or st", WeightUnit.Unspecified),
         };
         if (r.Timestamp is not { } t) errors[prefix + "timestamp"] = [prefix + "timestamp is required (ISO-8601 with offset)"];
         else if (t > DateTimeOffset.UtcNow.AddDays(1)) errors[prefix + "timestamp"] = [$"{prefix}timestamp = {t:O}: more than a day in the future"];
@@ -172,7 +172,7 @@ public static class WeightCommandsApi
             "connected_scale" => WeightSource.ConnectedScale,
             "patient_reported" => WeightSource.PatientReported,
             "unknown" or "unspecified" => WeightSource.Unspecified,
-            _ => Error(errors, prefix + "source", $"{prefix}source = '{WeightApi.Shorten(r.Source!)}': must be care_team, connected_scale, patient_reported or unknown", WeightSource.Unspecified),
+            _ => Error(errors, prefix + "source", $"{prefix}source = '{ApiInput.Shorten(r.Source!)}': must be care_team, connected_scale, patient_reported or unknown", WeightSource.Unspecified),
         };
         return m;
     }

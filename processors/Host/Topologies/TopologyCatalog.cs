@@ -1,7 +1,8 @@
 using StreamHealth.Host.Verbs;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Runtime.Streams.Reference;
-using StreamHealth.Weight.Filter;
+using Microsoft.Extensions.Configuration;
+using StreamHealth.Cgm.Pipeline;
 using StreamHealth.Weight.Pipeline;
 
 namespace StreamHealth.Host.Topologies;
@@ -9,11 +10,12 @@ namespace StreamHealth.Host.Topologies;
 /// <summary>The topologies `streamhealth run --topology NAME` can start, by name.</summary>
 internal static class TopologyCatalog
 {
-    public static readonly IReadOnlyList<string> Names = ["weights", "key-sum"];
+    public static readonly IReadOnlyList<string> Names = ["weights", "cgm", "key-sum"];
 
-    public static Topology Create(string name, Args args, WeightFilterOptions weightFilter) => name switch
+    public static Topology Create(string name, Args args, IConfiguration configuration) => name switch
     {
-        "weights" => WeightTopology.Create(weightFilter),
+        "weights" => WeightTopology.Create(WeightTopology.FilterOptions(configuration)),
+        "cgm" => CgmTopology.Create(CgmTopology.Options(configuration)),
         // Reference fold used by the crash/rebalance tests and the load harness.
         "key-sum" => KeySumTopology.Create(
             args.Get("--source") ?? throw new UsageException("--topology key-sum needs --source TOPIC"),

@@ -2,7 +2,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using StreamHealth.Runtime.Sinks;
-using StreamHealth.Weight.Filter;
+using StreamHealth.Cgm.Pipeline;
 using StreamHealth.Weight.Pipeline;
 using StackExchange.Redis;
 using StreamHealth.Host.Topologies;
@@ -26,8 +26,7 @@ internal static class RunVerb
         if (names.Length == 0)
             throw new UsageException($"run needs --topology NAME[,NAME] or Streams:Topologies in the configuration (known: {string.Join(", ", TopologyCatalog.Names)})");
         var configuration = StreamHealthOptions.AddSources(new ConfigurationBuilder()).Build();
-        var weightFilter = WeightTopology.FilterOptions(configuration);
-        var topologies = names.Select(n => TopologyCatalog.Create(n, args, weightFilter)).ToList();
+        var topologies = names.Select(n => TopologyCatalog.Create(n, args, configuration)).ToList();
         var hostId = args.Get("--host-id") ?? $"{Environment.MachineName}-{Environment.ProcessId}";
 
         using var logs = ConsoleLogs.Create();
@@ -49,6 +48,13 @@ internal static class RunVerb
         if (names.Contains("weights"))
         {
             var (pg, cache) = WeightPipeline.CreateSinks(WeightPipelineNames.Default, options.Kafka.BootstrapServers, postgres, redis, logs,
+                options.Streams.SessionTimeoutMs);
+            sinks.Add(pg);
+            sinks.Add(cache);
+        }
+        if (names.Contains("cgm"))
+        {
+            var (pg, cache) = CgmPipeline.CreateSinks(CgmPipelineNames.Default, options.Kafka.BootstrapServers, postgres, redis, logs,
                 options.Streams.SessionTimeoutMs);
             sinks.Add(pg);
             sinks.Add(cache);

@@ -5,6 +5,8 @@ using StreamHealth.Runtime.Configuration;
 using StreamHealth.Runtime.Kafka;
 using StreamHealth.Runtime.Storage;
 using StreamHealth.Runtime.Streams;
+using Microsoft.Extensions.Configuration;
+using StreamHealth.Cgm.Pipeline;
 using StreamHealth.Weight.Pipeline;
 
 namespace StreamHealth.Host.Verbs;
@@ -40,15 +42,24 @@ internal static class UpVerb
             using var logs = ConsoleLogs.Create();
             using var postgres = NpgsqlDataSource.Create(options.Postgres.ConnectionString);
             using var redis = ConnectionMultiplexer.Connect(options.Redis.Configuration);
-            using var weights = new WeightPipeline(new StreamHostOptions
+            StreamHostOptions HostOptions() => new()
             {
                 BootstrapServers = bootstrap, StateDirectory = options.State.Directory,
                 CommitIntervalMs = options.Streams.CommitIntervalMs, SessionTimeoutMs = options.Streams.SessionTimeoutMs,
-            FetchWaitMaxMs = options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor),
-            }, postgres, redis, logs).Start();
+                FetchWaitMaxMs = options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor),
+            };
+            var configuration = StreamHealthOptions.AddSources(new ConfigurationBuilder()).Build();
+            using var weights = new WeightPipeline(HostOptions(), postgres, redis, logs, WeightTopology.FilterOptions(configuration)).Start();
+            using var cgm = new CgmPipeline(HostOptions(), postgres, redis, logs,
+                CgmTopology.Options(configuration)).Start();
+            var upLog = logs.CreateLogger("StreamHealth.Up");
+            var metricsInterval = TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs);
             using var reporter = new StreamMetricsReporter($"up-{Environment.ProcessId}", [WeightTopology.ApplicationId], weights.Host,
-                logs.CreateLogger("StreamHealth.Up"), redis.GetDatabase(), TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs));
+                upLog, redis.GetDatabase(), metricsInterval);
+            using var cgmReporter = new StreamMetricsReporter($"up-{Environment.ProcessId}-cgm", [CgmTopology.ApplicationId], cgm.Host,
+                upLog, redis.GetDatabase(), metricsInterval);
             Console.WriteLine($"weights   Kalman topology + PostgreSQL/Redis sinks, state in {options.State.Directory}");
+            Console.WriteLine("cgm       5-minute window topology + readings→PostgreSQL, latest→Redis sinks; forecast requests on cgm.forecast-requests");
 
             var producers = new List<Task>();
             if (options.Samples.Enabled)
@@ -57,6 +68,16 @@ internal static class UpVerb
                 Console.WriteLine($"samples   {options.Samples.WeightsPerSecond} weigh-ins/s onto weights.raw ({WeightSamples.Users} synthetic people, e.g. {WeightSamples.ExampleUser})");
                 producers.Add(HealthMetricSamples.RunAsync(bootstrap, options.Samples.MetricsPerSecond, Shutdown.Token));
                 Console.WriteLine($"samples   {options.Samples.MetricsPerSecond} health metrics/s onto insights.metrics");
+                var (cgmReadings, cgmDescription) = CgmSamples.Load(options.Samples.DataDirectory, options.Samples.CgmFile);
+                if (cgmReadings is not null)
+                {
+                    producers.Add(CgmSamples.RunAsync(bootstrap, cgmReadings, options.Samples.CgmReadingsPerSecond, Shutdown.Token));
+                    Console.WriteLine($"samples   {cgmDescription} onto cgm.readings, {options.Samples.CgmReadingsPerSecond}/s");
+                }
+                else
+                {
+                    Console.WriteLine($"samples   {cgmDescription}");
+                }
             }
             Console.WriteLine("ready     (Ctrl-C stops)");
             await Shutdown.WaitAsync();

@@ -139,6 +139,10 @@ public sealed class SamplesOptions
     public string DataDirectory { get; set; } = "";
     public int MetricsPerSecond { get; set; } = 20;
     public int WeightsPerSecond { get; set; } = 20;
+    /// <summary>CGM export streamed through the CGM pipeline at start-up, relative to
+    /// <see cref="DataDirectory"/> (empty: none); its times are moved so that it ends now.</summary>
+    public string CgmFile { get; set; } = "cgm/Clarity_Export_synthetic.csv";
+    public int CgmReadingsPerSecond { get; set; } = 200;
 
     internal void Validate(List<string> errors)
     {
@@ -146,6 +150,8 @@ public sealed class SamplesOptions
             errors.Add($"{Section}:DataDirectory = {DataDirectory}: directory does not exist");
         if (MetricsPerSecond is < 0 or > 100_000)
             errors.Add($"{Section}:MetricsPerSecond = {MetricsPerSecond}: must be 0-100000");
+        if (CgmReadingsPerSecond is < 1 or > 1_000_000)
+            errors.Add($"{Section}:CgmReadingsPerSecond = {CgmReadingsPerSecond}: must be 1-1000000");
         if (WeightsPerSecond is < 0 or > 100_000)
             errors.Add($"{Section}:WeightsPerSecond = {WeightsPerSecond}: must be 0-100000");
     }

@@ -1,5 +1,6 @@
 using System.Globalization;
 using StackExchange.Redis;
+using StreamHealth.Runtime.Sinks;
 using StreamHealth.Schemas;
 
 namespace StreamHealth.Weight.Pipeline;
@@ -20,27 +21,17 @@ public static class WeightLatestCache
 
     public static RedisKey Key(string userId) => KeyPrefix + userId;
 
-    // KEYS[1] = hash; ARGV[1] = event time; ARGV[2] = ttl seconds; ARGV[3..] = field, value pairs.
-    private const string CompareAndSet = """
-        local current = redis.call('HGET', KEYS[1], 'event_time_unix_ms')
-        if current and tonumber(current) > tonumber(ARGV[1]) then return 0 end
-        for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-        redis.call('EXPIRE', KEYS[1], ARGV[2])
-        return 1
-        """;
-
     /// <summary>Whether a result is a "latest weight": an accepted measurement with an initialised estimate.
     /// The PostgreSQL fallback applies the same rule, so both sources agree on which row is latest.</summary>
     public static bool HasEstimate(WeightResult r) => r.Accepted && r.FilteredWeightKg > 0 && !r.NeedsInitialization;
 
     /// <summary>Queues the compare-and-set for <paramref name="result"/> on <paramref name="redis"/> (a batch or the database).</summary>
     public static Task<RedisResult> WriteAsync(IDatabaseAsync redis, WeightResult result) =>
-        redis.ScriptEvaluateAsync(CompareAndSet, [Key(result.UserId)],
+        RedisLatestHash.WriteAsync(redis, Key(result.UserId), result.EventTimeUnixMs, Ttl,
         [
-            result.EventTimeUnixMs, (long)Ttl.TotalSeconds,
             "user_id", result.UserId,
             "measurement_id", result.MeasurementId,
-            "event_time_unix_ms", result.EventTimeUnixMs,
+            RedisLatestHash.EventTimeField, result.EventTimeUnixMs,
             "filtered_weight_kg", F(result.FilteredWeightKg),
             "trend_kg_per_week", F(result.TrendKgPerWeek),
             "confidence", F(result.Confidence),

@@ -97,22 +97,7 @@ public sealed class WeightPostgresWriter(NpgsqlDataSource db, ILogger? log = nul
             insert.ExecuteNonQuery();
         }
         foreach (var (record, message) in dead)
-        {
-            using var letter = new NpgsqlCommand("""
-                INSERT INTO streamhealth.dead_letters (source_topic, source_partition, source_offset, processor, error, record_key, record_value)
-                VALUES (@topic, @partition, @offset, @processor, @error, @key, @value) ON CONFLICT DO NOTHING
-                """, connection, tx);
-            letter.Parameters.AddWithValue("topic", record.Topic);
-            letter.Parameters.AddWithValue("partition", record.Partition);
-            letter.Parameters.AddWithValue("offset", record.Offset);
-            letter.Parameters.AddWithValue("processor", Name);
-            letter.Parameters.AddWithValue("error", "cannot decode WeightResult: " + message);
-            letter.Parameters.AddWithValue("key", (object?)record.Key ?? DBNull.Value);
-            letter.Parameters.AddWithValue("value", (object?)record.Value ?? DBNull.Value);
-            letter.ExecuteNonQuery();
-            log?.LogWarning("{Sink}: {Topic}[{Partition}]@{Offset} is not a WeightResult ({Error}); kept in streamhealth.dead_letters",
-                Name, record.Topic, record.Partition, record.Offset, message);
-        }
+            DeadLetters.Insert(connection, tx, record, Name, "cannot decode WeightResult: " + message, log);
         tx.Commit();
     }
 

@@ -1,0 +1,35 @@
+using System.Buffers;
+using System.Globalization;
+
+namespace StreamHealth.Gateway.Apis;
+
+/// <summary>The input rules every API shares: user ids, ISO-8601 times, and how values are quoted back in errors.</summary>
+internal static class ApiInput
+{
+    private static readonly SearchValues<char> UserIdChars =
+        SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-");
+
+    /// <summary>The one user-id rule (route values and request bodies alike).</summary>
+    public static bool IsValidUserId(string userId) =>
+        userId.Length is >= 1 and <= 128 && !userId.AsSpan().ContainsAnyExcept(UserIdChars);
+
+    public static void ValidateUserId(string userId, Dictionary<string, string[]> errors)
+    {
+        if (!IsValidUserId(userId))
+            errors["userId"] = [$"'{Shorten(userId)}' is not 1-128 characters of A-Z a-z 0-9 . _ : -"];
+    }
+
+    public static DateTime? ParseTime(string? value, string field, Dictionary<string, string[]> errors)
+    {
+        if (value is null) return null;
+        // ISO-8601 only: a date first ("2026-01-31", optionally "T10:00:00", "Z" or an offset); the invariant
+        // culture's other formats ("01/02/2026") are ambiguous across clients.
+        if (value.Length >= 10 && value[4] == '-' && value[7] == '-'
+            && DateTimeOffset.TryParse(value, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed))
+            return parsed.UtcDateTime;
+        errors[field] = [$"'{Shorten(value)}' is not an ISO-8601 date-time such as 2026-01-31T00:00:00Z."];
+        return null;
+    }
+
+    public static string Shorten(string value) => value.Length <= 64 ? value : value[..64] + "…";
+}

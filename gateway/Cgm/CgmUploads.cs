@@ -1,0 +1,97 @@
+using Confluent.Kafka;
+using Microsoft.AspNetCore.Http.Features;
+using StreamHealth.Runtime.Configuration;
+
+namespace StreamHealth.Gateway.Cgm;
+
+/// <summary>The body of an upload endpoint exceeded Gateway:Cgm:MaxUploadBytes (answered 413).</summary>
+public sealed class UploadTooLargeException(long limitBytes)
+    : Exception($"the upload is larger than the {limitBytes}-byte limit (Gateway:Cgm:MaxUploadBytes)")
+{
+    public long LimitBytes { get; } = limitBytes;
+}
+
+/// <summary>Receives an uploaded export: either the raw request body (any content type) or the first file
+/// of a multipart/form-data body (field name free, like GluRPC's <c>file</c>). The bytes are copied,
+/// asynchronously and under the size limit, into a temporary file deleted on close, which the parsers
+/// then read synchronously; nothing is kept in memory whole.</summary>
+public static class CgmUploads
+{
+    public static async Task<FileStream> ReceiveAsync(HttpRequest request, long maxBytes, CancellationToken ct)
+    {
+        if (request.ContentLength > maxBytes) throw new UploadTooLargeException(maxBytes);
+        // Kestrel's own limit (30 MB by default) would answer before ours with a bare 413; ours decides.
+        if (request.HttpContext.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+            limit.MaxRequestBodySize = maxBytes + 64 * 1024;   // multipart framing on top of the file itself
+        Stream source;
+        if (request.HasFormContentType)
+        {
+            IFormCollection form;
+            try
+            {
+                form = await request.ReadFormAsync(new FormOptions { MultipartBodyLengthLimit = maxBytes + 64 * 1024 }, ct);
+            }
+            catch (InvalidDataException e) when (e.Message.Contains("limit", StringComparison.OrdinalIgnoreCase))
+            {
+                throw new UploadTooLargeException(maxBytes);
+            }
+            var file = form.Files.Count > 0 ? form.Files[0] : throw new BadHttpRequestException("multipart body has no file part");
+            if (file.Length > maxBytes) throw new UploadTooLargeException(maxBytes);
+            source = file.OpenReadStream();
+        }
+        else
+        {
+            source = request.Body;
+        }
+        var path = Path.Combine(Path.GetTempPath(), "streamhealth-upload-" + Guid.NewGuid().ToString("N"));
+        var temp = new FileStream(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 64 * 1024,
+            FileOptions.DeleteOnClose | FileOptions.Asynchronous);
+        try
+        {
+            var buffer = new byte[64 * 1024];
+            long total = 0;
+            int n;
+            while ((n = await source.ReadAsync(buffer, ct)) > 0)
+            {
+                total += n;
+                if (total > maxBytes) throw new UploadTooLargeException(maxBytes);
+                await temp.WriteAsync(buffer.AsMemory(0, n), ct);
+            }
+            temp.Position = 0;
+            return temp;
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            await temp.DisposeAsync();
+            throw new UploadTooLargeException(maxBytes);
+        }
+        catch
+        {
+            await temp.DisposeAsync();
+            throw;
+        }
+        finally
+        {
+            if (source != request.Body) await source.DisposeAsync();
+        }
+    }
+}
+
+/// <summary>The gateway's producer of cgm.readings (uploads), created on first use.</summary>
+public sealed class CgmReadingsPublisher(StreamHealthOptions options) : IDisposable
+{
+    private readonly Lazy<IProducer<byte[], byte[]>> _producer = new(() => new ProducerBuilder<byte[], byte[]>(new ProducerConfig
+    {
+        BootstrapServers = options.Kafka.BootstrapServers, EnableIdempotence = true, LingerMs = 5, ClientId = "gateway-cgm-uploads",
+        MessageTimeoutMs = 30_000,
+    }).Build());
+
+    public bool Configured => !string.IsNullOrEmpty(options.Kafka.BootstrapServers);
+    public string Topic { get; init; } = Schemas.Topics.CgmReadings;
+    public IProducer<byte[], byte[]> Producer => _producer.Value;
+
+    public void Dispose()
+    {
+        if (_producer.IsValueCreated) _producer.Value.Dispose();
+    }
+}

@@ -1,0 +1,67 @@
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using StackExchange.Redis;
+using StreamHealth.Runtime.Sinks;
+using StreamHealth.Runtime.Streams;
+using StreamHealth.Schemas;
+
+namespace StreamHealth.Cgm.Pipeline;
+
+/// <summary>Topic and group names of one CGM pipeline (production uses <see cref="Default"/>; tests give
+/// each pipeline its own).</summary>
+public sealed record CgmPipelineNames(string ApplicationId, string ReadingsTopic, string LatestTopic, string RequestsTopic)
+{
+    public static readonly CgmPipelineNames Default = new(CgmTopology.ApplicationId, Topics.CgmReadings, Topics.CgmLatest, Topics.CgmForecastRequests);
+    public string PostgresSinkGroup => ApplicationId + "-readings-postgres-sink";
+    public string RedisSinkGroup => ApplicationId + "-latest-redis-sink";
+    public string ChangelogTopic => ApplicationId + "-changelog";
+}
+
+/// <summary>The CGM slice in one process: the window topology on a StreamHost, the readings → PostgreSQL
+/// sink and the latest → Redis sink, each sink its own consumer group.</summary>
+public sealed class CgmPipeline : IDisposable
+{
+    public StreamHost Host { get; }
+    public CgmPipelineNames Names { get; }
+    public SinkRunner PostgresSink { get; }
+    public SinkRunner RedisSink { get; }
+
+    public CgmPipeline(StreamHostOptions hostOptions, NpgsqlDataSource postgres, IConnectionMultiplexer redis, ILoggerFactory logs,
+        CgmPipelineOptions? options = null, CgmPipelineNames? names = null, int sessionTimeoutMs = 6_000)
+    {
+        names ??= CgmPipelineNames.Default;
+        Names = names;
+        Host = new StreamHost(hostOptions, [CgmTopology.Create(options, names.ApplicationId, names.ReadingsTopic, names.LatestTopic, names.RequestsTopic)], logs);
+        (PostgresSink, RedisSink) = CreateSinks(names, hostOptions.BootstrapServers, postgres, redis, logs, sessionTimeoutMs);
+    }
+
+    /// <summary>The two sinks (for hosts that run them beside other topologies).</summary>
+    public static (SinkRunner Postgres, SinkRunner Redis) CreateSinks(CgmPipelineNames names, string bootstrapServers,
+        NpgsqlDataSource postgres, IConnectionMultiplexer redis, ILoggerFactory logs, int sessionTimeoutMs = 6_000) =>
+    (
+        new SinkRunner(new SinkOptions
+        {
+            BootstrapServers = bootstrapServers, Topic = names.ReadingsTopic, GroupId = names.PostgresSinkGroup, SessionTimeoutMs = sessionTimeoutMs,
+        }, new CgmReadingsPostgresWriter(postgres, logs.CreateLogger("StreamHealth.Sinks.cgm-readings-postgres")), logs),
+        new SinkRunner(new SinkOptions
+        {
+            BootstrapServers = bootstrapServers, Topic = names.LatestTopic, GroupId = names.RedisSinkGroup, SessionTimeoutMs = sessionTimeoutMs,
+        }, new CgmLatestRedisWriter(redis), logs)
+    );
+
+    public CgmPipeline Start()
+    {
+        Host.Start();
+        PostgresSink.Start();
+        RedisSink.Start();
+        return this;
+    }
+
+    /// <summary>Stops the topology first (its last outputs reach the topics), then the sinks.</summary>
+    public void Dispose()
+    {
+        Host.Dispose();
+        PostgresSink.Dispose();
+        RedisSink.Dispose();
+    }
+}

@@ -1,0 +1,52 @@
+using Confluent.Kafka;
+using Google.Protobuf;
+using StreamHealth.Cgm.Formats;
+using StreamHealth.Schemas;
+
+namespace StreamHealth.Cgm.Pipeline;
+
+/// <summary>Turns a parsed export into cgm.readings records and produces them, waiting for every
+/// acknowledgement. The whole file is parsed before the first record is sent (a bad file sends nothing),
+/// and reading ids are deterministic, so a retry after a failed send re-sends the same records and the
+/// sinks store each once.</summary>
+public static class CgmReadingProducer
+{
+    /// <summary>The readings of <paramref name="rows"/> for <paramref name="userId"/>, shifted by
+    /// <paramref name="shiftMs"/> (the local stack's samples move old exports up to the present).</summary>
+    public static List<CgmReading> ToReadings(string userId, CgmFormat format, IReadOnlyList<CgmRow> rows, long shiftMs = 0)
+    {
+        var readings = new List<CgmReading>(rows.Count);
+        // Exports can hold the same value at the same time twice (LibreView: a historic and a scan reading);
+        // the second copy gets "#2" so that every row is stored, and the ids stay the same on a re-upload.
+        var seen = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var row in rows)
+        {
+            var shifted = shiftMs == 0 ? row : row with { TimeMs = row.TimeMs + shiftMs, OriginalTimeMs = row.OriginalTimeMs + shiftMs };
+            if (CgmReadings.FromRow(userId, format, shifted) is not { } reading) continue;
+            var copies = seen.GetValueOrDefault(reading.ReadingId) + 1;
+            seen[reading.ReadingId] = copies;
+            if (copies > 1) reading.ReadingId += "#" + copies.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            readings.Add(reading);
+        }
+        return readings;
+    }
+
+    /// <summary>Produces <paramref name="readings"/> keyed by user, record timestamp = now (export clocks
+    /// may be decades old or local time; the event time travels in the value). Throws
+    /// <see cref="ProduceException{TKey,TValue}"/> naming the first failure after every send settled.</summary>
+    public static async Task ProduceAsync(IProducer<byte[], byte[]> producer, string topic, IReadOnlyList<CgmReading> readings, CancellationToken ct = default)
+    {
+        var now = Timestamp.Default;
+        var sends = new Task[readings.Count];
+        byte[]? key = null;
+        string? keyUser = null;
+        for (var i = 0; i < readings.Count; i++)
+        {
+            ct.ThrowIfCancellationRequested();
+            var r = readings[i];
+            if (r.UserId != keyUser) { keyUser = r.UserId; key = new UserKey { UserId = r.UserId }.ToByteArray(); }
+            sends[i] = producer.ProduceAsync(topic, new Message<byte[], byte[]> { Key = key!, Value = r.ToByteArray(), Timestamp = now }, ct);
+        }
+        await Task.WhenAll(sends);
+    }
+}

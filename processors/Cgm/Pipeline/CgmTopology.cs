@@ -1,0 +1,202 @@
+using System.Buffers.Binary;
+using StreamHealth.Cgm.Series;
+using StreamHealth.Runtime.Streams;
+using StreamHealth.Schemas;
+using ReadingKind = StreamHealth.Schemas.CgmEventType;
+
+namespace StreamHealth.Cgm.Pipeline;
+
+/// <summary>Settings of the CGM topology, section "CgmPipeline".</summary>
+public sealed class CgmPipelineOptions
+{
+    public const string Section = "CgmPipeline";
+    /// <summary>Steps a forecast request carries: 96 × 5 min = the forecaster's 8-hour input.</summary>
+    public int ForecastInputSteps { get; set; } = 96;
+    /// <summary>At most one forecast request per user per this interval (wall clock): a 2-day upload asks
+    /// for one forecast of its latest window, not one per reading.</summary>
+    public int MinForecastRequestIntervalMs { get; set; } = 30_000;
+    /// <summary>How often changed users' latest values (cgm.latest) and due forecast requests go out.</summary>
+    public int EmitIntervalMs { get; set; } = 500;
+    /// <summary>Alignment, interpolation and window size (<see cref="CgmSeriesOptions.WindowSteps"/>: the extra steps
+    /// beyond <see cref="ForecastInputSteps"/> accept late readings).</summary>
+    public CgmSeriesOptions Series { get; set; } = new();
+
+    public void Validate()
+    {
+        if (Series.Validate() is { Count: > 0 } seriesErrors) throw new ArgumentException(string.Join("; ", seriesErrors));
+        if (ForecastInputSteps < 2 || ForecastInputSteps > Series.WindowSteps)
+            throw new ArgumentException($"{Section}:ForecastInputSteps = {ForecastInputSteps}: must be 2 to {CgmSeriesOptions.Section}:WindowSteps ({Series.WindowSteps})");
+        if (MinForecastRequestIntervalMs is < 0 or > 86_400_000) throw new ArgumentException($"{Section}:MinForecastRequestIntervalMs = {MinForecastRequestIntervalMs}: must be 0-86400000");
+        if (EmitIntervalMs is < 10 or > 60_000) throw new ArgumentException($"{Section}:EmitIntervalMs = {EmitIntervalMs}: must be 10-60000");
+    }
+}
+
+/// <summary>cgm.readings (key UserKey) → per-user aligned 5-minute window in the task's RocksDB store →
+/// cgm.latest (each changed user's latest step and trend arrow, every <see cref="CgmPipelineOptions.EmitIntervalMs"/>)
+/// and cgm.forecast-requests (the last 96 steps when they are complete and changed, at most once per
+/// user per <see cref="CgmPipelineOptions.MinForecastRequestIntervalMs"/>). Readings that fail
+/// <see cref="CgmReadings.Validate"/> throw and so land in cgm.readings.dlq with the reason; non-glucose
+/// readings (insulin, carbs, …) pass validation and reach PostgreSQL through the readings sink, but do
+/// not enter the window.</summary>
+public static class CgmTopology
+{
+    public const string ApplicationId = "cgm";
+    public const string WindowStore = "cgm-window";
+
+    public static Topology<UserKey, CgmReading> Create(CgmPipelineOptions? options = null, string applicationId = ApplicationId,
+        string sourceTopic = Topics.CgmReadings, string latestTopic = Topics.CgmLatest, string requestTopic = Topics.CgmForecastRequests)
+    {
+        options ??= new CgmPipelineOptions();
+        options.Validate();
+        return new Topology<UserKey, CgmReading>
+        {
+            ApplicationId = applicationId,
+            SourceTopic = sourceTopic,
+            ProcessorName = "cgm-window",
+            SinkTopics = [latestTopic, requestTopic],
+            StoreNames = [WindowStore],
+            KeySerde = ProtobufSerde<UserKey>.Instance,
+            ValueSerde = ProtobufSerde<CgmReading>.Instance,
+            ProcessorFactory = () => new CgmWindowProcessor(options, latestTopic, requestTopic),
+        };
+    }
+
+    public static CgmPipelineOptions Options(Microsoft.Extensions.Configuration.IConfiguration configuration)
+    {
+        var options = Microsoft.Extensions.Configuration.ConfigurationBinder.Get<CgmPipelineOptions>(configuration.GetSection(CgmPipelineOptions.Section))
+            ?? new CgmPipelineOptions();
+        options.Validate();
+        return options;
+    }
+
+    /// <summary>Reads a user's window from a host that owns it (interactive query).</summary>
+    public static bool TryQueryWindow(StreamHost host, string userId, out CgmUserState state, CgmSeriesOptions? series = null,
+        string applicationId = ApplicationId) =>
+        host.TryQuery(applicationId, WindowStore, userId, Utf8Serde.Instance, new CgmUserStateSerde(series), out state);
+
+    private sealed class CgmWindowProcessor(CgmPipelineOptions options, string latestTopic, string requestTopic) : IProcessor<UserKey, CgmReading>
+    {
+        private KeyValueStore<string, CgmUserState> _states = null!;
+        private IProcessorContext _context = null!;
+        // Decoded windows of recently seen users (the store keeps bytes; this task is their only writer).
+        private readonly Dictionary<string, CgmUserState> _decoded = new(StringComparer.Ordinal);
+        private const int DecodedCapacity = 20_000;
+        // Users whose window changed since the last emit, and users owed a forecast request. In memory:
+        // after a restart a user is picked up again by its next reading.
+        private readonly HashSet<string> _changed = new(StringComparer.Ordinal);
+        private readonly HashSet<string> _pending = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, long> _lastRequestWallMs = new(StringComparer.Ordinal);
+        private readonly float[] _input = new float[options.ForecastInputSteps];
+
+        public void Init(IProcessorContext context)
+        {
+            _context = context;
+            _states = context.GetStore(WindowStore, Utf8Serde.Instance, new CgmUserStateSerde(options.Series));
+            context.Schedule(TimeSpan.FromMilliseconds(options.EmitIntervalMs), PunctuationType.WallClock);
+        }
+
+        public void Process(in StreamRecord<UserKey, CgmReading> record)
+        {
+            var r = record.Value;
+            var userId = record.Key.UserId;
+            if (CgmReadings.Validate(userId, r) is { } problem) throw new CgmInputException(problem);
+            if (r.EventType != ReadingKind.Egv) return;
+
+            var state = Load(userId);
+            try
+            {
+                var change = state.Window.Add(r.EventTimeUnixMs, (float)r.GlucoseMgDl, (CgmQuality)(r.QualityFlags & 0xFF));
+                // A duplicate only flags the kept reading; nothing a forecast or the latest value depends on changed.
+                if (change is not (CgmWindowChange.Added or CgmWindowChange.OutOfRange or CgmWindowChange.Replaced)) return;
+                _states.Put(userId, state);
+            }
+            catch
+            {
+                _decoded.Remove(userId);
+                throw;
+            }
+            _changed.Add(userId);
+            _pending.Add(userId);
+        }
+
+        public void Punctuate(PunctuationType type, long timeUnixMs)
+        {
+            foreach (var userId in _changed)
+            {
+                var state = Load(userId);
+                var w = state.Window;
+                var latest = new CgmLatest
+                {
+                    SchemaVersion = 1, EventTimeUnixMs = w.LatestTimeMs, UserId = userId, GlucoseMgDl = w.LatestGlucoseMgDl,
+                    RateMgDlPerMin = w.TrendMgDlPerMinute, TrendArrow = w.TrendArrow.ToString(), QualityFlags = (uint)w.LatestQuality,
+                    WindowSteps = w.Count, ForecastWindowComplete = w.TryCopyLatest(_input.Length, _input, out _),
+                };
+                _context.Forward(latestTopic, new UserKey { UserId = userId }, latest, w.LatestTimeMs, $"cgm-latest:{userId}:{w.Version}");
+            }
+            _changed.Clear();
+
+            List<string>? done = null;
+            foreach (var userId in _pending)
+            {
+                if (_lastRequestWallMs.TryGetValue(userId, out var last) && timeUnixMs - last < options.MinForecastRequestIntervalMs) continue;
+                (done ??= []).Add(userId);
+                var state = Load(userId);
+                if (state.LastRequestedVersion == state.Window.Version) continue;
+                if (!state.Window.TryCopyLatest(_input.Length, _input, out var lastStepMs)) continue;
+                var request = new CgmForecastRequest
+                {
+                    SchemaVersion = 1, EventTimeUnixMs = lastStepMs, UserId = userId, StepMinutes = options.Series.StepMinutes,
+                    RequestId = $"{userId}:{lastStepMs}:{state.Window.Version}",
+                };
+                request.GlucoseMgDl.AddRange(_input);
+                _context.Forward(requestTopic, new UserKey { UserId = userId }, request, lastStepMs, "cgm-request:" + request.RequestId);
+                state.LastRequestedVersion = state.Window.Version;
+                _states.Put(userId, state);
+                _lastRequestWallMs[userId] = timeUnixMs;
+            }
+            if (done is not null) foreach (var u in done) _pending.Remove(u);
+            if (_lastRequestWallMs.Count > DecodedCapacity) _lastRequestWallMs.Clear();
+        }
+
+        private CgmUserState Load(string userId)
+        {
+            if (_decoded.TryGetValue(userId, out var state)) return state;
+            if (!_states.TryGet(userId, out state)) state = new CgmUserState(new CgmWindow(options.Series), 0);
+            if (_decoded.Count >= DecodedCapacity) _decoded.Clear();
+            _decoded[userId] = state;
+            return state;
+        }
+    }
+}
+
+/// <summary>A user's CGM state: the aligned window and the window version the last forecast request was made from.</summary>
+public sealed class CgmUserState(CgmWindow window, long lastRequestedVersion)
+{
+    public CgmWindow Window { get; } = window;
+    public long LastRequestedVersion { get; set; } = lastRequestedVersion;
+}
+
+/// <summary>[format version 1][last requested version: int64 LE][window bytes].</summary>
+public sealed class CgmUserStateSerde(CgmSeriesOptions? series = null) : ISerde<CgmUserState>
+{
+    private const byte FormatVersion = 1;
+
+    public byte[] Serialize(CgmUserState value)
+    {
+        var buffer = new byte[9 + value.Window.SerializedSize];
+        buffer[0] = FormatVersion;
+        BinaryPrimitives.WriteInt64LittleEndian(buffer.AsSpan(1), value.LastRequestedVersion);
+        var n = value.Window.Write(buffer.AsSpan(9));
+        return n + 9 == buffer.Length ? buffer : buffer[..(n + 9)];
+    }
+
+    public CgmUserState Deserialize(ReadOnlySpan<byte> data)
+    {
+        if (data.Length < 9 || data[0] != FormatVersion)
+            throw new FormatException($"CGM user state: unknown format version {(data.Length > 0 ? data[0] : -1)} or {data.Length} bytes");
+        return new CgmUserState(CgmWindow.Read(data[9..], series), BinaryPrimitives.ReadInt64LittleEndian(data[1..]));
+    }
+}
+
+/// <summary>A cgm.readings record that cannot be processed as sent (goes to the dead-letter topic).</summary>
+public sealed class CgmInputException(string message) : Exception(message);

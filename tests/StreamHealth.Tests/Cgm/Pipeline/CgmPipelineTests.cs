@@ -1,0 +1,199 @@
+using System.Text;
+using Confluent.Kafka;
+using Google.Protobuf;
+using Npgsql;
+using StackExchange.Redis;
+using StreamHealth.Cgm;
+using StreamHealth.Cgm.Formats;
+using StreamHealth.Cgm.Pipeline;
+using StreamHealth.Runtime.Storage;
+using StreamHealth.Runtime.Streams;
+using StreamHealth.Schemas;
+using StreamHealth.Tests.Infrastructure;
+using static StreamHealth.Tests.Infrastructure.StreamTestKit;
+
+namespace StreamHealth.Tests.Cgm.Pipeline;
+
+/// <summary>A running CGM pipeline on real parts: embedded Kafka, RocksDB windows, PostgreSQL and Redis sinks.</summary>
+public sealed class CgmPipelineFixture : IDisposable
+{
+    public EmbeddedKafkaFixture Kafka { get; } = new();
+    public CgmPipelineNames Names { get; }
+    public NpgsqlDataSource Postgres { get; }
+    public ConnectionMultiplexer Redis { get; }
+    public TestLogs Logs { get; } = new();
+    public CgmPipeline Pipeline { get; }
+    public CgmPipelineOptions Options { get; } = new() { EmitIntervalMs = 100, MinForecastRequestIntervalMs = 1_500 };
+    private readonly string _stateDir = Directory.CreateTempSubdirectory("streamhealth-cgm-").FullName;
+
+    public CgmPipelineFixture()
+    {
+        var readings = Kafka.NewTopic("cgmr", 4);
+        Names = new CgmPipelineNames(readings + "-app", readings, Kafka.NewTopic("cgml", 4), Kafka.NewTopic("cgmq", 4));
+        Kafka.Cluster.CreateTopic(Names.ChangelogTopic, 4);
+        Kafka.Cluster.CreateTopic(readings + Topics.DeadLetterSuffix, 1);
+        var connectionString = LocalServices.PostgresConnectionString(LocalServices.NewDatabaseName("cgm_pipeline"));
+        PostgresMigrator.MigrateAsync(connectionString).GetAwaiter().GetResult();
+        Postgres = NpgsqlDataSource.Create(connectionString);
+        Redis = ConnectionMultiplexer.Connect(LocalServices.RedisConfiguration);
+        Pipeline = new CgmPipeline(new StreamHostOptions { BootstrapServers = Kafka.BootstrapServers, StateDirectory = _stateDir, CommitIntervalMs = 200 },
+            Postgres, Redis, Logs, Options, Names).Start();
+    }
+
+    public void Send(IEnumerable<CgmReading> readings)
+    {
+        using var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = Kafka.BootstrapServers, EnableIdempotence = true }).Build();
+        CgmReadingProducer.ProduceAsync(p, Names.ReadingsTopic, readings.ToList()).GetAwaiter().GetResult();
+    }
+
+    /// <summary>Every record of <paramref name="topic"/> keyed by <paramref name="user"/> seen within <paramref name="wait"/>.</summary>
+    public List<Message<byte[], byte[]>> Drain(string topic, string user, TimeSpan wait, Func<List<Message<byte[], byte[]>>, bool>? enough = null)
+    {
+        var found = new List<Message<byte[], byte[]>>();
+        using var c = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig
+        {
+            BootstrapServers = Kafka.BootstrapServers, GroupId = "drain-" + Guid.NewGuid().ToString("N"), AutoOffsetReset = AutoOffsetReset.Earliest,
+        }).Build();
+        c.Subscribe(topic);
+        var deadline = DateTime.UtcNow + wait;
+        while (DateTime.UtcNow < deadline)
+        {
+            if (c.Consume(TimeSpan.FromMilliseconds(100)) is not { } r) continue;
+            if (UserKey.Parser.ParseFrom(r.Message.Key).UserId == user) found.Add(r.Message);
+            if (enough?.Invoke(found) == true) break;
+        }
+        return found;
+    }
+
+    public void Dispose()
+    {
+        Pipeline.Dispose();
+        Redis.Dispose();
+        Postgres.Dispose();
+        Kafka.Dispose();
+        Directory.Delete(_stateDir, recursive: true);
+    }
+}
+
+public sealed class CgmPipelineTests(CgmPipelineFixture f) : IClassFixture<CgmPipelineFixture>
+{
+    private static readonly long T0 = DateTimeOffset.Parse("2026-05-01T00:00:00Z").ToUnixTimeMilliseconds();
+    private const long Step = 5 * 60_000;
+
+    private static string U(string name) => $"{name}-{Guid.NewGuid():N}"[..(name.Length + 9)];
+
+    private static CgmReading Egv(string user, long timeMs, double mgDl) =>
+        CgmReadings.FromRow(user, CgmFormat.Unified, CgmRow.Glucose(timeMs, mgDl))!;
+
+    /// <summary>A regular series: one reading per step with a few seconds of jitter, as sensors send them.</summary>
+    private static List<CgmReading> Series(string user, int steps, Func<int, double> mgDl, long start = 0)
+    {
+        var rng = new Random(user.GetHashCode());
+        return Enumerable.Range(0, steps).Select(i => Egv(user, T0 + start + i * Step + rng.Next(-20_000, 20_000), mgDl(i))).ToList();
+    }
+
+    private long CountRows(string user)
+    {
+        using var cmd = f.Postgres.CreateCommand("SELECT count(*) FROM cgm.readings WHERE user_id = $1");
+        cmd.Parameters.AddWithValue(user);
+        return (long)cmd.ExecuteScalar()!;
+    }
+
+    [Fact]
+    public void Nine_hours_of_readings_are_stored_once_each_the_latest_and_trend_reach_redis_and_one_forecast_request_carries_the_last_96_steps()
+    {
+        var user = U("nine");
+        var readings = Series(user, 108, i => 100 + 1.5 * i);   // rising 1.5 mg/dL per step = 0.3 mg/dL/min: Flat
+        f.Send(readings);
+        f.Send(readings.Take(10));                              // a duplicate delivery stores nothing new
+        WaitFor(() => CountRows(user) >= 108, TimeSpan.FromSeconds(60), () => $"{CountRows(user)}/108 rows\n{f.Logs.Tail()}");
+        Assert.Equal(108, CountRows(user));
+
+        CgmLatestValue? latest = null;
+        WaitFor(() => (latest = CgmLatestCache.ReadAsync(f.Redis.GetDatabase(), user).GetAwaiter().GetResult()) is { GlucoseMgDl: > 260 },
+            TimeSpan.FromSeconds(30), () => $"latest = {latest}");
+        Assert.Equal(100 + 1.5 * 107, latest!.GlucoseMgDl, 3);
+        Assert.Equal("Flat", latest.TrendArrow);
+        Assert.InRange(latest.RateMgDlPerMin, 0.2, 0.4);
+        Assert.True(latest.ForecastWindowComplete);
+
+        var requests = f.Drain(f.Names.RequestsTopic, user, TimeSpan.FromSeconds(20),
+                m => m.Any(x => CgmForecastRequest.Parser.ParseFrom(x.Value).GlucoseMgDl[^1] > 260))
+            .Select(m => CgmForecastRequest.Parser.ParseFrom(m.Value)).ToList();
+        var last = requests[^1];
+        Assert.Equal(96, last.GlucoseMgDl.Count);
+        Assert.Equal(5, last.StepMinutes);
+        for (var i = 0; i < 96; i++) Assert.Equal(100 + 1.5 * (12 + i), last.GlucoseMgDl[i], 2);   // steps 12..107, oldest first
+        Assert.True(requests.Count <= 3, $"{requests.Count} requests for one burst of readings (rate limited per user)");
+
+        Assert.True(CgmTopology.TryQueryWindow(f.Pipeline.Host, user, out var state, f.Options.Series, f.Names.ApplicationId));
+        Assert.Equal(100 + 1.5 * 107, state.Window.LatestGlucoseMgDl, 2);
+    }
+
+    [Fact]
+    public void A_window_with_a_long_gap_makes_no_forecast_request_but_still_reports_the_latest_value()
+    {
+        var user = U("gap");
+        // 4 h, then a 2-hour gap (longer than the 15-minute interpolation limit), then 4 h.
+        f.Send(Series(user, 48, _ => 120).Concat(Series(user, 48, _ => 140, start: 72 * Step)));
+        CgmLatestValue? latest = null;
+        WaitFor(() => (latest = CgmLatestCache.ReadAsync(f.Redis.GetDatabase(), user).GetAwaiter().GetResult()) is { GlucoseMgDl: 140 },
+            TimeSpan.FromSeconds(30), () => $"latest = {latest}\n{f.Logs.Tail()}");
+        Assert.False(latest!.ForecastWindowComplete);
+        Assert.Empty(f.Drain(f.Names.RequestsTopic, user, TimeSpan.FromSeconds(3)));
+    }
+
+    [Fact]
+    public void A_real_dexcom_export_streams_through_and_a_second_upload_of_it_stores_nothing_twice()
+    {
+        var user = U("clarity");
+        using var file = File.OpenRead(Path.Combine(Repo.SharedData, "cgm", "Clarity_Export_synthetic.csv"));
+        var rows = CgmConverter.ReadAll(file, out var format);
+        var readings = CgmReadingProducer.ToReadings(user, format, rows);
+        Assert.Equal(3969, readings.Count);   // 3,922 sensor readings + 47 insulin doses (alerts and device rows are not readings)
+        f.Send(readings);
+        f.Send(readings);
+        WaitFor(() => CountRows(user) >= readings.Count, TimeSpan.FromSeconds(90), () => $"{CountRows(user)}/{readings.Count}\n{f.Logs.Tail()}");
+        Thread.Sleep(1_000);
+        Assert.Equal(readings.Count, CountRows(user));
+        using var cmd = f.Postgres.CreateCommand("SELECT count(*) FILTER (WHERE event_type = 'insulin'), count(*) FILTER (WHERE quality_flags & 1 = 1) FROM cgm.readings WHERE user_id = $1");
+        cmd.Parameters.AddWithValue(user);
+        using var r = cmd.ExecuteReader();
+        r.Read();
+        Assert.Equal(47, r.GetInt64(0));
+        Assert.Equal(5, r.GetInt64(1));        // the five "Low" readings, flagged out of range
+    }
+
+    [Fact]
+    public void Bad_readings_go_to_the_dead_letter_topic_with_the_reason_and_good_ones_beside_them_are_stored()
+    {
+        var user = U("bad");
+        var good = Egv(user, T0, 110);
+        var mmol = Egv(user, T0 + Step, 6.1);
+        var mismatch = Egv("someone-else", T0 + 2 * Step, 100);
+        var noId = Egv(user, T0 + 3 * Step, 100);
+        noId.ReadingId = "";
+        using (var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = f.Kafka.BootstrapServers }).Build())
+        {
+            foreach (var r in new[] { good, mmol, mismatch, noId })
+                p.Produce(f.Names.ReadingsTopic, new Message<byte[], byte[]> { Key = new UserKey { UserId = user }.ToByteArray(), Value = r.ToByteArray() });
+            p.Produce(f.Names.ReadingsTopic, new Message<byte[], byte[]> { Key = new UserKey { UserId = user }.ToByteArray(), Value = [0xff, 0x01] });
+            p.Flush(TimeSpan.FromSeconds(10));
+        }
+        var letters = f.Drain(f.Names.ReadingsTopic + Topics.DeadLetterSuffix, user, TimeSpan.FromSeconds(60), m => m.Count >= 4)
+            .Select(m => (Error: Encoding.UTF8.GetString(m.Headers.GetLastBytes(StreamHeaders.Error)),
+                          Type: Encoding.UTF8.GetString(m.Headers.GetLastBytes(StreamHeaders.ErrorType)))).ToList();
+        Assert.Equal(4, letters.Count);
+        Assert.Contains(letters, l => l.Type == nameof(CgmInputException) && l.Error.Contains("looks like mmol/L"));
+        Assert.Contains(letters, l => l.Type == nameof(CgmInputException) && l.Error.Contains("does not match the record key"));
+        Assert.Contains(letters, l => l.Type == nameof(CgmInputException) && l.Error.Contains("reading_id is required"));
+        Assert.Contains(letters, l => l.Type == "deserialization");
+        WaitFor(() => CountRows(user) >= 1, TimeSpan.FromSeconds(30), () => "the good reading was not stored");
+        Thread.Sleep(500);
+        Assert.Equal(1, CountRows(user));
+        // The undecodable record is also archived by the sink, inside its batch's transaction.
+        using var cmd = f.Postgres.CreateCommand("SELECT count(*) FROM streamhealth.dead_letters WHERE source_topic = $1 AND processor = 'cgm-readings-postgres'");
+        cmd.Parameters.AddWithValue(f.Names.ReadingsTopic);
+        WaitFor(() => (long)cmd.ExecuteScalar()! >= 1, TimeSpan.FromSeconds(30), () => "undecodable record not archived by the sink");
+    }
+}

@@ -1,0 +1,230 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.Configuration;
+using Npgsql;
+using StackExchange.Redis;
+using StreamHealth.Cgm.Pipeline;
+using StreamHealth.Runtime.Storage;
+using StreamHealth.Runtime.Streams;
+using StreamHealth.Tests.Infrastructure;
+using static StreamHealth.Tests.Infrastructure.StreamTestKit;
+
+namespace StreamHealth.Tests.Gateway;
+
+/// <summary>The gateway in front of a running CGM pipeline (catalogue topics, as deployed).</summary>
+public sealed class CgmGatewayFixture : IAsyncLifetime
+{
+    public EmbeddedKafkaFixture Kafka { get; } = new();
+    public TestLogs Logs { get; } = new();
+    public WebApplicationFactory<Program> App { get; private set; } = null!;
+    public NpgsqlDataSource Postgres { get; private set; } = null!;
+    public Dictionary<string, string?> Settings { get; private set; } = [];
+    private CgmPipeline _pipeline = null!;
+    private ConnectionMultiplexer _redis = null!;
+    private readonly string _stateDir = Directory.CreateTempSubdirectory("streamhealth-gateway-cgm-").FullName;
+
+    public async Task InitializeAsync()
+    {
+        var database = LocalServices.NewDatabaseName("gateway_cgm");
+        var connectionString = LocalServices.PostgresConnectionString(database);
+        await PostgresMigrator.MigrateAsync(connectionString);
+        Postgres = NpgsqlDataSource.Create(connectionString);
+        _redis = await ConnectionMultiplexer.ConnectAsync(LocalServices.RedisConfiguration);
+        _pipeline = new CgmPipeline(new StreamHostOptions { BootstrapServers = Kafka.BootstrapServers, StateDirectory = _stateDir },
+            Postgres, _redis, Logs, new CgmPipelineOptions { EmitIntervalMs = 100 }).Start();
+        Settings = LocalServices.Overrides(database, Kafka.BootstrapServers).ToDictionary(kv => kv.Key, kv => kv.Value);
+        App = WithSettings();
+    }
+
+    public WebApplicationFactory<Program> WithSettings(params (string Key, string Value)[] extra)
+    {
+        var settings = new Dictionary<string, string?>(Settings);
+        foreach (var (k, v) in extra) settings[k] = v;
+        return new WebApplicationFactory<Program>().WithWebHostBuilder(b => b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(settings)));
+    }
+
+    public HttpClient Client(string? apiKey = "dev-key-change-me", WebApplicationFactory<Program>? app = null)
+    {
+        var client = (app ?? App).CreateClient();
+        if (apiKey is not null) client.DefaultRequestHeaders.Add("X-Api-Key", apiKey);
+        return client;
+    }
+
+    public async Task DisposeAsync()
+    {
+        await App.DisposeAsync();
+        _pipeline.Dispose();
+        _redis.Dispose();
+        await Postgres.DisposeAsync();
+        Kafka.Dispose();
+        Directory.Delete(_stateDir, recursive: true);
+    }
+}
+
+public sealed class CgmApiTests(CgmGatewayFixture f) : IClassFixture<CgmGatewayFixture>
+{
+    private static string Sample(string name) => Path.Combine(Repo.SharedData, "cgm", name);
+    private static string U(string name) => $"{name}-{Guid.NewGuid():N}"[..(name.Length + 9)];
+
+    private static ByteArrayContent Raw(byte[] bytes, string type = "text/csv") =>
+        new(bytes) { Headers = { ContentType = new MediaTypeHeaderValue(type) } };
+
+    private static MultipartFormDataContent Multipart(string path)
+    {
+        var form = new MultipartFormDataContent();
+        form.Add(Raw(File.ReadAllBytes(path)), "file", "renamed-export.txt");   // the name says nothing about the format
+        return form;
+    }
+
+    private static async Task<JsonElement> Problem(HttpResponseMessage response, HttpStatusCode expected)
+    {
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(expected == response.StatusCode, $"{response.StatusCode}: {body}");
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        return JsonDocument.Parse(body).RootElement;
+    }
+
+    [Theory]
+    [InlineData("Clarity_Export_synthetic.csv", "dexcom_clarity", false)]
+    [InlineData("FreeStyle_Libre_3_synthetic.csv", "libreview", true)]
+    public async Task Convert_to_unified_is_public_and_returns_the_expected_unified_csv(string file, string format, bool multipart)
+    {
+        using var client = f.Client(apiKey: null);
+        HttpContent content = multipart ? Multipart(Sample(file)) : Raw(File.ReadAllBytes(Sample(file)));
+        var response = await client.PostAsync("/convert_to_unified", content);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("text/csv", response.Content.Headers.ContentType?.MediaType);
+        Assert.Equal(format, response.Headers.GetValues("X-Source-Format").Single());
+        var expected = File.ReadAllLines(Sample(Path.GetFileNameWithoutExtension(file) + "_unified.csv"));
+        var actual = (await response.Content.ReadAsStringAsync()).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(expected, actual);
+    }
+
+    [Fact]
+    public async Task Unreadable_files_get_422_problems_naming_the_formats_tried_or_the_line_and_nothing_else()
+    {
+        using var client = f.Client(apiKey: null);
+        var unknown = await Problem(await client.PostAsync("/convert_to_unified", Raw("hello,world\n1,2\n"u8.ToArray())), HttpStatusCode.UnprocessableEntity);
+        Assert.Contains("dexcom_clarity", unknown.GetProperty("detail").GetString());
+        Assert.Contains("libreview", unknown.GetProperty("detail").GetString());
+
+        var lines = File.ReadAllLines(Sample("Clarity_Export_synthetic.csv"));
+        lines[40] = lines[40].Replace(",EGV,,,,android G6,", ",EGV,,,,android G6,abc");
+        var bad = await Problem(await client.PostAsync("/convert_to_unified", Raw(Encoding.UTF8.GetBytes(string.Join('\n', lines)))),
+            HttpStatusCode.UnprocessableEntity);
+        Assert.Equal(41, bad.GetProperty("line").GetInt64());
+        Assert.Contains("line 41", bad.GetProperty("detail").GetString());
+
+        await Problem(await client.PostAsync("/convert_to_unified", Raw([])), HttpStatusCode.UnprocessableEntity);
+    }
+
+    [Fact]
+    public async Task Uploads_over_the_size_limit_get_413_before_anything_is_parsed_or_sent()
+    {
+        await using var small = f.WithSettings(("Gateway:Cgm:MaxUploadBytes", "100000"));
+        using var client = f.Client(app: small);
+        var bytes = File.ReadAllBytes(Sample("Clarity_Export_synthetic.csv"));   // 260 KB
+        var problem = await Problem(await client.PostAsync("/convert_to_unified", Raw(bytes)), HttpStatusCode.RequestEntityTooLarge);
+        Assert.Contains("100000", problem.GetProperty("detail").GetString());
+        await Problem(await client.PostAsync("/convert_to_unified", Multipart(Sample("Clarity_Export_synthetic.csv"))), HttpStatusCode.RequestEntityTooLarge);
+        var user = U("big");
+        await Problem(await client.PostAsync($"/api/v1/cgm/{user}/upload", Raw(bytes)), HttpStatusCode.RequestEntityTooLarge);
+    }
+
+    [Fact]
+    public async Task Process_unified_gives_identical_data_the_same_handle_and_reuses_it_for_a_later_starting_subset()
+    {
+        using var anonymous = f.Client(apiKey: null);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.PostAsync("/process_unified", Raw(File.ReadAllBytes(Sample("Clarity_Export_synthetic.csv"))))).StatusCode);
+
+        using var client = f.Client();
+        async Task<JsonElement> Process(byte[] body)
+        {
+            var response = await client.PostAsync("/process_unified", Raw(body));
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.OK, text);
+            return JsonDocument.Parse(text).RootElement;
+        }
+        var full = File.ReadAllBytes(Sample("Clarity_Export_synthetic.csv"));
+        var first = await Process(full);
+        var handle = first.GetProperty("handle").GetString();
+        Assert.Matches("^[0-9a-f]{32}$", handle);
+        Assert.Equal("dexcom_clarity", first.GetProperty("source_format").GetString());
+        Assert.True(first.GetProperty("points").GetInt32() > 3_900);
+
+        var again = await Process(full);
+        Assert.Equal(handle, again.GetProperty("handle").GetString());
+
+        // The same export without its first day: a subset of the range, ending at the same time.
+        var lines = File.ReadAllLines(Sample("Clarity_Export_synthetic.csv"));
+        var tail = lines.Take(11).Concat(lines.Skip(11 + 300));
+        var subset = await Process(Encoding.UTF8.GetBytes(string.Join('\n', tail)));
+        Assert.Equal(handle, subset.GetProperty("handle").GetString());
+        Assert.True(subset.GetProperty("reused").GetBoolean());
+
+        // A different ending is different data.
+        var head = await Process(Encoding.UTF8.GetBytes(string.Join('\n', lines.Take(lines.Length - 300))));
+        Assert.NotEqual(handle, head.GetProperty("handle").GetString());
+        Assert.False(head.GetProperty("reused").GetBoolean());
+    }
+
+    [Fact]
+    public async Task Upload_sends_a_files_readings_through_the_pipeline_and_they_are_served_by_readings_and_latest()
+    {
+        using var client = f.Client();
+        var user = U("libre");
+        var response = await client.PostAsync($"/api/v1/cgm/{user}/upload", Multipart(Sample("FreeStyle_Libre_3_synthetic.csv")));
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.Accepted, text);
+        var accepted = JsonDocument.Parse(text).RootElement;
+        Assert.Equal("libreview", accepted.GetProperty("source_format").GetString());
+        Assert.Equal(4621, accepted.GetProperty("readings").GetInt32());
+
+        var url = $"/api/v1/cgm/{user}/readings?from=1961-01-01T00:00:00Z&to=1962-01-01T00:00:00Z&limit=100000";
+        JsonElement page = default;
+        WaitFor(() =>
+        {
+            page = JsonDocument.Parse(client.GetStringAsync(url).GetAwaiter().GetResult()).RootElement;
+            return page.GetProperty("readings").GetArrayLength() >= 4621;
+        }, TimeSpan.FromSeconds(90), () => $"{page.GetProperty("readings").GetArrayLength()}/4621 readings\n{f.Logs.Tail()}");
+        var readings = page.GetProperty("readings");
+        Assert.Equal(4621, readings.GetArrayLength());
+        Assert.Equal(98, readings[0].GetProperty("glucose_mg_dl").GetDouble());
+        Assert.Equal("egv", readings[0].GetProperty("event_type").GetString());
+
+        JsonElement latest = default;
+        WaitFor(() =>
+        {
+            var r = client.GetAsync($"/api/v1/cgm/{user}/latest").GetAwaiter().GetResult();
+            if (r.StatusCode != HttpStatusCode.OK) return false;
+            latest = JsonDocument.Parse(r.Content.ReadAsStringAsync().GetAwaiter().GetResult()).RootElement;
+            return latest.GetProperty("source").GetString() == "redis";
+        }, TimeSpan.FromSeconds(30), () => "no latest glucose from Redis");
+        Assert.False(string.IsNullOrEmpty(latest.GetProperty("trend_arrow").GetString()));
+
+        Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync($"/api/v1/cgm/{U("nobody")}/latest")).StatusCode);
+    }
+
+    [Fact]
+    public async Task A_bad_upload_sends_nothing_and_bad_parameters_name_the_field()
+    {
+        using var client = f.Client();
+        var user = U("badup");
+        var lines = File.ReadAllLines(Sample("Clarity_Export_synthetic.csv"));
+        lines[^5] = lines[^5].Replace("android G6,", "android G6,-x");   // near the end: everything before it parsed
+        var problem = await Problem(await client.PostAsync($"/api/v1/cgm/{user}/upload", Raw(Encoding.UTF8.GetBytes(string.Join('\n', lines)))),
+            HttpStatusCode.UnprocessableEntity);
+        Assert.Equal(lines.Length - 4, problem.GetProperty("line").GetInt64());
+        Thread.Sleep(2_000);
+        var page = JsonDocument.Parse(await client.GetStringAsync($"/api/v1/cgm/{user}/readings?from=1961-01-01T00:00:00Z&to=1962-01-01T00:00:00Z")).RootElement;
+        Assert.Equal(0, page.GetProperty("readings").GetArrayLength());
+
+        var invalid = await Problem(await client.PostAsync("/api/v1/cgm/bad user!/upload", Raw("x"u8.ToArray())), HttpStatusCode.BadRequest);
+        Assert.True(invalid.GetProperty("errors").TryGetProperty("userId", out _));
+        var range = await Problem(await client.GetAsync($"/api/v1/cgm/{user}/readings?from=yesterday"), HttpStatusCode.BadRequest);
+        Assert.True(range.GetProperty("errors").TryGetProperty("from", out _));
+    }
+}
