@@ -36,13 +36,15 @@ public static class CgmApi
         [property: JsonPropertyName("imputed")] int Imputed,
         [property: JsonPropertyName("duplicates")] int Duplicates,
         [property: JsonPropertyName("out_of_range")] int OutOfRange,
-        [property: JsonPropertyName("dropped")] int Dropped);
+        [property: JsonPropertyName("dropped")] int Dropped,
+        [property: JsonPropertyName("clock_shifts_corrected")] int ClockShiftsCorrected);
 
     public sealed record UploadAccepted(
         [property: JsonPropertyName("user_id")] string UserId,
         [property: JsonPropertyName("source_format")] string SourceFormat,
         [property: JsonPropertyName("readings")] int Readings,
         [property: JsonPropertyName("skipped_rows")] int SkippedRows,
+        [property: JsonPropertyName("clock_shifts_corrected")] int ClockShiftsCorrected,
         [property: JsonPropertyName("first_time")] DateTime? FirstTime,
         [property: JsonPropertyName("last_time")] DateTime? LastTime,
         [property: JsonPropertyName("topic")] string Topic);
@@ -167,8 +169,13 @@ public static class CgmApi
         {
             CgmFormat format;
             List<CgmRow> rows;
+            // File order, not sorted: the resampler finds daylight-saving jumps by the order the export wrote.
             await using (var file = await CgmUploads.ReceiveAsync(request, gateway.Cgm.MaxUploadBytes, ct))
-                rows = CgmConverter.ReadAll(file, out format);
+            using (var reader = CgmFormats.Open(file, leaveOpen: true))
+            {
+                rows = reader.ReadAll();
+                format = reader.Format;
+            }
             var options = new CgmSeriesOptions();
             var series = new List<CgmRow>(rows.Count + rows.Count / 4);
             var report = CgmResampler.Resample(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(rows), options, series);
@@ -179,7 +186,8 @@ public static class CgmApi
             var (handle, reused) = await new CgmDatasetStore(pg).SaveAsync(dataset, ct);
             return TypedResults.Ok(new ProcessedDataset(handle, reused, format.Name(),
                 DateTime.UnixEpoch.AddMilliseconds(dataset.TimesUnixMs[0]), DateTime.UnixEpoch.AddMilliseconds(dataset.TimesUnixMs[^1]),
-                dataset.Points, dataset.Sequences, report.Imputed, report.Duplicates, report.OutOfRange, report.Dropped));
+                dataset.Points, dataset.Sequences, report.Imputed, report.Duplicates, report.OutOfRange, report.Dropped,
+                report.ClockShiftsCorrected));
         }
         catch (Exception e) when (Problem(e) is { } problem)
         {
@@ -199,11 +207,10 @@ public static class CgmApi
                 detail: "Kafka:BootstrapServers is empty; nothing was sent.");
         try
         {
-            CgmFormat format;
-            List<CgmRow> rows;
+            CgmReadingProducer.FileReadings parsed;
             await using (var file = await CgmUploads.ReceiveAsync(request, gateway.Cgm.MaxUploadBytes, ct))
-                rows = CgmConverter.ReadAll(file, out format);
-            var readings = CgmReadingProducer.ToReadings(userId, format, rows);
+                parsed = CgmReadingProducer.ReadFile(file, userId);
+            var readings = parsed.Readings;
             try
             {
                 await CgmReadingProducer.ProduceAsync(publisher.Producer, publisher.Topic, readings, ct);
@@ -217,7 +224,8 @@ public static class CgmApi
             DateTime? first = readings.Count > 0 ? DateTime.UnixEpoch.AddMilliseconds(readings.Min(r => r.EventTimeUnixMs)) : null;
             DateTime? last = readings.Count > 0 ? DateTime.UnixEpoch.AddMilliseconds(readings.Max(r => r.EventTimeUnixMs)) : null;
             return TypedResults.Accepted($"/api/v1/cgm/{userId}/readings",
-                new UploadAccepted(userId, format.Name(), readings.Count, rows.Count - readings.Count, first, last, publisher.Topic));
+                new UploadAccepted(userId, parsed.Format.Name(), readings.Count, parsed.Rows - readings.Count, parsed.ClockShiftsCorrected,
+                    first, last, publisher.Topic));
         }
         catch (Exception e) when (Problem(e) is { } problem)
         {

@@ -1,6 +1,7 @@
 using Confluent.Kafka;
 using Google.Protobuf;
 using StreamHealth.Cgm.Formats;
+using StreamHealth.Cgm.Series;
 using StreamHealth.Schemas;
 
 namespace StreamHealth.Cgm.Pipeline;
@@ -11,6 +12,27 @@ namespace StreamHealth.Cgm.Pipeline;
 /// sinks store each once.</summary>
 public static class CgmReadingProducer
 {
+    /// <summary>A parsed export ready to stream: its readings on the continuous clock (daylight-saving and time-zone
+    /// jumps of the export's wall clock undone, as the resampler does; original times keep the wall clock).</summary>
+    public sealed record FileReadings(CgmFormat Format, int Rows, int ClockShiftsCorrected, List<CgmReading> Readings);
+
+    /// <summary>Parses the whole file (any supported format) and builds its readings; throws
+    /// <see cref="CgmFormatException"/> before anything is built when a line cannot be read.</summary>
+    public static FileReadings ReadFile(Stream file, string userId, CgmSeriesOptions? series = null, long shiftMs = 0)
+    {
+        List<CgmRow> fileOrder;
+        CgmFormat format;
+        using (var reader = CgmFormats.Open(file, leaveOpen: true))
+        {
+            fileOrder = reader.ReadAll();
+            format = reader.Format;
+        }
+        var continuous = new List<CgmRow>(fileOrder.Count);
+        var shifts = CgmResampler.ToContinuousClock(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(fileOrder),
+            series ?? new CgmSeriesOptions(), continuous);
+        return new FileReadings(format, fileOrder.Count, shifts, ToReadings(userId, format, continuous, shiftMs));
+    }
+
     /// <summary>The readings of <paramref name="rows"/> for <paramref name="userId"/>, shifted by
     /// <paramref name="shiftMs"/> (the local stack's samples move old exports up to the present).</summary>
     public static List<CgmReading> ToReadings(string userId, CgmFormat format, IReadOnlyList<CgmRow> rows, long shiftMs = 0)

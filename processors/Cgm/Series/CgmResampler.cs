@@ -130,6 +130,61 @@ public static class CgmResampler
         }
     }
 
+    /// <summary>Every row of <paramref name="rows"/> (file order) with its time moved onto the continuous clock exactly as
+    /// <see cref="Resample"/> would (daylight-saving and time-zone jumps undone; <see cref="CgmRow.OriginalTimeMs"/>
+    /// keeps the wall clock), but nothing aligned, merged, imputed or dropped: the readings an upload streams onto
+    /// cgm.readings. Appended to <paramref name="output"/> in time order; returns the number of shifts undone.</summary>
+    public static int ToContinuousClock(ReadOnlySpan<CgmRow> rows, CgmSeriesOptions options, List<CgmRow> output)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(output);
+        options.ThrowIfInvalid(nameof(options));
+        var glucoseRows = ArrayPool<int>.Shared.Rent(Math.Max(rows.Length, 1));
+        var otherRows = ArrayPool<int>.Shared.Rent(Math.Max(rows.Length, 1));
+        var timesMs = ArrayPool<long>.Shared.Rent(Math.Max(rows.Length, 1));
+        var others = ArrayPool<CgmRow>.Shared.Rent(Math.Max(rows.Length, 1));
+        try
+        {
+            int glucoseCount = 0, otherCount = 0;
+            for (var i = 0; i < rows.Length; i++)
+            {
+                ref readonly var row = ref rows[i];
+                // The clock is read from plausible sensor readings only; everything else follows its neighbours.
+                if (row.EventType == CgmEventType.EgvRead && row.GlucoseMgDl > options.DropAtOrBelowMgDl && row.GlucoseMgDl <= options.DropAboveMgDl)
+                    glucoseRows[glucoseCount++] = i;
+                else
+                    otherRows[otherCount++] = i;
+            }
+            var glucose = glucoseRows.AsSpan(0, glucoseCount);
+            var times = timesMs.AsSpan(0, glucoseCount);
+            var descending = IsDescending(rows, glucose);
+            if (descending)
+            {
+                glucose.Reverse();
+                otherRows.AsSpan(0, otherCount).Reverse();
+            }
+            var shifts = 0;
+            if (options.CorrectClockShifts) shifts = CgmClockShifts.Correct(rows, glucose, times, options);
+            else for (var k = 0; k < glucoseCount; k++) times[k] = rows[glucose[k]].TimeMs;
+            ShiftEvents(rows, glucose, times, otherRows.AsSpan(0, otherCount), descending, others.AsSpan(0, otherCount));
+
+            var start = output.Count;
+            output.EnsureCapacity(start + rows.Length);
+            for (var k = 0; k < glucoseCount; k++) output.Add(rows[glucose[k]] with { TimeMs = times[k] });
+            for (var e = 0; e < otherCount; e++) output.Add(others[e]);
+            System.Runtime.InteropServices.CollectionsMarshal.AsSpan(output)[start..]
+                .Sort(static (a, b) => Formats.CgmConverter.Compare(in a, in b));
+            return shifts;
+        }
+        finally
+        {
+            ArrayPool<int>.Shared.Return(glucoseRows);
+            ArrayPool<int>.Shared.Return(otherRows);
+            ArrayPool<long>.Shared.Return(timesMs);
+            ArrayPool<CgmRow>.Shared.Return(others, clearArray: true);
+        }
+    }
+
     private static bool IsDescending(ReadOnlySpan<CgmRow> rows, ReadOnlySpan<int> glucose)
     {
         int up = 0, down = 0;

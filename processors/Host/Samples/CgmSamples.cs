@@ -20,12 +20,14 @@ internal static class CgmSamples
         var path = Path.Combine(dataDirectory, file);
         if (!File.Exists(path)) return (null, $"no CGM sample ({path} does not exist)");
         using var stream = File.OpenRead(path);
-        var rows = CgmConverter.ReadAll(stream, out var format);
-        var lastMs = rows.Count == 0 ? 0 : rows[^1].TimeMs;
+        var unshifted = CgmReadingProducer.ReadFile(stream, User);
+        var lastMs = unshifted.Readings.Count == 0 ? 0 : unshifted.Readings.Max(r => r.EventTimeUnixMs);
         // Whole 5-minute steps, so the grid alignment of the export is kept.
         var step = 5 * CgmTime.MsPerMinute;
         var shiftMs = (DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - lastMs) / step * step;
-        var readings = CgmReadingProducer.ToReadings(User, format, rows, shiftMs);
+        stream.Position = 0;
+        var parsed = CgmReadingProducer.ReadFile(stream, User, shiftMs: shiftMs);
+        var (format, readings) = (parsed.Format, parsed.Readings);
         return (readings, $"{Path.GetFileName(path)} ({format.Name()}, {readings.Count} readings) as user {User}");
     }
 
