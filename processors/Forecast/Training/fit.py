@@ -1,0 +1,131 @@
+"""Baselines and the training loop."""
+import copy
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import evaluate as ev
+
+
+# ---------------------------------------------------------------- baselines
+def lvcf(X):
+    return np.repeat(X[:, -1:], 12, axis=1)
+
+
+class LinearBaseline:
+    """GlucoBench's linear regression: least squares from the 96 raw inputs (+ intercept) to the
+    12 targets, fitted on the training people; quantiles from a Gaussian with the per-step residual
+    std on the training people."""
+
+    def fit(self, X, Y):
+        A = np.c_[X.astype(np.float64), np.ones(len(X))]
+        self.W = np.linalg.lstsq(A, Y.astype(np.float64), rcond=None)[0]
+        self.sd = (self.predict(X) - Y).std(axis=0)
+        return self
+
+    def predict(self, X):
+        return np.c_[X.astype(np.float64), np.ones(len(X))] @ self.W
+
+
+# ---------------------------------------------------------------- training
+def gaussian_nll(mean, std, y, scale):
+    z = (y - mean) / std
+    return (torch.log(std / scale) + 0.5 * z * z).mean()
+
+
+def train_model(model, Xtr, Ytr, Xva, Yva, epochs=60, mse_epochs=10, lr=2e-3, wd=1e-4, batch=256,
+                seed=1, log=print, select="nll", augment=0.0, ema=0.0):
+    """MSE on the mean for the first mse_epochs (warm start), then Gaussian NLL on mean and std.
+    Cosine learning-rate decay; the checkpoint with the best validation score (deterministic
+    forward, dropout off) over the NLL epochs is kept."""
+    torch.manual_seed(seed)
+    rng = np.random.RandomState(seed)
+    Xtr_t, Ytr_t = torch.as_tensor(Xtr), torch.as_tensor(Ytr)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
+    steps_per_epoch = int(np.ceil(len(Xtr) / batch))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch,
+                                                pct_start=0.1, anneal_strategy="cos")
+    scale = model.delta_scale
+    best, best_state, hist = np.inf, None, []
+    # exponential moving average of the weights (ema > 0): validated, selected and kept instead of
+    # the raw weights; lowers the variance of the final model on this small data set
+    ema_model = copy.deepcopy(model) if ema > 0 else None
+    t0 = time.time()
+    for ep in range(epochs):
+        model.train()
+        perm = torch.as_tensor(rng.permutation(len(Xtr)))
+        use_nll = ep >= mse_epochs
+        tot = 0.0
+        for i in range(steps_per_epoch):
+            idx = perm[i * batch:(i + 1) * batch]
+            xb, yb = Xtr_t[idx], Ytr_t[idx]
+            if augment > 0:
+                # amplitude jitter around the last value: x' = last + a (x - last), same for y
+                last = xb[:, -1:]
+                a = torch.exp(torch.randn(len(idx), 1) * augment)
+                xb, yb = last + a * (xb - last), last + a * (yb - last)
+            mean, std = model(xb)
+            if use_nll:
+                loss = gaussian_nll(mean, std, yb, scale)
+            else:
+                loss = F.mse_loss(mean / scale, yb / scale)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot += float(loss) * len(idx)
+            if ema_model is not None:
+                with torch.no_grad():
+                    d = ema if use_nll else 0.0  # track the raw weights during the MSE warm start
+                    for pe, pm_ in zip(ema_model.parameters(), model.parameters()):
+                        pe.mul_(d).add_(pm_.detach(), alpha=1 - d)
+        vmodel = ema_model if ema_model is not None else model
+        m, s = ev.deterministic(vmodel, Xva)
+        pm = ev.point_metrics(m, Yva)
+        nll = float(gaussian_nll(torch.as_tensor(m), torch.as_tensor(s), torch.as_tensor(Yva), scale))
+        score = nll if (select == "nll" and use_nll) else pm["rmse_mean"] if select == "rmse" or not use_nll else nll
+        if use_nll and score < best:
+            best, best_state = score, copy.deepcopy(vmodel.state_dict())
+        hist.append((ep, tot / len(Xtr), pm["rmse_median"], pm["rmse_mean"], nll))
+        if log and (ep % 10 == 0 or ep == epochs - 1):
+            log(f"  ep {ep:3d} train {tot/len(Xtr):.4f} val rmse_med {pm['rmse_median']:.3f} "
+                f"rmse {pm['rmse_mean']:.3f} nll {nll:.4f} ({time.time()-t0:.0f}s)")
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model, hist, time.time() - t0
+
+
+def fit_temperature(mus, sds, y, grid=None):
+    """Scalar multiplier on every sample's std minimising the validation calibration error of the
+    N-sample mixture (ties broken toward 1)."""
+    grid = np.round(np.arange(0.50, 2.001, 0.01), 2) if grid is None else grid
+    best = None
+    for t in grid:
+        ce, _ = ev.calibration_from_pit(ev.mixture_pit(mus, sds * t, y))
+        key = (round(ce, 4), abs(t - 1))
+        if best is None or key < best[0]:
+            best = (key, t, ce)
+    return float(best[1]), float(best[2])
+
+
+@torch.no_grad()
+def torch_latency_us(model, batch=1024, reps=30, threads=1):
+    """Median torch CPU time per sample (dropout active, as at inference), batch 1024, 1 thread:
+    wall clock and this thread's CPU time (the latter is robust to other processes on the cores)."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    model.train()
+    x = torch.randn(batch, 96) * 20 + 120
+    for _ in range(5):
+        model(x)
+    ts, cs = [], []
+    for _ in range(reps):
+        t0, c0 = time.perf_counter(), time.thread_time()
+        model(x)
+        ts.append(time.perf_counter() - t0)
+        cs.append(time.thread_time() - c0)
+    model.eval()
+    torch.set_num_threads(prev)
+    return {"wall_us": float(np.median(ts) / batch * 1e6), "cpu_us": float(np.median(cs) / batch * 1e6)}
