@@ -47,12 +47,8 @@ public class CgmResampleBenchmarks
 
         // The same export with a fall-back near the middle (where the cadence is steady): from there on the wall
         // clock repeats an hour.
-        for (var at = Points / 2; _fallBack.Length == 0 || CgmResampler.Resample(_fallBack, _options, _output).ClockShiftsCorrected != 1; at++)
-        {
-            _fallBack = (CgmRow[])_fileOrder.Clone();
-            for (var i = at; i < Points; i++)
-                _fallBack[i] = _fallBack[i] with { TimeMs = _fallBack[i].TimeMs - 3_600_000, OriginalTimeMs = _fallBack[i].OriginalTimeMs - 3_600_000 };
-        }
+        var at = Points / 2;
+        while (CgmResampler.Resample(_fallBack = FallBackAt(at), _options, _output).ClockShiftsCorrected != 1) at++;
 
         _windowTimesMs = new long[WindowBlock];
         _windowMgDl = new float[WindowBlock];
@@ -66,6 +62,14 @@ public class CgmResampleBenchmarks
         AddBlock();
         if (!_window.TryCopyLatest(_forecastInput.Length, _forecastInput, out _))
             throw new InvalidOperationException("the warm window should hold 8 complete hours");
+    }
+
+    private CgmRow[] FallBackAt(int first)
+    {
+        var rows = (CgmRow[])_fileOrder.Clone();
+        for (var i = first; i < rows.Length; i++)
+            rows[i] = rows[i] with { TimeMs = rows[i].TimeMs - 3_600_000, OriginalTimeMs = rows[i].OriginalTimeMs - 3_600_000 };
+        return rows;
     }
 
     private static CgmRow[] Export(Random random, int points)

@@ -37,8 +37,8 @@ public readonly record struct ResampleReport(
 /// <para><b>Clock.</b> Rows arrive in file order, ascending or descending (the direction most consecutive readings
 /// take). Daylight-saving and time-zone jumps are undone as described in <see cref="CgmClockShifts"/>: the output
 /// clock is continuous, on the clock of the earliest reading; <see cref="CgmRow.OriginalTimeMs"/> keeps the input's
-/// (wall-clock) time. Beyond that the input order does not matter: without a clock shift, any permutation of the rows
-/// gives the same output.</para>
+/// (wall-clock) time. Apart from that detection, which needs the file order, the order does not matter: two orders
+/// of the same rows in which no shift is found give the same output.</para>
 /// <para><b>Grid.</b> Grid times are multiples of <see cref="CgmSeriesOptions.StepMinutes"/> since 1970-01-01 on that
 /// clock. Each reading goes to the nearest grid time (a time exactly half-way goes to the later one) and is flagged
 /// <see cref="CgmQuality.Synchronised"/> when its output time differs from its original time. When several readings
@@ -76,7 +76,7 @@ public static class CgmResampler
         try
         {
             int glucoseCount = 0, eventCount = 0, inputGlucose = 0, dropped = 0, previouslyImputed = 0;
-            double dropAtOrBelow = options.DropAtOrBelowMgDl, dropAbove = options.DropAboveMgDl;
+            var limits = new GlucoseLimits(options);
             for (var i = 0; i < rows.Length; i++)
             {
                 ref readonly var row = ref rows[i];
@@ -84,8 +84,7 @@ public static class CgmResampler
                 {
                     case CgmEventType.EgvRead:
                         inputGlucose++;
-                        // Written so that NaN fails too.
-                        if (row.GlucoseMgDl > dropAtOrBelow && row.GlucoseMgDl <= dropAbove) glucoseRows[glucoseCount++] = i;
+                        if (limits.IsPlausible(row.GlucoseMgDl)) glucoseRows[glucoseCount++] = i;
                         else dropped++;
                         break;
                     case CgmEventType.Imputation:
@@ -230,7 +229,7 @@ public static class CgmResampler
     {
         var stepMs = options.StepMs;
         long maxGapSteps = options.MaxInterpolationGapMinutes / options.StepMinutes;
-        double sensorMin = options.SensorMinMgDl, sensorMax = options.SensorMaxMgDl;
+        var limits = new GlucoseLimits(options);
         int aligned = 0, imputed = 0, outOfRange = 0, sequence = -1, nextEvent = 0;
         long previousStep = 0;
         double previousMgDl = 0;
@@ -251,13 +250,12 @@ public static class CgmResampler
             }
             else if (step - previousStep <= maxGapSteps)
             {
-                var gapSteps = (double)(step - previousStep);
                 var mgDl = rows[glucose[best]].GlucoseMgDl;
                 for (var missing = previousStep + 1; missing < step; missing++)
                 {
-                    var value = previousMgDl + (mgDl - previousMgDl) * ((missing - previousStep) / gapSteps);
+                    var value = CgmGrid.Interpolate(previousMgDl, mgDl, missing - previousStep, step - previousStep);
                     var missingMs = missing * stepMs;
-                    var quality = CgmQuality.Imputed | (value < sensorMin || value > sensorMax ? CgmQuality.OutOfRange : 0);
+                    var quality = CgmQuality.Imputed | (limits.IsOutOfRange(value) ? CgmQuality.OutOfRange : 0);
                     output.Add(new CgmRow(sequence, missingMs, quality, CgmEventType.Imputation, missingMs, value,
                         double.NaN, double.NaN, double.NaN, double.NaN));
                     imputed++;
@@ -279,7 +277,7 @@ public static class CgmResampler
 
             ref readonly var reading = ref rows[glucose[best]];
             var flags = reading.Quality;
-            if (reading.GlucoseMgDl < sensorMin || reading.GlucoseMgDl > sensorMax)
+            if (limits.IsOutOfRange(reading.GlucoseMgDl))
             {
                 flags |= CgmQuality.OutOfRange;
                 outOfRange++;
