@@ -88,7 +88,7 @@ public sealed class CgmWindow
     private readonly int _stepMinutes;
     private readonly int _maxGapSteps;
     private readonly int _trendSteps;
-    private readonly double _sensorMin, _sensorMax, _dropAtOrBelow, _dropAbove;
+    private readonly GlucoseLimits _limits;
     private long _latestStep;
     private int _count;
 
@@ -105,10 +105,7 @@ public sealed class CgmWindow
         _stepMs = options.StepMs;
         _maxGapSteps = options.MaxInterpolationGapMinutes / options.StepMinutes;
         _trendSteps = options.TrendMinutes / options.StepMinutes;
-        _sensorMin = options.SensorMinMgDl;
-        _sensorMax = options.SensorMaxMgDl;
-        _dropAtOrBelow = options.DropAtOrBelowMgDl;
-        _dropAbove = options.DropAboveMgDl;
+        _limits = new GlucoseLimits(options);
     }
 
     public int Capacity => _glucoseMgDl.Length;
@@ -147,11 +144,10 @@ public sealed class CgmWindow
     /// <summary>Adds one reading; allocation-free.</summary>
     public CgmWindowChange Add(long timeMs, float glucoseMgDl, CgmQuality quality = CgmQuality.Good)
     {
-        // Written so that NaN fails too.
-        if (!(glucoseMgDl > _dropAtOrBelow && glucoseMgDl <= _dropAbove)) return CgmWindowChange.Dropped;
+        if (!_limits.IsPlausible(glucoseMgDl)) return CgmWindowChange.Dropped;
         var step = CgmGrid.NearestStep(timeMs, _stepMs);
         var offsetMs = (int)(timeMs - step * _stepMs);
-        var outOfRange = glucoseMgDl < _sensorMin || glucoseMgDl > _sensorMax;
+        var outOfRange = _limits.IsOutOfRange(glucoseMgDl);
         var flags = (quality & KnownFlags) | (outOfRange ? CgmQuality.OutOfRange : 0) | (offsetMs != 0 ? CgmQuality.Synchronised : 0);
 
         if (_count == 0) _latestStep = step;
@@ -227,7 +223,7 @@ public sealed class CgmWindow
             var gapSteps = step - left;
             if (gapSteps > _maxGapSteps) return false;
             for (var missing = Math.Max(left + 1, first); missing < step; missing++)
-                destination[(int)(missing - first)] = (float)(leftMgDl + (mgDl - (double)leftMgDl) * ((missing - left) / (double)gapSteps));
+                destination[(int)(missing - first)] = (float)CgmGrid.Interpolate(leftMgDl, mgDl, missing - left, gapSteps);
             destination[(int)(step - first)] = mgDl;
             left = step;
             leftMgDl = mgDl;

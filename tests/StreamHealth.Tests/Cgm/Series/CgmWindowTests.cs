@@ -253,28 +253,14 @@ public sealed class CgmWindowTests
             generator.ShuffleLocally(rows);
             var window = new CgmWindow(options);
             var checkpoints = new HashSet<int>(Enumerable.Range(0, 4).Select(_ => random.Next(100, rows.Count)).Append(rows.Count));
-            Span<float> input = stackalloc float[CgmSeriesOptions.ForecastInputSteps];
             for (var i = 1; i <= rows.Count; i++)
             {
                 window.Add(rows[i - 1].TimeMs, (float)rows[i - 1].GlucoseMgDl);
                 if (!checkpoints.Contains(i)) continue;
-
                 var batch = new List<CgmRow>();
                 CgmResampler.Resample(rows.GetRange(0, i).ToArray(), options, batch);
-                var lastSequence = batch[^1].SequenceId;
-                var series = batch.Where(r => r.SequenceId == lastSequence && SeriesInvariants.IsGlucose(r)).ToList();
-                var ok = window.TryCopyLatest(input.Length, input, out var lastStepTimeMs);
-                Assert.Equal(series.Count >= input.Length, ok);
-                Assert.Equal(series[^1].TimeMs, lastStepTimeMs);
-                Assert.Equal((float)series[^1].GlucoseMgDl, window.LatestGlucoseMgDl);
-                if (!ok)
-                {
-                    incomplete++;
-                    continue;
-                }
-                complete++;
-                for (var s = 0; s < input.Length; s++)
-                    Assert.Equal(series[series.Count - input.Length + s].GlucoseMgDl, input[s], 3);
+                if (SeriesInvariants.CheckForecastInput(window, batch)) complete++;
+                else incomplete++;
             }
         });
         Assert.True(complete > 200 && incomplete > 50, $"{complete} complete, {incomplete} incomplete");

@@ -150,6 +150,22 @@ internal static class SeriesInvariants
         }
     }
 
+    /// <summary>The window's forecaster input equals the last steps of the batch series of the same readings: complete
+    /// exactly when the batch's last sequence is that long, the same values where it is. Returns whether complete.</summary>
+    public static bool CheckForecastInput(CgmWindow window, IReadOnlyList<CgmRow> batch, int steps = CgmSeriesOptions.ForecastInputSteps)
+    {
+        var lastSequence = batch.Last(IsGlucose).SequenceId;
+        var series = batch.Where(r => IsGlucose(r) && r.SequenceId == lastSequence).ToList();
+        var input = new float[steps];
+        var complete = window.TryCopyLatest(steps, input, out var lastStepTimeMs);
+        Assert.Equal(series.Count >= steps, complete);
+        Assert.Equal(series[^1].TimeMs, lastStepTimeMs);
+        Assert.Equal((float)series[^1].GlucoseMgDl, window.LatestGlucoseMgDl);
+        if (complete)
+            for (var s = 0; s < steps; s++) Assert.Equal(series[series.Count - steps + s].GlucoseMgDl, input[s], 3);
+        return complete;
+    }
+
     public static bool IsGlucose(CgmRow row) => row.EventType is CgmEventType.EgvRead or CgmEventType.Imputation;
 
     public static long NearestGridMs(long timeMs, long stepMs) => (long)Math.Floor((timeMs + stepMs / 2) / (double)stepMs) * stepMs;
