@@ -147,11 +147,12 @@ public static class CgmResampler
         try
         {
             int glucoseCount = 0, otherCount = 0;
+            var limits = new GlucoseLimits(options);
             for (var i = 0; i < rows.Length; i++)
             {
                 ref readonly var row = ref rows[i];
                 // The clock is read from plausible sensor readings only; everything else follows its neighbours.
-                if (row.EventType == CgmEventType.EgvRead && row.GlucoseMgDl > options.DropAtOrBelowMgDl && row.GlucoseMgDl <= options.DropAboveMgDl)
+                if (row.EventType == CgmEventType.EgvRead && limits.IsPlausible(row.GlucoseMgDl))
                     glucoseRows[glucoseCount++] = i;
                 else
                     otherRows[otherCount++] = i;
