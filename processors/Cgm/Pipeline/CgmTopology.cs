@@ -78,13 +78,16 @@ public static class CgmTopology
     {
         private KeyValueStore<string, CgmUserState> _states = null!;
         private IProcessorContext _context = null!;
-        // Decoded windows of recently seen users (the store keeps bytes; this task is their only writer).
+        // Decoded windows of recently seen users (the store keeps bytes; this task is their only writer). Changed
+        // ones are written back in Flush, before each commit.
         private readonly Dictionary<string, CgmUserState> _decoded = new(StringComparer.Ordinal);
         private const int DecodedCapacity = 20_000;
         // Users whose window changed since the last emit, and users owed a forecast request. In memory:
         // after a restart a user is picked up again by its next reading.
         private readonly HashSet<string> _changed = new(StringComparer.Ordinal);
         private readonly HashSet<string> _pending = new(StringComparer.Ordinal);
+        // Users whose decoded window changed since the last flush (see Flush).
+        private readonly HashSet<string> _unflushed = new(StringComparer.Ordinal);
         private readonly Dictionary<string, long> _lastRequestWallMs = new(StringComparer.Ordinal);
         private readonly float[] _input = new float[options.ForecastInputSteps];
 
@@ -102,19 +105,12 @@ public static class CgmTopology
             if (CgmReadings.Validate(userId, r) is { } problem) throw new CgmInputException(problem);
             if (r.EventType != ReadingKind.Egv) return;
 
+            // Nothing below throws: a record that fails has failed above, before any state changed.
             var state = Load(userId);
-            try
-            {
-                var change = state.Window.Add(r.EventTimeUnixMs, (float)r.GlucoseMgDl, (CgmQuality)(r.QualityFlags & 0xFF));
-                // A duplicate only flags the kept reading; nothing a forecast or the latest value depends on changed.
-                if (change is not (CgmWindowChange.Added or CgmWindowChange.OutOfRange or CgmWindowChange.Replaced)) return;
-                _states.Put(userId, state);
-            }
-            catch
-            {
-                _decoded.Remove(userId);
-                throw;
-            }
+            var change = state.Window.Add(r.EventTimeUnixMs, (float)r.GlucoseMgDl, (CgmQuality)(r.QualityFlags & 0xFF));
+            _unflushed.Add(userId);
+            // A duplicate only flags the kept reading; nothing a forecast or the latest value depends on changed.
+            if (change is not (CgmWindowChange.Added or CgmWindowChange.OutOfRange or CgmWindowChange.Replaced)) return;
             _changed.Add(userId);
             _pending.Add(userId);
         }
@@ -151,18 +147,30 @@ public static class CgmTopology
                 request.GlucoseMgDl.AddRange(_input);
                 _context.Forward(requestTopic, new UserKey { UserId = userId }, request, lastStepMs, "cgm-request:" + request.RequestId);
                 state.LastRequestedVersion = state.Window.Version;
-                _states.Put(userId, state);
+                _unflushed.Add(userId);
                 _lastRequestWallMs[userId] = timeUnixMs;
             }
             if (done is not null) foreach (var u in done) _pending.Remove(u);
             if (_lastRequestWallMs.Count > DecodedCapacity) _lastRequestWallMs.Clear();
         }
 
+        /// <summary>Windows are written back before each commit, not per reading: serialising a window (~1 KB) on
+        /// every reading cost more than the rest of the processing.</summary>
+        public void Flush()
+        {
+            foreach (var userId in _unflushed) _states.Put(userId, _decoded[userId]);
+            _unflushed.Clear();
+        }
+
         private CgmUserState Load(string userId)
         {
             if (_decoded.TryGetValue(userId, out var state)) return state;
             if (!_states.TryGet(userId, out state)) state = new CgmUserState(new CgmWindow(options.Series), 0);
-            if (_decoded.Count >= DecodedCapacity) _decoded.Clear();
+            if (_decoded.Count >= DecodedCapacity)
+            {
+                Flush();   // the cache holds the only copy of unflushed windows
+                _decoded.Clear();
+            }
             _decoded[userId] = state;
             return state;
         }

@@ -13,6 +13,14 @@ public interface IProcessor<TKey, TValue>
     void Init(IProcessorContext context);
     void Process(in StreamRecord<TKey, TValue> record);
     void Punctuate(PunctuationType type, long timeUnixMs) { }
+
+    /// <summary>Called before every commit: a processor that keeps decoded state in memory and writes it back
+    /// lazily (rather than serialising it on every record) puts its changed entries into its stores here, so
+    /// they join the commit with the input offsets they reflect. Process must then leave state untouched when
+    /// it throws (the record is dead-lettered and its writes discarded). Interactive queries see the stores,
+    /// so they lag such a processor by at most one commit interval.</summary>
+    void Flush() { }
+
     void Close() { }
 }
 

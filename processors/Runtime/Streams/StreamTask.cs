@@ -266,6 +266,20 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
     /// input offset) without waiting for it.</summary>
     public void SendChangelogRun()
     {
+        // Write-behind state joins this commit; a flush that fails fails the commit, which is retried.
+        lock (Gate)
+        {
+            try
+            {
+                _processor.Flush();
+                State.AcceptPunctuation();
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                State.DiscardPunctuation();
+                throw new StreamCommitException($"task {TaskId}: processor flush failed: {e.Message}");
+            }
+        }
         _runFailure = null;
         Volatile.Write(ref _runMarkerOffset, -1);
         var changelog = new TopicPartition(_topology.ChangelogTopic, Partition);

@@ -39,6 +39,7 @@ internal interface ITaskProcessor
     /// <summary>Decodes and processes; a decode failure throws <see cref="RecordDecodeException"/>.</summary>
     void Process(Confluent.Kafka.ConsumeResult<byte[]?, byte[]?> result);
     void Punctuate(PunctuationType type, long timeUnixMs);
+    void Flush();
     void Close();
 }
 
@@ -68,6 +69,8 @@ internal sealed class TypedTaskProcessor<TKey, TValue>(Topology<TKey, TValue> to
     }
 
     public void Punctuate(PunctuationType type, long timeUnixMs) => processor.Punctuate(type, timeUnixMs);
+
+    public void Flush() => processor.Flush();
 
     public void Close() => processor.Close();
 }
