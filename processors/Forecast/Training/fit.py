@@ -110,6 +110,19 @@ def fit_temperature(mus, sds, y, grid=None):
     return float(best[1]), float(best[2])
 
 
+def fit_blend_weight(net_mus, lr_pred, y, grid=None):
+    """Weight w of the network in mean = w * net_mean + (1 - w) * LR(x): the grid value (0.00 ... 1.00,
+    step 0.05) with the lowest sqrt-median-MSE (the headline metric) of the blend's point forecast
+    (mean over the MC samples) on the given (validation) people; ties broken toward the larger w.
+    net_mus: [n, N, 12] MC means of the network; lr_pred: [n, 12]. -> (w, {w: score})"""
+    grid = np.round(np.arange(0.0, 1.0001, 0.05), 2) if grid is None else grid
+    net_mean = np.asarray(net_mus, dtype=np.float64).mean(axis=1)
+    scores = {float(w): round(ev.point_metrics(w * net_mean + (1 - w) * lr_pred, y)["rmse_median"], 4)
+              for w in grid}
+    w = min(scores, key=lambda k: (scores[k], -k))
+    return float(w), {f"{k:.2f}": v for k, v in scores.items()}
+
+
 @torch.no_grad()
 def torch_latency_us(model, batch=1024, reps=30, threads=1):
     """Median torch CPU time per sample (dropout active, as at inference), batch 1024, 1 thread:

@@ -1,4 +1,5 @@
-"""Glucose forecaster: train, evaluate (model + LVCF + linear regression), compare architectures,
+"""Glucose forecaster: train, evaluate (model + LVCF + linear regression), blend the network mean with
+the linear regression (weight and std temperature chosen on the validation people), compare architectures,
 export ONNX (MC dropout kept), metadata and test vectors. Run through train.sh:
 
     bash processors/Forecast/Training/train.sh
@@ -27,7 +28,7 @@ import models  # noqa: E402
 import ort_check  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
-MODEL_VERSION = "glucose-forecaster-mlp-1.0.0"
+MODEL_VERSION = "glucose-forecaster-mlp-lr-blend-1.1.0"
 DATE = "2026-11-23"
 MC_SAMPLES = 10
 MAC_BUDGET = 50_000
@@ -98,15 +99,29 @@ def main():
                          for split, (X, Y) in [("val", (Xva, Yva)), ("test", (Xte, Yte)), ("ood", (Xo, Yo))]}
 
     # ------------------------------------------------------------------ candidates
+    # Each candidate network is trained on the training people; then, on the validation people only,
+    # (1) the blend weight w of its MC mean with the linear regression (LinearBlend, in the graph) and
+    # (2) the std temperature of the blend are chosen. The network alone (its own temperature, as in
+    # model 1.0.0) is evaluated too, for the record.
     names = ["mlp"] if args.no_compare else list(CANDIDATES)
     trained, costs = {}, {}
     for name in names:
         cfg = CANDIDATES[name]
         torch.manual_seed(SEEDS["torch_init_and_batches"])
-        model = make_model(cfg, scaling)
-        log(f"training {name} ({model.macs()} MACs/sample) ...")
-        model, hist, secs = fit.train_model(model, Xtr, Ytr, Xva, Yva, seed=SEEDS["torch_init_and_batches"],
-                                            log=log, **{k: v for k, v in recipe.items()})
+        net = make_model(cfg, scaling)
+        log(f"training {name} ({net.macs()} MACs/sample for the network) ...")
+        net, hist, secs = fit.train_model(net, Xtr, Ytr, Xva, Yva, seed=SEEDS["torch_init_and_batches"],
+                                          log=log, **{k: v for k, v in recipe.items()})
+        # MC samples of the network alone (std temperature 1); the blend below consumes the same
+        # dropout draws for the same seed, so its samples are w * these + (1 - w) * LR
+        mc = {split: ev.mc_samples(net, X, MC_SAMPLES, SEEDS[f"mc_eval_{split}"])
+              for split, X in [("val", Xva), ("test", Xte), ("ood", Xo)]}
+        Ys = {"val": Yva, "test": Yte, "ood": Yo}
+        t_net, _ = fit.fit_temperature(*mc["val"], Yva)
+        net_only = {split: rounded(ev.mc_metrics(*mc[split], Ys[split], t_net)) for split in mc}
+        net_only["std_temperature"] = t_net
+        w, w_scores = fit.fit_blend_weight(mc["val"][0], lr.predict(Xva), Yva)
+        model = models.LinearBlend(net, lr.W[:-1], lr.W[-1], w)
         mus, sds = ev.mc_samples(model, Xva, MC_SAMPLES, SEEDS["mc_eval_val"])
         temp, ce_val = fit.fit_temperature(mus, sds, Yva)
         r = {"val_T1": rounded(ev.mc_metrics(mus, sds, Yva)), "val": rounded(ev.mc_metrics(mus, sds, Yva, temp))}
@@ -117,24 +132,28 @@ def main():
         r["ood"] = rounded(ev.mc_metrics(mo, so, Yo, temp))
         dm, _ = ev.deterministic(model, Xte)
         r["test_dropout_off"] = rounded(ev.point_metrics(dm, Yte))
+        r["network_only"] = net_only
         model.std_temperature.fill_(temp)
         results[name] = r
         lat = fit.torch_latency_us(model)
-        costs[name] = {"macs_per_sample": int(model.macs()),
+        costs[name] = {"macs_per_sample": int(model.macs()), "macs_per_sample_network": int(net.macs()),
                        "parameters": int(sum(p.numel() for p in model.parameters())),
                        "torch_cpu_us_per_sample_batch1024": round(lat["wall_us"], 2),
                        "torch_cpu_thread_time_us_per_sample_batch1024": round(lat["cpu_us"], 2),
-                       "train_seconds": round(secs, 1), "std_temperature": temp,
+                       "train_seconds": round(secs, 1), "std_temperature": temp, "blend_weight": w,
+                       "blend_weight_validation_grid": w_scores,
                        "best_epoch": int(min(((h[4], h[0]) for h in hist if h[0] >= recipe["mse_epochs"]))[1])}
         trained[name] = model
-        log(f"  {name}: T={temp} val {r['val']['rmse_median']:.3f}/{r['val']['calibration_error']:.4f} "
+        log(f"  {name}: network alone T={t_net} val {net_only['val']['rmse_median']:.3f} "
+            f"test {net_only['test']['rmse_median']:.3f}; blend w={w} T={temp} "
+            f"val {r['val']['rmse_median']:.3f}/{r['val']['calibration_error']:.4f} "
             f"test {r['test']['rmse_median']:.3f}/{r['test']['calibration_error']:.4f} ({secs:.0f}s)")
 
     # ------------------------------------------------------------------ choice
     eligible = [n for n in names if costs[n]["macs_per_sample"] <= MAC_BUDGET]
     chosen = min(eligible, key=lambda n: results[n]["val"]["rmse_median"])
     model = trained[chosen]
-    log(f"chosen: {chosen} (lowest validation sqrt-median-MSE within {MAC_BUDGET} MACs/sample)")
+    log(f"chosen: {chosen} (lowest validation sqrt-median-MSE of the blend within {MAC_BUDGET} MACs/sample)")
     # cross-check: coverage from the mixture quantiles themselves (bisection, as the service computes
     # them) equals the PIT-based figure
     mt, st = ev.mc_samples(model, Xte, MC_SAMPLES, SEEDS["mc_eval_test"])  # std now includes the temperature
@@ -181,8 +200,18 @@ def main():
         "model_version": MODEL_VERSION,
         "date": DATE,
         "file": "glucose-forecaster.onnx",
-        "architecture": chosen,
+        "architecture": f"{chosen} + linear-regression blend",
         "architecture_config": CANDIDATES[chosen],
+        "blend": {
+            "formula": "mean = w * network_mean + (1 - w) * (x @ W + b); std = network std (temperature included)",
+            "w": costs[chosen]["blend_weight"],
+            "linear_regression": "GlucoBench LR: least squares from the 96 raw mg/dL inputs + intercept to the 12 "
+                                 "targets on the training people (float64, stored float32); the Gemm 'lr' in the "
+                                 "graph (initializers lr.weight [12, 96], lr.bias [12])",
+            "w_fit": "grid 0.00..1.00 step 0.05, lowest sqrt-median-MSE of the blended MC point forecast on the "
+                     "validation people (ties toward larger w); the std temperature is fitted after the blend",
+            "validation_grid": costs[chosen]["blend_weight_validation_grid"],
+        },
         "inputs": [{"name": "glucose_mg_dl", "type": "float32", "shape": ["batch", data.IN_STEPS],
                     "description": "the last 96 sensor glucose values in mg/dL, 5 minutes apart, oldest first; "
                                    "raw values, the graph does all scaling"}],
@@ -192,7 +221,8 @@ def main():
                      "description": "std of that Gaussian (already multiplied by std_temperature)"}],
         "step_minutes": 5, "input_steps": data.IN_STEPS, "horizon_steps": data.HORIZON,
         "scaling": dict(scaling, formula="last=x[:,95]; z=(x-last)/delta_scale; level=(last-level_mean)/level_sd; "
-                                         "mean=last+delta_scale*out[:, :12]; "
+                                         "net_mean=last+delta_scale*out[:, :12]; "
+                                         "mean=w*net_mean+(1-w)*(x@W+b) (see blend); "
                                          "std=delta_scale*std_temperature*(softplus(out[:, 12:])+1e-3)",
                         std_temperature=costs[chosen]["std_temperature"],
                         std_temperature_fit="scalar on every sample's std, grid 0.50..2.00 step 0.01, minimising "
@@ -254,23 +284,31 @@ def table(meta):
     def row(label, r):
         return (f"| {label} | {r['rmse_median']:.2f} | {r['mae_median']:.2f} | {r['rmse_30']:.2f} | "
                 f"{r['rmse_60']:.2f} | {r['calibration_error']:.3f} |")
-    for split, title in [("test", "test people"), ("ood", "Medtronic person (out of distribution)")]:
-        if split == "ood":
+    for split, title in [("test", None), ("val", "Validation people (Hall): "
+                                                  + ", ".join(meta["training"]["people"]["validation"])
+                                                  + " (blend weight, temperature, checkpoint and architecture "
+                                                    "chosen on these)"),
+                         ("ood", "Medtronic person (out of distribution)")]:
+        if title:
             lines += ["", f"{title}:", "", lines[2], lines[3]]
         for n in C:
             tag = " (exported)" if n == chosen else ""
-            lines.append(row(f"{n}{tag}, MC dropout N={MC_SAMPLES}", R[n][split]))
+            lines.append(row(f"{n} + LR blend w={C[n]['blend_weight']:.2f}{tag}, MC dropout N={MC_SAMPLES}",
+                             R[n][split]))
+        for n in C:
+            lines.append(row(f"{n} network alone, MC dropout N={MC_SAMPLES}", R[n]["network_only"][split]))
         lines.append(row("last value carried forward", R["lvcf"][split]))
         lines.append(row("linear regression", R["linear_regression"][split]))
-    lines += ["", "| architecture | MACs/sample | params | torch µs/sample (b=1024, 1 thread, wall / CPU) | "
-              "ORT 2,000 forecasts x 10 samples, 1 thread: CPU ms | val sqrt median MSE | val cal. error | "
+    lines += ["", "| architecture (+ LR blend) | MACs/sample | params | torch µs/sample (b=1024, 1 thread, wall / CPU) | "
+              "ORT 2,000 forecasts x 10 samples, 1 thread: CPU ms | blend w | val sqrt median MSE | val cal. error | "
               "test sqrt median MSE | test cal. error | std temperature |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for n, c in C.items():
         ortc = c.get("ort", {}).get("threads_1", {}).get("cpu_ms_median", "n/a")
         lines.append(f"| {n} | {c['macs_per_sample']:,} | {c['parameters']:,} | "
                      f"{c['torch_cpu_us_per_sample_batch1024']:.1f} / {c['torch_cpu_thread_time_us_per_sample_batch1024']:.1f} | "
-                     f"{ortc} | {R[n]['val']['rmse_median']:.2f} | {R[n]['val']['calibration_error']:.3f} | "
+                     f"{ortc} | {c['blend_weight']:.2f} | {R[n]['val']['rmse_median']:.2f} | "
+                     f"{R[n]['val']['calibration_error']:.3f} | "
                      f"{R[n]['test']['rmse_median']:.2f} | {R[n]['test']['calibration_error']:.3f} | "
                      f"{c['std_temperature']:.2f} |")
     return "\n".join(lines)
