@@ -94,16 +94,18 @@ public sealed class OnnxGlucoseForecaster : IDisposable
                                              $"equal: export it with Dropout in training mode, or set {ForecastOptions.Section}:McSamples = 1");
 
         var provider = options.Provider;
-        InferenceSession session;
-        using (var sessionOptions = new SessionOptions())
+        var version = ReadModelVersion(path);
+        using var sessionOptions = new SessionOptions();
+        sessionOptions.GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL;
+        if (disableEliminateDropout) sessionOptions.AddSessionConfigEntry("optimization.disable_specified_optimizers", EliminateDropout);
+        sessionOptions.IntraOpNumThreads = options.IntraOpThreads;
+        sessionOptions.InterOpNumThreads = 1;
+        sessionOptions.ExecutionMode = ExecutionMode.ORT_SEQUENTIAL;
+        sessionOptions.LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR;
+        if (provider == ForecastExecutionProvider.Cuda) CudaProvider.Append(sessionOptions, options);
+        OnnxGlucoseForecaster Create()
         {
-            sessionOptions.GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL;
-            if (disableEliminateDropout) sessionOptions.AddSessionConfigEntry("optimization.disable_specified_optimizers", EliminateDropout);
-            sessionOptions.IntraOpNumThreads = options.IntraOpThreads;
-            sessionOptions.InterOpNumThreads = 1;
-            sessionOptions.ExecutionMode = ExecutionMode.ORT_SEQUENTIAL;
-            sessionOptions.LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR;
-            if (provider == ForecastExecutionProvider.Cuda) CudaProvider.Append(sessionOptions, options);
+            InferenceSession session;
             try
             {
                 session = new InferenceSession(bytes, sessionOptions);
@@ -112,23 +114,30 @@ public sealed class OnnxGlucoseForecaster : IDisposable
             {
                 throw new ForecastModelException($"model {path} cannot be loaded by ONNX Runtime: {OneLine(e.Message)}", e);
             }
+            try
+            {
+                CheckSignature(session, path, options);
+                return new OnnxGlucoseForecaster(session, path, version, options, seed, provider, dropoutNodes);
+            }
+            catch
+            {
+                session.Dispose();
+                throw;
+            }
         }
-        try
+        // The probe runs in a session of its own, so the serving session's mask stream starts at its first Run:
+        // "the k-th call after start-up" is all a seed needs to reproduce.
+        if (checkSamplesDiffer && options.McSamples > 1)
         {
-            CheckSignature(session, path, options);
-            var forecaster = new OnnxGlucoseForecaster(session, path, ReadModelVersion(path), options, seed, provider, dropoutNodes);
-            if (checkSamplesDiffer && options.McSamples > 1) forecaster.CheckSamplesDiffer();
-            log?.LogInformation("forecaster: model {Path} ({Version}) on {Provider}, {Samples} Monte Carlo samples per request, " +
-                                "dropout seed {Seed} ({SeedSource}), {Threads} intra-op thread(s)",
-                path, forecaster.ModelVersion, provider, options.McSamples, seed,
-                seedConfigured ? "configured" : $"random: set {ForecastOptions.Section}:Seed to reproduce", options.IntraOpThreads);
-            return forecaster;
+            using var probe = Create();
+            probe.CheckSamplesDiffer();
         }
-        catch
-        {
-            session.Dispose();
-            throw;
-        }
+        var forecaster = Create();
+        log?.LogInformation("forecaster: model {Path} ({Version}) on {Provider}, {Samples} Monte Carlo samples per request, " +
+                            "dropout seed {Seed} ({SeedSource}), {Threads} intra-op thread(s)",
+            path, forecaster.ModelVersion, provider, options.McSamples, seed,
+            seedConfigured ? "configured" : $"random: set {ForecastOptions.Section}:Seed to reproduce", options.IntraOpThreads);
+        return forecaster;
     }
 
     /// <summary>Where request <paramref name="request"/>'s window goes before <see cref="Run"/> (InputSteps floats,

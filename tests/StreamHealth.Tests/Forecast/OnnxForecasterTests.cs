@@ -32,9 +32,10 @@ public sealed class OnnxForecasterTests
         var (means, stds) = Run(forecaster, windows);
         for (var r = 0; r < windows.Length; r++)
         {
-            for (var a = 0; a < 10; a++)
-                for (var b = a + 1; b < 10; b++)
-                    Assert.False(Row(means, r, a).SequenceEqual(Row(means, r, b)), $"request {r}: samples {a} and {b} are identical");
+            // Each row draws its own masks. Two rows can still agree when their masks differ only on units the ReLUs had
+            // already zeroed, which in this 32-unit fixture happens for a pair now and then; a collapsed sampler gives 1.
+            var distinct = Enumerable.Range(0, 10).Select(s => string.Join(",", Row(means, r, s))).Distinct().Count();
+            Assert.True(distinct >= 8, $"request {r}: only {distinct} distinct samples of 10");
             // The fixture forecasts the window's average ± 3 mg/dL: rows came back to the request that owns them.
             var average = windows[r].Average();
             for (var s = 0; s < 10; s++)
