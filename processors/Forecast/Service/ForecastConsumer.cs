@@ -136,6 +136,12 @@ public sealed class ForecastConsumer : IDisposable
                 HeartbeatIntervalMs = Math.Max(100, _settings.SessionTimeoutMs / 3),
                 FetchWaitMaxMs = _settings.FetchWaitMaxMs,
             })
+            .SetPartitionsAssignedHandler((_, partitions) =>
+            {
+                if (partitions.Count > 0)
+                    _log.LogInformation("forecaster: partitions {Partitions} of {Topic} assigned", string.Join(",", partitions.Select(p => p.Partition.Value).Order()),
+                        _names.RequestsTopic);
+            })
             .SetPartitionsRevokedHandler((_, partitions) => OnRevoked(partitions, lost: false))
             .SetPartitionsLostHandler((_, partitions) => OnRevoked(partitions, lost: true))
             .Build();

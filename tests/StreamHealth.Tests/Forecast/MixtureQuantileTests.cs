@@ -19,6 +19,17 @@ public sealed class MixtureQuantileTests
         Assert.True(Math.Abs(Gaussian.Cdf(z) - expected) <= 1e-13 * expected, $"Φ({z}) = {Gaussian.Cdf(z):R}, expected {expected:R}");
     }
 
+    [Fact]
+    public void The_combined_cdf_and_pdf_agree_with_the_separate_ones_within_10_sds()
+    {
+        for (var z = -10.0; z <= 10; z += 0.01)
+        {
+            var cdf = Gaussian.CdfAndPdf(z, out var pdf);
+            Assert.True(Math.Abs(cdf - Gaussian.Cdf(z)) <= 1e-13 * Math.Min(cdf, 1 - cdf) + 1e-300, $"Φ({z})");
+            Assert.True(Math.Abs(pdf - Gaussian.Pdf(z)) <= 1e-15 * Gaussian.Pdf(z), $"φ({z})");
+        }
+    }
+
     [Theory]
     [InlineData(0.5, 0)]
     [InlineData(0.975, 1.959963984540054)]
