@@ -12,6 +12,8 @@ using StreamHealth.Benchmarks.Weight;
 // dotnet run -c Release -- weights-loop [users]          (weights topology end to end, one thread)
 // dotnet run -c Release -- cgm-loop [copies]          (CGM window topology end to end, one thread, Hall 2018 × copies)
 // dotnet run -c Release -- weight-accuracy [users]     (synthetic cohort: Kalman filter vs moving average)
+// dotnet run -c Release -- forecast-loop [requests] [model.onnx] [batch sizes] [rates/s] [seconds] [intra-op threads]
+//                                                      (forecast consumer end to end: throughput and latency per MaxBatchSize)
 return args.FirstOrDefault() switch
 {
     "kafka-throughput" => EmbeddedKafkaThroughput.Run(args.Length > 1 ? int.Parse(args[1]) : 150_000),
@@ -23,6 +25,12 @@ return args.FirstOrDefault() switch
     "cgm-loop" => StreamHealth.Benchmarks.Streams.CgmLoopHarness.Run(args.Length > 1 ? int.Parse(args[1]) : 6,
         Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "..", "shared", "data"))),
     "weight-accuracy" => WeightAccuracy.Run(args.Length > 1 ? int.Parse(args[1]) : 1_000),
+    "forecast-loop" => StreamHealth.Benchmarks.Streams.ForecastLoopHarness.Run(args.Length > 1 ? int.Parse(args[1]) : 50_000,
+        args.Length > 2 ? args[2] : StreamHealth.Forecast.ForecastOptions.DefaultModelPath,
+        Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "..", "shared", "data")),
+        StreamHealth.Benchmarks.Streams.ForecastLoopHarness.ParseList(args.Length > 3 ? args[3] : null, [16, 64, 256, 1024]),
+        StreamHealth.Benchmarks.Streams.ForecastLoopHarness.ParseList(args.Length > 4 ? args[4] : null, [500, 2_000]),
+        args.Length > 5 ? int.Parse(args[5]) : 10, args.Length > 6 ? int.Parse(args[6]) : 1),
     _ => Run(args),
 };
 

@@ -1,3 +1,4 @@
+using StreamHealth.Forecast.Inference;
 using StreamHealth.Host.Verbs;
 using StreamHealth.Runtime.Configuration;
 using StreamHealth.Schemas;
@@ -16,13 +17,14 @@ public static class StreamHealthCli
                 "kafka" => await KafkaVerb.RunAsync(args[1..]),
                 "up" => await UpVerb.RunAsync(args[1..]),
                 "run" => await RunVerb.RunAsync(args[1..]),
+                "forecast" => await ForecastVerb.RunAsync(args[1..]),
                 "migrate" => await MigrateVerb.RunAsync(),
                 "dump" => await DumpVerb.RunAsync(args[1..]),
                 "schemas" => SchemasVerb.Run(args[1..]),
                 _ => Usage(),
             };
         }
-        catch (Exception e) when (e is ConfigurationException or UnknownTopicException or UsageException)
+        catch (Exception e) when (e is ConfigurationException or UnknownTopicException or UsageException or ForecastModelException)
         {
             // A mistake the user can fix: one line naming the setting, never a stack trace.
             Console.Error.WriteLine($"streamhealth: {e.Message}");
@@ -38,6 +40,7 @@ public static class StreamHealthCli
               up [--bootstrap-file PATH]       embedded Kafka + migrations + Redis check + sample producers; Ctrl-C stops
               run --topology NAME[,NAME] [--source TOPIC] [--app ID] [--host-id ID]
                                                a processing host: stream threads, tasks, RocksDB state; SIGTERM stops gracefully
+              forecast [--host-id ID]          a member of the CGM forecast consumer group (ONNX Runtime) with its sinks
               migrate                          apply PostgreSQL migrations (idempotent)
               dump TOPIC [--max N] [--since ISO-8601] [--follow] [--bootstrap HOST:PORT]
                                                print a topic as JSON lines (key, value, headers, timestamp)

@@ -7,12 +7,15 @@ using StreamHealth.Runtime.Storage;
 using StreamHealth.Runtime.Streams;
 using Microsoft.Extensions.Configuration;
 using StreamHealth.Cgm.Pipeline;
+using StreamHealth.Forecast;
+using StreamHealth.Forecast.Inference;
+using StreamHealth.Forecast.Service;
 using StreamHealth.Weight.Pipeline;
 
 namespace StreamHealth.Host.Verbs;
 
 /// <summary>`streamhealth up`: the local stack's processes-in-one: embedded Kafka (unless a broker is
-/// configured), migrations, Redis check and sample producers. compose/local/up.sh starts PostgreSQL and
+/// configured), migrations, Redis check, the weights and CGM pipelines, the forecaster, and sample producers. compose/local/up.sh starts PostgreSQL and
 /// Redis before it and the gateway after it.</summary>
 internal static class UpVerb
 {
@@ -60,6 +63,8 @@ internal static class UpVerb
                 upLog, redis.GetDatabase(), metricsInterval);
             Console.WriteLine($"weights   Kalman topology + PostgreSQL/Redis sinks, state in {options.State.Directory}");
             Console.WriteLine("cgm       5-minute window topology + readings→PostgreSQL, latest→Redis sinks; forecast requests on cgm.forecast-requests");
+            using var forecaster = StartForecaster(configuration, new ForecastConsumerSettings(bootstrap, options.Streams.SessionTimeoutMs,
+                options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor)), postgres, redis, logs);
 
             var producers = new List<Task>();
             if (options.Samples.Enabled)
@@ -88,6 +93,26 @@ internal static class UpVerb
         finally
         {
             cluster?.Dispose();
+        }
+    }
+
+    /// <summary>The forecaster in-process when its model is there; locally a missing or unusable model is a line of
+    /// output, not a reason to stop the rest of the stack (`streamhealth forecast` does stop on it).</summary>
+    private static ForecastService? StartForecaster(IConfiguration configuration, ForecastConsumerSettings settings, NpgsqlDataSource postgres,
+        IConnectionMultiplexer redis, Microsoft.Extensions.Logging.ILoggerFactory logs)
+    {
+        var options = ForecastOptions.Load(configuration);
+        try
+        {
+            var service = new ForecastService(options, settings, postgres, redis, logs).Start();
+            Console.WriteLine($"forecast  {service.Consumer.Forecaster.ModelVersion} on {service.Consumer.Forecaster.Provider}, " +
+                              $"{options.McSamples} MC-dropout samples: cgm.forecast-requests → cgm.forecasts → PostgreSQL/Redis");
+            return service;
+        }
+        catch (ForecastModelException e)
+        {
+            Console.WriteLine($"forecast  not started: {e.Message}");
+            return null;
         }
     }
 

@@ -64,4 +64,24 @@ public static class StreamHeaders
     public const string SourceTopic = "streamhealth-source-topic";
     public const string SourcePartition = "streamhealth-source-partition";
     public const string SourceOffset = "streamhealth-source-offset";
+
+    /// <summary>The headers of a dead letter for input <paramref name="r"/>: the record's own headers, then the error,
+    /// its type (<c>deserialization</c> for a record that does not decode, else the exception type), the processor,
+    /// the source position, and an output id derived from that position (a re-sent dead letter is recognisable).</summary>
+    public static Headers DeadLetter(ConsumeResult<byte[]?, byte[]?> r, string error, string errorType, string processor)
+    {
+        var headers = new Headers();
+        if (r.Message.Headers is { } original) foreach (var h in original) headers.Add(h.Key, h.GetValueBytes());
+        headers.Add(Error, System.Text.Encoding.UTF8.GetBytes(error));
+        headers.Add(ErrorType, System.Text.Encoding.UTF8.GetBytes(errorType));
+        headers.Add(Processor, System.Text.Encoding.UTF8.GetBytes(processor));
+        headers.Add(SourceTopic, System.Text.Encoding.UTF8.GetBytes(r.Topic));
+        headers.Add(SourcePartition, System.Text.Encoding.UTF8.GetBytes(r.Partition.Value.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        headers.Add(SourceOffset, System.Text.Encoding.UTF8.GetBytes(r.Offset.Value.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        headers.Add(OutputId, System.Text.Encoding.UTF8.GetBytes($"dlq:{r.Topic}:{r.Partition.Value}:{r.Offset.Value}"));
+        return headers;
+    }
+
+    /// <summary>The <see cref="ErrorType"/> of a record that does not decode.</summary>
+    public const string DeserializationError = "deserialization";
 }

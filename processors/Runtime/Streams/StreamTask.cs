@@ -207,15 +207,8 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
 
     private void DeadLetter(ConsumeResult<byte[]?, byte[]?> r, Exception e)
     {
-        var headers = new Headers();
-        if (r.Message.Headers is { } original) foreach (var h in original) headers.Add(h.Key, h.GetValueBytes());
-        headers.Add(StreamHeaders.Error, Encoding.UTF8.GetBytes(e.Message));
-        headers.Add(StreamHeaders.ErrorType, Encoding.UTF8.GetBytes(e is RecordDecodeException ? "deserialization" : e.GetType().Name));
-        headers.Add(StreamHeaders.Processor, Encoding.UTF8.GetBytes(_processor.Name));
-        headers.Add(StreamHeaders.SourceTopic, Encoding.UTF8.GetBytes(r.Topic));
-        headers.Add(StreamHeaders.SourcePartition, Encoding.UTF8.GetBytes(r.Partition.Value.ToString()));
-        headers.Add(StreamHeaders.SourceOffset, Encoding.UTF8.GetBytes(r.Offset.Value.ToString()));
-        headers.Add(StreamHeaders.OutputId, Encoding.UTF8.GetBytes($"dlq:{r.Topic}:{r.Partition.Value}:{r.Offset.Value}"));
+        var headers = StreamHeaders.DeadLetter(r, e.Message, e is RecordDecodeException ? StreamHeaders.DeserializationError : e.GetType().Name,
+            _processor.Name);
         Send(_topology.DeadLetterTopic, new Message<byte[]?, byte[]?>
         {
             Key = r.Message.Key, Value = r.Message.Value, Timestamp = r.Message.Timestamp, Headers = headers,

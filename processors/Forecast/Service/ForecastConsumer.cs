@@ -1,0 +1,492 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text;
+using Confluent.Kafka;
+using Google.Protobuf;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using StreamHealth.Forecast.Inference;
+using StreamHealth.Forecast.Quantiles;
+using StreamHealth.Runtime.Streams;
+using StreamHealth.Schemas;
+
+namespace StreamHealth.Forecast.Service;
+
+/// <summary>Topic and group names of one forecaster (production uses <see cref="Default"/>; tests give each their own).</summary>
+public sealed record ForecastNames(string RequestsTopic, string ForecastsTopic, string GroupId)
+{
+    public const string DefaultGroupId = "cgm-forecaster";
+    public static readonly ForecastNames Default = new(Topics.CgmForecastRequests, Topics.CgmForecasts, DefaultGroupId);
+    public string DeadLetterTopic => Topics.DeadLetterOf(RequestsTopic);
+    public string PostgresSinkGroup => GroupId + "-postgres-sink";
+    public string RedisSinkGroup => GroupId + "-redis-sink";
+}
+
+/// <summary>Kafka settings of the consumer that the <c>Forecast</c> options do not hold (they come from the host).</summary>
+public sealed record ForecastConsumerSettings(string BootstrapServers, int SessionTimeoutMs = 6_000, int FetchWaitMaxMs = 100);
+
+/// <summary>The forecast consumer group: cgm.forecast-requests → micro-batches → one ONNX Runtime call per batch
+/// (requests × Monte Carlo samples rows) → mixture median and bands per step → cgm.forecasts, keyed by user.
+/// <list type="bullet">
+/// <item>Batching: a batch runs when <see cref="ForecastOptions.MaxBatchSize"/> requests are queued or the oldest has
+/// waited <see cref="ForecastOptions.MaxWaitMs"/>. The consumer reads up to two batches ahead, and interactive
+/// requests (<c>CgmForecastRequest.interactive</c>) leave the queue before background ones, so under load an
+/// interactive request overtakes up to a batch of queued background work (not records still in Kafka).</item>
+/// <item>Delivery: at least once. A record's offset is committed only when its forecast or dead letter is
+/// acknowledged by the broker, and never past a record still queued or in flight (requests complete out of order).
+/// A crash repeats the unacknowledged tail; forecasts carry the request id, on which the sinks deduplicate.</item>
+/// <item>Bad input: a request that does not decode or fails <see cref="ForecastRequests.Validate"/> goes to
+/// <c>cgm.forecast-requests.dlq</c> with the stream runtime's dead-letter headers, and the batch goes on.</item>
+/// <item>Scale-out: every member of the group <see cref="ForecastNames.GroupId"/> owns some partitions; the members share
+/// nothing, so adding members (processes or pods) adds throughput up to one per partition.</item>
+/// </list></summary>
+public sealed class ForecastConsumer : IDisposable
+{
+    public const string ProcessorName = "cgm-forecaster";
+
+    private readonly ForecastOptions _options;
+    private readonly ForecastNames _names;
+    private readonly ForecastConsumerSettings _settings;
+    private readonly OnnxGlucoseForecaster _forecaster;
+    private readonly ILogger _log;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly IProducer<byte[]?, byte[]?> _producer;
+    private IConsumer<byte[]?, byte[]?>? _consumer;
+    private Thread? _thread;
+
+    // Requests decoded and valid, waiting for a batch (interactive ones leave first).
+    private readonly ForecastQueue _queue = new();
+    // Batches and dead letters handed to the producer and not yet all acknowledged.
+    private readonly List<InFlight> _inFlight = [];
+    private readonly ConcurrentQueue<(string Topic, Message<byte[]?, byte[]?> Message, InFlight Owner, Error Error)> _failed = new();
+    // Per assigned partition: the offset after the last record consumed, and the offset last committed.
+    private readonly Dictionary<int, long> _nextConsumed = [];
+    private readonly Dictionary<int, long> _committed = [];
+
+    // Per-batch scratch, reused: the batch's requests, and one forecast message refilled per request.
+    private readonly List<QueuedRequest> _batch = [];
+    private readonly double[] _levels;
+    private readonly double[] _levelZs;
+    private readonly float[] _median;
+    private readonly float[] _bands;
+    private readonly CgmForecast _forecast = new() { SchemaVersion = 1 };
+
+    private long _consumed, _forecasts, _deadLettered, _batches, _batchedRequests, _inferenceTicks, _summaryTicks, _commitFailures, _deliveryFailures;
+
+    public ForecastConsumer(ForecastOptions options, OnnxGlucoseForecaster forecaster, ForecastConsumerSettings settings,
+        ForecastNames? names = null, ILoggerFactory? logs = null)
+    {
+        _options = options.ThrowIfInvalid();
+        _forecaster = forecaster;
+        _settings = settings;
+        _names = names ?? ForecastNames.Default;
+        _log = (logs ?? NullLoggerFactory.Instance).CreateLogger("StreamHealth.Forecast.Consumer");
+        var levels = options.EffectiveQuantiles;
+        _levels = [.. levels];
+        _levelZs = [.. levels.Select(Gaussian.Quantile)];
+        _median = new float[options.HorizonSteps];
+        _bands = new float[levels.Count * options.HorizonSteps];
+        for (var k = 0; k < levels.Count; k++) _forecast.Bands.Add(new CgmQuantileBand { Quantile = (float)levels[k] });
+        _forecast.ModelVersion = forecaster.ModelVersion;
+        _forecast.McSamples = forecaster.McSamples;
+        _producer = new ProducerBuilder<byte[]?, byte[]?>(new ProducerConfig
+        {
+            BootstrapServers = settings.BootstrapServers,
+            EnableIdempotence = true,     // retries keep order and add no duplicates of their own
+            LingerMs = 2,                 // a batch's forecasts are produced together anyway
+            QueueBufferingMaxMessages = 1_000_000,
+        }).Build();
+    }
+
+    public ForecastNames Names => _names;
+    public OnnxGlucoseForecaster Forecaster => _forecaster;
+    /// <summary>Records read from the requests topic (valid or not).</summary>
+    public long Consumed => Interlocked.Read(ref _consumed);
+    /// <summary>Forecasts handed to the producer.</summary>
+    public long Forecasts => Interlocked.Read(ref _forecasts);
+    public long DeadLettered => Interlocked.Read(ref _deadLettered);
+    public long Batches => Interlocked.Read(ref _batches);
+    public long BatchedRequests => Interlocked.Read(ref _batchedRequests);
+    /// <summary>Time in ONNX Runtime and in the mixture quantiles, summed over batches.</summary>
+    public TimeSpan InferenceTime => Stopwatch.GetElapsedTime(0, Interlocked.Read(ref _inferenceTicks));
+    public TimeSpan SummaryTime => Stopwatch.GetElapsedTime(0, Interlocked.Read(ref _summaryTicks));
+    public long CommitFailures => Interlocked.Read(ref _commitFailures);
+    /// <summary>Why the consumer loop stopped on its own (null while it runs or after a graceful stop).</summary>
+    public Exception? Failure => Volatile.Read(ref _failure);
+    private Exception? _failure;
+    public long DeliveryFailures => Interlocked.Read(ref _deliveryFailures);
+
+    public ForecastConsumer Start()
+    {
+        _thread = new Thread(Run) { Name = "forecaster", IsBackground = true };
+        _thread.Start();
+        return this;
+    }
+
+    private void Run()
+    {
+        _consumer = new ConsumerBuilder<byte[]?, byte[]?>(new ConsumerConfig
+            {
+                BootstrapServers = _settings.BootstrapServers,
+                GroupId = _names.GroupId,
+                EnableAutoCommit = false,
+                AutoOffsetReset = AutoOffsetReset.Earliest,
+                PartitionAssignmentStrategy = PartitionAssignmentStrategy.CooperativeSticky,
+                SessionTimeoutMs = _settings.SessionTimeoutMs,
+                HeartbeatIntervalMs = Math.Max(100, _settings.SessionTimeoutMs / 3),
+                FetchWaitMaxMs = _settings.FetchWaitMaxMs,
+            })
+            .SetPartitionsAssignedHandler((_, partitions) =>
+            {
+                if (partitions.Count > 0)
+                    _log.LogInformation("forecaster: partitions {Partitions} of {Topic} assigned", string.Join(",", partitions.Select(p => p.Partition.Value).Order()),
+                        _names.RequestsTopic);
+            })
+            .SetPartitionsRevokedHandler((_, partitions) => OnRevoked(partitions, lost: false))
+            .SetPartitionsLostHandler((_, partitions) => OnRevoked(partitions, lost: true))
+            .Build();
+        try
+        {
+            _consumer.Subscribe(_names.RequestsTopic);
+            var readAhead = 2 * _options.MaxBatchSize;
+            var maxWait = TimeSpan.FromMilliseconds(_options.MaxWaitMs);
+            var nextCommit = Environment.TickCount64 + _options.CommitIntervalMs;
+            while (!_stop.IsCancellationRequested)
+            {
+                var r = TryConsume(_queue.Count == 0 ? TimeSpan.FromMilliseconds(100) : _queue.TimeUntilDue(maxWait));
+                while (r is not null)
+                {
+                    Intake(r);
+                    if (_queue.Count >= readAhead) break;
+                    r = TryConsume(TimeSpan.Zero);
+                }
+                ResendFailed();
+                if (_queue.Count >= _options.MaxBatchSize || (_queue.Count > 0 && _queue.TimeUntilDue(maxWait) == TimeSpan.Zero)) RunBatch();
+                if (Environment.TickCount64 >= nextCommit)
+                {
+                    CommitDone();
+                    nextCommit = Environment.TickCount64 + _options.CommitIntervalMs;
+                }
+            }
+            // Graceful stop: what is queued is forecast, every output waited for, the offsets committed.
+            while (_queue.Count > 0) RunBatch();
+            AwaitAcknowledged(TimeSpan.FromSeconds(10), partition: null);
+            CommitDone();
+            _consumer.Close();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // Nothing past the last commit is lost: the group's next owner re-reads it. The host sees Failure and exits.
+            Volatile.Write(ref _failure, e);
+            _log.LogError(e, "forecaster stopped: {Error}", e.Message);
+        }
+        finally
+        {
+            _consumer.Dispose();
+        }
+    }
+
+    private ConsumeResult<byte[]?, byte[]?>? TryConsume(TimeSpan timeout)
+    {
+        try
+        {
+            return _consumer!.Consume(timeout);
+        }
+        catch (ConsumeException e)
+        {
+            _log.LogWarning("forecaster: consume failed ({Reason}); retrying", e.Error.Reason);
+            return null;
+        }
+    }
+
+    /// <summary>Decodes and validates one record: queued for a batch, or dead-lettered with the reason.</summary>
+    private void Intake(ConsumeResult<byte[]?, byte[]?> r)
+    {
+        Interlocked.Increment(ref _consumed);
+        _nextConsumed[r.Partition.Value] = r.Offset.Value + 1;
+        CgmForecastRequest request;
+        string keyUser;
+        try
+        {
+            keyUser = UserKey.Parser.ParseFrom(r.Message.Key ?? throw new FormatException("record has no key")).UserId;
+            request = CgmForecastRequest.Parser.ParseFrom(r.Message.Value ?? throw new FormatException("record has no value"));
+        }
+        catch (Exception e) when (e is InvalidProtocolBufferException or FormatException)
+        {
+            DeadLetter(r, $"cannot decode record at {r.Topic}[{r.Partition.Value}]@{r.Offset.Value}: {e.Message}", StreamHeaders.DeserializationError);
+            return;
+        }
+        if (ForecastRequests.Validate(keyUser, request, _options) is { } reason)
+        {
+            DeadLetter(r, reason, nameof(ForecastRequestException));
+            return;
+        }
+        _queue.Enqueue(new QueuedRequest(request, r.Message.Key!, r.Partition.Value, r.Offset.Value, r.Message.Timestamp.UnixTimestampMs,
+            Stopwatch.GetTimestamp()));
+    }
+
+    /// <summary>Takes up to MaxBatchSize requests (interactive first), runs the model once, emits one forecast each.</summary>
+    private void RunBatch()
+    {
+        _batch.Clear();
+        _queue.TakeBatch(_options.MaxBatchSize, _batch);
+        if (_batch.Count == 0) return;
+
+        var started = Stopwatch.GetTimestamp();
+        for (var i = 0; i < _batch.Count; i++)
+        {
+            var window = _forecaster.Window(i);
+            var values = _batch[i].Request.GlucoseMgDl;
+            for (var t = 0; t < window.Length; t++) window[t] = values[t];
+        }
+        var samples = _forecaster.Run(_batch.Count);
+        var inferred = Stopwatch.GetTimestamp();
+
+        var owner = new InFlight(this);
+        foreach (var p in _batch) owner.Track(p.Partition, p.Offset);
+        var horizon = _forecaster.HorizonSteps;
+        long summaryTicks = 0;
+        for (var i = 0; i < _batch.Count; i++)
+        {
+            var p = _batch[i];
+            var summaryStarted = Stopwatch.GetTimestamp();
+            var ok = MixtureQuantiles.Summarize(samples.MeansOf(i), samples.StdsOf(i), samples.Samples, horizon, _levels, _levelZs, _median, _bands);
+            summaryTicks += Stopwatch.GetTimestamp() - summaryStarted;
+            if (!ok)
+            {
+                // Valid input, unusable output: the model is at fault, but one request must not stop the stream.
+                DeadLetter(p, "the model returned a non-finite mean or standard deviation for this window", nameof(ForecastModelException), owner);
+                continue;
+            }
+            Send(_names.ForecastsTopic, new Message<byte[]?, byte[]?>
+            {
+                Key = p.Key,
+                Value = Encode(p.Request),
+                Timestamp = new Timestamp(p.TimestampUnixMs, TimestampType.CreateTime),
+                Headers = new Headers { { StreamHeaders.OutputId, Encoding.UTF8.GetBytes("forecast:" + p.Request.RequestId) } },
+            }, owner);
+            Interlocked.Increment(ref _forecasts);
+        }
+        _inFlight.Add(owner);
+        owner.Sealed();
+        Interlocked.Increment(ref _batches);
+        Interlocked.Add(ref _batchedRequests, _batch.Count);
+        Interlocked.Add(ref _inferenceTicks, inferred - started);
+        Interlocked.Add(ref _summaryTicks, summaryTicks);
+    }
+
+    private byte[] Encode(CgmForecastRequest request)
+    {
+        var f = _forecast;
+        f.EventTimeUnixMs = request.EventTimeUnixMs;
+        f.RequestId = request.RequestId;
+        f.UserId = request.UserId;
+        f.StepMinutes = request.StepMinutes;
+        f.MedianMgDl.Clear();
+        f.MedianMgDl.AddRange(_median);
+        var horizon = _median.Length;
+        for (var k = 0; k < f.Bands.Count; k++)
+        {
+            var band = f.Bands[k].GlucoseMgDl;
+            band.Clear();
+            for (var h = 0; h < horizon; h++) band.Add(_bands[k * horizon + h]);
+        }
+        return f.ToByteArray();
+    }
+
+    private void DeadLetter(ConsumeResult<byte[]?, byte[]?> r, string error, string errorType)
+    {
+        var owner = new InFlight(this);
+        owner.Track(r.Partition.Value, r.Offset.Value);
+        Send(_names.DeadLetterTopic, new Message<byte[]?, byte[]?>
+        {
+            Key = r.Message.Key, Value = r.Message.Value, Timestamp = r.Message.Timestamp,
+            Headers = StreamHeaders.DeadLetter(r, error, errorType, ProcessorName),
+        }, owner);
+        _inFlight.Add(owner);
+        owner.Sealed();
+        Interlocked.Increment(ref _deadLettered);
+        _log.LogWarning("forecaster: record {Topic}[{Partition}]@{Offset} dead-lettered: {Error}", r.Topic, r.Partition.Value, r.Offset.Value, error);
+    }
+
+    /// <summary>A decoded request the model failed on: dead-lettered from its re-encoded form with the same headers.</summary>
+    private void DeadLetter(QueuedRequest p, string error, string errorType, InFlight owner)
+    {
+        var original = new ConsumeResult<byte[]?, byte[]?>
+        {
+            Topic = _names.RequestsTopic, Partition = new Partition(p.Partition), Offset = new Offset(p.Offset),
+            Message = new Message<byte[]?, byte[]?> { Key = p.Key, Value = p.Request.ToByteArray(), Timestamp = new Timestamp(p.TimestampUnixMs, TimestampType.CreateTime) },
+        };
+        Send(_names.DeadLetterTopic, new Message<byte[]?, byte[]?>
+        {
+            Key = original.Message.Key, Value = original.Message.Value, Timestamp = original.Message.Timestamp,
+            Headers = StreamHeaders.DeadLetter(original, error, errorType, ProcessorName),
+        }, owner);
+        Interlocked.Increment(ref _deadLettered);
+        _log.LogWarning("forecaster: request {RequestId} of {User} dead-lettered: {Error}", p.Request.RequestId, p.Request.UserId, error);
+    }
+
+    /// <summary>Hands one output to the producer; a full producer queue means the broker is slower than the model:
+    /// wait for it (back-pressure) rather than fail the record.</summary>
+    private void Send(string topic, Message<byte[]?, byte[]?> message, InFlight owner)
+    {
+        owner.Launched();
+        while (true)
+        {
+            try
+            {
+                _producer.Produce(topic, message, owner.OnDelivered);
+                return;
+            }
+            catch (ProduceException<byte[]?, byte[]?> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
+            {
+                Thread.Sleep(5);
+            }
+        }
+    }
+
+    /// <summary>Outputs whose delivery failed (after librdkafka's own retries) are produced again; their records
+    /// stay uncommitted meanwhile. The same output id makes a duplicate harmless downstream.</summary>
+    private void ResendFailed()
+    {
+        while (_failed.TryDequeue(out var f))
+        {
+            Interlocked.Increment(ref _deliveryFailures);
+            _log.LogWarning("forecaster: delivery to {Topic} failed ({Reason}); sending again", f.Topic, f.Error.Reason);
+            while (true)
+            {
+                try
+                {
+                    _producer.Produce(f.Topic, f.Message, f.Owner.OnDelivered);
+                    break;
+                }
+                catch (ProduceException<byte[]?, byte[]?> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
+                {
+                    Thread.Sleep(5);
+                }
+            }
+        }
+    }
+
+    /// <summary>Commits, per assigned partition, the lowest offset not yet done: below every queued request and every
+    /// output not yet acknowledged, else after the last record consumed.</summary>
+    private void CommitDone(ICollection<int>? only = null)
+    {
+        _inFlight.RemoveAll(b => b.Done);
+        if (_nextConsumed.Count == 0) return;
+        var frontier = new Dictionary<int, long>(_nextConsumed);
+        _queue.LowerFrontier(frontier);
+        foreach (var b in _inFlight) b.LowerFrontier(frontier);
+        var offsets = new List<TopicPartitionOffset>();
+        foreach (var (partition, offset) in frontier)
+        {
+            if (only is not null && !only.Contains(partition)) continue;
+            if (_committed.TryGetValue(partition, out var done) && done >= offset) continue;
+            offsets.Add(new TopicPartitionOffset(_names.RequestsTopic, partition, offset));
+        }
+        if (offsets.Count == 0) return;
+        try
+        {
+            _consumer!.Commit(offsets);
+            foreach (var o in offsets) _committed[o.Partition.Value] = o.Offset.Value;
+        }
+        catch (KafkaException e)
+        {
+            // Refused during a rebalance, or the broker is away: the next commit covers it; at worst a new owner repeats a few forecasts.
+            Interlocked.Increment(ref _commitFailures);
+            _log.LogInformation("forecaster: offset commit skipped ({Reason})", e.Error.Reason);
+        }
+    }
+
+    /// <summary>Waits until every output (of <paramref name="partition"/>s, or all) is acknowledged, re-sending failures.</summary>
+    private bool AwaitAcknowledged(TimeSpan timeout, ICollection<int>? partition)
+    {
+        var deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+        while (true)
+        {
+            ResendFailed();
+            _inFlight.RemoveAll(b => b.Done);
+            if (!_inFlight.Exists(b => partition is null || b.Touches(partition))) return true;
+            if (Environment.TickCount64 > deadline) return false;
+            Thread.Sleep(1);
+        }
+    }
+
+    /// <summary>Partitions leaving this member: outputs already made get a moment to land and their offsets are
+    /// committed; queued requests are dropped — the next owner reads them again from the committed offset.</summary>
+    private void OnRevoked(List<TopicPartitionOffset> partitions, bool lost)
+    {
+        var revoked = partitions.Select(p => p.Partition.Value).ToHashSet();
+        if (revoked.Count == 0) return;
+        if (!lost)
+        {
+            AwaitAcknowledged(TimeSpan.FromSeconds(5), revoked);
+            CommitDone(revoked);
+        }
+        _queue.Drop(revoked);
+        foreach (var p in revoked)
+        {
+            _nextConsumed.Remove(p);
+            _committed.Remove(p);
+        }
+        _log.LogInformation("forecaster: partitions {Partitions} of {Topic} {How}", string.Join(",", revoked.Order()), _names.RequestsTopic,
+            lost ? "lost" : "revoked");
+    }
+
+    /// <summary>Graceful stop: forecasts what is queued, waits for the outputs, commits, leaves the group.</summary>
+    public void Dispose()
+    {
+        _stop.Cancel();
+        _thread?.Join();
+        _producer.Flush(TimeSpan.FromSeconds(10));
+        _producer.Dispose();
+        _forecaster.Dispose();
+    }
+
+    /// <summary>Outputs of one batch (or one dead letter) and the lowest input offset per partition they cover. Done
+    /// when every output is acknowledged; until then those offsets hold the partition's commit back.</summary>
+    private sealed class InFlight
+    {
+        private readonly ForecastConsumer _owner;
+        private readonly List<(int Partition, long Offset)> _lowest = new(4);
+        private int _unacknowledged = 1;   // the batch itself, until Sealed: nothing is done while outputs are still being added
+
+        public InFlight(ForecastConsumer owner)
+        {
+            _owner = owner;
+            OnDelivered = Delivered;
+        }
+
+        public Action<DeliveryReport<byte[]?, byte[]?>> OnDelivered { get; }
+        public bool Done => Volatile.Read(ref _unacknowledged) == 0;
+
+        public void Track(int partition, long offset)
+        {
+            for (var i = 0; i < _lowest.Count; i++)
+            {
+                if (_lowest[i].Partition != partition) continue;
+                if (offset < _lowest[i].Offset) _lowest[i] = (partition, offset);
+                return;
+            }
+            _lowest.Add((partition, offset));
+        }
+
+        public void Launched() => Interlocked.Increment(ref _unacknowledged);
+        public void Sealed() => Interlocked.Decrement(ref _unacknowledged);
+
+        public bool Touches(ICollection<int> partitions) => _lowest.Exists(l => partitions.Contains(l.Partition));
+
+        public void LowerFrontier(Dictionary<int, long> frontier)
+        {
+            if (Done) return;
+            foreach (var (partition, offset) in _lowest) ForecastQueue.Lower(frontier, partition, offset);
+        }
+
+        private void Delivered(DeliveryReport<byte[]?, byte[]?> report)
+        {
+            // A failed output stays unacknowledged: the loop sends it again with this same callback.
+            if (report.Error.IsError) _owner._failed.Enqueue((report.Topic, report.Message, this, report.Error));
+            else Interlocked.Decrement(ref _unacknowledged);
+        }
+    }
+}

@@ -1,0 +1,40 @@
+using System.Globalization;
+using StreamHealth.Schemas;
+
+namespace StreamHealth.Forecast.Service;
+
+/// <summary>A forecast request the forecaster will not run; dead-lettered with this message as the reason.</summary>
+public sealed class ForecastRequestException(string message) : Exception(message);
+
+/// <summary>The one rule for a forecast request (cgm.forecast-requests) before it reaches the model.</summary>
+public static class ForecastRequests
+{
+    public const int MaxUserIdLength = 128;
+    /// <summary>Sensors report 40-400 mg/dL; above 1000 the value is garbage or in another unit (as for cgm.readings).</summary>
+    public const float MaxGlucoseMgDl = 1_000;
+
+    /// <summary>Null when the request can be forecast, else the reason, naming the field and value.</summary>
+    public static string? Validate(string keyUserId, CgmForecastRequest request, ForecastOptions options)
+    {
+        if (string.IsNullOrEmpty(keyUserId)) return "record key has no user_id";
+        if (keyUserId.Length > MaxUserIdLength) return $"user_id is {keyUserId.Length} characters; at most {MaxUserIdLength} are allowed";
+        if (request.UserId.Length == 0) return "user_id is required";
+        if (request.UserId != keyUserId) return $"user_id '{request.UserId}' does not match the record key '{keyUserId}'";
+        if (request.RequestId.Length == 0) return "request_id is required (forecasts carry it and sinks deduplicate on it)";
+        if (request.StepMinutes != options.StepMinutes)
+            return $"step_minutes = {request.StepMinutes}: the model reads {options.StepMinutes}-minute steps";
+        var values = request.GlucoseMgDl;
+        if (values.Count != options.InputSteps)
+            return $"glucose_mg_dl has {values.Count} values; the model reads exactly {options.InputSteps} " +
+                   $"({options.InputSteps * options.StepMinutes / 60.0:0.##} h of {options.StepMinutes}-minute steps, oldest first)";
+        for (var i = 0; i < values.Count; i++)
+        {
+            var v = values[i];
+            if (!float.IsFinite(v)) return $"glucose_mg_dl[{i}] = {F(v)}: every value must be a finite number (gaps are interpolated before a request is made)";
+            if (v is <= 0 or > MaxGlucoseMgDl) return $"glucose_mg_dl[{i}] = {F(v)}: must be above 0 and at most {MaxGlucoseMgDl} mg/dL";
+        }
+        return null;
+    }
+
+    private static string F(float v) => v.ToString("R", CultureInfo.InvariantCulture);
+}

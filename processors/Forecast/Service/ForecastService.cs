@@ -1,0 +1,55 @@
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using StackExchange.Redis;
+using StreamHealth.Forecast.Inference;
+using StreamHealth.Runtime.Sinks;
+
+namespace StreamHealth.Forecast.Service;
+
+/// <summary>The forecasting slice in one process: the model (checked before anything joins a group), the forecast
+/// consumer, and the cgm.forecasts → PostgreSQL and → Redis sinks, each sink its own consumer group.</summary>
+public sealed class ForecastService : IDisposable
+{
+    public ForecastConsumer Consumer { get; }
+    public SinkRunner PostgresSink { get; }
+    public SinkRunner RedisSink { get; }
+
+    /// <exception cref="ForecastModelException">The model is missing, does not fit the options, or its samples do not differ.</exception>
+    public ForecastService(ForecastOptions options, ForecastConsumerSettings settings, NpgsqlDataSource postgres, IConnectionMultiplexer redis,
+        ILoggerFactory logs, ForecastNames? names = null)
+    {
+        names ??= ForecastNames.Default;
+        var forecaster = OnnxGlucoseForecaster.Open(options, logs.CreateLogger("StreamHealth.Forecast"));
+        Consumer = new ForecastConsumer(options, forecaster, settings, names, logs);
+        (PostgresSink, RedisSink) = CreateSinks(names, settings.BootstrapServers, postgres, redis, logs, settings.SessionTimeoutMs);
+    }
+
+    public static (SinkRunner Postgres, SinkRunner Redis) CreateSinks(ForecastNames names, string bootstrapServers, NpgsqlDataSource postgres,
+        IConnectionMultiplexer redis, ILoggerFactory logs, int sessionTimeoutMs = 6_000) =>
+    (
+        new SinkRunner(new SinkOptions
+        {
+            BootstrapServers = bootstrapServers, Topic = names.ForecastsTopic, GroupId = names.PostgresSinkGroup, SessionTimeoutMs = sessionTimeoutMs,
+        }, new ForecastPostgresWriter(postgres, logs.CreateLogger("StreamHealth.Sinks.cgm-forecasts-postgres")), logs),
+        new SinkRunner(new SinkOptions
+        {
+            BootstrapServers = bootstrapServers, Topic = names.ForecastsTopic, GroupId = names.RedisSinkGroup, SessionTimeoutMs = sessionTimeoutMs,
+        }, new ForecastRedisWriter(redis), logs)
+    );
+
+    public ForecastService Start()
+    {
+        Consumer.Start();
+        PostgresSink.Start();
+        RedisSink.Start();
+        return this;
+    }
+
+    /// <summary>Stops the consumer first (its last forecasts reach the topic), then the sinks.</summary>
+    public void Dispose()
+    {
+        Consumer.Dispose();
+        PostgresSink.Dispose();
+        RedisSink.Dispose();
+    }
+}

@@ -1,0 +1,78 @@
+using Confluent.Kafka;
+using Google.Protobuf;
+using Npgsql;
+using StreamHealth.Runtime.Storage;
+using StreamHealth.Schemas;
+using StreamHealth.Tests.Infrastructure;
+using static StreamHealth.Tests.Forecast.ForecastFixtures;
+using static StreamHealth.Tests.Infrastructure.StreamTestKit;
+
+namespace StreamHealth.Tests.Forecast;
+
+/// <summary>`streamhealth forecast` as deployed: a process per group member, the catalogue's topics, real sinks.</summary>
+public sealed class ForecastVerbTests(EmbeddedKafkaFixture kafka) : IClassFixture<EmbeddedKafkaFixture>
+{
+    private Dictionary<string, string> Env(string database) => new()
+    {
+        ["STREAMHEALTH_Kafka__BootstrapServers"] = kafka.BootstrapServers,
+        ["STREAMHEALTH_Postgres__Port"] = LocalServices.PostgresPort.ToString(),
+        ["STREAMHEALTH_Postgres__Database"] = database,
+        ["STREAMHEALTH_Redis__Port"] = LocalServices.RedisPort.ToString(),
+        ["STREAMHEALTH_Streams__SessionTimeoutMs"] = "3000",
+        ["STREAMHEALTH_Streams__MetricsIntervalMs"] = "500",
+        ["STREAMHEALTH_Forecast__ModelPath"] = TinyModel,
+        ["STREAMHEALTH_Forecast__MaxBatchSize"] = "16",
+    };
+
+    [Fact]
+    public void A_forecaster_whose_model_is_missing_stops_before_joining_with_one_line_naming_the_file()
+    {
+        var env = Env("unused");
+        env["STREAMHEALTH_Forecast__ModelPath"] = "/nonexistent/model.onnx";
+        var (code, stdout, stderr) = Repo.Run("dotnet", [ChildHost.HostDll, "forecast"], env);
+        Assert.Equal(2, code);
+        Assert.Equal("streamhealth: Forecast:ModelPath = /nonexistent/model.onnx: model file /nonexistent/model.onnx does not exist", stderr.Trim());
+        Assert.DoesNotContain("   at ", stdout + stderr);
+    }
+
+    [Fact]
+    public async Task Two_forecaster_processes_share_the_requests_and_every_forecast_is_stored_once()
+    {
+        var database = LocalServices.NewDatabaseName("forecast_verb");
+        var connectionString = LocalServices.PostgresConnectionString(database);
+        await PostgresMigrator.MigrateAsync(connectionString);
+        using var first = ChildHost.Start(["forecast", "--host-id", "forecaster-a"], Env(database));
+        using var second = ChildHost.Start(["forecast", "--host-id", "forecaster-b"], Env(database));
+        WaitFor(() => first.Output.Contains("assigned") && second.Output.Contains("assigned"), TimeSpan.FromSeconds(60),
+            () => $"both members should own partitions\nA:\n{first.Output}\nB:\n{second.Output}");
+
+        var run = Guid.NewGuid().ToString("N")[..8];
+        using (var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = kafka.BootstrapServers, LingerMs = 2 }).Build())
+        {
+            for (var i = 0; i < 400; i++)
+            {
+                var user = $"{run}-{i}";
+                var request = new CgmForecastRequest { SchemaVersion = 1, EventTimeUnixMs = 1_795_000_000_000 + i, RequestId = $"{user}:1", UserId = user, StepMinutes = 5 };
+                request.GlucoseMgDl.AddRange(Wave(90 + i % 150, phase: i));
+                p.Produce(Topics.CgmForecastRequests, new Message<byte[], byte[]> { Key = new UserKey { UserId = user }.ToByteArray(), Value = request.ToByteArray() });
+            }
+            p.Flush(TimeSpan.FromSeconds(10));
+        }
+        long Stored()
+        {
+            using var c = new NpgsqlConnection(connectionString);
+            c.Open();
+            using var cmd = new NpgsqlCommand("SELECT count(DISTINCT request_id), count(*) FROM cgm.forecasts WHERE request_id LIKE $1", c);
+            cmd.Parameters.AddWithValue(run + "-%");
+            using var r = cmd.ExecuteReader();
+            r.Read();
+            Assert.Equal(r.GetInt64(0), r.GetInt64(1));
+            return r.GetInt64(0);
+        }
+        WaitFor(() => Stored() == 400, TimeSpan.FromSeconds(60), () => $"{Stored()}/400 stored\nA:\n{first.Output}\nB:\n{second.Output}");
+        Assert.Contains("forecasts/s", first.Output);
+        Assert.Contains("forecasts/s", second.Output);
+        Assert.Equal(0, first.Terminate());
+        Assert.Equal(0, second.Terminate());
+    }
+}
