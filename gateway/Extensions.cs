@@ -37,6 +37,9 @@ public static class Extensions
         builder.Services.AddSingleton(sp => new KafkaClients(sp.GetRequiredService<StreamHealthOptions>().Kafka));
         builder.Services.AddWeightCommands();
         builder.Services.AddSingleton(sp => new Cgm.CgmReadingsPublisher(sp.GetRequiredService<StreamHealthOptions>()));
+        builder.Services.AddSingleton(sp => new Cgm.ForecastEngine(
+            StreamHealth.Forecast.ForecastOptions.Load(sp.GetRequiredService<IConfiguration>()),
+            sp.GetRequiredService<ILogger<Cgm.ForecastEngine>>()));
     }
 
     public static void UseStreamHealthDefaults(this WebApplication app)

@@ -11,6 +11,7 @@ app.MapTopicsApi();
 app.MapStreamsApi();
 app.MapWeightApi();
 app.MapCgmApi();
+app.MapForecastApi();
 app.Run();
 
 public partial class Program;

@@ -163,7 +163,8 @@ public static class CgmApi
         }
     }
 
-    private static async Task<IResult> ProcessAsync(HttpRequest request, GatewayOptions gateway, NpgsqlDataSource pg, CancellationToken ct)
+    private static async Task<IResult> ProcessAsync(HttpRequest request, GatewayOptions gateway, NpgsqlDataSource pg, ForecastEngine engine,
+        CancellationToken ct)
     {
         try
         {
@@ -184,6 +185,8 @@ public static class CgmApi
                 return TypedResults.Problem(title: "No glucose readings", statusCode: StatusCodes.Status422UnprocessableEntity,
                     detail: $"The {format.Name()} file holds no glucose readings to build a series from.");
             var (handle, reused) = await new CgmDatasetStore(pg).SaveAsync(dataset, ct);
+            // Plots of the recent windows are then instant; an interactive plot request still goes first.
+            if (engine.Problem() is null) ForecastApi.Precompute(engine, dataset);
             return TypedResults.Ok(new ProcessedDataset(handle, reused, format.Name(),
                 DateTime.UnixEpoch.AddMilliseconds(dataset.TimesUnixMs[0]), DateTime.UnixEpoch.AddMilliseconds(dataset.TimesUnixMs[^1]),
                 dataset.Points, dataset.Sequences, report.Imputed, report.Duplicates, report.OutOfRange, report.Dropped,
@@ -311,7 +314,7 @@ public static class CgmApi
     private static double? Nullable(NpgsqlDataReader reader, int i) => reader.IsDBNull(i) ? null : reader.GetDouble(i);
 
     /// <summary>The problem-details answer for an upload error a client caused; null for anything else.</summary>
-    private static IResult? Problem(Exception e) => e switch
+    internal static IResult? Problem(Exception e) => e switch
     {
         UploadTooLargeException tooLarge => TypedResults.Problem(title: "Upload too large", statusCode: StatusCodes.Status413PayloadTooLarge,
             detail: tooLarge.Message),

@@ -9,13 +9,18 @@ public static class HealthApi
 {
     public sealed record Probe(bool Ok, double LatencyMs, string Detail);
 
-    public sealed record HealthReport(string Status, Probe Kafka, Probe Postgres, Probe Redis);
+    /// <summary>The gateway's in-process forecaster (plots). Not part of <c>Status</c>: without a model everything
+    /// else still works, and the plot endpoints answer 503 with <see cref="Problem"/>.</summary>
+    public sealed record ForecastHealth(bool Ready, string? ModelVersion, string? Problem, int CacheEntries, long Computed,
+        int QueuedInteractive, int QueuedBackground);
+
+    public sealed record HealthReport(string Status, Probe Kafka, Probe Postgres, Probe Redis, ForecastHealth? Forecast = null);
 
     public static void MapHealthApi(this IEndpointRouteBuilder app) =>
         app.MapGet("/health", GetHealthAsync).WithName("Health");
 
     private static async Task<IResult> GetHealthAsync(KafkaClients kafka, NpgsqlDataSource pg, IConnectionMultiplexer redis,
-        CancellationToken ct)
+        Cgm.ForecastEngine forecasts, CancellationToken ct)
     {
         // Admin metadata calls block: run on the pool so the three probes overlap.
         var kafkaProbe = TimeAsync(() => Task.Run(() =>
@@ -30,7 +35,10 @@ public static class HealthApi
             return $"schema V{await cmd.ExecuteScalarAsync(ct):D4}";
         });
         var redisProbe = TimeAsync(async () => $"ping {(await redis.GetDatabase().PingAsync()).TotalMilliseconds:F1} ms");
-        var report = new HealthReport("", await kafkaProbe, await pgProbe, await redisProbe);
+        var problem = forecasts.Problem();
+        var forecast = new ForecastHealth(problem is null, problem is null ? forecasts.ModelVersion : null, problem, forecasts.CacheEntries,
+            forecasts.Computed, forecasts.QueuedInteractive, forecasts.QueuedBackground);
+        var report = new HealthReport("", await kafkaProbe, await pgProbe, await redisProbe, forecast);
         var healthy = report.Kafka.Ok && report.Postgres.Ok && report.Redis.Ok;
         report = report with { Status = healthy ? "healthy" : "unhealthy" };
         return healthy ? TypedResults.Ok(report) : TypedResults.Json(report, statusCode: StatusCodes.Status503ServiceUnavailable);

@@ -119,6 +119,14 @@ public sealed class CgmDatasetStore(NpgsqlDataSource db)
         return await reader.ReadAsync(ct) ? Read(reader) : null;
     }
 
+    /// <summary>Deletes a dataset; false when there was none.</summary>
+    public async Task<bool> DeleteAsync(string handle, CancellationToken ct = default)
+    {
+        await using var cmd = db.CreateCommand("DELETE FROM cgm.datasets WHERE handle = $1");
+        cmd.Parameters.Add(new NpgsqlParameter { Value = handle });
+        return await cmd.ExecuteNonQueryAsync(ct) > 0;
+    }
+
     private static CgmDataset Read(NpgsqlDataReader r) => new(r.GetString(0), r.GetString(1), r.GetInt32(2),
         r.GetFieldValue<long[]>(3), r.GetFieldValue<float[]>(4), r.GetFieldValue<short[]>(5), r.GetFieldValue<int[]>(6));
 }

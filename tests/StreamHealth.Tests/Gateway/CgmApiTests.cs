@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Http.Headers;
+using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Mvc.Testing;
@@ -23,6 +24,7 @@ public sealed class CgmGatewayFixture : IAsyncLifetime
     public NpgsqlDataSource Postgres { get; private set; } = null!;
     public Dictionary<string, string?> Settings { get; private set; } = [];
     private CgmPipeline _pipeline = null!;
+    private StreamHealth.Forecast.Service.ForecastService _forecasts = null!;
     private ConnectionMultiplexer _redis = null!;
     private readonly string _stateDir = Directory.CreateTempSubdirectory("streamhealth-gateway-cgm-").FullName;
 
@@ -34,7 +36,10 @@ public sealed class CgmGatewayFixture : IAsyncLifetime
         Postgres = NpgsqlDataSource.Create(connectionString);
         _redis = await ConnectionMultiplexer.ConnectAsync(LocalServices.RedisConfiguration);
         _pipeline = new CgmPipeline(new StreamHostOptions { BootstrapServers = Kafka.BootstrapServers, StateDirectory = _stateDir },
-            Postgres, _redis, Logs, new CgmPipelineOptions { EmitIntervalMs = 100 }).Start();
+            Postgres, _redis, Logs, new CgmPipelineOptions { EmitIntervalMs = 100, MinForecastRequestIntervalMs = 500 }).Start();
+        // The forecast consumer group behind GET /api/v1/cgm/{userId}/forecast, on the committed model.
+        _forecasts = new StreamHealth.Forecast.Service.ForecastService(new StreamHealth.Forecast.ForecastOptions { Seed = 7 },
+            new StreamHealth.Forecast.Service.ForecastConsumerSettings(Kafka.BootstrapServers), Postgres, _redis, Logs).Start();
         Settings = LocalServices.Overrides(database, Kafka.BootstrapServers).ToDictionary(kv => kv.Key, kv => kv.Value);
         App = WithSettings();
     }
@@ -57,6 +62,7 @@ public sealed class CgmGatewayFixture : IAsyncLifetime
     {
         await App.DisposeAsync();
         _pipeline.Dispose();
+        _forecasts.Dispose();
         _redis.Dispose();
         await Postgres.DisposeAsync();
         Kafka.Dispose();
@@ -206,6 +212,86 @@ public sealed class CgmApiTests(CgmGatewayFixture f) : IClassFixture<CgmGatewayF
         Assert.False(string.IsNullOrEmpty(latest.GetProperty("trend_arrow").GetString()));
 
         Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync($"/api/v1/cgm/{U("nobody")}/latest")).StatusCode);
+
+        // The file holds more than 8 hours: the topology asks for a forecast, the consumer group answers it.
+        JsonElement forecast = default;
+        WaitFor(() =>
+        {
+            var r = client.GetAsync($"/api/v1/cgm/{user}/forecast").GetAwaiter().GetResult();
+            if (r.StatusCode != HttpStatusCode.OK) return false;
+            forecast = JsonDocument.Parse(r.Content.ReadAsStringAsync().GetAwaiter().GetResult()).RootElement;
+            return true;
+        }, TimeSpan.FromSeconds(60), () => $"no forecast for {user}\n{f.Logs.Tail()}");
+        Assert.Equal(12, forecast.GetProperty("median_mg_dl").GetArrayLength());
+        Assert.Equal(10, forecast.GetProperty("mc_samples").GetInt32());
+        var bands = forecast.GetProperty("bands").EnumerateArray().ToList();
+        Assert.Equal([0.05, 0.25, 0.75, 0.95], bands.Select(b => Math.Round(b.GetProperty("quantile").GetDouble(), 2)));
+        for (var k = 0; k < 12; k++)
+        {
+            var median = forecast.GetProperty("median_mg_dl")[k].GetDouble();
+            Assert.InRange(median, bands[1].GetProperty("glucose_mg_dl")[k].GetDouble(), bands[2].GetProperty("glucose_mg_dl")[k].GetDouble());
+            Assert.True(bands[0].GetProperty("glucose_mg_dl")[k].GetDouble() < bands[3].GetProperty("glucose_mg_dl")[k].GetDouble());
+        }
+        Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync($"/api/v1/cgm/{U("nobody")}/forecast")).StatusCode);
+    }
+
+    [Fact]
+    public async Task Draw_a_plot_renders_a_fan_chart_of_any_window_of_a_processed_dataset()
+    {
+        using var client = f.Client();
+        var processed = JsonDocument.Parse(await (await client.PostAsync("/process_unified",
+            Raw(File.ReadAllBytes(Sample("FreeStyle_Libre_3_synthetic.csv"))))).Content.ReadAsStringAsync()).RootElement;
+        var handle = processed.GetProperty("handle").GetString()!;
+
+        var latest = await client.PostAsJsonAsync("/draw_a_plot", new { handle, index = 0 });
+        Assert.Equal(HttpStatusCode.OK, latest.StatusCode);
+        Assert.Equal("image/svg+xml", latest.Content.Headers.ContentType?.MediaType);
+        var windows = int.Parse(latest.Headers.GetValues("X-Window-Count").Single(), System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(windows > 100, $"{windows} windows");
+        var svg = System.Xml.Linq.XDocument.Parse(await latest.Content.ReadAsStringAsync());
+        System.Xml.Linq.XNamespace ns = "http://www.w3.org/2000/svg";
+        Assert.Contains(svg.Descendants(ns + "polyline"), p => (string?)p.Attribute("class") == "median");
+        Assert.Empty(svg.Descendants(ns + "circle"));   // the latest window has no known future
+
+        // An earlier window shows the true values after its forecast time.
+        var earlier = System.Xml.Linq.XDocument.Parse(await (await client.PostAsJsonAsync("/draw_a_plot", new { handle, index = -30 })).Content.ReadAsStringAsync());
+        Assert.Equal(12, earlier.Descendants(ns + "circle").Count());
+
+        var outOfRange = await Problem(await client.PostAsJsonAsync("/draw_a_plot", new { handle, index = -windows }), HttpStatusCode.BadRequest);
+        Assert.True(outOfRange.GetProperty("errors").TryGetProperty("index", out _));
+        await Problem(await client.PostAsJsonAsync("/draw_a_plot", new { handle = "0123456789abcdef0123456789abcdef", index = 0 }), HttpStatusCode.NotFound);
+
+        // Cache management: the plots above are cached; flush empties it; delete removes the dataset.
+        var info = JsonDocument.Parse(await (await client.PostAsJsonAsync("/cache_management", new { action = "info" })).Content.ReadAsStringAsync()).RootElement;
+        Assert.True(info.GetProperty("forecast_cache_entries").GetInt32() >= 2);
+        var flushed = JsonDocument.Parse(await (await client.PostAsJsonAsync("/cache_management", new { action = "flush" })).Content.ReadAsStringAsync()).RootElement;
+        Assert.True(flushed.GetProperty("removed").GetInt64() >= 2);
+        Assert.Equal(HttpStatusCode.OK, (await client.PostAsJsonAsync("/cache_management", new { action = "delete", handle })).StatusCode);
+        await Problem(await client.PostAsJsonAsync("/draw_a_plot", new { handle, index = 0 }), HttpStatusCode.NotFound);
+        var bad = await Problem(await client.PostAsJsonAsync("/cache_management", new { action = "explode" }), HttpStatusCode.BadRequest);
+        Assert.True(bad.GetProperty("errors").TryGetProperty("action", out _));
+    }
+
+    [Fact]
+    public async Task Quick_plot_turns_a_real_export_into_a_fan_chart_in_one_call_and_refuses_files_too_short_to_forecast()
+    {
+        using var client = f.Client();
+        var response = await client.PostAsync("/quick_plot", Multipart(Sample("Clarity_Export_synthetic.csv")));
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, text);
+        var svg = System.Xml.Linq.XDocument.Parse(text);
+        System.Xml.Linq.XNamespace ns = "http://www.w3.org/2000/svg";
+        Assert.Equal(2, svg.Descendants(ns + "path").Count(p => (string?)p.Attribute("class") == "band"));
+
+        var lines = File.ReadAllLines(Sample("Clarity_Export_synthetic.csv"));
+        var fourHours = string.Join('\n', lines.Take(11 + 48));
+        var shortFile = await Problem(await client.PostAsync("/quick_plot", Raw(System.Text.Encoding.UTF8.GetBytes(fourHours))), HttpStatusCode.UnprocessableEntity);
+        Assert.Contains("8 hours", shortFile.GetProperty("detail").GetString());
+        await Problem(await client.PostAsync("/quick_plot", Raw("not,a,cgm,file\n"u8.ToArray())), HttpStatusCode.UnprocessableEntity);
+
+        var health = JsonDocument.Parse(await client.GetStringAsync("/health")).RootElement.GetProperty("forecast");
+        Assert.True(health.GetProperty("ready").GetBoolean());
+        Assert.StartsWith("glucose-forecaster", health.GetProperty("modelVersion").GetString());
     }
 
     [Fact]
