@@ -10,6 +10,7 @@ using StreamHealth.Benchmarks.Weight;
 // dotnet run -c Release -- stream-loop [records] [paced/s] [seconds] [commit ms] (whole stream loop, one thread)
 // dotnet run -c Release -- weight-api [requests/s] [seconds] (POST /api/weight/process on loopback)
 // dotnet run -c Release -- weights-loop [users]          (weights topology end to end, one thread)
+// dotnet run -c Release -- quick-plot [requests]      (POST /quick_plot with a 2-day Dexcom file, gateway process on loopback)
 // dotnet run -c Release -- cgm-loop [copies]          (CGM window topology end to end, one thread, Hall 2018 × copies)
 // dotnet run -c Release -- weight-accuracy [users]     (synthetic cohort: Kalman filter vs moving average)
 // dotnet run -c Release -- forecast-loop [requests] [model.onnx] [batch sizes] [rates/s] [seconds] [intra-op threads]
@@ -22,6 +23,8 @@ return args.FirstOrDefault() switch
         args.Length > 4 ? int.Parse(args[4]) : 1_000),
     "weight-api" => StreamHealth.Benchmarks.Streams.WeightApiHarness.Run(args.Length > 1 ? int.Parse(args[1]) : 500, args.Length > 2 ? int.Parse(args[2]) : 20),
     "weights-loop" => StreamHealth.Benchmarks.Streams.WeightLoopHarness.Run(args.Length > 1 ? int.Parse(args[1]) : 1_000),
+    "quick-plot" => StreamHealth.Benchmarks.Streams.QuickPlotHarness.Run(args.Length > 1 ? int.Parse(args[1]) : 200,
+        Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "..", "shared", "data"))),
     "cgm-loop" => StreamHealth.Benchmarks.Streams.CgmLoopHarness.Run(args.Length > 1 ? int.Parse(args[1]) : 6,
         Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "..", "shared", "data"))),
     "weight-accuracy" => WeightAccuracy.Run(args.Length > 1 ? int.Parse(args[1]) : 1_000),
