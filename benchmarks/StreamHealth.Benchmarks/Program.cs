@@ -13,7 +13,7 @@ using StreamHealth.Benchmarks.Weight;
 // dotnet run -c Release -- quick-plot [requests]      (POST /quick_plot with a 2-day Dexcom file, gateway process on loopback)
 // dotnet run -c Release -- cgm-loop [copies]          (CGM window topology end to end, one thread, Hall 2018 × copies)
 // dotnet run -c Release -- weight-accuracy [users]     (synthetic cohort: Kalman filter vs moving average)
-// dotnet run -c Release -- forecast-loop [requests] [model.onnx] [batch sizes] [rates/s] [seconds] [intra-op threads]
+// dotnet run -c Release -- forecast-loop [requests] [model.onnx] [batch sizes] [rates/s] [seconds] [intra-op threads] [max wait ms]
 //                                                      (forecast consumer end to end: throughput and latency per MaxBatchSize)
 return args.FirstOrDefault() switch
 {
@@ -32,8 +32,8 @@ return args.FirstOrDefault() switch
         args.Length > 2 ? args[2] : StreamHealth.Forecast.ForecastOptions.DefaultModelPath,
         Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "..", "shared", "data")),
         StreamHealth.Benchmarks.Streams.ForecastLoopHarness.ParseList(args.Length > 3 ? args[3] : null, [16, 64, 256, 1024]),
-        StreamHealth.Benchmarks.Streams.ForecastLoopHarness.ParseList(args.Length > 4 ? args[4] : null, [500, 2_000]),
-        args.Length > 5 ? int.Parse(args[5]) : 10, args.Length > 6 ? int.Parse(args[6]) : 1),
+        StreamHealth.Benchmarks.Streams.ForecastLoopHarness.ParseList(args.Length > 4 ? args[4] : null, [2_000, 5_000, 10_000]),
+        args.Length > 5 ? int.Parse(args[5]) : 5, args.Length > 6 ? int.Parse(args[6]) : 1, args.Length > 7 ? int.Parse(args[7]) : 10),
     _ => Run(args),
 };
 

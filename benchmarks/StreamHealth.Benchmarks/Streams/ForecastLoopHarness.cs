@@ -23,20 +23,21 @@ namespace StreamHealth.Benchmarks.Streams;
 /// </list></summary>
 public static class ForecastLoopHarness
 {
-    private const int Partitions = 8;   // keeps each partition under the embedded broker's ~5 MiB retention
+    private const int Partitions = 16;   // keeps each partition under the embedded broker's ~5 MiB retention at 10k requests/s
 
-    public static int Run(int requests, string modelPath, string sharedData, int[] batchSizes, int[] ratesPerSecond, int seconds, int intraOpThreads)
+    public static int Run(int requests, string modelPath, string sharedData, int[] batchSizes, int[] ratesPerSecond, int seconds, int intraOpThreads,
+        int maxWaitMs)
     {
         var windows = HallWindows(Path.Combine(sharedData, "cgm", "hall2018_19_subjects.csv"));
         using var cluster = EmbeddedKafkaCluster.Start(1, topics: []);
         Console.WriteLine($"forecast loop: model {modelPath}, {windows.Count:N0} real windows (Hall 2018), 10 MC samples, quantiles 0.05/0.25/0.75/0.95, " +
-                          $"MaxWaitMs 10, intra-op threads {intraOpThreads}, embedded Kafka ({Partitions} partitions), {Environment.ProcessorCount} cores");
+                          $"MaxWaitMs {maxWaitMs}, intra-op threads {intraOpThreads}, embedded Kafka ({Partitions} partitions), {Environment.ProcessorCount} cores");
         var failures = 0;
         foreach (var batch in batchSizes)
         {
             var options = new ForecastOptions
             {
-                ModelPath = modelPath, Seed = 1, McSamples = 10, MaxBatchSize = batch, MaxWaitMs = 10, IntraOpThreads = intraOpThreads,
+                ModelPath = modelPath, Seed = 1, McSamples = 10, MaxBatchSize = batch, MaxWaitMs = maxWaitMs, IntraOpThreads = intraOpThreads,
             };
             var (rate, meanBatch, modelMs, quantileMs, dead) = Throughput(cluster, options, windows, requests);
             Console.WriteLine($"  MaxBatchSize {batch,5}: {rate,8:N0} forecasts/s ({requests:N0} pre-produced), batches of {meanBatch:F1} on average, " +
