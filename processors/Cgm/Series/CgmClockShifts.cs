@@ -30,25 +30,25 @@ internal static class CgmClockShifts
     private const long HourMs = 60 * 60_000L;
     private const int RepeatCheckReadings = 6;
 
-    /// <summary>Writes each reading's continuous time to <paramref name="continuousTimesMs"/>; returns the
-    /// number of shifts undone.</summary>
-    public static int Correct(ReadOnlySpan<CgmRow> rows, ReadOnlySpan<int> glucoseRows, Span<long> continuousTimesMs,
-        CgmSeriesOptions options)
+    /// <summary>Writes each reading's continuous time to <paramref name="continuousTimesMs"/>; returns the number of
+    /// shifts undone. <paramref name="wallMs"/> holds the readings' times (an array of their own, so the scan stays in
+    /// cache however the rows are ordered), <paramref name="glucoseRows"/> their rows.</summary>
+    public static int Correct(ReadOnlySpan<long> wallMs, ReadOnlySpan<CgmRow> rows, ReadOnlySpan<int> glucoseRows,
+        Span<long> continuousTimesMs, CgmSeriesOptions options)
     {
-        var count = glucoseRows.Length;
+        var count = wallMs.Length;
         var regular = options.ClockShiftRegularIntervals;
         long offsetMs = 0;
         var corrections = 0;
         for (var k = 0; k < count; k++)
         {
-            var wallMs = rows[glucoseRows[k]].TimeMs;
             if (k > regular && k + regular < count)
             {
-                var jumpMs = wallMs - rows[glucoseRows[k - 1]].TimeMs;
+                var jumpMs = wallMs[k] - wallMs[k - 1];
                 // Cheap filter first: a clock change is a backward step or a forward one of about an hour.
                 if (jumpMs < 0 || jumpMs > HalfHourMs)
                 {
-                    var shiftMs = ShiftAt(rows, glucoseRows, k, jumpMs, options);
+                    var shiftMs = ShiftAt(wallMs, rows, glucoseRows, k, jumpMs, options);
                     if (shiftMs != 0)
                     {
                         offsetMs += shiftMs;
@@ -56,13 +56,14 @@ internal static class CgmClockShifts
                     }
                 }
             }
-            continuousTimesMs[k] = wallMs + offsetMs;
+            continuousTimesMs[k] = wallMs[k] + offsetMs;
         }
         return corrections;
     }
 
     /// <summary>The shift that puts reading <paramref name="k"/> and those after it back on the earlier clock, or 0.</summary>
-    private static long ShiftAt(ReadOnlySpan<CgmRow> rows, ReadOnlySpan<int> glucoseRows, int k, long jumpMs, CgmSeriesOptions options)
+    private static long ShiftAt(ReadOnlySpan<long> wallMs, ReadOnlySpan<CgmRow> rows, ReadOnlySpan<int> glucoseRows, int k, long jumpMs,
+        CgmSeriesOptions options)
     {
         var regular = options.ClockShiftRegularIntervals;
         var toleranceMs = (long)(options.ClockShiftToleranceMinutes * 60_000);
@@ -71,44 +72,38 @@ internal static class CgmClockShifts
         for (var j = k - regular; j <= k + regular; j++)
         {
             if (j == k) continue;
-            var intervalMs = Interval(rows, glucoseRows, j);
+            var intervalMs = wallMs[j] - wallMs[j - 1];
             if (intervalMs <= 0 || intervalMs > maxIntervalMs) return 0;
             sumMs += intervalMs;
         }
         var cadenceMs = sumMs / (2 * regular);
         for (var j = k - regular; j <= k + regular; j++)
-            if (j != k && Math.Abs(Interval(rows, glucoseRows, j) - cadenceMs) > toleranceMs) return 0;
+            if (j != k && Math.Abs(wallMs[j] - wallMs[j - 1] - cadenceMs) > toleranceMs) return 0;
 
         if (jumpMs < 0)
         {
             var shiftMs = CeilDiv(cadenceMs - toleranceMs - jumpMs, HalfHourMs) * HalfHourMs;
             if (shiftMs <= 0 || shiftMs > options.MaxClockShiftMinutes * 60_000L || jumpMs + shiftMs > maxIntervalMs + toleranceMs) return 0;
-            return IsRepeatedBlock(rows, glucoseRows, k) ? 0 : shiftMs;
+            return IsRepeatedBlock(wallMs, rows, glucoseRows, k) ? 0 : shiftMs;
         }
 
         if (Math.Abs(jumpMs - HourMs - cadenceMs) > toleranceMs) return 0;
-        var hour = CgmGrid.HourOfDay(rows[glucoseRows[k]].TimeMs);
+        var hour = CgmGrid.HourOfDay(wallMs[k]);
         return hour >= options.SpringForwardFromHour && hour < options.SpringForwardToHour ? -HourMs : 0;
     }
 
-    private static long Interval(ReadOnlySpan<CgmRow> rows, ReadOnlySpan<int> glucoseRows, int j) =>
-        rows[glucoseRows[j]].TimeMs - rows[glucoseRows[j - 1]].TimeMs;
-
     /// <summary>True when the readings from <paramref name="k"/> on (up to six) each equal, in time and value, a
     /// reading before the jump: the export repeats a block, the clock did not change.</summary>
-    private static bool IsRepeatedBlock(ReadOnlySpan<CgmRow> rows, ReadOnlySpan<int> glucoseRows, int k)
+    private static bool IsRepeatedBlock(ReadOnlySpan<long> wallMs, ReadOnlySpan<CgmRow> rows, ReadOnlySpan<int> glucoseRows, int k)
     {
-        var end = Math.Min(glucoseRows.Length, k + RepeatCheckReadings);
+        var end = Math.Min(wallMs.Length, k + RepeatCheckReadings);
         var searchFrom = Math.Max(0, k - 2048);
         for (var j = k; j < end; j++)
         {
-            ref readonly var reading = ref rows[glucoseRows[j]];
+            var mgDl = rows[glucoseRows[j]].GlucoseMgDl;
             var found = false;
             for (var i = k - 1; i >= searchFrom && !found; i--)
-            {
-                ref readonly var earlier = ref rows[glucoseRows[i]];
-                found = earlier.TimeMs == reading.TimeMs && earlier.GlucoseMgDl.Equals(reading.GlucoseMgDl);
-            }
+                found = wallMs[i] == wallMs[j] && rows[glucoseRows[i]].GlucoseMgDl.Equals(mgDl);
             if (!found) return false;
         }
         return true;

@@ -72,6 +72,7 @@ public static class CgmResampler
         var glucoseRows = ArrayPool<int>.Shared.Rent(Math.Max(rows.Length, 1));
         var eventRows = ArrayPool<int>.Shared.Rent(Math.Max(rows.Length, 1));
         var timesMs = ArrayPool<long>.Shared.Rent(Math.Max(rows.Length, 1));
+        var wallTimesMs = ArrayPool<long>.Shared.Rent(Math.Max(rows.Length, 1));
         CgmRow[]? events = null;
         try
         {
@@ -84,7 +85,11 @@ public static class CgmResampler
                 {
                     case CgmEventType.EgvRead:
                         inputGlucose++;
-                        if (limits.IsPlausible(row.GlucoseMgDl)) glucoseRows[glucoseCount++] = i;
+                        if (limits.IsPlausible(row.GlucoseMgDl))
+                        {
+                            wallTimesMs[glucoseCount] = row.TimeMs;
+                            glucoseRows[glucoseCount++] = i;
+                        }
                         else dropped++;
                         break;
                     case CgmEventType.Imputation:
@@ -97,21 +102,23 @@ public static class CgmResampler
             }
 
             var glucose = glucoseRows.AsSpan(0, glucoseCount);
+            var wall = wallTimesMs.AsSpan(0, glucoseCount);
             var times = timesMs.AsSpan(0, glucoseCount);
-            var descending = IsDescending(rows, glucose);
+            var descending = IsDescending(wall);
             if (descending)
             {
                 glucose.Reverse();
+                wall.Reverse();
                 eventRows.AsSpan(0, eventCount).Reverse();
             }
             var clockShifts = 0;
-            if (options.CorrectClockShifts) clockShifts = CgmClockShifts.Correct(rows, glucose, times, options);
-            else for (var k = 0; k < glucoseCount; k++) times[k] = rows[glucose[k]].TimeMs;
+            if (options.CorrectClockShifts) clockShifts = CgmClockShifts.Correct(wall, rows, glucose, times, options);
+            else wall.CopyTo(times);
 
             if (eventCount > 0)
             {
                 events = ArrayPool<CgmRow>.Shared.Rent(eventCount);
-                ShiftEvents(rows, glucose, times, eventRows.AsSpan(0, eventCount), descending, events.AsSpan(0, eventCount));
+                ShiftEvents(rows, glucose, wall, times, eventRows.AsSpan(0, eventCount), descending, events.AsSpan(0, eventCount));
                 events.AsSpan(0, eventCount).Sort(static (a, b) => CompareEvents(in a, in b));
             }
             // The event row indexes have been copied out, so their buffer is free for the sort.
@@ -127,6 +134,7 @@ public static class CgmResampler
             ArrayPool<int>.Shared.Return(glucoseRows);
             ArrayPool<int>.Shared.Return(eventRows);
             ArrayPool<long>.Shared.Return(timesMs);
+            ArrayPool<long>.Shared.Return(wallTimesMs);
             if (events is not null) ArrayPool<CgmRow>.Shared.Return(events, clearArray: true);
         }
     }
@@ -143,6 +151,7 @@ public static class CgmResampler
         var glucoseRows = ArrayPool<int>.Shared.Rent(Math.Max(rows.Length, 1));
         var otherRows = ArrayPool<int>.Shared.Rent(Math.Max(rows.Length, 1));
         var timesMs = ArrayPool<long>.Shared.Rent(Math.Max(rows.Length, 1));
+        var wallTimesMs = ArrayPool<long>.Shared.Rent(Math.Max(rows.Length, 1));
         var others = ArrayPool<CgmRow>.Shared.Rent(Math.Max(rows.Length, 1));
         try
         {
@@ -158,17 +167,20 @@ public static class CgmResampler
                     otherRows[otherCount++] = i;
             }
             var glucose = glucoseRows.AsSpan(0, glucoseCount);
+            var wall = wallTimesMs.AsSpan(0, glucoseCount);
+            for (var k = 0; k < glucoseCount; k++) wall[k] = rows[glucose[k]].TimeMs;
             var times = timesMs.AsSpan(0, glucoseCount);
-            var descending = IsDescending(rows, glucose);
+            var descending = IsDescending(wall);
             if (descending)
             {
                 glucose.Reverse();
+                wall.Reverse();
                 otherRows.AsSpan(0, otherCount).Reverse();
             }
             var shifts = 0;
-            if (options.CorrectClockShifts) shifts = CgmClockShifts.Correct(rows, glucose, times, options);
-            else for (var k = 0; k < glucoseCount; k++) times[k] = rows[glucose[k]].TimeMs;
-            ShiftEvents(rows, glucose, times, otherRows.AsSpan(0, otherCount), descending, others.AsSpan(0, otherCount));
+            if (options.CorrectClockShifts) shifts = CgmClockShifts.Correct(wall, rows, glucose, times, options);
+            else wall.CopyTo(times);
+            ShiftEvents(rows, glucose, wall, times, otherRows.AsSpan(0, otherCount), descending, others.AsSpan(0, otherCount));
 
             var start = output.Count;
             output.EnsureCapacity(start + rows.Length);
@@ -183,16 +195,17 @@ public static class CgmResampler
             ArrayPool<int>.Shared.Return(glucoseRows);
             ArrayPool<int>.Shared.Return(otherRows);
             ArrayPool<long>.Shared.Return(timesMs);
+            ArrayPool<long>.Shared.Return(wallTimesMs);
             ArrayPool<CgmRow>.Shared.Return(others, clearArray: true);
         }
     }
 
-    private static bool IsDescending(ReadOnlySpan<CgmRow> rows, ReadOnlySpan<int> glucose)
+    private static bool IsDescending(ReadOnlySpan<long> wallMs)
     {
         int up = 0, down = 0;
-        for (var k = 1; k < glucose.Length; k++)
+        for (var k = 1; k < wallMs.Length; k++)
         {
-            var deltaMs = rows[glucose[k]].TimeMs - rows[glucose[k - 1]].TimeMs;
+            var deltaMs = wallMs[k] - wallMs[k - 1];
             if (deltaMs > 0) up++;
             else if (deltaMs < 0) down++;
         }
@@ -236,8 +249,8 @@ public static class CgmResampler
     /// <summary>Copies the events with their time on the continuous clock. An event takes the clock of the glucose
     /// reading beside it in file order; one that sits between the two readings around a clock shift takes the clock
     /// of the reading whose wall-clock time is nearer to its own.</summary>
-    private static void ShiftEvents(ReadOnlySpan<CgmRow> rows, ReadOnlySpan<int> glucose, ReadOnlySpan<long> continuousMs,
-        ReadOnlySpan<int> eventRows, bool descending, Span<CgmRow> events)
+    private static void ShiftEvents(ReadOnlySpan<CgmRow> rows, ReadOnlySpan<int> glucose, ReadOnlySpan<long> wallMs,
+        ReadOnlySpan<long> continuousMs, ReadOnlySpan<int> eventRows, bool descending, Span<CgmRow> events)
     {
         var next = 0;
         for (var e = 0; e < eventRows.Length; e++)
@@ -251,10 +264,9 @@ public static class CgmResampler
             {
                 var after = Math.Min(next, glucose.Length - 1);
                 var before = Math.Max(next - 1, 0);
-                var offsetBefore = continuousMs[before] - rows[glucose[before]].TimeMs;
-                var offsetAfter = continuousMs[after] - rows[glucose[after]].TimeMs;
-                offsetMs = offsetBefore == offsetAfter
-                    || Math.Abs(row.TimeMs - rows[glucose[before]].TimeMs) <= Math.Abs(row.TimeMs - rows[glucose[after]].TimeMs)
+                var offsetBefore = continuousMs[before] - wallMs[before];
+                var offsetAfter = continuousMs[after] - wallMs[after];
+                offsetMs = offsetBefore == offsetAfter || Math.Abs(row.TimeMs - wallMs[before]) <= Math.Abs(row.TimeMs - wallMs[after])
                     ? offsetBefore
                     : offsetAfter;
             }
