@@ -72,6 +72,7 @@ public sealed class ForecastConsumer : IDisposable
     private readonly CgmForecast _forecast = new() { SchemaVersion = 1 };
 
     private long _consumed, _forecasts, _deadLettered, _batches, _batchedRequests, _inferenceTicks, _summaryTicks, _commitFailures, _deliveryFailures;
+    private Exception? _failure;
 
     public ForecastConsumer(ForecastOptions options, OnnxGlucoseForecaster forecaster, ForecastConsumerSettings settings,
         ForecastNames? names = null, ILoggerFactory? logs = null)
@@ -111,10 +112,9 @@ public sealed class ForecastConsumer : IDisposable
     public TimeSpan InferenceTime => Stopwatch.GetElapsedTime(0, Interlocked.Read(ref _inferenceTicks));
     public TimeSpan SummaryTime => Stopwatch.GetElapsedTime(0, Interlocked.Read(ref _summaryTicks));
     public long CommitFailures => Interlocked.Read(ref _commitFailures);
+    public long DeliveryFailures => Interlocked.Read(ref _deliveryFailures);
     /// <summary>Why the consumer loop stopped on its own (null while it runs or after a graceful stop).</summary>
     public Exception? Failure => Volatile.Read(ref _failure);
-    private Exception? _failure;
-    public long DeliveryFailures => Interlocked.Read(ref _deliveryFailures);
 
     public ForecastConsumer Start()
     {
@@ -221,8 +221,7 @@ public sealed class ForecastConsumer : IDisposable
             DeadLetter(r, reason, nameof(ForecastRequestException));
             return;
         }
-        _queue.Enqueue(new QueuedRequest(request, r.Message.Key!, r.Partition.Value, r.Offset.Value, r.Message.Timestamp.UnixTimestampMs,
-            Stopwatch.GetTimestamp()));
+        _queue.Enqueue(new QueuedRequest(request, r, Stopwatch.GetTimestamp()));
     }
 
     /// <summary>Takes up to MaxBatchSize requests (interactive first), runs the model once, emits one forecast each.</summary>
@@ -255,14 +254,14 @@ public sealed class ForecastConsumer : IDisposable
             if (!ok)
             {
                 // Valid input, unusable output: the model is at fault, but one request must not stop the stream.
-                DeadLetter(p, "the model returned a non-finite mean or standard deviation for this window", nameof(ForecastModelException), owner);
+                DeadLetter(p.Record, "the model returned a non-finite mean or standard deviation for this window", nameof(ForecastModelException), owner);
                 continue;
             }
             Send(_names.ForecastsTopic, new Message<byte[]?, byte[]?>
             {
-                Key = p.Key,
+                Key = p.Record.Message.Key,
                 Value = Encode(p.Request),
-                Timestamp = new Timestamp(p.TimestampUnixMs, TimestampType.CreateTime),
+                Timestamp = new Timestamp(p.Record.Message.Timestamp.UnixTimestampMs, TimestampType.CreateTime),
                 Headers = new Headers { { StreamHeaders.OutputId, Encoding.UTF8.GetBytes("forecast:" + p.Request.RequestId) } },
             }, owner);
             Interlocked.Increment(ref _forecasts);
@@ -294,36 +293,24 @@ public sealed class ForecastConsumer : IDisposable
         return f.ToByteArray();
     }
 
-    private void DeadLetter(ConsumeResult<byte[]?, byte[]?> r, string error, string errorType)
+    /// <summary>The record as it arrived (key, value, timestamp, headers) to the dead-letter topic, with the stream
+    /// runtime's headers; its offset is done once the dead letter is acknowledged.</summary>
+    private void DeadLetter(ConsumeResult<byte[]?, byte[]?> r, string error, string errorType, InFlight? batch = null)
     {
-        var owner = new InFlight(this);
+        var owner = batch ?? new InFlight(this);
         owner.Track(r.Partition.Value, r.Offset.Value);
         Send(_names.DeadLetterTopic, new Message<byte[]?, byte[]?>
         {
             Key = r.Message.Key, Value = r.Message.Value, Timestamp = r.Message.Timestamp,
             Headers = StreamHeaders.DeadLetter(r, error, errorType, ProcessorName),
         }, owner);
-        _inFlight.Add(owner);
-        owner.Sealed();
+        if (batch is null)
+        {
+            _inFlight.Add(owner);
+            owner.Sealed();
+        }
         Interlocked.Increment(ref _deadLettered);
         _log.LogWarning("forecaster: record {Topic}[{Partition}]@{Offset} dead-lettered: {Error}", r.Topic, r.Partition.Value, r.Offset.Value, error);
-    }
-
-    /// <summary>A decoded request the model failed on: dead-lettered from its re-encoded form with the same headers.</summary>
-    private void DeadLetter(QueuedRequest p, string error, string errorType, InFlight owner)
-    {
-        var original = new ConsumeResult<byte[]?, byte[]?>
-        {
-            Topic = _names.RequestsTopic, Partition = new Partition(p.Partition), Offset = new Offset(p.Offset),
-            Message = new Message<byte[]?, byte[]?> { Key = p.Key, Value = p.Request.ToByteArray(), Timestamp = new Timestamp(p.TimestampUnixMs, TimestampType.CreateTime) },
-        };
-        Send(_names.DeadLetterTopic, new Message<byte[]?, byte[]?>
-        {
-            Key = original.Message.Key, Value = original.Message.Value, Timestamp = original.Message.Timestamp,
-            Headers = StreamHeaders.DeadLetter(original, error, errorType, ProcessorName),
-        }, owner);
-        Interlocked.Increment(ref _deadLettered);
-        _log.LogWarning("forecaster: request {RequestId} of {User} dead-lettered: {Error}", p.Request.RequestId, p.Request.UserId, error);
     }
 
     /// <summary>Hands one output to the producer; a full producer queue means the broker is slower than the model:

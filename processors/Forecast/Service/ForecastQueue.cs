@@ -1,11 +1,16 @@
 using System.Diagnostics;
+using Confluent.Kafka;
 using StreamHealth.Schemas;
 
 namespace StreamHealth.Forecast.Service;
 
-/// <summary>A valid request waiting for a batch: the decoded request, its record key and position, the record
-/// timestamp (copied to the forecast) and when it arrived here (Stopwatch ticks, for MaxWaitMs).</summary>
-internal readonly record struct QueuedRequest(CgmForecastRequest Request, byte[] Key, int Partition, long Offset, long TimestampUnixMs, long ArrivedTicks);
+/// <summary>A valid request waiting for a batch: the decoded request, the record it came in (key, position, timestamp
+/// — copied to the forecast — and the bytes a dead letter would carry) and when it arrived here (Stopwatch ticks, for MaxWaitMs).</summary>
+internal readonly record struct QueuedRequest(CgmForecastRequest Request, ConsumeResult<byte[]?, byte[]?> Record, long ArrivedTicks)
+{
+    public int Partition => Record.Partition.Value;
+    public long Offset => Record.Offset.Value;
+}
 
 /// <summary>Requests read but not yet forecast, in two FIFO lanes: interactive requests (a person is looking at the
 /// screen) leave before background ones (the CGM topology's periodic requests). Within a lane, arrival order.</summary>

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Confluent.Kafka;
 using StreamHealth.Forecast.Service;
 using StreamHealth.Schemas;
 
@@ -7,7 +8,9 @@ namespace StreamHealth.Tests.Forecast;
 public sealed class ForecastQueueTests
 {
     private static QueuedRequest Q(string id, bool interactive, int partition = 0, long offset = 0, long arrived = 0) =>
-        new(new CgmForecastRequest { RequestId = id, Interactive = interactive }, [], partition, offset, 0, arrived == 0 ? Stopwatch.GetTimestamp() : arrived);
+        new(new CgmForecastRequest { RequestId = id, Interactive = interactive },
+            new ConsumeResult<byte[]?, byte[]?> { Topic = "requests", Partition = new Partition(partition), Offset = new Offset(offset), Message = new Message<byte[]?, byte[]?>() },
+            arrived == 0 ? Stopwatch.GetTimestamp() : arrived);
 
     [Fact]
     public void Interactive_requests_leave_before_background_ones_each_lane_in_arrival_order()
