@@ -8,8 +8,6 @@ namespace StreamHealth.Tests.Cgm.Series;
 /// for them.</summary>
 public sealed class CgmClockShiftTests
 {
-    private static readonly CgmSeriesOptions Options = new();
-
     /// <summary>A Dexcom-like sensor on the continuous clock: exactly every 5 minutes, 12 s past the grid, values
     /// that never repeat an hour apart.</summary>
     private static List<CgmRow> Sensor(string firstWallClock, int count)
@@ -18,12 +16,6 @@ public sealed class CgmClockShiftTests
         var rows = new List<CgmRow>(count);
         for (var i = 0; i < count; i++) rows.Add(CgmRow.Glucose(first + i * Cadence, Math.Round(140 + 40 * Math.Sin(i / 7.0) + i % 3)));
         return rows;
-    }
-
-    private static (List<CgmRow> Output, ResampleReport Report) Resample(List<CgmRow> rows, CgmSeriesOptions? options = null)
-    {
-        var output = new List<CgmRow>();
-        return (output, CgmResampler.Resample(rows.ToArray(), options ?? Options, output));
     }
 
     /// <summary>The series is the same as the continuous-clock one; only original times and the Synchronised flag

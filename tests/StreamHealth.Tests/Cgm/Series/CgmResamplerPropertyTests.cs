@@ -23,12 +23,6 @@ public sealed class CgmResamplerPropertyTests
         }
     }
 
-    internal static (List<CgmRow> Output, ResampleReport Report) Resample(List<CgmRow> rows)
-    {
-        var output = new List<CgmRow>();
-        return (output, CgmResampler.Resample(rows.ToArray(), Options, output));
-    }
-
     [Fact]
     public void Invariants_hold_on_generated_exports_with_gaps_duplicates_bad_values_and_local_reordering()
     {

@@ -10,13 +10,6 @@ public sealed class CgmResamplerTests
     private static readonly CgmSeriesOptions Options = new();
     private static readonly long T0 = At("2025-03-10 08:00");
 
-    private static (List<CgmRow> Output, ResampleReport Report) Resample(IEnumerable<CgmRow> rows, CgmSeriesOptions? options = null)
-    {
-        var output = new List<CgmRow>();
-        var report = CgmResampler.Resample(rows.ToArray(), options ?? Options, output);
-        return (output, report);
-    }
-
     [Fact]
     public void Each_reading_goes_to_the_nearest_grid_time_and_keeps_its_original_time()
     {

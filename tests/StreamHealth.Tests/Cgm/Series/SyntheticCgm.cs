@@ -1,5 +1,6 @@
 using System.Globalization;
 using StreamHealth.Cgm;
+using StreamHealth.Cgm.Series;
 
 namespace StreamHealth.Tests.Cgm.Series;
 
@@ -28,6 +29,13 @@ internal sealed class SyntheticCgm(Random random)
     public List<long> QuietAround { get; } = [];
 
     public long QuietSpanMs { get; init; } = Hour;
+
+    /// <summary>The tests' shorthand: resample into a new list with the given (default) options.</summary>
+    public static (List<CgmRow> Output, ResampleReport Report) Resample(IEnumerable<CgmRow> rows, CgmSeriesOptions? options = null)
+    {
+        var output = new List<CgmRow>();
+        return (output, CgmResampler.Resample(rows.ToArray(), options ?? new CgmSeriesOptions(), output));
+    }
 
     /// <summary>Milliseconds since 1970 of a wall-clock time written <c>yyyy-MM-dd HH:mm[:ss]</c>.</summary>
     public static long At(string wallClock) =>
