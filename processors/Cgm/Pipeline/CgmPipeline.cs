@@ -46,7 +46,7 @@ public sealed class CgmPipeline : IDisposable
         new SinkRunner(new SinkOptions
         {
             BootstrapServers = bootstrapServers, Topic = names.LatestTopic, GroupId = names.RedisSinkGroup, SessionTimeoutMs = sessionTimeoutMs,
-        }, new CgmLatestRedisWriter(redis), logs)
+        }, CgmLatestRedisWriter.Create(redis), logs)
     );
 
     public CgmPipeline Start()

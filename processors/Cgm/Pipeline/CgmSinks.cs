@@ -140,28 +140,8 @@ public static class CgmLatestCache
 }
 
 /// <summary>cgm.latest → <see cref="CgmLatestCache"/>.</summary>
-public sealed class CgmLatestRedisWriter(IConnectionMultiplexer redis) : ISinkWriter
+public static class CgmLatestRedisWriter
 {
-    public string Name => "cgm-latest-redis";
-
-    public void Write(IReadOnlyList<SinkRecord> batch)
-    {
-        var db = redis.GetDatabase();
-        var writes = new List<Task>(batch.Count);
-        foreach (var record in batch)
-        {
-            CgmLatest latest;
-            try
-            {
-                latest = CgmLatest.Parser.ParseFrom(record.Value ?? []);
-            }
-            catch (Google.Protobuf.InvalidProtocolBufferException)
-            {
-                continue;   // written by the topology only; a cache has no dead-letter table to add to
-            }
-            if (latest.UserId.Length > 0) writes.Add(CgmLatestCache.WriteAsync(db, latest));
-        }
-        if (!Task.WaitAll([.. writes], TimeSpan.FromSeconds(10)))
-            throw new TimeoutException($"Redis did not acknowledge {writes.Count} latest-glucose writes within 10 s");
-    }
+    public static ISinkWriter Create(IConnectionMultiplexer redis) => new RedisWriteThrough<CgmLatest>(
+        "cgm-latest-redis", "latest-glucose", redis, CgmLatest.Parser, l => l.UserId.Length > 0, CgmLatestCache.WriteAsync);
 }

@@ -34,7 +34,7 @@ public sealed class ForecastService : IDisposable
         new SinkRunner(new SinkOptions
         {
             BootstrapServers = bootstrapServers, Topic = names.ForecastsTopic, GroupId = names.RedisSinkGroup, SessionTimeoutMs = sessionTimeoutMs,
-        }, new ForecastRedisWriter(redis), logs)
+        }, ForecastRedisWriter.Create(redis), logs)
     );
 
     public ForecastService Start()

@@ -172,29 +172,8 @@ public static class ForecastCache
 }
 
 /// <summary>cgm.forecasts → <see cref="ForecastCache"/>.</summary>
-public sealed class ForecastRedisWriter(IConnectionMultiplexer redis) : ISinkWriter
+public static class ForecastRedisWriter
 {
-    public string Name => "cgm-forecasts-redis";
-
-    public void Write(IReadOnlyList<SinkRecord> batch)
-    {
-        var db = redis.GetDatabase();
-        var writes = new List<Task>(batch.Count);
-        foreach (var record in batch)
-        {
-            CgmForecast f;
-            try
-            {
-                f = CgmForecast.Parser.ParseFrom(record.Value ?? []);
-            }
-            catch (Google.Protobuf.InvalidProtocolBufferException)
-            {
-                continue;   // the PostgreSQL sink keeps it in streamhealth.dead_letters; a cache has nothing to add
-            }
-            if (f.UserId.Length > 0) writes.Add(ForecastCache.WriteAsync(db, f));
-        }
-        // Any failure throws here: the runner retries the whole batch (compare-and-set makes that harmless).
-        if (!Task.WaitAll([.. writes], TimeSpan.FromSeconds(10)))
-            throw new TimeoutException($"Redis did not acknowledge {writes.Count} forecast writes within 10 s");
-    }
+    public static ISinkWriter Create(IConnectionMultiplexer redis) => new RedisWriteThrough<CgmForecast>(
+        "cgm-forecasts-redis", "forecast", redis, CgmForecast.Parser, f => f.UserId.Length > 0, ForecastCache.WriteAsync);
 }

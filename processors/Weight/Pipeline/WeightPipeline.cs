@@ -50,7 +50,7 @@ public sealed class WeightPipeline : IDisposable
         new SinkRunner(new SinkOptions
         {
             BootstrapServers = bootstrapServers, Topic = names.FilteredTopic, GroupId = names.RedisSinkGroup, SessionTimeoutMs = sessionTimeoutMs,
-        }, new WeightRedisWriter(redis), logs)
+        }, WeightRedisWriter.Create(redis), logs)
     );
 
     public WeightPipeline Start()

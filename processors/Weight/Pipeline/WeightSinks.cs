@@ -117,31 +117,10 @@ public sealed class WeightPostgresWriter(NpgsqlDataSource db, ILogger? log = nul
         .Select(r => System.Text.RegularExpressions.Regex.Replace(r.ToString(), "(?<!^)([A-Z])", "_$1").ToLowerInvariant()).ToArray();
 }
 
-/// <summary>weights.filtered → Redis latest-weight hashes (<see cref="WeightLatestCache"/>), written through
-/// with compare-and-set on event time; results without an estimate (still buffering) are skipped.</summary>
-public sealed class WeightRedisWriter(IConnectionMultiplexer redis) : ISinkWriter
+/// <summary>weights.filtered → Redis latest-weight hashes (<see cref="WeightLatestCache"/>); results without an
+/// estimate (still buffering) are skipped.</summary>
+public static class WeightRedisWriter
 {
-    public string Name => "weights-redis";
-
-    public void Write(IReadOnlyList<SinkRecord> batch)
-    {
-        var db = redis.GetDatabase();
-        var writes = new List<Task>(batch.Count);
-        foreach (var record in batch)
-        {
-            WeightResult r;
-            try
-            {
-                r = WeightResult.Parser.ParseFrom(record.Value ?? []);
-            }
-            catch (Google.Protobuf.InvalidProtocolBufferException)
-            {
-                continue;   // the PostgreSQL sink keeps it in streamhealth.dead_letters; a cache has nothing to add
-            }
-            if (WeightLatestCache.HasEstimate(r)) writes.Add(WeightLatestCache.WriteAsync(db, r));
-        }
-        // Any failure throws here: the runner retries the whole batch (compare-and-set makes that harmless).
-        if (!Task.WaitAll([.. writes], TimeSpan.FromSeconds(10)))
-            throw new TimeoutException($"Redis did not acknowledge {writes.Count} latest-weight writes within 10 s");
-    }
+    public static ISinkWriter Create(IConnectionMultiplexer redis) => new RedisWriteThrough<WeightResult>(
+        "weights-redis", "latest-weight", redis, WeightResult.Parser, WeightLatestCache.HasEstimate, WeightLatestCache.WriteAsync);
 }
