@@ -39,14 +39,10 @@ public sealed class CgmPipeline : IDisposable
     public static (SinkRunner Postgres, SinkRunner Redis) CreateSinks(CgmPipelineNames names, string bootstrapServers,
         NpgsqlDataSource postgres, IConnectionMultiplexer redis, ILoggerFactory logs, int sessionTimeoutMs = 6_000) =>
     (
-        new SinkRunner(new SinkOptions
-        {
-            BootstrapServers = bootstrapServers, Topic = names.ReadingsTopic, GroupId = names.PostgresSinkGroup, SessionTimeoutMs = sessionTimeoutMs,
-        }, new CgmReadingsPostgresWriter(postgres, logs.CreateLogger("StreamHealth.Sinks.cgm-readings-postgres")), logs),
-        new SinkRunner(new SinkOptions
-        {
-            BootstrapServers = bootstrapServers, Topic = names.LatestTopic, GroupId = names.RedisSinkGroup, SessionTimeoutMs = sessionTimeoutMs,
-        }, CgmLatestRedisWriter.Create(redis), logs)
+        SinkRunner.For(bootstrapServers, names.ReadingsTopic, names.PostgresSinkGroup,
+            new CgmReadingsPostgresWriter(postgres, logs.CreateLogger("StreamHealth.Sinks.cgm-readings-postgres")), logs, sessionTimeoutMs),
+        SinkRunner.For(bootstrapServers, names.LatestTopic, names.RedisSinkGroup,
+            CgmLatestRedisWriter.Create(redis), logs, sessionTimeoutMs)
     );
 
     public CgmPipeline Start()

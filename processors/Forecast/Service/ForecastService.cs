@@ -27,14 +27,10 @@ public sealed class ForecastService : IDisposable
     public static (SinkRunner Postgres, SinkRunner Redis) CreateSinks(ForecastNames names, string bootstrapServers, NpgsqlDataSource postgres,
         IConnectionMultiplexer redis, ILoggerFactory logs, int sessionTimeoutMs = 6_000) =>
     (
-        new SinkRunner(new SinkOptions
-        {
-            BootstrapServers = bootstrapServers, Topic = names.ForecastsTopic, GroupId = names.PostgresSinkGroup, SessionTimeoutMs = sessionTimeoutMs,
-        }, new ForecastPostgresWriter(postgres, logs.CreateLogger("StreamHealth.Sinks.cgm-forecasts-postgres")), logs),
-        new SinkRunner(new SinkOptions
-        {
-            BootstrapServers = bootstrapServers, Topic = names.ForecastsTopic, GroupId = names.RedisSinkGroup, SessionTimeoutMs = sessionTimeoutMs,
-        }, ForecastRedisWriter.Create(redis), logs)
+        SinkRunner.For(bootstrapServers, names.ForecastsTopic, names.PostgresSinkGroup,
+            new ForecastPostgresWriter(postgres, logs.CreateLogger("StreamHealth.Sinks.cgm-forecasts-postgres")), logs, sessionTimeoutMs),
+        SinkRunner.For(bootstrapServers, names.ForecastsTopic, names.RedisSinkGroup,
+            ForecastRedisWriter.Create(redis), logs, sessionTimeoutMs)
     );
 
     public ForecastService Start()

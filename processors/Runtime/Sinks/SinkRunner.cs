@@ -58,6 +58,13 @@ public sealed class SinkRunner : IDisposable
         _log = (logs ?? NullLoggerFactory.Instance).CreateLogger($"StreamHealth.Sinks.{writer.Name}");
     }
 
+    /// <summary>A sink with the default batching: <paramref name="writer"/> over <paramref name="topic"/> in its own
+    /// consumer group (what every pipeline's result sinks are).</summary>
+    public static SinkRunner For(string bootstrapServers, string topic, string groupId, ISinkWriter writer, ILoggerFactory logs,
+        int sessionTimeoutMs = 6_000) =>
+        new(new SinkOptions { BootstrapServers = bootstrapServers, Topic = topic, GroupId = groupId, SessionTimeoutMs = sessionTimeoutMs },
+            writer, logs);
+
     public long Written => Interlocked.Read(ref _written);
     public long Batches => Interlocked.Read(ref _batches);
     public long FailedAttempts => Interlocked.Read(ref _failedAttempts);

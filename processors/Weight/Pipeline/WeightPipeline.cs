@@ -43,14 +43,10 @@ public sealed class WeightPipeline : IDisposable
     public static (SinkRunner Postgres, SinkRunner Redis) CreateSinks(WeightPipelineNames names, string bootstrapServers,
         NpgsqlDataSource postgres, IConnectionMultiplexer redis, ILoggerFactory logs, int sessionTimeoutMs = 6_000) =>
     (
-        new SinkRunner(new SinkOptions
-        {
-            BootstrapServers = bootstrapServers, Topic = names.FilteredTopic, GroupId = names.PostgresSinkGroup, SessionTimeoutMs = sessionTimeoutMs,
-        }, new WeightPostgresWriter(postgres, logs.CreateLogger("StreamHealth.Sinks.weights-postgres")), logs),
-        new SinkRunner(new SinkOptions
-        {
-            BootstrapServers = bootstrapServers, Topic = names.FilteredTopic, GroupId = names.RedisSinkGroup, SessionTimeoutMs = sessionTimeoutMs,
-        }, WeightRedisWriter.Create(redis), logs)
+        SinkRunner.For(bootstrapServers, names.FilteredTopic, names.PostgresSinkGroup,
+            new WeightPostgresWriter(postgres, logs.CreateLogger("StreamHealth.Sinks.weights-postgres")), logs, sessionTimeoutMs),
+        SinkRunner.For(bootstrapServers, names.FilteredTopic, names.RedisSinkGroup,
+            WeightRedisWriter.Create(redis), logs, sessionTimeoutMs)
     );
 
     public WeightPipeline Start()
