@@ -18,43 +18,8 @@ public static class Gaussian
     public static double Cdf(double z)
     {
         var y = Math.Abs(z);
-        if (y <= 0.67448975)
-        {
-            // Central range: Φ(z) = ½ + z·R(z²).
-            var zsq = y > 1.11e-16 ? z * z : 0;
-            var num = 0.065682337918207449113 * zsq;
-            var den = zsq;
-            num = (num + 2.2352520354606839287) * zsq; den = (den + 47.20258190468824187) * zsq;
-            num = (num + 161.02823106855587881) * zsq; den = (den + 976.09855173777669322) * zsq;
-            num = (num + 1067.6894854603709582) * zsq; den = (den + 10260.932208618978205) * zsq;
-            return 0.5 + z * (num + 18154.981253343561249) / (den + 45507.789335026729956);
-        }
-        double tail;
-        if (y <= Sqrt32)
-        {
-            var num = 1.0765576773720192317e-8 * y;
-            var den = y;
-            num = (num + 0.39894151208813466764) * y; den = (den + 22.266688044328115691) * y;
-            num = (num + 8.8831497943883759412) * y; den = (den + 235.38790178262499861) * y;
-            num = (num + 93.506656132177855979) * y; den = (den + 1519.377599407554805) * y;
-            num = (num + 597.27027639480026226) * y; den = (den + 6485.558298266760755) * y;
-            num = (num + 2494.5375852903726711) * y; den = (den + 18615.571640885098091) * y;
-            num = (num + 6848.1904505362823326) * y; den = (den + 34900.952721145977266) * y;
-            num = (num + 11602.651437647350124) * y; den = (den + 38912.003286093271411) * y;
-            tail = Exp2Part(y) * (num + 9842.7148383839780218) / (den + 19685.429676859990727);
-        }
-        else
-        {
-            var ysq = 1 / (y * y);
-            var num = 0.02307344176494017303 * ysq;
-            var den = ysq;
-            num = (num + 0.21589853405795699) * ysq; den = (den + 1.28426009614491121) * ysq;
-            num = (num + 0.1274011611602473639) * ysq; den = (den + 0.468238212480865118) * ysq;
-            num = (num + 0.022235277870649807) * ysq; den = (den + 0.0659881378689285515) * ysq;
-            num = (num + 0.001421619193227893466) * ysq; den = (den + 0.00378239633202758244) * ysq;
-            var r = ysq * (num + 2.9112874951168792e-5) / (den + 7.29751555083966205e-5);
-            tail = Exp2Part(y) * (InvSqrt2Pi - r) / y;
-        }
+        if (y <= 0.67448975) return Central(z, y > 1.11e-16 ? z * z : 0);
+        var tail = y <= Sqrt32 ? MiddleTail(y, Exp2Part(y)) : FarTail(y, Exp2Part(y));
         return z > 0 ? 1 - tail : tail;
     }
 
@@ -67,43 +32,55 @@ public static class Gaussian
         var y = Math.Abs(z);
         var e = Math.Exp(-0.5 * z * z);
         pdf = InvSqrt2Pi * e;
-        if (y <= 0.67448975)
-        {
-            var zsq = z * z;
-            var num = 0.065682337918207449113 * zsq;
-            var den = zsq;
-            num = (num + 2.2352520354606839287) * zsq; den = (den + 47.20258190468824187) * zsq;
-            num = (num + 161.02823106855587881) * zsq; den = (den + 976.09855173777669322) * zsq;
-            num = (num + 1067.6894854603709582) * zsq; den = (den + 10260.932208618978205) * zsq;
-            return 0.5 + z * (num + 18154.981253343561249) / (den + 45507.789335026729956);
-        }
-        double tail;
-        if (y <= Sqrt32)
-        {
-            var num = 1.0765576773720192317e-8 * y;
-            var den = y;
-            num = (num + 0.39894151208813466764) * y; den = (den + 22.266688044328115691) * y;
-            num = (num + 8.8831497943883759412) * y; den = (den + 235.38790178262499861) * y;
-            num = (num + 93.506656132177855979) * y; den = (den + 1519.377599407554805) * y;
-            num = (num + 597.27027639480026226) * y; den = (den + 6485.558298266760755) * y;
-            num = (num + 2494.5375852903726711) * y; den = (den + 18615.571640885098091) * y;
-            num = (num + 6848.1904505362823326) * y; den = (den + 34900.952721145977266) * y;
-            num = (num + 11602.651437647350124) * y; den = (den + 38912.003286093271411) * y;
-            tail = e * (num + 9842.7148383839780218) / (den + 19685.429676859990727);
-        }
-        else
-        {
-            var ysq = 1 / (y * y);
-            var num = 0.02307344176494017303 * ysq;
-            var den = ysq;
-            num = (num + 0.21589853405795699) * ysq; den = (den + 1.28426009614491121) * ysq;
-            num = (num + 0.1274011611602473639) * ysq; den = (den + 0.468238212480865118) * ysq;
-            num = (num + 0.022235277870649807) * ysq; den = (den + 0.0659881378689285515) * ysq;
-            num = (num + 0.001421619193227893466) * ysq; den = (den + 0.00378239633202758244) * ysq;
-            var r = ysq * (num + 2.9112874951168792e-5) / (den + 7.29751555083966205e-5);
-            tail = e * (InvSqrt2Pi - r) / y;
-        }
+        if (y <= 0.67448975) return Central(z, z * z);
+        var tail = y <= Sqrt32 ? MiddleTail(y, e) : FarTail(y, e);
         return z > 0 ? 1 - tail : tail;
+    }
+
+    // Cody's three rational approximations, shared by Cdf and CdfAndPdf (which differ only in how they compute
+    // exp(−y²/2), passed in as expHalfYSq); each keeps Cody's evaluation order, so results are bit-identical.
+
+    /// <summary>|z| ≤ 0.674: Φ(z) = ½ + z·R(z²).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static double Central(double z, double zsq)
+    {
+        var num = 0.065682337918207449113 * zsq;
+        var den = zsq;
+        num = (num + 2.2352520354606839287) * zsq; den = (den + 47.20258190468824187) * zsq;
+        num = (num + 161.02823106855587881) * zsq; den = (den + 976.09855173777669322) * zsq;
+        num = (num + 1067.6894854603709582) * zsq; den = (den + 10260.932208618978205) * zsq;
+        return 0.5 + z * (num + 18154.981253343561249) / (den + 45507.789335026729956);
+    }
+
+    /// <summary>0.674 &lt; y ≤ √32: the upper tail 1 − Φ(y).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static double MiddleTail(double y, double expHalfYSq)
+    {
+        var num = 1.0765576773720192317e-8 * y;
+        var den = y;
+        num = (num + 0.39894151208813466764) * y; den = (den + 22.266688044328115691) * y;
+        num = (num + 8.8831497943883759412) * y; den = (den + 235.38790178262499861) * y;
+        num = (num + 93.506656132177855979) * y; den = (den + 1519.377599407554805) * y;
+        num = (num + 597.27027639480026226) * y; den = (den + 6485.558298266760755) * y;
+        num = (num + 2494.5375852903726711) * y; den = (den + 18615.571640885098091) * y;
+        num = (num + 6848.1904505362823326) * y; den = (den + 34900.952721145977266) * y;
+        num = (num + 11602.651437647350124) * y; den = (den + 38912.003286093271411) * y;
+        return expHalfYSq * (num + 9842.7148383839780218) / (den + 19685.429676859990727);
+    }
+
+    /// <summary>y &gt; √32: the upper tail 1 − Φ(y) by the asymptotic series.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static double FarTail(double y, double expHalfYSq)
+    {
+        var ysq = 1 / (y * y);
+        var num = 0.02307344176494017303 * ysq;
+        var den = ysq;
+        num = (num + 0.21589853405795699) * ysq; den = (den + 1.28426009614491121) * ysq;
+        num = (num + 0.1274011611602473639) * ysq; den = (den + 0.468238212480865118) * ysq;
+        num = (num + 0.022235277870649807) * ysq; den = (den + 0.0659881378689285515) * ysq;
+        num = (num + 0.001421619193227893466) * ysq; den = (den + 0.00378239633202758244) * ysq;
+        var r = ysq * (num + 2.9112874951168792e-5) / (den + 7.29751555083966205e-5);
+        return expHalfYSq * (InvSqrt2Pi - r) / y;
     }
 
     /// <summary>exp(−y²/2) split as exp(−a²/2)·exp(−(y−a)(y+a)/2) with a = y rounded down to 1/16, so the
