@@ -9,7 +9,6 @@ using StackExchange.Redis;
 using StreamHealth.Cgm;
 using StreamHealth.Cgm.Formats;
 using StreamHealth.Cgm.Pipeline;
-using StreamHealth.Cgm.Series;
 using StreamHealth.Gateway.Cgm;
 
 namespace StreamHealth.Gateway.Apis;
@@ -168,26 +167,14 @@ public static class CgmApi
     {
         try
         {
-            CgmFormat format;
-            List<CgmRow> rows;
-            // File order, not sorted: the resampler finds daylight-saving jumps by the order the export wrote.
-            await using (var file = await CgmUploads.ReceiveAsync(request, gateway.Cgm.MaxUploadBytes, ct))
-            using (var reader = CgmFormats.Open(file, leaveOpen: true))
-            {
-                rows = reader.ReadAll();
-                format = reader.Format;
-            }
-            var options = new CgmSeriesOptions();
-            var series = new List<CgmRow>(rows.Count + rows.Count / 4);
-            var report = CgmResampler.Resample(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(rows), options, series);
-            var dataset = CgmDataset.FromSeries(format, options.StepMinutes, series);
+            var (dataset, report) = await CgmUploads.ReceiveSeriesAsync(request, gateway.Cgm.MaxUploadBytes, ct);
             if (dataset.Points == 0)
                 return TypedResults.Problem(title: "No glucose readings", statusCode: StatusCodes.Status422UnprocessableEntity,
-                    detail: $"The {format.Name()} file holds no glucose readings to build a series from.");
+                    detail: $"The {dataset.SourceFormat} file holds no glucose readings to build a series from.");
             var (handle, reused) = await new CgmDatasetStore(pg).SaveAsync(dataset, ct);
             // Plots of the recent windows are then instant; an interactive plot request still goes first.
             if (engine.Problem() is null) ForecastApi.Precompute(engine, dataset);
-            return TypedResults.Ok(new ProcessedDataset(handle, reused, format.Name(),
+            return TypedResults.Ok(new ProcessedDataset(handle, reused, dataset.SourceFormat,
                 DateTime.UnixEpoch.AddMilliseconds(dataset.TimesUnixMs[0]), DateTime.UnixEpoch.AddMilliseconds(dataset.TimesUnixMs[^1]),
                 dataset.Points, dataset.Sequences, report.Imputed, report.Duplicates, report.OutOfRange, report.Dropped,
                 report.ClockShiftsCorrected));

@@ -3,10 +3,7 @@ using System.Text.Json.Serialization;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Npgsql;
 using StackExchange.Redis;
-using StreamHealth.Cgm;
-using StreamHealth.Cgm.Formats;
 using StreamHealth.Cgm.Pipeline;
-using StreamHealth.Cgm.Series;
 using StreamHealth.Forecast.Service;
 using StreamHealth.Gateway.Cgm;
 
@@ -116,22 +113,12 @@ public static class ForecastApi
     {
         try
         {
-            CgmFormat format;
-            List<CgmRow> rows;
-            await using (var file = await CgmUploads.ReceiveAsync(request, gateway.Cgm.MaxUploadBytes, ct))
-            using (var reader = CgmFormats.Open(file, leaveOpen: true))
-            {
-                rows = reader.ReadAll();
-                format = reader.Format;
-            }
-            var options = new CgmSeriesOptions();
-            var series = new List<CgmRow>(rows.Count + rows.Count / 4);
-            CgmResampler.Resample(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(rows), options, series);
-            var windows = new DatasetWindows(CgmDataset.FromSeries(format, options.StepMinutes, series), engine.InputSteps);
+            var (dataset, _) = await CgmUploads.ReceiveSeriesAsync(request, gateway.Cgm.MaxUploadBytes, ct);
+            var windows = new DatasetWindows(dataset, engine.InputSteps);
             if (windows.Count == 0)
                 return TypedResults.Problem(title: "Not enough data to forecast", statusCode: StatusCodes.Status422UnprocessableEntity,
-                    detail: $"The {format.Name()} file has no run of {engine.InputSteps} consecutive 5-minute readings (8 hours without a gap over 15 minutes).");
-            return await PlotAsync(engine, windows, 0, $"Forecast from the latest 8 hours of a {format.Name()} export");
+                    detail: $"The {dataset.SourceFormat} file has no run of {engine.InputSteps} consecutive 5-minute readings (8 hours without a gap over 15 minutes).");
+            return await PlotAsync(engine, windows, 0, $"Forecast from the latest 8 hours of a {dataset.SourceFormat} export");
         }
         catch (Exception e) when (CgmApi.Problem(e) is { } problem)
         {

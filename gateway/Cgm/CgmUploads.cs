@@ -1,5 +1,9 @@
 using Confluent.Kafka;
 using Microsoft.AspNetCore.Http.Features;
+using StreamHealth.Cgm;
+using StreamHealth.Cgm.Formats;
+using StreamHealth.Cgm.Pipeline;
+using StreamHealth.Cgm.Series;
 using StreamHealth.Runtime.Configuration;
 
 namespace StreamHealth.Gateway.Cgm;
@@ -17,6 +21,18 @@ public sealed class UploadTooLargeException(long limitBytes)
 /// then read synchronously; nothing is kept in memory whole.</summary>
 public static class CgmUploads
 {
+    /// <summary>Receives an upload and resamples it, in the file's own order, into its 5-minute series
+    /// (<see cref="CgmDataset.SourceFormat"/> names the format detected).</summary>
+    public static async Task<(CgmDataset Dataset, ResampleReport Report)> ReceiveSeriesAsync(HttpRequest request, long maxBytes, CancellationToken ct)
+    {
+        List<CgmRow> rows;
+        CgmFormat format;
+        await using (var file = await ReceiveAsync(request, maxBytes, ct))
+            rows = CgmFormats.ReadFileOrder(file, out format);
+        var dataset = CgmDataset.Resample(format, rows, new CgmSeriesOptions(), out var report);
+        return (dataset, report);
+    }
+
     public static async Task<FileStream> ReceiveAsync(HttpRequest request, long maxBytes, CancellationToken ct)
     {
         if (request.ContentLength > maxBytes) throw new UploadTooLargeException(maxBytes);

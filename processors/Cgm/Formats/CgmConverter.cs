@@ -30,9 +30,7 @@ public static class CgmConverter
     /// <summary>Every row of <paramref name="input"/> (left open) in unified order (<see cref="Sort"/>).</summary>
     public static List<CgmRow> ReadAll(Stream input, out CgmFormat format)
     {
-        using var reader = CgmFormats.Open(input, leaveOpen: true);
-        format = reader.Format;
-        var rows = reader.ReadAll();
+        var rows = CgmFormats.ReadFileOrder(input, out format);
         Sort(rows);
         return rows;
     }

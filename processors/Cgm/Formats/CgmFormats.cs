@@ -58,6 +58,15 @@ public static class CgmFormats
         return reader.Open(new HeadReplayStream(head, length, file, leaveOpen));
     }
 
+    /// <summary>Every row of the file in the file's own order (the resampler finds daylight-saving jumps by it);
+    /// the stream is left open. Throws <see cref="CgmFormatException"/> before returning anything.</summary>
+    public static List<CgmRow> ReadFileOrder(Stream file, out CgmFormat format)
+    {
+        using var reader = Open(file, leaveOpen: true);
+        format = reader.Format;
+        return reader.ReadAll();
+    }
+
     public static CgmRowReader Open(string path) => Open(File.OpenRead(path));
 }
 

@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using Npgsql;
 using NpgsqlTypes;
 using StreamHealth.Cgm.Formats;
+using StreamHealth.Cgm.Series;
 
 namespace StreamHealth.Cgm.Pipeline;
 
@@ -13,6 +14,14 @@ public sealed record CgmDataset(string Handle, string SourceFormat, int StepMinu
 {
     public int Points => TimesUnixMs.Length;
     public int Sequences => SequenceIds.Length == 0 ? 0 : SequenceIds[^1] - SequenceIds[0] + 1;
+
+    /// <summary>Resamples an export's rows (in file order) and keeps the glucose series.</summary>
+    public static CgmDataset Resample(CgmFormat format, List<CgmRow> fileOrder, CgmSeriesOptions options, out ResampleReport report)
+    {
+        var series = new List<CgmRow>(fileOrder.Count + fileOrder.Count / 4);
+        report = CgmResampler.Resample(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(fileOrder), options, series);
+        return FromSeries(format, options.StepMinutes, series);
+    }
 
     /// <summary>The glucose rows of a resampled series (imputed rows included; events dropped).</summary>
     public static CgmDataset FromSeries(CgmFormat format, int stepMinutes, IReadOnlyList<CgmRow> series)

@@ -20,13 +20,7 @@ public static class CgmReadingProducer
     /// <see cref="CgmFormatException"/> before anything is built when a line cannot be read.</summary>
     public static FileReadings ReadFile(Stream file, string userId, CgmSeriesOptions? series = null, long shiftMs = 0)
     {
-        List<CgmRow> fileOrder;
-        CgmFormat format;
-        using (var reader = CgmFormats.Open(file, leaveOpen: true))
-        {
-            fileOrder = reader.ReadAll();
-            format = reader.Format;
-        }
+        var fileOrder = CgmFormats.ReadFileOrder(file, out var format);
         var continuous = new List<CgmRow>(fileOrder.Count);
         var shifts = CgmResampler.ToContinuousClock(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(fileOrder),
             series ?? new CgmSeriesOptions(), continuous);
