@@ -1,17 +1,13 @@
-using System.Buffers;
 using System.Globalization;
+using StreamHealth.Runtime.Validation;
 
 namespace StreamHealth.Gateway.Apis;
 
 /// <summary>The input rules every API shares: user ids, ISO-8601 times, and how values are quoted back in errors.</summary>
 internal static class ApiInput
 {
-    private static readonly SearchValues<char> UserIdChars =
-        SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-");
-
-    /// <summary>The one user-id rule (route values and request bodies alike).</summary>
-    public static bool IsValidUserId(string userId) =>
-        userId.Length is >= 1 and <= 128 && !userId.AsSpan().ContainsAnyExcept(UserIdChars);
+    /// <summary>The one id rule (<see cref="InputRules.IsValidId"/>), for route values and request bodies alike.</summary>
+    public static bool IsValidUserId(string userId) => InputRules.IsValidId(userId);
 
     public static void ValidateUserId(string userId, Dictionary<string, string[]> errors)
     {
@@ -31,5 +27,6 @@ internal static class ApiInput
         return null;
     }
 
-    public static string Shorten(string value) => value.Length <= 64 ? value : value[..64] + "…";
+    /// <summary>A client's value as an error may quote it: control characters escaped, at most 64 characters.</summary>
+    public static string Shorten(string value) => InputRules.Quote(value)[1..^1];
 }

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Configuration;
 using StreamHealth.Runtime.Kafka;
+using StreamHealth.Runtime.Validation;
 using StreamHealth.Schemas;
 
 namespace StreamHealth.Runtime.Configuration;
@@ -177,6 +178,7 @@ public sealed class StreamHealthOptions
     public StateOptions State { get; } = new();
     public StreamsOptions Streams { get; } = new();
     public SamplesOptions Samples { get; } = new();
+    public InputOptions Input { get; } = new();
 
     /// <summary>The configuration sources every StreamHealth process uses, in precedence order.</summary>
     public static IConfigurationBuilder AddSources(IConfigurationBuilder builder, IEnumerable<KeyValuePair<string, string?>>? overrides = null)
@@ -215,6 +217,7 @@ public sealed class StreamHealthOptions
             configuration.GetSection(StateOptions.Section).Bind(options.State);
             configuration.GetSection(StreamsOptions.Section).Bind(options.Streams);
             configuration.GetSection(SamplesOptions.Section).Bind(options.Samples);
+            configuration.GetSection(InputOptions.Section).Bind(options.Input);
         }
         catch (InvalidOperationException e)
         {
@@ -228,6 +231,7 @@ public sealed class StreamHealthOptions
         options.State.Validate(errors);
         options.Streams.Validate(errors);
         options.Samples.Validate(errors);
+        options.Input.Validate(errors);
         if (errors.Count > 0) throw new ConfigurationException("configuration error: " + string.Join("; ", errors));
         return options;
     }

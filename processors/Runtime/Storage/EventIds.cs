@@ -1,0 +1,79 @@
+using Npgsql;
+
+namespace StreamHealth.Runtime.Storage;
+
+/// <summary>What an event id is to its claimant (see schemas/sql/V0006__event_ids.sql).</summary>
+public enum EventIdClaim
+{
+    /// <summary>The id is this event's: first claim, or a retry of the same event (same user and fingerprint).</summary>
+    Owned,
+    /// <summary>Another user already uses the id.</summary>
+    OtherUser,
+    /// <summary>The same user already used the id for a different event (another time, value, unit or source).</summary>
+    OtherEvent,
+}
+
+/// <summary>streamhealth.event_ids: one owner per (workload, event id), whatever the event's time. The gateway claims an
+/// id before it produces (409 on a conflict); each PostgreSQL sink claims its batch's ids inside the batch's transaction
+/// and dead-letters the conflicting records, so a record that reached a topic without the gateway obeys the same rule.</summary>
+public static class EventIds
+{
+    /// <summary>Claims one id (its own statement; concurrent claimants of one id are serialised by the primary key).</summary>
+    public static async Task<EventIdClaim> ClaimAsync(NpgsqlDataSource db, string workload, string eventId, string userId, string fingerprint,
+        CancellationToken ct = default)
+    {
+        await using var cmd = db.CreateCommand("""
+            WITH ins AS (
+              INSERT INTO streamhealth.event_ids (workload, event_id, user_id, fingerprint) VALUES ($1, $2, $3, $4)
+              ON CONFLICT (workload, event_id) DO NOTHING RETURNING user_id, fingerprint)
+            SELECT user_id, fingerprint FROM ins
+            UNION ALL
+            SELECT user_id, fingerprint FROM streamhealth.event_ids WHERE workload = $1 AND event_id = $2
+            LIMIT 1
+            """);
+        cmd.Parameters.Add(new NpgsqlParameter { Value = workload });
+        cmd.Parameters.Add(new NpgsqlParameter { Value = eventId });
+        cmd.Parameters.Add(new NpgsqlParameter { Value = userId });
+        cmd.Parameters.Add(new NpgsqlParameter { Value = fingerprint });
+        await using var reader = await cmd.ExecuteReaderAsync(ct);
+        if (!await reader.ReadAsync(ct)) return EventIdClaim.Owned;   // a concurrent claim not yet visible: ours to race on the sink
+        return Classify(userId, fingerprint, reader.GetString(0), reader.GetString(1));
+    }
+
+    /// <summary>Claims every id of a sink batch in <paramref name="tx"/>; result i is record i's claim. Within the batch the
+    /// first occurrence of an id claims it and later ones are compared with it.</summary>
+    public static EventIdClaim[] Claim(NpgsqlConnection connection, NpgsqlTransaction tx, string workload,
+        IReadOnlyList<string> eventIds, IReadOnlyList<string> userIds, IReadOnlyList<string> fingerprints)
+    {
+        var claims = new EventIdClaim[eventIds.Count];
+        if (eventIds.Count == 0) return claims;
+        // The statement's snapshot does not see what its own INSERT adds, so an id claimed now is owned by its first
+        // occurrence in the batch (firsts), and one claimed before by the row that was already there (e).
+        using var cmd = new NpgsqlCommand("""
+            WITH input AS (SELECT x.id, x.u, x.fp, x.i FROM unnest(@ids::text[], @users::text[], @fps::text[]) WITH ORDINALITY AS x(id, u, fp, i)),
+            firsts AS (SELECT DISTINCT ON (id) id, u, fp FROM input ORDER BY id, i),
+            ins AS (INSERT INTO streamhealth.event_ids (workload, event_id, user_id, fingerprint)
+                    SELECT @workload, id, u, fp FROM firsts ON CONFLICT (workload, event_id) DO NOTHING RETURNING event_id)
+            SELECT input.i, coalesce(e.user_id, f.u), coalesce(e.fingerprint, f.fp)
+            FROM input JOIN firsts f ON f.id = input.id
+            LEFT JOIN streamhealth.event_ids e ON e.workload = @workload AND e.event_id = input.id
+            ORDER BY input.i
+            """, connection, tx);
+        cmd.Parameters.AddWithValue("workload", workload);
+        cmd.Parameters.AddWithValue("ids", eventIds);
+        cmd.Parameters.AddWithValue("users", userIds);
+        cmd.Parameters.AddWithValue("fps", fingerprints);
+        using var reader = cmd.ExecuteReader();
+        while (reader.Read())
+        {
+            var i = (int)reader.GetInt64(0) - 1;
+            claims[i] = Classify(userIds[i], fingerprints[i], reader.GetString(1), reader.GetString(2));
+        }
+        return claims;
+    }
+
+    private static EventIdClaim Classify(string userId, string fingerprint, string ownerUserId, string ownerFingerprint) =>
+        !string.Equals(userId, ownerUserId, StringComparison.Ordinal) ? EventIdClaim.OtherUser
+        : !string.Equals(fingerprint, ownerFingerprint, StringComparison.Ordinal) ? EventIdClaim.OtherEvent
+        : EventIdClaim.Owned;
+}
