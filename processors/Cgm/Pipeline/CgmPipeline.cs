@@ -40,9 +40,9 @@ public sealed class CgmPipeline : IDisposable
         NpgsqlDataSource postgres, IConnectionMultiplexer redis, ILoggerFactory logs, int sessionTimeoutMs = 6_000) =>
     (
         SinkRunner.For(bootstrapServers, names.ReadingsTopic, names.PostgresSinkGroup,
-            new CgmReadingsPostgresWriter(postgres, logs.CreateLogger("StreamHealth.Sinks.cgm-readings-postgres")), logs, sessionTimeoutMs),
+            new CgmReadingsPostgresWriter(postgres, logs.CreateLogger("StreamHealth.Sinks.cgm-readings-postgres")), postgres, logs, sessionTimeoutMs),
         SinkRunner.For(bootstrapServers, names.LatestTopic, names.RedisSinkGroup,
-            CgmLatestRedisWriter.Create(redis), logs, sessionTimeoutMs)
+            CgmLatestRedisWriter.Create(redis), postgres, logs, sessionTimeoutMs)
     );
 
     public CgmPipeline Start()

@@ -28,9 +28,9 @@ public sealed class ForecastService : IDisposable
         IConnectionMultiplexer redis, ILoggerFactory logs, int sessionTimeoutMs = 6_000) =>
     (
         SinkRunner.For(bootstrapServers, names.ForecastsTopic, names.PostgresSinkGroup,
-            new ForecastPostgresWriter(postgres, logs.CreateLogger("StreamHealth.Sinks.cgm-forecasts-postgres")), logs, sessionTimeoutMs),
+            new ForecastPostgresWriter(postgres, logs.CreateLogger("StreamHealth.Sinks.cgm-forecasts-postgres")), postgres, logs, sessionTimeoutMs),
         SinkRunner.For(bootstrapServers, names.ForecastsTopic, names.RedisSinkGroup,
-            ForecastRedisWriter.Create(redis), logs, sessionTimeoutMs)
+            ForecastRedisWriter.Create(redis), postgres, logs, sessionTimeoutMs)
     );
 
     public ForecastService Start()
