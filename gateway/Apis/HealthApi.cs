@@ -15,8 +15,25 @@ public static class HealthApi
     public sealed record HealthReport(string Status, Probe Kafka, Probe Postgres, Probe Redis, IReadOnlyList<StalledPart> Stalled,
         ForecastHealth? Forecast = null);
 
-    public static void MapHealthApi(this IEndpointRouteBuilder app) =>
+    public sealed record Readiness(string Status, Probe Kafka, Probe Postgres, Probe Redis);
+
+    public static void MapHealthApi(this IEndpointRouteBuilder app)
+    {
         app.MapGet("/health", GetHealth).WithName("Health");
+        // For orchestrator probes. A stalled sink is the processors' problem: were readiness /health, one stall would
+        // take every gateway replica out of its Service (and liveness would restart them), stopping ingest as well.
+        app.MapGet("/health/ready", GetReadiness).WithName("HealthReady");
+        app.MapGet("/health/live", () => TypedResults.Ok(new { status = "alive" })).WithName("HealthLive");
+    }
+
+    /// <summary>200 while Kafka, PostgreSQL and Redis answer (whatever the pipelines' progress), else 503.</summary>
+    private static IResult GetReadiness(OperationsMonitor monitor)
+    {
+        var ready = new Readiness("", monitor.Kafka, monitor.Postgres, monitor.Redis);
+        var ok = ready.Kafka.Ok && ready.Postgres.Ok && ready.Redis.Ok;
+        ready = ready with { Status = ok ? "ready" : "unhealthy" };
+        return ok ? TypedResults.Ok(ready) : TypedResults.Json(ready, statusCode: StatusCodes.Status503ServiceUnavailable);
+    }
 
     private static IResult GetHealth(OperationsMonitor monitor, Cgm.ForecastEngine forecasts)
     {

@@ -102,6 +102,13 @@ public sealed class OperationsApiTests(OperationsApiTests.Services services) : I
         AssertNamesTheSink(Assert.Single(streams.GetProperty("stalled").EnumerateArray()), error);
         var published = Assert.Single(Assert.Single(streams.GetProperty("hosts").EnumerateArray()).GetProperty("sinks").EnumerateArray());
         Assert.True(published.GetProperty("stalled").GetBoolean());
+        // The gateway itself stays ready and alive: a stalled sink must not take it out of its Service.
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health/ready")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health/live")).StatusCode);
+        // The dashboard shows the same reading (its Streams table marks stalled rows).
+        var dashboard = await client.GetStringAsync("/");
+        Assert.Contains("fetch('/api/v1/streams')", dashboard);
+        Assert.Contains("p.stalled", dashboard);
 
         // The sink writes again: healthy as soon as the next report says so.
         sink = sink with { Lag = 0, Written = 52, Paused = false, LastProgressUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), Stalled = false };
