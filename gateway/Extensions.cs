@@ -35,6 +35,9 @@ public static class Extensions
         builder.Services.AddSingleton<IConnectionMultiplexer>(sp =>
             ConnectionMultiplexer.Connect(sp.GetRequiredService<StreamHealthOptions>().Redis.Configuration));
         builder.Services.AddSingleton(sp => new KafkaClients(sp.GetRequiredService<StreamHealthOptions>().Kafka));
+        // /health, /api/v1/streams and /api/v1/topics read its background readings: no I/O on request threads.
+        builder.Services.AddSingleton<OperationsMonitor>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<OperationsMonitor>());
         builder.Services.AddWeightCommands();
         builder.Services.AddSingleton(sp => new Cgm.CgmReadingsPublisher(sp.GetRequiredService<StreamHealthOptions>()));
         builder.Services.AddSingleton(sp => new Cgm.ForecastEngine(

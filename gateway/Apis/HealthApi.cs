@@ -1,57 +1,51 @@
-using System.Diagnostics;
-using Npgsql;
-using StackExchange.Redis;
-
 namespace StreamHealth.Gateway.Apis;
 
-/// <summary>GET /health: whether Kafka, PostgreSQL and Redis answer, with each probe's latency.</summary>
+/// <summary>GET /health: whether Kafka, PostgreSQL and Redis answer (each probe's latency and time), and whether every
+/// published stream task and sink advances. "unhealthy" (503) names the part that is down; "degraded" (503) names
+/// each task or sink that has input waiting and has not advanced for Streams:StallAfterMs, with its lag and last
+/// error; "healthy" (200) otherwise. Served from <see cref="OperationsMonitor"/>'s background readings: a request
+/// does no I/O.</summary>
 public static class HealthApi
 {
-    public sealed record Probe(bool Ok, double LatencyMs, string Detail);
-
     /// <summary>The gateway's in-process forecaster (plots). Not part of <c>Status</c>: without a model everything
     /// else still works, and the plot endpoints answer 503 with <see cref="Problem"/>.</summary>
     public sealed record ForecastHealth(bool Ready, string? ModelVersion, string? Problem, int CacheEntries, long Computed,
         int QueuedInteractive, int QueuedBackground);
 
-    public sealed record HealthReport(string Status, Probe Kafka, Probe Postgres, Probe Redis, ForecastHealth? Forecast = null);
+    public sealed record HealthReport(string Status, Probe Kafka, Probe Postgres, Probe Redis, IReadOnlyList<StalledPart> Stalled,
+        ForecastHealth? Forecast = null);
 
-    public static void MapHealthApi(this IEndpointRouteBuilder app) =>
-        app.MapGet("/health", GetHealthAsync).WithName("Health");
+    public sealed record Readiness(string Status, Probe Kafka, Probe Postgres, Probe Redis);
 
-    private static async Task<IResult> GetHealthAsync(KafkaClients kafka, NpgsqlDataSource pg, IConnectionMultiplexer redis,
-        Cgm.ForecastEngine forecasts, CancellationToken ct)
+    public static void MapHealthApi(this IEndpointRouteBuilder app)
     {
-        // Admin metadata calls block: run on the pool so the three probes overlap.
-        var kafkaProbe = TimeAsync(() => Task.Run(() =>
-        {
-            if (!kafka.Configured) throw new InvalidOperationException("Kafka:BootstrapServers is not set");
-            var md = kafka.Admin.GetMetadata(TimeSpan.FromSeconds(2));
-            return $"{md.Brokers.Count} broker(s), {md.Topics.Count} topic(s) at {kafka.BootstrapServers}";
-        }, ct));
-        var pgProbe = TimeAsync(async () =>
-        {
-            await using var cmd = pg.CreateCommand("SELECT max(version) FROM public.streamhealth_migrations");
-            return $"schema V{await cmd.ExecuteScalarAsync(ct):D4}";
-        });
-        var redisProbe = TimeAsync(async () => $"ping {(await redis.GetDatabase().PingAsync()).TotalMilliseconds:F1} ms");
+        app.MapGet("/health", GetHealth).WithName("Health");
+        // For orchestrator probes. A stalled sink is the processors' problem: were readiness /health, one stall would
+        // take every gateway replica out of its Service (and liveness would restart them), stopping ingest as well.
+        app.MapGet("/health/ready", GetReadiness).WithName("HealthReady");
+        app.MapGet("/health/live", () => TypedResults.Ok(new { status = "alive" })).WithName("HealthLive");
+    }
+
+    /// <summary>200 while Kafka, PostgreSQL and Redis answer (whatever the pipelines' progress), else 503.</summary>
+    private static IResult GetReadiness(OperationsMonitor monitor)
+    {
+        var ready = new Readiness("", monitor.Kafka, monitor.Postgres, monitor.Redis);
+        var ok = ready.Kafka.Ok && ready.Postgres.Ok && ready.Redis.Ok;
+        ready = ready with { Status = ok ? "ready" : "unhealthy" };
+        return ok ? TypedResults.Ok(ready) : TypedResults.Json(ready, statusCode: StatusCodes.Status503ServiceUnavailable);
+    }
+
+    private static IResult GetHealth(OperationsMonitor monitor, Cgm.ForecastEngine forecasts)
+    {
         var problem = forecasts.Problem();
         var forecast = new ForecastHealth(problem is null, problem is null ? forecasts.ModelVersion : null, problem, forecasts.CacheEntries,
             forecasts.Computed, forecasts.QueuedInteractive, forecasts.QueuedBackground);
-        var report = new HealthReport("", await kafkaProbe, await pgProbe, await redisProbe, forecast);
-        var healthy = report.Kafka.Ok && report.Postgres.Ok && report.Redis.Ok;
-        report = report with { Status = healthy ? "healthy" : "unhealthy" };
-        return healthy ? TypedResults.Ok(report) : TypedResults.Json(report, statusCode: StatusCodes.Status503ServiceUnavailable);
-    }
-
-    private static async Task<Probe> TimeAsync(Func<Task<string>> probe)
-    {
-        var sw = Stopwatch.StartNew();
-        try
-        {
-            var detail = await probe();
-            return new Probe(true, sw.Elapsed.TotalMilliseconds, detail);
-        }
-        catch (Exception e) { return new Probe(false, sw.Elapsed.TotalMilliseconds, e.Message.ReplaceLineEndings(" ")); }
+        var streams = monitor.Streams;
+        // Stalls published before Redis went away are not repeated as current: Redis down is reported instead.
+        IReadOnlyList<StalledPart> stalled = OperationsMonitor.IsFresh(streams.ReadAtUnixMs) ? streams.Stalled : [];
+        var report = new HealthReport("", monitor.Kafka, monitor.Postgres, monitor.Redis, stalled, forecast);
+        var status = !(report.Kafka.Ok && report.Postgres.Ok && report.Redis.Ok) ? "unhealthy" : stalled.Count > 0 ? "degraded" : "healthy";
+        report = report with { Status = status };
+        return status == "healthy" ? TypedResults.Ok(report) : TypedResults.Json(report, statusCode: StatusCodes.Status503ServiceUnavailable);
     }
 }

@@ -1,31 +1,26 @@
-using System.Text.Json;
-using StackExchange.Redis;
 using StreamHealth.Runtime.Streams;
 
 namespace StreamHealth.Gateway.Apis;
 
-/// <summary>GET /api/v1/streams: the latest metrics of every live processing host (records in/out per
-/// second, process latency, consumer lag, restore progress, dead letters), as each host publishes them
-/// to Redis (StreamMetricsReporter); a host that stops reporting expires after three intervals.</summary>
+/// <summary>GET /api/v1/streams: the latest metrics of every live processing host (records in/out per second,
+/// process latency, consumer lag, restore progress, dead letters, and the progress of each of its stream tasks and
+/// sinks), as each host publishes them to Redis (StreamMetricsReporter); a host that stops reporting is dropped
+/// after three intervals. <c>status</c> is "degraded" and <c>stalled</c> names each task or sink that has input
+/// waiting and has not advanced for Streams:StallAfterMs. Served from <see cref="OperationsMonitor"/>'s background
+/// reading (one HGETALL a second for all callers): a request does no I/O.</summary>
 public static class StreamsApi
 {
+    public sealed record StreamsView(string Status, long ReadAtUnixMs, IReadOnlyList<StalledPart> Stalled, IReadOnlyList<StreamMetricsReport> Hosts);
+
     public static void MapStreamsApi(this IEndpointRouteBuilder app) =>
         app.MapGet("/api/v1/streams", GetStreams).WithName("Streams");
 
-    private static async Task<IResult> GetStreams(IConnectionMultiplexer redis)
+    private static IResult GetStreams(OperationsMonitor monitor)
     {
-        if (!redis.IsConnected)
-            return TypedResults.Problem("Redis is not reachable; stream metrics are published there", statusCode: StatusCodes.Status503ServiceUnavailable);
-        var reports = new List<StreamMetricsReport>();
-        foreach (var endpoint in redis.GetEndPoints())
-        {
-            var keys = redis.GetServer(endpoint).Keys(pattern: StreamMetricsReporter.RedisKeyPrefix + "*", pageSize: 250).ToArray();
-            if (keys.Length == 0) continue;
-            var values = await redis.GetDatabase().StringGetAsync(keys);
-            foreach (var v in values)
-                if (v.HasValue && JsonSerializer.Deserialize<StreamMetricsReport>(v.ToString(), StreamMetricsReport.Json) is { } r)
-                    reports.Add(r);
-        }
-        return TypedResults.Ok(reports.OrderBy(r => r.HostId, StringComparer.Ordinal).ToList());
+        var streams = monitor.Streams;
+        if (!OperationsMonitor.IsFresh(streams.ReadAtUnixMs))
+            return TypedResults.Problem($"stream metrics are published to Redis and cannot be read now ({streams.Error ?? "no reading yet"})",
+                statusCode: StatusCodes.Status503ServiceUnavailable);
+        return TypedResults.Ok(new StreamsView(streams.Stalled.Count > 0 ? "degraded" : "healthy", streams.ReadAtUnixMs, streams.Stalled, streams.Hosts));
     }
 }

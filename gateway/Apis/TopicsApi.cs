@@ -1,10 +1,8 @@
-using Confluent.Kafka;
-using StreamHealth.Schemas;
-
 namespace StreamHealth.Gateway.Apis;
 
-/// <summary>GET /api/v1/topics: every catalogue topic with its record count (sum of high − low
-/// watermarks), for the dashboard and for data engineers deciding what to replay.</summary>
+/// <summary>GET /api/v1/topics: every catalogue topic with its record count (sum of high − low watermarks), for the
+/// dashboard and for data engineers deciding what to replay. Served from <see cref="OperationsMonitor"/>'s background
+/// reading (refreshed every second): a request makes no blocking librdkafka call.</summary>
 public static class TopicsApi
 {
     public sealed record TopicInfo(string Name, string? ValueSchema, int Partitions, long Records, long EndOffsetSum);
@@ -12,25 +10,12 @@ public static class TopicsApi
     public static void MapTopicsApi(this IEndpointRouteBuilder app) =>
         app.MapGet("/api/v1/topics", GetTopics).WithName("Topics");
 
-    private static IResult GetTopics(KafkaClients kafka)
+    private static IResult GetTopics(OperationsMonitor monitor)
     {
-        if (!kafka.Configured)
-            return TypedResults.Problem("Kafka:BootstrapServers is not set", statusCode: StatusCodes.Status503ServiceUnavailable);
-        var metadata = kafka.Admin.GetMetadata(TimeSpan.FromSeconds(3));
-        var byName = metadata.Topics.ToDictionary(t => t.Topic);
-        var result = new List<TopicInfo>(Topics.All.Count);
-        foreach (var spec in Topics.All)
-        {
-            if (!byName.TryGetValue(spec.Name, out var topic)) continue;
-            long records = 0, end = 0;
-            foreach (var p in topic.Partitions)
-            {
-                var marks = kafka.WatermarkReader.QueryWatermarkOffsets(new TopicPartition(spec.Name, p.PartitionId), TimeSpan.FromSeconds(3));
-                records += marks.High.Value - marks.Low.Value;
-                end += marks.High.Value;
-            }
-            result.Add(new TopicInfo(spec.Name, spec.Value?.FullName, topic.Partitions.Count, records, end));
-        }
-        return TypedResults.Ok(result);
+        var topics = monitor.Topics;
+        if (topics.Topics is null || !OperationsMonitor.IsFresh(topics.ReadAtUnixMs))
+            return TypedResults.Problem($"topic counts cannot be read from Kafka now ({topics.Error ?? "no reading yet"})",
+                statusCode: StatusCodes.Status503ServiceUnavailable);
+        return TypedResults.Ok(topics.Topics);
     }
 }

@@ -41,6 +41,7 @@ internal static class RunVerb
             CommitIntervalMs = options.Streams.CommitIntervalMs,
             SessionTimeoutMs = options.Streams.SessionTimeoutMs,
             FetchWaitMaxMs = options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor),
+            StallAfterMs = options.Streams.StallAfterMs,
         }, topologies, logs);
         // The sinks of each workload run beside its topology (own consumer groups, own back-pressure).
         using var postgres = NpgsqlDataSource.Create(options.Postgres.ConnectionString);
@@ -63,8 +64,9 @@ internal static class RunVerb
         foreach (var sink in sinks) sink.Start();
         log.LogInformation("host {Host} running {Topologies} on {Bootstrap}, state in {State}", hostId,
             string.Join(", ", topologies.Select(t => $"{t.ApplicationId} ({t.SourceTopic})")), options.Kafka.BootstrapServers, options.State.Directory);
+        // The report carries every task's and sink's progress: a stalled one makes the gateway's /health "degraded".
         using (new StreamMetricsReporter(hostId, [.. topologies.Select(t => t.ApplicationId)], host, log, redis.GetDatabase(),
-                   TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs)))
+                   TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs), SinkHealths(sinks), options.Streams.MetricsKey))
         {
             await Shutdown.WaitAsync();
         }
@@ -73,6 +75,14 @@ internal static class RunVerb
         foreach (var sink in sinks) sink.Dispose();
         return 0;
     }
+
+    /// <summary>What a host's metrics report says about the sinks running beside it.</summary>
+    internal static Func<IReadOnlyList<SinkHealth>> SinkHealths(IReadOnlyList<SinkRunner> sinks) => () =>
+    {
+        var result = new SinkHealth[sinks.Count];
+        for (var i = 0; i < sinks.Count; i++) result[i] = sinks[i].Health();
+        return result;
+    };
 }
 
 internal static class ConsoleLogs

@@ -50,6 +50,7 @@ internal static class UpVerb
                 BootstrapServers = bootstrap, StateDirectory = options.State.Directory,
                 CommitIntervalMs = options.Streams.CommitIntervalMs, SessionTimeoutMs = options.Streams.SessionTimeoutMs,
                 FetchWaitMaxMs = options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor),
+                StallAfterMs = options.Streams.StallAfterMs,
             };
             var configuration = StreamHealthOptions.AddSources(new ConfigurationBuilder()).Build();
             using var weights = new WeightPipeline(HostOptions(), postgres, redis, logs, WeightTopology.FilterOptions(configuration)).Start();
@@ -57,14 +58,17 @@ internal static class UpVerb
                 CgmTopology.Options(configuration)).Start();
             var upLog = logs.CreateLogger("StreamHealth.Up");
             var metricsInterval = TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs);
-            using var reporter = new StreamMetricsReporter($"up-{Environment.ProcessId}", [WeightTopology.ApplicationId], weights.Host,
-                upLog, redis.GetDatabase(), metricsInterval);
-            using var cgmReporter = new StreamMetricsReporter($"up-{Environment.ProcessId}-cgm", [CgmTopology.ApplicationId], cgm.Host,
-                upLog, redis.GetDatabase(), metricsInterval);
             Console.WriteLine($"weights   Kalman topology + PostgreSQL/Redis sinks, state in {options.State.Directory}");
             Console.WriteLine("cgm       5-minute window topology + readings→PostgreSQL, latest→Redis sinks; forecast requests on cgm.forecast-requests");
             using var forecaster = StartForecaster(configuration, new ForecastConsumerSettings(bootstrap, options.Streams.SessionTimeoutMs,
                 options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor)), postgres, redis, logs);
+            // Each report carries its sinks' progress (the forecaster's with CGM's), so a stalled one shows in /health.
+            using var reporter = new StreamMetricsReporter($"up-{Environment.ProcessId}", [WeightTopology.ApplicationId], weights.Host,
+                upLog, redis.GetDatabase(), metricsInterval, RunVerb.SinkHealths([weights.PostgresSink, weights.RedisSink]), options.Streams.MetricsKey);
+            using var cgmReporter = new StreamMetricsReporter($"up-{Environment.ProcessId}-cgm", [CgmTopology.ApplicationId], cgm.Host,
+                upLog, redis.GetDatabase(), metricsInterval,
+                RunVerb.SinkHealths(forecaster is null ? [cgm.PostgresSink, cgm.RedisSink]
+                    : [cgm.PostgresSink, cgm.RedisSink, forecaster.PostgresSink, forecaster.RedisSink]), options.Streams.MetricsKey);
 
             var producers = new List<Task>();
             if (options.Samples.Enabled)

@@ -122,8 +122,18 @@ public sealed class StreamsOptions
     /// <summary>How often metrics are logged and published to Redis for the gateway.</summary>
     public int MetricsIntervalMs { get; set; } = 5_000;
 
+    /// <summary>A stream task or sink with input waiting that has not advanced for this long is reported stalled:
+    /// /health answers 503 "degraded" naming it, its lag and its last error, until it advances again.</summary>
+    public int StallAfterMs { get; set; } = 30_000;
+
+    /// <summary>The Redis hash every processing host of this stack publishes its metrics report to (field = host id);
+    /// stacks sharing one Redis keep apart by giving each its own.</summary>
+    public string MetricsKey { get; set; } = "streamhealth:streams";
+
     internal void Validate(List<string> errors)
     {
+        if (StallAfterMs is < 100 or > 86_400_000) errors.Add($"{Section}:StallAfterMs = {StallAfterMs}: must be 100-86400000");
+        if (InputRules.CheckId($"{Section}:MetricsKey", MetricsKey) is { } keyError) errors.Add(keyError);
         if (ThreadsPerTopology is < 1 or > 64) errors.Add($"{Section}:ThreadsPerTopology = {ThreadsPerTopology}: must be 1-64");
         if (CommitIntervalMs is < 1 or > 60_000) errors.Add($"{Section}:CommitIntervalMs = {CommitIntervalMs}: must be 1-60000");
         if (SessionTimeoutMs is < 1_000 or > 300_000) errors.Add($"{Section}:SessionTimeoutMs = {SessionTimeoutMs}: must be 1000-300000");

@@ -14,6 +14,8 @@ public sealed class StreamHostOptions
     /// <summary>Longest a fetch waits for data. The embedded broker answers a waiting fetch only when the
     /// wait expires (a real broker answers when data arrives), so this bounds per-record latency there.</summary>
     public int FetchWaitMaxMs { get; init; } = 2;
+    /// <summary>A task with input waiting (lag &gt; 0) that has not advanced for this long is reported stalled.</summary>
+    public int StallAfterMs { get; init; } = 30_000;
     /// <summary>Names this process in client ids and logs.</summary>
     public string HostId { get; init; } = $"{Environment.MachineName}-{Environment.ProcessId}-{Interlocked.Increment(ref s_instances)}";
 
@@ -67,6 +69,7 @@ public sealed class StreamHost : IDisposable
             catch (Exception e) when (e is not OutOfMemoryException)
             {
                 Interlocked.Increment(ref _threadRestarts);
+                Metrics.OnThreadFailed(thread.Name, e.Message.ReplaceLineEndings(" "));
                 _log.LogError(e, "stream thread {Thread} failed; restarting in {Backoff}", thread.Name, backoff);
                 _stop.Token.WaitHandle.WaitOne(backoff);
                 backoff = TimeSpan.FromSeconds(Math.Min(backoff.TotalSeconds * 2, 30));
@@ -78,6 +81,9 @@ public sealed class StreamHost : IDisposable
 
     /// <summary>Each stream thread and what it is doing (diagnostics).</summary>
     public string DescribeThreads() => string.Join("; ", _threads.Select(t => $"{t.ClientId}: {t.Phase}, tasks [{string.Join(",", t.Tasks.Select(k => $"{k.Partition}@{k.State.NextOffset}{(k.HasUncommitted ? "*" : "")}"))}]"));
+
+    /// <summary>See <see cref="StreamHostOptions.StallAfterMs"/>.</summary>
+    public int StallAfterMs => _options.StallAfterMs;
 
     /// <summary>How many times a stream thread failed and was restarted.</summary>
     public long ThreadRestarts => Interlocked.Read(ref _threadRestarts);

@@ -11,6 +11,9 @@ public sealed class StreamMetrics
     private readonly LatencyHistogram _commitLatency = new();
     private readonly Dictionary<string, long> _lagByThread = [];
     private readonly Dictionary<string, int> _tasksByThread = [];
+    /// <summary>Keyed "{applicationId}/{taskId}". Outlives the task object: a task recreated by a thread restart
+    /// keeps its last progress, so a restart loop cannot hide a stall by resetting the clock.</summary>
+    private readonly Dictionary<string, TaskProgress> _taskProgress = new(StringComparer.Ordinal);
     private readonly Lock _gate = new();
 
     public long Processed => Interlocked.Read(ref _processed);
@@ -66,11 +69,115 @@ public sealed class StreamMetrics
         }
     }
 
+    /// <summary>The progress record of one task, created at its first assignment to this host.</summary>
+    internal TaskProgress TrackTask(string applicationId, string taskId, string thread)
+    {
+        var key = applicationId + "/" + taskId;
+        lock (_gate)
+        {
+            if (!_taskProgress.TryGetValue(key, out var progress))
+                _taskProgress[key] = progress = new TaskProgress(applicationId, taskId);
+            progress.Thread = thread;
+            return progress;
+        }
+    }
+
+    /// <summary>The task moved to another owner (or the host stops): its progress is no longer ours to report.</summary>
+    internal void ForgetTask(string applicationId, string taskId)
+    {
+        lock (_gate) _taskProgress.Remove(applicationId + "/" + taskId);
+    }
+
+    /// <summary>Drops the progress of tasks <paramref name="thread"/> no longer owns (after a restart its new
+    /// assignment may be smaller); null <paramref name="owned"/> forgets all of them.</summary>
+    internal void RetainTasks(string thread, IReadOnlyCollection<TaskProgress>? owned)
+    {
+        lock (_gate)
+        {
+            List<string>? gone = null;
+            foreach (var (key, progress) in _taskProgress)
+                if (progress.Thread == thread && (owned is null || !owned.Contains(progress))) (gone ??= []).Add(key);
+            if (gone is not null) foreach (var key in gone) _taskProgress.Remove(key);
+        }
+    }
+
+    /// <summary>A stream thread failed and restarts: the reason is the last error of each task it held.</summary>
+    internal void OnThreadFailed(string thread, string error)
+    {
+        lock (_gate)
+            foreach (var progress in _taskProgress.Values)
+                if (progress.Thread == thread) progress.Failed("stream thread restarted: " + error);
+    }
+
+    /// <summary>Each task of this host: its lag, when it last advanced, its last error, and whether it is stalled
+    /// (input waits, lag &gt; 0, and nothing advanced for <paramref name="stallAfterMs"/>).</summary>
+    public IReadOnlyList<StreamTaskHealth> TaskHealth(long stallAfterMs)
+    {
+        var nowTicks = Environment.TickCount64;
+        var nowUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        lock (_gate)
+        {
+            var result = new List<StreamTaskHealth>(_taskProgress.Count);
+            foreach (var p in _taskProgress.Values)
+            {
+                var sinceProgressMs = nowTicks - Volatile.Read(ref p.LastProgressTicks);
+                var lag = Interlocked.Read(ref p.Lag);
+                var (error, errorAt) = p.LastError;
+                result.Add(new StreamTaskHealth(p.ApplicationId, p.TaskId, p.Thread, lag, nowUnixMs - sinceProgressMs, error, errorAt,
+                    Stalled: lag > 0 && sinceProgressMs >= stallAfterMs));
+            }
+            result.Sort((a, b) => string.CompareOrdinal(a.ApplicationId + "/" + a.Task, b.ApplicationId + "/" + b.Task));
+            return result;
+        }
+    }
+
     public StreamMetricsSnapshot Snapshot() => new(
         DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), Processed, SkippedAlreadyApplied, Emitted, DeadLettered, Commits, CommitFailures,
         RestoreTotal, Restored, ProducerQueueFull, ConsumerLag, ActiveTasks,
         _processLatency.PercentileMicroseconds(0.50), _processLatency.PercentileMicroseconds(0.99));
 }
+
+/// <summary>When one task last advanced and what it last failed on. Written by its stream thread (progress on
+/// every record: one volatile store, no allocation), read by the metrics reporter.</summary>
+internal sealed class TaskProgress(string applicationId, string taskId)
+{
+    public string ApplicationId { get; } = applicationId;
+    public string TaskId { get; } = taskId;
+    /// <summary>The stream thread that owns the task now (changes hands within a host on rebalances).</summary>
+    public string Thread { get; set; } = "";
+    /// <summary><see cref="Environment.TickCount64"/> of the last record processed, commit completed, or moment
+    /// found caught up. Starts at creation: a task that never advances stalls from its first assignment.</summary>
+    public long LastProgressTicks = Environment.TickCount64;
+    /// <summary>Records between the high watermark and what the task's state reflects, at the last thread report.</summary>
+    public long Lag;
+    private (string? Error, long AtUnixMs) _lastError;
+    private readonly Lock _errorGate = new();
+
+    public (string? Error, long AtUnixMs) LastError
+    {
+        get { lock (_errorGate) return _lastError; }
+    }
+
+    public void Advanced() => Volatile.Write(ref LastProgressTicks, Environment.TickCount64);
+
+    public void Failed(string error)
+    {
+        lock (_errorGate) _lastError = (error, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+    }
+}
+
+/// <summary>One stream task's progress as operators see it (/health, /api/v1/streams, the dashboard); the stream
+/// counterpart of <see cref="Sinks.SinkHealth"/>.</summary>
+public sealed record StreamTaskHealth(
+    string ApplicationId,
+    /// <summary>"topic-partition" of the task's input.</summary>
+    string Task,
+    string Thread,
+    long Lag,
+    long LastProgressUnixMs,
+    string? LastError,
+    long LastErrorUnixMs,
+    bool Stalled);
 
 /// <summary>A point-in-time copy of <see cref="StreamMetrics"/>; rates come from two snapshots.</summary>
 public sealed record StreamMetricsSnapshot(

@@ -22,6 +22,7 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
     private readonly ITaskProcessor _processor;
     private readonly IProducer<byte[]?, byte[]?> _producer;
     private readonly StreamMetrics _metrics;
+    private readonly TaskProgress _progress;
     private readonly ILogger _log;
     /// <summary>Outputs of the record being processed: sent only if it succeeds.</summary>
     private readonly List<(string Topic, Message<byte[]?, byte[]?> Message)> _pending = [];
@@ -43,11 +44,12 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
     public Lock Gate { get; } = new();
 
     public StreamTask(Topology topology, int partition, string stateDirectory, IProducer<byte[]?, byte[]?> producer,
-        StreamMetrics metrics, ILogger log)
+        StreamMetrics metrics, TaskProgress progress, ILogger log)
     {
         _topology = topology;
         _producer = producer;
         _metrics = metrics;
+        _progress = progress;
         _log = log;
         Partition = partition;
         TaskId = $"{topology.SourceTopic}-{partition}";
@@ -145,6 +147,7 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
         if (r.Offset.Value < State.NextOffset)
         {
             _metrics.OnSkipped();
+            _progress.Advanced();
             return;   // applied before a crash: state and offset were written together
         }
         var started = Stopwatch.GetTimestamp();
@@ -167,6 +170,7 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
         }
         _uncommitted++;
         _metrics.OnProcessed(Stopwatch.GetTimestamp() - started);
+        _progress.Advanced();
         if (_schedules.Count > 0) Punctuate(PunctuationType.StreamTime, StreamTimeUnixMs);
     }
 
@@ -220,6 +224,9 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
     }
 
     public bool HasUncommitted => _uncommitted > 0;
+
+    /// <summary>When this task last advanced and its last error (for stall reports).</summary>
+    public TaskProgress Progress => _progress;
 
     /// <summary>Runs the commit protocol; returns the input offset to commit to the group. Safe to call
     /// again after it throws: a repeated changelog run is the same writes again, and a run cut short is
@@ -300,6 +307,7 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
         _metrics.OnEmitted(_emittedSinceCommit);
         _emittedSinceCommit = 0;
         _uncommitted = 0;
+        _progress.Advanced();
         return new TopicPartitionOffset(_topology.SourceTopic, Partition, State.NextOffset);
     }
 

@@ -132,20 +132,32 @@ internal sealed class StreamThread
             _consumer.Dispose();
             _producer.Dispose();
             _metrics.OnThreadState(Name, 0, 0);
+            // A graceful stop hands the tasks back; a failure keeps their progress (and lag) so that a thread
+            // that fails again on every restart is reported as stalled rather than vanishing from the report.
+            if (stop.IsCancellationRequested) _metrics.RetainTasks(Name, owned: null);
         }
     }
 
-    /// <summary>Lag from the consumer's cached high watermarks (no broker round trip).</summary>
+    /// <summary>Lag from the consumer's cached high watermarks (no broker round trip). A task found caught up
+    /// has advanced as far as it can: no input waits, so it is not stalled however long it has been idle.</summary>
     private void ReportState()
     {
         long lag = 0;
         var tasks = Tasks;
-        foreach (var task in tasks)
+        var owned = new TaskProgress[tasks.Length];
+        for (var i = 0; i < tasks.Length; i++)
         {
+            var task = tasks[i];
+            owned[i] = task.Progress;
             var marks = _consumer!.GetWatermarkOffsets(new TopicPartition(_topology.SourceTopic, task.Partition));
-            if (marks.High.Value >= 0) lag += Math.Max(0, marks.High.Value - task.State.NextOffset);
+            if (marks.High.Value < 0) continue;   // not fetched yet: lag unknown, keep the last figure
+            var taskLag = Math.Max(0, marks.High.Value - task.State.NextOffset);
+            Interlocked.Exchange(ref task.Progress.Lag, taskLag);
+            if (taskLag == 0) task.Progress.Advanced();
+            lag += taskLag;
         }
         _metrics.OnThreadState(Name, lag, tasks.Length);
+        _metrics.RetainTasks(Name, owned);
     }
 
     /// <summary>Commits every task with work, in phases so their acknowledgement waits overlap (one
@@ -196,7 +208,11 @@ internal sealed class StreamThread
             catch (StreamCommitException e)
             {
                 _metrics.OnCommitFailed();
+                task.Progress.Failed(e.Message);
                 _log.LogWarning("{Thread}: {Error}; retrying in {Backoff}", Name, e.Message, backoff);
+                // The thread consumes nothing while it retries: keep the lag current so a commit that never
+                // succeeds shows as a stalled task with input waiting.
+                ReportState();
                 Thread.Sleep(backoff);
                 backoff = TimeSpan.FromMilliseconds(Math.Min(backoff.TotalMilliseconds * 2, 5_000));
             }
@@ -252,7 +268,8 @@ internal sealed class StreamThread
         var result = new List<TopicPartitionOffset>(partitions.Count);
         foreach (var tp in partitions)
         {
-            var task = new StreamTask(_topology, tp.Partition.Value, _options.StateDirectory, _producer!, _metrics, _log);
+            var task = new StreamTask(_topology, tp.Partition.Value, _options.StateDirectory, _producer!, _metrics,
+                _metrics.TrackTask(_topology.ApplicationId, $"{_topology.SourceTopic}-{tp.Partition.Value}", Name), _log);
             task.Initialize(_options.BootstrapServers, TimeSpan.FromSeconds(30));
             lock (_tasksGate) _tasks[tp.Partition.Value] = task;
             // Resume at the offset the state reflects, whatever the group last committed.
@@ -280,6 +297,7 @@ internal sealed class StreamThread
             finally
             {
                 task.Dispose();
+                _metrics.ForgetTask(task.ApplicationId, task.TaskId);
             }
             _log.LogInformation("{Thread}: task {Task} {How}", Name, task.TaskId, commit ? "revoked" : "lost");
         }

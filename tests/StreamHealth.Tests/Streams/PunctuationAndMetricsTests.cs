@@ -111,7 +111,7 @@ public sealed class PunctuationAndMetricsTests(EmbeddedKafkaFixture kafka) : ICl
             Assert.Equal(2, report.ActiveTasks);
             Assert.True(report.ProcessP99Us >= report.ProcessP50Us && report.ProcessP50Us > 0);
             Assert.Contains($"streams {hostId}: in ", logs.Text);
-            Assert.True(await redis.GetDatabase().KeyTimeToLiveAsync(StreamMetricsReporter.RedisKeyPrefix + hostId) is { } ttl && ttl > TimeSpan.FromMinutes(2));
+            Assert.True(await redis.GetDatabase().HashExistsAsync(StreamMetricsReporter.DefaultRedisKey, hostId), "published in the hosts' hash");
 
             var settings = LocalServices.Overrides(LocalServices.NewDatabaseName("gateway_streams"), kafka.BootstrapServers);
             await using var app = new WebApplicationFactory<Program>().WithWebHostBuilder(b =>
@@ -119,10 +119,13 @@ public sealed class PunctuationAndMetricsTests(EmbeddedKafkaFixture kafka) : ICl
             using var client = app.CreateClient();
             var response = await client.GetAsync("/api/v1/streams");
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            var hosts = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+            var hosts = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("hosts");
             var mine = hosts.EnumerateArray().Single(h => h.GetProperty("hostId").GetString() == hostId);
             Assert.Equal(2_000, mine.GetProperty("processed").GetInt64());
             Assert.Equal(appId, mine.GetProperty("topologies")[0].GetString());
+            // Both tasks are caught up: reported, with their lag, and not stalled.
+            Assert.Equal(2, mine.GetProperty("tasks").GetArrayLength());
+            Assert.All(mine.GetProperty("tasks").EnumerateArray(), t => Assert.False(t.GetProperty("stalled").GetBoolean()));
         }
         finally
         {

@@ -1,0 +1,250 @@
+using System.Net;
+using System.Text.Json;
+using Confluent.Kafka;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.Configuration;
+using StackExchange.Redis;
+using StreamHealth.Runtime.Sinks;
+using StreamHealth.Runtime.Storage;
+using StreamHealth.Runtime.Streams;
+using StreamHealth.Tests.Infrastructure;
+using static StreamHealth.Tests.Infrastructure.StreamTestKit;
+
+namespace StreamHealth.Tests.Gateway;
+
+/// <summary>/health, /api/v1/streams and /api/v1/topics over the real embedded Kafka, PostgreSQL and Redis: they
+/// answer many concurrent callers without a 5xx, and a stalled sink or stream task published by a host makes /health
+/// "degraded" (503) naming it, its lag and its last error, until it advances again. Each test publishes to a hash of
+/// its own (Streams:MetricsKey) so a stall it injects is never seen by another test's gateway.</summary>
+public sealed class OperationsApiTests(OperationsApiTests.Services services) : IClassFixture<OperationsApiTests.Services>
+{
+    public sealed class Services : IAsyncLifetime
+    {
+        public EmbeddedKafkaFixture Kafka { get; } = new();
+        public string Database { get; } = LocalServices.NewDatabaseName("gateway_ops");
+        public ConnectionMultiplexer Redis { get; private set; } = null!;
+
+        public async Task InitializeAsync()
+        {
+            await PostgresMigrator.MigrateAsync(LocalServices.PostgresConnectionString(Database));
+            Redis = await ConnectionMultiplexer.ConnectAsync(LocalServices.RedisConfiguration);
+        }
+
+        public Task DisposeAsync()
+        {
+            Redis.Dispose();
+            Kafka.Dispose();
+            return Task.CompletedTask;
+        }
+    }
+
+    private static readonly TimeSpan Eventually = TimeSpan.FromSeconds(60);
+
+    [Fact]
+    public async Task Two_hundred_concurrent_callers_of_streams_health_and_topics_get_no_5xx()
+    {
+        var key = NewMetricsKey();
+        using var host = new StreamHost(new StreamHostOptions { BootstrapServers = services.Kafka.BootstrapServers, StateDirectory = Path.GetTempPath() }, []);
+        var reporters = Enumerable.Range(0, 5).Select(i => new StreamMetricsReporter($"load-host-{i}", ["load-app"], host, new TestLogs().CreateLogger("test"),
+            services.Redis.GetDatabase(), TimeSpan.FromMinutes(1), redisKey: key)).ToList();
+        try
+        {
+            foreach (var r in reporters) r.Report();
+            await using var app = Gateway(key);
+            using var client = app.CreateClient();
+            var paths = new[] { "/api/v1/streams", "/health", "/api/v1/topics" };
+            var responses = await Task.WhenAll(Enumerable.Range(0, 600).Select(async i =>
+            {
+                var path = paths[i % paths.Length];
+                using var response = await client.GetAsync(path);
+                return (Path: path, response.StatusCode, Body: await response.Content.ReadAsStringAsync());
+            }));
+
+            var failures = responses.Where(r => (int)r.StatusCode >= 500).ToList();
+            Assert.True(failures.Count == 0,
+                $"{failures.Count} of {responses.Length} answered 5xx, e.g. {failures.FirstOrDefault().Path} {failures.FirstOrDefault().StatusCode}: {failures.FirstOrDefault().Body}");
+            foreach (var streams in responses.Where(r => r.Path == "/api/v1/streams"))
+            {
+                var hosts = JsonDocument.Parse(streams.Body).RootElement.GetProperty("hosts").EnumerateArray().Select(h => h.GetProperty("hostId").GetString());
+                Assert.Equal(Enumerable.Range(0, 5).Select(i => $"load-host-{i}"), hosts);
+            }
+            Assert.All(responses.Where(r => r.Path == "/health"), r => Assert.Contains("\"status\":\"healthy\"", r.Body));
+        }
+        finally
+        {
+            foreach (var r in reporters) r.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task A_published_stalled_sink_makes_health_degraded_naming_it_its_lag_and_error_until_it_advances()
+    {
+        var key = NewMetricsKey();
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        const string error = "22021: invalid byte sequence for encoding \"UTF8\": 0x00";
+        var sink = new SinkHealth("weights-postgres", "weights.filtered", "weights-postgres-sink", Lag: 42, Written: 10, DeadLettered: 0,
+            Paused: true, LastProgressUnixMs: now - 60_000, LastError: error, LastErrorUnixMs: now - 1_000, Stalled: true);
+        using var host = new StreamHost(new StreamHostOptions { BootstrapServers = services.Kafka.BootstrapServers, StateDirectory = Path.GetTempPath() }, []);
+        using var reporter = new StreamMetricsReporter("sink-host", ["weights"], host, new TestLogs().CreateLogger("test"), services.Redis.GetDatabase(),
+            TimeSpan.FromMinutes(1), () => [sink], key);
+        reporter.Report();
+        await using var app = Gateway(key);
+        using var client = app.CreateClient();
+
+        var health = await PollAsync(client, "/health", r => r.StatusCode == HttpStatusCode.ServiceUnavailable);
+        Assert.Equal("degraded", health.Body.GetProperty("status").GetString());
+        Assert.True(health.Body.GetProperty("kafka").GetProperty("ok").GetBoolean(), "the dependencies themselves are up");
+        var stalled = Assert.Single(health.Body.GetProperty("stalled").EnumerateArray());
+        AssertNamesTheSink(stalled, error);
+
+        var streams = (await PollAsync(client, "/api/v1/streams", r => r.StatusCode == HttpStatusCode.OK)).Body;
+        Assert.Equal("degraded", streams.GetProperty("status").GetString());
+        AssertNamesTheSink(Assert.Single(streams.GetProperty("stalled").EnumerateArray()), error);
+        var published = Assert.Single(Assert.Single(streams.GetProperty("hosts").EnumerateArray()).GetProperty("sinks").EnumerateArray());
+        Assert.True(published.GetProperty("stalled").GetBoolean());
+        // The gateway itself stays ready and alive: a stalled sink must not take it out of its Service.
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health/ready")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health/live")).StatusCode);
+        // The dashboard shows the same reading (its Streams table marks stalled rows).
+        var dashboard = await client.GetStringAsync("/");
+        Assert.Contains("fetch('/api/v1/streams')", dashboard);
+        Assert.Contains("p.stalled", dashboard);
+
+        // The sink writes again: healthy as soon as the next report says so.
+        sink = sink with { Lag = 0, Written = 52, Paused = false, LastProgressUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), Stalled = false };
+        reporter.Report();
+        health = await PollAsync(client, "/health", r => r.StatusCode == HttpStatusCode.OK);
+        Assert.Equal("healthy", health.Body.GetProperty("status").GetString());
+        Assert.Equal(0, health.Body.GetProperty("stalled").GetArrayLength());
+        streams = (await PollAsync(client, "/api/v1/streams", r => r.Body.GetProperty("status").GetString() == "healthy")).Body;
+        Assert.Equal(0, streams.GetProperty("stalled").GetArrayLength());
+    }
+
+    [Fact]
+    public async Task A_stream_task_whose_commits_keep_failing_is_reported_stalled_with_its_error_and_clears_when_it_commits()
+    {
+        var key = NewMetricsKey();
+        var source = services.Kafka.NewTopic("stall", 1);
+        var appId = source + "-app";
+        services.Kafka.Cluster.CreateTopic(appId + "-changelog", 1);
+        var flush = new FlakyFlush();
+        var topology = new Topology<string, long>
+        {
+            ApplicationId = appId, SourceTopic = source, ProcessorName = "flaky-flush", StoreNames = [FlakyFlushProcessor.Store],
+            KeySerde = Utf8Serde.Instance, ValueSerde = Int64Serde.Instance, ProcessorFactory = () => new FlakyFlushProcessor(flush),
+        };
+        var stateDir = Directory.CreateTempSubdirectory("streamhealth-stall-").FullName;
+        try
+        {
+            using var host = new StreamHost(new StreamHostOptions
+            {
+                BootstrapServers = services.Kafka.BootstrapServers, StateDirectory = stateDir, CommitIntervalMs = 200, StallAfterMs = 1_500,
+            }, [topology]);
+            host.Start();
+            WaitFor(() => host.Metrics.ActiveTasks == 1, Eventually, () => "task not assigned");
+            Produce(source, 5);
+            WaitFor(() => host.Metrics.Commits > 0 && host.Metrics.Processed == 5, Eventually, () => $"processed {host.Metrics.Processed}, commits {host.Metrics.Commits}");
+            using var reporter = new StreamMetricsReporter("stall-host", [appId], host, new TestLogs().CreateLogger("test"), services.Redis.GetDatabase(),
+                TimeSpan.FromMilliseconds(200), redisKey: key);
+            await using var app = Gateway(key);
+            using var client = app.CreateClient();
+            Assert.Equal(HttpStatusCode.OK, (await PollAsync(client, "/health", r => r.StatusCode == HttpStatusCode.OK)).StatusCode);
+
+            // Its state can no longer be committed: the thread retries the commit and consumes nothing while input waits.
+            flush.Failing = true;
+            Produce(source, 5);
+            WaitFor(() => host.Metrics.CommitFailures > 0, Eventually, () => "no commit failed");
+            Produce(source, 15);
+            var health = await PollAsync(client, "/health", r => r.StatusCode == HttpStatusCode.ServiceUnavailable);
+            Assert.Equal("degraded", health.Body.GetProperty("status").GetString());
+            var stalled = Assert.Single(health.Body.GetProperty("stalled").EnumerateArray());
+            Assert.Equal("task", stalled.GetProperty("kind").GetString());
+            Assert.Equal($"{appId}/{source}-0", stalled.GetProperty("name").GetString());
+            Assert.Equal("stall-host", stalled.GetProperty("host").GetString());
+            Assert.True(stalled.GetProperty("lag").GetInt64() > 0, stalled.ToString());
+            Assert.Contains("processor flush failed: disk says no", stalled.GetProperty("lastError").GetString());
+            var streams = (await PollAsync(client, "/api/v1/streams", r => r.Body.GetProperty("status").GetString() == "degraded")).Body;
+            Assert.Equal($"{appId}/{source}-0", Assert.Single(streams.GetProperty("stalled").EnumerateArray()).GetProperty("name").GetString());
+
+            // The commit succeeds again: the task catches up and is healthy again.
+            flush.Failing = false;
+            health = await PollAsync(client, "/health", r => r.StatusCode == HttpStatusCode.OK);
+            Assert.Equal("healthy", health.Body.GetProperty("status").GetString());
+            WaitFor(() => host.Metrics.Processed == 25, Eventually, () => $"processed {host.Metrics.Processed}");
+        }
+        finally
+        {
+            Directory.Delete(stateDir, recursive: true);
+        }
+    }
+
+    private static void AssertNamesTheSink(JsonElement stalled, string error)
+    {
+        Assert.Equal("sink", stalled.GetProperty("kind").GetString());
+        Assert.Equal("weights-postgres", stalled.GetProperty("name").GetString());
+        Assert.Equal("sink-host", stalled.GetProperty("host").GetString());
+        Assert.Equal(42, stalled.GetProperty("lag").GetInt64());
+        Assert.Equal(error, stalled.GetProperty("lastError").GetString());
+        Assert.Contains("weights-postgres", stalled.GetProperty("summary").GetString());
+    }
+
+    private void Produce(string topic, int count)
+    {
+        using var p = new ProducerBuilder<string, long>(new ProducerConfig { BootstrapServers = services.Kafka.BootstrapServers })
+            .SetValueSerializer(BigEndianInt64.Instance).Build();
+        for (var i = 0; i < count; i++) p.Produce(topic, new Message<string, long> { Key = $"k{i % 3}", Value = 1 });
+        Assert.Equal(0, p.Flush(TimeSpan.FromSeconds(10)));
+    }
+
+    private static async Task<(HttpStatusCode StatusCode, JsonElement Body)> PollAsync(HttpClient client, string path,
+        Func<(HttpStatusCode StatusCode, JsonElement Body), bool> until)
+    {
+        var deadline = DateTime.UtcNow + Eventually;
+        while (true)
+        {
+            using var response = await client.GetAsync(path);
+            var answer = (response.StatusCode, JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.Clone());
+            if (until(answer)) return answer;
+            if (DateTime.UtcNow > deadline) Assert.Fail($"timed out waiting on {path}; last answer {(int)answer.StatusCode}: {answer.Item2}");
+            await Task.Delay(200);
+        }
+    }
+
+    private static string NewMetricsKey() => $"streamhealth:streams:test:{Guid.NewGuid():N}";
+
+    private WebApplicationFactory<Program> Gateway(string metricsKey)
+    {
+        var settings = LocalServices.Overrides(services.Database, services.Kafka.BootstrapServers);
+        settings["Streams:MetricsKey"] = metricsKey;
+        return new WebApplicationFactory<Program>().WithWebHostBuilder(b => b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(settings)));
+    }
+
+    private sealed class FlakyFlush
+    {
+        public volatile bool Failing;
+    }
+
+    /// <summary>Counts records per key in memory and writes them back at Flush (the write-behind shape), which fails
+    /// while <see cref="FlakyFlush.Failing"/>: the task's commits fail as they would on a store that cannot write.</summary>
+    private sealed class FlakyFlushProcessor(FlakyFlush flush) : IProcessor<string, long>
+    {
+        public const string Store = "counts";
+        private KeyValueStore<string, long> _store = null!;
+        private readonly Dictionary<string, long> _dirty = [];
+
+        public void Init(IProcessorContext context) => _store = context.GetStore(Store, Utf8Serde.Instance, Int64Serde.Instance);
+
+        public void Process(in StreamRecord<string, long> record) => _dirty[record.Key] = _dirty.GetValueOrDefault(record.Key) + record.Value;
+
+        public void Flush()
+        {
+            if (flush.Failing) throw new IOException("disk says no");
+            foreach (var (k, v) in _dirty)
+            {
+                _store.TryGet(k, out var n);
+                _store.Put(k, n + v);
+            }
+            _dirty.Clear();
+        }
+    }
+}
