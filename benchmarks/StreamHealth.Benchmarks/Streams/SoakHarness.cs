@@ -15,9 +15,11 @@ namespace StreamHealth.Benchmarks.Streams;
 /// /health degraded only while a fault was injected. Exits non-zero on any mismatch.
 /// Open loop (a slow answer does not delay the next request); loopback targets only; every loop is bounded.
 /// Settings (environment): SOAK_GATEWAY (http://127.0.0.1:8080), SOAK_API_KEY (dev-key-change-me), SOAK_PG (the dev
-/// stack's database), SOAK_REDIS (127.0.0.1:56379), SOAK_FAULT_SECONDS (0: none; else Redis writes are paused with
-/// CLIENT PAUSE for that long, starting a third of the way in; longer than Streams:StallAfterMs to see degraded),
-/// SOAK_HEALTH_GRACE_SECONDS (30: how long after the fault /health may stay degraded while sinks catch up).</summary>
+/// stack's database), SOAK_REDIS (127.0.0.1:56379), SOAK_FAULT_SECONDS (0: none; else a fault that long, starting a third
+/// of the way in; make it longer than Streams:StallAfterMs plus a metrics interval to see /health degraded), SOAK_FAULT
+/// (postgres: weights.measurements locked in a transaction, so its sink cannot write; redis: CLIENT PAUSE WRITE, which
+/// also holds back the hosts' progress reports that /health reads through Redis), SOAK_HEALTH_GRACE_SECONDS (30: how
+/// long after the fault /health may stay degraded while the sinks catch up).</summary>
 public static class SoakHarness
 {
     private enum Kind
@@ -49,9 +51,15 @@ public static class SoakHarness
         var run = DateTime.UtcNow.ToString("MMddHHmmss", CultureInfo.InvariantCulture);
         var now = DateTimeOffset.UtcNow;
 
+        var apiKey = Env("SOAK_API_KEY", "dev-key-change-me");
         using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 512 })
             { BaseAddress = gatewayUrl, Timeout = TimeSpan.FromSeconds(30) };
-        http.DefaultRequestHeaders.Add("X-Api-Key", Env("SOAK_API_KEY", "dev-key-change-me"));
+        http.DefaultRequestHeaders.Add("X-Api-Key", apiKey);
+        // Oversized bodies on connections of their own: the server may close a connection after its 413, and a request
+        // that shared it would fail for a reason that is not its own.
+        using var oversizedHttp = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 64 })
+            { BaseAddress = gatewayUrl, Timeout = TimeSpan.FromSeconds(30) };
+        oversizedHttp.DefaultRequestHeaders.Add("X-Api-Key", apiKey);
         var health0 = HealthStatus(http);
         if (health0 != "healthy")
             Console.WriteLine($"warning: /health is '{health0}' before the run; degraded moments before the fault will count against it");
@@ -71,16 +79,33 @@ public static class SoakHarness
 
         double faultFrom = double.NaN, faultTo = double.NaN;
         Task fault = Task.CompletedTask;
+        var faultKind = Env("SOAK_FAULT", "postgres");
+        if (faultKind is not ("postgres" or "redis")) throw new ArgumentException($"SOAK_FAULT = {faultKind}: postgres or redis");
         if (faultSeconds > 0)
         {
             fault = Task.Run(async () =>
             {
                 await Task.Delay(TimeSpan.FromSeconds(seconds / 3.0));
-                using var redis = await ConnectionMultiplexer.ConnectAsync(redisConfiguration + ",allowAdmin=true");
                 faultFrom = clock.Elapsed.TotalSeconds;
-                // WRITE: reads still answer; the pause ends by itself even if this process dies.
-                await redis.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", faultSeconds * 1_000, "WRITE");
-                await Task.Delay(TimeSpan.FromSeconds(faultSeconds));
+                if (faultKind == "redis")
+                {
+                    using var redis = await ConnectionMultiplexer.ConnectAsync(redisConfiguration + ",allowAdmin=true");
+                    // WRITE: reads still answer; the pause ends by itself even if this process dies.
+                    await redis.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", faultSeconds * 1_000, "WRITE");
+                    await Task.Delay(TimeSpan.FromSeconds(faultSeconds));
+                }
+                else
+                {
+                    // The lock goes with the transaction: when the sleep ends, or when this connection dies.
+                    await using var connection = new NpgsqlConnection(pg);
+                    await connection.OpenAsync();
+                    await using var tx = await connection.BeginTransactionAsync();
+                    await using var hold = new NpgsqlCommand(
+                        $"LOCK TABLE weights.measurements IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep({faultSeconds})", connection, tx)
+                        { CommandTimeout = faultSeconds + 30 };
+                    await hold.ExecuteNonQueryAsync();
+                    await tx.CommitAsync();
+                }
                 faultTo = clock.Elapsed.TotalSeconds;
             });
         }
@@ -92,7 +117,7 @@ public static class SoakHarness
         {
             var due = sendStart + TimeSpan.FromSeconds((double)n / perSecond);
             while (clock.Elapsed < due) Thread.Sleep(TimeSpan.FromTicks(Math.Max(1, (due - clock.Elapsed).Ticks / 2)));
-            tasks.Add(Send(http, Mix[n % Mix.Length], run, n, now));
+            tasks.Add(Send(Mix[n % Mix.Length] == Kind.Oversized ? oversizedHttp : http, Mix[n % Mix.Length], run, n, now));
         }
         var sendSeconds = (clock.Elapsed - sendStart).TotalSeconds;
         Task.WaitAll([.. tasks]);
@@ -131,14 +156,18 @@ public static class SoakHarness
             Console.WriteLine($"    {g.Key,-16} {string.Join(", ", g.GroupBy(o => o.Status).OrderBy(s => s.Key).Select(s => $"{s.Key} × {s.Count()}"))}");
         Console.WriteLine($"  final lag {lag}; weights.measurements: {stored} rows ({storedDistinct} distinct ids) for {accepted.Length} measurements answered 200");
 
-        var fiveHundreds = outcomes.Count(o => o.Status >= 500 || o.Status == 0);
+        // An oversized body may be cut off by the server's 413 before the client has sent it all (the client then sees
+        // the connection closed, not the answer): reported, not failed. Anything else without an answer is a failure.
+        var cutOff = outcomes.Count(o => o is { Kind: Kind.Oversized, Status: 0 });
+        if (cutOff > 0) Console.WriteLine($"  {cutOff} oversized requests saw the connection closed before the 413 reached them");
+        var fiveHundreds = outcomes.Count(o => o.Status >= 500 || o is { Status: 0, Kind: not Kind.Oversized });
         if (fiveHundreds > 0) failures.Add($"{fiveHundreds} responses were 5xx or no response at all");
         if (lag != 0) failures.Add($"lag is {lag} three minutes after the last request");
         if (stored != accepted.Length || storedDistinct != accepted.Length)
             failures.Add($"PostgreSQL holds {stored} rows ({storedDistinct} distinct) for {accepted.Length} accepted measurements");
         foreach (var kind in new[] { Kind.NulInId, Kind.ControlInSource, Kind.NonFinite, Kind.WrongUnit, Kind.Future, Kind.Ancient, Kind.Malformed, Kind.MissingField, Kind.Oversized })
         {
-            var wrong = outcomes.Count(o => o.Kind == kind && o.Status is < 400 or >= 500);
+            var wrong = outcomes.Count(o => o.Kind == kind && o.Status is (> 0 and < 400) or >= 500);
             if (wrong > 0) failures.Add($"{wrong} {kind} requests were not refused with a 4xx");
         }
 
@@ -148,7 +177,7 @@ public static class SoakHarness
         var duringFault = degraded.Length - outsideFault.Length;
         Console.WriteLine($"  /health: {samples.Length} samples, {degraded.Length} not healthy" + (double.IsNaN(faultFrom)
             ? " (no fault injected)"
-            : $"; Redis writes paused {faultFrom:F0}-{faultTo:F0} s: {duringFault} not-healthy samples in the fault window (+{graceSeconds} s grace), {outsideFault.Length} outside"));
+            : $"; {faultKind} fault {faultFrom:F0}-{faultTo:F0} s: {duringFault} not-healthy samples in the fault window (+{graceSeconds} s grace), {outsideFault.Length} outside"));
         if (outsideFault.Length > 0)
             failures.Add($"/health was not healthy outside any fault at {string.Join(", ", outsideFault.Take(10).Select(s => $"{s.AtSeconds:F0} s ({s.Status})"))}");
 
@@ -257,7 +286,7 @@ public static class SoakHarness
             {
                 foreach (var p in e.EnumerateObject())
                 {
-                    if (p.Value.ValueKind == JsonValueKind.Number && p.Name.Equals("lag", StringComparison.OrdinalIgnoreCase)) sum += p.Value.GetInt64();
+                    if (p.Value.ValueKind == JsonValueKind.Number && (p.Name.Equals("lag", StringComparison.OrdinalIgnoreCase) || p.Name == "consumerLag")) sum += p.Value.GetInt64();
                     else Walk(p.Value, ref sum);
                 }
             }

@@ -172,6 +172,9 @@ public sealed class SinkRunner : IDisposable
                 if (now - _lagComputedAtTicks >= LagIntervalMs) UpdateLag(now);
                 var due = _buffer.Count >= _options.BatchSize || (_buffer.Count > 0 && now - firstBufferedAt >= _options.LingerMs);
                 if (!due || now < nextAttempt) continue;
+                // Fresh before every attempt: a write that hangs (a locked table, a store that stopped answering) must
+                // leave a lag that counts what it holds, or the sink could never be reported stalled.
+                UpdateLag(now);
                 if (Drain(_buffer))
                 {
                     Commit(_buffer);

@@ -84,6 +84,38 @@ public sealed class SinkHealthTests(EmbeddedKafkaFixture kafka) : IClassFixture<
     }
 
     [Fact]
+    public void A_sink_whose_write_hangs_on_a_locked_table_is_reported_stalled()
+    {
+        var direct = NewDatabase();
+        var topic = kafka.NewTopic("sinkhang", 2);
+        var logs = new TestLogs();
+        using var archive = NpgsqlDataSource.Create(direct);
+        using var sink = new SinkRunner(new SinkOptions
+        {
+            BootstrapServers = kafka.BootstrapServers, Topic = topic, GroupId = topic + "-sink", StallAfter = TimeSpan.FromSeconds(1),
+        }, new AmountsWriter(direct), logs, new PostgresSinkDeadLetters(archive));
+        sink.Start();
+        Produce(topic, 0, 100);
+        WaitFor(() => Count(direct) == 100 && sink.Health() is { Lag: 0, Stalled: false }, TimeSpan.FromSeconds(60),
+            () => $"rows {Count(direct)}, health {sink.Health()}\n{logs.Tail()}");
+        Thread.Sleep(1_500);   // idle and caught up for longer than StallAfter: still not stalled
+        Assert.False(sink.Health().Stalled, $"{sink.Health()}");
+
+        using (var locker = new NpgsqlConnection(direct))
+        {
+            locker.Open();
+            using var tx = locker.BeginTransaction();
+            using (var lockTable = new NpgsqlCommand("LOCK TABLE amounts IN ACCESS EXCLUSIVE MODE", locker, tx)) lockTable.ExecuteNonQuery();
+            // The sink's insert now waits on the lock: no error, no progress, records waiting.
+            Produce(topic, 100, 50);
+            WaitFor(() => sink.Health() is { Stalled: true, Lag: > 0 }, TimeSpan.FromSeconds(20), () => $"health {sink.Health()}\n{logs.Tail()}");
+            tx.Rollback();
+        }
+        WaitFor(() => Count(direct) == 150 && sink.Health() is { Lag: 0, Stalled: false }, TimeSpan.FromSeconds(60),
+            () => $"rows {Count(direct)}, health {sink.Health()}\n{logs.Tail()}");
+    }
+
+    [Fact]
     public void A_refused_record_whose_archive_is_down_holds_the_sink_until_it_can_be_archived()
     {
         var direct = NewDatabase();
