@@ -35,9 +35,18 @@ public static class EventIds
         cmd.Parameters.Add(new NpgsqlParameter { Value = eventId });
         cmd.Parameters.Add(new NpgsqlParameter { Value = userId });
         cmd.Parameters.Add(new NpgsqlParameter { Value = fingerprint });
-        await using var reader = await cmd.ExecuteReaderAsync(ct);
-        if (!await reader.ReadAsync(ct)) return EventIdClaim.Owned;   // a concurrent claim not yet visible: ours to race on the sink
-        return Classify(userId, fingerprint, reader.GetString(0), reader.GetString(1));
+        await using (var reader = await cmd.ExecuteReaderAsync(ct))
+        {
+            if (await reader.ReadAsync(ct)) return Classify(userId, fingerprint, reader.GetString(0), reader.GetString(1));
+        }
+        // No row: a concurrent claimant inserted the id while this statement ran (its INSERT waited for that commit, then
+        // did nothing, and its snapshot predates the row). A new statement sees the committed owner.
+        await using var owner = db.CreateCommand("SELECT user_id, fingerprint FROM streamhealth.event_ids WHERE workload = $1 AND event_id = $2");
+        owner.Parameters.Add(new NpgsqlParameter { Value = workload });
+        owner.Parameters.Add(new NpgsqlParameter { Value = eventId });
+        await using var again = await owner.ExecuteReaderAsync(ct);
+        if (!await again.ReadAsync(ct)) throw new InvalidOperationException($"event id {workload}/{eventId}: neither claimed nor found");
+        return Classify(userId, fingerprint, again.GetString(0), again.GetString(1));
     }
 
     /// <summary>Claims every id of a sink batch in <paramref name="tx"/>; result i is record i's claim. Within the batch the
