@@ -33,7 +33,8 @@ public static class CgmReadingProducer
     {
         var readings = new List<CgmReading>(rows.Count);
         // Exports can hold the same value at the same time twice (LibreView: a historic and a scan reading);
-        // the second copy gets "#2" so that every row is stored, and the ids stay the same on a re-upload.
+        // the second copy gets ":2" (an id character, so the id passes the id rule) so that every row is stored, and
+        // the ids stay the same on a re-upload.
         var seen = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var row in rows)
         {
@@ -41,7 +42,7 @@ public static class CgmReadingProducer
             if (CgmReadings.FromRow(userId, format, shifted) is not { } reading) continue;
             var copies = seen.GetValueOrDefault(reading.ReadingId) + 1;
             seen[reading.ReadingId] = copies;
-            if (copies > 1) reading.ReadingId += "#" + copies.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            if (copies > 1) reading.ReadingId += ":" + copies.ToString(System.Globalization.CultureInfo.InvariantCulture);
             readings.Add(reading);
         }
         return readings;
