@@ -117,4 +117,9 @@ public readonly record struct CgmRow(
         new(0, timeMs, CgmQuality.Good, type, timeMs, double.NaN, carbsG, insulinSlowU, insulinFastU, exerciseSeconds);
 
     public bool HasGlucose => !double.IsNaN(GlucoseMgDl);
+
+    /// <summary>A point of the glucose series: a sensor reading or a value imputed between two. Sensor readings alone
+    /// define the grid, its gaps and sequences; a calibration carries a glucose value too (the fingerstick), but it is an
+    /// event attached to its step, never a second point on it.</summary>
+    public bool IsSeriesPoint => EventType is CgmEventType.EgvRead or CgmEventType.Imputation;
 }
