@@ -90,6 +90,9 @@ public static class GlucoseUnits
     public const double DexcomLowMgDl = 39;
     /// <summary>Dexcom's "High" reading (above the sensor range).</summary>
     public const double DexcomHighMgDl = 401;
+    /// <summary>Above this no sensor or meter reports: the value is garbage or in the wrong unit. Readers keep such a
+    /// value flagged <see cref="CgmQuality.OutOfRange"/> (and report it); the series drops it; cgm.readings refuses it.</summary>
+    public const double ImpossibleAboveMgDl = 1_000;
 }
 
 /// <summary>One row of the unified format. Times are milliseconds since 1970-01-01 on the export's

@@ -16,7 +16,7 @@ public static class CgmReadings
     /// <summary>Below this a "mg/dL" value is almost certainly mmol/L: sensors report down to 39–40 mg/dL.</summary>
     public const double MmolLSuspicionMgDl = 25;
     /// <summary>Above this no sensor or meter reports; the value is garbage or in the wrong unit.</summary>
-    public const double ImpossibleMgDl = 1_000;
+    public const double ImpossibleMgDl = GlucoseUnits.ImpossibleAboveMgDl;
 
     /// <summary>The reading for a unified row, or null for rows that are not readings (alerts, health
     /// events, imputed rows: the topology does its own alignment and imputation).</summary>
