@@ -104,7 +104,7 @@ public static class CgmApi
                              "X-Source-Format names the format detected; X-Skipped-Rows counts the lines not converted and " +
                              "X-Skipped-Reasons gives each reason with its count and first line; X-Impossible-Glucose counts values " +
                              "no sensor reports (kept, quality flag 1 = out of range).")
-            .Accepts<IFormFile>("multipart/form-data", "text/csv", "application/json", "application/octet-stream")
+            .Accepts<IFormFile>("multipart/form-data", CgmUploads.RawContentTypes)
             .Produces(StatusCodes.Status200OK, contentType: "text/csv")
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
@@ -117,7 +117,7 @@ public static class CgmApi
             .WithSummary("Store a file's resampled 5-minute series; returns its content-hash handle")
             .WithDescription("Identical data gets the same handle; a file covering a subset of an already processed " +
                              "range that ends at the same time gets the existing handle (`reused`: true).")
-            .Accepts<IFormFile>("multipart/form-data", "text/csv", "application/json", "application/octet-stream")
+            .Accepts<IFormFile>("multipart/form-data", CgmUploads.RawContentTypes)
             .ProducesProblem(StatusCodes.Status401Unauthorized)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
@@ -150,7 +150,7 @@ public static class CgmApi
             .WithDescription("The whole file is parsed first (a bad file sends nothing), then every reading is sent and " +
                              "acknowledged before the 202. Reading ids are deterministic: uploading the same file again " +
                              "stores nothing twice, so a retry after a 503 is safe.")
-            .Accepts<IFormFile>("multipart/form-data", "text/csv", "application/json", "application/octet-stream")
+            .Accepts<IFormFile>("multipart/form-data", CgmUploads.RawContentTypes)
             .Produces<UploadAccepted>(StatusCodes.Status202Accepted)
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)

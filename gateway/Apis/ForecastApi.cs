@@ -66,7 +66,7 @@ public static class ForecastApi
         app.MapPost("/quick_plot", QuickPlotAsync)
             .WithTags("Forecast").WithName("QuickPlot")
             .WithSummary("A CGM export → fan chart (SVG) of the forecast from its latest 8 hours, in one call")
-            .Accepts<IFormFile>("multipart/form-data", "text/csv", "application/json", "application/octet-stream")
+            .Accepts<IFormFile>("multipart/form-data", CgmUploads.RawContentTypes)
             .Produces(StatusCodes.Status200OK, contentType: "image/svg+xml")
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity)

@@ -37,6 +37,11 @@ public static class CgmUploads
         return (dataset, report, read);
     }
 
+    /// <summary>Raw-body content types an upload endpoint declares. The last, */*, is what the endpoint really takes (the
+    /// format is detected from the bytes); without it ASP.NET Core's endpoint matching answers 415 to anything else,
+    /// curl's default application/x-www-form-urlencoded included.</summary>
+    public static readonly string[] RawContentTypes = ["text/csv", "application/json", "application/octet-stream", "*/*"];
+
     /// <summary>Only multipart/form-data is a form here; any other content type is the raw file.</summary>
     public static bool IsMultipart(HttpRequest request) =>
         request.ContentType is { } type && type.StartsWith("multipart/form-data", StringComparison.OrdinalIgnoreCase);
