@@ -27,6 +27,22 @@ internal static class ApiInput
         return null;
     }
 
+    /// <summary>A UTC offset such as +10:00, -05:30 or Z (null: zero), within ±14:00, the range of real time zones.</summary>
+    public static TimeSpan ParseUtcOffset(string? value, string field, Dictionary<string, string[]> errors)
+    {
+        if (string.IsNullOrEmpty(value) || value is "Z" or "z") return TimeSpan.Zero;
+        if (value.Length == 6 && value[0] is '+' or '-' && value[3] == ':'
+            && int.TryParse(value.AsSpan(1, 2), NumberStyles.None, CultureInfo.InvariantCulture, out var hours)
+            && int.TryParse(value.AsSpan(4, 2), NumberStyles.None, CultureInfo.InvariantCulture, out var minutes)
+            && minutes < 60 && hours * 60 + minutes <= 14 * 60)
+        {
+            var offset = new TimeSpan(hours, minutes, 0);
+            return value[0] == '-' ? -offset : offset;
+        }
+        errors[field] = [$"{field} = '{Shorten(value)}': must be an offset from UTC such as +10:00, -05:30 or Z, within ±14:00"];
+        return TimeSpan.Zero;
+    }
+
     /// <summary>A client's value as an error may quote it: control characters escaped, at most 64 characters.</summary>
     public static string Shorten(string value) => InputRules.Quote(value)[1..^1];
 }

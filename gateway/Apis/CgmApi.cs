@@ -211,10 +211,14 @@ public static class CgmApi
 
     private static async Task<IResult> UploadAsync(
         [Description("1-128 characters of A-Z a-z 0-9 . _ : -")] string userId,
+        [Description("The export's UTC offset when its times are local wall-clock times (Dexcom Clarity, LibreView and " +
+                     "CareLink exports are), e.g. +10:00 or -05:00; default +00:00. Readings are stored in UTC, and a reading " +
+                     "more than Input:MaxAheadSeconds ahead of the gateway's clock is refused (422).")] string? utc_offset,
         HttpRequest request, GatewayOptions gateway, StreamHealthOptions platform, CgmReadingsPublisher publisher, CancellationToken ct)
     {
         var errors = new Dictionary<string, string[]>();
         ApiInput.ValidateUserId(userId, errors);
+        var offset = ApiInput.ParseUtcOffset(utc_offset, "utc_offset", errors);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
         if (!publisher.Configured)
             return TypedResults.Problem(title: "Kafka is not configured", statusCode: StatusCodes.Status503ServiceUnavailable,
@@ -223,7 +227,8 @@ public static class CgmApi
         {
             CgmReadingProducer.FileReadings parsed;
             await using (var file = await CgmUploads.ReceiveAsync(request, gateway.Cgm.MaxUploadBytes, ct))
-                parsed = CgmReadingProducer.ReadFile(file, userId, timeRule: platform.Input.TimeRule,
+                // Local wall clock minus its offset is UTC: +10:00 moves the export's times 10 h back.
+                parsed = CgmReadingProducer.ReadFile(file, userId, shiftMs: -(long)offset.TotalMilliseconds, timeRule: platform.Input.TimeRule,
                     nowUnixMs: DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
             var readings = parsed.Readings;
             try

@@ -33,7 +33,10 @@ public static class CgmReadingProducer
         if (timeRule is { } rule)
             foreach (var r in readings)
                 if (rule.Check("time", r.EventTimeUnixMs, nowUnixMs) is { } problem)
-                    throw new CgmFormatException(format, LineOf(fileOrder, report.RowLines!, r.OriginalTimeUnixMs - shiftMs), problem);
+                    throw new CgmFormatException(format, LineOf(fileOrder, report.RowLines!, r.OriginalTimeUnixMs - shiftMs),
+                        r.EventTimeUnixMs > nowUnixMs && !format.IsUtc()
+                            ? problem + $"; {format.Name()} exports carry local wall-clock times: if this one's clock is ahead of UTC, say by how much with utc_offset (e.g. +10:00)"
+                            : problem);
         return new FileReadings(format, fileOrder.Count, shifts, readings, report);
     }
 

@@ -346,6 +346,36 @@ public sealed class CgmApiTests(CgmGatewayFixture f) : IClassFixture<CgmGatewayF
         Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync($"/api/v1/cgm/{user}/latest")).StatusCode);
     }
 
+    /// <summary>Issue 11, defect 4, wall-clock exports: a Clarity export made east of UTC has local times that lie hours
+    /// "ahead" of the gateway's UTC clock. Without its offset it is refused with a hint naming utc_offset; with it, the
+    /// readings are stored at their UTC instants. A malformed offset is a 400 naming the parameter.</summary>
+    [Fact]
+    public async Task A_wall_clock_export_east_of_utc_needs_its_utc_offset_and_is_stored_in_utc()
+    {
+        using var client = f.Client();
+        var user = U("tokyo");
+        var localNow = DateTime.UtcNow.AddHours(9);
+        var body = Encoding.UTF8.GetBytes(NowClarity((localNow.AddMinutes(-15), "110"), (localNow.AddMinutes(-10), "112"), (localNow.AddMinutes(-5), "115")));
+
+        var refused = await Problem(await client.PostAsync($"/api/v1/cgm/{user}/upload", Raw(body)), HttpStatusCode.UnprocessableEntity);
+        Assert.Contains("utc_offset", refused.GetProperty("detail").GetString());
+
+        var bad = await Problem(await client.PostAsync($"/api/v1/cgm/{user}/upload?utc_offset=%2B25:00", Raw(body)), HttpStatusCode.BadRequest);
+        Assert.True(bad.GetProperty("errors").TryGetProperty("utc_offset", out _), bad.ToString());
+
+        var accepted = await client.PostAsync($"/api/v1/cgm/{user}/upload?utc_offset=%2B09:00", Raw(body));
+        Assert.True(accepted.StatusCode == HttpStatusCode.Accepted, await accepted.Content.ReadAsStringAsync());
+        JsonElement page = default;
+        WaitFor(() =>
+        {
+            page = JsonDocument.Parse(client.GetStringAsync($"/api/v1/cgm/{user}/readings").GetAwaiter().GetResult()).RootElement;
+            return page.GetProperty("readings").GetArrayLength() >= 3;
+        }, TimeSpan.FromSeconds(60), () => $"{page.GetProperty("readings").GetArrayLength()}/3 readings\n{f.Logs.Tail()}");
+        var newest = page.GetProperty("readings")[2].GetProperty("time").GetDateTime().ToUniversalTime();
+        // The newest local reading was 5 min before local now, so 5 min before UTC now (to the second the export keeps).
+        Assert.InRange((DateTime.UtcNow - newest).TotalMinutes, 4.9, 7);
+    }
+
     /// <summary>Issue 11, defect 6: a NUL in a dataset handle is a 400 naming handle, never a 500 from PostgreSQL.</summary>
     [Fact]
     public async Task A_nul_in_a_handle_is_400_naming_handle()
