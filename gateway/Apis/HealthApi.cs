@@ -17,7 +17,9 @@ public static class HealthApi
     public sealed record HealthReport(string Status, Probe Kafka, Probe Postgres, Probe Redis, ForecastHealth? Forecast = null);
 
     public static void MapHealthApi(this IEndpointRouteBuilder app) =>
-        app.MapGet("/health", GetHealthAsync).WithName("Health");
+        app.MapGet("/health", GetHealthAsync).WithName("Health")
+            .Produces<HealthReport>()
+            .Produces<HealthReport>(StatusCodes.Status503ServiceUnavailable);
 
     private static async Task<IResult> GetHealthAsync(KafkaClients kafka, NpgsqlDataSource pg, IConnectionMultiplexer redis,
         Cgm.ForecastEngine forecasts, CancellationToken ct)

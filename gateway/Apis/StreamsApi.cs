@@ -10,7 +10,9 @@ namespace StreamHealth.Gateway.Apis;
 public static class StreamsApi
 {
     public static void MapStreamsApi(this IEndpointRouteBuilder app) =>
-        app.MapGet("/api/v1/streams", GetStreams).WithName("Streams");
+        app.MapGet("/api/v1/streams", GetStreams).WithName("Streams")
+            .Produces<List<StreamMetricsReport>>()
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
 
     private static async Task<IResult> GetStreams(IConnectionMultiplexer redis)
     {

@@ -69,7 +69,8 @@ public static class WeightApi
                              "(latest accepted, initialised row) when Redis has no entry or is unreachable. " +
                              "`source` says which answered. 404 when neither knows the user.")
             .ProducesValidationProblem()
-            .ProducesProblem(StatusCodes.Status404NotFound);
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
 
         weight.MapGet("/{userId}/history", GetHistoryAsync)
             .WithName("GetWeightHistory")
@@ -77,7 +78,8 @@ public static class WeightApi
             .WithDescription("Rows of weights.measurements with from <= timestamp < to, ordered by timestamp, at most " +
                              "`limit` (`truncated` is true when more rows were in range). A user with no rows " +
                              "gets an empty list, not 404: the range is what was asked about.")
-            .ProducesValidationProblem();
+            .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
 
         // Ingest endpoints: answered by the stream pipeline over Kafka request/reply (WeightCommandsApi).
         weight.MapWeightCommands();

@@ -39,9 +39,23 @@ public static class WeightCommandsApi
     {
         group.MapPost("/process", ProcessAsync).WithName("ProcessWeight")
             .WithSummary("Filter one weight measurement through the stream pipeline and return its result")
+            .Accepts<MeasurementRequest>("application/json")
+            .Produces<ProcessResponse>()
+            .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status409Conflict)
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
+            .ProducesProblem(StatusCodes.Status504GatewayTimeout)
             .WithMetadata(new Microsoft.AspNetCore.Mvc.RequestSizeLimitAttribute(MaxBodyBytes));
         group.MapPost("/initialize", InitializeAsync).WithName("InitializeWeight")
             .WithSummary("(Re)initialise a user's filter from a batch of measurements")
+            .Accepts<InitializeRequest>("application/json")
+            .Produces<ProcessResponse>()
+            .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status409Conflict)
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
+            .ProducesProblem(StatusCodes.Status504GatewayTimeout)
             .WithMetadata(new Microsoft.AspNetCore.Mvc.RequestSizeLimitAttribute(MaxBodyBytes));
         return group;
     }
