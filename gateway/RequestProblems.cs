@@ -50,6 +50,16 @@ internal sealed partial class RequestProblems(IProblemDetailsService problems, I
             Detail = Scrub(e.Message) + " Send the body as application/json.",
         },
         BadHttpRequestException e => new ProblemDetails { Status = e.StatusCode, Title = "Bad request", Detail = Scrub(e.Message) },
+        // The form reader's own: no boundary, a malformed part, a section over its limits.
+        InvalidDataException e => new ProblemDetails
+        {
+            Status = StatusCodes.Status400BadRequest, Title = "The form body cannot be read", Detail = e.Message,
+        },
+        IOException e when e.Message.StartsWith("Unexpected end of Stream", StringComparison.Ordinal) => new ProblemDetails
+        {
+            Status = StatusCodes.Status400BadRequest, Title = "The form body cannot be read",
+            Detail = "The multipart body ended before its closing boundary.",
+        },
         // Class 22 (data exception: a NUL byte, a value out of a column's range) and 23 (integrity) come from
         // values a client sent that a handler let through; the client can fix them, so they are not 5xx.
         PostgresException { SqlState: var state } e when state.StartsWith("22", StringComparison.Ordinal) => new ProblemDetails

@@ -28,6 +28,12 @@ internal static class ContractResponses
             var takesInput = operation.RequestBody is not null || operation.Parameters is { Count: > 0 };
             if (takesInput)
                 await AddProblemAsync(operation, context, StatusCodes.Status400BadRequest, typeof(HttpValidationProblemDetails), ct);
+            // Kestrel answers a request line over its limit (8 KiB) before any endpoint runs, without a body.
+            if (operation.Parameters is { Count: > 0 })
+            {
+                operation.Responses ??= new OpenApiResponses();
+                operation.Responses.TryAdd("414", new OpenApiResponse { Description = "URI Too Long (the server's request-line limit; no body)" });
+            }
             if (operation.RequestBody?.Content is { } body)
             {
                 await AddProblemAsync(operation, context, StatusCodes.Status413PayloadTooLarge, typeof(ProblemDetails), ct);

@@ -4,6 +4,7 @@ using System.Net.Http.Json;
 using System.Text;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using StackExchange.Redis;
 using StreamHealth.Cgm.Pipeline;
@@ -42,12 +43,33 @@ public sealed class GatewayStackFixture : IAsyncLifetime
             Postgres, _redis, Logs, new CgmPipelineOptions { EmitIntervalMs = 100, MinForecastRequestIntervalMs = 500 }).Start();
         var settings = LocalServices.Overrides(database, Kafka.BootstrapServers);
         App = new WebApplicationFactory<Program>().WithWebHostBuilder(b => b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(settings)));
+        // Real Kestrel on a real port, not the in-memory TestServer: hostile request lines (a NUL or invalid
+        // UTF-8 in the path) must meet the server's own parser, and curl must be able to reach it.
+        Port = FreePort();
+        App.UseKestrel(Port);
+        App.StartServer();
+        var addresses = App.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>()
+            .Features.Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()!.Addresses;
+        BaseUrl = addresses.First().Replace("[::]", "127.0.0.1").Replace("localhost", "127.0.0.1").TrimEnd('/');
         WaitFor(() => _weights.Host.Metrics.ActiveTasks == 4, TimeSpan.FromSeconds(60), () => "weights tasks not assigned");
+    }
+
+    public int Port { get; private set; }
+
+    public string BaseUrl { get; private set; } = "";
+
+    private static int FreePort()
+    {
+        var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        return port;
     }
 
     public HttpClient Client(string? apiKey = ApiKey)
     {
-        var client = App.CreateClient();
+        var client = new HttpClient { BaseAddress = new Uri(BaseUrl) };
         client.Timeout = TimeSpan.FromSeconds(60);
         if (apiKey is not null) client.DefaultRequestHeaders.Add("X-Api-Key", apiKey);
         return client;
