@@ -45,27 +45,16 @@ public sealed class GatewayStackFixture : IAsyncLifetime
         App = new WebApplicationFactory<Program>().WithWebHostBuilder(b => b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(settings)));
         // Real Kestrel on a real port, not the in-memory TestServer: hostile request lines (a NUL or invalid
         // UTF-8 in the path) must meet the server's own parser, and curl must be able to reach it.
-        Port = FreePort();
-        App.UseKestrel(Port);
+        App.UseKestrel(kestrel => kestrel.Listen(System.Net.IPAddress.Loopback, 0));   // a free port of its own
         App.StartServer();
         var addresses = App.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>()
             .Features.Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()!.Addresses;
-        BaseUrl = addresses.First().Replace("[::]", "127.0.0.1").Replace("localhost", "127.0.0.1").TrimEnd('/');
+        BaseUrl = addresses.Single().TrimEnd('/');
         WaitFor(() => _weights.Host.Metrics.ActiveTasks == 4, TimeSpan.FromSeconds(60), () => "weights tasks not assigned");
     }
 
-    public int Port { get; private set; }
-
+    /// <summary>Where the gateway listens (Kestrel on a free loopback port).</summary>
     public string BaseUrl { get; private set; } = "";
-
-    private static int FreePort()
-    {
-        var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        listener.Start();
-        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return port;
-    }
 
     public HttpClient Client(string? apiKey = ApiKey)
     {
