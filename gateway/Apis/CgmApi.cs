@@ -118,6 +118,8 @@ public static class CgmApi
             .WithDescription("Identical data gets the same handle; a file covering a subset of an already processed " +
                              "range that ends at the same time gets the existing handle (`reused`: true).")
             .Accepts<IFormFile>("multipart/form-data", CgmUploads.RawContentTypes)
+            .Produces<ProcessedDataset>()
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .ProducesProblem(StatusCodes.Status401Unauthorized)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
@@ -134,7 +136,8 @@ public static class CgmApi
         cgm.MapGet("/{userId}/readings", GetReadingsAsync)
             .WithName("GetCgmReadings")
             .WithSummary("A user's stored readings, oldest first (PostgreSQL cgm.readings)")
-            .ProducesValidationProblem();
+            .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
 
         cgm.MapGet("/{userId}/latest", GetLatestAsync)
             .WithName("GetLatestGlucose")
@@ -142,7 +145,8 @@ public static class CgmApi
             .WithDescription("Redis (written by the CGM topology's sink) first; the latest stored sensor reading, " +
                              "without a trend, when Redis has no entry. 404 when neither knows the user.")
             .ProducesValidationProblem()
-            .ProducesProblem(StatusCodes.Status404NotFound);
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
 
         cgm.MapPost("/{userId}/upload", UploadAsync)
             .WithName("UploadCgmFile")

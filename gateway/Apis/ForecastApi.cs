@@ -76,8 +76,10 @@ public static class ForecastApi
         app.MapPost("/cache_management", CacheAsync)
             .WithTags("Forecast").WithName("CacheManagement")
             .WithSummary("info | flush | delete (a dataset by handle, with its cached forecasts)")
+            .Produces<CacheInfo>()
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .RequireApiKey().RequireApiRateLimit();
 
         app.MapGet("/api/v1/cgm/{userId}/forecast", GetUserForecastAsync)
@@ -85,6 +87,7 @@ public static class ForecastApi
             .WithSummary("A user's latest forecast from the forecast consumer group (Redis, else PostgreSQL cgm.forecasts)")
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .RequireApiKey().RequireApiRateLimit();
     }
 

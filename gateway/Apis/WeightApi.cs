@@ -71,7 +71,8 @@ public static class WeightApi
                              "written its result to Redis, so the caller's next read sees it; only while Redis is unreachable can " +
                              "this answer (then from PostgreSQL) lag a 200 by the weights sinks' delay (a few seconds).")
             .ProducesValidationProblem()
-            .ProducesProblem(StatusCodes.Status404NotFound);
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
 
         weight.MapGet("/{userId}/history", GetHistoryAsync)
             .WithName("GetWeightHistory")
@@ -79,7 +80,8 @@ public static class WeightApi
             .WithDescription("Rows of weights.measurements with from <= timestamp < to, ordered by timestamp, at most " +
                              "`limit` (`truncated` is true when more rows were in range). A user with no rows " +
                              "gets an empty list, not 404: the range is what was asked about.")
-            .ProducesValidationProblem();
+            .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
 
         // Ingest endpoints: answered by the stream pipeline over Kafka request/reply (WeightCommandsApi).
         weight.MapWeightCommands();
