@@ -15,6 +15,9 @@ internal static class ApiInput
             errors["userId"] = [$"'{Shorten(userId)}' is not 1-128 characters of A-Z a-z 0-9 . _ : -"];
     }
 
+    private static readonly DateTime QueryEarliest = new(1970, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+    private static readonly DateTime QueryLatest = new(2200, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+
     public static DateTime? ParseTime(string? value, string field, Dictionary<string, string[]> errors)
     {
         if (value is null) return null;
@@ -22,7 +25,13 @@ internal static class ApiInput
         // culture's other formats ("01/02/2026") are ambiguous across clients.
         if (value.Length >= 10 && value[4] == '-' && value[7] == '-'
             && DateTimeOffset.TryParse(value, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed))
-            return parsed.UtcDateTime;
+        {
+            // A query bound is not an event time, but it is still bounded: ranges are computed from it (to - 90 days), and
+            // year 1 or 9999 would overflow DateTime there. Nothing is stored outside 1970-2200.
+            if (parsed.UtcDateTime >= QueryEarliest && parsed.UtcDateTime < QueryLatest) return parsed.UtcDateTime;
+            errors[field] = [$"{field} = '{Shorten(value)}': must be between {QueryEarliest:yyyy-MM-dd} and {QueryLatest:yyyy-MM-dd}"];
+            return null;
+        }
         errors[field] = [$"'{Shorten(value)}' is not an ISO-8601 date-time such as 2026-01-31T00:00:00Z."];
         return null;
     }

@@ -14,7 +14,7 @@ public static class StreamsApi
 
     public static void MapStreamsApi(this IEndpointRouteBuilder app) =>
         app.MapGet("/api/v1/streams", GetStreams).WithName("Streams")
-            .Produces<List<StreamMetricsReport>>()
+            .Produces<StreamsView>()
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
 
     private static IResult GetStreams(OperationsMonitor monitor)

@@ -265,7 +265,19 @@ public static class WeightCommandsApi
             if (required) errors[field] = [$"{field} is required"];
             return null;
         }
-        if (value.ValueKind == JsonValueKind.String) return value.GetString();
+        if (value.ValueKind == JsonValueKind.String)
+        {
+            try
+            {
+                return value.GetString();
+            }
+            catch (InvalidOperationException)
+            {
+                // JSON may escape a lone surrogate ("\ud861"), which is no Unicode text: UTF-8 (PostgreSQL, Redis, Kafka) cannot hold it.
+                errors[field] = [$"{field} contains an unpaired surrogate escape; text must be valid Unicode"];
+                return null;
+            }
+        }
         errors[field] = [$"{field} must be a string, not {Kind(value)}"];
         return null;
     }

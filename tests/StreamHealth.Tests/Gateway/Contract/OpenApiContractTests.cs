@@ -16,6 +16,8 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
     private static readonly Dictionary<string, int[]> ExpectedStatuses = new()
     {
         ["GET /health"] = [200, 503],
+        ["GET /health/ready"] = [200, 503],
+        ["GET /health/live"] = [200],
         ["GET /api/v1/topics"] = [200, 503],
         ["GET /api/v1/streams"] = [200, 503],
         ["POST /api/weight/process"] = [200, 400, 401, 409, 413, 429, 503, 504],
@@ -61,7 +63,7 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
                 else
                     foreach (var media in content.EnumerateObject())
                         if (!media.Value.TryGetProperty("schema", out _)) problems.Add($"{operation}: {status} {media.Name} has no schema");
-                if (status.StartsWith('4') && status != "414" || status == "503" && operation.PathTemplate != "/health")
+                if (status.StartsWith('4') && status != "414" || status == "503" && operation.PathTemplate is not ("/health" or "/health/ready"))
                     if (content.ValueKind != JsonValueKind.Object || !content.TryGetProperty("application/problem+json", out _))
                         problems.Add($"{operation}: {status} is not problem details");
             }
@@ -97,7 +99,7 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
 
         var cases = new List<Case>
         {
-            new("GET", "/health"), new("GET", "/api/v1/topics"), new("GET", "/api/v1/streams"),
+            new("GET", "/health"), new("GET", "/health/ready"), new("GET", "/health/live"), new("GET", "/api/v1/topics"), new("GET", "/api/v1/streams"),
             new("POST", "/api/weight/process", Json(Measurement(30))),
             new("POST", "/api/weight/process", Json($$"""{"user_id":"{{weightUser}}","unit":"kg","timestamp":"{{now:O}}"}""")),
             new("POST", "/api/weight/process", Json($$"""{"user_id":"{{weightUser}}","weight":"80","unit":"kg","timestamp":"{{now:O}}"}""")),
