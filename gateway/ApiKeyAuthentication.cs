@@ -44,14 +44,14 @@ public static class ApiKeyAuthentication
             };
             return Task.CompletedTask;
         });
-        options.AddOperationTransformer((operation, context, _) =>
+        options.AddOperationTransformer(async (operation, context, ct) =>
         {
             if (context.Description.ActionDescriptor.EndpointMetadata.Contains(ApiKeyRequired.Instance))
             {
                 operation.Security ??= [];
                 operation.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(Scheme, context.Document)] = [] });
+                await OpenApi.ContractResponses.AddProblemAsync(operation, context, StatusCodes.Status401Unauthorized, typeof(ProblemDetails), ct);
             }
-            return Task.CompletedTask;
         });
     }
 

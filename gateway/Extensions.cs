@@ -1,4 +1,5 @@
 using StreamHealth.Gateway.Apis;
+using System.Text.Json.Serialization;
 using Confluent.Kafka;
 using Npgsql;
 using StackExchange.Redis;
@@ -19,6 +20,14 @@ public static class Extensions
         builder.Services.AddSingleton(sp => StreamHealthOptions.Bind(sp.GetRequiredService<IConfiguration>()));
         builder.Services.AddSingleton(sp => GatewayOptions.Bind(sp.GetRequiredService<IConfiguration>()));
         builder.Services.AddProblemDetails();
+        builder.Services.AddExceptionHandler<RequestProblems>();
+        // A body bound by the framework that is not JSON or has a field of the wrong type throws, so that
+        // RequestProblems answers a 400 naming the field (by default production answers a bare 400 and
+        // Development a 500).
+        builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
+        // "80" is not a number: a client that sends a string where the contract says number gets a 400
+        // naming the field, and the document says number, not number-or-string.
+        builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.NumberHandling = JsonNumberHandling.Strict);
         ApiKeyAuthentication.Add(builder.Services);
         ApiRateLimiting.Add(builder.Services);
         builder.Services.AddOpenApi(openApi =>
@@ -29,6 +38,7 @@ public static class Extensions
                 return Task.CompletedTask;
             });
             ApiKeyAuthentication.DescribeInOpenApi(openApi);
+            OpenApi.ContractResponses.Describe(openApi);
         });
         builder.Services.AddSingleton(sp => NpgsqlDataSource.Create(sp.GetRequiredService<StreamHealthOptions>().Postgres.ConnectionString));
         // abortConnect=false: the gateway starts (and reports Redis as down in /health) without Redis.

@@ -58,7 +58,7 @@ cat <<INFO
     health      http://127.0.0.1:$GATEWAY_PORT/health
     openapi     http://127.0.0.1:$GATEWAY_PORT/openapi/v1.json   (/api/weight/*, /api/v1/cgm/* need X-Api-Key: dev-key-change-me)
     cgm         http://127.0.0.1:$GATEWAY_PORT/api/v1/cgm/cgm-sample-dexcom/latest   (the sample Dexcom export, streaming in)
-                curl -s --data-binary @FILE http://127.0.0.1:$GATEWAY_PORT/convert_to_unified   (any CGM export → unified CSV)
+                curl -s -H 'Content-Type: text/csv' --data-binary @FILE http://127.0.0.1:$GATEWAY_PORT/convert_to_unified   (any CGM export → unified CSV)
     kafka       $STREAMHEALTH_Kafka__BootstrapServers (embedded)
     postgres    127.0.0.1:$STREAMHEALTH_Postgres__Port/streamhealth   redis 127.0.0.1:$STREAMHEALTH_Redis__Port
     replay      STREAMHEALTH_Kafka__BootstrapServers=$STREAMHEALTH_Kafka__BootstrapServers \\

@@ -15,6 +15,9 @@ internal static class ApiInput
             errors["userId"] = [$"'{Shorten(userId)}' is not 1-128 characters of A-Z a-z 0-9 . _ : -"];
     }
 
+    private static readonly DateTime QueryEarliest = new(1970, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+    private static readonly DateTime QueryLatest = new(2200, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+
     public static DateTime? ParseTime(string? value, string field, Dictionary<string, string[]> errors)
     {
         if (value is null) return null;
@@ -22,9 +25,31 @@ internal static class ApiInput
         // culture's other formats ("01/02/2026") are ambiguous across clients.
         if (value.Length >= 10 && value[4] == '-' && value[7] == '-'
             && DateTimeOffset.TryParse(value, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed))
-            return parsed.UtcDateTime;
+        {
+            // A query bound is not an event time, but it is still bounded: ranges are computed from it (to - 90 days), and
+            // year 1 or 9999 would overflow DateTime there. Nothing is stored outside 1970-2200.
+            if (parsed.UtcDateTime >= QueryEarliest && parsed.UtcDateTime < QueryLatest) return parsed.UtcDateTime;
+            errors[field] = [$"{field} = '{Shorten(value)}': must be between {QueryEarliest:yyyy-MM-dd} and {QueryLatest:yyyy-MM-dd}"];
+            return null;
+        }
         errors[field] = [$"'{Shorten(value)}' is not an ISO-8601 date-time such as 2026-01-31T00:00:00Z."];
         return null;
+    }
+
+    /// <summary>A UTC offset such as +10:00, -05:30 or Z (null: zero), within ±14:00, the range of real time zones.</summary>
+    public static TimeSpan ParseUtcOffset(string? value, string field, Dictionary<string, string[]> errors)
+    {
+        if (string.IsNullOrEmpty(value) || value is "Z" or "z") return TimeSpan.Zero;
+        if (value.Length == 6 && value[0] is '+' or '-' && value[3] == ':'
+            && int.TryParse(value.AsSpan(1, 2), NumberStyles.None, CultureInfo.InvariantCulture, out var hours)
+            && int.TryParse(value.AsSpan(4, 2), NumberStyles.None, CultureInfo.InvariantCulture, out var minutes)
+            && minutes < 60 && hours * 60 + minutes <= 14 * 60)
+        {
+            var offset = new TimeSpan(hours, minutes, 0);
+            return value[0] == '-' ? -offset : offset;
+        }
+        errors[field] = [$"{field} = '{Shorten(value)}': must be an offset from UTC such as +10:00, -05:30 or Z, within ±14:00"];
+        return TimeSpan.Zero;
     }
 
     /// <summary>A client's value as an error may quote it: control characters escaped, at most 64 characters.</summary>

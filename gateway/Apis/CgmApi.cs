@@ -10,6 +10,7 @@ using StreamHealth.Cgm;
 using StreamHealth.Cgm.Formats;
 using StreamHealth.Cgm.Pipeline;
 using StreamHealth.Gateway.Cgm;
+using StreamHealth.Runtime.Configuration;
 
 namespace StreamHealth.Gateway.Apis;
 
@@ -36,7 +37,16 @@ public static class CgmApi
         [property: JsonPropertyName("duplicates")] int Duplicates,
         [property: JsonPropertyName("out_of_range")] int OutOfRange,
         [property: JsonPropertyName("dropped")] int Dropped,
-        [property: JsonPropertyName("clock_shifts_corrected")] int ClockShiftsCorrected);
+        [property: JsonPropertyName("clock_shifts_corrected")] int ClockShiftsCorrected,
+        [property: JsonPropertyName("skipped")] IReadOnlyList<Skipped> Skipped,
+        [property: JsonPropertyName("unattached_events")] int UnattachedEvents,
+        [property: JsonPropertyName("impossible_glucose")] int ImpossibleGlucose);
+
+    /// <summary>Lines of the file that were not converted, for one reason: how many, and the first one.</summary>
+    public sealed record Skipped(
+        [property: JsonPropertyName("reason")] string Reason,
+        [property: JsonPropertyName("rows")] int Rows,
+        [property: JsonPropertyName("first_line")] long FirstLine);
 
     public sealed record UploadAccepted(
         [property: JsonPropertyName("user_id")] string UserId,
@@ -46,7 +56,9 @@ public static class CgmApi
         [property: JsonPropertyName("clock_shifts_corrected")] int ClockShiftsCorrected,
         [property: JsonPropertyName("first_time")] DateTime? FirstTime,
         [property: JsonPropertyName("last_time")] DateTime? LastTime,
-        [property: JsonPropertyName("topic")] string Topic);
+        [property: JsonPropertyName("topic")] string Topic,
+        [property: JsonPropertyName("skipped")] IReadOnlyList<Skipped> Skipped,
+        [property: JsonPropertyName("impossible_glucose")] int ImpossibleGlucose);
 
     public sealed record Reading(
         [property: JsonPropertyName("reading_id")] string ReadingId,
@@ -86,10 +98,13 @@ public static class CgmApi
             .WithTags("CGM")
             .WithName("ConvertToUnified")
             .WithSummary("Any supported CGM export → unified CSV")
-            .WithDescription("Detects the format from the content (never the file name) and returns the unified CSV " +
-                             "(sequence_id, original_datetime, quality, event_type, datetime, glucose, carbs, insulin_slow, " +
-                             "insulin_fast, exercise), sorted by time. Header X-Source-Format names the format detected.")
-            .Accepts<IFormFile>("multipart/form-data", "text/csv", "application/json", "application/octet-stream")
+            .WithDescription("Detects the format from the content (never the file name; any declared content type, so " +
+                             "`curl --data-binary @FILE` works) and returns the unified CSV (sequence_id, original_datetime, quality, " +
+                             "event_type, datetime, glucose, carbs, insulin_slow, insulin_fast, exercise), sorted by time. Header " +
+                             "X-Source-Format names the format detected; X-Skipped-Rows counts the lines not converted and " +
+                             "X-Skipped-Reasons gives each reason with its count and first line; X-Impossible-Glucose counts values " +
+                             "no sensor reports (kept, quality flag 1 = out of range).")
+            .Accepts<IFormFile>("multipart/form-data", CgmUploads.RawContentTypes)
             .Produces(StatusCodes.Status200OK, contentType: "text/csv")
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
@@ -102,7 +117,9 @@ public static class CgmApi
             .WithSummary("Store a file's resampled 5-minute series; returns its content-hash handle")
             .WithDescription("Identical data gets the same handle; a file covering a subset of an already processed " +
                              "range that ends at the same time gets the existing handle (`reused`: true).")
-            .Accepts<IFormFile>("multipart/form-data", "text/csv", "application/json", "application/octet-stream")
+            .Accepts<IFormFile>("multipart/form-data", CgmUploads.RawContentTypes)
+            .Produces<ProcessedDataset>()
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .ProducesProblem(StatusCodes.Status401Unauthorized)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
@@ -119,7 +136,8 @@ public static class CgmApi
         cgm.MapGet("/{userId}/readings", GetReadingsAsync)
             .WithName("GetCgmReadings")
             .WithSummary("A user's stored readings, oldest first (PostgreSQL cgm.readings)")
-            .ProducesValidationProblem();
+            .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
 
         cgm.MapGet("/{userId}/latest", GetLatestAsync)
             .WithName("GetLatestGlucose")
@@ -127,7 +145,8 @@ public static class CgmApi
             .WithDescription("Redis (written by the CGM topology's sink) first; the latest stored sensor reading, " +
                              "without a trend, when Redis has no entry. 404 when neither knows the user.")
             .ProducesValidationProblem()
-            .ProducesProblem(StatusCodes.Status404NotFound);
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
 
         cgm.MapPost("/{userId}/upload", UploadAsync)
             .WithName("UploadCgmFile")
@@ -135,7 +154,7 @@ public static class CgmApi
             .WithDescription("The whole file is parsed first (a bad file sends nothing), then every reading is sent and " +
                              "acknowledged before the 202. Reading ids are deterministic: uploading the same file again " +
                              "stores nothing twice, so a retry after a 503 is safe.")
-            .Accepts<IFormFile>("multipart/form-data", "text/csv", "application/json", "application/octet-stream")
+            .Accepts<IFormFile>("multipart/form-data", CgmUploads.RawContentTypes)
             .Produces<UploadAccepted>(StatusCodes.Status202Accepted)
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
@@ -148,12 +167,21 @@ public static class CgmApi
         try
         {
             await using var file = await CgmUploads.ReceiveAsync(request, gateway.Cgm.MaxUploadBytes, ct);
-            var rows = CgmConverter.ReadAll(file, out var format);
+            var read = new CgmReadReport();
+            var rows = CgmConverter.ReadAll(file, out var format, read);
             // Buffered (memory, then a temporary file past 32 KiB) because the writer is synchronous.
             var output = new FileBufferingWriteStream();
             using (var writer = new UnifiedCsvWriter(output))
                 foreach (var row in rows) writer.Write(row);
-            request.HttpContext.Response.Headers["X-Source-Format"] = format.Name();
+            var headers = request.HttpContext.Response.Headers;
+            headers["X-Source-Format"] = format.Name();
+            headers["X-Skipped-Rows"] = read.SkippedRows.ToString(CultureInfo.InvariantCulture);
+            if (read.Skipped.Count > 0)
+                headers["X-Skipped-Reasons"] = string.Join("; ", read.Skipped.Select(k =>
+                    string.Create(CultureInfo.InvariantCulture, $"{k.Reason}: {k.Rows} (first line {k.FirstLine})")));
+            headers["X-Impossible-Glucose"] = read.ImpossibleGlucose.ToString(CultureInfo.InvariantCulture);
+            if (read.ImpossibleGlucose > 0)
+                headers["X-Impossible-Glucose-First-Line"] = read.FirstImpossibleGlucoseLine.ToString(CultureInfo.InvariantCulture);
             return new BufferedCsvResult(output);
         }
         catch (Exception e) when (Problem(e) is { } problem)
@@ -167,7 +195,7 @@ public static class CgmApi
     {
         try
         {
-            var (dataset, report) = await CgmUploads.ReceiveSeriesAsync(request, gateway.Cgm.MaxUploadBytes, ct);
+            var (dataset, report, read) = await CgmUploads.ReceiveSeriesAsync(request, gateway.Cgm.MaxUploadBytes, ct);
             if (dataset.Points == 0)
                 return TypedResults.Problem(title: "No glucose readings", statusCode: StatusCodes.Status422UnprocessableEntity,
                     detail: $"The {dataset.SourceFormat} file holds no glucose readings to build a series from.");
@@ -177,7 +205,7 @@ public static class CgmApi
             return TypedResults.Ok(new ProcessedDataset(handle, reused, dataset.SourceFormat,
                 DateTime.UnixEpoch.AddMilliseconds(dataset.TimesUnixMs[0]), DateTime.UnixEpoch.AddMilliseconds(dataset.TimesUnixMs[^1]),
                 dataset.Points, dataset.Sequences, report.Imputed, report.Duplicates, report.OutOfRange, report.Dropped,
-                report.ClockShiftsCorrected));
+                report.ClockShiftsCorrected, ToSkipped(read), report.Unattached, read.ImpossibleGlucose));
         }
         catch (Exception e) when (Problem(e) is { } problem)
         {
@@ -187,10 +215,14 @@ public static class CgmApi
 
     private static async Task<IResult> UploadAsync(
         [Description("1-128 characters of A-Z a-z 0-9 . _ : -")] string userId,
-        HttpRequest request, GatewayOptions gateway, CgmReadingsPublisher publisher, CancellationToken ct)
+        [Description("The export's UTC offset when its times are local wall-clock times (Dexcom Clarity, LibreView and " +
+                     "CareLink exports are), e.g. +10:00 or -05:00; default +00:00. Readings are stored in UTC, and a reading " +
+                     "more than Input:MaxAheadSeconds ahead of the gateway's clock is refused (422).")] string? utc_offset,
+        HttpRequest request, GatewayOptions gateway, StreamHealthOptions platform, CgmReadingsPublisher publisher, CancellationToken ct)
     {
         var errors = new Dictionary<string, string[]>();
         ApiInput.ValidateUserId(userId, errors);
+        var offset = ApiInput.ParseUtcOffset(utc_offset, "utc_offset", errors);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
         if (!publisher.Configured)
             return TypedResults.Problem(title: "Kafka is not configured", statusCode: StatusCodes.Status503ServiceUnavailable,
@@ -199,7 +231,9 @@ public static class CgmApi
         {
             CgmReadingProducer.FileReadings parsed;
             await using (var file = await CgmUploads.ReceiveAsync(request, gateway.Cgm.MaxUploadBytes, ct))
-                parsed = CgmReadingProducer.ReadFile(file, userId);
+                // Local wall clock minus its offset is UTC: +10:00 moves the export's times 10 h back.
+                parsed = CgmReadingProducer.ReadFile(file, userId, shiftMs: -(long)offset.TotalMilliseconds, timeRule: platform.Input.TimeRule,
+                    nowUnixMs: DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
             var readings = parsed.Readings;
             try
             {
@@ -215,7 +249,7 @@ public static class CgmApi
             DateTime? last = readings.Count > 0 ? DateTime.UnixEpoch.AddMilliseconds(readings.Max(r => r.EventTimeUnixMs)) : null;
             return TypedResults.Accepted($"/api/v1/cgm/{userId}/readings",
                 new UploadAccepted(userId, parsed.Format.Name(), readings.Count, parsed.Rows - readings.Count, parsed.ClockShiftsCorrected,
-                    first, last, publisher.Topic));
+                    first, last, publisher.Topic, ToSkipped(parsed.Report), parsed.Report.ImpossibleGlucose));
         }
         catch (Exception e) when (Problem(e) is { } problem)
         {
@@ -268,14 +302,19 @@ public static class CgmApi
 
     private static async Task<Results<Ok<LatestGlucose>, ValidationProblem, ProblemHttpResult>> GetLatestAsync(
         [Description("1-128 characters of A-Z a-z 0-9 . _ : -")] string userId,
-        IConnectionMultiplexer redis, NpgsqlDataSource pg, ILoggerFactory loggers, CancellationToken ct)
+        IConnectionMultiplexer redis, NpgsqlDataSource pg, StreamHealthOptions platform, ILoggerFactory loggers, CancellationToken ct)
     {
         var errors = new Dictionary<string, string[]>();
         ApiInput.ValidateUserId(userId, errors);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+        // Nothing outside the event-time rule may be served as latest: not a cache entry, nor a row, stored before the
+        // rule was enforced at ingest.
+        var rule = platform.Input.TimeRule;
+        var nowMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         try
         {
-            if (redis.IsConnected && await CgmLatestCache.ReadAsync(redis.GetDatabase(), userId) is { } cached)
+            if (redis.IsConnected && await CgmLatestCache.ReadAsync(redis.GetDatabase(), userId) is { } cached
+                && rule.Check("time", cached.EventTimeUnixMs, nowMs) is null)
                 return TypedResults.Ok(new LatestGlucose(userId, DateTime.UnixEpoch.AddMilliseconds(cached.EventTimeUnixMs), cached.GlucoseMgDl,
                     double.IsFinite(cached.RateMgDlPerMin) ? cached.RateMgDlPerMin : null, cached.TrendArrow, (int)cached.QualityFlags,
                     cached.ForecastWindowComplete, "redis"));
@@ -286,10 +325,12 @@ public static class CgmApi
         }
         await using var cmd = pg.CreateCommand("""
             SELECT reading_time, glucose_mg_dl, quality_flags FROM cgm.readings
-            WHERE user_id = $1 AND event_type = 'egv' AND glucose_mg_dl IS NOT NULL
+            WHERE user_id = $1 AND event_type = 'egv' AND glucose_mg_dl IS NOT NULL AND reading_time >= $2 AND reading_time <= $3
             ORDER BY reading_time DESC LIMIT 1
             """);
         cmd.Parameters.Add(new NpgsqlParameter { Value = userId });
+        cmd.Parameters.Add(new NpgsqlParameter { Value = DateTime.UnixEpoch.AddMilliseconds(rule.EarliestUnixMs) });
+        cmd.Parameters.Add(new NpgsqlParameter { Value = DateTime.UnixEpoch.AddMilliseconds(nowMs + rule.MaxAheadMs) });
         await using var reader = await cmd.ExecuteReaderAsync(ct);
         if (!await reader.ReadAsync(ct))
             return TypedResults.Problem(title: "No glucose for this user", statusCode: StatusCodes.Status404NotFound,
@@ -297,6 +338,8 @@ public static class CgmApi
         return TypedResults.Ok(new LatestGlucose(userId, reader.GetDateTime(0), reader.GetDouble(1), null, "NotComputable",
             reader.GetInt16(2), null, "postgres"));
     }
+
+    private static List<Skipped> ToSkipped(CgmReadReport read) => [.. read.Skipped.Select(k => new Skipped(k.Reason, k.Rows, k.FirstLine))];
 
     private static double? Nullable(NpgsqlDataReader reader, int i) => reader.IsDBNull(i) ? null : reader.GetDouble(i);
 

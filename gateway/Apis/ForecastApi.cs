@@ -66,7 +66,7 @@ public static class ForecastApi
         app.MapPost("/quick_plot", QuickPlotAsync)
             .WithTags("Forecast").WithName("QuickPlot")
             .WithSummary("A CGM export → fan chart (SVG) of the forecast from its latest 8 hours, in one call")
-            .Accepts<IFormFile>("multipart/form-data", "text/csv", "application/json", "application/octet-stream")
+            .Accepts<IFormFile>("multipart/form-data", CgmUploads.RawContentTypes)
             .Produces(StatusCodes.Status200OK, contentType: "image/svg+xml")
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
@@ -76,8 +76,10 @@ public static class ForecastApi
         app.MapPost("/cache_management", CacheAsync)
             .WithTags("Forecast").WithName("CacheManagement")
             .WithSummary("info | flush | delete (a dataset by handle, with its cached forecasts)")
+            .Produces<CacheInfo>()
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .RequireApiKey().RequireApiRateLimit();
 
         app.MapGet("/api/v1/cgm/{userId}/forecast", GetUserForecastAsync)
@@ -85,17 +87,17 @@ public static class ForecastApi
             .WithSummary("A user's latest forecast from the forecast consumer group (Redis, else PostgreSQL cgm.forecasts)")
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .RequireApiKey().RequireApiRateLimit();
     }
 
     private static async Task<IResult> DrawAsync(PlotRequest body, ForecastEngine engine, NpgsqlDataSource pg, HttpContext http, CancellationToken ct)
     {
-        if (string.IsNullOrEmpty(body.Handle) || body.Handle.Length > 64)
-            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["handle"] = ["a handle from POST /process_unified is required"] });
-        var dataset = await new CgmDatasetStore(pg).LoadAsync(body.Handle, ct);
+        if (CheckHandle(body.Handle) is { } badHandle) return badHandle;
+        var dataset = await new CgmDatasetStore(pg).LoadAsync(body.Handle!, ct);
         if (dataset is null)
             return TypedResults.Problem(title: "Unknown handle", statusCode: StatusCodes.Status404NotFound,
-                detail: $"No processed dataset has handle '{ApiInput.Shorten(body.Handle)}' (it may have been deleted through /cache_management).");
+                detail: $"No processed dataset has handle '{ApiInput.Shorten(body.Handle!)}' (it may have been deleted through /cache_management).");
         var windows = new DatasetWindows(dataset, engine.InputSteps);
         http.Response.Headers["X-Window-Count"] = windows.Count.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var index = body.Index ?? 0;
@@ -113,7 +115,7 @@ public static class ForecastApi
     {
         try
         {
-            var (dataset, _) = await CgmUploads.ReceiveSeriesAsync(request, gateway.Cgm.MaxUploadBytes, ct);
+            var (dataset, _, _) = await CgmUploads.ReceiveSeriesAsync(request, gateway.Cgm.MaxUploadBytes, ct);
             var windows = new DatasetWindows(dataset, engine.InputSteps);
             if (windows.Count == 0)
                 return TypedResults.Problem(title: "Not enough data to forecast", statusCode: StatusCodes.Status422UnprocessableEntity,
@@ -157,16 +159,15 @@ public static class ForecastApi
             case "flush":
                 return TypedResults.Ok(new CacheInfo("flush", 0, await CountDatasetsAsync(pg, ct), engine.Flush()));
             case "delete":
-                if (string.IsNullOrEmpty(body.Handle))
-                    return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["handle"] = ["delete needs the handle of a processed dataset"] });
+                if (CheckHandle(body.Handle) is { } badHandle) return badHandle;
                 var store = new CgmDatasetStore(pg);
-                var dataset = await store.LoadAsync(body.Handle, ct);
+                var dataset = await store.LoadAsync(body.Handle!, ct);
                 if (dataset is null)
                     return TypedResults.Problem(title: "Unknown handle", statusCode: StatusCodes.Status404NotFound,
-                        detail: $"No processed dataset has handle '{ApiInput.Shorten(body.Handle)}'.");
+                        detail: $"No processed dataset has handle '{ApiInput.Shorten(body.Handle!)}'.");
                 var windows = new DatasetWindows(dataset, engine.InputSteps);
                 var forgotten = engine.Forget(Enumerable.Range(windows.MinIndex, windows.Count).Select(windows.Input));
-                await store.DeleteAsync(body.Handle, ct);
+                await store.DeleteAsync(body.Handle!, ct);
                 return TypedResults.Ok(new CacheInfo("delete", engine.CacheEntries, await CountDatasetsAsync(pg, ct), 1 + forgotten));
             default:
                 return TypedResults.ValidationProblem(new Dictionary<string, string[]>
@@ -175,6 +176,16 @@ public static class ForecastApi
                 });
         }
     }
+
+    /// <summary>Handles are ids (<see cref="Runtime.Validation.InputRules.CheckId"/>; the gateway's are 32 hex digits): anything
+    /// else, a NUL included, is a 400 naming <c>handle</c> before PostgreSQL sees it.</summary>
+    private static ValidationProblem? CheckHandle(string? handle) =>
+        Runtime.Validation.InputRules.CheckId("handle", handle) is { } problem
+            ? TypedResults.ValidationProblem(new Dictionary<string, string[]>
+            {
+                ["handle"] = [string.IsNullOrEmpty(handle) ? "a handle from POST /process_unified is required" : problem],
+            })
+            : null;
 
     private static async Task<long> CountDatasetsAsync(NpgsqlDataSource pg, CancellationToken ct)
     {

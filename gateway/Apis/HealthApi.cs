@@ -17,13 +17,19 @@ public static class HealthApi
 
     public sealed record Readiness(string Status, Probe Kafka, Probe Postgres, Probe Redis);
 
+    public sealed record Liveness(string Status);
+
     public static void MapHealthApi(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/health", GetHealth).WithName("Health");
+        app.MapGet("/health", GetHealth).WithName("Health")
+            .Produces<HealthReport>()
+            .Produces<HealthReport>(StatusCodes.Status503ServiceUnavailable);
         // For orchestrator probes. A stalled sink is the processors' problem: were readiness /health, one stall would
         // take every gateway replica out of its Service (and liveness would restart them), stopping ingest as well.
-        app.MapGet("/health/ready", GetReadiness).WithName("HealthReady");
-        app.MapGet("/health/live", () => TypedResults.Ok(new { status = "alive" })).WithName("HealthLive");
+        app.MapGet("/health/ready", GetReadiness).WithName("HealthReady")
+            .Produces<Readiness>()
+            .Produces<Readiness>(StatusCodes.Status503ServiceUnavailable);
+        app.MapGet("/health/live", () => TypedResults.Ok(new Liveness("alive"))).WithName("HealthLive");
     }
 
     /// <summary>200 while Kafka, PostgreSQL and Redis answer (whatever the pipelines' progress), else 503.</summary>

@@ -13,7 +13,9 @@ public static class StreamsApi
     public sealed record StreamsView(string Status, long ReadAtUnixMs, IReadOnlyList<StalledPart> Stalled, IReadOnlyList<StreamMetricsReport> Hosts);
 
     public static void MapStreamsApi(this IEndpointRouteBuilder app) =>
-        app.MapGet("/api/v1/streams", GetStreams).WithName("Streams");
+        app.MapGet("/api/v1/streams", GetStreams).WithName("Streams")
+            .Produces<StreamsView>()
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
 
     private static IResult GetStreams(OperationsMonitor monitor)
     {

@@ -8,7 +8,9 @@ public static class TopicsApi
     public sealed record TopicInfo(string Name, string? ValueSchema, int Partitions, long Records, long EndOffsetSum);
 
     public static void MapTopicsApi(this IEndpointRouteBuilder app) =>
-        app.MapGet("/api/v1/topics", GetTopics).WithName("Topics");
+        app.MapGet("/api/v1/topics", GetTopics).WithName("Topics")
+            .Produces<List<TopicInfo>>()
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
 
     private static IResult GetTopics(OperationsMonitor monitor)
     {

@@ -67,9 +67,12 @@ public static class WeightApi
             .WithSummary("A user's latest filtered weight")
             .WithDescription("Redis (the processors' write-through cache) first; PostgreSQL weights.measurements " +
                              "(latest accepted, initialised row) when Redis has no entry or is unreachable. " +
-                             "`source` says which answered. 404 when neither knows the user.")
+                             "`source` says which answered. 404 when neither knows the user. A 200 from `POST /process` has already " +
+                             "written its result to Redis, so the caller's next read sees it; only while Redis is unreachable can " +
+                             "this answer (then from PostgreSQL) lag a 200 by the weights sinks' delay (a few seconds).")
             .ProducesValidationProblem()
-            .ProducesProblem(StatusCodes.Status404NotFound);
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
 
         weight.MapGet("/{userId}/history", GetHistoryAsync)
             .WithName("GetWeightHistory")
@@ -77,7 +80,8 @@ public static class WeightApi
             .WithDescription("Rows of weights.measurements with from <= timestamp < to, ordered by timestamp, at most " +
                              "`limit` (`truncated` is true when more rows were in range). A user with no rows " +
                              "gets an empty list, not 404: the range is what was asked about.")
-            .ProducesValidationProblem();
+            .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
 
         // Ingest endpoints: answered by the stream pipeline over Kafka request/reply (WeightCommandsApi).
         weight.MapWeightCommands();
@@ -113,7 +117,7 @@ public static class WeightApi
         if (!await reader.ReadAsync(ct))
             return TypedResults.Problem(title: "No weight for this user", statusCode: StatusCodes.Status404NotFound,
                 detail: $"User '{userId}' has no filtered weight in Redis or PostgreSQL.");
-        return TypedResults.Ok(new LatestWeight(userId, reader.GetString(0), reader.GetDateTime(1),
+        return TypedResults.Ok(new LatestWeight(userId, reader.GetString(0), UtcTime(reader, 1),
             Finite(reader.GetDouble(2)), Finite(reader.GetDouble(3)), Finite(reader.GetDouble(4)), Finite(reader.GetDouble(5)),
             reader.GetBoolean(6), reader.GetBoolean(7), "postgres"));
     }
@@ -172,7 +176,7 @@ public static class WeightApi
             while (await reader.ReadAsync(ct))
             {
                 var needsInitialization = reader.GetBoolean(9);
-                points.Add(new WeightPoint(reader.GetString(0), reader.GetDateTime(1), reader.GetString(2),
+                points.Add(new WeightPoint(reader.GetString(0), UtcTime(reader, 1), reader.GetString(2),
                     Finite(reader.GetDouble(3)), reader.GetBoolean(4),
                     // Stored as 0 while the user's filter has no estimate yet: null says so plainly.
                     needsInitialization || reader.GetDouble(5) <= 0 ? null : Finite(reader.GetDouble(5)),
@@ -184,6 +188,10 @@ public static class WeightApi
         if (truncated) points.RemoveAt(points.Count - 1);
         return TypedResults.Ok(new WeightHistory(userId, fromUtc, toUtc, rowLimit, truncated, points));
     }
+
+    // timestamptz is an instant: say so (Kind Utc serialises with "Z"), whatever the driver's mapping of an edge value
+    // such as -infinity (rows stored before the event-time rule), so a client never gets a time without a zone.
+    private static DateTime UtcTime(NpgsqlDataReader reader, int ordinal) => DateTime.SpecifyKind(reader.GetDateTime(ordinal), DateTimeKind.Utc);
 
     // NaN marks an unknown unit or unparsable value in weights.measurements; JSON has no NaN, so null.
     private static double? Finite(double value) => double.IsFinite(value) ? value : null;

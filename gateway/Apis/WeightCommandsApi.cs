@@ -1,6 +1,11 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Npgsql;
+using StackExchange.Redis;
 using StreamHealth.Gateway.Weights;
+using StreamHealth.Runtime.Configuration;
+using StreamHealth.Runtime.Storage;
+using StreamHealth.Runtime.Validation;
 using StreamHealth.Schemas;
 using StreamHealth.Weight.Filter;
 using StreamHealth.Weight.Pipeline;
@@ -12,12 +17,20 @@ namespace StreamHealth.Gateway.Apis;
 public static class WeightCommandsApi
 {
     public const int MaxBodyBytes = 64 * 1024;
-    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
-
+    /// <summary>The request body of /process (for the API description; the handler reads the JSON field by field).</summary>
     public sealed record MeasurementRequest(
-        string? UserId, double? Weight, string? Unit, DateTimeOffset? Timestamp, string? Source, string? MeasurementId);
+        [property: JsonPropertyName("user_id")] string UserId,
+        [property: JsonPropertyName("weight")] double Weight,
+        [property: JsonPropertyName("unit")] string Unit,
+        [property: JsonPropertyName("timestamp")] DateTimeOffset Timestamp,
+        [property: JsonPropertyName("source")] string Source,
+        [property: JsonPropertyName("measurement_id")] string? MeasurementId);
 
-    public sealed record InitializeRequest(string? UserId, List<MeasurementRequest>? Measurements, string? MeasurementId);
+    /// <summary>The request body of /initialize (for the API description).</summary>
+    public sealed record InitializeRequest(
+        [property: JsonPropertyName("user_id")] string UserId,
+        [property: JsonPropertyName("measurements")] List<MeasurementRequest> Measurements,
+        [property: JsonPropertyName("measurement_id")] string? MeasurementId);
 
     public sealed record ProcessResponse(
         [property: JsonPropertyName("user_id")] string UserId,
@@ -39,9 +52,31 @@ public static class WeightCommandsApi
     {
         group.MapPost("/process", ProcessAsync).WithName("ProcessWeight")
             .WithSummary("Filter one weight measurement through the stream pipeline and return its result")
+            .WithDescription("Every field but `measurement_id` is required. `measurement_id` (" + InputRules.IdRuleText + "; generated when " +
+                             "absent) names one measurement of one user whatever its timestamp: re-sending the same measurement " +
+                             "returns its original result, the same id with another user or another timestamp, weight, unit or " +
+                             "source is a 409. On 200 the result is already in the latest-weight cache, so the caller's next " +
+                             "`GET /{userId}/latest` shows it; only while Redis is unreachable may that read (then from PostgreSQL) " +
+                             "lag the 200 by the weights sinks' delay (a few seconds).")
+            .Accepts<MeasurementRequest>("application/json")
+            .Produces<ProcessResponse>()
+            .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status409Conflict)
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
+            .ProducesProblem(StatusCodes.Status504GatewayTimeout)
             .WithMetadata(new Microsoft.AspNetCore.Mvc.RequestSizeLimitAttribute(MaxBodyBytes));
         group.MapPost("/initialize", InitializeAsync).WithName("InitializeWeight")
             .WithSummary("(Re)initialise a user's filter from a batch of measurements")
+            .WithDescription("`measurements` holds 1-256 measurements with the fields of `process` (all required). `measurement_id` " +
+                             "names the command as in `process`: a retry returns the original result, a conflicting reuse is a 409.")
+            .Accepts<InitializeRequest>("application/json")
+            .Produces<ProcessResponse>()
+            .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status409Conflict)
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
+            .ProducesProblem(StatusCodes.Status504GatewayTimeout)
             .WithMetadata(new Microsoft.AspNetCore.Mvc.RequestSizeLimitAttribute(MaxBodyBytes));
         return group;
     }
@@ -50,36 +85,55 @@ public static class WeightCommandsApi
     {
         services.AddSingleton<WeightRequestReply>();
         services.AddHostedService(sp => sp.GetRequiredService<WeightRequestReply>());
-        services.AddSingleton(sp => new WeightKalmanFilter(WeightTopology.FilterOptions(sp.GetRequiredService<IConfiguration>())));
+        services.AddSingleton(sp => WeightTopology.FilterOptions(sp.GetRequiredService<IConfiguration>()));
+        services.AddSingleton(sp => new WeightKalmanFilter(sp.GetRequiredService<WeightFilterOptions>()));
         return services;
     }
 
-    private static async Task<IResult> ProcessAsync(HttpRequest http, WeightRequestReply pipeline, CancellationToken ct)
+    /// <summary>What one command needs besides its body (one parameter object keeps the handlers' signatures short).</summary>
+    private sealed record Services(WeightRequestReply Pipeline, StreamHealthOptions Options, WeightFilterOptions Filter,
+        NpgsqlDataSource Postgres, IConnectionMultiplexer Redis, ILoggerFactory Loggers);
+
+    private static async Task<IResult> ProcessAsync(HttpRequest http, WeightRequestReply pipeline, StreamHealthOptions options,
+        WeightFilterOptions filterOptions, NpgsqlDataSource postgres, IConnectionMultiplexer redis, ILoggerFactory loggers, CancellationToken ct)
     {
-        var (request, bad) = await ReadAsync<MeasurementRequest>(http, ct);
+        var (body, bad) = await ReadAsync(http, ct);
         if (bad is not null) return bad;
         var errors = new Dictionary<string, string[]>();
-        var userId = ValidateUser(request!.UserId, errors);
-        var measurement = ToMeasurement(request, "", errors);
+        var services = new Services(pipeline, options, filterOptions, postgres, redis, loggers);
+        var userId = RequiredId(body, "user_id", errors);
+        var measurementId = OptionalId(body, "measurement_id", errors);
+        var measurement = ToMeasurement(body, "", services, errors);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
-        measurement.UserId = userId;
-        measurement.MeasurementId = string.IsNullOrEmpty(request.MeasurementId) ? Guid.NewGuid().ToString("N") : request.MeasurementId;
-        return await SendAsync(pipeline, measurement, ct);
+        measurement.UserId = userId!;
+        measurement.MeasurementId = measurementId ?? Guid.NewGuid().ToString("N");
+        return await SendAsync(services, measurement, ct);
     }
 
-    private static async Task<IResult> InitializeAsync(HttpRequest http, WeightRequestReply pipeline, WeightKalmanFilter filter, CancellationToken ct)
+    private static async Task<IResult> InitializeAsync(HttpRequest http, WeightRequestReply pipeline, WeightKalmanFilter filter, StreamHealthOptions options,
+        WeightFilterOptions filterOptions, NpgsqlDataSource postgres, IConnectionMultiplexer redis, ILoggerFactory loggers, CancellationToken ct)
     {
-        var (request, bad) = await ReadAsync<InitializeRequest>(http, ct);
+        var (body, bad) = await ReadAsync(http, ct);
         if (bad is not null) return bad;
         var errors = new Dictionary<string, string[]>();
-        var userId = ValidateUser(request!.UserId, errors);
-        if (request.Measurements is not { Count: > 0 } list)
+        var services = new Services(pipeline, options, filterOptions, postgres, redis, loggers);
+        var userId = RequiredId(body, "user_id", errors);
+        var measurementId = OptionalId(body, "measurement_id", errors);
+        if (!body.TryGetProperty("measurements", out var list) || list.ValueKind == JsonValueKind.Null)
+            errors["measurements"] = ["measurements is required: an array of 1 or more measurements"];
+        else if (list.ValueKind != JsonValueKind.Array)
+            errors["measurements"] = [$"measurements must be an array of measurements, not {Kind(list)}"];
+        else if (list.GetArrayLength() == 0)
+            errors["measurements"] = ["measurements must hold at least one measurement"];
+        if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+        var command = new WeightMeasurement { SchemaVersion = 1, UserId = userId! };
+        var i = 0;
+        foreach (var element in list.EnumerateArray())
         {
-            errors["measurements"] = ["must hold at least one measurement"];
-            return TypedResults.ValidationProblem(errors);
+            var prefix = $"measurements[{i++}].";
+            if (element.ValueKind != JsonValueKind.Object) errors[prefix.TrimEnd('.')] = [$"{prefix.TrimEnd('.')} must be an object, not {Kind(element)}"];
+            else command.InitializationBatch.Add(ToMeasurement(element, prefix, services, errors));
         }
-        var command = new WeightMeasurement { SchemaVersion = 1, UserId = userId };
-        for (var i = 0; i < list.Count; i++) command.InitializationBatch.Add(ToMeasurement(list[i], $"measurements[{i}].", errors));
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
         // Same rules as the topology, checked here so the caller gets a 400 rather than a dead letter.
         try
@@ -92,12 +146,41 @@ public static class WeightCommandsApi
             return TypedResults.ValidationProblem(errors);
         }
         command.EventTimeUnixMs = command.InitializationBatch.Max(m => m.EventTimeUnixMs);
-        command.MeasurementId = string.IsNullOrEmpty(request.MeasurementId) ? "init-" + Guid.NewGuid().ToString("N") : request.MeasurementId;
-        return await SendAsync(pipeline, command, ct);
+        command.MeasurementId = measurementId ?? "init-" + Guid.NewGuid().ToString("N");
+        return await SendAsync(services, command, ct);
     }
 
-    private static async Task<IResult> SendAsync(WeightRequestReply pipeline, WeightMeasurement measurement, CancellationToken ct)
+    private static async Task<IResult> SendAsync(Services services, WeightMeasurement measurement, CancellationToken ct)
     {
+        var pipeline = services.Pipeline;
+        try
+        {
+            await pipeline.EnsureReadyAsync(ct);   // claim nothing for a request that cannot be sent
+        }
+        catch (WeightPipelineUnavailableException e)
+        {
+            return TypedResults.Problem(e.Message, statusCode: StatusCodes.Status503ServiceUnavailable, title: "Weights pipeline unavailable");
+        }
+        // One measurement id, one measurement of one user, whatever its time: claimed before anything is produced, so a
+        // conflicting reuse never reaches the pipeline. The problem does not say whose the id is.
+        EventIdClaim claim;
+        try
+        {
+            claim = await EventIds.ClaimAsync(services.Postgres, WeightPostgresWriter.EventIdWorkload, measurement.MeasurementId, measurement.UserId,
+                MeasurementFingerprint.Text(MeasurementFingerprint.Of(measurement)), ct);
+        }
+        catch (Exception e) when (e is NpgsqlException or TimeoutException)
+        {
+            services.Loggers.CreateLogger(typeof(WeightCommandsApi)).LogWarning(e, "claiming weight measurement id failed");
+            return TypedResults.Problem("the measurement id registry (PostgreSQL) is unreachable; nothing was sent",
+                statusCode: StatusCodes.Status503ServiceUnavailable, title: "Weights pipeline unavailable");
+        }
+        if (claim != EventIdClaim.Owned)
+            return TypedResults.Problem(
+                $"measurement_id {InputRules.Quote(measurement.MeasurementId)} is already used for a different measurement; a retry must repeat " +
+                "the measurement exactly (user, timestamp, weight, unit and source), a new measurement needs a new measurement_id",
+                statusCode: StatusCodes.Status409Conflict, title: "measurement_id already used");
+
         WeightResult? result;
         try
         {
@@ -111,6 +194,7 @@ public static class WeightCommandsApi
             return TypedResults.Problem(
                 $"the weights pipeline did not answer within {pipeline.Timeout.TotalSeconds:F0} s; measurement {measurement.MeasurementId} is on {pipeline.RawTopic} and will still be processed",
                 statusCode: StatusCodes.Status504GatewayTimeout, title: "Weights pipeline timeout");
+        await WriteThroughAsync(services, result);
         // Same conventions as GET latest/history: UTC "Z" timestamps, null for "no value" rather than NaN or 0.
         return TypedResults.Ok(new ProcessResponse(result.UserId, result.MeasurementId,
             DateTime.UnixEpoch.AddMilliseconds(result.EventTimeUnixMs), result.Accepted, result.Confidence,
@@ -119,63 +203,160 @@ public static class WeightCommandsApi
             result.NeedsInitialization, result.NeedsReinitialization, [.. result.Reasons.Select(WeightPostgresWriter.ReasonName)]));
     }
 
-    private static async Task<(T? Value, IResult? Problem)> ReadAsync<T>(HttpRequest http, CancellationToken ct) where T : class
+    /// <summary>Read-your-writes for the caller's next `latest`: the sinks would write the same result within about a
+    /// second, this writes it first, with the same compare-and-set on event time (so it never overwrites a newer one).
+    /// A failure here only means the sink's write is the one that lands: logged, not an error for a processed request.</summary>
+    private static async Task WriteThroughAsync(Services services, WeightResult result)
+    {
+        if (!WeightLatestCache.HasEstimate(result)) return;
+        try
+        {
+            if (services.Redis.IsConnected) await WeightLatestCache.WriteAsync(services.Redis.GetDatabase(), result);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            services.Loggers.CreateLogger(typeof(WeightCommandsApi)).LogWarning(e,
+                "latest-weight write-through for {UserId} failed; the Redis sink will write it", result.UserId);
+        }
+    }
+
+    /// <summary>The body as a JSON object, or the problem to answer. Values are then read field by field, so that a
+    /// missing or mistyped field is a 400 naming it in the API's own terms (no .NET type names, no coercion of "80").</summary>
+    private static async Task<(JsonElement Body, IResult? Problem)> ReadAsync(HttpRequest http, CancellationToken ct)
     {
         if (http.ContentLength > MaxBodyBytes)
-            return (null, TypedResults.Problem($"request body is {http.ContentLength} bytes; the limit is {MaxBodyBytes}",
+            return (default, TypedResults.Problem($"request body is {http.ContentLength} bytes; the limit is {MaxBodyBytes}",
                 statusCode: StatusCodes.Status413PayloadTooLarge, title: "Payload too large"));
         try
         {
-            var value = await JsonSerializer.DeserializeAsync<T>(http.Body, Json, ct);
-            return value is null ? (null, Invalid("body", "is empty or null")) : (value, null);
+            using var document = await JsonDocument.ParseAsync(http.Body, new JsonDocumentOptions { MaxDepth = 8 }, ct);
+            var root = document.RootElement;
+            return root.ValueKind == JsonValueKind.Object ? (root.Clone(), null) : (default, Invalid("body", $"body must be a JSON object, not {Kind(root)}"));
         }
         catch (JsonException e)
         {
-            return (null, Invalid(e.Path is { Length: > 1 } path ? path.TrimStart('$', '.') : "body", $"is not valid JSON: {e.Message.Split(" Path:")[0]}"));
+            return (default, Invalid("body", $"body is not valid JSON: {e.Message.Split(" Path:")[0]}"));
         }
         catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
-            return (null, TypedResults.Problem($"request body exceeds {MaxBodyBytes} bytes", statusCode: StatusCodes.Status413PayloadTooLarge, title: "Payload too large"));
+            return (default, TypedResults.Problem($"request body exceeds {MaxBodyBytes} bytes", statusCode: StatusCodes.Status413PayloadTooLarge, title: "Payload too large"));
         }
     }
 
     private static IResult Invalid(string field, string message) =>
-        TypedResults.ValidationProblem(new Dictionary<string, string[]> { [field] = [$"{field} {message}"] });
+        TypedResults.ValidationProblem(new Dictionary<string, string[]> { [field] = [message] });
 
-    private static string ValidateUser(string? userId, Dictionary<string, string[]> errors)
+    /// <summary>A JSON value's kind as an error names it.</summary>
+    private static string Kind(JsonElement value) => value.ValueKind switch
     {
-        if (string.IsNullOrWhiteSpace(userId)) errors["user_id"] = ["user_id is required"];
-        else if (!ApiInput.IsValidUserId(userId))
-            errors["user_id"] = [$"user_id '{ApiInput.Shorten(userId)}' must be 1-128 characters of A-Z a-z 0-9 . _ : -"];
-        return userId ?? "";
+        JsonValueKind.Object => "an object",
+        JsonValueKind.Array => "an array",
+        JsonValueKind.String => "a string",
+        JsonValueKind.Number => "a number",
+        JsonValueKind.True or JsonValueKind.False => "a boolean",
+        _ => "null",
+    };
+
+    /// <summary>The string at <paramref name="field"/>; null (with an error when required) if missing, null or not a string.</summary>
+    private static string? String(JsonElement body, string field, bool required, Dictionary<string, string[]> errors)
+    {
+        if (!body.TryGetProperty(field.AsSpan(field.LastIndexOf('.') + 1), out var value) || value.ValueKind == JsonValueKind.Null)
+        {
+            if (required) errors[field] = [$"{field} is required"];
+            return null;
+        }
+        if (value.ValueKind == JsonValueKind.String)
+        {
+            try
+            {
+                return value.GetString();
+            }
+            catch (InvalidOperationException)
+            {
+                // JSON may escape a lone surrogate ("\ud861"), which is no Unicode text: UTF-8 (PostgreSQL, Redis, Kafka) cannot hold it.
+                errors[field] = [$"{field} contains an unpaired surrogate escape; text must be valid Unicode"];
+                return null;
+            }
+        }
+        errors[field] = [$"{field} must be a string, not {Kind(value)}"];
+        return null;
     }
 
-    private static WeightMeasurement ToMeasurement(MeasurementRequest r, string prefix, Dictionary<string, string[]> errors)
+    private static string? RequiredId(JsonElement body, string field, Dictionary<string, string[]> errors)
+    {
+        var id = String(body, field, required: true, errors);
+        if (id is not null && InputRules.CheckId(field, id) is { } problem) errors[field] = [problem];
+        return id;
+    }
+
+    private static string? OptionalId(JsonElement body, string field, Dictionary<string, string[]> errors)
+    {
+        var id = String(body, field, required: false, errors);
+        if (id is null) return null;
+        if (InputRules.CheckId(field, id) is { } problem)
+        {
+            errors[field] = [problem];
+            return null;
+        }
+        return id;
+    }
+
+    private static WeightMeasurement ToMeasurement(JsonElement body, string prefix, Services services, Dictionary<string, string[]> errors)
     {
         var m = new WeightMeasurement { SchemaVersion = 1 };
-        if (r.Weight is not { } w) errors[prefix + "weight"] = [prefix + "weight is required"];
-        else if (!double.IsFinite(w) || w <= 0) errors[prefix + "weight"] = [$"{prefix}weight = {w}: must be a positive number"];
-        else m.Value = w;
-        m.Unit = (r.Unit ?? "kg").ToLowerInvariant() switch
+        var unitText = String(body, prefix + "unit", required: true, errors);
+        if (unitText is not null)
+            m.Unit = unitText.ToLowerInvariant() switch
+            {
+                "kg" => WeightUnit.Kg,
+                "lb" or "lbs" => WeightUnit.Lb,
+                "st" => WeightUnit.St,
+                _ => Error(errors, prefix + "unit", $"{prefix}unit = {InputRules.Quote(unitText)}: must be kg, lb or st", WeightUnit.Unspecified),
+            };
+
+        var weightField = prefix + "weight";
+        if (!body.TryGetProperty("weight", out var weight) || weight.ValueKind == JsonValueKind.Null)
+            errors[weightField] = [$"{weightField} is required"];
+        else if (weight.ValueKind != JsonValueKind.Number)
+            errors[weightField] = [$"{weightField} must be a number, not {Kind(weight)}"];
+        else if (!weight.TryGetDouble(out var value))
+            errors[weightField] = [$"{weightField} = {InputRules.Quote(weight.GetRawText())}: must be a finite number"];
+        else if (m.Unit != WeightUnit.Unspecified)
         {
-            "kg" => WeightUnit.Kg,
-            "lb" or "lbs" => WeightUnit.Lb,
-            "st" => WeightUnit.St,
-            _ => Error(errors, prefix + "unit", $"{prefix}unit = '{ApiInput.Shorten(r.Unit!)}': must be kg, lb or st", WeightUnit.Unspecified),
-        };
-        if (r.Timestamp is not { } t) errors[prefix + "timestamp"] = [prefix + "timestamp is required (ISO-8601 with offset)"];
-        else if (t > DateTimeOffset.UtcNow.AddDays(1)) errors[prefix + "timestamp"] = [$"{prefix}timestamp = {t:O}: more than a day in the future"];
-        else m.EventTimeUnixMs = t.ToUnixTimeMilliseconds();
-        m.Source = (r.Source ?? "patient_reported").ToLowerInvariant() switch
+            // The filter's plausibility bounds, in the caller's unit: anything outside is a typo or a wrong unit, not a weight.
+            var min = Math.Ceiling(WeightUnits.FromKilograms(services.Filter.MinPlausibleKg, m.Unit) * 100) / 100;
+            var max = Math.Floor(WeightUnits.FromKilograms(services.Filter.MaxPlausibleKg, m.Unit) * 100) / 100;
+            if (InputRules.CheckRange(weightField, value, min, max, unitText!.ToLowerInvariant()) is { } problem) errors[weightField] = [problem];
+            else m.Value = value;
+        }
+
+        var timeField = prefix + "timestamp";
+        var timeText = String(body, timeField, required: true, errors);
+        if (timeText is not null)
         {
-            "care_team" => WeightSource.CareTeam,
-            "connected_scale" => WeightSource.ConnectedScale,
-            "patient_reported" => WeightSource.PatientReported,
-            "unknown" or "unspecified" => WeightSource.Unspecified,
-            _ => Error(errors, prefix + "source", $"{prefix}source = '{ApiInput.Shorten(r.Source!)}': must be care_team, connected_scale, patient_reported or unknown", WeightSource.Unspecified),
-        };
+            if (!body.GetProperty("timestamp").TryGetDateTimeOffset(out var time) || !HasOffset(timeText))
+                errors[timeField] = [$"{timeField} = {InputRules.Quote(timeText)}: must be an ISO-8601 date-time with an offset, such as 2026-01-31T07:30:00Z"];
+            else if (services.Options.Input.TimeRule.Check(timeField, time, DateTimeOffset.UtcNow) is { } problem)
+                errors[timeField] = [problem];
+            else m.EventTimeUnixMs = time.ToUnixTimeMilliseconds();
+        }
+
+        var sourceText = String(body, prefix + "source", required: true, errors);
+        if (sourceText is not null)
+            m.Source = sourceText.ToLowerInvariant() switch
+            {
+                "care_team" => WeightSource.CareTeam,
+                "connected_scale" => WeightSource.ConnectedScale,
+                "patient_reported" => WeightSource.PatientReported,
+                "unknown" or "unspecified" => WeightSource.Unspecified,
+                _ => Error(errors, prefix + "source", $"{prefix}source = {InputRules.Quote(sourceText)}: must be care_team, connected_scale, patient_reported or unknown", WeightSource.Unspecified),
+            };
         return m;
     }
+
+    // "2026-01-31T07:30:00" alone would be read in the server's zone: the caller must say which instant it means.
+    private static bool HasOffset(string time) =>
+        time.Length > 19 && (time[^1] is 'Z' or 'z' || time[^6] is '+' or '-');
 
     private static T Error<T>(Dictionary<string, string[]> errors, string field, string message, T fallback)
     {

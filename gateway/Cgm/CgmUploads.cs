@@ -15,23 +15,36 @@ public sealed class UploadTooLargeException(long limitBytes)
     public long LimitBytes { get; } = limitBytes;
 }
 
-/// <summary>Receives an uploaded export: either the raw request body (any content type) or the first file
-/// of a multipart/form-data body (field name free, like GluRPC's <c>file</c>). The bytes are copied,
+/// <summary>Receives an uploaded export: either the raw request body (any declared content type: the format is
+/// detected from the bytes) or the first file of a multipart/form-data body (field name free, like GluRPC's
+/// <c>file</c>). <c>curl --data-binary @FILE</c> declares application/x-www-form-urlencoded; that body is the file
+/// itself, not a form. The bytes are copied,
 /// asynchronously and under the size limit, into a temporary file deleted on close, which the parsers
 /// then read synchronously; nothing is kept in memory whole.</summary>
 public static class CgmUploads
 {
     /// <summary>Receives an upload and resamples it, in the file's own order, into its 5-minute series
     /// (<see cref="CgmDataset.SourceFormat"/> names the format detected).</summary>
-    public static async Task<(CgmDataset Dataset, ResampleReport Report)> ReceiveSeriesAsync(HttpRequest request, long maxBytes, CancellationToken ct)
+    public static async Task<(CgmDataset Dataset, ResampleReport Report, CgmReadReport Read)> ReceiveSeriesAsync(HttpRequest request,
+        long maxBytes, CancellationToken ct)
     {
         List<CgmRow> rows;
         CgmFormat format;
+        var read = new CgmReadReport();
         await using (var file = await ReceiveAsync(request, maxBytes, ct))
-            rows = CgmFormats.ReadFileOrder(file, out format);
+            rows = CgmFormats.ReadFileOrder(file, out format, read);
         var dataset = CgmDataset.Resample(format, rows, new CgmSeriesOptions(), out var report);
-        return (dataset, report);
+        return (dataset, report, read);
     }
+
+    /// <summary>Raw-body content types an upload endpoint declares. The last, */*, is what the endpoint really takes (the
+    /// format is detected from the bytes); without it ASP.NET Core's endpoint matching answers 415 to anything else,
+    /// curl's default application/x-www-form-urlencoded included.</summary>
+    public static readonly string[] RawContentTypes = ["text/csv", "application/json", "application/octet-stream", "*/*"];
+
+    /// <summary>Only multipart/form-data is a form here; any other content type is the raw file.</summary>
+    public static bool IsMultipart(HttpRequest request) =>
+        request.ContentType is { } type && type.StartsWith("multipart/form-data", StringComparison.OrdinalIgnoreCase);
 
     public static async Task<FileStream> ReceiveAsync(HttpRequest request, long maxBytes, CancellationToken ct)
     {
@@ -40,7 +53,7 @@ public static class CgmUploads
         if (request.HttpContext.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
             limit.MaxRequestBodySize = maxBytes + 64 * 1024;   // multipart framing on top of the file itself
         Stream source;
-        if (request.HasFormContentType)
+        if (IsMultipart(request))
         {
             IFormCollection form;
             try

@@ -1,22 +1,27 @@
 using System.Collections.Concurrent;
+using System.Text;
 using Confluent.Kafka;
 using Google.Protobuf;
 using StreamHealth.Runtime.Configuration;
+using StreamHealth.Runtime.Streams;
 using StreamHealth.Schemas;
 
 namespace StreamHealth.Gateway.Weights;
 
 /// <summary>Request/reply over Kafka for POST /api/weight/process: the measurement goes onto weights.raw
 /// like any producer's, the weights topology (the only place a user's filter state lives) processes it in
-/// order with everything else for that user, and this service waits for the result on weights.filtered,
-/// matched by measurement id. One reader per gateway replica, assigned every partition at its end (no
-/// consumer group, so replicas do not split the replies); a reply for another replica's request is ignored.</summary>
+/// order with everything else for that user, and this service waits for the result on weights.filtered.
+/// Each request carries a server-generated id in the <see cref="StreamHeaders.RequestId"/> header, which the
+/// topology copies onto its result; a reply is matched by that header alone (never by the client-chosen
+/// measurement id, which two users may both send) and handed over only if it is for the request's user and
+/// measurement. One reader per gateway replica, assigned every partition at its end (no consumer group, so
+/// replicas do not split the replies); a reply for another replica's request is ignored.</summary>
 public sealed class WeightRequestReply : IHostedService, IDisposable
 {
     private readonly KafkaOptions _kafka;
     private readonly int _fetchWaitMaxMs;
     private readonly ILogger<WeightRequestReply> _log;
-    private readonly ConcurrentDictionary<string, TaskCompletionSource<WeightResult>> _pending = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Waiter> _pending = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private IProducer<byte[], byte[]>? _producer;
@@ -49,6 +54,36 @@ public sealed class WeightRequestReply : IHostedService, IDisposable
     /// measurement is on weights.raw by then and will still be processed and stored).</summary>
     public async Task<WeightResult?> SendAsync(WeightMeasurement measurement, CancellationToken ct)
     {
+        await EnsureReadyAsync(ct);
+        var producer = _producer ?? throw new ObjectDisposedException(nameof(WeightRequestReply));
+        var requestId = Guid.NewGuid().ToString("N");
+        var waiter = new Waiter(measurement.UserId, measurement.MeasurementId);
+        _pending[requestId] = waiter;
+        try
+        {
+            await producer.ProduceAsync(RawTopic, new Message<byte[], byte[]>
+            {
+                Key = new UserKey { UserId = measurement.UserId }.ToByteArray(),
+                Value = measurement.ToByteArray(),
+                Timestamp = new Timestamp(measurement.EventTimeUnixMs, TimestampType.CreateTime),
+                Headers = new Headers { { StreamHeaders.RequestId, Encoding.ASCII.GetBytes(requestId) } },
+            }, ct);
+            return await waiter.Reply.Task.WaitAsync(Timeout, ct);
+        }
+        catch (TimeoutException)
+        {
+            return null;
+        }
+        finally
+        {
+            _pending.TryRemove(requestId, out _);
+        }
+    }
+
+    /// <summary>Waits (at most <see cref="Timeout"/>) until replies can be read; throws
+    /// <see cref="WeightPipelineUnavailableException"/> when they cannot, so a caller can refuse before doing anything.</summary>
+    public async Task EnsureReadyAsync(CancellationToken ct)
+    {
         if (_producer is null) throw new InvalidOperationException("Kafka:BootstrapServers is not set");
         try
         {
@@ -58,25 +93,6 @@ public sealed class WeightRequestReply : IHostedService, IDisposable
         {
             throw new WeightPipelineUnavailableException(
                 $"the gateway is not reading {FilteredTopic} yet (Kafka at {_kafka.BootstrapServers} unreachable?); nothing was sent");
-        }
-        var waiter = _pending.GetOrAdd(measurement.MeasurementId, _ => new(TaskCreationOptions.RunContinuationsAsynchronously));
-        try
-        {
-            await _producer.ProduceAsync(RawTopic, new Message<byte[], byte[]>
-            {
-                Key = new UserKey { UserId = measurement.UserId }.ToByteArray(),
-                Value = measurement.ToByteArray(),
-                Timestamp = new Timestamp(measurement.EventTimeUnixMs, TimestampType.CreateTime),
-            }, ct);
-            return await waiter.Task.WaitAsync(Timeout, ct);
-        }
-        catch (TimeoutException)
-        {
-            return null;
-        }
-        finally
-        {
-            _pending.TryRemove(new KeyValuePair<string, TaskCompletionSource<WeightResult>>(measurement.MeasurementId, waiter));
         }
     }
 
@@ -107,10 +123,19 @@ public sealed class WeightRequestReply : IHostedService, IDisposable
                 {
                     var r = consumer.Consume(TimeSpan.FromMilliseconds(100));
                     if (r?.Message?.Value is not { } value) continue;
+                    // Results without a request id (other producers') or for another replica's request: not ours.
+                    if (r.Message.Headers is not { } headers || !headers.TryGetLastBytes(StreamHeaders.RequestId, out var requestId)) continue;
+                    if (!_pending.TryGetValue(Encoding.ASCII.GetString(requestId), out var waiter)) continue;
                     WeightResult result;
                     try { result = WeightResult.Parser.ParseFrom(value); }
                     catch (InvalidProtocolBufferException) { continue; }   // the sinks dead-letter it; no request waits on garbage
-                    if (_pending.TryGetValue(result.MeasurementId, out var waiter)) waiter.TrySetResult(result);
+                    // The header is ours, but a caller must never get a result computed for anything but its own request.
+                    if (result.UserId != waiter.UserId || result.MeasurementId != waiter.MeasurementId)
+                    {
+                        _log.LogError("weight reply for request {RequestId} is for another user or measurement; not handed over", Encoding.ASCII.GetString(requestId));
+                        continue;
+                    }
+                    waiter.Reply.TrySetResult(result);
                 }
             }
             catch (KafkaException e)
@@ -139,6 +164,12 @@ public sealed class WeightRequestReply : IHostedService, IDisposable
         _producer?.Dispose();
         _producer = null;
     }
+}
+
+/// <summary>A request waiting for its reply, and what that reply must be about.</summary>
+internal sealed record Waiter(string UserId, string MeasurementId)
+{
+    public TaskCompletionSource<WeightResult> Reply { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 }
 
 /// <summary>The request could not be sent at all (so, unlike a timeout, nothing is on weights.raw).</summary>

@@ -90,6 +90,9 @@ public static class GlucoseUnits
     public const double DexcomLowMgDl = 39;
     /// <summary>Dexcom's "High" reading (above the sensor range).</summary>
     public const double DexcomHighMgDl = 401;
+    /// <summary>Above this no sensor or meter reports: the value is garbage or in the wrong unit. Readers keep such a
+    /// value flagged <see cref="CgmQuality.OutOfRange"/> (and report it); the series drops it; cgm.readings refuses it.</summary>
+    public const double ImpossibleAboveMgDl = 1_000;
 }
 
 /// <summary>One row of the unified format. Times are milliseconds since 1970-01-01 on the export's
@@ -117,4 +120,9 @@ public readonly record struct CgmRow(
         new(0, timeMs, CgmQuality.Good, type, timeMs, double.NaN, carbsG, insulinSlowU, insulinFastU, exerciseSeconds);
 
     public bool HasGlucose => !double.IsNaN(GlucoseMgDl);
+
+    /// <summary>A point of the glucose series: a sensor reading or a value imputed between two. Sensor readings alone
+    /// define the grid, its gaps and sequences; a calibration carries a glucose value too (the fingerstick), but it is an
+    /// event attached to its step, never a second point on it.</summary>
+    public bool IsSeriesPoint => EventType is CgmEventType.EgvRead or CgmEventType.Imputation;
 }

@@ -1,6 +1,7 @@
 using System.Globalization;
 using Microsoft.Extensions.Configuration;
 using StreamHealth.Runtime.Configuration;
+using StreamHealth.Runtime.Validation;
 
 namespace StreamHealth.Forecast;
 
@@ -34,6 +35,10 @@ public sealed class ForecastOptions
     /// <summary>Seed of the Dropout masks. Set: the model's Dropout seeds are derived from it, so a fresh process given the
     /// same requests in the same batches produces the same samples. Null: a random seed per start, logged.</summary>
     public long? Seed { get; set; }
+
+    /// <summary>The platform's event-time rule (section "Input", not this section): a request dated outside it is
+    /// dead-lettered, so no forecast is made for, or stored at, a time in the future.</summary>
+    public EventTimeRule TimeRule { get; set; } = EventTimeRule.Default;
 
     /// <summary>Most requests in one ONNX Runtime call (that call has MaxBatchSize × McSamples rows).</summary>
     public int MaxBatchSize { get; set; } = 256;
@@ -115,6 +120,7 @@ public sealed class ForecastOptions
         try
         {
             options = configuration.GetSection(Section).Get<ForecastOptions>() ?? new ForecastOptions();
+            options.TimeRule = (configuration.GetSection(InputOptions.Section).Get<InputOptions>() ?? new InputOptions()).TimeRule;
         }
         catch (InvalidOperationException e)
         {

@@ -28,9 +28,9 @@ public static class CgmConverter
     }
 
     /// <summary>Every row of <paramref name="input"/> (left open) in unified order (<see cref="Sort"/>).</summary>
-    public static List<CgmRow> ReadAll(Stream input, out CgmFormat format)
+    public static List<CgmRow> ReadAll(Stream input, out CgmFormat format, CgmReadReport? report = null)
     {
-        var rows = CgmFormats.ReadFileOrder(input, out format);
+        var rows = CgmFormats.ReadFileOrder(input, out format, report);
         Sort(rows);
         return rows;
     }

@@ -24,6 +24,10 @@ public static class CgmFormatNames
         CgmFormat.NightscoutCsv => "nightscout_csv",
         _ => throw new ArgumentOutOfRangeException(nameof(format)),
     };
+
+    /// <summary>Whether the format's times are absolute (Nightscout: epoch milliseconds) rather than the device's local
+    /// wall clock, which the vendor exports (Clarity, LibreView, CareLink) and the unified CSV carry.</summary>
+    public static bool IsUtc(this CgmFormat format) => format is CgmFormat.NightscoutJson or CgmFormat.NightscoutCsv;
 }
 
 /// <summary>A file (or one of its lines) that cannot be read. <see cref="Line"/> is 1-based (0 when the

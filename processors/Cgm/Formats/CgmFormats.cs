@@ -59,15 +59,43 @@ public static class CgmFormats
     }
 
     /// <summary>Every row of the file in the file's own order (the resampler finds daylight-saving jumps by it);
-    /// the stream is left open. Throws <see cref="CgmFormatException"/> before returning anything.</summary>
-    public static List<CgmRow> ReadFileOrder(Stream file, out CgmFormat format)
+    /// the stream is left open. Throws <see cref="CgmFormatException"/> before returning anything. A glucose value no
+    /// sensor or meter reports (at or below 0, above <see cref="GlucoseUnits.ImpossibleAboveMgDl"/>) is kept, flagged
+    /// <see cref="CgmQuality.OutOfRange"/>; <paramref name="report"/>, when given, receives the lines skipped by reason,
+    /// those flagged values, and (if it asks) each row's line.</summary>
+    public static List<CgmRow> ReadFileOrder(Stream file, out CgmFormat format, CgmReadReport? report = null)
     {
         using var reader = Open(file, leaveOpen: true);
         format = reader.Format;
-        return reader.ReadAll();
+        var rows = new List<CgmRow>();
+        while (reader.TryRead(out var row))
+        {
+            if (row.HasGlucose && !(row.GlucoseMgDl > 0 && row.GlucoseMgDl <= GlucoseUnits.ImpossibleAboveMgDl))
+            {
+                row = row with { Quality = row.Quality | CgmQuality.OutOfRange };
+                if (report is not null && report.ImpossibleGlucose++ == 0) report.FirstImpossibleGlucoseLine = reader.Line;
+            }
+            rows.Add(row);
+            report?.RowLines?.Add(reader.Line);
+        }
+        report?.Skipped.AddRange(reader.Skipped);
+        return rows;
     }
 
     public static CgmRowReader Open(string path) => Open(File.OpenRead(path));
+}
+
+/// <summary>What reading a file left out or flagged (see <see cref="CgmFormats.ReadFileOrder"/>).</summary>
+public sealed class CgmReadReport
+{
+    /// <summary>Lines that held no row, by reason.</summary>
+    public List<SkippedRows> Skipped { get; } = [];
+    /// <summary>Glucose values no sensor reports (flagged <see cref="CgmQuality.OutOfRange"/>), and the first one's line.</summary>
+    public int ImpossibleGlucose { get; set; }
+    public long FirstImpossibleGlucoseLine { get; set; }
+    /// <summary>When set, filled with each row's line (entry for JSON), in file order: errors found later can name it.</summary>
+    public List<long>? RowLines { get; init; }
+    public int SkippedRows => Skipped.Sum(s => s.Rows);
 }
 
 /// <summary>Replays bytes already read from a non-seekable stream, then continues with the stream.</summary>

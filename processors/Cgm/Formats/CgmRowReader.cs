@@ -19,6 +19,21 @@ public abstract class CgmRowReader : IDisposable
 
     protected CgmFormatException Error(string problem) => new(Format, Line, problem);
 
+    private Dictionary<string, (int Count, long FirstLine)>? _skipped;
+
+    /// <summary>Records that the line just read holds no row, and why (<paramref name="reason"/> is a constant: no
+    /// allocation per line). A file mixing two exports, or rows of kinds the unified format has no place for, are then
+    /// reported to the client instead of disappearing.</summary>
+    protected void Skip(string reason)
+    {
+        _skipped ??= new(StringComparer.Ordinal);
+        _skipped[reason] = _skipped.TryGetValue(reason, out var seen) ? (seen.Count + 1, seen.FirstLine) : (1, Line);
+    }
+
+    /// <summary>Lines skipped so far, by reason (count and first line), in order of first appearance.</summary>
+    public IReadOnlyList<SkippedRows> Skipped =>
+        _skipped is null ? [] : [.. _skipped.Select(s => new SkippedRows(s.Key, s.Value.Count, s.Value.FirstLine)).OrderBy(s => s.FirstLine)];
+
     /// <summary>Reads every row (convenience for tests and small files).</summary>
     public List<CgmRow> ReadAll()
     {
@@ -27,6 +42,9 @@ public abstract class CgmRowReader : IDisposable
         return rows;
     }
 }
+
+/// <summary>Rows of a file that were not converted, for one reason: how many, and the first one's line (entry for JSON).</summary>
+public readonly record struct SkippedRows(string Reason, int Rows, long FirstLine);
 
 /// <summary>One supported format: how to recognise it from the head of a file (never the file name)
 /// and how to open a reader.</summary>

@@ -90,7 +90,11 @@ internal sealed class DexcomClarityReader : CgmRowReader
             // Patient, device and alert-setting rows carry no time and are skipped by their type; a reading
             // or event without a time is an error, not a row to drop quietly.
             var kind = Classify(CgmFields.Get(line, fields, count, _eventType));
-            if (kind == Kind.Skip) continue;
+            if (kind == Kind.Skip)
+            {
+                Skip(SkipReason(CgmFields.Get(line, fields, count, _eventType)));
+                continue;
+            }
             var timeMs = Time(CgmFields.Get(line, fields, count, _timestamp));
             var subtype = CgmFields.Get(line, fields, count, _eventSubtype);
             switch (kind)
@@ -156,6 +160,15 @@ internal sealed class DexcomClarityReader : CgmRowReader
         // skipped rather than failing the file: Clarity has added kinds before (G7's Activity).
         return Kind.Skip;
     }
+
+    /// <summary>Clarity's own non-data rows are expected; anything else (another export appended, a newer event type)
+    /// is worth telling the client about separately.</summary>
+    private static string SkipReason(ReadOnlySpan<byte> eventType) =>
+        Ascii.EqualsIgnoreCase(eventType, "Alert"u8) ? "alert rows (not carried by the unified format)"
+        : Ascii.EqualsIgnoreCase(eventType, "FirstName"u8) || Ascii.EqualsIgnoreCase(eventType, "LastName"u8)
+          || Ascii.EqualsIgnoreCase(eventType, "Device"u8) || Ascii.EqualsIgnoreCase(eventType, "Sensor"u8)
+            ? "patient and device rows (no time)"
+            : "unknown event type (another format, or a newer export)";
 
     private static CgmEventType HealthType(ReadOnlySpan<byte> subtype) =>
         Ascii.EqualsIgnoreCase(subtype, "Illness"u8) ? CgmEventType.HealthIllness

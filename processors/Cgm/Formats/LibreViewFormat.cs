@@ -159,7 +159,7 @@ internal sealed class LibreViewReader : CgmRowReader
                 {
                     var rapidU = Amount(CgmFields.Get(line, fields, count, _rapidInsulin), "rapid-acting insulin");
                     var longU = Amount(CgmFields.Get(line, fields, count, _longInsulin), "long-acting insulin");
-                    if (double.IsNaN(rapidU) && double.IsNaN(longU)) continue;     // a non-numeric dose only
+                    if (double.IsNaN(rapidU) && double.IsNaN(longU)) { Skip("insulin rows without a numeric dose"); continue; }
                     if (double.IsNaN(rapidU)) first = CgmRow.Event(CgmEventType.InsulinSlow, 0, insulinSlowU: longU);
                     else
                     {
@@ -171,11 +171,12 @@ internal sealed class LibreViewReader : CgmRowReader
                 case 5:
                 {
                     var carbsG = Amount(CgmFields.Get(line, fields, count, _carbs), "carbohydrates");
-                    if (double.IsNaN(carbsG)) continue;                               // servings or a note only
+                    if (double.IsNaN(carbsG)) { Skip("food rows without grams of carbohydrate"); continue; }   // servings or a note only
                     first = CgmRow.Event(CgmEventType.Carbs, 0, carbsG: carbsG);
                     break;
                 }
                 default:
+                    Skip("record types not carried (ketones, notes, time changes, unknown)");
                     continue;
             }
             var timestamp = CgmFields.Get(line, fields, count, _timestamp);

@@ -23,11 +23,12 @@ public sealed record CgmDataset(string Handle, string SourceFormat, int StepMinu
         return FromSeries(format, options.StepMinutes, series);
     }
 
-    /// <summary>The glucose rows of a resampled series (imputed rows included; events dropped).</summary>
+    /// <summary>The points of a resampled series (<see cref="CgmRow.IsSeriesPoint"/>: sensor and imputed rows, one per
+    /// step); events, calibrations among them, are not points.</summary>
     public static CgmDataset FromSeries(CgmFormat format, int stepMinutes, IReadOnlyList<CgmRow> series)
     {
         var n = 0;
-        foreach (var r in series) if (r.HasGlucose) n++;
+        foreach (var r in series) if (r.IsSeriesPoint) n++;
         var times = new long[n];
         var glucose = new float[n];
         var flags = new short[n];
@@ -35,7 +36,7 @@ public sealed record CgmDataset(string Handle, string SourceFormat, int StepMinu
         var i = 0;
         foreach (var r in series)
         {
-            if (!r.HasGlucose) continue;
+            if (!r.IsSeriesPoint) continue;
             times[i] = r.TimeMs;
             glucose[i] = (float)r.GlucoseMgDl;
             flags[i] = (short)r.Quality;

@@ -32,15 +32,17 @@ public sealed class CgmPipeline : IDisposable
         names ??= CgmPipelineNames.Default;
         Names = names;
         Host = new StreamHost(hostOptions, [CgmTopology.Create(options, names.ApplicationId, names.ReadingsTopic, names.LatestTopic, names.RequestsTopic)], logs);
-        (PostgresSink, RedisSink) = CreateSinks(names, hostOptions.BootstrapServers, postgres, redis, logs, sessionTimeoutMs);
+        (PostgresSink, RedisSink) = CreateSinks(names, hostOptions.BootstrapServers, postgres, redis, logs, sessionTimeoutMs,
+            (options ?? new CgmPipelineOptions()).TimeRule);
     }
 
     /// <summary>The two sinks (for hosts that run them beside other topologies).</summary>
     public static (SinkRunner Postgres, SinkRunner Redis) CreateSinks(CgmPipelineNames names, string bootstrapServers,
-        NpgsqlDataSource postgres, IConnectionMultiplexer redis, ILoggerFactory logs, int sessionTimeoutMs = 6_000) =>
+        NpgsqlDataSource postgres, IConnectionMultiplexer redis, ILoggerFactory logs, int sessionTimeoutMs = 6_000,
+        Runtime.Validation.EventTimeRule? timeRule = null) =>
     (
         SinkRunner.For(bootstrapServers, names.ReadingsTopic, names.PostgresSinkGroup,
-            new CgmReadingsPostgresWriter(postgres, logs.CreateLogger("StreamHealth.Sinks.cgm-readings-postgres")), postgres, logs, sessionTimeoutMs),
+            new CgmReadingsPostgresWriter(postgres, logs.CreateLogger("StreamHealth.Sinks.cgm-readings-postgres"), timeRule), postgres, logs, sessionTimeoutMs),
         SinkRunner.For(bootstrapServers, names.LatestTopic, names.RedisSinkGroup,
             CgmLatestRedisWriter.Create(redis), postgres, logs, sessionTimeoutMs)
     );

@@ -2,6 +2,7 @@ using Confluent.Kafka;
 using Google.Protobuf;
 using StreamHealth.Cgm.Formats;
 using StreamHealth.Cgm.Series;
+using StreamHealth.Runtime.Validation;
 using StreamHealth.Schemas;
 
 namespace StreamHealth.Cgm.Pipeline;
@@ -14,17 +15,37 @@ public static class CgmReadingProducer
 {
     /// <summary>A parsed export ready to stream: its readings on the continuous clock (daylight-saving and time-zone
     /// jumps of the export's wall clock undone, as the resampler does; original times keep the wall clock).</summary>
-    public sealed record FileReadings(CgmFormat Format, int Rows, int ClockShiftsCorrected, List<CgmReading> Readings);
+    public sealed record FileReadings(CgmFormat Format, int Rows, int ClockShiftsCorrected, List<CgmReading> Readings, CgmReadReport Report);
 
     /// <summary>Parses the whole file (any supported format) and builds its readings; throws
-    /// <see cref="CgmFormatException"/> before anything is built when a line cannot be read.</summary>
-    public static FileReadings ReadFile(Stream file, string userId, CgmSeriesOptions? series = null, long shiftMs = 0)
+    /// <see cref="CgmFormatException"/> before anything is built when a line cannot be read, or, given
+    /// <paramref name="timeRule"/>, when a reading's time breaks it at <paramref name="nowUnixMs"/> (naming the line and
+    /// the time): a file is sent whole or not at all, so one reading dated a year ahead sends nothing.</summary>
+    public static FileReadings ReadFile(Stream file, string userId, CgmSeriesOptions? series = null, long shiftMs = 0,
+        EventTimeRule? timeRule = null, long nowUnixMs = 0)
     {
-        var fileOrder = CgmFormats.ReadFileOrder(file, out var format);
+        var report = new CgmReadReport { RowLines = timeRule is null ? null : [] };
+        var fileOrder = CgmFormats.ReadFileOrder(file, out var format, report);
         var continuous = new List<CgmRow>(fileOrder.Count);
         var shifts = CgmResampler.ToContinuousClock(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(fileOrder),
             series ?? new CgmSeriesOptions(), continuous);
-        return new FileReadings(format, fileOrder.Count, shifts, ToReadings(userId, format, continuous, shiftMs));
+        var readings = ToReadings(userId, format, continuous, shiftMs);
+        if (timeRule is { } rule)
+            foreach (var r in readings)
+                if (rule.Check("time", r.EventTimeUnixMs, nowUnixMs) is { } problem)
+                    throw new CgmFormatException(format, LineOf(fileOrder, report.RowLines!, r.OriginalTimeUnixMs - shiftMs),
+                        r.EventTimeUnixMs > nowUnixMs && !format.IsUtc()
+                            ? problem + $"; {format.Name()} exports carry local wall-clock times: if this one's clock is ahead of UTC, say by how much with utc_offset (e.g. +10:00)"
+                            : problem);
+        return new FileReadings(format, fileOrder.Count, shifts, readings, report);
+    }
+
+    /// <summary>The line of the first row with this original (wall-clock) time; 0 when none (then the message alone names it).</summary>
+    private static long LineOf(List<CgmRow> fileOrder, List<long> lines, long originalTimeMs)
+    {
+        for (var i = 0; i < fileOrder.Count; i++)
+            if (fileOrder[i].OriginalTimeMs == originalTimeMs) return lines[i];
+        return 0;
     }
 
     /// <summary>The readings of <paramref name="rows"/> for <paramref name="userId"/>, shifted by
@@ -33,7 +54,8 @@ public static class CgmReadingProducer
     {
         var readings = new List<CgmReading>(rows.Count);
         // Exports can hold the same value at the same time twice (LibreView: a historic and a scan reading);
-        // the second copy gets "#2" so that every row is stored, and the ids stay the same on a re-upload.
+        // the second copy gets ":2" (an id character, so the id passes the id rule) so that every row is stored, and
+        // the ids stay the same on a re-upload.
         var seen = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var row in rows)
         {
@@ -41,7 +63,7 @@ public static class CgmReadingProducer
             if (CgmReadings.FromRow(userId, format, shifted) is not { } reading) continue;
             var copies = seen.GetValueOrDefault(reading.ReadingId) + 1;
             seen[reading.ReadingId] = copies;
-            if (copies > 1) reading.ReadingId += "#" + copies.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            if (copies > 1) reading.ReadingId += ":" + copies.ToString(System.Globalization.CultureInfo.InvariantCulture);
             readings.Add(reading);
         }
         return readings;

@@ -2,6 +2,7 @@ using ReadingKind = StreamHealth.Schemas.CgmEventType;
 using System.Security.Cryptography;
 using System.Text;
 using StreamHealth.Cgm.Formats;
+using StreamHealth.Runtime.Validation;
 using StreamHealth.Schemas;
 
 namespace StreamHealth.Cgm.Pipeline;
@@ -10,13 +11,12 @@ namespace StreamHealth.Cgm.Pipeline;
 /// dead-letters) and the PostgreSQL sink (which then skips) share.</summary>
 public static class CgmReadings
 {
-    public const int MaxUserIdLength = 128;
+    /// <summary>Longest <c>source_format</c> accepted (the formats' names are under 20 characters; producers name their own).</summary>
+    public const int MaxSourceFormatLength = 64;
     /// <summary>Below this a "mg/dL" value is almost certainly mmol/L: sensors report down to 39–40 mg/dL.</summary>
     public const double MmolLSuspicionMgDl = 25;
     /// <summary>Above this no sensor or meter reports; the value is garbage or in the wrong unit.</summary>
-    public const double ImpossibleMgDl = 1_000;
-    private static readonly long MinTimeMs = new DateTimeOffset(1900, 1, 1, 0, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds();
-    private static readonly long MaxTimeMs = new DateTimeOffset(2200, 1, 1, 0, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds();
+    public const double ImpossibleMgDl = GlucoseUnits.ImpossibleAboveMgDl;
 
     /// <summary>The reading for a unified row, or null for rows that are not readings (alerts, health
     /// events, imputed rows: the topology does its own alignment and imputation).</summary>
@@ -65,15 +65,42 @@ public static class CgmReadings
         return Convert.ToHexStringLower(hash.AsSpan(0, 16));
     }
 
-    /// <summary>Null when the record can be processed, else the reason (names the field and value).</summary>
-    public static string? Validate(string keyUserId, CgmReading r)
+    /// <summary>The receiving clock a record is judged by: when it was produced (its record timestamp), or the wall clock
+    /// if that is earlier. The topology and the sink judge a record at different moments and a replay judges it again
+    /// years later; the record's own timestamp gives all of them the same answer, and the wall clock caps a producer
+    /// that stamps its records in the future.</summary>
+    public static long ReceivedAtUnixMs(long recordTimestampUnixMs, long wallClockUnixMs) =>
+        recordTimestampUnixMs > 0 ? Math.Min(recordTimestampUnixMs, wallClockUnixMs) : wallClockUnixMs;
+
+    /// <summary>What a reading id stands for (<see cref="Runtime.Storage.EventIds"/>): the reading's time, type and values.
+    /// The same id again with the same fingerprint is a retry; with another one, a conflict.</summary>
+    public static string Fingerprint(CgmReading r)
+    {
+        var text = string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"{r.EventTimeUnixMs}|{(int)r.EventType}|{r.GlucoseMgDl:R}|{r.CarbsG:R}|{r.InsulinSlowU:R}|{r.InsulinFastU:R}|{r.ExerciseMin:R}");
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)).AsSpan(0, 16));
+    }
+
+    /// <summary>Null when the record can be processed, else the reason (names the field and value). The topology
+    /// dead-letters on it and the PostgreSQL sink skips on it, so both must call it with the same
+    /// <paramref name="receivedAtUnixMs"/> (<see cref="ReceivedAtUnixMs"/>).</summary>
+    public static string? Validate(string keyUserId, CgmReading r, EventTimeRule timeRule, long receivedAtUnixMs)
     {
         if (string.IsNullOrEmpty(keyUserId)) return "record key has no user_id";
-        if (keyUserId.Length > MaxUserIdLength) return $"user_id is {keyUserId.Length} characters; at most {MaxUserIdLength} are allowed";
-        if (r.UserId.Length > 0 && r.UserId != keyUserId) return $"user_id '{r.UserId}' does not match the record key '{keyUserId}'";
+        if (InputRules.CheckId("user_id", keyUserId) is { } badUser) return badUser;
+        if (r.UserId.Length > 0 && r.UserId != keyUserId) return $"user_id {InputRules.Quote(r.UserId)} does not match the record key '{keyUserId}'";
         if (string.IsNullOrEmpty(r.ReadingId)) return "reading_id is required (sinks deduplicate on it)";
-        if (r.EventTimeUnixMs < MinTimeMs || r.EventTimeUnixMs >= MaxTimeMs)
-            return $"event_time_unix_ms {r.EventTimeUnixMs} is outside 1900-2200";
+        if (InputRules.CheckId("reading_id", r.ReadingId) is { } badId) return badId;
+        if (InputRules.CheckText("source_format", r.SourceFormat, MaxSourceFormatLength) is { } badFormat) return badFormat;
+        if (timeRule.Check("event_time_unix_ms", r.EventTimeUnixMs, receivedAtUnixMs) is { } badTime) return badTime;
+        // The original time is the export's wall clock (a time zone away from UTC at most), kept for display only:
+        // it must be a storable date, not within the rule's few minutes.
+        if (r.OriginalTimeUnixMs != 0 && timeRule.Check("original_time_unix_ms", r.OriginalTimeUnixMs, receivedAtUnixMs + MaxZoneOffsetMs) is { } badOriginal)
+            return badOriginal;
+        // Values a reading of another type carries are stored too: each must be absent (NaN) or a finite number.
+        if ((Finite(r.GlucoseMgDl, "glucose_mg_dl") ?? Finite(r.CarbsG, "carbs_g") ?? Finite(r.InsulinFastU, "insulin_fast_u")
+            ?? Finite(r.InsulinSlowU, "insulin_slow_u") ?? Finite(r.ExerciseMin, "exercise_min")) is { } notFinite)
+            return notFinite;
         switch (r.EventType)
         {
             case ReadingKind.Egv or ReadingKind.Fingerstick:
@@ -93,6 +120,12 @@ public static class CgmReadings
                 return $"event_type {r.EventType} is not a reading type";
         }
     }
+
+    /// <summary>The widest offset of a civil time zone (UTC+14).</summary>
+    private const long MaxZoneOffsetMs = 14 * 3_600_000L;
+
+    private static string? Finite(double value, string field) =>
+        double.IsInfinity(value) ? InputRules.CheckRange(field, value, double.MinValue, double.MaxValue, "") : null;
 
     private static string? Amount(double value, string field, double max, bool optional = false)
     {

@@ -4,16 +4,23 @@ using Npgsql;
 using NpgsqlTypes;
 using StackExchange.Redis;
 using StreamHealth.Runtime.Sinks;
+using StreamHealth.Runtime.Storage;
+using StreamHealth.Runtime.Validation;
 using StreamHealth.Schemas;
 
 namespace StreamHealth.Cgm.Pipeline;
 
-/// <summary>cgm.readings → cgm.readings table: one row per reading, idempotent (ON CONFLICT DO NOTHING on
-/// reading id + time) and all-or-nothing per batch. Records the CGM topology dead-letters (same
-/// <see cref="CgmReadings.Validate"/> rule) are skipped here, and a record that does not decode goes to
-/// streamhealth.dead_letters in the same transaction: nothing is dropped silently.</summary>
-public sealed class CgmReadingsPostgresWriter(NpgsqlDataSource db, ILogger? log = null) : ISinkWriter
+/// <summary>cgm.readings → cgm.readings table: one row per reading id, all-or-nothing per batch. Each reading id has
+/// one owner whatever its time (<see cref="EventIds"/>, workload <see cref="Workload"/>): a retry of the same reading
+/// is stored once, and an id already used by another user or for another reading (another time, type or value) goes
+/// to streamhealth.dead_letters with the reason, in the batch's transaction. Records the CGM topology dead-letters
+/// (same <see cref="CgmReadings.Validate"/> rule, judged at the same receiving time) are skipped here, and a record
+/// that does not decode is dead-lettered too: nothing is dropped silently.</summary>
+public sealed class CgmReadingsPostgresWriter(NpgsqlDataSource db, ILogger? log = null, EventTimeRule? timeRule = null) : ISinkWriter
 {
+    public const string Workload = "cgm-reading";
+    private readonly EventTimeRule _timeRule = timeRule ?? EventTimeRule.Default;
+
     public string Name => "cgm-readings-postgres";
 
     public void Write(IReadOnlyList<SinkRecord> batch)
@@ -33,7 +40,10 @@ public sealed class CgmReadingsPostgresWriter(NpgsqlDataSource db, ILogger? log 
         var exercise = new List<double?>(n);
         var partitions = new List<int>(n);
         var offsets = new List<long>(n);
+        var fingerprints = new List<string>(n);
+        var sources = new List<SinkRecord>(n);
         var dead = new List<(SinkRecord Record, string Error)>();
+        var wallMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         foreach (var record in batch)
         {
             CgmReading r;
@@ -48,7 +58,8 @@ public sealed class CgmReadingsPostgresWriter(NpgsqlDataSource db, ILogger? log 
                 dead.Add((record, e.Message));
                 continue;
             }
-            if (CgmReadings.Validate(keyUser, r) is not null) continue;   // in cgm.readings.dlq with the reason
+            // In cgm.readings.dlq with the reason: the topology judged the record by the same rule at the same receiving time.
+            if (CgmReadings.Validate(keyUser, r, _timeRule, CgmReadings.ReceivedAtUnixMs(record.TimestampUnixMs, wallMs)) is not null) continue;
             ids.Add(r.ReadingId);
             users.Add(keyUser);
             times.Add(DateTime.UnixEpoch.AddMilliseconds(r.EventTimeUnixMs));
@@ -63,9 +74,20 @@ public sealed class CgmReadingsPostgresWriter(NpgsqlDataSource db, ILogger? log 
             exercise.Add(Nullable(r.ExerciseMin));
             partitions.Add(record.Partition);
             offsets.Add(record.Offset);
+            fingerprints.Add(CgmReadings.Fingerprint(r));
+            sources.Add(record);
         }
         using var connection = db.OpenConnection();
         using var tx = connection.BeginTransaction();
+        var claims = EventIds.Claim(connection, tx, Workload, ids, users, fingerprints);
+        for (var i = claims.Length - 1; i >= 0; i--)
+        {
+            if (claims[i] == EventIdClaim.Owned) continue;
+            dead.Add((sources[i], claims[i] == EventIdClaim.OtherUser
+                ? $"reading_id {InputRules.Quote(ids[i])} belongs to another user"
+                : $"reading_id {InputRules.Quote(ids[i])} was already used by user '{users[i]}' for another reading (another time, type or value)"));
+            RemoveAt(i, ids, users, times, originals, types, glucose, flags, formats, carbs, slow, fast, exercise, partitions, offsets);
+        }
         if (ids.Count > 0)
         {
             using var insert = new NpgsqlCommand("""
@@ -97,6 +119,12 @@ public sealed class CgmReadingsPostgresWriter(NpgsqlDataSource db, ILogger? log 
     }
 
     private static double? Nullable(double v) => double.IsNaN(v) ? null : v;
+
+    /// <summary>Drops column entry <paramref name="i"/> (a rare conflict; lists keep the batch's parameter arrays).</summary>
+    private static void RemoveAt(int i, params System.Collections.IList[] columns)
+    {
+        foreach (var column in columns) column.RemoveAt(i);
+    }
 }
 
 /// <summary>A user's latest aligned glucose and trend as the gateway serves it.</summary>

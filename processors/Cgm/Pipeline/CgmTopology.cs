@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using StreamHealth.Cgm.Series;
 using StreamHealth.Runtime.Streams;
+using StreamHealth.Runtime.Validation;
 using StreamHealth.Schemas;
 using ReadingKind = StreamHealth.Schemas.CgmEventType;
 
@@ -20,6 +21,9 @@ public sealed class CgmPipelineOptions
     /// <summary>Alignment, interpolation and window size (<see cref="CgmSeriesOptions.WindowSteps"/>: the extra steps
     /// beyond <see cref="ForecastInputSteps"/> accept late readings).</summary>
     public CgmSeriesOptions Series { get; set; } = new();
+    /// <summary>The platform's event-time rule (section "Input", not this section): a reading outside it is
+    /// dead-lettered, so neither the window nor cgm.latest can be taken by a reading dated in the future.</summary>
+    public EventTimeRule TimeRule { get; set; } = EventTimeRule.Default;
 
     public void Validate()
     {
@@ -65,6 +69,8 @@ public static class CgmTopology
     {
         var options = Microsoft.Extensions.Configuration.ConfigurationBinder.Get<CgmPipelineOptions>(configuration.GetSection(CgmPipelineOptions.Section))
             ?? new CgmPipelineOptions();
+        var input = Microsoft.Extensions.Configuration.ConfigurationBinder.Get<InputOptions>(configuration.GetSection(InputOptions.Section)) ?? new InputOptions();
+        options.TimeRule = input.TimeRule;
         options.Validate();
         return options;
     }
@@ -102,7 +108,8 @@ public static class CgmTopology
         {
             var r = record.Value;
             var userId = record.Key.UserId;
-            if (CgmReadings.Validate(userId, r) is { } problem) throw new CgmInputException(problem);
+            var receivedAtMs = CgmReadings.ReceivedAtUnixMs(record.TimestampUnixMs, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+            if (CgmReadings.Validate(userId, r, options.TimeRule, receivedAtMs) is { } problem) throw new CgmInputException(problem);
             if (r.EventType != ReadingKind.Egv) return;
 
             // Nothing below throws: a record that fails has failed above, before any state changed.

@@ -13,8 +13,10 @@ namespace StreamHealth.Cgm.Series;
 /// <param name="Dropped">Readings left out as physiologically impossible or absent (NaN).</param>
 /// <param name="Sequences">Runs of consecutive steps (sequence ids 0 … Sequences − 1); 0 without glucose.</param>
 /// <param name="ClockShiftsCorrected">Daylight-saving or time-zone jumps undone.</param>
-/// <param name="Events">Non-glucose rows (insulin, carbs, exercise, calibration, alerts …) passed through.</param>
+/// <param name="Events">Non-glucose rows (insulin, carbs, exercise, calibration, alerts …) in the input.</param>
 /// <param name="PreviouslyImputedIgnored">Input rows of type <see cref="CgmEventType.Imputation"/>: recomputed, not copied.</param>
+/// <param name="Unattached">Events left out because no sequence is near their time (further than
+/// <see cref="CgmSeriesOptions.MaxInterpolationGapMinutes"/> from every sensor step); the others are in the output.</param>
 public readonly record struct ResampleReport(
     int InputGlucoseReadings,
     int Aligned,
@@ -25,7 +27,8 @@ public readonly record struct ResampleReport(
     int Sequences,
     int ClockShiftsCorrected,
     int Events,
-    int PreviouslyImputedIgnored);
+    int PreviouslyImputedIgnored,
+    int Unattached = 0);
 
 /// <summary>Turns one person's rows (a vendor export or a replay of the stream) into the clean 5-minute series.</summary>
 /// <remarks>
@@ -51,11 +54,16 @@ public readonly record struct ResampleReport(
 /// grid time. A longer gap starts a new sequence (ids 0, 1, 2 … in time order). So within a sequence the glucose rows
 /// (real and imputed) are exactly one per step, strictly increasing, and every sequence starts and ends on a real
 /// reading.</para>
-/// <para><b>Other events</b> (insulin, carbs, exercise, calibration, alerts) are all kept, shifted with the clock,
-/// snapped to the nearest grid time (<see cref="CgmQuality.Synchronised"/> when moved), never interpolated or
-/// de-duplicated, and given the sequence whose steps include their time, else the nearer neighbouring sequence (the
-/// earlier on a tie). Input <see cref="CgmEventType.Imputation"/> rows are ignored (and counted), so resampling an
-/// output again gives the same output.</para>
+/// <para><b>Other events</b> (insulin, carbs, exercise, calibration, alerts) never define the grid, a gap or a sequence:
+/// sensor readings alone do. Each is shifted with the clock, snapped to the nearest grid time
+/// (<see cref="CgmQuality.Synchronised"/> when moved), never interpolated or de-duplicated, and attached to the
+/// sequence a sensor reading at its time would have joined: the one whose steps include its time, else the nearer
+/// neighbouring sequence (the earlier on a tie) when that one is at most
+/// <see cref="CgmSeriesOptions.MaxInterpolationGapMinutes"/> away. An event further than that from every sequence (a
+/// calibration two years after the last reading) is left out and counted in <see cref="ResampleReport.Unattached"/>.
+/// A calibration keeps its fingerstick value but is not a point of the series: the series' points are the rows for
+/// which <see cref="CgmRow.IsSeriesPoint"/> holds, one per step. Input <see cref="CgmEventType.Imputation"/> rows are
+/// ignored (and counted), so resampling an output again gives the same output.</para>
 /// <para><b>Output</b> is appended to the list, sorted by time; within one grid time the glucose row comes first,
 /// then events by (continuous time, type, original time, quality, values). No I/O; scratch space comes from
 /// <see cref="ArrayPool{T}.Shared"/>, so a warm call allocates nothing but output-list growth.</para>
@@ -127,7 +135,7 @@ public static class CgmResampler
             output.EnsureCapacity(output.Count + glucoseCount + eventCount);
             var emitted = Emit(rows, glucose, times, events.AsSpan(0, eventCount), options, output);
             return new ResampleReport(inputGlucose, emitted.Aligned, emitted.Imputed, glucoseCount - emitted.Aligned,
-                emitted.OutOfRange, dropped, emitted.Sequences, clockShifts, eventCount, previouslyImputed);
+                emitted.OutOfRange, dropped, emitted.Sequences, clockShifts, eventCount, previouslyImputed, emitted.Unattached);
         }
         finally
         {
@@ -288,7 +296,7 @@ public static class CgmResampler
         return c;
     }
 
-    private readonly record struct Emitted(int Aligned, int Imputed, int OutOfRange, int Sequences);
+    private readonly record struct Emitted(int Aligned, int Imputed, int OutOfRange, int Sequences, int Unattached);
 
     /// <summary>Walks the readings in time order, one step group at a time, writing glucose rows, imputed rows and
     /// the events merged by time.</summary>
@@ -298,7 +306,7 @@ public static class CgmResampler
         var stepMs = options.StepMs;
         long maxGapSteps = options.MaxInterpolationGapMinutes / options.StepMinutes;
         var limits = new GlucoseLimits(options);
-        int aligned = 0, imputed = 0, outOfRange = 0, sequence = -1, nextEvent = 0;
+        int aligned = 0, imputed = 0, outOfRange = 0, sequence = -1, nextEvent = 0, unattached = 0;
         long previousStep = 0;
         double previousMgDl = 0;
 
@@ -314,7 +322,14 @@ public static class CgmResampler
             if (sequence < 0)
             {
                 sequence = 0;
-                nextEvent = EmitEvents(events, nextEvent, step - 1, 0, stepMs, output);
+                // Events before the first reading: attached only within the gap a reading there would have bridged.
+                for (; nextEvent < events.Length; nextEvent++)
+                {
+                    var eventStep = CgmGrid.NearestStep(events[nextEvent].TimeMs, stepMs);
+                    if (eventStep >= step) break;
+                    if (step - eventStep > maxGapSteps) unattached++;
+                    else output.Add(Snapped(events[nextEvent], eventStep * stepMs, 0));
+                }
             }
             else if (step - previousStep <= maxGapSteps)
             {
@@ -332,13 +347,15 @@ public static class CgmResampler
             }
             else
             {
-                // Events in a gap between sequences go with the nearer one.
+                // Events in a gap between sequences go with the nearer one if it is near enough.
                 for (; nextEvent < events.Length; nextEvent++)
                 {
                     var eventStep = CgmGrid.NearestStep(events[nextEvent].TimeMs, stepMs);
                     if (eventStep >= step) break;
-                    var eventSequence = eventStep - previousStep <= step - eventStep ? sequence : sequence + 1;
-                    output.Add(Snapped(events[nextEvent], eventStep * stepMs, eventSequence));
+                    var stepsAfter = eventStep - previousStep;
+                    var stepsBefore = step - eventStep;
+                    if (Math.Min(stepsAfter, stepsBefore) > maxGapSteps) unattached++;
+                    else output.Add(Snapped(events[nextEvent], eventStep * stepMs, stepsAfter <= stepsBefore ? sequence : sequence + 1));
                 }
                 sequence++;
             }
@@ -360,8 +377,11 @@ public static class CgmResampler
             previousMgDl = reading.GlucoseMgDl;
             k = end;
         }
-        EmitEvents(events, nextEvent, long.MaxValue, Math.Max(sequence, 0), stepMs, output);
-        return new Emitted(aligned, imputed, outOfRange, sequence + 1);
+        // Events after the last reading: attached only within the gap a reading there would have bridged; without any
+        // reading there is no sequence to attach to.
+        if (sequence >= 0) nextEvent = EmitEvents(events, nextEvent, previousStep + maxGapSteps, sequence, stepMs, output);
+        unattached += events.Length - nextEvent;
+        return new Emitted(aligned, imputed, outOfRange, sequence + 1, unattached);
     }
 
     /// <summary>Whether reading <paramref name="candidate"/> should be kept over <paramref name="kept"/> in one step.</summary>

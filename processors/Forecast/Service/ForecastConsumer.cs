@@ -216,7 +216,10 @@ public sealed class ForecastConsumer : IDisposable
             DeadLetter(r, $"cannot decode record at {r.Topic}[{r.Partition.Value}]@{r.Offset.Value}: {e.Message}", StreamHeaders.DeserializationError);
             return;
         }
-        if (ForecastRequests.Validate(keyUser, request, _options) is { } reason)
+        var timestampMs = r.Message.Timestamp.UnixTimestampMs;
+        var wallMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var receivedAtMs = timestampMs > 0 ? Math.Min(timestampMs, wallMs) : wallMs;
+        if (ForecastRequests.Validate(keyUser, request, _options, receivedAtMs) is { } reason)
         {
             DeadLetter(r, reason, nameof(ForecastRequestException));
             return;

@@ -1,4 +1,5 @@
 using System.Globalization;
+using StreamHealth.Runtime.Validation;
 using StreamHealth.Schemas;
 
 namespace StreamHealth.Forecast.Service;
@@ -9,18 +10,21 @@ public sealed class ForecastRequestException(string message) : Exception(message
 /// <summary>The one rule for a forecast request (cgm.forecast-requests) before it reaches the model.</summary>
 public static class ForecastRequests
 {
-    public const int MaxUserIdLength = 128;
     /// <summary>Sensors report 40-400 mg/dL; above 1000 the value is garbage or in another unit (as for cgm.readings).</summary>
     public const float MaxGlucoseMgDl = 1_000;
 
-    /// <summary>Null when the request can be forecast, else the reason, naming the field and value.</summary>
-    public static string? Validate(string keyUserId, CgmForecastRequest request, ForecastOptions options)
+    /// <summary>Null when the request can be forecast, else the reason, naming the field and value. The event time is
+    /// judged against <paramref name="receivedAtUnixMs"/>: the record's timestamp, or the wall clock if that is earlier
+    /// (a replay gives the same answer; a producer stamping the future is capped).</summary>
+    public static string? Validate(string keyUserId, CgmForecastRequest request, ForecastOptions options, long receivedAtUnixMs)
     {
         if (string.IsNullOrEmpty(keyUserId)) return "record key has no user_id";
-        if (keyUserId.Length > MaxUserIdLength) return $"user_id is {keyUserId.Length} characters; at most {MaxUserIdLength} are allowed";
+        if (InputRules.CheckId("user_id", keyUserId) is { } badUser) return badUser;
         if (request.UserId.Length == 0) return "user_id is required";
-        if (request.UserId != keyUserId) return $"user_id '{request.UserId}' does not match the record key '{keyUserId}'";
+        if (request.UserId != keyUserId) return $"user_id {InputRules.Quote(request.UserId)} does not match the record key '{keyUserId}'";
         if (request.RequestId.Length == 0) return "request_id is required (forecasts carry it and sinks deduplicate on it)";
+        if (InputRules.CheckId("request_id", request.RequestId) is { } badId) return badId;
+        if (options.TimeRule.Check("event_time_unix_ms", request.EventTimeUnixMs, receivedAtUnixMs) is { } badTime) return badTime;
         if (request.StepMinutes != options.StepMinutes)
             return $"step_minutes = {request.StepMinutes}: the model reads {options.StepMinutes}-minute steps";
         var values = request.GlucoseMgDl;

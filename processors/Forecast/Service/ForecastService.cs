@@ -21,14 +21,14 @@ public sealed class ForecastService : IDisposable
         names ??= ForecastNames.Default;
         var forecaster = OnnxGlucoseForecaster.Open(options, logs.CreateLogger("StreamHealth.Forecast"));
         Consumer = new ForecastConsumer(options, forecaster, settings, names, logs);
-        (PostgresSink, RedisSink) = CreateSinks(names, settings.BootstrapServers, postgres, redis, logs, settings.SessionTimeoutMs);
+        (PostgresSink, RedisSink) = CreateSinks(names, settings.BootstrapServers, postgres, redis, logs, settings.SessionTimeoutMs, options.TimeRule);
     }
 
     public static (SinkRunner Postgres, SinkRunner Redis) CreateSinks(ForecastNames names, string bootstrapServers, NpgsqlDataSource postgres,
-        IConnectionMultiplexer redis, ILoggerFactory logs, int sessionTimeoutMs = 6_000) =>
+        IConnectionMultiplexer redis, ILoggerFactory logs, int sessionTimeoutMs = 6_000, Runtime.Validation.EventTimeRule? timeRule = null) =>
     (
         SinkRunner.For(bootstrapServers, names.ForecastsTopic, names.PostgresSinkGroup,
-            new ForecastPostgresWriter(postgres, logs.CreateLogger("StreamHealth.Sinks.cgm-forecasts-postgres")), postgres, logs, sessionTimeoutMs),
+            new ForecastPostgresWriter(postgres, logs.CreateLogger("StreamHealth.Sinks.cgm-forecasts-postgres"), timeRule), postgres, logs, sessionTimeoutMs),
         SinkRunner.For(bootstrapServers, names.ForecastsTopic, names.RedisSinkGroup,
             ForecastRedisWriter.Create(redis), postgres, logs, sessionTimeoutMs)
     );

@@ -4,16 +4,47 @@ using Npgsql;
 using NpgsqlTypes;
 using StackExchange.Redis;
 using StreamHealth.Runtime.Sinks;
+using StreamHealth.Runtime.Storage;
+using StreamHealth.Runtime.Validation;
 using StreamHealth.Schemas;
 
 namespace StreamHealth.Forecast.Service;
 
-/// <summary>cgm.forecasts → cgm.forecasts table: one row per forecast, idempotent (ON CONFLICT DO NOTHING on request id
-/// + time) and all-or-nothing per batch; a record that does not decode goes to streamhealth.dead_letters in the same
-/// transaction, never dropped silently.</summary>
-public sealed class ForecastPostgresWriter(NpgsqlDataSource db, ILogger? log = null) : ISinkWriter
+/// <summary>cgm.forecasts → cgm.forecasts table: one row per request id, all-or-nothing per batch. Each request id has
+/// one owner whatever its time (<see cref="EventIds"/>, workload <see cref="Workload"/>, fingerprint: user and forecast
+/// time): a replayed forecast is stored once, one reusing another user's or another forecast's id is dead-lettered. A
+/// record that does not decode or holds what PostgreSQL or the API cannot carry faithfully (control characters in ids
+/// or the model version, non-finite values) goes to streamhealth.dead_letters with the reason, in the same transaction,
+/// never dropped silently.</summary>
+public sealed class ForecastPostgresWriter(NpgsqlDataSource db, ILogger? log = null, EventTimeRule? timeRule = null) : ISinkWriter
 {
+    private readonly EventTimeRule _timeRule = timeRule ?? EventTimeRule.Default;
+
+    public const string Workload = "forecast";
+    public const int MaxModelVersionLength = 128;
+
     public string Name => "cgm-forecasts-postgres";
+
+    /// <summary>Null when the forecast can be stored, else why (naming the field).</summary>
+    public static string? Validate(CgmForecast f)
+    {
+        if ((InputRules.CheckId("request_id", f.RequestId) ?? InputRules.CheckId("user_id", f.UserId)) is { } badId) return badId;
+        if (InputRules.CheckText("model_version", f.ModelVersion, MaxModelVersionLength) is { } badText) return badText;
+        if (f.Bands.Any(b => b.GlucoseMgDl.Count != f.MedianMgDl.Count)) return "a band's length differs from the median's";
+        if (FirstNonFinite(f.MedianMgDl) is { } m) return $"median_mg_dl[{m}] is not a finite number";
+        for (var k = 0; k < f.Bands.Count; k++)
+        {
+            if (!float.IsFinite(f.Bands[k].Quantile)) return $"bands[{k}].quantile is not a finite number";
+            if (FirstNonFinite(f.Bands[k].GlucoseMgDl) is { } b) return $"bands[{k}].glucose_mg_dl[{b}] is not a finite number";
+        }
+        return null;
+    }
+
+    private static int? FirstNonFinite(IReadOnlyList<float> values)
+    {
+        for (var i = 0; i < values.Count; i++) if (!float.IsFinite(values[i])) return i;
+        return null;
+    }
 
     public void Write(IReadOnlyList<SinkRecord> batch)
     {
@@ -33,18 +64,46 @@ public sealed class ForecastPostgresWriter(NpgsqlDataSource db, ILogger? log = n
         var levels = new List<float>(n * 4);
         var bands = new List<float>(n * 48);
         var dead = new List<(SinkRecord Record, string Error)>();
+        var fingerprints = new List<string>(n);
+        var parsed = new List<(SinkRecord Record, CgmForecast Forecast)>(n);
+        var wallMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         foreach (var record in batch)
         {
             CgmForecast f;
             try
             {
                 f = CgmForecast.Parser.ParseFrom(record.Value ?? throw new FormatException("record has no value"));
-                if (f.RequestId.Length == 0 || f.UserId.Length == 0) throw new FormatException("forecast without request_id or user_id");
-                if (f.Bands.Any(b => b.GlucoseMgDl.Count != f.MedianMgDl.Count)) throw new FormatException("a band's length differs from the median's");
             }
             catch (Exception e) when (e is FormatException or Google.Protobuf.InvalidProtocolBufferException)
             {
-                dead.Add((record, e.Message));
+                dead.Add((record, "cannot decode CgmForecast: " + e.Message));
+                continue;
+            }
+            // The forecast carries its request's timestamp, so this is the judgement the forecaster made of the request.
+            var receivedAtMs = record.TimestampUnixMs > 0 ? Math.Min(record.TimestampUnixMs, wallMs) : wallMs;
+            if ((Validate(f) ?? _timeRule.Check("event_time_unix_ms", f.EventTimeUnixMs, receivedAtMs)) is { } problem)
+            {
+                dead.Add((record, "forecast cannot be stored: " + problem));
+                continue;
+            }
+            parsed.Add((record, f));
+            ids.Add(f.RequestId);
+            users.Add(f.UserId);
+            fingerprints.Add(f.EventTimeUnixMs.ToString(CultureInfo.InvariantCulture));
+        }
+        using var connection = db.OpenConnection();
+        using var tx = connection.BeginTransaction();
+        var claims = EventIds.Claim(connection, tx, Workload, ids, users, fingerprints);
+        ids.Clear();
+        users.Clear();
+        for (var i = 0; i < parsed.Count; i++)
+        {
+            var (record, f) = parsed[i];
+            if (claims[i] != EventIdClaim.Owned)
+            {
+                dead.Add((record, claims[i] == EventIdClaim.OtherUser
+                    ? $"request_id {InputRules.Quote(f.RequestId)} belongs to another user"
+                    : $"request_id {InputRules.Quote(f.RequestId)} was already used by user '{f.UserId}' for a forecast at another time"));
                 continue;
             }
             ids.Add(f.RequestId);
@@ -64,8 +123,6 @@ public sealed class ForecastPostgresWriter(NpgsqlDataSource db, ILogger? log = n
                 bands.AddRange(band.GlucoseMgDl);
             }
         }
-        using var connection = db.OpenConnection();
-        using var tx = connection.BeginTransaction();
         if (ids.Count > 0)
         {
             // Row i's slices start after the rows before it: running sums of horizon and level counts.
@@ -112,7 +169,7 @@ public sealed class ForecastPostgresWriter(NpgsqlDataSource db, ILogger? log = n
             insert.ExecuteNonQuery();
         }
         foreach (var (record, message) in dead)
-            DeadLetters.Insert(connection, tx, record, Name, "cannot decode CgmForecast: " + message, log);
+            DeadLetters.Insert(connection, tx, record, Name, message, log);
         tx.Commit();
     }
 }

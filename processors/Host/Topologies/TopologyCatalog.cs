@@ -1,3 +1,4 @@
+using StreamHealth.Runtime.Configuration;
 using StreamHealth.Host.Verbs;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Runtime.Streams.Reference;
@@ -14,7 +15,7 @@ internal static class TopologyCatalog
 
     public static Topology Create(string name, Args args, IConfiguration configuration) => name switch
     {
-        "weights" => WeightTopology.Create(WeightTopology.FilterOptions(configuration)),
+        "weights" => WeightTopology.Create(WeightTopology.FilterOptions(configuration), timeRule: StreamHealthOptions.Bind(configuration).Input.TimeRule),
         "cgm" => CgmTopology.Create(CgmTopology.Options(configuration)),
         // Reference fold used by the crash/rebalance tests and the load harness.
         "key-sum" => KeySumTopology.Create(

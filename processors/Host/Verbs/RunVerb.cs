@@ -56,7 +56,7 @@ internal static class RunVerb
         if (names.Contains("cgm"))
         {
             var (pg, cache) = CgmPipeline.CreateSinks(CgmPipelineNames.Default, options.Kafka.BootstrapServers, postgres, redis, logs,
-                options.Streams.SessionTimeoutMs);
+                options.Streams.SessionTimeoutMs, options.Input.TimeRule);
             sinks.Add(pg);
             sinks.Add(cache);
         }

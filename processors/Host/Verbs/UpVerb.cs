@@ -53,7 +53,8 @@ internal static class UpVerb
                 StallAfterMs = options.Streams.StallAfterMs,
             };
             var configuration = StreamHealthOptions.AddSources(new ConfigurationBuilder()).Build();
-            using var weights = new WeightPipeline(HostOptions(), postgres, redis, logs, WeightTopology.FilterOptions(configuration)).Start();
+            using var weights = new WeightPipeline(HostOptions(), postgres, redis, logs, WeightTopology.FilterOptions(configuration),
+                timeRule: options.Input.TimeRule).Start();
             using var cgm = new CgmPipeline(HostOptions(), postgres, redis, logs,
                 CgmTopology.Options(configuration)).Start();
             var upLog = logs.CreateLogger("StreamHealth.Up");

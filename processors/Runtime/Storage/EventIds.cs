@@ -35,9 +35,18 @@ public static class EventIds
         cmd.Parameters.Add(new NpgsqlParameter { Value = eventId });
         cmd.Parameters.Add(new NpgsqlParameter { Value = userId });
         cmd.Parameters.Add(new NpgsqlParameter { Value = fingerprint });
-        await using var reader = await cmd.ExecuteReaderAsync(ct);
-        if (!await reader.ReadAsync(ct)) return EventIdClaim.Owned;   // a concurrent claim not yet visible: ours to race on the sink
-        return Classify(userId, fingerprint, reader.GetString(0), reader.GetString(1));
+        await using (var reader = await cmd.ExecuteReaderAsync(ct))
+        {
+            if (await reader.ReadAsync(ct)) return Classify(userId, fingerprint, reader.GetString(0), reader.GetString(1));
+        }
+        // No row: a concurrent claimant inserted the id while this statement ran (its INSERT waited for that commit, then
+        // did nothing, and its snapshot predates the row). A new statement sees the committed owner.
+        await using var owner = db.CreateCommand("SELECT user_id, fingerprint FROM streamhealth.event_ids WHERE workload = $1 AND event_id = $2");
+        owner.Parameters.Add(new NpgsqlParameter { Value = workload });
+        owner.Parameters.Add(new NpgsqlParameter { Value = eventId });
+        await using var again = await owner.ExecuteReaderAsync(ct);
+        if (!await again.ReadAsync(ct)) throw new InvalidOperationException($"event id {workload}/{eventId}: neither claimed nor found");
+        return Classify(userId, fingerprint, again.GetString(0), again.GetString(1));
     }
 
     /// <summary>Claims every id of a sink batch in <paramref name="tx"/>; result i is record i's claim. Within the batch the
@@ -47,22 +56,30 @@ public static class EventIds
     {
         var claims = new EventIdClaim[eventIds.Count];
         if (eventIds.Count == 0) return claims;
-        // The statement's snapshot does not see what its own INSERT adds, so an id claimed now is owned by its first
-        // occurrence in the batch (firsts), and one claimed before by the row that was already there (e).
+        // Two statements: the INSERT claims what nobody owns (first occurrence in the batch wins); the SELECT, under a
+        // fresh snapshot (READ COMMITTED), then sees this transaction's claims and every committed one — including an
+        // owner that a concurrent sink committed while the INSERT waited on it, which one statement could not see.
+        using (var insert = new NpgsqlCommand("""
+            INSERT INTO streamhealth.event_ids (workload, event_id, user_id, fingerprint)
+            SELECT DISTINCT ON (id) @workload, id, u, fp
+            FROM unnest(@ids::text[], @users::text[], @fps::text[]) WITH ORDINALITY AS x(id, u, fp, i)
+            ORDER BY id, i
+            ON CONFLICT (workload, event_id) DO NOTHING
+            """, connection, tx))
+        {
+            insert.Parameters.AddWithValue("workload", workload);
+            insert.Parameters.AddWithValue("ids", eventIds);
+            insert.Parameters.AddWithValue("users", userIds);
+            insert.Parameters.AddWithValue("fps", fingerprints);
+            insert.ExecuteNonQuery();
+        }
         using var cmd = new NpgsqlCommand("""
-            WITH input AS (SELECT x.id, x.u, x.fp, x.i FROM unnest(@ids::text[], @users::text[], @fps::text[]) WITH ORDINALITY AS x(id, u, fp, i)),
-            firsts AS (SELECT DISTINCT ON (id) id, u, fp FROM input ORDER BY id, i),
-            ins AS (INSERT INTO streamhealth.event_ids (workload, event_id, user_id, fingerprint)
-                    SELECT @workload, id, u, fp FROM firsts ON CONFLICT (workload, event_id) DO NOTHING RETURNING event_id)
-            SELECT input.i, coalesce(e.user_id, f.u), coalesce(e.fingerprint, f.fp)
-            FROM input JOIN firsts f ON f.id = input.id
-            LEFT JOIN streamhealth.event_ids e ON e.workload = @workload AND e.event_id = input.id
-            ORDER BY input.i
+            SELECT x.i, e.user_id, e.fingerprint
+            FROM unnest(@ids::text[]) WITH ORDINALITY AS x(id, i)
+            JOIN streamhealth.event_ids e ON e.workload = @workload AND e.event_id = x.id
             """, connection, tx);
         cmd.Parameters.AddWithValue("workload", workload);
         cmd.Parameters.AddWithValue("ids", eventIds);
-        cmd.Parameters.AddWithValue("users", userIds);
-        cmd.Parameters.AddWithValue("fps", fingerprints);
         using var reader = cmd.ExecuteReader();
         while (reader.Read())
         {

@@ -41,7 +41,8 @@ public interface IProcessorContext
 
     /// <summary>Emits a result to a sink topic. <paramref name="outputId"/> must be deterministic for
     /// the input (e.g. derived from its offset) so sinks can drop the duplicates a replay produces;
-    /// it travels as the <see cref="StreamHeaders.OutputId"/> header.</summary>
+    /// it travels as the <see cref="StreamHeaders.OutputId"/> header. The input record's
+    /// <see cref="StreamHeaders.RequestId"/> header, if any, is copied onto the output.</summary>
     void Forward(string sinkTopic, Google.Protobuf.IMessage key, Google.Protobuf.IMessage value, long timestampUnixMs, string outputId);
 
     /// <summary>As above, for keys and values already serialised (the caller gives up the arrays).</summary>
@@ -64,6 +65,12 @@ public static class StreamHeaders
     public const string SourceTopic = "streamhealth-source-topic";
     public const string SourcePartition = "streamhealth-source-partition";
     public const string SourceOffset = "streamhealth-source-offset";
+
+    /// <summary>A request's correlation id (e.g. the gateway's, for request/reply over a topic pair). A task copies it
+    /// from the input record onto every output it forwards while processing that record, so the reply finds its
+    /// request whatever ids the client chose. Only this header travels: the runtime's own (output id, errors) describe
+    /// one record and must not leak onto another.</summary>
+    public const string RequestId = "streamhealth-request-id";
 
     /// <summary>The headers of a dead letter for input <paramref name="r"/>: the record's own headers, then the error,
     /// its type (<c>deserialization</c> for a record that does not decode, else the exception type), the processor,

@@ -26,6 +26,8 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
     private readonly ILogger _log;
     /// <summary>Outputs of the record being processed: sent only if it succeeds.</summary>
     private readonly List<(string Topic, Message<byte[]?, byte[]?> Message)> _pending = [];
+    // Headers of the input record being processed (null in punctuation): Forward copies its request id from here.
+    private Headers? _input;
     /// <summary>Outputs whose delivery failed (filled by the producer's delivery thread); re-sent at commit.</summary>
     private readonly ConcurrentQueue<(string Topic, Message<byte[]?, byte[]?> Message, Error Error)> _failed = new();
     private readonly Action<DeliveryReport<byte[]?, byte[]?>> _onOutputDelivered;
@@ -155,6 +157,7 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
         if (timestamp > StreamTimeUnixMs) StreamTimeUnixMs = timestamp;
         lock (Gate)
         {
+            _input = r.Message.Headers;
             try
             {
                 _processor.Process(r);
@@ -166,6 +169,10 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
                 State.DiscardRecord(r.Offset.Value);
                 _pending.Clear();
                 DeadLetter(r, e);
+            }
+            finally
+            {
+                _input = null;
             }
         }
         _uncommitted++;
@@ -403,10 +410,11 @@ internal sealed class StreamTask : IProcessorContext, IDisposable
     {
         if (!_topology.SinkTopics.Contains(sinkTopic))
             throw new InvalidOperationException($"topology {ApplicationId} declares no sink '{sinkTopic}'");
+        var headers = new Headers { { StreamHeaders.OutputId, Encoding.UTF8.GetBytes(outputId) } };
+        if (_input is not null && _input.TryGetLastBytes(StreamHeaders.RequestId, out var requestId)) headers.Add(StreamHeaders.RequestId, requestId);
         _pending.Add((sinkTopic, new Message<byte[]?, byte[]?>
         {
-            Key = key, Value = value, Timestamp = new Timestamp(timestampUnixMs, TimestampType.CreateTime),
-            Headers = new Headers { { StreamHeaders.OutputId, Encoding.UTF8.GetBytes(outputId) } },
+            Key = key, Value = value, Timestamp = new Timestamp(timestampUnixMs, TimestampType.CreateTime), Headers = headers,
         }));
     }
 

@@ -1,4 +1,6 @@
+using System.Globalization;
 using Google.Protobuf.Collections;
+using StreamHealth.Schemas;
 
 namespace StreamHealth.Weight.Filter;
 
@@ -20,6 +22,20 @@ public static class MeasurementFingerprint
         h = Mix(h ^ (ulong)BitConverter.DoubleToInt64Bits(observation.Value));
         return Mix(h ^ ((ulong)(uint)observation.Unit << 32 | (uint)observation.Source));
     }
+
+    /// <summary>What a measurement id stands for (the gateway's claim, the topology's retry check, the sink's claim):
+    /// the measurement's fingerprint, or for an initialisation command the fold of its batch's, in order. The user is
+    /// not part of it: the id registry compares users separately.</summary>
+    public static ulong Of(WeightMeasurement measurement)
+    {
+        if (measurement.InitializationBatch.Count == 0) return Of(WeightObservation.From(measurement));
+        var h = 0x6A09E667F3BCC908UL;   // distinct start: a one-element batch is not the same event as that measurement
+        foreach (var m in measurement.InitializationBatch) h = Mix(h ^ Of(WeightObservation.From(m)));
+        return h;
+    }
+
+    /// <summary>The fingerprint as it is stored (streamhealth.event_ids, WeightResult.measurement_fingerprint): 16 hex digits.</summary>
+    public static string Text(ulong fingerprint) => fingerprint.ToString("x16", CultureInfo.InvariantCulture);
 
     public static bool Contains(RepeatedField<ulong> ring, ulong fingerprint)
     {

@@ -3,6 +3,7 @@ using Npgsql;
 using StackExchange.Redis;
 using StreamHealth.Runtime.Sinks;
 using StreamHealth.Runtime.Streams;
+using StreamHealth.Runtime.Validation;
 using StreamHealth.Schemas;
 using StreamHealth.Weight.Filter;
 
@@ -31,11 +32,12 @@ public sealed class WeightPipeline : IDisposable
     public SinkRunner RedisSink => _redis;
 
     public WeightPipeline(StreamHostOptions hostOptions, NpgsqlDataSource postgres, IConnectionMultiplexer redis,
-        ILoggerFactory logs, WeightFilterOptions? filterOptions = null, WeightPipelineNames? names = null, int sessionTimeoutMs = 6_000)
+        ILoggerFactory logs, WeightFilterOptions? filterOptions = null, WeightPipelineNames? names = null, int sessionTimeoutMs = 6_000,
+        EventTimeRule? timeRule = null)
     {
         names ??= WeightPipelineNames.Default;
         Names = names;
-        Host = new StreamHost(hostOptions, [WeightTopology.Create(filterOptions, names.ApplicationId, names.RawTopic, names.FilteredTopic)], logs);
+        Host = new StreamHost(hostOptions, [WeightTopology.Create(filterOptions, names.ApplicationId, names.RawTopic, names.FilteredTopic, timeRule)], logs);
         (_postgres, _redis) = CreateSinks(names, hostOptions.BootstrapServers, postgres, redis, logs, sessionTimeoutMs);
     }
 

@@ -3,20 +3,57 @@ using Npgsql;
 using NpgsqlTypes;
 using StackExchange.Redis;
 using StreamHealth.Runtime.Sinks;
+using StreamHealth.Runtime.Storage;
+using StreamHealth.Runtime.Validation;
 using StreamHealth.Schemas;
+using StreamHealth.Weight.Filter;
 
 namespace StreamHealth.Weight.Pipeline;
 
 /// <summary>weights.filtered → weights.measurements: one row per measurement, raw and filtered side by side.
-/// Idempotent (ON CONFLICT DO NOTHING on measurement id + time) and all-or-nothing per batch; a record
-/// that does not decode goes to streamhealth.dead_letters in the same transaction, never dropped.</summary>
+/// Each measurement id is claimed in streamhealth.event_ids (<see cref="EventIds"/>) so it is stored once
+/// whatever its time; idempotent (a retry or replay is the same claim and ON CONFLICT DO NOTHING) and
+/// all-or-nothing per batch; a record that does not decode or that reuses an id for another user or another
+/// measurement goes to streamhealth.dead_letters with the reason in the same transaction, never dropped.</summary>
 public sealed class WeightPostgresWriter(NpgsqlDataSource db, ILogger? log = null) : ISinkWriter
 {
     public string Name => "weights-postgres";
 
+    /// <summary>The workload name of weight measurement ids in streamhealth.event_ids (the gateway claims with it too).</summary>
+    public const string EventIdWorkload = "weight";
+
     public void Write(IReadOnlyList<SinkRecord> batch)
     {
-        var n = batch.Count;
+        var decoded = new List<(SinkRecord Record, WeightResult Result)>(batch.Count);
+        var dead = new List<(SinkRecord Record, string Error)>();
+        foreach (var record in batch)
+        {
+            try
+            {
+                decoded.Add((record, WeightResult.Parser.ParseFrom(record.Value ?? throw new FormatException("record has no value"))));
+            }
+            catch (Exception e) when (e is FormatException or Google.Protobuf.InvalidProtocolBufferException)
+            {
+                dead.Add((record, "cannot decode WeightResult: " + e.Message));
+            }
+        }
+        using var connection = db.OpenConnection();
+        using var tx = connection.BeginTransaction();
+        // A measurement id is one measurement of one user whatever its time; the table's key (id, time) cannot say
+        // so, the registry does. A conflicting record (another user's id, or this user's id for another measurement,
+        // produced straight onto the topic) is dead-lettered in this transaction, never stored beside the first.
+        var claimIds = new List<string>(decoded.Count);
+        var claimUsers = new List<string>(decoded.Count);
+        var claimFingerprints = new List<string>(decoded.Count);
+        foreach (var (_, r) in decoded)
+        {
+            claimIds.Add(r.MeasurementId);
+            claimUsers.Add(r.UserId);
+            claimFingerprints.Add(Fingerprint(r));
+        }
+        var claims = EventIds.Claim(connection, tx, EventIdWorkload, claimIds, claimUsers, claimFingerprints);
+
+        var n = decoded.Count;
         var ids = new List<string>(n);
         var users = new List<string>(n);
         var times = new List<DateTime>(n);
@@ -33,17 +70,14 @@ public sealed class WeightPostgresWriter(NpgsqlDataSource db, ILogger? log = nul
         var reasons = new List<string>(n);
         var partitions = new List<int>(n);
         var offsets = new List<long>(n);
-        var dead = new List<(SinkRecord Record, string Error)>();
-        foreach (var record in batch)
+        for (var i = 0; i < n; i++)
         {
-            WeightResult r;
-            try
+            var (record, r) = decoded[i];
+            if (claims[i] != EventIdClaim.Owned)
             {
-                r = WeightResult.Parser.ParseFrom(record.Value ?? throw new FormatException("record has no value"));
-            }
-            catch (Exception e) when (e is FormatException or Google.Protobuf.InvalidProtocolBufferException)
-            {
-                dead.Add((record, e.Message));
+                dead.Add((record, claims[i] == EventIdClaim.OtherUser
+                    ? $"measurement_id {InputRules.Quote(r.MeasurementId)} is already used by another user"
+                    : $"measurement_id {InputRules.Quote(r.MeasurementId)} was already used by user {InputRules.Quote(r.UserId)} for another measurement (time, value, unit or source differ)"));
                 continue;
             }
             ids.Add(r.MeasurementId);
@@ -64,10 +98,9 @@ public sealed class WeightPostgresWriter(NpgsqlDataSource db, ILogger? log = nul
             partitions.Add(r.SourcePartition);
             offsets.Add(r.SourceOffset);
         }
-        using var connection = db.OpenConnection();
-        using var tx = connection.BeginTransaction();
         if (ids.Count > 0)
         {
+            // ON CONFLICT: a retry or a replay of a measurement already stored (same id, hence same time).
             using var insert = new NpgsqlCommand("""
                 INSERT INTO weights.measurements (measurement_id, user_id, measured_at, source, raw_weight_kg, accepted,
                     filtered_weight_kg, trend_kg_per_week, confidence, prediction_error_kg, normalized_innovation,
@@ -97,9 +130,15 @@ public sealed class WeightPostgresWriter(NpgsqlDataSource db, ILogger? log = nul
             insert.ExecuteNonQuery();
         }
         foreach (var (record, message) in dead)
-            DeadLetters.Insert(connection, tx, record, Name, "cannot decode WeightResult: " + message, log);
+            DeadLetters.Insert(connection, tx, record, Name, message, log);
         tx.Commit();
     }
+
+    /// <summary>The fingerprint the topology put on the result; results written before it did get one from what
+    /// they carry (the value in kg), which only a result of that era can match.</summary>
+    private static string Fingerprint(WeightResult r) =>
+        r.MeasurementFingerprint.Length > 0 ? r.MeasurementFingerprint
+        : MeasurementFingerprint.Text(MeasurementFingerprint.Of(new WeightObservation(r.EventTimeUnixMs, r.RawWeightKg, WeightUnit.Kg, r.Source)));
 
     public static string SourceName(WeightSource source) => source switch
     {

@@ -73,6 +73,9 @@ public sealed class CgmGatewayFixture : IAsyncLifetime
 public sealed class CgmApiTests(CgmGatewayFixture f) : IClassFixture<CgmGatewayFixture>
 {
     private static string Sample(string name) => Path.Combine(Repo.SharedData, "cgm", name);
+    /// <summary>A shared synthetic export (dated 1961, before the event-time rule's 1990) with its years moved to 2025.</summary>
+    private static byte[] In2025(string name) => Encoding.UTF8.GetBytes(File.ReadAllText(Sample(name)).Replace("-1961 ", "-2025 ").Replace("1961-", "2025-"));
+
     private static string U(string name) => $"{name}-{Guid.NewGuid():N}"[..(name.Length + 9)];
 
     private static ByteArrayContent Raw(byte[] bytes, string type = "text/csv") =>
@@ -182,14 +185,16 @@ public sealed class CgmApiTests(CgmGatewayFixture f) : IClassFixture<CgmGatewayF
     {
         using var client = f.Client();
         var user = U("libre");
-        var response = await client.PostAsync($"/api/v1/cgm/{user}/upload", Multipart(Sample("FreeStyle_Libre_3_synthetic.csv")));
+        var form = new MultipartFormDataContent();
+        form.Add(Raw(In2025("FreeStyle_Libre_3_synthetic.csv")), "file", "renamed-export.txt");
+        var response = await client.PostAsync($"/api/v1/cgm/{user}/upload", form);
         var text = await response.Content.ReadAsStringAsync();
         Assert.True(response.StatusCode == HttpStatusCode.Accepted, text);
         var accepted = JsonDocument.Parse(text).RootElement;
         Assert.Equal("libreview", accepted.GetProperty("source_format").GetString());
         Assert.Equal(4621, accepted.GetProperty("readings").GetInt32());
 
-        var url = $"/api/v1/cgm/{user}/readings?from=1961-01-01T00:00:00Z&to=1962-01-01T00:00:00Z&limit=100000";
+        var url = $"/api/v1/cgm/{user}/readings?from=2025-01-01T00:00:00Z&to=2026-01-01T00:00:00Z&limit=100000";
         JsonElement page = default;
         WaitFor(() =>
         {
@@ -312,5 +317,117 @@ public sealed class CgmApiTests(CgmGatewayFixture f) : IClassFixture<CgmGatewayF
         Assert.True(invalid.GetProperty("errors").TryGetProperty("userId", out _));
         var range = await Problem(await client.GetAsync($"/api/v1/cgm/{user}/readings?from=yesterday"), HttpStatusCode.BadRequest);
         Assert.True(range.GetProperty("errors").TryGetProperty("from", out _));
+    }
+
+    private static string NowClarity(params (DateTime Time, string Glucose)[] rows)
+    {
+        var lines = new List<string> { "Index,Timestamp (YYYY-MM-DDThh:mm:ss),Event Type,Event Subtype,Patient Info,Device Info,Source Device ID,Glucose Value (mg/dL),Insulin Value (u),Carb Value (grams),Duration (hh:mm:ss),Glucose Rate of Change (mg/dL/min),Transmitter Time (Long Integer),Transmitter ID" };
+        for (var i = 0; i < rows.Length; i++)
+            lines.Add($"{i + 1},{rows[i].Time:yyyy-MM-ddTHH:mm:ss},EGV,,,,android G6,{rows[i].Glucose},,,,,{1000 + i},ABC");
+        return string.Join('\n', lines) + "\n";
+    }
+
+    /// <summary>Issue 11, defect 4: a file with one reading a year ahead is refused whole (422 naming the line and the
+    /// time) and sends nothing.</summary>
+    [Fact]
+    public async Task An_upload_with_a_reading_a_year_ahead_is_422_naming_the_line_and_the_time_and_sends_nothing()
+    {
+        using var client = f.Client();
+        var user = U("future");
+        var now = DateTime.UtcNow;
+        var body = NowClarity((now.AddMinutes(-15), "110"), (now.AddMinutes(-10), "112"), (now.AddDays(365), "180"), (now.AddMinutes(-5), "115"));
+        var problem = await Problem(await client.PostAsync($"/api/v1/cgm/{user}/upload", Raw(Encoding.UTF8.GetBytes(body))), HttpStatusCode.UnprocessableEntity);
+        Assert.Equal(4, problem.GetProperty("line").GetInt64());
+        Assert.Contains(now.AddDays(365).ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture), problem.GetProperty("detail").GetString());
+        Assert.Contains("ahead", problem.GetProperty("detail").GetString());
+        Thread.Sleep(2_000);
+        var page = JsonDocument.Parse(await client.GetStringAsync($"/api/v1/cgm/{user}/readings?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z")).RootElement;
+        Assert.Equal(0, page.GetProperty("readings").GetArrayLength());
+        Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync($"/api/v1/cgm/{user}/latest")).StatusCode);
+    }
+
+    /// <summary>Issue 11, defect 4, wall-clock exports: a Clarity export made east of UTC has local times that lie hours
+    /// "ahead" of the gateway's UTC clock. Without its offset it is refused with a hint naming utc_offset; with it, the
+    /// readings are stored at their UTC instants. A malformed offset is a 400 naming the parameter.</summary>
+    [Fact]
+    public async Task A_wall_clock_export_east_of_utc_needs_its_utc_offset_and_is_stored_in_utc()
+    {
+        using var client = f.Client();
+        var user = U("tokyo");
+        var localNow = DateTime.UtcNow.AddHours(9);
+        var body = Encoding.UTF8.GetBytes(NowClarity((localNow.AddMinutes(-15), "110"), (localNow.AddMinutes(-10), "112"), (localNow.AddMinutes(-5), "115")));
+
+        var refused = await Problem(await client.PostAsync($"/api/v1/cgm/{user}/upload", Raw(body)), HttpStatusCode.UnprocessableEntity);
+        Assert.Contains("utc_offset", refused.GetProperty("detail").GetString());
+
+        var bad = await Problem(await client.PostAsync($"/api/v1/cgm/{user}/upload?utc_offset=%2B25:00", Raw(body)), HttpStatusCode.BadRequest);
+        Assert.True(bad.GetProperty("errors").TryGetProperty("utc_offset", out _), bad.ToString());
+
+        var accepted = await client.PostAsync($"/api/v1/cgm/{user}/upload?utc_offset=%2B09:00", Raw(body));
+        Assert.True(accepted.StatusCode == HttpStatusCode.Accepted, await accepted.Content.ReadAsStringAsync());
+        JsonElement page = default;
+        WaitFor(() =>
+        {
+            page = JsonDocument.Parse(client.GetStringAsync($"/api/v1/cgm/{user}/readings").GetAwaiter().GetResult()).RootElement;
+            return page.GetProperty("readings").GetArrayLength() >= 3;
+        }, TimeSpan.FromSeconds(60), () => $"{page.GetProperty("readings").GetArrayLength()}/3 readings\n{f.Logs.Tail()}");
+        var newest = page.GetProperty("readings")[2].GetProperty("time").GetDateTime().ToUniversalTime();
+        // The newest local reading was 5 min before local now, so 5 min before UTC now (to the second the export keeps).
+        Assert.InRange((DateTime.UtcNow - newest).TotalMinutes, 4.9, 7);
+    }
+
+    /// <summary>Issue 11, defect 6: a NUL in a dataset handle is a 400 naming handle, never a 500 from PostgreSQL.</summary>
+    [Fact]
+    public async Task A_nul_in_a_handle_is_400_naming_handle()
+    {
+        using var client = f.Client();
+        foreach (var (path, body) in new (string, object)[]
+                 {
+                     ("/draw_a_plot", new { handle = "abc\u0000def", index = 0 }),
+                     ("/cache_management", new { action = "delete", handle = "abc\u0000def" }),
+                     ("/draw_a_plot", new { handle = new string('a', 300), index = 0 }),
+                 })
+        {
+            var problem = await Problem(await client.PostAsync(path, new StringContent(JsonSerializer.Serialize(body), Encoding.UTF8, "application/json")),
+                HttpStatusCode.BadRequest);
+            Assert.True(problem.GetProperty("errors").TryGetProperty("handle", out _), problem.ToString());
+        }
+    }
+
+    /// <summary>Issue 11, defect 8: the command up.sh prints (curl --data-binary, which declares a form content type)
+    /// converts; a file mixing two exports reports the lines it skipped; an impossible value is flagged.</summary>
+    [Fact]
+    public async Task Convert_accepts_curl_form_content_type_reports_skipped_rows_and_flags_impossible_values()
+    {
+        using var client = f.Client(apiKey: null);
+        var clarity = File.ReadAllBytes(Sample("Clarity_Export_synthetic.csv"));
+        var curl = await client.PostAsync("/convert_to_unified", Raw(clarity, "application/x-www-form-urlencoded"));
+        Assert.True(curl.StatusCode == HttpStatusCode.OK, await curl.Content.ReadAsStringAsync());
+        Assert.Equal("dexcom_clarity", curl.Headers.GetValues("X-Source-Format").Single());
+
+        var libre = File.ReadAllLines(Sample("FreeStyle_Libre_3_synthetic.csv")).Skip(2).Take(30).ToList();
+        var clarityLines = File.ReadAllLines(Sample("Clarity_Export_synthetic.csv"));
+        var mixed = string.Join('\n', clarityLines.Concat(libre));
+        var response = await client.PostAsync("/convert_to_unified", Raw(Encoding.UTF8.GetBytes(mixed)));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.True(int.Parse(response.Headers.GetValues("X-Skipped-Rows").Single(), System.Globalization.CultureInfo.InvariantCulture) >= 30);
+        Assert.Contains($"unknown event type (another format, or a newer export): 30 (first line {clarityLines.Length + 1})",
+            response.Headers.GetValues("X-Skipped-Reasons").Single());
+
+        var body = NowClarity((new DateTime(2020, 1, 1, 0, 0, 0), "110"), (new DateTime(2020, 1, 1, 0, 5, 0), "99999"));
+        var flagged = await client.PostAsync("/convert_to_unified", Raw(Encoding.UTF8.GetBytes(body)));
+        Assert.Equal(HttpStatusCode.OK, flagged.StatusCode);
+        Assert.Equal("1", flagged.Headers.GetValues("X-Impossible-Glucose").Single());
+        Assert.Equal("3", flagged.Headers.GetValues("X-Impossible-Glucose-First-Line").Single());
+        var csv = (await flagged.Content.ReadAsStringAsync()).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var header = csv[0].Split(',');
+        var row = csv.Single(l => l.Contains("99999")).Split(',');
+        Assert.Equal("1", row[Array.IndexOf(header, "quality")]);
+
+        var processed = await f.Client().PostAsync("/process_unified", Raw(Encoding.UTF8.GetBytes(mixed), "application/x-www-form-urlencoded"));
+        var json = JsonDocument.Parse(await processed.Content.ReadAsStringAsync()).RootElement;
+        Assert.True(processed.StatusCode == HttpStatusCode.OK, json.ToString());
+        Assert.Contains(json.GetProperty("skipped").EnumerateArray(), k => k.GetProperty("rows").GetInt32() == 30
+            && k.GetProperty("first_line").GetInt64() == clarityLines.Length + 1);
     }
 }

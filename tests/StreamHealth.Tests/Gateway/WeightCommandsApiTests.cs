@@ -21,6 +21,7 @@ public sealed class WeightGatewayFixture : IAsyncLifetime
     public TestLogs Logs { get; } = new();
     public WebApplicationFactory<Program> App { get; private set; } = null!;
     public string ConnectionString { get; private set; } = "";
+    public WeightPipeline Pipeline => _pipeline;
     private WeightPipeline _pipeline = null!;
     private NpgsqlDataSource _postgres = null!;
     private ConnectionMultiplexer _redis = null!;
@@ -133,7 +134,8 @@ public sealed class WeightCommandsApiTests(WeightGatewayFixture f) : IClassFixtu
             user_id = user, measurements = new[] { Measurement(user, 70.2, "01"), Measurement(user, 900, "02") },
         });
         Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
-        Assert.Contains("batch[1]", await bad.Content.ReadAsStringAsync());
+        // 900 kg is outside the plausible range every weight must be in (WeightFilter:MaxPlausibleKg).
+        Assert.Contains("measurements[1].weight", await bad.Content.ReadAsStringAsync());
     }
 
     [Fact]

@@ -80,6 +80,8 @@ public sealed class CgmPipelineTests(CgmPipelineFixture f) : IClassFixture<CgmPi
     private static readonly long T0 = DateTimeOffset.Parse("2026-05-01T00:00:00Z").ToUnixTimeMilliseconds();
     private const long Step = 5 * 60_000;
 
+    private static readonly long Years64Ms = (long)(new DateTime(2025, 1, 1) - new DateTime(1961, 1, 1)).TotalMilliseconds;
+
     private static string U(string name) => $"{name}-{Guid.NewGuid():N}"[..(name.Length + 9)];
 
     private static CgmReading Egv(string user, long timeMs, double mgDl) =>
@@ -149,7 +151,8 @@ public sealed class CgmPipelineTests(CgmPipelineFixture f) : IClassFixture<CgmPi
         var user = U("clarity");
         using var file = File.OpenRead(Path.Combine(Repo.SharedData, "cgm", "Clarity_Export_synthetic.csv"));
         var rows = CgmConverter.ReadAll(file, out var format);
-        var readings = CgmReadingProducer.ToReadings(user, format, rows);
+        // The synthetic export is dated 1961, before the event-time rule's 1990: moved 64 years on, as the local sample is.
+        var readings = CgmReadingProducer.ToReadings(user, format, rows, shiftMs: Years64Ms);
         Assert.Equal(3969, readings.Count);   // 3,922 sensor readings + 47 insulin doses (alerts and device rows are not readings)
         f.Send(readings);
         f.Send(readings);
@@ -195,5 +198,84 @@ public sealed class CgmPipelineTests(CgmPipelineFixture f) : IClassFixture<CgmPi
         using var cmd = f.Postgres.CreateCommand("SELECT count(*) FROM streamhealth.dead_letters WHERE source_topic = $1 AND processor = 'cgm-readings-postgres'");
         cmd.Parameters.AddWithValue(f.Names.ReadingsTopic);
         WaitFor(() => (long)cmd.ExecuteScalar()! >= 1, TimeSpan.FromSeconds(30), () => "undecodable record not archived by the sink");
+    }
+
+    private List<string> DeadLetterErrors(string user, int atLeast) =>
+        f.Drain(f.Names.ReadingsTopic + Topics.DeadLetterSuffix, user, TimeSpan.FromSeconds(60), m => m.Count >= atLeast)
+            .Select(m => Encoding.UTF8.GetString(m.Headers.GetLastBytes(StreamHeaders.Error))).ToList();
+
+    /// <summary>Issue 11, defect 4: a reading dated a year ahead, produced straight onto cgm.readings (no gateway), is
+    /// dead-lettered with the reason; it is not stored and latest stays on the newest reading inside the rule.</summary>
+    [Fact]
+    public async Task A_reading_dated_a_year_ahead_is_dead_lettered_and_does_not_take_latest()
+    {
+        var user = U("ahead");
+        var nowMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var recent = Enumerable.Range(0, 4).Select(i => Egv(user, nowMs - (4 - i) * Step, 120 + i)).ToList();
+        f.Send(recent);
+        WaitFor(() => CgmLatestCache.ReadAsync(f.Redis.GetDatabase(), user).GetAwaiter().GetResult() is not null, TimeSpan.FromSeconds(30),
+            () => "no latest for the recent readings");
+        var before = (await CgmLatestCache.ReadAsync(f.Redis.GetDatabase(), user))!;
+
+        var future = Egv(user, nowMs + 365L * 86_400_000, 180);
+        var nul = Egv(user, nowMs - 10 * Step, 130);
+        nul.SourceFormat = "dex\0com";
+        nul.ReadingId = "abc\0def";
+        f.Send([future, nul]);
+        var letters = DeadLetterErrors(user, 2);
+        Assert.Contains(letters, e => e.Contains("event_time_unix_ms") && e.Contains("ahead of the receiving clock"));
+        Assert.Contains(letters, e => e.Contains("reading_id") && e.Contains("\\u0000"));
+
+        f.Send([Egv(user, nowMs - Step / 2, 125)]);   // a later valid reading still moves latest: nothing is stuck
+        CgmLatestValue? after = null;
+        WaitFor(() => (after = CgmLatestCache.ReadAsync(f.Redis.GetDatabase(), user).GetAwaiter().GetResult())!.GlucoseMgDl == 125,
+            TimeSpan.FromSeconds(30), () => $"latest = {after}");
+        Assert.True(after!.EventTimeUnixMs <= DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() + 300_000);
+        Assert.True(after.EventTimeUnixMs >= before.EventTimeUnixMs);
+        WaitFor(() => CountRows(user) >= 5, TimeSpan.FromSeconds(30), () => $"{CountRows(user)}/5 rows");
+        using var cmd = f.Postgres.CreateCommand("SELECT count(*) FROM cgm.readings WHERE user_id = $1 AND reading_time > now() + interval '1 day'");
+        cmd.Parameters.AddWithValue(user);
+        Assert.Equal(0L, (long)cmd.ExecuteScalar()!);
+        Assert.Equal(5, CountRows(user));
+    }
+
+    /// <summary>Issue 11, defect 3 for CGM: a reading id is unique whatever its time. The same id again with another
+    /// time stores nothing new and is dead-lettered in PostgreSQL with the reason; a retry of the same reading is silent.</summary>
+    [Fact]
+    public void The_same_reading_id_with_another_time_is_stored_once_and_dead_lettered()
+    {
+        var user = U("reuse");
+        var original = Egv(user, T0, 110);
+        var retry = original.Clone();
+        var moved = original.Clone();
+        moved.EventTimeUnixMs = T0 + 7 * Step;
+        var stolen = original.Clone();
+        stolen.UserId = "";
+        f.Send([original]);
+        WaitFor(() => CountRows(user) >= 1, TimeSpan.FromSeconds(30), () => "the original reading was not stored");
+        f.Send([retry, moved]);
+        var other = U("thief");
+        using (var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = f.Kafka.BootstrapServers }).Build())
+        {
+            p.Produce(f.Names.ReadingsTopic, new Message<byte[], byte[]> { Key = new UserKey { UserId = other }.ToByteArray(), Value = stolen.ToByteArray() });
+            p.Flush(TimeSpan.FromSeconds(10));
+        }
+        using var letters = f.Postgres.CreateCommand("""
+            SELECT error FROM streamhealth.dead_letters WHERE source_topic = $1 AND processor = 'cgm-readings-postgres' AND error LIKE $2
+            """);
+        letters.Parameters.AddWithValue(f.Names.ReadingsTopic);
+        letters.Parameters.AddWithValue("%" + original.ReadingId + "%");
+        var errors = new List<string>();
+        WaitFor(() =>
+        {
+            errors.Clear();
+            using var r = letters.ExecuteReader();
+            while (r.Read()) errors.Add(r.GetString(0));
+            return errors.Count >= 2;
+        }, TimeSpan.FromSeconds(30), () => $"dead letters: {string.Join(" | ", errors)}\n{f.Logs.Tail()}");
+        Assert.Contains(errors, e => e.Contains("another reading"));
+        Assert.Contains(errors, e => e.Contains("another user"));
+        Assert.Equal(1, CountRows(user));
+        Assert.Equal(0, CountRows(other));
     }
 }

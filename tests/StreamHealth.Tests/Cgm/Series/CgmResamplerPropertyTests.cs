@@ -49,6 +49,46 @@ public sealed class CgmResamplerPropertyTests
         Assert.All(total, count => Assert.True(count > 50, $"the generator produced too few cases: {string.Join(", ", total)}"));
     }
 
+    /// <summary>Issue 11, defect 5: sensor readings alone define the grid, gaps and sequences. Off-grid calibrations and
+    /// events far from every reading added to generated exports never add a point to a step, never join or stretch a
+    /// sequence, and are each either attached near a sequence or counted as unattached.</summary>
+    [Fact]
+    public void Events_never_add_points_or_stretch_sequences()
+    {
+        int calibrations = 0, strays = 0;
+        ForEachSeed(200, seed =>
+        {
+            var random = new Random(seed);
+            var generator = new SyntheticCgm(random) { MaxReadings = 800 };
+            var rows = generator.Generate(RandomMidnight(random));
+            var readings = rows.Where(r => r.EventType == CgmEventType.EgvRead).Select(r => r.TimeMs).ToList();
+            var (withoutExtras, baseReport) = Resample(rows);
+            for (var k = random.Next(1, 6); k > 0; k--)
+            {
+                var at = readings[random.Next(readings.Count)] + random.Next(-149, 150) * 1000L;
+                rows.Add(CgmRow.Event(CgmEventType.Calibration, at) with { GlucoseMgDl = random.Next(60, 250) });
+                calibrations++;
+            }
+            var farMs = (random.Next(2) == 0 ? readings.Max() : readings.Min()) + (random.Next(2) == 0 ? 1 : -1) * random.Next(1, 800) * Day;
+            var stray = random.Next(3);
+            for (var k = 0; k < stray; k++)
+                rows.Insert(random.Next(rows.Count + 1), CgmRow.Event(CgmEventType.Calibration, farMs + k * Hour) with { GlucoseMgDl = 120 });
+            generator.ShuffleLocally(rows);
+
+            var (output, report) = Resample(rows);
+
+            SeriesInvariants.Check(rows, output, report, Options);
+            // The points, their steps and sequences are those of the readings alone.
+            Assert.Equal(withoutExtras.Where(r => r.IsSeriesPoint), output.Where(r => r.IsSeriesPoint));
+            Assert.Equal(baseReport.Sequences, report.Sequences);
+            var dataset = StreamHealth.Cgm.Pipeline.CgmDataset.FromSeries(StreamHealth.Cgm.Formats.CgmFormat.Unified, Options.StepMinutes, output);
+            Assert.Equal(dataset.Points, dataset.TimesUnixMs.Distinct().Count());
+            Assert.True(report.Unattached >= baseReport.Unattached + (farMs > readings.Max() + Hour || farMs < readings.Min() - 2 * Hour ? stray : 0));
+            strays += stray;
+        });
+        Assert.True(calibrations > 200 && strays > 100, $"{calibrations} calibrations, {strays} strays");
+    }
+
     [Fact]
     public void Without_clock_shifts_the_order_of_the_rows_does_not_matter()
     {

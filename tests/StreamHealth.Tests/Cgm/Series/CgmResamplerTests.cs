@@ -123,22 +123,24 @@ public sealed class CgmResamplerTests
     }
 
     [Fact]
-    public void Events_are_snapped_kept_and_given_the_sequence_of_their_time_or_the_nearest()
+    public void Events_are_snapped_and_given_the_sequence_a_reading_at_their_time_would_join_or_reported()
     {
         var carbsBefore = CgmRow.Event(CgmEventType.Carbs, T0 - 21 * Minute, carbsG: 30);
+        var insulinBefore = CgmRow.Event(CgmEventType.InsulinSlow, T0 - 14 * Minute, insulinSlowU: 10);
         var insulinInside = CgmRow.Event(CgmEventType.InsulinFast, T0 + 6 * Minute, insulinFastU: 4);
         var sameStepTwice = CgmRow.Event(CgmEventType.InsulinFast, T0 + 6 * Minute, insulinFastU: 4);
         var exerciseNearFirst = CgmRow.Event(CgmEventType.ExerciseLight, T0 + 19 * Minute, exerciseSeconds: 900);
         var calibrationNearSecond = CgmRow.Event(CgmEventType.Calibration, T0 + 41 * Minute) with { GlucoseMgDl = 140 };
+        var carbsSoonAfter = CgmRow.Event(CgmEventType.Carbs, T0 + 63 * Minute, carbsG: 20);
         var carbsAfter = CgmRow.Event(CgmEventType.Carbs, T0 + 400 * Minute, carbsG: 12);
         var (output, report) = Resample([
             carbsAfter, calibrationNearSecond, CgmRow.Glucose(T0, 100), insulinInside, CgmRow.Glucose(T0 + 10 * Minute, 110),
-            exerciseNearFirst, CgmRow.Glucose(T0 + 50 * Minute, 150), carbsBefore, sameStepTwice,
+            exerciseNearFirst, CgmRow.Glucose(T0 + 50 * Minute, 150), carbsBefore, sameStepTwice, insulinBefore, carbsSoonAfter,
         ]);
 
         Assert.Equal(
         [
-            (CgmEventType.Carbs, T0 - 20 * Minute, 0),
+            (CgmEventType.InsulinSlow, T0 - 15 * Minute, 0),     // 15 min before sequence 0: a reading there would join it
             (CgmEventType.EgvRead, T0, 0),
             (CgmEventType.Imputation, T0 + 5 * Minute, 0),
             (CgmEventType.InsulinFast, T0 + 5 * Minute, 0),
@@ -147,14 +149,56 @@ public sealed class CgmResamplerTests
             (CgmEventType.ExerciseLight, T0 + 20 * Minute, 0),   // 10 min after sequence 0, 30 before sequence 1
             (CgmEventType.Calibration, T0 + 40 * Minute, 1),     // 10 min before sequence 1
             (CgmEventType.EgvRead, T0 + 50 * Minute, 1),
-            (CgmEventType.Carbs, T0 + 400 * Minute, 1),
+            (CgmEventType.Carbs, T0 + 65 * Minute, 1),           // 15 min after sequence 1
         ], output.Select(r => (r.EventType, r.TimeMs, r.SequenceId)));
-        Assert.Equal(6, report.Events);
+        // The carbs 20 min before the first reading and 350 min after the last are near no sequence: reported, not placed.
+        Assert.Equal(8, report.Events);
+        Assert.Equal(2, report.Unattached);
         Assert.Equal(140, output[7].GlucoseMgDl);   // a calibration's fingerstick value is not a reading
         Assert.Equal(CgmQuality.Synchronised, output[0].Quality);
-        Assert.Equal(CgmQuality.Good, output[9].Quality);
+        Assert.Equal(CgmQuality.Synchronised, output[9].Quality);
         Assert.Equal(T0 + 6 * Minute, output[3].OriginalTimeMs);
         Assert.Equal(3, report.InputGlucoseReadings);
+    }
+
+    /// <summary>Issue 11, defect 5: a calibration at an off-grid minute sits on the sensor reading's step; the series
+    /// still has one point per step.</summary>
+    [Fact]
+    public void An_off_grid_calibration_attaches_to_its_step_and_is_not_a_second_point()
+    {
+        var rows = new List<CgmRow>
+        {
+            CgmRow.Glucose(T0, 100), CgmRow.Glucose(T0 + 5 * Minute, 104),
+            CgmRow.Event(CgmEventType.Calibration, T0 + 7 * Minute) with { GlucoseMgDl = 120 },
+            CgmRow.Glucose(T0 + 10 * Minute, 108),
+        };
+        var dataset = StreamHealth.Cgm.Pipeline.CgmDataset.Resample(StreamHealth.Cgm.Formats.CgmFormat.Unified, rows, new CgmSeriesOptions(), out var report);
+        Assert.Equal([T0, T0 + 5 * Minute, T0 + 10 * Minute], dataset.TimesUnixMs);
+        Assert.Equal([100f, 104f, 108f], dataset.GlucoseMgDl);
+        Assert.Equal(0, report.Unattached);
+
+        var (series, _) = Resample(rows);
+        var calibration = Assert.Single(series, r => r.EventType == CgmEventType.Calibration);
+        Assert.Equal((T0 + 5 * Minute, 0, 120.0), (calibration.TimeMs, calibration.SequenceId, calibration.GlucoseMgDl));
+        Assert.Equal(3, series.Count(r => r.IsSeriesPoint));
+    }
+
+    /// <summary>Issue 11, defect 5: a calibration two years after the last sensor reading does not join its sequence
+    /// (nor make the dataset span two years); it is reported.</summary>
+    [Fact]
+    public void A_calibration_years_after_the_last_reading_joins_no_sequence_and_is_reported()
+    {
+        var rows = Readings(T0, 12, Cadence, 100, 110);
+        var twoYearsLater = T0 + 2 * 365 * 86_400_000L;
+        rows.Add(CgmRow.Event(CgmEventType.Calibration, twoYearsLater) with { GlucoseMgDl = 130 });
+        var dataset = StreamHealth.Cgm.Pipeline.CgmDataset.Resample(StreamHealth.Cgm.Formats.CgmFormat.Unified, rows, new CgmSeriesOptions(), out var report);
+        Assert.Equal(1, dataset.Sequences);
+        Assert.Equal(12, dataset.Points);
+        Assert.True(dataset.TimesUnixMs[^1] < T0 + 86_400_000L);
+        Assert.Equal(1, report.Unattached);
+
+        var (series, _) = Resample(rows);
+        Assert.DoesNotContain(series, r => r.EventType == CgmEventType.Calibration);
     }
 
     [Fact]
@@ -179,8 +223,8 @@ public sealed class CgmResamplerTests
         Assert.Equal(default, report);
 
         (output, report) = Resample([CgmRow.Event(CgmEventType.Carbs, T0, carbsG: 10), CgmRow.Glucose(T0, double.NaN)]);
-        Assert.Equal(0, Assert.Single(output).SequenceId);
-        Assert.Equal(new ResampleReport(1, 0, 0, 0, 0, 1, 0, 0, 1, 0), report);
+        Assert.Empty(output);
+        Assert.Equal(new ResampleReport(1, 0, 0, 0, 0, 1, 0, 0, 1, 0, Unattached: 1), report);
     }
 
     [Fact]

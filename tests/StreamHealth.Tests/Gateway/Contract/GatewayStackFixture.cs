@@ -1,0 +1,132 @@
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
+using StackExchange.Redis;
+using StreamHealth.Cgm.Pipeline;
+using StreamHealth.Runtime.Storage;
+using StreamHealth.Runtime.Streams;
+using StreamHealth.Tests.Infrastructure;
+using StreamHealth.Weight.Pipeline;
+using static StreamHealth.Tests.Infrastructure.StreamTestKit;
+
+namespace StreamHealth.Tests.Gateway.Contract;
+
+/// <summary>The whole gateway in front of everything it talks to, as deployed: one embedded Kafka with the
+/// catalogue topics, the weights and CGM topologies with their PostgreSQL and Redis sinks, a database of its own.</summary>
+public sealed class GatewayStackFixture : IAsyncLifetime
+{
+    public const string ApiKey = "dev-key-change-me";
+    public EmbeddedKafkaFixture Kafka { get; } = new();
+    public TestLogs Logs { get; } = new();
+    public WebApplicationFactory<Program> App { get; private set; } = null!;
+    public NpgsqlDataSource Postgres { get; private set; } = null!;
+    private WeightPipeline _weights = null!;
+    private CgmPipeline _cgm = null!;
+    private ConnectionMultiplexer _redis = null!;
+    private readonly string _stateDir = Directory.CreateTempSubdirectory("streamhealth-gateway-contract-").FullName;
+
+    public async Task InitializeAsync()
+    {
+        var database = LocalServices.NewDatabaseName("gateway_contract");
+        var connectionString = LocalServices.PostgresConnectionString(database);
+        await PostgresMigrator.MigrateAsync(connectionString);
+        Postgres = NpgsqlDataSource.Create(connectionString);
+        _redis = await ConnectionMultiplexer.ConnectAsync(LocalServices.RedisConfiguration);
+        _weights = new WeightPipeline(new StreamHostOptions { BootstrapServers = Kafka.BootstrapServers, StateDirectory = Path.Combine(_stateDir, "w") },
+            Postgres, _redis, Logs).Start();
+        _cgm = new CgmPipeline(new StreamHostOptions { BootstrapServers = Kafka.BootstrapServers, StateDirectory = Path.Combine(_stateDir, "c") },
+            Postgres, _redis, Logs, new CgmPipelineOptions { EmitIntervalMs = 100, MinForecastRequestIntervalMs = 500 }).Start();
+        var settings = LocalServices.Overrides(database, Kafka.BootstrapServers);
+        App = new WebApplicationFactory<Program>().WithWebHostBuilder(b => b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(settings)));
+        // Real Kestrel on a real port, not the in-memory TestServer: hostile request lines (a NUL or invalid
+        // UTF-8 in the path) must meet the server's own parser, and curl must be able to reach it.
+        App.UseKestrel(kestrel => kestrel.Listen(System.Net.IPAddress.Loopback, 0));   // a free port of its own
+        App.StartServer();
+        var addresses = App.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>()
+            .Features.Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()!.Addresses;
+        BaseUrl = addresses.Single().TrimEnd('/');
+        WaitFor(() => _weights.Host.Metrics.ActiveTasks == 4, TimeSpan.FromSeconds(60), () => "weights tasks not assigned");
+    }
+
+    /// <summary>Where the gateway listens (Kestrel on a free loopback port).</summary>
+    public string BaseUrl { get; private set; } = "";
+
+    public HttpClient Client(string? apiKey = ApiKey)
+    {
+        var client = new HttpClient { BaseAddress = new Uri(BaseUrl) };
+        client.Timeout = TimeSpan.FromSeconds(60);
+        if (apiKey is not null) client.DefaultRequestHeaders.Add("X-Api-Key", apiKey);
+        return client;
+    }
+
+    public static string NewUser(string prefix) => $"{prefix}-{Guid.NewGuid():N}"[..(prefix.Length + 13)];
+
+    /// <summary>A valid weight measurement body (snake_case, as the endpoint reads it).</summary>
+    public static object Measurement(string user, double kg, DateTime timeUtc, string? measurementId = null) => new
+    {
+        user_id = user, weight = kg, unit = "kg", timestamp = timeUtc.ToString("O", CultureInfo.InvariantCulture),
+        source = "connected_scale", measurement_id = measurementId ?? Guid.NewGuid().ToString("N"),
+    };
+
+    /// <summary>A unified CSV of <paramref name="count"/> sensor readings, 5 minutes apart, ending 10 minutes ago
+    /// (inside every time rule), glucose 100-130 mg/dL.</summary>
+    public static byte[] RecentUnifiedCsv(int count = 12)
+    {
+        var text = new StringBuilder("sequence_id,original_datetime,original_glucose,quality,event_type,datetime,glucose,carbs,insulin_slow,insulin_fast,exercise\n");
+        var end = DateTime.UtcNow.AddMinutes(-10);
+        var first = new DateTime(end.Year, end.Month, end.Day, end.Hour, end.Minute / 5 * 5, 0, DateTimeKind.Utc).AddMinutes(-5 * (count - 1));
+        for (var i = 0; i < count; i++)
+        {
+            var t = first.AddMinutes(5 * i).ToString("yyyy-MM-ddTHH:mm:ss.fff", CultureInfo.InvariantCulture);
+            var g = (100 + i % 30).ToString(CultureInfo.InvariantCulture) + ".0";
+            text.Append($"0,{t},{g},0,EGV_READ,{t},{g},,,,\n");
+        }
+        return Encoding.UTF8.GetBytes(text.ToString());
+    }
+
+    /// <summary>Proves that no sink is stuck: a fresh, valid weight measurement and CGM upload go in through the
+    /// gateway and reach PostgreSQL within a generous deadline.</summary>
+    public async Task AssertSinksFlowAsync(HttpClient client)
+    {
+        var weightUser = NewUser("sentinel-w");
+        var measurementId = Guid.NewGuid().ToString("N");
+        var process = await client.PostAsJsonAsync("/api/weight/process", Measurement(weightUser, 80.5, DateTime.UtcNow.AddMinutes(-1), measurementId));
+        Assert.True(process.IsSuccessStatusCode || (int)process.StatusCode == 504,
+            $"the sentinel measurement was refused: {(int)process.StatusCode} {await process.Content.ReadAsStringAsync()}");
+        var cgmUser = NewUser("sentinel-c");
+        var upload = await client.PostAsync($"/api/v1/cgm/{cgmUser}/upload",
+            new ByteArrayContent(RecentUnifiedCsv()) { Headers = { ContentType = new MediaTypeHeaderValue("text/csv") } });
+        Assert.True((int)upload.StatusCode == 202, $"the sentinel CGM upload was refused: {(int)upload.StatusCode} {await upload.Content.ReadAsStringAsync()}");
+
+        long weights = 0, readings = 0;
+        WaitFor(() =>
+        {
+            weights = Count("SELECT count(*) FROM weights.measurements WHERE user_id = $1 AND measurement_id = $2", weightUser, measurementId);
+            readings = Count("SELECT count(*) FROM cgm.readings WHERE user_id = $1", cgmUser);
+            return weights == 1 && readings == 12;
+        }, TimeSpan.FromSeconds(90), () => $"a sink is stuck: sentinel weight rows {weights}/1, sentinel CGM readings {readings}/12");
+    }
+
+    private long Count(string sql, params object[] values)
+    {
+        using var cmd = Postgres.CreateCommand(sql);
+        foreach (var v in values) cmd.Parameters.Add(new NpgsqlParameter { Value = v });
+        return (long)cmd.ExecuteScalar()!;
+    }
+
+    public async Task DisposeAsync()
+    {
+        await App.DisposeAsync();
+        _weights.Dispose();
+        _cgm.Dispose();
+        _redis.Dispose();
+        await Postgres.DisposeAsync();
+        Kafka.Dispose();
+        Directory.Delete(_stateDir, recursive: true);
+    }
+}

@@ -1,0 +1,209 @@
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using StreamHealth.Tests.Infrastructure;
+
+namespace StreamHealth.Tests.Gateway.Contract;
+
+/// <summary>The OpenAPI document is the contract: it documents every operation's request body and every status
+/// the operation can return with a schema, and real responses (valid and invalid requests) match it.</summary>
+public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<GatewayStackFixture>
+{
+    private static readonly string[] RawUploadTypes = ["application/octet-stream", "text/csv", "application/json", "multipart/form-data"];
+
+    /// <summary>What each operation can answer, from its handler and from the shared pipeline (RequestProblems,
+    /// authentication, rate limiting, body limits). 504 only where the gateway waits on the stream pipeline.</summary>
+    private static readonly Dictionary<string, int[]> ExpectedStatuses = new()
+    {
+        ["GET /health"] = [200, 503],
+        ["GET /health/ready"] = [200, 503],
+        ["GET /health/live"] = [200],
+        ["GET /api/v1/topics"] = [200, 503],
+        ["GET /api/v1/streams"] = [200, 503],
+        ["POST /api/weight/process"] = [200, 400, 401, 409, 413, 429, 503, 504],
+        ["POST /api/weight/initialize"] = [200, 400, 401, 409, 413, 429, 503, 504],
+        ["GET /api/weight/{userId}/latest"] = [200, 400, 401, 404, 429, 503],
+        ["GET /api/weight/{userId}/history"] = [200, 400, 401, 429, 503],
+        ["POST /convert_to_unified"] = [200, 400, 413, 422, 429],
+        ["POST /process_unified"] = [200, 400, 401, 413, 422, 429, 503],
+        ["POST /api/v1/cgm/{userId}/upload"] = [202, 400, 401, 413, 422, 429, 503],
+        ["GET /api/v1/cgm/{userId}/readings"] = [200, 400, 401, 429, 503],
+        ["GET /api/v1/cgm/{userId}/latest"] = [200, 400, 401, 404, 429, 503],
+        ["GET /api/v1/cgm/{userId}/forecast"] = [200, 400, 401, 404, 429, 503],
+        ["POST /draw_a_plot"] = [200, 400, 401, 404, 413, 415, 429, 503],
+        ["POST /quick_plot"] = [200, 400, 401, 413, 422, 429, 503],
+        ["POST /cache_management"] = [200, 400, 401, 404, 413, 415, 429, 503],
+    };
+
+    [Fact]
+    public async Task Every_operation_documents_its_request_body_and_every_status_it_can_return_with_a_schema()
+    {
+        using var client = f.Client();
+        var contract = await OpenApiContract.FetchAsync(client);
+        var problems = new List<string>();
+        Assert.Equal(ExpectedStatuses.Keys.Order(), contract.Operations.Select(o => o.ToString()).Order());
+        foreach (var operation in contract.Operations)
+        {
+            if (operation.Method == "POST")
+            {
+                if (operation.RequestBody is not { } body) problems.Add($"{operation}: no request body");
+                else
+                    foreach (var media in body.GetProperty("content").EnumerateObject())
+                        if (!media.Value.TryGetProperty("schema", out _)) problems.Add($"{operation}: request {media.Name} has no schema");
+            }
+            var documented = operation.Responses.Select(r => r.Status).ToHashSet();
+            foreach (var status in ExpectedStatuses[operation.ToString()])
+                if (!documented.Contains(status.ToString())) problems.Add($"{operation}: {status} is not documented");
+            foreach (var (status, response) in operation.Responses)
+            {
+                if (!response.TryGetProperty("content", out var content) || !content.EnumerateObject().Any())
+                {
+                    if (status != "414") problems.Add($"{operation}: {status} has no content");
+                }
+                else
+                    foreach (var media in content.EnumerateObject())
+                        if (!media.Value.TryGetProperty("schema", out _)) problems.Add($"{operation}: {status} {media.Name} has no schema");
+                if (status.StartsWith('4') && status != "414" || status == "503" && operation.PathTemplate is not ("/health" or "/health/ready"))
+                    if (content.ValueKind != JsonValueKind.Object || !content.TryGetProperty("application/problem+json", out _))
+                        problems.Add($"{operation}: {status} is not problem details");
+            }
+        }
+        foreach (var path in new[] { "/convert_to_unified", "/process_unified", "/quick_plot", "/api/v1/cgm/{userId}/upload" })
+        {
+            var types = contract.Operation("POST", path).RequestContentTypes.ToHashSet();
+            foreach (var type in RawUploadTypes)
+                if (!types.Contains(type)) problems.Add($"POST {path}: request content type {type} is not documented");
+        }
+        // The weight commands read their body themselves: the document must still say what it is, in the names read.
+        foreach (var path in new[] { "/api/weight/process", "/api/weight/initialize" })
+        {
+            var schema = contract.Resolve(contract.Operation("POST", path).RequestBody!.Value.GetProperty("content").GetProperty("application/json").GetProperty("schema"));
+            if (!schema.GetProperty("properties").TryGetProperty("user_id", out _)) problems.Add($"POST {path}: body schema has no user_id: {schema}");
+        }
+        var process = contract.Resolve(contract.Operation("POST", "/api/weight/process").Responses.Single(r => r.Status == "200").Response
+            .GetProperty("content").GetProperty("application/json").GetProperty("schema"));
+        if (!process.GetProperty("properties").TryGetProperty("filtered_weight", out _)) problems.Add($"POST /api/weight/process: 200 schema {process}");
+        Assert.True(problems.Count == 0, string.Join("\n", problems));
+    }
+
+    [Fact]
+    public async Task Real_responses_to_valid_and_invalid_requests_match_the_document()
+    {
+        using var client = f.Client();
+        var contract = await OpenApiContract.FetchAsync(client);
+        var weightUser = GatewayStackFixture.NewUser("contract-w");
+        var cgmUser = GatewayStackFixture.NewUser("contract-c");
+        var clarity = File.ReadAllBytes(Path.Combine(Repo.SharedData, "cgm", "Clarity_Export_synthetic.csv"));
+        var now = DateTime.UtcNow;
+        string Measurement(int minutesAgo, double kg = 80) => JsonSerializer.Serialize(GatewayStackFixture.Measurement(weightUser, kg, now.AddMinutes(-minutesAgo)));
+
+        var cases = new List<Case>
+        {
+            new("GET", "/health"), new("GET", "/health/ready"), new("GET", "/health/live"), new("GET", "/api/v1/topics"), new("GET", "/api/v1/streams"),
+            new("POST", "/api/weight/process", Json(Measurement(30))),
+            new("POST", "/api/weight/process", Json($$"""{"user_id":"{{weightUser}}","unit":"kg","timestamp":"{{now:O}}"}""")),
+            new("POST", "/api/weight/process", Json($$"""{"user_id":"{{weightUser}}","weight":"80","unit":"kg","timestamp":"{{now:O}}"}""")),
+            new("POST", "/api/weight/process", Json("{\"user_id\": \"x\", \"weight\": ")),
+            new("POST", "/api/weight/process", Json(new string('[', 70_000))),
+            new("POST", "/api/weight/process", Json(Measurement(20)), ApiKey: null),
+            new("POST", "/api/weight/process", Json(Measurement(20)), ApiKey: "not-a-configured-key-at-all"),
+            new("POST", "/api/weight/initialize", Json($$"""{"user_id":"{{weightUser}}i","measurements":[{{Measurement(9)}},{{Measurement(8, 80.4)}},{{Measurement(7, 79.8)}}]}""")),
+            new("POST", "/api/weight/initialize", Json($$"""{"user_id":"{{weightUser}}","measurements":[]}""")),
+            new("GET", $"/api/weight/{weightUser}/latest"), new("GET", "/api/weight/nobody-here/latest"), new("GET", "/api/weight/bad%20id/latest"),
+            new("GET", $"/api/weight/{weightUser}/history"), new("GET", $"/api/weight/{weightUser}/history?limit=abc"),
+            new("GET", $"/api/weight/{weightUser}/history", ApiKey: null),
+            new("POST", "/convert_to_unified", Raw(clarity, "text/csv")), new("POST", "/convert_to_unified", Raw("hello,world\n1,2\n"u8.ToArray(), "text/csv")),
+            new("POST", "/convert_to_unified", Multipart(clarity)),
+            new("POST", "/process_unified", Raw(clarity, "application/octet-stream")), new("POST", "/process_unified", Raw("{}"u8.ToArray(), "application/json")),
+            new("POST", "/process_unified", Raw(clarity, "text/csv"), ApiKey: null),
+            new("POST", $"/api/v1/cgm/{cgmUser}/upload", Raw(GatewayStackFixture.RecentUnifiedCsv(), "text/csv")),
+            new("POST", $"/api/v1/cgm/{cgmUser}/upload", Raw("not,a,cgm,file\n"u8.ToArray(), "text/csv")),
+            new("POST", "/api/v1/cgm/bad%20id/upload", Raw(GatewayStackFixture.RecentUnifiedCsv(), "text/csv")),
+            new("GET", $"/api/v1/cgm/{cgmUser}/readings"), new("GET", $"/api/v1/cgm/{cgmUser}/readings?from=yesterday"),
+            new("GET", $"/api/v1/cgm/{cgmUser}/latest"), new("GET", "/api/v1/cgm/nobody-here/latest"),
+            new("GET", $"/api/v1/cgm/{cgmUser}/forecast"), new("GET", "/api/v1/cgm/bad%20id/forecast"),
+            new("POST", "/draw_a_plot", Json("""{"handle":"no-such-handle","index":0}""")), new("POST", "/draw_a_plot", Json("""{"handle":"h","index":"x"}""")),
+            new("POST", "/draw_a_plot", Raw("""{"handle":"h","index":0}"""u8.ToArray(), "text/plain")),
+            new("POST", "/quick_plot", Raw(clarity, "text/csv")), new("POST", "/quick_plot", Raw("x"u8.ToArray(), "text/csv")),
+            new("POST", "/cache_management", Json("""{"action":"info"}""")), new("POST", "/cache_management", Json("""{"action":"explode"}""")),
+            new("POST", "/cache_management", Json("""{"action":"delete","handle":"no-such-handle"}""")),
+        };
+        var failures = new List<string>();
+        var seen = new Dictionary<string, List<int>>();
+        foreach (var c in cases) await SendAndCheckAsync(c);
+        // The latest reads answer 200 once the sinks have stored what the requests above sent.
+        await EventuallyAsync(new("GET", $"/api/weight/{weightUser}i/latest"));
+        await EventuallyAsync(new("GET", $"/api/v1/cgm/{cgmUser}/latest"));
+        // A processed dataset's handle makes the plot endpoints answer for real (200, or 503 without a model).
+        var handle = seen.ContainsKey("POST /process_unified") ? await HandleAsync() : null;
+        if (handle is not null)
+            await SendAndCheckAsync(new("POST", "/draw_a_plot", Json($$"""{"handle":"{{handle}}","index":0}""")));
+
+        foreach (var operation in contract.Operations)
+        {
+            if (!seen.TryGetValue(operation.ToString(), out var statuses)) failures.Add($"{operation} was not exercised");
+            else if (!statuses.Any(s => s is >= 200 and < 300) && operation.Id != "GetCgmForecast")
+                failures.Add($"{operation} never succeeded: {string.Join(", ", statuses)}");
+        }
+        Assert.True(failures.Count == 0, string.Join("\n", failures));
+
+        async Task EventuallyAsync(Case c)
+        {
+            for (var deadline = DateTime.UtcNow.AddSeconds(60); DateTime.UtcNow < deadline; await Task.Delay(250))
+            {
+                using var probe = f.Client(c.ApiKey);
+                if ((await probe.GetAsync(c.Path)).IsSuccessStatusCode) break;
+            }
+            await SendAndCheckAsync(c);
+        }
+
+        async Task SendAndCheckAsync(Case c)
+        {
+            using var request = new HttpRequestMessage(new HttpMethod(c.Method), c.Path) { Content = c.Body?.Invoke() };
+            request.Headers.Remove("X-Api-Key");
+            using var anonymous = f.Client(c.ApiKey);
+            using var response = await anonymous.SendAsync(request);
+            var body = await response.Content.ReadAsStringAsync();
+            var operation = Match(contract, c.Method, c.Path);
+            if (operation is null) { failures.Add($"{c.Method} {c.Path}: no documented operation"); return; }
+            seen.TryAdd(operation.ToString(), []);
+            seen[operation.ToString()].Add((int)response.StatusCode);
+            if ((int)response.StatusCode >= 500 && (int)response.StatusCode is not (503 or 504))
+                failures.Add($"{c.Method} {c.Path}: {(int)response.StatusCode} {OpenApiContract.Shorten(body)}");
+            if (contract.Check(operation, (int)response.StatusCode, response.Content.Headers.ContentType?.ToString(), body) is { } problem)
+                failures.Add(problem);
+        }
+
+        async Task<string?> HandleAsync()
+        {
+            using var r = await client.PostAsync("/process_unified", Raw(clarity, "text/csv")());
+            return r.IsSuccessStatusCode ? JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement.GetProperty("handle").GetString() : null;
+        }
+    }
+
+    /// <summary>The documented operation a concrete request path falls under.</summary>
+    internal static ApiOperation? Match(OpenApiContract contract, string method, string path)
+    {
+        var segments = path.Split('?')[0].Split('/');
+        return contract.Operations.FirstOrDefault(o =>
+        {
+            var template = o.PathTemplate.Split('/');
+            return o.Method == method && template.Length == segments.Length
+                   && template.Zip(segments).All(p => p.First.StartsWith('{') || p.First == p.Second);
+        });
+    }
+
+    internal sealed record Case(string Method, string Path, Func<HttpContent>? Body = null, string? ApiKey = GatewayStackFixture.ApiKey);
+
+    internal static Func<HttpContent> Json(string json) => () => new StringContent(json, Encoding.UTF8, "application/json");
+
+    internal static Func<HttpContent> Raw(byte[] bytes, string type) => () =>
+        new ByteArrayContent(bytes) { Headers = { ContentType = new MediaTypeHeaderValue(type) } };
+
+    private static Func<HttpContent> Multipart(byte[] bytes) => () =>
+    {
+        var form = new MultipartFormDataContent();
+        form.Add(Raw(bytes, "text/csv")(), "file", "export.txt");
+        return form;
+    };
+}
