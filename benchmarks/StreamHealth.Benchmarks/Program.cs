@@ -15,6 +15,8 @@ using StreamHealth.Benchmarks.Weight;
 // dotnet run -c Release -- weight-accuracy [users]     (synthetic cohort: Kalman filter vs moving average)
 // dotnet run -c Release -- forecast-loop [requests] [model.onnx] [batch sizes] [rates/s] [seconds] [intra-op threads] [max wait ms]
 //                                                      (forecast consumer end to end: throughput and latency per MaxBatchSize)
+// dotnet run -c Release -- soak [requests/s] [seconds]  (mixed valid and hostile traffic against a running stack, then
+//                                                      lag 0, stored = accepted, no 5xx; SOAK_* settings in SoakHarness)
 return args.FirstOrDefault() switch
 {
     "kafka-throughput" => EmbeddedKafkaThroughput.Run(args.Length > 1 ? int.Parse(args[1]) : 150_000),
@@ -34,6 +36,7 @@ return args.FirstOrDefault() switch
         StreamHealth.Benchmarks.Streams.ForecastLoopHarness.ParseList(args.Length > 3 ? args[3] : null, [16, 64, 256, 1024]),
         StreamHealth.Benchmarks.Streams.ForecastLoopHarness.ParseList(args.Length > 4 ? args[4] : null, [2_000, 5_000, 10_000]),
         args.Length > 5 ? int.Parse(args[5]) : 5, args.Length > 6 ? int.Parse(args[6]) : 1, args.Length > 7 ? int.Parse(args[7]) : 10),
+    "soak" => StreamHealth.Benchmarks.Streams.SoakHarness.Run(args.Length > 1 ? int.Parse(args[1]) : 200, args.Length > 2 ? int.Parse(args[2]) : 600),
     _ => Run(args),
 };
 

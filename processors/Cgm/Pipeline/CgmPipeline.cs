@@ -42,9 +42,9 @@ public sealed class CgmPipeline : IDisposable
         Runtime.Validation.EventTimeRule? timeRule = null) =>
     (
         SinkRunner.For(bootstrapServers, names.ReadingsTopic, names.PostgresSinkGroup,
-            new CgmReadingsPostgresWriter(postgres, logs.CreateLogger("StreamHealth.Sinks.cgm-readings-postgres"), timeRule), logs, sessionTimeoutMs),
+            new CgmReadingsPostgresWriter(postgres, logs.CreateLogger("StreamHealth.Sinks.cgm-readings-postgres"), timeRule), postgres, logs, sessionTimeoutMs),
         SinkRunner.For(bootstrapServers, names.LatestTopic, names.RedisSinkGroup,
-            CgmLatestRedisWriter.Create(redis), logs, sessionTimeoutMs)
+            CgmLatestRedisWriter.Create(redis), postgres, logs, sessionTimeoutMs)
     );
 
     public CgmPipeline Start()

@@ -66,7 +66,7 @@ internal static class RunVerb
             string.Join(", ", topologies.Select(t => $"{t.ApplicationId} ({t.SourceTopic})")), options.Kafka.BootstrapServers, options.State.Directory);
         // The report carries every task's and sink's progress: a stalled one makes the gateway's /health "degraded".
         using (new StreamMetricsReporter(hostId, [.. topologies.Select(t => t.ApplicationId)], host, log, redis.GetDatabase(),
-                   TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs), SinkHealths(sinks), options.Streams.MetricsKey))
+                   TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs), SinkHealths(sinks, options.Streams.StallAfterMs), options.Streams.MetricsKey))
         {
             await Shutdown.WaitAsync();
         }
@@ -76,13 +76,18 @@ internal static class RunVerb
         return 0;
     }
 
-    /// <summary>What a host's metrics report says about the sinks running beside it.</summary>
-    internal static Func<IReadOnlyList<SinkHealth>> SinkHealths(IReadOnlyList<SinkRunner> sinks) => () =>
+    /// <summary>What a host's metrics report says about the sinks running beside it, each judged stalled after
+    /// Streams:StallAfterMs like the stream tasks.</summary>
+    internal static Func<IReadOnlyList<SinkHealth>> SinkHealths(IReadOnlyList<SinkRunner> sinks, int stallAfterMs)
     {
-        var result = new SinkHealth[sinks.Count];
-        for (var i = 0; i < sinks.Count; i++) result[i] = sinks[i].Health();
-        return result;
-    };
+        foreach (var sink in sinks) sink.StallAfter = TimeSpan.FromMilliseconds(stallAfterMs);
+        return () =>
+        {
+            var result = new SinkHealth[sinks.Count];
+            for (var i = 0; i < sinks.Count; i++) result[i] = sinks[i].Health();
+            return result;
+        };
+    }
 }
 
 internal static class ConsoleLogs

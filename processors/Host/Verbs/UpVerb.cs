@@ -65,11 +65,13 @@ internal static class UpVerb
                 options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor)), postgres, redis, logs);
             // Each report carries its sinks' progress (the forecaster's with CGM's), so a stalled one shows in /health.
             using var reporter = new StreamMetricsReporter($"up-{Environment.ProcessId}", [WeightTopology.ApplicationId], weights.Host,
-                upLog, redis.GetDatabase(), metricsInterval, RunVerb.SinkHealths([weights.PostgresSink, weights.RedisSink]), options.Streams.MetricsKey);
+                upLog, redis.GetDatabase(), metricsInterval, RunVerb.SinkHealths([weights.PostgresSink, weights.RedisSink], options.Streams.StallAfterMs),
+                options.Streams.MetricsKey);
             using var cgmReporter = new StreamMetricsReporter($"up-{Environment.ProcessId}-cgm", [CgmTopology.ApplicationId], cgm.Host,
                 upLog, redis.GetDatabase(), metricsInterval,
                 RunVerb.SinkHealths(forecaster is null ? [cgm.PostgresSink, cgm.RedisSink]
-                    : [cgm.PostgresSink, cgm.RedisSink, forecaster.PostgresSink, forecaster.RedisSink]), options.Streams.MetricsKey);
+                    : [cgm.PostgresSink, cgm.RedisSink, forecaster.PostgresSink, forecaster.RedisSink], options.Streams.StallAfterMs),
+                options.Streams.MetricsKey);
 
             var producers = new List<Task>();
             if (options.Samples.Enabled)

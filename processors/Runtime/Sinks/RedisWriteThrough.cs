@@ -6,8 +6,10 @@ namespace StreamHealth.Runtime.Sinks;
 /// <summary>A result topic → Redis write-through sink: each record that decodes as <typeparamref name="T"/> and
 /// passes <c>include</c> is written with <c>write</c> (a compare-and-set on event time, see
 /// <see cref="RedisLatestHash"/>), all of a batch's writes pipelined and then awaited. Any failure or timeout throws,
-/// so the runner retries the whole batch, which the compare-and-set makes harmless. A record that does not decode is
-/// skipped: a cache has nothing to add, and the topic's PostgreSQL sink archives it in streamhealth.dead_letters.</summary>
+/// so the runner retries (an outage) or splits the batch to archive the records Redis refuses (an error reply such as
+/// WRONGTYPE, see <see cref="SinkErrors"/>); writing a record again is harmless, the compare-and-set sees to that. A
+/// record that does not decode is refused before anything is written (<see cref="SinkRecordException"/>), so the runner
+/// archives it under this sink's name too: nothing is skipped silently.</summary>
 public sealed class RedisWriteThrough<T>(string name, string what, IConnectionMultiplexer redis, MessageParser<T> parser,
     Func<T, bool> include, Func<IDatabaseAsync, T, Task> write) : ISinkWriter where T : IMessage<T>
 {
@@ -17,22 +19,23 @@ public sealed class RedisWriteThrough<T>(string name, string what, IConnectionMu
 
     public void Write(IReadOnlyList<SinkRecord> batch)
     {
-        var db = redis.GetDatabase();
-        var writes = new List<Task>(batch.Count);
+        var values = new List<T>(batch.Count);
         foreach (var record in batch)
         {
-            T value;
             try
             {
-                value = parser.ParseFrom(record.Value ?? []);
+                var value = parser.ParseFrom(record.Value ?? []);
+                if (include(value)) values.Add(value);
             }
-            catch (InvalidProtocolBufferException)
+            catch (InvalidProtocolBufferException e)
             {
-                continue;
+                throw new SinkRecordException(record, $"cannot decode {typeof(T).Name}: {e.Message}");
             }
-            if (include(value)) writes.Add(write(db, value));
         }
-        if (!Task.WaitAll([.. writes], AcknowledgeTimeout))
-            throw new TimeoutException($"Redis did not acknowledge {writes.Count} {what} writes within {AcknowledgeTimeout.TotalSeconds:0} s");
+        var db = redis.GetDatabase();
+        var writes = new Task[values.Count];
+        for (var i = 0; i < writes.Length; i++) writes[i] = write(db, values[i]);
+        if (!Task.WaitAll(writes, AcknowledgeTimeout))
+            throw new TimeoutException($"Redis did not acknowledge {writes.Length} {what} writes within {AcknowledgeTimeout.TotalSeconds:0} s");
     }
 }

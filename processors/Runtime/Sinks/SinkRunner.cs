@@ -2,6 +2,7 @@ using System.Text;
 using Confluent.Kafka;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Npgsql;
 using StreamHealth.Runtime.Streams;
 
 namespace StreamHealth.Runtime.Sinks;
@@ -12,7 +13,8 @@ public readonly record struct SinkRecord(
 
 /// <summary>Writes batches to an external system. Must be idempotent by <see cref="SinkRecord.OutputId"/>
 /// (replays and producer retries deliver a record more than once) and all-or-nothing per batch; throwing
-/// means "nothing written, try again later".</summary>
+/// means "nothing written": the runner retries later (an outage) or, when <see cref="SinkErrors.IsPermanent"/>
+/// says the records themselves are refused, writes the batch again in parts to find and archive them.</summary>
 public interface ISinkWriter
 {
     string Name { get; }
@@ -32,38 +34,65 @@ public sealed class SinkOptions
     public TimeSpan InitialBackoff { get; init; } = TimeSpan.FromMilliseconds(100);
     public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(5);
     public int SessionTimeoutMs { get; init; } = 6_000;
+    /// <summary>How long a sink with input waiting may go without progress before <see cref="SinkRunner.Health"/>
+    /// calls it stalled (Streams:StallAfterMs).</summary>
+    public TimeSpan StallAfter { get; init; } = TimeSpan.FromSeconds(30);
 }
 
 /// <summary>Moves a topic into an <see cref="ISinkWriter"/> (the Kafka Connect sink shape, in-process).
 /// Offsets are committed only after a batch is written, so nothing is lost; while the writer fails
 /// (e.g. PostgreSQL down) the runner pauses every assigned partition — the queue stops growing, the
 /// consumer keeps polling so it stays in the group — retries with exponential backoff, and resumes
-/// when a write succeeds.</summary>
+/// when a write succeeds. A batch the store refuses because of its records (<see cref="SinkErrors.IsPermanent"/>: a NUL
+/// PostgreSQL cannot store, a value Redis answers WRONGTYPE to, a record that does not decode) is written again in halves
+/// until each refused record stands alone; those go to streamhealth.dead_letters with the error, the rest are written,
+/// and the sink commits and moves on: one record never stops a sink.</summary>
 public sealed class SinkRunner : IDisposable
 {
     private readonly SinkOptions _options;
     private readonly ISinkWriter _writer;
+    private readonly ISinkDeadLetters? _deadLetters;
     private readonly ILogger _log;
     private readonly CancellationTokenSource _stop = new();
     private readonly List<SinkRecord> _buffer = [];
     private Thread? _thread;
     private IConsumer<byte[]?, byte[]?>? _consumer;
     private bool _paused;
-    private long _written, _batches, _failedAttempts, _pauses;
+    private long _written, _batches, _failedAttempts, _pauses, _deadLettered;
     private bool _pausePending;   // set by the assignment callback, acted on by the loop
-    public SinkRunner(SinkOptions options, ISinkWriter writer, ILoggerFactory? logs = null)
+    // Records [0, _resolved) of _buffer are written or archived: an outage met part-way through splitting a refused
+    // batch resumes after them instead of writing them again.
+    private int _resolved;
+    // Health, written by the loop thread and read by any: the lag as last computed there (the consumer is not
+    // thread-safe to share, and a caller must never wait on the broker), times in Unix ms.
+    private long _lag, _lagComputedAtTicks, _lastProgressUnixMs, _lastErrorUnixMs;
+    private string? _lastError;
+
+    /// <param name="deadLetters">Where records the store refuses are archived; without one such a record is treated as
+    /// an outage (the sink stalls, loudly, rather than drop it).</param>
+    public SinkRunner(SinkOptions options, ISinkWriter writer, ILoggerFactory? logs = null, ISinkDeadLetters? deadLetters = null)
     {
         _options = options;
         _writer = writer;
+        _deadLetters = deadLetters;
         _log = (logs ?? NullLoggerFactory.Instance).CreateLogger($"StreamHealth.Sinks.{writer.Name}");
+        StallAfter = options.StallAfter;
+        _lastProgressUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
     }
 
     /// <summary>A sink with the default batching: <paramref name="writer"/> over <paramref name="topic"/> in its own
-    /// consumer group (what every pipeline's result sinks are).</summary>
-    public static SinkRunner For(string bootstrapServers, string topic, string groupId, ISinkWriter writer, ILoggerFactory logs,
-        int sessionTimeoutMs = 6_000) =>
+    /// consumer group (what every pipeline's result sinks are), archiving the records its store refuses in
+    /// streamhealth.dead_letters of <paramref name="deadLetters"/> (PostgreSQL for every sink, whatever its store).</summary>
+    public static SinkRunner For(string bootstrapServers, string topic, string groupId, ISinkWriter writer, NpgsqlDataSource deadLetters,
+        ILoggerFactory logs, int sessionTimeoutMs = 6_000) =>
         new(new SinkOptions { BootstrapServers = bootstrapServers, Topic = topic, GroupId = groupId, SessionTimeoutMs = sessionTimeoutMs },
-            writer, logs);
+            writer, logs, new PostgresSinkDeadLetters(deadLetters, logs.CreateLogger($"StreamHealth.Sinks.{writer.Name}")));
+
+    public string Name => _writer.Name;
+
+    /// <summary>See <see cref="SinkOptions.StallAfter"/>; settable so a host applies Streams:StallAfterMs to sinks that a
+    /// pipeline built.</summary>
+    public TimeSpan StallAfter { get; set; }
 
     public long Written => Interlocked.Read(ref _written);
     public long Batches => Interlocked.Read(ref _batches);
@@ -71,6 +100,20 @@ public sealed class SinkRunner : IDisposable
     /// <summary>Times the input was paused because the writer was failing.</summary>
     public long Pauses => Interlocked.Read(ref _pauses);
     public bool IsPaused => Volatile.Read(ref _paused);
+    /// <summary>Records archived in streamhealth.dead_letters because the store refused them.</summary>
+    public long DeadLettered => Interlocked.Read(ref _deadLettered);
+
+    /// <summary>The sink's progress for /health and /api/v1/streams: cheap, never blocks on the broker or the store
+    /// (lag is the loop thread's latest figure). Stalled: input waits and nothing advanced for <see cref="StallAfter"/>.</summary>
+    public SinkHealth Health()
+    {
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var lag = Interlocked.Read(ref _lag);
+        var lastProgress = Interlocked.Read(ref _lastProgressUnixMs);
+        var stalled = lag > 0 && now - lastProgress >= (long)StallAfter.TotalMilliseconds;
+        return new SinkHealth(_writer.Name, _options.Topic, _options.GroupId, lag, Written, DeadLettered, IsPaused, lastProgress,
+            Volatile.Read(ref _lastError), Interlocked.Read(ref _lastErrorUnixMs), stalled);
+    }
 
     public void Start()
     {
@@ -126,12 +169,17 @@ public sealed class SinkRunner : IDisposable
                     _buffer.Add(ToSinkRecord(r));
                 }
                 var now = Environment.TickCount64;
+                if (now - _lagComputedAtTicks >= LagIntervalMs) UpdateLag(now);
                 var due = _buffer.Count >= _options.BatchSize || (_buffer.Count > 0 && now - firstBufferedAt >= _options.LingerMs);
                 if (!due || now < nextAttempt) continue;
-                if (TryWrite(_buffer))
+                // Fresh before every attempt: a write that hangs (a locked table, a store that stopped answering) must
+                // leave a lag that counts what it holds, or the sink could never be reported stalled.
+                UpdateLag(now);
+                if (Drain(_buffer))
                 {
                     Commit(_buffer);
                     _buffer.Clear();
+                    _resolved = 0;
                     backoff = _options.InitialBackoff;
                     nextAttempt = 0;
                     if (_paused)
@@ -155,7 +203,7 @@ public sealed class SinkRunner : IDisposable
                 }
             }
             // Graceful stop: one last attempt; anything unwritten is re-read by the next owner.
-            if (_buffer.Count > 0 && TryWrite(_buffer)) Commit(_buffer);
+            if (_buffer.Count > 0 && Drain(_buffer)) Commit(_buffer);
             _consumer.Close();
         }
         finally
@@ -164,21 +212,116 @@ public sealed class SinkRunner : IDisposable
         }
     }
 
-    private bool TryWrite(List<SinkRecord> batch)
+    /// <summary>Writes or archives every record of <paramref name="batch"/> after <see cref="_resolved"/>; false on an
+    /// outage (what was done stays done, <see cref="_resolved"/> says how far).</summary>
+    private bool Drain(List<SinkRecord> batch) => WriteRange(batch, _resolved, batch.Count - _resolved);
+
+    /// <summary>Writes records [start, start + count); a permanent refusal splits the range (at the record the writer
+    /// named, else in halves) until the refused records stand alone and are archived. O(k log n) writes for k refused
+    /// records in n; none on the path where the batch is written whole.</summary>
+    private bool WriteRange(List<SinkRecord> batch, int start, int count)
     {
+        if (count == 0) return true;
+        var slice = start == 0 && count == batch.Count ? batch : batch.GetRange(start, count);
         try
         {
-            _writer.Write(batch);
-            Interlocked.Add(ref _written, batch.Count);
+            _writer.Write(slice);
+            Interlocked.Add(ref _written, count);
             Interlocked.Increment(ref _batches);
+            _resolved = start + count;
+            Interlocked.Exchange(ref _lastProgressUnixMs, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
             return true;
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             Interlocked.Increment(ref _failedAttempts);
-            _log.LogWarning("sink {Sink}: write of {Count} records failed: {Error}", _writer.Name, batch.Count, e.Message);
+            var error = SinkErrors.Describe(e);
+            NoteError(error);
+            if (!SinkErrors.IsPermanent(e))
+            {
+                _log.LogWarning("sink {Sink}: write of {Count} records failed: {Error}", _writer.Name, count, error);
+                return false;
+            }
+            if (_deadLetters is null)
+            {
+                _log.LogWarning("sink {Sink}: {Count} records refused ({Error}) and no dead-letter archive: retrying", _writer.Name, count, error);
+                return false;
+            }
+            if (count == 1) return Archive(batch, start, error);
+            if (e is SinkRecordException named && IndexOf(batch, start, count, named.Record) is var at and >= 0)
+            {
+                _log.LogInformation("sink {Sink}: record at offset {Offset} refused in a batch of {Count}", _writer.Name, named.Record.Offset, count);
+                return WriteRange(batch, start, at - start)
+                    && Archive(batch, at, error)
+                    && WriteRange(batch, at + 1, start + count - at - 1);
+            }
+            _log.LogInformation("sink {Sink}: batch of {Count} refused ({Error}); splitting it to find the refused records", _writer.Name, count, error);
+            var half = count / 2;
+            return WriteRange(batch, start, half) && WriteRange(batch, start + half, count - half);
+        }
+    }
+
+    private bool Archive(List<SinkRecord> batch, int index, string error)
+    {
+        try
+        {
+            if (_deadLetters!.Archive(batch[index], _writer.Name, error)) Interlocked.Increment(ref _deadLettered);
+            _resolved = index + 1;
+            Interlocked.Exchange(ref _lastProgressUnixMs, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+            return true;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // The archive down is an outage like any other: the record is neither written nor kept, so nothing moves.
+            var why = "dead-letter archive: " + SinkErrors.Describe(e);
+            NoteError(why);
+            _log.LogWarning("sink {Sink}: cannot archive the refused record at {Topic}[{Partition}]@{Offset}: {Error}",
+                _writer.Name, batch[index].Topic, batch[index].Partition, batch[index].Offset, why);
             return false;
         }
+    }
+
+    private static int IndexOf(List<SinkRecord> batch, int start, int count, SinkRecord record)
+    {
+        for (var i = start; i < start + count; i++)
+            if (batch[i].Partition == record.Partition && batch[i].Offset == record.Offset && batch[i].Topic == record.Topic) return i;
+        return -1;
+    }
+
+    private void NoteError(string error)
+    {
+        Volatile.Write(ref _lastError, error);
+        Interlocked.Exchange(ref _lastErrorUnixMs, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+    }
+
+    // librdkafka's cached figures are cheap, but Assignment allocates: a few times a second is plenty for health.
+    private const long LagIntervalMs = 250;
+
+    /// <summary>Lag over the assigned partitions: from the first record not yet written (buffered) or else the
+    /// consumer's position, to the high watermark librdkafka last saw (both local, no broker call). Partitions whose
+    /// position or watermark is not known yet count as caught up.</summary>
+    private void UpdateLag(long nowTicks)
+    {
+        _lagComputedAtTicks = nowTicks;
+        long lag = 0;
+        try
+        {
+            foreach (var tp in _consumer!.Assignment)
+            {
+                var high = _consumer.GetWatermarkOffsets(tp).High.Value;
+                var position = _consumer.Position(tp).Value;
+                var from = position >= 0 ? position : long.MaxValue;
+                foreach (var r in _buffer)
+                    if (r.Partition == tp.Partition.Value && r.Offset < from) from = r.Offset;
+                if (high >= 0 && from != long.MaxValue && high > from) lag += high - from;
+            }
+        }
+        catch (KafkaException)
+        {
+            return;   // keep the last figure; the next round tries again
+        }
+        Interlocked.Exchange(ref _lag, lag);
+        if (lag == 0) Interlocked.Exchange(ref _lastProgressUnixMs, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
     }
 
     private void Commit(List<SinkRecord> written)
@@ -202,8 +345,11 @@ public sealed class SinkRunner : IDisposable
         var leaving = _buffer.Where(r => revoked.Contains(r.Partition)).ToList();
         if (leaving.Count == 0) return;
         // Unwritten records are simply dropped here: the new owner re-reads them from the committed offset.
-        if (tryWrite && TryWrite(leaving)) Commit(leaving);
+        // The leaving records are drained on their own; what stays is written from its start again (idempotent).
+        _resolved = 0;
+        if (tryWrite && Drain(leaving)) Commit(leaving);
         _buffer.RemoveAll(r => revoked.Contains(r.Partition));
+        _resolved = 0;
     }
 
     private static SinkRecord ToSinkRecord(ConsumeResult<byte[]?, byte[]?> r)

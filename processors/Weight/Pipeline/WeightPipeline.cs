@@ -46,9 +46,9 @@ public sealed class WeightPipeline : IDisposable
         NpgsqlDataSource postgres, IConnectionMultiplexer redis, ILoggerFactory logs, int sessionTimeoutMs = 6_000) =>
     (
         SinkRunner.For(bootstrapServers, names.FilteredTopic, names.PostgresSinkGroup,
-            new WeightPostgresWriter(postgres, logs.CreateLogger("StreamHealth.Sinks.weights-postgres")), logs, sessionTimeoutMs),
+            new WeightPostgresWriter(postgres, logs.CreateLogger("StreamHealth.Sinks.weights-postgres")), postgres, logs, sessionTimeoutMs),
         SinkRunner.For(bootstrapServers, names.FilteredTopic, names.RedisSinkGroup,
-            WeightRedisWriter.Create(redis), logs, sessionTimeoutMs)
+            WeightRedisWriter.Create(redis), postgres, logs, sessionTimeoutMs)
     );
 
     public WeightPipeline Start()

@@ -1,0 +1,102 @@
+using System.Text;
+using Google.Protobuf;
+using Npgsql;
+using StackExchange.Redis;
+
+namespace StreamHealth.Runtime.Sinks;
+
+/// <summary>Thrown by a writer for one record it can never store (it does not decode, or a value in it is out of the
+/// store's domain), naming the record so the runner archives it without searching the batch. Permanent by
+/// definition; the writer must have written nothing of the batch.</summary>
+public sealed class SinkRecordException(SinkRecord record, string message) : Exception(message)
+{
+    public SinkRecord Record { get; } = record;
+}
+
+/// <summary>The one place that tells a record the store refuses from a store that is not there (issue 11, defect 1).
+/// A permanent error is a property of the records in the batch: writing them again fails again, so the runner splits
+/// the batch, archives the refused record in streamhealth.dead_letters and moves on. Anything else is an outage (or a
+/// fault we cannot attribute to a record): nothing is archived, the runner pauses and retries, and the sink's health
+/// shows it stalled. Unknown exceptions are outages on purpose: dead-lettering every record because of a bug in a
+/// writer would look like progress while losing the stream; stalling is loud and loses nothing.</summary>
+public static class SinkErrors
+{
+    // Redis error prefixes that describe the server's state, not the value: retry, never archive.
+    private static readonly string[] TransientRedisErrors =
+        ["LOADING", "BUSY", "MASTERDOWN", "READONLY", "OOM", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "MISCONF", "NOSCRIPT", "MOVED", "ASK"];
+
+    /// <summary>True when <paramref name="e"/> says "these records can never be stored", false for an outage:
+    /// <list type="bullet">
+    /// <item>PostgreSQL SQLSTATE class 22 (data exception: a NUL in text, a value out of range, ...) or 23 (integrity
+    /// constraint violation) is permanent; every other class (08 connection, 53 resources, 57 operator intervention,
+    /// 58 system, 40 rollback, 42 a schema the deployment lacks, ...) and every non-server Npgsql error is an outage;</item>
+    /// <item>a Redis error reply (<see cref="RedisServerException"/>: a script error, WRONGTYPE) is permanent unless it
+    /// describes the server's state (LOADING, BUSY, READONLY, OOM, ...); connection errors and timeouts are outages;</item>
+    /// <item>a record that does not decode or convert (<see cref="SinkRecordException"/>, protobuf, format, overflow,
+    /// argument and cast errors a writer meets while turning a record into parameters) is permanent;</item>
+    /// <item>an <see cref="AggregateException"/> (a pipelined batch) is permanent only when all its errors are.</item>
+    /// </list></summary>
+    public static bool IsPermanent(Exception e) => e switch
+    {
+        AggregateException a => a.Flatten().InnerExceptions is { Count: > 0 } inner && inner.All(IsPermanent),
+        SinkRecordException => true,
+        PostgresException pg => pg.SqlState.StartsWith("22", StringComparison.Ordinal) || pg.SqlState.StartsWith("23", StringComparison.Ordinal),
+        NpgsqlException => false,
+        RedisServerException r => !IsTransientRedisError(r.Message),
+        RedisException => false,   // RedisConnectionException, RedisTimeoutException, ...
+        ArgumentNullException => false,   // a writer's bug, not a value
+        InvalidProtocolBufferException or FormatException or OverflowException or ArgumentException or InvalidCastException => true,
+        _ => false,
+    };
+
+    private static bool IsTransientRedisError(string message)
+    {
+        foreach (var prefix in TransientRedisErrors)
+            if (message.StartsWith(prefix, StringComparison.Ordinal)
+                && (message.Length == prefix.Length || message[prefix.Length] == ' '))
+                return true;
+        return false;
+    }
+
+    /// <summary>The longest error text kept (dead letters, health): enough for any store's message, bounded because
+    /// a message may echo a client's value.</summary>
+    public const int MaxMessageLength = 1_000;
+
+    /// <summary>An error's text as operators see it and as streamhealth.dead_letters can store it: the message
+    /// (never a type name or a stack trace), the first inner message of an aggregate, with NULs and other C0
+    /// controls (except tab and newline) and unpaired surrogates replaced, at most <see cref="MaxMessageLength"/>
+    /// characters.</summary>
+    public static string Describe(Exception e)
+    {
+        if (e is AggregateException a && a.Flatten().InnerExceptions is { Count: > 0 } inner)
+            e = inner.FirstOrDefault(IsPermanent) ?? inner[0];
+        return Storable(e.Message);
+    }
+
+    /// <summary><paramref name="text"/> made storable in a PostgreSQL text column (see <see cref="Describe"/>).</summary>
+    public static string Storable(string text)
+    {
+        var clean = true;
+        for (var i = 0; i < text.Length && clean; i++) clean = IsStorable(text, i);
+        if (clean && text.Length <= MaxMessageLength) return text;
+        var s = new StringBuilder(Math.Min(text.Length, MaxMessageLength));
+        for (var i = 0; i < text.Length && s.Length < MaxMessageLength; i++)
+        {
+            var c = text[i];
+            if (IsStorable(text, i)) s.Append(c);
+            else if (char.IsSurrogate(c)) s.Append('\uFFFD');
+            else s.Append("\\x").Append(((int)c).ToString("x2"));
+        }
+        return s.ToString();
+    }
+
+    private static bool IsStorable(string text, int i)
+    {
+        var c = text[i];
+        if (c < ' ') return c is '\t' or '\n' or '\r';
+        if (c == '\u007f') return false;
+        if (char.IsHighSurrogate(c)) return i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]);
+        if (char.IsLowSurrogate(c)) return i > 0 && char.IsHighSurrogate(text[i - 1]);
+        return true;
+    }
+}
