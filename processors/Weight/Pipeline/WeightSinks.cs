@@ -105,7 +105,7 @@ public sealed class WeightPostgresWriter(NpgsqlDataSource db, ILogger? log = nul
                 INSERT INTO weights.measurements (measurement_id, user_id, measured_at, source, raw_weight_kg, accepted,
                     filtered_weight_kg, trend_kg_per_week, confidence, prediction_error_kg, normalized_innovation,
                     needs_initialization, needs_reinitialization, reasons, source_partition, source_offset)
-                SELECT id, u, t, s, raw, acc, f, tr, c, e, ni, init, reinit, string_to_array(nullif(rs, ''), ','), p, o
+                SELECT id, u, t, s, raw, acc, f, tr, c, e, ni, init, reinit, coalesce(string_to_array(nullif(rs, ''), ','), '{}'), p, o
                 FROM unnest(@ids, @users, @times, @sources, @raw, @accepted, @filtered, @trend, @confidence, @error,
                             @innovation, @needsInit, @needsReinit, @reasons, @partitions, @offsets)
                      AS x(id, u, t, s, raw, acc, f, tr, c, e, ni, init, reinit, rs, p, o)
