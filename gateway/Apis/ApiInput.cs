@@ -15,7 +15,7 @@ internal static class ApiInput
             errors["userId"] = [$"'{Shorten(userId)}' is not 1-128 characters of A-Z a-z 0-9 . _ : -"];
     }
 
-    private static readonly DateTime QueryEarliest = new(1970, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+    private static readonly DateTime QueryEarliest = new(1900, 1, 1, 0, 0, 0, DateTimeKind.Utc);
     private static readonly DateTime QueryLatest = new(2200, 1, 1, 0, 0, 0, DateTimeKind.Utc);
 
     public static DateTime? ParseTime(string? value, string field, Dictionary<string, string[]> errors)
@@ -27,7 +27,7 @@ internal static class ApiInput
             && DateTimeOffset.TryParse(value, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed))
         {
             // A query bound is not an event time, but it is still bounded: ranges are computed from it (to - 90 days), and
-            // year 1 or 9999 would overflow DateTime there. Nothing is stored outside 1970-2200.
+            // year 1 or 9999 would overflow DateTime there. Nothing newer than 2200 is stored.
             if (parsed.UtcDateTime >= QueryEarliest && parsed.UtcDateTime < QueryLatest) return parsed.UtcDateTime;
             errors[field] = [$"{field} = '{Shorten(value)}': must be between {QueryEarliest:yyyy-MM-dd} and {QueryLatest:yyyy-MM-dd}"];
             return null;
