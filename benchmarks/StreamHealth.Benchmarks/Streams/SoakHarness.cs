@@ -117,7 +117,7 @@ public static class SoakHarness
         {
             var due = sendStart + TimeSpan.FromSeconds((double)n / perSecond);
             while (clock.Elapsed < due) Thread.Sleep(TimeSpan.FromTicks(Math.Max(1, (due - clock.Elapsed).Ticks / 2)));
-            tasks.Add(Send(Mix[n % Mix.Length] == Kind.Oversized ? oversizedHttp : http, Mix[n % Mix.Length], run, n, now));
+            tasks.Add(Send(Mix[n % Mix.Length] == Kind.Oversized ? oversizedHttp : http, Mix[n % Mix.Length], run, n, total, now));
         }
         var sendSeconds = (clock.Elapsed - sendStart).TotalSeconds;
         Task.WaitAll([.. tasks]);
@@ -186,12 +186,14 @@ public static class SoakHarness
         return failures.Count == 0 ? 0 : 1;
     }
 
-    private static async Task<Outcome> Send(HttpClient http, Kind kind, string run, int n, DateTimeOffset now)
+    private static async Task<Outcome> Send(HttpClient http, Kind kind, string run, int n, int total, DateTimeOffset now)
     {
-        // Valid traffic: 300 users, each measurement a minute after the previous, all well inside the time rule.
+        // Valid traffic: 300 users, measurement times spread evenly over the 20 hours before the run started, so every one
+        // is inside the time rule however long the run (a fixed step once walked past "now" and drew honest 400s).
         var user = $"soak-{run}-u{n % 300}";
         var id = $"soak-{run}-{n}";
-        var at = now.AddHours(-12).AddSeconds(n * 0.5).ToString("O", CultureInfo.InvariantCulture);
+        string At(int i) => now.AddHours(-20).AddMilliseconds(i * (20 * 3_600_000.0 / Math.Max(total, 1))).ToString("O", CultureInfo.InvariantCulture);
+        var at = At(n);
         var weight = (70 + n % 300 * 0.1 + n % 7 * 0.05).ToString("F2", CultureInfo.InvariantCulture);
         string Body(string userId, string measurementId, string value, string unit, string time, string source) =>
             $$"""{"user_id":{{Json(userId)}},"measurement_id":{{Json(measurementId)}},"weight":{{value}},"unit":{{Json(unit)}},"timestamp":{{Json(time)}},"source":{{Json(source)}}}""";
@@ -201,7 +203,7 @@ public static class SoakHarness
             // The same measurement sent again: a retry, stored once (the earlier send of id n-1 was Valid).
             Kind.ValidRetry => ("/api/weight/process", Body($"soak-{run}-u{(n - 1) % 300}", $"soak-{run}-{n - 1}",
                 (70 + (n - 1) % 300 * 0.1 + (n - 1) % 7 * 0.05).ToString("F2", CultureInfo.InvariantCulture), "kg",
-                now.AddHours(-12).AddSeconds((n - 1) * 0.5).ToString("O", CultureInfo.InvariantCulture), "connected_scale"), "application/json",
+                At(n - 1), "connected_scale"), "application/json",
                 $"soak-{run}-{n - 1}"),
             // Another user's measurement id (id n-3 was Valid for another user): must not be stored under this one.
             Kind.ReuseOtherUser => ("/api/weight/process", Body($"soak-{run}-other{n % 50}", $"soak-{run}-{n - 3}", weight, "kg", at, "connected_scale"),

@@ -223,6 +223,38 @@ public sealed class ForecastConsumerTests(ForecastServiceFixture f) : IClassFixt
         Assert.Equal(["good-1", "good-2"], forecasts.Order());
     }
 
+    /// <summary>Issue 11, defects 1 and 4 on the forecast topic: a request that reached cgm.forecast-requests without the
+    /// gateway, with a NUL or control character in its ids or an event time outside the one time rule, is dead-lettered with
+    /// the reason naming the field; its neighbours are forecast; nothing of it reaches PostgreSQL or Redis.</summary>
+    [Fact]
+    public void Requests_with_control_characters_or_times_outside_the_rule_are_dead_lettered_naming_the_field()
+    {
+        var user = U("hostile");
+        var yearAhead = Request(user, Flat(120), "year-ahead");
+        yearAhead.EventTimeUnixMs = DateTimeOffset.UtcNow.AddDays(365).ToUnixTimeMilliseconds();
+        var ancient = Request(user, Flat(120), "ancient");
+        ancient.EventTimeUnixMs = new DateTimeOffset(1985, 1, 1, 0, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds();
+        f.Send(
+        [
+            (user, Request(user, Flat(120), "nul\u0000id").ToByteArray()),
+            (user, Request(user, Flat(120), "bell\u0007").ToByteArray()),
+            (user, yearAhead.ToByteArray()),
+            (user, ancient.ToByteArray()),
+            (user, Request(user, Flat(130), "fine").ToByteArray()),
+        ]);
+
+        var users = new HashSet<string> { user };
+        var errors = f.Drain(f.Names.DeadLetterTopic, users, TimeSpan.FromSeconds(60), m => m.Count >= 4)
+            .Select(m => Header(m, StreamHeaders.Error)).ToList();
+        Assert.Equal(4, errors.Count);
+        Assert.Equal(2, errors.Count(e => e.StartsWith("request_id = ", StringComparison.Ordinal) && e.Contains("must be 1-128 characters")));
+        Assert.Contains(errors, e => e.StartsWith("event_time_unix_ms = ", StringComparison.Ordinal) && e.Contains("ahead of the receiving clock"));
+        Assert.Contains(errors, e => e.StartsWith("event_time_unix_ms = 1985-01-01", StringComparison.Ordinal) && e.Contains("earliest accepted"));
+        var forecasts = f.Drain(f.Names.ForecastsTopic, users, TimeSpan.FromSeconds(30), m => m.Count >= 1)
+            .Select(m => CgmForecast.Parser.ParseFrom(m.Value).RequestId).ToList();
+        Assert.Equal(["fine"], forecasts);
+    }
+
     [Fact]
     public void Offsets_are_committed_once_outputs_land_and_a_restarted_forecaster_stores_each_forecast_once()
     {
