@@ -63,6 +63,7 @@ public static class WeightCommandsApi
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status409Conflict)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
+            .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .ProducesProblem(StatusCodes.Status504GatewayTimeout)
             .WithMetadata(new Microsoft.AspNetCore.Mvc.RequestSizeLimitAttribute(MaxBodyBytes));
@@ -75,6 +76,7 @@ public static class WeightCommandsApi
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status409Conflict)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
+            .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .ProducesProblem(StatusCodes.Status504GatewayTimeout)
             .WithMetadata(new Microsoft.AspNetCore.Mvc.RequestSizeLimitAttribute(MaxBodyBytes));
@@ -189,6 +191,12 @@ public static class WeightCommandsApi
         catch (WeightPipelineUnavailableException e)
         {
             return TypedResults.Problem(e.Message, statusCode: StatusCodes.Status503ServiceUnavailable, title: "Weights pipeline unavailable");
+        }
+        catch (WeightRejectedException e)
+        {
+            // The gateway checks the same rules first, so this is rare: a rule only the user's state can judge.
+            return TypedResults.Problem($"the weights pipeline refused the measurement: {e.Message}",
+                statusCode: StatusCodes.Status422UnprocessableEntity, title: "Measurement refused by the weights pipeline");
         }
         if (result is null)
             return TypedResults.Problem(

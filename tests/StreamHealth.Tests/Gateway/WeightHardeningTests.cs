@@ -261,4 +261,22 @@ public sealed class WeightHardeningTests(WeightGatewayFixture f) : IClassFixture
             Assert.EndsWith("Z", body.GetProperty("timestamp").GetString());
         }
     }
+    /// <summary>A measurement the topology dead-letters answers its waiting caller at once with the topology's reason (the
+    /// dead letter keeps the request-id header), not with a 504 after the reply timeout. The gateway's own checks make this
+    /// rare, so the request is sent through the request/reply service directly, with no measurement id (the topology's rule).</summary>
+    [Fact]
+    public async Task A_measurement_the_topology_dead_letters_answers_its_caller_with_the_reason_not_a_timeout()
+    {
+        var reply = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<StreamHealth.Gateway.Weights.WeightRequestReply>(f.App.Services);
+        var user = U("refused");
+        var measurement = new StreamHealth.Schemas.WeightMeasurement
+        {
+            SchemaVersion = 1, UserId = user, Value = 80, Unit = StreamHealth.Schemas.WeightUnit.Kg,
+            Source = StreamHealth.Schemas.WeightSource.ConnectedScale,
+            EventTimeUnixMs = DateTimeOffset.UtcNow.AddHours(-1).ToUnixTimeMilliseconds(),
+        };
+        // A timeout would return null; the exception carries the topology's reason, so the dead letter answered.
+        var refused = await Assert.ThrowsAsync<StreamHealth.Gateway.Weights.WeightRejectedException>(() => reply.SendAsync(measurement, CancellationToken.None));
+        Assert.Contains("measurement_id", refused.Message);
+    }
 }
