@@ -554,11 +554,31 @@ public sealed class WeightFilterTests
         Assert.Equal(Enumerable.Range(0, 300).Sum(u => cohort.User(u).Count), all.Count);
         for (var i = 1; i < all.Count; i++) Assert.True(all[i - 1].Observation.TimeUnixMs <= all[i].Observation.TimeUnixMs);
 
-        var outlierShare = all.Count(r => r.IsOutlier) / (double)all.Count;
+        var own = all.Where(r => !r.IsOtherPerson).ToList();
+        var outlierShare = own.Count(r => r.IsOutlier) / (double)own.Count;
         Assert.InRange(outlierShare, 0.04, 0.06);
         var profiles = Enumerable.Range(0, 300).Select(cohort.Profile).ToList();
         Assert.Contains(profiles, p => p.HasStepChange);
         Assert.Contains(profiles, p => p.HasLongGap);
+        // Issue 19's life events: household streaks of 1-10 days with and without the user in between,
+        // declared surgery, casts, weekly weighers; another person's readings are marked.
+        var streaks = profiles.SelectMany(p => p.HouseholdStreaks).ToList();
+        Assert.InRange(profiles.Count(p => p.HasHousehold) / 300.0, 0.2, 0.4);
+        Assert.All(streaks, s => Assert.InRange(s.Days, 1, 10));
+        Assert.Contains(streaks, s => s.UserWeighsInBetween);
+        Assert.Contains(streaks, s => !s.UserWeighsInBetween);
+        Assert.Contains(streaks, s => s.IsChild);
+        Assert.Contains(profiles, p => p.HasCast);
+        Assert.Contains(profiles, p => p.WeeklyWeigher);
+        Assert.Contains(profiles, p => p.SurgeryDeclared && p.HasStepChange);
+        Assert.Contains(all, r => r.DeclaresSurgery);
+        Assert.Contains(all, r => r.IsOtherPerson);
+        foreach (var p in profiles.Where(p => p.HasHousehold))
+        {
+            var other = cohort.User(p.UserIndex).Where(r => r.IsOtherPerson).ToList();
+            Assert.All(other, r => Assert.Contains(p.HouseholdStreaks, s =>
+                r.Observation.TimeUnixMs >= cohort.StartUnixMs + s.StartDay * Day && r.Observation.TimeUnixMs < cohort.StartUnixMs + (s.EndDay + 0.01) * Day));
+        }
         Assert.All(profiles, p => Assert.InRange(p.DailyNoiseSdKg, 0.5, 2.0));
         foreach (var source in new[] { WeightSource.CareTeam, WeightSource.ConnectedScale, WeightSource.PatientReported, WeightSource.Unspecified })
             Assert.Contains(all, r => r.Observation.Source == source);
@@ -581,6 +601,8 @@ public sealed class WeightFilterTests
         long points = 0, truePositives = 0, falsePositives = 0, falseNegatives = 0;
         for (var u = 0; u < cohort.Users; u++)
         {
+            // Issue 4's bars on issue 4's people; household streaks have their own test.
+            if (cohort.Profile(u).HasHousehold) continue;
             var state = WeightStateCodec.NewState();
             var ema = double.NaN;
             foreach (var reading in cohort.User(u))
@@ -606,7 +628,7 @@ public sealed class WeightFilterTests
         var recall = truePositives / (double)(truePositives + falseNegatives);
         var precision = truePositives / (double)(truePositives + falsePositives);
 
-        Assert.True(points > 30_000, $"only {points} scored readings");
+        Assert.True(points > 20_000, $"only {points} scored readings");
         Assert.True(filterRmse <= 0.7 * emaRmse, $"Kalman RMSE {filterRmse:0.000} kg vs EMA {emaRmse:0.000} kg: less than 30 % better");
         Assert.True(filterRmse < 1.0, $"Kalman RMSE {filterRmse:0.000} kg");
         Assert.True(recall >= 0.90, $"outlier recall {recall:0.000}");
