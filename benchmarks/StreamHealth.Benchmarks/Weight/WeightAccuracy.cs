@@ -149,7 +149,7 @@ public static class WeightAccuracy
             foreach (var reading in cohort.User(u))
             {
                 report.Readings++;
-                var step = filter.Process(state, Observation(reading));
+                var step = filter.Process(state, reading.Observation);
                 var day = (reading.Observation.TimeUnixMs - cohort.StartUnixMs) / 86_400_000.0;
 
                 var obs = reading.Observation;
@@ -243,10 +243,8 @@ public static class WeightAccuracy
         return report;
     }
 
-    private static WeightObservation Observation(in SyntheticWeighIn reading) => reading.Observation;
-
     private static bool IsFlagged(in WeightStep step) =>
-        !step.Accepted && (step.Reasons.Has(WeightReason.Outlier) || step.Reasons.Has(WeightReason.Implausible));
+        !step.Accepted && (step.Reasons & (WeightReasons.Outlier | WeightReasons.Implausible | WeightReasons.OtherPersonSuspected)) != 0;
 
     /// <summary>Seconds for a pass of the whole cohort through fresh states, every path mixed in as it
     /// comes (buffering, outliers, re-anchoring); readings are materialised first so generation is not timed.</summary>
@@ -257,7 +255,7 @@ public static class WeightAccuracy
         {
             var readings = cohort.User(u);
             users[u] = new WeightObservation[readings.Count];
-            for (var i = 0; i < readings.Count; i++) users[u][i] = Observation(readings[i]);
+            for (var i = 0; i < readings.Count; i++) users[u][i] = readings[i].Observation;
         }
         // Three passes, the fastest counts: the first runs partly in tier-0 JIT code, which is not what a
         // long-running processor executes.

@@ -29,10 +29,11 @@ public sealed record SyntheticHouseholdStreak(double StartDay, int Days, double 
 /// <summary>One synthetic weigh-in with the truth behind it.</summary>
 /// <param name="TrueWeightKg">The user's underlying weight at that moment (the smooth path, steps and a cast
 /// included), what a perfect filter would report; for another person's reading, still the user's.</param>
-/// <param name="DeclaresSurgery">The reading carries a declared surgery (the first reading after it).</param>
 public readonly record struct SyntheticWeighIn(int UserIndex, string UserId, WeightObservation Observation,
-    double TrueWeightKg, SyntheticOutlierKind Outlier, bool DeclaresSurgery = false)
+    double TrueWeightKg, SyntheticOutlierKind Outlier)
 {
+    /// <summary>The reading declares surgery (the first reading after a declared step change).</summary>
+    public bool DeclaresSurgery => Observation.DeclaredEvent == WeightEvent.Surgery;
     /// <summary>Should not enter the user's estimate: a gross error or another person's reading.</summary>
     public bool IsOutlier => Outlier != SyntheticOutlierKind.None;
     public bool IsOtherPerson => Outlier == SyntheticOutlierKind.OtherPerson;
@@ -361,7 +362,7 @@ public sealed class SyntheticWeightCohort
                 }
             }
             readings.Add(new SyntheticWeighIn(profile.UserIndex, profile.UserId,
-                new WeightObservation(time, value, unit, source), trueKg, outlier, declares));
+                new WeightObservation(time, value, unit, source, declares ? WeightEvent.Surgery : WeightEvent.Unspecified), trueKg, outlier));
         }
         return readings;
     }
