@@ -1,3 +1,4 @@
+using System.ComponentModel;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Npgsql;
@@ -24,7 +25,8 @@ public static class WeightCommandsApi
         [property: JsonPropertyName("unit")] string Unit,
         [property: JsonPropertyName("timestamp")] DateTimeOffset Timestamp,
         [property: JsonPropertyName("source")] string Source,
-        [property: JsonPropertyName("measurement_id")] string? MeasurementId);
+        [property: JsonPropertyName("measurement_id")] string? MeasurementId,
+        [property: JsonPropertyName("declared_event"), Description("optional: `surgery` (e.g. bariatric) declares a step now and fast loss for weeks after, which lifts the sustained-rate bound for 90 days and lets the filter re-anchor at once; `none` (default)")] string? DeclaredEvent = null);
 
     /// <summary>The request body of /initialize (for the API description).</summary>
     public sealed record InitializeRequest(
@@ -358,6 +360,15 @@ public static class WeightCommandsApi
                 "patient_reported" => WeightSource.PatientReported,
                 "unknown" or "unspecified" => WeightSource.Unspecified,
                 _ => Error(errors, prefix + "source", $"{prefix}source = {InputRules.Quote(sourceText)}: must be care_team, connected_scale, patient_reported or unknown", WeightSource.Unspecified),
+            };
+
+        var eventText = String(body, prefix + "declared_event", required: false, errors);
+        if (eventText is not null)
+            m.DeclaredEvent = eventText.ToLowerInvariant() switch
+            {
+                "surgery" => WeightEvent.Surgery,
+                "none" => WeightEvent.Unspecified,
+                _ => Error(errors, prefix + "declared_event", $"{prefix}declared_event = {InputRules.Quote(eventText)}: must be surgery or none", WeightEvent.Unspecified),
             };
         return m;
     }

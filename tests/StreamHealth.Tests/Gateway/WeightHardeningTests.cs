@@ -279,4 +279,27 @@ public sealed class WeightHardeningTests(WeightGatewayFixture f) : IClassFixture
         var refused = await Assert.ThrowsAsync<StreamHealth.Gateway.Weights.WeightRejectedException>(() => reply.SendAsync(measurement, CancellationToken.None));
         Assert.Contains("measurement_id", refused.Message);
     }
+    /// <summary>Issue 19 through the API: surgery can be declared with a measurement (`declared_event`), which lets the
+    /// filter take a 15 kg step at once; the same step undeclared is rejected; an unknown event is a 400 naming the field.</summary>
+    [Fact]
+    public async Task A_declared_surgery_is_taken_at_once_and_the_same_step_undeclared_is_not()
+    {
+        using var client = f.Client();
+        var bad = await Post(client, new { user_id = U("event"), weight = 80.0, unit = "kg", timestamp = "2026-04-01T07:30:00Z", source = "connected_scale", declared_event = "magic" });
+        Assert.Equal(HttpStatusCode.BadRequest, bad.Status);
+        Assert.True(bad.Body.GetProperty("errors").TryGetProperty("declared_event", out _), bad.Text);
+
+        foreach (var declared in new[] { true, false })
+        {
+            var user = U(declared ? "surgery" : "nosurgery");
+            for (var day = 1; day <= 8; day++)
+                Assert.Equal(HttpStatusCode.OK, (await Post(client, Measurement(user, 120 + day % 2 * 0.3, $"{day:00}"))).Status);
+            object step = declared
+                ? new { user_id = user, weight = 105.0, unit = "kg", timestamp = "2026-04-10T07:30:00Z", source = "patient_reported", declared_event = "surgery" }
+                : new { user_id = user, weight = 105.0, unit = "kg", timestamp = "2026-04-10T07:30:00Z", source = "patient_reported" };
+            var result = await Post(client, step);
+            Assert.Equal(HttpStatusCode.OK, result.Status);
+            Assert.True(result.Body.GetProperty("accepted").GetBoolean() == declared, result.Text);
+        }
+    }
 }
