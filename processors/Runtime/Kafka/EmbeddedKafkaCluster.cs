@@ -27,6 +27,10 @@ public sealed class EmbeddedKafkaCluster : IDisposable
             return Librdkafka.Version;
         }
     }
+
+    /// <summary>Full path of the librdkafka file the cluster and Confluent.Kafka share: which of
+    /// librdkafka.redist's linux-x64 builds this machine could load (see <see cref="Librdkafka"/>).</summary>
+    public static string LibrdkafkaPath => Librdkafka.LoadedPath;
     public int BrokerCount { get; }
 
     private EmbeddedKafkaCluster(IntPtr handle, IntPtr cluster, int brokerCount)

@@ -3,31 +3,64 @@ using System.Runtime.InteropServices;
 
 namespace StreamHealth.Runtime.Kafka;
 
-/// <summary>Binds our own P/Invoke declarations to the very librdkafka.so that Confluent.Kafka loads
-/// (runtimes/linux-x64/native from the locally built librdkafka.redist 2.15.1), so the mock cluster
-/// and the clients speak the same library version.</summary>
+/// <summary>Binds our own P/Invoke declarations (the mock cluster API, which Confluent.Kafka does not expose) to
+/// the very librdkafka.so file that Confluent.Kafka loaded from librdkafka.redist 2.16.0, so the embedded broker
+/// and the clients run one copy of one library.</summary>
+/// <remarks>The redist ships two glibc builds in runtimes/linux-x64/native: <c>librdkafka.so</c>, which needs
+/// <c>libsasl2.so.3</c> (the RHEL soname; Debian 12's libsasl2-2 provides only <c>libsasl2.so.2</c>), and the
+/// self-contained <c>centos8-librdkafka.so</c> (same 2.16.0 source, no Cyrus SASL/GSSAPI), which Confluent.Kafka
+/// silently falls back to when the first does not load. Guessing that order here could pick a different file
+/// than the clients; asking the process which file is mapped cannot.</remarks>
 internal static partial class Librdkafka
 {
     public const string Name = "streamhealth-librdkafka";
+
+    private static string? _loadedPath;
 
     static Librdkafka() => NativeLibrary.SetDllImportResolver(typeof(Librdkafka).Assembly, Resolve);
 
     public static void EnsureResolver() { /* runs the static constructor */ }
 
+    /// <summary>Full path of the librdkafka file both Confluent.Kafka and these declarations use.</summary>
+    public static string LoadedPath
+    {
+        get
+        {
+            EnsureResolver();
+            _ = rd_kafka_version_str(); // resolves the library if nothing has yet
+            return _loadedPath!;
+        }
+    }
+
     private static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? path)
     {
         if (name != Name) return IntPtr.Zero;
-        foreach (var candidate in Candidates())
-            if (File.Exists(candidate) && NativeLibrary.TryLoad(candidate, out var handle))
-                return handle;
-        throw new DllNotFoundException(
-            "librdkafka.so (2.15.1) not found next to the application; run compose/local/setup.sh and rebuild.");
+        // Reading the version makes Confluent.Kafka load its native library (throws if none of its builds loads).
+        _ = Confluent.Kafka.Library.VersionString;
+        var loaded = MappedLibrdkafkaFiles();
+        if (loaded.Count != 1)
+            throw new DllNotFoundException(
+                $"expected Confluent.Kafka to have loaded one librdkafka file (librdkafka.redist 2.16.0), found {loaded.Count}: " +
+                string.Join(", ", loaded) + "; run compose/local/setup.sh and rebuild.");
+        _loadedPath = loaded[0];
+        // dlopen of an already mapped file returns the same handle: one library, one set of globals.
+        return NativeLibrary.Load(_loadedPath);
     }
 
-    private static IEnumerable<string> Candidates()
+    /// <summary>Distinct librdkafka files mapped into this process, from /proc/self/maps (Linux is the only
+    /// platform setup supports).</summary>
+    public static IReadOnlyList<string> MappedLibrdkafkaFiles()
     {
-        yield return Path.Combine(AppContext.BaseDirectory, "runtimes", "linux-x64", "native", "librdkafka.so");
-        yield return Path.Combine(AppContext.BaseDirectory, "librdkafka.so");
+        var files = new List<string>();
+        foreach (var line in File.ReadLines("/proc/self/maps"))
+        {
+            var slash = line.IndexOf('/');
+            if (slash < 0) continue;
+            var file = line[slash..];
+            if (Path.GetFileName(file).Contains("librdkafka", StringComparison.Ordinal) && !files.Contains(file))
+                files.Add(file);
+        }
+        return files;
     }
 
     public const int ProducerType = 0;

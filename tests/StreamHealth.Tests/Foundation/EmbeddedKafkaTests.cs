@@ -1,6 +1,8 @@
+using System.Runtime.InteropServices;
 using System.Text;
 using Confluent.Kafka;
 using Google.Protobuf;
+using StreamHealth.Runtime.Kafka;
 using StreamHealth.Schemas;
 using StreamHealth.Tests.Infrastructure;
 
@@ -82,5 +84,29 @@ public sealed class EmbeddedKafkaTests(EmbeddedKafkaFixture kafka) : IClassFixtu
             var topic = Assert.Single(metadata.Topics, t => t.Topic == spec.Name);
             Assert.Equal(spec.Partitions, topic.Partitions.Count);
         }
+    }
+
+    /// <summary>The embedded broker P/Invokes the mock-cluster API on the librdkafka file Confluent.Kafka loaded:
+    /// one copy of librdkafka.redist 2.16.0 in the process. Which of the redist's glibc builds that is depends on
+    /// the machine: the default <c>librdkafka.so</c> needs libsasl2.so.3 (a RHEL soname; Debian 12's libsasl2-2 has
+    /// libsasl2.so.2), else Confluent.Kafka falls back to the self-contained <c>centos8-librdkafka.so</c>.</summary>
+    [Fact]
+    public void Broker_and_clients_share_one_librdkafka_2_16_0_from_the_redist()
+    {
+        using (var producer = new ProducerBuilder<Null, string>(new ProducerConfig { BootstrapServers = kafka.BootstrapServers }).Build())
+            Assert.Equal(0, producer.Flush(TimeSpan.FromSeconds(5)));
+
+        Assert.Equal("2.16.0", Library.VersionString);
+        Assert.Equal("2.16.0", EmbeddedKafkaCluster.LibrdkafkaVersion);
+        var mapped = File.ReadLines("/proc/self/maps")
+            .Select(line => line.IndexOf('/') is var slash and >= 0 ? line[slash..] : "")
+            .Where(file => Path.GetFileName(file).Contains("librdkafka", StringComparison.Ordinal))
+            .Distinct()
+            .ToList();
+        var loaded = Assert.Single(mapped);
+        Assert.Equal(loaded, EmbeddedKafkaCluster.LibrdkafkaPath);
+        Assert.Equal(Path.Combine(AppContext.BaseDirectory, "runtimes", "linux-x64", "native"), Path.GetDirectoryName(loaded));
+        var expectedFile = NativeLibrary.TryLoad("libsasl2.so.3", out _) ? "librdkafka.so" : "centos8-librdkafka.so";
+        Assert.Equal(expectedFile, Path.GetFileName(loaded));
     }
 }
