@@ -3,25 +3,34 @@ using System.Runtime.InteropServices;
 
 namespace StreamHealth.Runtime.Kafka;
 
-/// <summary>Binds our own P/Invoke declarations (the mock cluster API, which Confluent.Kafka does not expose) to
-/// the very librdkafka.so file that Confluent.Kafka loaded from librdkafka.redist 2.16.0, so the embedded broker
-/// and the clients run one copy of one library.</summary>
-/// <remarks>The redist ships two glibc builds in runtimes/linux-x64/native: <c>librdkafka.so</c>, which needs
-/// <c>libsasl2.so.3</c> (the RHEL soname; Debian 12's libsasl2-2 provides only <c>libsasl2.so.2</c>), and the
-/// self-contained <c>centos8-librdkafka.so</c> (same 2.16.0 source, no Cyrus SASL/GSSAPI), which Confluent.Kafka
-/// silently falls back to when the first does not load. Guessing that order here could pick a different file
-/// than the clients; asking the process which file is mapped cannot.</remarks>
+/// <summary>Binds our own P/Invoke declarations (the mock cluster API, which Confluent.Kafka does not expose) to the
+/// embedded broker's own librdkafka: <c>librdkafka-mock-broker.so</c>, a build with the mock cluster's offset lookup
+/// patched (compose/local/setup.sh), copied next to the application under runtimes/linux-x64/native. The clients keep
+/// the librdkafka.redist 2.16.0 file that Confluent.Kafka loads.</summary>
+/// <remarks>Two librdkafka copies in one process stay apart: NativeLibrary.Load is dlopen without RTLD_GLOBAL, so the
+/// broker copy's symbols never interpose the clients' (or the reverse), and it is linked with -Bsymbolic, so its calls
+/// to its own exported functions bind to itself whatever else is loaded. Nothing crosses between them but TCP: the
+/// clients reach the broker through its bootstrap address like any Kafka. When the broker library is missing (setup
+/// not run) the cluster runs on the clients' unpatched copy, found in /proc/self/maps rather than guessed, since the
+/// redist's default <c>librdkafka.so</c> needs libsasl2.so.3, which Debian 12 lacks, and Confluent.Kafka then falls
+/// back to its <c>centos8-librdkafka.so</c>.</remarks>
 internal static partial class Librdkafka
 {
     public const string Name = "streamhealth-librdkafka";
 
+    /// <summary>The patched broker build, as StreamHealth.Runtime.csproj copies it into every application's output.</summary>
+    public const string BrokerFileName = "librdkafka-mock-broker.so";
+
     private static string? _loadedPath;
+
+    // The runtime asks the resolver once per P/Invoke method, not once per library: load (and warn) once.
+    private static readonly Lazy<IntPtr> Handle = new(Load);
 
     static Librdkafka() => NativeLibrary.SetDllImportResolver(typeof(Librdkafka).Assembly, Resolve);
 
     public static void EnsureResolver() { /* runs the static constructor */ }
 
-    /// <summary>Full path of the librdkafka file both Confluent.Kafka and these declarations use.</summary>
+    /// <summary>Full path of the librdkafka file these declarations (the embedded broker) use.</summary>
     public static string LoadedPath
     {
         get
@@ -32,9 +41,23 @@ internal static partial class Librdkafka
         }
     }
 
-    private static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? path)
+    /// <summary>Whether the broker runs on its patched build rather than on the clients' library.</summary>
+    public static bool IsPatchedBroker => Path.GetFileName(LoadedPath) == BrokerFileName;
+
+    private static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? path) =>
+        name == Name ? Handle.Value : IntPtr.Zero;
+
+    private static IntPtr Load()
     {
-        if (name != Name) return IntPtr.Zero;
+        var broker = Path.Combine(AppContext.BaseDirectory, "runtimes", "linux-x64", "native", BrokerFileName);
+        if (File.Exists(broker))
+        {
+            _loadedPath = broker;
+            return NativeLibrary.Load(broker);
+        }
+        Console.Error.WriteLine($"warning: {BrokerFileName} not found in {Path.GetDirectoryName(broker)}; the embedded broker runs " +
+                                "on the clients' unpatched librdkafka, whose fetch latency grows with the data kept. " +
+                                "Run compose/local/setup.sh and rebuild.");
         // Reading the version makes Confluent.Kafka load its native library (throws if none of its builds loads).
         _ = Confluent.Kafka.Library.VersionString;
         var loaded = MappedLibrdkafkaFiles();
