@@ -4,10 +4,14 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 LOCAL="$ROOT/.local"
-mkdir -p "$LOCAL/cache" "$LOCAL/feed"
+mkdir -p "$LOCAL/cache"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 # ---- Debian packages -------------------------------------------------------------------------
+# The clients' librdkafka comes from NuGet (librdkafka.redist 2.16.0). Its default librdkafka.so needs libsasl2.so.3,
+# a RHEL soname no Debian 12 package provides (libsasl2-2 ships libsasl2.so.2), so Confluent.Kafka loads the redist's
+# self-contained centos8-librdkafka.so (same 2.16.0, without Kerberos/GSSAPI). The build tools below are only for the
+# embedded broker's own patched librdkafka (next step).
 APT_PACKAGES=(librocksdb7.8 postgresql-15 redis-server
               gcc make pkg-config libssl-dev zlib1g-dev libzstd-dev liblz4-dev)
 missing=()
@@ -22,68 +26,54 @@ if ((${#missing[@]})); then
 fi
 # Debian's postgresql package starts a cluster on 5432 via its service; we run our own clusters.
 
-# ---- librdkafka 2.15.1 (Debian ships 2.0.2, which Confluent.Kafka 2.15.1 cannot use) ------------
-RDK_VERSION=2.15.1
-RDK_NPM="@confluentinc/kafka-javascript@1.10.1"   # carries librdkafka 2.15.1's C source in deps/
-RDK_NUPKG="$LOCAL/feed/librdkafka.redist.$RDK_VERSION.nupkg"
-# One patch to the embedded broker (the mock cluster), never to the client: its fetch looks up an offset
-# by walking the partition's message sets from the oldest (upstream "FIXME: Maintain an index"), so each
-# fetch near the end costs O(message sets kept, up to 100,000) and latency grows as topics fill. Walking
-# from the newest makes the usual tail fetch O(1). Bump the stamp when the patch changes.
-RDK_PATCH="mock-msgset-find-from-tail-v1"
-if [[ -f "$RDK_NUPKG" && "$(cat "$LOCAL/cache/librdkafka-patch.stamp" 2>/dev/null)" != "$RDK_PATCH" ]]; then
-  log "librdkafka patch changed: rebuilding"
-  rm -f "$RDK_NUPKG" "$LOCAL/cache/librdkafka-$RDK_VERSION/src/librdkafka.so.1"
-fi
-if [[ ! -f "$RDK_NUPKG" ]]; then
-  src="$LOCAL/cache/librdkafka-$RDK_VERSION"
-  if [[ ! -f "$src/src/librdkafka.so.1" ]]; then
-    tgz=$(ls "$LOCAL"/cache/confluentinc-kafka-javascript-1.10.1.tgz 2>/dev/null || true)
-    if [[ -z "$tgz" ]]; then
-      log "npm pack $RDK_NPM"
-      (cd "$LOCAL/cache" && npm pack --silent "$RDK_NPM" >/dev/null 2>&1)
-      tgz="$LOCAL/cache/confluentinc-kafka-javascript-1.10.1.tgz"
-    fi
-    rm -rf "$src" "$LOCAL/cache/pkg" && mkdir -p "$LOCAL/cache/pkg"
-    tar -xzf "$tgz" -C "$LOCAL/cache/pkg" package/deps/librdkafka
-    mv "$LOCAL/cache/pkg/package/deps/librdkafka" "$src" && rm -rf "$LOCAL/cache/pkg"
-    python3 - "$src/src/rdkafka_mock.c" <<'PATCH'
+# ---- the embedded broker's librdkafka (patched; the clients keep librdkafka.redist 2.16.0) -------------
+# The embedded broker is librdkafka's mock cluster. Its fetch looks up an offset by walking the partition's
+# message sets from the oldest (upstream "FIXME: Maintain an index"), so each fetch near the end costs
+# O(message sets kept, up to 100,000): at a steady 10k records/s the stream loop's p50 leaves ~12 ms within
+# 10 s and reaches tens of seconds, still so in 2.16.0 (benchmarks/RESULTS.md). Walking from the newest makes
+# the usual tail fetch O(1). So the broker alone runs a patched build, loaded by path with RTLD_LOCAL
+# (processors/Runtime/Kafka/Librdkafka.cs); -Bsymbolic binds its calls to its own functions to itself, never
+# to the clients' copy. Source: no npm package carries librdkafka 2.16.0's C source (the newest,
+# @confluentinc/kafka-javascript 1.10.1, carries 2.15.1), so the broker is 2.15.1: the mock cluster speaks
+# the Kafka wire protocol to the 2.16.0 clients like any broker. Bump BROKER_PATCH when the recipe changes.
+BROKER_RDK_VERSION=2.15.1
+BROKER_RDK_NPM_VERSION=1.10.1   # @confluentinc/kafka-javascript, package.json "librdkafka": "2.15.1"
+BROKER_PATCH="mock-msgset-find-from-tail-v1+bsymbolic"
+BROKER_SO="$LOCAL/broker/librdkafka-mock-broker.so"
+BROKER_STAMP="$LOCAL/broker/librdkafka-mock-broker.stamp"
+if [[ ! -f "$BROKER_SO" || "$(cat "$BROKER_STAMP" 2>/dev/null)" != "$BROKER_RDK_VERSION $BROKER_PATCH" ]]; then
+  mkdir -p "$LOCAL/broker"
+  tgz="$LOCAL/cache/confluentinc-kafka-javascript-$BROKER_RDK_NPM_VERSION.tgz"
+  if [[ ! -f "$tgz" ]]; then
+    log "npm pack @confluentinc/kafka-javascript@$BROKER_RDK_NPM_VERSION (librdkafka $BROKER_RDK_VERSION C source)"
+    (cd "$LOCAL/cache" && npm pack --silent "@confluentinc/kafka-javascript@$BROKER_RDK_NPM_VERSION" >/dev/null 2>&1) \
+      || { log "npm pack @confluentinc/kafka-javascript@$BROKER_RDK_NPM_VERSION failed"; exit 1; }
+  fi
+  src="$LOCAL/cache/librdkafka-broker-$BROKER_RDK_VERSION"
+  rm -rf "$src" "$src.extract" && mkdir -p "$src.extract"
+  tar -xzf "$tgz" -C "$src.extract" package/deps/librdkafka
+  mv "$src.extract/package/deps/librdkafka" "$src" && rm -rf "$src.extract"
+  grep -q "RD_KAFKA_VERSION  *0x$(printf '%02x%02x%02x' ${BROKER_RDK_VERSION//./ })ff" "$src/src/rdkafka.h" \
+    || { log "$tgz does not carry librdkafka $BROKER_RDK_VERSION"; exit 1; }
+  python3 - "$src/src/rdkafka_mock.c" <<'PATCH'
 import sys
 path = sys.argv[1]
 code = open(path).read()
 old = "TAILQ_FOREACH(mset, &mpart->msgsets, link) {\n                if (mset->first_offset <= offset && offset <= mset->last_offset)"
 new = "TAILQ_FOREACH_REVERSE(mset, &mpart->msgsets, rd_kafka_mock_msgset_tailq_s, link) {\n                if (mset->first_offset <= offset && offset <= mset->last_offset)"
-if new not in code:
-    if code.count(old) != 1: sys.exit("rdkafka_mock.c: msgset lookup not found; patch needs updating")
-    open(path, "w").write(code.replace(old, new))
+if code.count(old) != 1: sys.exit("rdkafka_mock.c: msgset lookup not found; the patch needs updating")
+open(path, "w").write(code.replace(old, new))
 PATCH
-    log "building librdkafka $RDK_VERSION (about a minute)"
-    (cd "$src" && ./configure --disable-gssapi --disable-curl >"$LOCAL/cache/librdkafka-configure.txt" 2>&1 \
-       && make -C src -j"$(nproc)" librdkafka.so.1 >"$LOCAL/cache/librdkafka-make.txt" 2>&1) \
-      || { log "librdkafka build failed: see $LOCAL/cache/librdkafka-*.txt"; exit 1; }
-  fi
-  # A minimal librdkafka.redist package so Confluent.Kafka's ordinary dependency resolves to it.
-  stage="$LOCAL/cache/redist-stage"
-  rm -rf "$stage" && mkdir -p "$stage/runtimes/linux-x64/native"
-  cp "$src/src/librdkafka.so.1" "$stage/runtimes/linux-x64/native/librdkafka.so"
-  cat >"$stage/librdkafka.redist.nuspec" <<NUSPEC
-<?xml version="1.0" encoding="utf-8"?>
-<package xmlns="http://schemas.microsoft.com/packaging/2013/05/nuspec.xsd">
-  <metadata>
-    <id>librdkafka.redist</id>
-    <version>$RDK_VERSION</version>
-    <authors>StreamHealth setup (built from librdkafka $RDK_VERSION source)</authors>
-    <description>librdkafka $RDK_VERSION for linux-x64, built locally by compose/local/setup.sh.</description>
-    <license type="expression">BSD-2-Clause</license>
-  </metadata>
-</package>
-NUSPEC
-  (cd "$stage" && rm -f "$RDK_NUPKG.tmp" && zip -q -r -X "$RDK_NUPKG.tmp" librdkafka.redist.nuspec runtimes)
-  mv "$RDK_NUPKG.tmp" "$RDK_NUPKG"
-  echo "$RDK_PATCH" >"$LOCAL/cache/librdkafka-patch.stamp"
-  # A stale extraction in the repo-local package folder would shadow the new package.
-  rm -rf "$LOCAL/nuget/librdkafka.redist"
-  log "packed $RDK_NUPKG"
+  log "building the embedded broker's librdkafka $BROKER_RDK_VERSION ($BROKER_PATCH, about a minute)"
+  (cd "$src" && LDFLAGS="-Wl,-Bsymbolic" ./configure --disable-gssapi --disable-curl >"$LOCAL/broker/configure.txt" 2>&1 \
+     && make -C src -j"$(nproc)" librdkafka.so.1 >"$LOCAL/broker/make.txt" 2>&1) \
+    || { log "broker librdkafka build failed: see $LOCAL/broker/configure.txt and make.txt"; exit 1; }
+  readelf -d "$src/src/librdkafka.so.1" | grep SYMBOLIC >/dev/null \
+    || { log "broker librdkafka was linked without -Bsymbolic: it could call into the clients' copy"; exit 1; }
+  cp "$src/src/librdkafka.so.1" "$BROKER_SO.tmp" && mv "$BROKER_SO.tmp" "$BROKER_SO"
+  rm -rf "$src"
+  echo "$BROKER_RDK_VERSION $BROKER_PATCH" >"$BROKER_STAMP"
+  log "built $BROKER_SO"
 fi
 
 # ONNX Runtime comes from NuGet (Microsoft.ML.OnnxRuntime, restored with the solution): nothing to build here.

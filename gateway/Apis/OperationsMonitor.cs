@@ -12,9 +12,9 @@ namespace StreamHealth.Gateway.Apis;
 /// <summary>One dependency probe: whether it answered, how long it took, what it said, and when it was made.</summary>
 public sealed record Probe(bool Ok, double LatencyMs, string Detail, long CheckedAtUnixMs);
 
-/// <summary>A stream task or sink that has input waiting and has not advanced for Streams:StallAfterMs, as /health,
-/// /api/v1/streams and the dashboard name it. <see cref="Kind"/> is "sink" or "task"; <see cref="Name"/> is the sink's
-/// name or "{application id}/{topic-partition}".</summary>
+/// <summary>A stream task or sink that has input waiting and has not advanced for Streams:StallAfterMs, or a processing
+/// host that stopped reporting, as /health, /api/v1/streams and the dashboard name it. <see cref="Kind"/> is "sink", "task"
+/// or "host"; <see cref="Name"/> is the sink's name, "{application id}/{topic-partition}" or the host id.</summary>
 public sealed record StalledPart(
     string Kind, string Host, string Name, string? Topic, long Lag, long LastProgressUnixMs, string? LastError, long LastErrorUnixMs,
     string Summary);
@@ -215,6 +215,7 @@ public sealed class OperationsMonitor(
         var entries = await db.HashGetAllAsync(key).WaitAsync(ProbeTimeout);
         var now = NowUnixMs;
         var hosts = new List<StreamMetricsReport>(entries.Length);
+        var silent = new List<StalledPart>();
         foreach (var entry in entries)
         {
             StreamMetricsReport? report;
@@ -228,17 +229,28 @@ public sealed class OperationsMonitor(
                 continue;
             }
             if (report is null) continue;
+            if (report.IsForgottenAt(now))
+            {
+                await db.ScriptEvaluateAsync(DeleteIfUnchanged, [key], [entry.Name, entry.Value]).WaitAsync(ProbeTimeout);
+                continue;
+            }
             if (report.IsStaleAt(now))
             {
-                // A host that is gone (crashed, or stopped without removing its report).
-                await db.ScriptEvaluateAsync(DeleteIfUnchanged, [key], [entry.Name, entry.Value]).WaitAsync(ProbeTimeout);
+                // A host stopping gracefully deletes its report, so a silent one crashed, hangs, or cannot write to Redis:
+                // its tasks and sinks make no progress that anyone would see, which is a stall of its own.
+                silent.Add(new StalledPart("host", report.HostId, report.HostId, null, report.ConsumerLag, report.AtUnixMs,
+                    "no metrics report", report.AtUnixMs,
+                    $"host {report.HostId} ({string.Join(", ", report.Topologies)}) has not reported for {(now - report.AtUnixMs) / 1000} s " +
+                    $"(every {report.IntervalMs / 1000.0:0.#} s expected); its last report had {report.ConsumerLag} record(s) waiting"));
                 continue;
             }
             // Reports from hosts older than the task and sink fields carry neither.
             hosts.Add(report with { Tasks = report.Tasks ?? [], Sinks = report.Sinks ?? [] });
         }
         hosts.Sort((a, b) => string.CompareOrdinal(a.HostId, b.HostId));
-        return new StreamsReading(hosts, FindStalled(hosts), now, null);
+        var stalled = FindStalled(hosts);
+        stalled.AddRange(silent);
+        return new StreamsReading(hosts, stalled, now, null);
     }
 
     private static List<StalledPart> FindStalled(List<StreamMetricsReport> hosts)

@@ -1,3 +1,4 @@
+using System.ComponentModel;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Npgsql;
@@ -24,7 +25,8 @@ public static class WeightCommandsApi
         [property: JsonPropertyName("unit")] string Unit,
         [property: JsonPropertyName("timestamp")] DateTimeOffset Timestamp,
         [property: JsonPropertyName("source")] string Source,
-        [property: JsonPropertyName("measurement_id")] string? MeasurementId);
+        [property: JsonPropertyName("measurement_id")] string? MeasurementId,
+        [property: JsonPropertyName("declared_event"), Description("optional: `surgery` (e.g. bariatric) declares a step now and fast loss for weeks after, which lifts the sustained-rate bound for 90 days and lets the filter re-anchor at once; `none` (default)")] string? DeclaredEvent = null);
 
     /// <summary>The request body of /initialize (for the API description).</summary>
     public sealed record InitializeRequest(
@@ -63,6 +65,7 @@ public static class WeightCommandsApi
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status409Conflict)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
+            .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .ProducesProblem(StatusCodes.Status504GatewayTimeout)
             .WithMetadata(new Microsoft.AspNetCore.Mvc.RequestSizeLimitAttribute(MaxBodyBytes));
@@ -75,6 +78,7 @@ public static class WeightCommandsApi
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status409Conflict)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
+            .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .ProducesProblem(StatusCodes.Status504GatewayTimeout)
             .WithMetadata(new Microsoft.AspNetCore.Mvc.RequestSizeLimitAttribute(MaxBodyBytes));
@@ -189,6 +193,12 @@ public static class WeightCommandsApi
         catch (WeightPipelineUnavailableException e)
         {
             return TypedResults.Problem(e.Message, statusCode: StatusCodes.Status503ServiceUnavailable, title: "Weights pipeline unavailable");
+        }
+        catch (WeightRejectedException e)
+        {
+            // The gateway checks the same rules first, so this is rare: a rule only the user's state can judge.
+            return TypedResults.Problem($"the weights pipeline refused the measurement: {e.Message}",
+                statusCode: StatusCodes.Status422UnprocessableEntity, title: "Measurement refused by the weights pipeline");
         }
         if (result is null)
             return TypedResults.Problem(
@@ -350,6 +360,15 @@ public static class WeightCommandsApi
                 "patient_reported" => WeightSource.PatientReported,
                 "unknown" or "unspecified" => WeightSource.Unspecified,
                 _ => Error(errors, prefix + "source", $"{prefix}source = {InputRules.Quote(sourceText)}: must be care_team, connected_scale, patient_reported or unknown", WeightSource.Unspecified),
+            };
+
+        var eventText = String(body, prefix + "declared_event", required: false, errors);
+        if (eventText is not null)
+            m.DeclaredEvent = eventText.ToLowerInvariant() switch
+            {
+                "surgery" => WeightEvent.Surgery,
+                "none" => WeightEvent.Unspecified,
+                _ => Error(errors, prefix + "declared_event", $"{prefix}declared_event = {InputRules.Quote(eventText)}: must be surgery or none", WeightEvent.Unspecified),
             };
         return m;
     }

@@ -15,7 +15,9 @@ namespace StreamHealth.Gateway.Weights;
 /// topology copies onto its result; a reply is matched by that header alone (never by the client-chosen
 /// measurement id, which two users may both send) and handed over only if it is for the request's user and
 /// measurement. One reader per gateway replica, assigned every partition at its end (no consumer group, so
-/// replicas do not split the replies); a reply for another replica's request is ignored.</summary>
+/// replicas do not split the replies); a reply for another replica's request is ignored. The reader also follows the
+/// raw topic's dead-letter topic, whose records keep their input headers: a measurement the topology refuses answers its
+/// caller at once with the topology's reason instead of a timeout.</summary>
 public sealed class WeightRequestReply : IHostedService, IDisposable
 {
     private readonly KafkaOptions _kafka;
@@ -37,6 +39,7 @@ public sealed class WeightRequestReply : IHostedService, IDisposable
     public string RawTopic { get; init; } = Topics.WeightsRaw;
     public string FilteredTopic { get; init; } = Topics.WeightsFiltered;
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(5);
+    private string DeadLetterTopic => Topics.DeadLetterOf(RawTopic);
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
@@ -51,7 +54,8 @@ public sealed class WeightRequestReply : IHostedService, IDisposable
     }
 
     /// <summary>Sends <paramref name="measurement"/> and waits for its result; null on timeout (the
-    /// measurement is on weights.raw by then and will still be processed and stored).</summary>
+    /// measurement is on weights.raw by then and will still be processed and stored). Throws
+    /// <see cref="WeightRejectedException"/> when the topology dead-letters it.</summary>
     public async Task<WeightResult?> SendAsync(WeightMeasurement measurement, CancellationToken ct)
     {
         await EnsureReadyAsync(ct);
@@ -109,14 +113,19 @@ public sealed class WeightRequestReply : IHostedService, IDisposable
                 }).Build();
                 using (var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = _kafka.BootstrapServers }).Build())
                 {
-                    var partitions = admin.GetMetadata(FilteredTopic, TimeSpan.FromSeconds(10)).Topics[0].Partitions;
-                    if (partitions.Count == 0) throw new KafkaException(ErrorCode.UnknownTopicOrPart);
-                    // Start at the end as it is NOW: anything a request produces later is after this point.
-                    consumer.Assign(partitions.Select(p =>
+                    var assignment = new List<TopicPartitionOffset>();
+                    foreach (var topic in new[] { FilteredTopic, DeadLetterTopic })
                     {
-                        var tp = new TopicPartition(FilteredTopic, p.PartitionId);
-                        return new TopicPartitionOffset(tp, consumer.QueryWatermarkOffsets(tp, TimeSpan.FromSeconds(10)).High);
-                    }));
+                        var partitions = admin.GetMetadata(topic, TimeSpan.FromSeconds(10)).Topics[0].Partitions;
+                        if (partitions.Count == 0) throw new KafkaException(ErrorCode.UnknownTopicOrPart);
+                        // Start at the end as it is NOW: anything a request produces later is after this point.
+                        foreach (var p in partitions)
+                        {
+                            var tp = new TopicPartition(topic, p.PartitionId);
+                            assignment.Add(new TopicPartitionOffset(tp, consumer.QueryWatermarkOffsets(tp, TimeSpan.FromSeconds(10)).High));
+                        }
+                    }
+                    consumer.Assign(assignment);
                 }
                 _ready.TrySetResult();
                 while (!_stop.IsCancellationRequested)
@@ -126,6 +135,13 @@ public sealed class WeightRequestReply : IHostedService, IDisposable
                     // Results without a request id (other producers') or for another replica's request: not ours.
                     if (r.Message.Headers is not { } headers || !headers.TryGetLastBytes(StreamHeaders.RequestId, out var requestId)) continue;
                     if (!_pending.TryGetValue(Encoding.ASCII.GetString(requestId), out var waiter)) continue;
+                    if (r.Topic == DeadLetterTopic)
+                    {
+                        // The header is a server-generated id, so this dead letter is this request's own measurement.
+                        var reason = headers.TryGetLastBytes(StreamHeaders.Error, out var error) ? Encoding.UTF8.GetString(error) : "refused by the weights topology";
+                        waiter.Reply.TrySetException(new WeightRejectedException(reason));
+                        continue;
+                    }
                     WeightResult result;
                     try { result = WeightResult.Parser.ParseFrom(value); }
                     catch (InvalidProtocolBufferException) { continue; }   // the sinks dead-letter it; no request waits on garbage
@@ -171,6 +187,9 @@ internal sealed record Waiter(string UserId, string MeasurementId)
 {
     public TaskCompletionSource<WeightResult> Reply { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 }
+
+/// <summary>The weights topology dead-lettered the measurement; <see cref="Exception.Message"/> is its reason.</summary>
+public sealed class WeightRejectedException(string reason) : Exception(reason);
 
 /// <summary>The request could not be sent at all (so, unlike a timeout, nothing is on weights.raw).</summary>
 public sealed class WeightPipelineUnavailableException(string message) : Exception(message);

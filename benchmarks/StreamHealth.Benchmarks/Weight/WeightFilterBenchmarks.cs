@@ -57,7 +57,7 @@ public class WeightFilterBenchmarks
     }
 
     /// <summary>One reading in 20 a gross outlier (±25 kg, alternating so they never agree and re-anchor), as
-    /// in the cohort; the rejected path keeps the reading in the state's pending list, which allocates.</summary>
+    /// in the cohort; an outlier that starts a second track allocates its WeightTrack.</summary>
     [Benchmark(OperationsPerInvoke = Block)]
     public double ProcessWithFivePercentOutliers()
     {

@@ -154,7 +154,11 @@ internal sealed class MedtronicCareLinkReader : CgmRowReader
 
         // Everything after Index, compared with the row before: identical exported twice.
         var content = count > 1 ? line[fields[1].Start.Value..] : line;
-        if (_previousLength >= 0 && content.SequenceEqual(_previous.AsSpan(0, _previousLength))) return;
+        if (_previousLength >= 0 && content.SequenceEqual(_previous.AsSpan(0, _previousLength)))
+        {
+            Skip("rows exported twice (identical to the row before)");
+            return;
+        }
         if (content.Length > _previous.Length) _previous = new byte[Math.Max(content.Length, _previous.Length * 2)];
         content.CopyTo(_previous);
         _previousLength = content.Length;
@@ -169,7 +173,10 @@ internal sealed class MedtronicCareLinkReader : CgmRowReader
 
         var hasCalibration = !double.IsNaN(meter) || !double.IsNaN(calibration);
         if (double.IsNaN(sensor) && !hasCalibration && !(bolus > 0) && !(carbs > 0) && !(markerInsulin > 0) && !(markerCarbs > 0))
-            return;                                       // alarms, basal, notes: nothing the unified format holds
+        {
+            Skip("rows without glucose, bolus or carbohydrate (alarms, basal, notes)");   // nothing the unified format holds
+            return;
+        }
 
         var date = ReadDate(Field(line, fields, s.Date), out var year, out var first, out var second);
         var timeOfDayMs = ReadTimeOfDay(Field(line, fields, s.Time));

@@ -127,12 +127,20 @@ internal sealed class NightscoutCsvReader : CgmRowReader
             throw Error($"dateString {CsvLine.Show(dateString)} is not an ISO 8601 time");
 
         var kind = layout.Type >= 0 ? NightscoutEntry.ParseKind(Field(line, fields, layout.Type)) : NightscoutEntry.Kind.Sgv;
-        if (kind is not (NightscoutEntry.Kind.Sgv or NightscoutEntry.Kind.Mbg)) return false;
+        if (kind is not (NightscoutEntry.Kind.Sgv or NightscoutEntry.Kind.Mbg))
+        {
+            Skip(NightscoutEntry.SkipOtherType);
+            return false;
+        }
         var name = kind == NightscoutEntry.Kind.Sgv ? "sgv" : "mbg";
         var valueField = Field(line, fields, kind == NightscoutEntry.Kind.Sgv ? layout.Sgv : layout.Mbg);
         if (valueField.IsEmpty)
         {
-            if (layout.Type < 0) return false;
+            if (layout.Type < 0)
+            {
+                Skip("entries without an sgv value");
+                return false;
+            }
             throw Error($"an {name} entry without an {name} value");
         }
         if (!CsvLine.TryParseDouble(valueField, out var value) || !double.IsFinite(value))
@@ -144,7 +152,11 @@ internal sealed class NightscoutCsvReader : CgmRowReader
             throw Error($"units {CsvLine.Show(units)} is neither mg/dl nor mmol");
 
         var ok = NightscoutEntry.TryGlucose(value, mmol, out var mgDl, out var statusCode);
-        if (statusCode && kind == NightscoutEntry.Kind.Sgv) return false;
+        if (statusCode && kind == NightscoutEntry.Kind.Sgv)
+        {
+            Skip(NightscoutEntry.SkipStatusCode);
+            return false;
+        }
         if (!ok) throw Error($"{name} {value.ToString(CultureInfo.InvariantCulture)}{(mmol ? " mmol/L" : "")} is out of range");
         row = NightscoutEntry.Reading(kind, timeMs, mgDl);
         return true;

@@ -6,6 +6,10 @@ namespace StreamHealth.Cgm.Formats;
 /// and glucose are read. Nightscout stores times in UTC ("date", ms since 1970) and sgv in mg/dL.</summary>
 internal static class NightscoutEntry
 {
+    /// <summary>Skip reasons the JSON and CSV readers share (constants: no allocation per entry).</summary>
+    public const string SkipOtherType = "entries of types not carried (treatments, calibrations, device status)";
+    public const string SkipStatusCode = "sgv entries holding a sensor status code instead of a value";
+
     /// <summary>Dexcom's special sgv values (0 none, 1 sensor not active, 5 not calibrated, 9 absolute
     /// deviation, 10 power deviation, 12 bad RF…) are status codes, not readings. Real readings go down to
     /// the 30s (the sample has 32), so only these are skipped.</summary>

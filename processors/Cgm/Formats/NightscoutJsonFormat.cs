@@ -207,14 +207,22 @@ internal sealed class NightscoutJsonReader : CgmRowReader
             : !double.IsNaN(e.Sgv) ? NightscoutEntry.Kind.Sgv
             : !double.IsNaN(e.Mbg) ? NightscoutEntry.Kind.Mbg
             : NightscoutEntry.Kind.Other;
-        if (kind is not (NightscoutEntry.Kind.Sgv or NightscoutEntry.Kind.Mbg)) return false;
+        if (kind is not (NightscoutEntry.Kind.Sgv or NightscoutEntry.Kind.Mbg))
+        {
+            Skip(NightscoutEntry.SkipOtherType);
+            return false;
+        }
         var name = kind == NightscoutEntry.Kind.Sgv ? "sgv" : "mbg";
         var value = kind == NightscoutEntry.Kind.Sgv ? e.Sgv : e.Mbg;
         if (double.IsNaN(value)) throw Error($"an {name} entry without an {name} value");
         var timeMs = e.DateMs != 0 ? e.DateMs : e.DateStringMs != 0 ? e.DateStringMs : e.SysTimeMs;
         if (timeMs == 0) throw Error("no time: date is missing, and dateString and sysTime are missing or not ISO 8601");
         var ok = NightscoutEntry.TryGlucose(value, e.Mmol, out var mgDl, out var statusCode);
-        if (statusCode && kind == NightscoutEntry.Kind.Sgv) return false;
+        if (statusCode && kind == NightscoutEntry.Kind.Sgv)
+        {
+            Skip(NightscoutEntry.SkipStatusCode);
+            return false;
+        }
         if (!ok) throw Error($"{name} {value.ToString(CultureInfo.InvariantCulture)}{(e.Mmol ? " mmol/L" : "")} is out of range");
         row = NightscoutEntry.Reading(kind, timeMs, mgDl);
         return true;

@@ -12,7 +12,7 @@ internal static class KafkaVerb
         var options = StreamHealthOptions.Load();
         using var cluster = EmbeddedKafkaCluster.Start(options.Kafka.EmbeddedBrokers, partitionOverrides: options.Kafka.PartitionOverrides);
         WriteBootstrap(args.Get("--bootstrap-file"), cluster.BootstrapServers);
-        Console.WriteLine($"embedded Kafka (librdkafka {EmbeddedKafkaCluster.LibrdkafkaVersion} mock cluster, {cluster.BrokerCount} broker(s)) at {cluster.BootstrapServers}");
+        Console.WriteLine($"embedded Kafka (librdkafka {EmbeddedKafkaCluster.LibrdkafkaVersion} mock cluster from {Path.GetFileName(EmbeddedKafkaCluster.LibrdkafkaPath)}, {cluster.BrokerCount} broker(s)) at {cluster.BootstrapServers}");
         Console.WriteLine("Ctrl-C stops it.");
         await Shutdown.WaitAsync();
         return 0;

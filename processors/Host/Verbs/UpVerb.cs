@@ -29,7 +29,7 @@ internal static class UpVerb
         {
             cluster = EmbeddedKafkaCluster.Start(options.Kafka.EmbeddedBrokers, partitionOverrides: options.Kafka.PartitionOverrides);
             bootstrap = cluster.BootstrapServers;
-            Console.WriteLine($"kafka     embedded (librdkafka {EmbeddedKafkaCluster.LibrdkafkaVersion} mock cluster) at {bootstrap}");
+            Console.WriteLine($"kafka     embedded (librdkafka {EmbeddedKafkaCluster.LibrdkafkaVersion} mock cluster from {Path.GetFileName(EmbeddedKafkaCluster.LibrdkafkaPath)}) at {bootstrap}");
         }
         else
         {

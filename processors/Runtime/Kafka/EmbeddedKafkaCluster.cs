@@ -18,7 +18,7 @@ public sealed class EmbeddedKafkaCluster : IDisposable
 
     public string BootstrapServers { get; }
 
-    /// <summary>Version of the librdkafka the cluster (and Confluent.Kafka) runs on.</summary>
+    /// <summary>Version of the librdkafka the cluster runs on (the clients' is Confluent.Kafka's Library.VersionString).</summary>
     public static string LibrdkafkaVersion
     {
         get
@@ -27,6 +27,14 @@ public sealed class EmbeddedKafkaCluster : IDisposable
             return Librdkafka.Version;
         }
     }
+
+    /// <summary>Full path of the librdkafka file the cluster runs on: the patched broker build, or the clients' file
+    /// when setup has not built it (see <see cref="Librdkafka"/>).</summary>
+    public static string LibrdkafkaPath => Librdkafka.LoadedPath;
+
+    /// <summary>Whether the cluster runs on its patched build (fetch finds an offset from the newest data).</summary>
+    public static bool IsPatchedBroker => Librdkafka.IsPatchedBroker;
+
     public int BrokerCount { get; }
 
     private EmbeddedKafkaCluster(IntPtr handle, IntPtr cluster, int brokerCount)

@@ -130,4 +130,11 @@ public sealed record StreamMetricsReport(
 
     /// <summary>Whether this report is from a host that stopped reporting (three intervals without a new one).</summary>
     public bool IsStaleAt(long nowUnixMs) => nowUnixMs - AtUnixMs > 3 * Math.Max(IntervalMs, 1_000);
+
+    /// <summary>How long a silent host stays reported (as stalled) before its report is deleted: a host that stops
+    /// gracefully deletes its own report, so one that falls silent crashed, hangs or cannot reach Redis, and its
+    /// partitions may be waiting for the group to move them; ten minutes is long enough to be seen and acted on.</summary>
+    public const long SilentHostRetentionMs = 10 * 60_000;
+
+    public bool IsForgottenAt(long nowUnixMs) => nowUnixMs - AtUnixMs > SilentHostRetentionMs;
 }

@@ -6,8 +6,8 @@ namespace StreamHealth.Weight.Filter;
 public readonly record struct BaselineSample(long TimeUnixMs, double WeightKg, double VarianceKg2);
 
 /// <summary>Robust start of a user's estimate from a handful of measurements: median/MAD for the level and
-/// outliers, Theil–Sen for the slope, shrunk towards a flat prior, and a covariance that says how little
-/// three noisy points really know.</summary>
+/// outliers, Theil–Sen for the slope when the samples span long enough (else flat), and a covariance that
+/// says how little three noisy points really know.</summary>
 public static class RobustBaseline
 {
     /// <summary>Most samples one fit takes (Theil–Sen looks at every pair: 32,640 pairs at this bound).</summary>
@@ -25,8 +25,10 @@ public static class RobustBaseline
     /// <param name="samples">In any order; 1 to <see cref="MaxSamples"/>.</param>
     /// <param name="excluded">Same length as <paramref name="samples"/>; set where a sample was dropped as an outlier.</param>
     /// <param name="used">How many samples the estimate rests on.</param>
+    /// <param name="minSlopeSpanDays">Shorter spans start flat with <paramref name="trendPriorSdKgPerDay"/>.</param>
+    /// <param name="maxTrendKgPerDay">The slope is clamped to ± this (the physiological bound).</param>
     public static WeightTrendKalman Fit(ReadOnlySpan<BaselineSample> samples, long atTimeUnixMs, double outlierZ,
-        double minSlopeSpanDays, double trendPriorSdKgPerDay, Span<bool> excluded, out int used)
+        double minSlopeSpanDays, double trendPriorSdKgPerDay, double maxTrendKgPerDay, Span<bool> excluded, out int used)
     {
         var n = samples.Length;
         if (n is < 1 or > MaxSamples)
@@ -79,17 +81,16 @@ public static class RobustBaseline
         var sumSquares = 0.0;
         foreach (var d in daysBefore) sumSquares += (d - meanDays) * (d - meanDays);
 
-        var priorVariance = trendPriorSdKgPerDay * trendPriorSdKgPerDay;
+        // Long enough a span (a week or more) says what the slope is: the Theil–Sen slope itself, with the
+        // variance its scatter gives, within the physiological bound. Shorter spans start flat with room to
+        // learn (a prior that pulled a real week's slope towards 0 biased every diet for its first weeks).
         var trend = 0.0;
-        var trendVariance = priorVariance;
-        if (m >= 2 && maxDays - minDays >= minSlopeSpanDays && sumSquares > 0
+        var trendVariance = trendPriorSdKgPerDay * trendPriorSdKgPerDay;
+        if (m >= 3 && maxDays - minDays >= minSlopeSpanDays && sumSquares > 0
             && TryTheilSen(kept, daysBefore, out var slope))
         {
-            // Gaussian prior N(0, prior) times the slope's likelihood N(slope, σ²/Sxx): the posterior mean
-            // shrinks a slope from few, close points towards flat; a long clean run keeps its slope.
-            var slopeVariance = noiseVariance / sumSquares;
-            trend = slope * priorVariance / (priorVariance + slopeVariance);
-            trendVariance = priorVariance * slopeVariance / (priorVariance + slopeVariance);
+            trend = Math.Clamp(slope, -maxTrendKgPerDay, maxTrendKgPerDay);
+            trendVariance = noiseVariance / sumSquares;
         }
 
         for (var i = 0; i < m; i++) scratch[i] = kept[i] - trend * daysBefore[i];

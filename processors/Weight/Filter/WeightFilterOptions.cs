@@ -51,12 +51,19 @@ public sealed class WeightFilterOptions
 
     public double InitWindowDays { get; set; } = 14;
 
-    /// <summary>Below this time span the initial trend is 0: a slope from two mornings is noise.</summary>
-    public double InitMinSlopeSpanDays { get; set; } = 2;
+    /// <summary>Buffered readings spanning at least this many days start the estimate with their own
+    /// (Theil–Sen) trend; shorter spans start flat, since a slope from two mornings is noise.</summary>
+    public double InitTrendMinSpanDays { get; set; } = 7;
 
-    /// <summary>Prior standard deviation of a new user's trend (kg/day); the robust slope is shrunk
-    /// towards 0 with it, so three noisy points cannot claim ±2 kg/week.</summary>
+    /// <summary>Standard deviation of a trend nobody has measured yet (kg/day): a flat start, or a second
+    /// track started from one reading, is given this much room to learn its slope.</summary>
     public double InitialTrendSdKgPerDay { get; set; } = 0.1;
+
+    /// <summary>(Re)initialisation waits for InitMinMeasurements within max(InitWindowDays, this × the
+    /// person's cadence) days, at most <see cref="InitMaxWindowDays"/>: a weekly weigher restarts too.</summary>
+    public double InitCadenceWindowMultiple { get; set; } = 3;
+
+    public double InitMaxWindowDays { get; set; } = 30;
 
     /// <summary>Initialisation drops samples further than this many robust SDs (1.4826·MAD) from the median.</summary>
     public double InitOutlierZ { get; set; } = 3.5;
@@ -64,14 +71,32 @@ public sealed class WeightFilterOptions
     /// <summary>No accepted measurement for longer than this: the estimate is stale, start again.</summary>
     public double ReinitializeGapDays { get; set; } = 30;
 
-    /// <summary>Consecutive rejections that, agreeing with each other, mean the weight really moved.</summary>
-    public int ReanchorRejections { get; set; } = 3;
-
-    /// <summary>Pending rejections older than this (relative to the newest) are forgotten.</summary>
+    /// <summary>A second track (rejected readings that agree with each other) with no reading for this
+    /// long is forgotten.</summary>
     public double ReanchorWindowDays { get; set; } = 7;
 
-    /// <summary>The pending rejections agree when their range (max − min) is at most this.</summary>
-    public double ReanchorMaxSpreadKg { get; set; } = 4;
+    /// <summary>Readings closer together than this count as one independent day of evidence: stepping
+    /// off and on the scale a minute later confirms nothing.</summary>
+    public double IndependentSpacingDays { get; set; } = 0.75;
+
+    /// <summary>The second track replaces the user's after ReanchorMinIndependentDays + |step| /
+    /// ReanchorStepKgPerIndependentDay independent days with no reading of the user's in between
+    /// (a care-team reading on the second track, or a declared surgery, confirms at once). A household
+    /// member visits for days; a real step of 10 kg persists for weeks, so it may take 13 days to prove.</summary>
+    public double ReanchorMinIndependentDays { get; set; } = 3;
+
+    public double ReanchorStepKgPerIndependentDay { get; set; } = 1.0;
+
+    /// <summary>After a re-anchoring the previous track is kept this long: a reading of it switches back at once.</summary>
+    public double RetainPreviousTrackDays { get; set; } = 14;
+
+    /// <summary>Physiological bound on the sustained rate of change (kg/week, either way) outside a
+    /// declared event: fat and lean mass do not move faster for weeks on end; a diet's first-week water
+    /// loss is left to the level, not the trend.</summary>
+    public double MaxSustainedRateKgPerWeek { get; set; } = 2.0;
+
+    /// <summary>How long a declared surgery lifts <see cref="MaxSustainedRateKgPerWeek"/>.</summary>
+    public double DeclaredEventDays { get; set; } = 90;
 
     public double MinPlausibleKg { get; set; } = 20;
 
@@ -112,14 +137,21 @@ public sealed class WeightFilterOptions
         if (InitMinMeasurements is < 1 or > 32)
             errors.Add($"{Section}:{nameof(InitMinMeasurements)} = {InitMinMeasurements}: must be 1-32");
         Positive(nameof(InitWindowDays), InitWindowDays);
-        NonNegative(nameof(InitMinSlopeSpanDays), InitMinSlopeSpanDays);
+        NonNegative(nameof(InitTrendMinSpanDays), InitTrendMinSpanDays);
         Positive(nameof(InitialTrendSdKgPerDay), InitialTrendSdKgPerDay);
+        Positive(nameof(InitCadenceWindowMultiple), InitCadenceWindowMultiple);
+        Positive(nameof(InitMaxWindowDays), InitMaxWindowDays);
+        if (InitMaxWindowDays < InitWindowDays)
+            errors.Add($"{Section}:{nameof(InitMaxWindowDays)} = {Format(InitMaxWindowDays)}: must be at least {nameof(InitWindowDays)} = {Format(InitWindowDays)}");
         Positive(nameof(InitOutlierZ), InitOutlierZ);
         Positive(nameof(ReinitializeGapDays), ReinitializeGapDays);
-        if (ReanchorRejections is < 1 or > 32)
-            errors.Add($"{Section}:{nameof(ReanchorRejections)} = {ReanchorRejections}: must be 1-32");
         Positive(nameof(ReanchorWindowDays), ReanchorWindowDays);
-        NonNegative(nameof(ReanchorMaxSpreadKg), ReanchorMaxSpreadKg);
+        NonNegative(nameof(IndependentSpacingDays), IndependentSpacingDays);
+        NonNegative(nameof(ReanchorMinIndependentDays), ReanchorMinIndependentDays);
+        Positive(nameof(ReanchorStepKgPerIndependentDay), ReanchorStepKgPerIndependentDay);
+        NonNegative(nameof(RetainPreviousTrackDays), RetainPreviousTrackDays);
+        Positive(nameof(MaxSustainedRateKgPerWeek), MaxSustainedRateKgPerWeek);
+        NonNegative(nameof(DeclaredEventDays), DeclaredEventDays);
         Positive(nameof(MinPlausibleKg), MinPlausibleKg);
         Positive(nameof(MaxPlausibleKg), MaxPlausibleKg);
         if (MaxPlausibleKg <= MinPlausibleKg)

@@ -20,16 +20,23 @@ namespace StreamHealth.Weight.Filter;
 /// <item>Older than the newest processed measurement → OUT_OF_ORDER: not used (the filter never rewinds);
 /// only its fingerprint is kept.</item>
 /// <item>No estimate yet: buffered (BUFFERED_FOR_INITIALIZATION, needs_initialization) until
-/// InitMinMeasurements lie within InitWindowDays; then <see cref="RobustBaseline"/> starts the estimate
+/// InitMinMeasurements lie within the init window (InitWindowDays, widened to InitCadenceWindowMultiple ×
+/// the person's cadence for people who weigh less often, at most InitMaxWindowDays); then <see cref="RobustBaseline"/> starts the estimate
 /// (INITIALIZED).</item>
 /// <item>More than ReinitializeGapDays since the last accepted measurement → the estimate is dropped
 /// (REINITIALIZED_AFTER_GAP, needs_reinitialization) and this measurement starts the new buffer.</item>
-/// <item>Predict to the measurement's time; normalised innovation d = |y|/√S above OutlierGateSigma →
-/// OUTLIER (estimate unchanged, the measurement joins the pending rejections). When the last
-/// ReanchorRejections pending rejections lie within ReanchorWindowDays, on the same side of the prediction
-/// and within ReanchorMaxSpreadKg of each other, the weight really moved: the level restarts at their
-/// median (REANCHORED_AFTER_STEP_CHANGE, accepted), keeping the trend but resetting its uncertainty.</item>
-/// <item>Otherwise the Kalman update (ACCEPTED); pending rejections are cleared, since they were not consecutive.</item>
+/// <item>Predict to the measurement's time; normalised innovation d = |y|/√S within OutlierGateSigma →
+/// ACCEPTED (Kalman update). The trend is held within ±MaxSustainedRateKgPerWeek unless a surgery was
+/// declared in the last DeclaredEventDays.</item>
+/// <item>A measurement declaring surgery that misses the gate re-anchors at once (REANCHORED_AFTER_STEP_CHANGE).</item>
+/// <item>Otherwise it is compared with the second track (<see cref="WeightTrack"/>): readings that agree with
+/// each other but not with the user. One that fits neither is an OUTLIER (and starts a second track when
+/// there is none). One that fits it is rejected as OUTLIER + OTHER_PERSON_SUSPECTED and adds evidence:
+/// an independent day when IndependentSpacingDays have passed since its last. The second track becomes
+/// the user's (REANCHORED_AFTER_STEP_CHANGE, accepted) when its independent days since the user's last
+/// accepted reading reach ReanchorMinIndependentDays + |step| / ReanchorStepKgPerIndependentDay, or at once
+/// on a care-team reading. The user's previous track is then kept for RetainPreviousTrackDays: a reading of
+/// it switches back at once, and the other track becomes the suspect again.</item>
 /// </list>
 /// </remarks>
 public sealed class WeightKalmanFilter
@@ -45,13 +52,19 @@ public sealed class WeightKalmanFilter
     private readonly int _initMinMeasurements;
     private readonly long _initWindowMs;
     private readonly double _initWindowDays;
-    private readonly double _initMinSlopeSpanDays;
+    private readonly double _initTrendMinSpanDays;
     private readonly double _initialTrendSd;
     private readonly double _initOutlierZ;
+    private readonly double _initCadenceWindowMultiple;
+    private readonly double _initMaxWindowDays;
     private readonly double _gapMs;
-    private readonly int _reanchorRejections;
     private readonly long _reanchorWindowMs;
-    private readonly double _reanchorMaxSpreadKg;
+    private readonly long _independentSpacingMs;
+    private readonly double _reanchorMinIndependentDays;
+    private readonly double _reanchorStepKgPerIndependentDay;
+    private readonly long _retainPreviousTrackMs;
+    private readonly double _maxTrendKgPerDay;
+    private readonly long _declaredEventMs;
     private readonly double _minKg;
     private readonly double _maxKg;
 
@@ -74,13 +87,19 @@ public sealed class WeightKalmanFilter
         _initMinMeasurements = Math.Min(options.InitMinMeasurements, RobustBaseline.MaxSamples);
         _initWindowDays = options.InitWindowDays;
         _initWindowMs = (long)(options.InitWindowDays * MsPerDay);
-        _initMinSlopeSpanDays = options.InitMinSlopeSpanDays;
+        _initTrendMinSpanDays = options.InitTrendMinSpanDays;
         _initialTrendSd = options.InitialTrendSdKgPerDay;
         _initOutlierZ = options.InitOutlierZ;
+        _initCadenceWindowMultiple = options.InitCadenceWindowMultiple;
+        _initMaxWindowDays = options.InitMaxWindowDays;
         _gapMs = options.ReinitializeGapDays * MsPerDay;
-        _reanchorRejections = options.ReanchorRejections;
         _reanchorWindowMs = (long)(options.ReanchorWindowDays * MsPerDay);
-        _reanchorMaxSpreadKg = options.ReanchorMaxSpreadKg;
+        _independentSpacingMs = (long)(options.IndependentSpacingDays * MsPerDay);
+        _reanchorMinIndependentDays = options.ReanchorMinIndependentDays;
+        _reanchorStepKgPerIndependentDay = options.ReanchorStepKgPerIndependentDay;
+        _retainPreviousTrackMs = (long)(options.RetainPreviousTrackDays * MsPerDay);
+        _maxTrendKgPerDay = options.MaxSustainedRateKgPerWeek / 7;
+        _declaredEventMs = (long)(options.DeclaredEventDays * MsPerDay);
         _minKg = options.MinPlausibleKg;
         _maxKg = options.MaxPlausibleKg;
     }
@@ -116,6 +135,8 @@ public sealed class WeightKalmanFilter
         if (processedBefore && time < state.EventTimeUnixMs)
             return Describe(state, time, kg, variance, WeightReasons.OutOfOrder, stateChanged: true);
         state.EventTimeUnixMs = time;
+        var surgery = observation.DeclaredEvent == WeightEvent.Surgery;
+        if (surgery) state.DeclaredEventUntilUnixMs = time + _declaredEventMs;
 
         if (!state.Initialized)
             return Buffer(state, time, kg, observation.Source, variance, WeightReasons.None);
@@ -133,13 +154,128 @@ public sealed class WeightKalmanFilter
         var innovation = kg - core.WeightKg;
         var normalized = Math.Abs(innovation) / Math.Sqrt(innovationVariance);
         if (normalized > _gate)
-            return RejectOrReanchor(state, in core, time, kg, observation.Source, variance, innovation, normalized);
+        {
+            if (surgery) return ReanchorOnDeclaredEvent(state, in core, time, kg, variance, innovation, normalized);
+            return SecondHypothesis(state, in core, time, kg, observation.Source, variance, innovation, normalized);
+        }
 
         core.Update(innovation, innovationVariance);
+        BoundTrend(state, ref core, time);
+        NoteUserReading(state, time);
         Store(state, in core, time);
         state.UpdateCount++;
-        if (state.PendingRejections.Count > 0) state.PendingRejections.Clear();
         return EstimateStep(time, accepted: true, kg, innovation, normalized, in core, WeightReasons.Accepted);
+    }
+
+    /// <summary>The trend held within the physiological bound unless a declared event lifted it.</summary>
+    private void BoundTrend(WeightFilterState state, ref WeightTrendKalman core, long time)
+    {
+        if (time < state.DeclaredEventUntilUnixMs) return;
+        core.TrendKgPerDay = Math.Clamp(core.TrendKgPerDay, -_maxTrendKgPerDay, _maxTrendKgPerDay);
+    }
+
+    /// <summary>A reading of the user's own track: contests a suspected second track (its independent days
+    /// restart, so someone weighing between the user's readings never takes over), forgets an expired
+    /// previous track, and updates the user's cadence.</summary>
+    private void NoteUserReading(WeightFilterState state, long time)
+    {
+        var second = state.SecondTrack;
+        if (second is not null)
+        {
+            if (second.PreviousUserTrack) { if (time > second.RetainUntilUnixMs) state.SecondTrack = null; }
+            else second.IndependentDays = 0;
+        }
+        var last = state.LastIndependentTimeUnixMs;
+        if (last == 0 || time - last >= _independentSpacingMs)
+        {
+            if (last != 0)
+            {
+                // Smoothed over about five intervals; a pause is not the person's habit, so one counts at most 30 days.
+                var intervalDays = Math.Min((time - last) / MsPerDay, 30);
+                state.CadenceDays = state.CadenceDays > 0 ? 0.8 * state.CadenceDays + 0.2 * intervalDays : intervalDays;
+            }
+            state.LastIndependentTimeUnixMs = time;
+        }
+    }
+
+    /// <summary>Declared surgery: the level restarts at this reading, the old track is not kept (there is
+    /// nothing to return to) and the trend may be steep for DeclaredEventDays.</summary>
+    private WeightStep ReanchorOnDeclaredEvent(WeightFilterState state, in WeightTrendKalman predicted, long time, double kg,
+        double variance, double innovation, double normalized)
+    {
+        var anchored = new WeightTrendKalman(kg, predicted.TrendKgPerDay, variance, 0, _initialTrendSd * _initialTrendSd);
+        state.SecondTrack = null;
+        NoteUserReading(state, time);
+        Store(state, in anchored, time);
+        state.UpdateCount = 1;
+        return EstimateStep(time, accepted: true, kg, innovation, normalized, in anchored, WeightReasons.ReanchoredAfterStepChange);
+    }
+
+    /// <summary>A reading outside the user's gate: for the second track, against it, or the start of one.</summary>
+    private WeightStep SecondHypothesis(WeightFilterState state, in WeightTrendKalman predicted, long time, double kg,
+        WeightSource source, double variance, double innovation, double normalized)
+    {
+        var second = state.SecondTrack;
+        if (second is not null && (second.PreviousUserTrack
+                ? time > second.RetainUntilUnixMs
+                : time - second.LastEvidenceTimeUnixMs > _reanchorWindowMs))
+            second = state.SecondTrack = null;
+
+        if (second is not null)
+        {
+            var track = LoadTrack(second);
+            track.Predict((time - second.EstimateTimeUnixMs) / MsPerDay, _accelerationNoise);
+            var trackInnovationVariance = track.InnovationVariance(variance);
+            var trackInnovation = kg - track.WeightKg;
+            if (Math.Abs(trackInnovation) <= _gate * Math.Sqrt(trackInnovationVariance))
+            {
+                track.Update(trackInnovation, trackInnovationVariance);
+                BoundTrend(state, ref track, time);
+                second.ReadingCount++;
+                if (time - second.LastEvidenceTimeUnixMs >= _independentSpacingMs)
+                {
+                    second.IndependentDays++;
+                    second.LastEvidenceTimeUnixMs = time;
+                }
+                var stepKg = Math.Abs(track.WeightKg - predicted.WeightKg);
+                var proven = second.PreviousUserTrack || source == WeightSource.CareTeam
+                    || second.IndependentDays >= _reanchorMinIndependentDays + stepKg / _reanchorStepKgPerIndependentDay;
+                if (proven)
+                {
+                    // Swap: the second track becomes the user's; the user's becomes the second, kept to
+                    // return to at once, or, when we were returning, suspected again as the other person.
+                    var returning = second.PreviousUserTrack;
+                    var count = second.ReadingCount;
+                    StoreTrack(second, in predicted, time);
+                    second.PreviousUserTrack = !returning;
+                    second.RetainUntilUnixMs = returning ? 0 : time + _retainPreviousTrackMs;
+                    second.IndependentDays = 0;
+                    second.ReadingCount = Math.Max(state.UpdateCount, 1);
+                    second.LastEvidenceTimeUnixMs = time;
+                    NoteUserReading(state, time);
+                    Store(state, in track, time);
+                    state.UpdateCount = count;
+                    return EstimateStep(time, accepted: true, kg, innovation, normalized, in track, WeightReasons.ReanchoredAfterStepChange);
+                }
+                StoreTrack(second, in track, time);
+                return EstimateStep(time, accepted: false, kg, innovation, normalized, in predicted,
+                    WeightReasons.Outlier | WeightReasons.OtherPersonSuspected);
+            }
+        }
+
+        // Neither track: start a second one unless a live one holds more than a single reading.
+        if (second is null || (!second.PreviousUserTrack && second.ReadingCount <= 1))
+        {
+            second ??= state.SecondTrack = new WeightTrack();
+            var start = new WeightTrendKalman(kg, predicted.TrendKgPerDay, variance, 0, _initialTrendSd * _initialTrendSd);
+            StoreTrack(second, in start, time);
+            second.IndependentDays = 1;
+            second.LastEvidenceTimeUnixMs = time;
+            second.ReadingCount = 1;
+            second.PreviousUserTrack = false;
+            second.RetainUntilUnixMs = 0;
+        }
+        return EstimateStep(time, accepted: false, kg, innovation, normalized, in predicted, WeightReasons.Outlier);
     }
 
     /// <summary>The result of a measurement compared with an estimate: the updated one (Kalman update,
@@ -222,7 +358,18 @@ public sealed class WeightKalmanFilter
     private WeightStep Buffer(WeightFilterState state, long time, double kg, WeightSource source, double variance, WeightReasons reasons)
     {
         var buffer = state.InitBuffer;
-        var windowStart = time - _initWindowMs;
+        // The person's cadence widens the window, so someone who weighs weekly gets 3 readings inside it:
+        // the one learnt before a gap, else the buffer's shortest spacing (the longest would let one stale
+        // reading from weeks ago count for a person who now weighs daily).
+        var cadenceDays = state.CadenceDays;
+        if (cadenceDays <= 0 && buffer.Count > 0)
+        {
+            var shortestMs = time - buffer[^1].TimeUnixMs;
+            for (var i = 1; i < buffer.Count; i++) shortestMs = Math.Min(shortestMs, buffer[i].TimeUnixMs - buffer[i - 1].TimeUnixMs);
+            cadenceDays = shortestMs / MsPerDay;
+        }
+        var windowDays = Math.Clamp(_initCadenceWindowMultiple * cadenceDays, _initWindowDays, Math.Max(_initWindowDays, _initMaxWindowDays));
+        var windowStart = time - (long)(windowDays * MsPerDay);
         while (buffer.Count > 0 && buffer[0].TimeUnixMs < windowStart) buffer.RemoveAt(0);
         buffer.Add(new WeightStateSample { TimeUnixMs = time, WeightKg = kg, Source = source });
         if (buffer.Count < _initMinMeasurements)
@@ -251,13 +398,14 @@ public sealed class WeightKalmanFilter
     {
         var time = samples[current].TimeUnixMs;
         Span<bool> excluded = stackalloc bool[samples.Length];
-        var core = RobustBaseline.Fit(samples, time, _initOutlierZ, _initMinSlopeSpanDays, _initialTrendSd, excluded, out var used);
+        var core = RobustBaseline.Fit(samples, time, _initOutlierZ, _initTrendMinSpanDays, _initialTrendSd,
+            time < state.DeclaredEventUntilUnixMs ? double.PositiveInfinity : _maxTrendKgPerDay, excluded, out var used);
         state.Initialized = true;
         Store(state, in core, time);
         state.UpdateCount = (uint)used;
         state.BaselineWeightKg = core.WeightKg;
         state.BaselineTimeUnixMs = time;
-        state.PendingRejections.Clear();
+        state.SecondTrack = null;
 
         var kg = samples[current].WeightKg;
         var innovation = kg - core.WeightKg;
@@ -265,64 +413,6 @@ public sealed class WeightKalmanFilter
         var accepted = !excluded[current];
         return EstimateStep(time, accepted, kg, innovation, normalized, in core,
             reasons | WeightReasons.Initialized | (accepted ? WeightReasons.None : WeightReasons.Outlier));
-    }
-
-    private WeightStep RejectOrReanchor(WeightFilterState state, in WeightTrendKalman predicted, long time, double kg,
-        WeightSource source, double variance, double innovation, double normalized)
-    {
-        var pending = state.PendingRejections;
-        var windowStart = time - _reanchorWindowMs;
-        while (pending.Count > 0 && pending[0].TimeUnixMs < windowStart) pending.RemoveAt(0);
-        pending.Add(new WeightStateSample { TimeUnixMs = time, WeightKg = kg, Source = source });
-        while (pending.Count > _reanchorRejections) pending.RemoveAt(0);
-
-        if (pending.Count >= _reanchorRejections && TryReanchor(state, in predicted, time, out var anchored))
-        {
-            return EstimateStep(time, accepted: true, kg, innovation, normalized, in anchored, WeightReasons.ReanchoredAfterStepChange);
-        }
-        return EstimateStep(time, accepted: false, kg, innovation, normalized, in predicted, WeightReasons.Outlier);
-    }
-
-    /// <summary>Re-anchors when the pending rejections agree: all on one side of the prediction (a real step
-    /// moves every reading the same way; independent gross errors scatter) and, once the trend is taken out,
-    /// within ReanchorMaxSpreadKg of each other.</summary>
-    private bool TryReanchor(WeightFilterState state, in WeightTrendKalman predicted, long time, out WeightTrendKalman anchored)
-    {
-        var pending = state.PendingRejections;
-        Span<double> levels = stackalloc double[pending.Count];
-        var above = 0;
-        var below = 0;
-        var min = double.MaxValue;
-        var max = double.MinValue;
-        var meanVariance = 0.0;
-        for (var i = 0; i < pending.Count; i++)
-        {
-            // Each rejection carried to the current time along the trend, so a fast loss is not "spread".
-            var level = pending[i].WeightKg - predicted.TrendKgPerDay * ((pending[i].TimeUnixMs - time) / MsPerDay);
-            levels[i] = level;
-            if (level > predicted.WeightKg) above++; else below++;
-            min = Math.Min(min, level);
-            max = Math.Max(max, level);
-            meanVariance += MeasurementVarianceKg2(pending[i].Source) / pending.Count;
-        }
-        if ((above > 0 && below > 0) || max - min > _reanchorMaxSpreadKg)
-        {
-            anchored = default;
-            return false;
-        }
-
-        // Level from the agreeing readings alone; the trend survives (a step does not say the diet stopped)
-        // but its certainty does not, so both are re-learnt quickly from the next readings.
-        anchored = new WeightTrendKalman(
-            weightKg: RobustBaseline.MedianInPlace(levels),
-            trendKgPerDay: predicted.TrendKgPerDay,
-            varWeightKg2: Math.PI / 2 * meanVariance / pending.Count,
-            covWeightTrendKg2PerDay: 0,
-            varTrendKg2PerDay2: _initialTrendSd * _initialTrendSd);
-        Store(state, in anchored, time);
-        state.UpdateCount = (uint)pending.Count;
-        pending.Clear();
-        return true;
     }
 
     /// <summary>A step that changes no estimate: the stored estimate carried along its trend to
@@ -376,12 +466,26 @@ public sealed class WeightKalmanFilter
         state.Initialized = false;
         Store(state, default, 0);
         state.UpdateCount = 0;
-        state.PendingRejections.Clear();
+        state.SecondTrack = null;
     }
 
     private static WeightTrendKalman Load(WeightFilterState state) => new(
         state.WeightKg, state.TrendKgPerDay,
         state.CovarianceWeightKg2, state.CovarianceWeightTrendKg2PerDay, state.CovarianceTrendKg2PerDay2);
+
+    private static WeightTrendKalman LoadTrack(WeightTrack track) => new(
+        track.WeightKg, track.TrendKgPerDay,
+        track.CovarianceWeightKg2, track.CovarianceWeightTrendKg2PerDay, track.CovarianceTrendKg2PerDay2);
+
+    private static void StoreTrack(WeightTrack track, in WeightTrendKalman core, long estimateTimeUnixMs)
+    {
+        track.WeightKg = core.WeightKg;
+        track.TrendKgPerDay = core.TrendKgPerDay;
+        track.CovarianceWeightKg2 = core.VarWeightKg2;
+        track.CovarianceWeightTrendKg2PerDay = core.CovWeightTrendKg2PerDay;
+        track.CovarianceTrendKg2PerDay2 = core.VarTrendKg2PerDay2;
+        track.EstimateTimeUnixMs = estimateTimeUnixMs;
+    }
 
     private static void Store(WeightFilterState state, in WeightTrendKalman core, long estimateTimeUnixMs)
     {

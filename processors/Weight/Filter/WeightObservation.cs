@@ -8,8 +8,11 @@ namespace StreamHealth.Weight.Filter;
 /// <param name="Value">The reading in <paramref name="Unit"/>.</param>
 /// <param name="Unit">kg, lb or st; <see cref="WeightUnit.Unspecified"/> is rejected (UNKNOWN_UNIT).</param>
 /// <param name="Source">Decides the measurement noise; unknown sources get the noisiest.</param>
-public readonly record struct WeightObservation(long TimeUnixMs, double Value, WeightUnit Unit, WeightSource Source)
+/// <param name="DeclaredEvent">Surgery declared with this measurement: the filter follows a step at once
+/// and lifts its bound on sustained rates of change for DeclaredEventDays.</param>
+public readonly record struct WeightObservation(long TimeUnixMs, double Value, WeightUnit Unit, WeightSource Source,
+    WeightEvent DeclaredEvent = WeightEvent.Unspecified)
 {
     public static WeightObservation From(WeightMeasurement measurement) =>
-        new(measurement.EventTimeUnixMs, measurement.Value, measurement.Unit, measurement.Source);
+        new(measurement.EventTimeUnixMs, measurement.Value, measurement.Unit, measurement.Source, measurement.DeclaredEvent);
 }

@@ -10,8 +10,14 @@ public sealed class WeightStateFormatException(string message, Exception? inner 
 
 /// <summary>Bytes ↔ <see cref="WeightFilterState"/> for the state store, reading every version ever written.</summary>
 /// <remarks>
-/// <para><b>Version 2</b> (current): the protobuf message <c>streamhealth.WeightFilterState</c> with
-/// <c>schema_version = 2</c>. <see cref="Encode"/> always writes it.</para>
+/// <para><b>Version 3</b> (current, issue 19): the protobuf message <c>streamhealth.WeightFilterState</c> with
+/// <c>schema_version = 3</c>: a second hypothesis track (<c>second_track</c>), the person's cadence and a
+/// declared event's end. <see cref="Encode"/> always writes it.</para>
+/// <para><b>Version 2</b>: the same message with <c>schema_version = 2</c>, which kept up to three
+/// <c>pending_rejections</c> instead of a second track. Upgraded in place: the pending rejections become
+/// the second track (level: their median carried along the estimate's trend to the newest; independent
+/// days: those at least IndependentSpacingDays apart, with the default 0.75), then are cleared; cadence and
+/// declared event start unknown (0).</para>
 /// <para><b>Version 1</b>: the JSON the original Python service kept per user (UTF-8, one object):</para>
 /// <code>
 /// {"last_state": [81.2, -0.05],                          // [weight kg, trend kg/day]; null = never initialised
@@ -28,7 +34,8 @@ public sealed class WeightStateFormatException(string message, Exception? inner 
 /// </remarks>
 public static class WeightStateCodec
 {
-    public const uint CurrentSchemaVersion = 2;
+    public const uint CurrentSchemaVersion = 3;
+    public const uint PendingRejectionsSchemaVersion = 2;
     public const uint PythonJsonSchemaVersion = 1;
 
     public static WeightFilterState NewState() => new() { SchemaVersion = CurrentSchemaVersion };
@@ -41,7 +48,7 @@ public static class WeightStateCodec
         return state.ToByteArray();
     }
 
-    /// <summary>Reads version 1 (JSON) or 2 (protobuf); the result is always a version-2 state.</summary>
+    /// <summary>Reads version 1 (JSON), 2 or 3 (protobuf); the result is always a version-3 state.</summary>
     /// <exception cref="WeightStateFormatException">Naming what is wrong.</exception>
     public static WeightFilterState Decode(ReadOnlySpan<byte> bytes)
     {
@@ -62,12 +69,16 @@ public static class WeightStateCodec
         }
         catch (InvalidProtocolBufferException e)
         {
-            throw new WeightStateFormatException($"weight filter state ({bytes.Length} bytes) is neither version-2 protobuf nor version-1 JSON: {e.Message}", e);
+            throw new WeightStateFormatException($"weight filter state ({bytes.Length} bytes) is neither version-2/3 protobuf nor version-1 JSON: {e.Message}", e);
         }
         switch (state.SchemaVersion)
         {
-            case CurrentSchemaVersion: break;
-            case 0: throw new WeightStateFormatException("weight filter state: schema_version is missing (0); expected 2");
+            case CurrentSchemaVersion:
+                if (state.PendingRejections.Count > 0)
+                    throw new WeightStateFormatException($"weight filter state: version 3 with {state.PendingRejections.Count} pending_rejections; only version 2 kept them");
+                break;
+            case PendingRejectionsSchemaVersion: UpgradeFromPendingRejections(state); break;
+            case 0: throw new WeightStateFormatException($"weight filter state: schema_version is missing (0); expected {CurrentSchemaVersion}");
             case PythonJsonSchemaVersion: throw new WeightStateFormatException("weight filter state: schema_version = 1 in protobuf, but version 1 was only ever JSON");
             default: throw new WeightStateFormatException($"weight filter state: schema_version = {state.SchemaVersion} was written by a newer StreamHealth; this build reads versions 1-{CurrentSchemaVersion}");
         }
@@ -77,7 +88,54 @@ public static class WeightStateCodec
             throw new WeightStateFormatException($"weight filter state: fingerprint_cursor = {state.FingerprintCursor}; must be below {MeasurementFingerprint.RingSize}");
         if (state.Initialized)
             CheckEstimate(state.WeightKg, state.TrendKgPerDay, state.CovarianceWeightKg2, state.CovarianceTrendKg2PerDay2, "weight filter state");
+        if (state.SecondTrack is { } track)
+            CheckEstimate(track.WeightKg, track.TrendKgPerDay, track.CovarianceWeightKg2, track.CovarianceTrendKg2PerDay2, "weight filter state: second_track");
+        if (!double.IsFinite(state.CadenceDays) || state.CadenceDays < 0)
+            throw new WeightStateFormatException($"weight filter state: cadence_days = {F(state.CadenceDays)}: must be a finite number, 0 or more");
         return state;
+    }
+
+    /// <summary>Version 2 → 3 in place (see the class remarks).</summary>
+    private static void UpgradeFromPendingRejections(WeightFilterState state)
+    {
+        var pending = state.PendingRejections;
+        if (state.Initialized && pending.Count > 0)
+        {
+            const long independentSpacingMs = 64_800_000;   // WeightFilterOptions.IndependentSpacingDays default, 0.75 day
+            var newest = pending[^1].TimeUnixMs;
+            Span<double> levels = stackalloc double[pending.Count];
+            var independentDays = 0u;
+            var lastCounted = long.MinValue;
+            for (var i = 0; i < pending.Count; i++)
+            {
+                levels[i] = pending[i].WeightKg - state.TrendKgPerDay * ((pending[i].TimeUnixMs - newest) / 86_400_000.0);
+                if (lastCounted == long.MinValue || pending[i].TimeUnixMs - lastCounted >= independentSpacingMs)
+                {
+                    independentDays++;
+                    lastCounted = pending[i].TimeUnixMs;
+                }
+            }
+            // Rejections on both sides of the estimate were never one track (version 2 would not re-anchor on them).
+            var above = 0;
+            foreach (var level in levels) if (level > state.WeightKg) above++;
+            if (above == 0 || above == pending.Count)
+            {
+                var sdKg = 2.0;   // the noisiest source's default: the migration does not know the options
+                state.SecondTrack = new WeightTrack
+                {
+                    WeightKg = RobustBaseline.MedianInPlace(levels),
+                    TrendKgPerDay = state.TrendKgPerDay,
+                    CovarianceWeightKg2 = sdKg * sdKg / pending.Count,
+                    CovarianceTrendKg2PerDay2 = state.CovarianceTrendKg2PerDay2,
+                    EstimateTimeUnixMs = newest,
+                    IndependentDays = independentDays,
+                    LastEvidenceTimeUnixMs = lastCounted,
+                    ReadingCount = (uint)pending.Count,
+                };
+            }
+        }
+        pending.Clear();
+        state.SchemaVersion = CurrentSchemaVersion;
     }
 
     private static WeightFilterState UpgradeFromPythonJson(ReadOnlySpan<byte> bytes)

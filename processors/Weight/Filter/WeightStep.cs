@@ -19,6 +19,7 @@ public enum WeightReasons : ushort
     ReanchoredAfterStepChange = 1 << (int)WeightReason.ReanchoredAfterStepChange,
     Duplicate = 1 << (int)WeightReason.Duplicate,
     OutOfOrder = 1 << (int)WeightReason.OutOfOrder,
+    OtherPersonSuspected = 1 << (int)WeightReason.OtherPersonSuspected,
 }
 
 public static class WeightReasonsExtensions

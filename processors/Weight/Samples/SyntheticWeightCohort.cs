@@ -13,15 +13,30 @@ public enum SyntheticOutlierKind : byte
     PoundsEnteredAsKilograms,
     /// <summary>The kilogram reading sent labelled as pounds (×0.45).</summary>
     KilogramsEnteredAsPounds,
+    /// <summary>Another household member (adult or child) on the user's scale during a streak.</summary>
+    OtherPerson,
+}
+
+/// <summary>Days on which another household member uses the user's scale (ground truth for the harness).</summary>
+/// <param name="OtherWeightKg">The other person's underlying weight (constant over a streak).</param>
+/// <param name="UserWeighsInBetween">The user keeps weighing during the streak; otherwise only the other
+/// person's (and the clinic's) readings arrive in it.</param>
+public sealed record SyntheticHouseholdStreak(double StartDay, int Days, double OtherWeightKg, bool IsChild, bool UserWeighsInBetween)
+{
+    public double EndDay => StartDay + Days;
 }
 
 /// <summary>One synthetic weigh-in with the truth behind it.</summary>
-/// <param name="TrueWeightKg">The person's underlying weight at that moment (the smooth path, steps included),
-/// what a perfect filter would report.</param>
+/// <param name="TrueWeightKg">The user's underlying weight at that moment (the smooth path, steps and a cast
+/// included), what a perfect filter would report; for another person's reading, still the user's.</param>
 public readonly record struct SyntheticWeighIn(int UserIndex, string UserId, WeightObservation Observation,
     double TrueWeightKg, SyntheticOutlierKind Outlier)
 {
+    /// <summary>The reading declares surgery (the first reading after a declared step change).</summary>
+    public bool DeclaresSurgery => Observation.DeclaredEvent == WeightEvent.Surgery;
+    /// <summary>Should not enter the user's estimate: a gross error or another person's reading.</summary>
     public bool IsOutlier => Outlier != SyntheticOutlierKind.None;
+    public bool IsOtherPerson => Outlier == SyntheticOutlierKind.OtherPerson;
 }
 
 /// <summary>How one synthetic person behaves; drawn from the cohort's seed and the user's index.</summary>
@@ -37,8 +52,17 @@ public sealed record SyntheticUserProfile(
     double StepChangeDay,               // -1: none
     double StepChangeKg,
     double GapStartDay,                 // -1: no long gap
-    double GapDays)
+    double GapDays,
+    bool WeeklyWeigher,                 // weighs every 5.5-8.5 days instead of MeanIntervalDays' exponential
+    bool SurgeryDeclared,               // the step change is declared on the first reading after it
+    double CastStartDay,                // -1: no cast
+    double CastDays,
+    double CastKg,
+    IReadOnlyList<SyntheticHouseholdStreak> HouseholdStreaks)
 {
+    public bool HasCast => CastStartDay >= 0;
+    public bool HasHousehold => HouseholdStreaks.Count > 0;
+
     public bool HasStepChange => StepChangeDay >= 0;
     public bool HasLongGap => GapStartDay >= 0;
 }
@@ -57,6 +81,15 @@ public sealed record SyntheticUserProfile(
 /// 5 % of readings are gross outliers (<see cref="SyntheticOutlierKind"/>): 65 % offsets, 20 % lb typed as
 /// kg, 15 % kg sent as lb. A person's readings depend only on (seed, user index), so any subset of users
 /// reproduces exactly. Memory: every reading of every user is held while streaming (about 50 B each).
+/// <para>Life events (issue 19), drawn from a second random stream per user so the draws above keep their
+/// order: 10 % of people weigh weekly (every 5.5–8.5 days, never twice a day) instead; half the step changes
+/// are declared as surgery on the first reading after them; 6 % of people wear a cast for 28–56 days that
+/// adds 1.5–3.5 kg to what the scale shows (the truth includes it: it is on the scale, and no API declares
+/// it); 30 % share the scale: 1–4 streaks of 1–10 days each in which another adult (70 %, N(80, 16) kg,
+/// 45–150, independent of the user) or a child (20–45 kg) weighs daily on the user's scale, in the user's
+/// unit and source, 15 % of days twice 1–3 minutes apart; in half the streaks the user keeps weighing,
+/// in the other half only the other person's (and the clinic's) readings arrive. Another person's reading
+/// is marked <see cref="SyntheticOutlierKind.OtherPerson"/> and carries no gross error of its own.</para>
 /// </remarks>
 public sealed class SyntheticWeightCohort
 {
@@ -121,8 +154,35 @@ public sealed class SyntheticWeightCohort
     // on every .NET version; the multiplier keeps neighbouring users' streams unrelated.
     private Random NewRandom(int userIndex) => new(unchecked(Seed * 1_000_003 + userIndex * 7_919));
 
+    private Random NewEventsRandom(int userIndex, int purpose) => new(unchecked(Seed * 998_244_353 + userIndex * 104_729 + purpose * 17));
+
     private SyntheticUserProfile DrawProfile(Random random, int userIndex)
     {
+        var events = NewEventsRandom(userIndex, purpose: 1);
+        var weekly = events.NextDouble() < 0.10;
+        var declared = events.NextDouble() < 0.5;
+        var hasCast = events.NextDouble() < 0.06;
+        var castStart = Uniform(events, 30, 300);
+        var castDays = Uniform(events, 28, 56);
+        var castKg = Uniform(events, 1.5, 3.5);
+        var streaks = new List<SyntheticHouseholdStreak>();
+        if (events.NextDouble() < 0.30)
+        {
+            var count = events.Next(1, 5);
+            for (var i = 0; i < count; i++)
+            {
+                var start = Math.Floor(Uniform(events, 20, Days - 12));
+                var length = events.Next(1, 11);
+                var child = events.NextDouble() < 0.30;
+                var otherKg = child ? Uniform(events, 20, 45) : Math.Clamp(Normal(events, 80, 16), 45, 150);
+                var between = events.NextDouble() < 0.5;
+                // Streaks do not overlap: one other person at a time is what is being scored.
+                if (streaks.Exists(s => start < s.EndDay + 3 && s.StartDay < start + length + 3)) continue;
+                streaks.Add(new SyntheticHouseholdStreak(start, length, otherKg, child, between));
+            }
+            streaks.Sort((a, b) => a.StartDay.CompareTo(b.StartDay));
+        }
+
         var startKg = Math.Clamp(Normal(random, 88, 17), 52, 160);
         var noiseSd = Uniform(random, 0.5, 2.0);
         var habit = random.NextDouble();
@@ -139,7 +199,8 @@ public sealed class SyntheticWeightCohort
         var gapDays = Uniform(random, 35, 75);
         return new SyntheticUserProfile(userIndex, UserId(userIndex), startKg, noiseSd, meanInterval, unit, source, careTeam,
             hasStep && stepDay < Days ? stepDay : -1, hasStep ? stepKg : 0,
-            hasGap && gapStart < Days ? gapStart : -1, hasGap ? gapDays : 0);
+            hasGap && gapStart < Days ? gapStart : -1, hasGap ? gapDays : 0,
+            weekly, hasStep && declared, hasCast && castStart < Days ? castStart : -1, castDays, castKg, streaks);
     }
 
     /// <summary>Piecewise-linear true weight: phase i starts at StartDay[i] with StartKg[i] and slope TrendKgPerDay[i].</summary>
@@ -196,8 +257,14 @@ public sealed class SyntheticWeightCohort
 
     private List<SyntheticWeighIn> DrawReadings(Random random, SyntheticUserProfile profile, WeightPath path)
     {
-        var times = new List<(double Day, WeightSource Source)>();
+        var times = new List<(double Day, WeightSource Source, SyntheticHouseholdStreak? Other)>();
         bool InGap(double d) => profile.HasLongGap && d >= profile.GapStartDay && d < profile.GapStartDay + profile.GapDays;
+        SyntheticHouseholdStreak? StreakAt(double d)
+        {
+            foreach (var s in profile.HouseholdStreaks)
+                if (d >= s.StartDay && d < s.EndDay) return s;
+            return null;
+        }
 
         var t = Uniform(random, 0, profile.MeanIntervalDays);
         while (t < Days)
@@ -208,30 +275,58 @@ public sealed class SyntheticWeightCohort
                 continue;
             }
             var source = random.NextDouble() < 0.04 ? WeightSource.Unspecified : profile.PrimarySource;
-            times.Add((t, source));
-            if (random.NextDouble() < 0.08)
+            var streak = StreakAt(t);
+            var userAway = streak is { UserWeighsInBetween: false };
+            if (!userAway) times.Add((t, source, null));
+            if (random.NextDouble() < 0.08 && !profile.WeeklyWeigher)
             {
                 var again = t + Uniform(random, 0.02, 0.5);
-                if (again < Days && !InGap(again)) times.Add((again, source));
+                if (again < Days && !InGap(again) && !userAway) times.Add((again, source, null));
             }
             if (random.NextDouble() < 0.02) t += Uniform(random, 7, 21);
-            t += Math.Max(0.05, -profile.MeanIntervalDays * Math.Log(1 - random.NextDouble()));
+            var exponential = Math.Max(0.05, -profile.MeanIntervalDays * Math.Log(1 - random.NextDouble()));
+            t += profile.WeeklyWeigher ? Uniform(random, 5.5, 8.5) : exponential;
         }
         if (profile.CareTeamVisitIntervalDays > 0)
         {
             for (var v = Uniform(random, 5, profile.CareTeamVisitIntervalDays); v < Days; v += profile.CareTeamVisitIntervalDays * Uniform(random, 0.8, 1.2))
-                if (!InGap(v)) times.Add((v, WeightSource.CareTeam));
+                if (!InGap(v)) times.Add((v, WeightSource.CareTeam, null));
+        }
+        var events = NewEventsRandom(profile.UserIndex, purpose: 2);
+        foreach (var streak in profile.HouseholdStreaks)
+        {
+            for (var d = 0; d < streak.Days; d++)
+            {
+                var at = streak.StartDay + d + Uniform(events, 0.05, 0.95);
+                if (at >= Days || InGap(at)) continue;
+                times.Add((at, profile.PrimarySource, streak));
+                // Stepping off and on again: two readings a minute or two apart are one observation.
+                if (events.NextDouble() < 0.15) times.Add((at + Uniform(events, 1, 3) / 1440.0, profile.PrimarySource, streak));
+            }
         }
         times.Sort((a, b) => a.Day.CompareTo(b.Day));
 
         var readings = new List<SyntheticWeighIn>(times.Count);
         var lastTime = long.MinValue;
-        foreach (var (day, source) in times)
+        var surgeryDeclarationPending = profile.SurgeryDeclared;
+        foreach (var (day, source, other) in times)
         {
             var time = StartUnixMs + (long)(day * MsPerDay);
             if (time <= lastTime) time = lastTime + 1;   // distinct times: "same time, source and value" stays a true duplicate
             lastTime = time;
-            var trueKg = path.At(day);
+            var castKg = profile.HasCast && day >= profile.CastStartDay && day < profile.CastStartDay + profile.CastDays ? profile.CastKg : 0;
+            var trueKg = path.At(day) + castKg;
+            if (other is not null)
+            {
+                var otherReadKg = other.OtherWeightKg + Normal(events, 0, 0.8) + Normal(events, 0, 0.3);
+                var otherUnit = profile.Unit;
+                readings.Add(new SyntheticWeighIn(profile.UserIndex, profile.UserId,
+                    new WeightObservation(time, Display(otherReadKg, otherUnit, selfReported: source == WeightSource.PatientReported), otherUnit, source),
+                    trueKg, SyntheticOutlierKind.OtherPerson));
+                continue;
+            }
+            var declares = surgeryDeclarationPending && day >= profile.StepChangeDay;
+            if (declares) surgeryDeclarationPending = false;
             var instrumentSd = source switch
             {
                 WeightSource.CareTeam => 0.2,
@@ -267,7 +362,7 @@ public sealed class SyntheticWeightCohort
                 }
             }
             readings.Add(new SyntheticWeighIn(profile.UserIndex, profile.UserId,
-                new WeightObservation(time, value, unit, source), trueKg, outlier));
+                new WeightObservation(time, value, unit, source, declares ? WeightEvent.Surgery : WeightEvent.Unspecified), trueKg, outlier));
         }
         return readings;
     }

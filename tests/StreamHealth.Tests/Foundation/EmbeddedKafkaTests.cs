@@ -1,6 +1,8 @@
+using System.Runtime.InteropServices;
 using System.Text;
 using Confluent.Kafka;
 using Google.Protobuf;
+using StreamHealth.Runtime.Kafka;
 using StreamHealth.Schemas;
 using StreamHealth.Tests.Infrastructure;
 
@@ -82,5 +84,42 @@ public sealed class EmbeddedKafkaTests(EmbeddedKafkaFixture kafka) : IClassFixtu
             var topic = Assert.Single(metadata.Topics, t => t.Topic == spec.Name);
             Assert.Equal(spec.Partitions, topic.Partitions.Count);
         }
+    }
+
+    /// <summary>The embedded broker runs its own librdkafka: setup.sh's build with the mock cluster's offset lookup
+    /// walking from the newest message set (2.15.1, the newest librdkafka C source a reachable registry carries), loaded
+    /// by path beside the clients' librdkafka.redist 2.16.0. Which of the redist's glibc builds the clients get depends
+    /// on the machine: the default <c>librdkafka.so</c> needs libsasl2.so.3 (a RHEL soname; Debian 12's libsasl2-2 has
+    /// libsasl2.so.2), else Confluent.Kafka falls back to the self-contained <c>centos8-librdkafka.so</c>.</summary>
+    [Fact]
+    public async Task Broker_runs_its_patched_librdkafka_and_the_clients_the_redist_2_16_0()
+    {
+        // A 2.16.0 client speaks to the 2.15.1 broker over the wire protocol: a delivery report with an offset.
+        var topic = kafka.NewTopic("two-libraries", partitions: 1);
+        using (var producer = new ProducerBuilder<Null, string>(new ProducerConfig { BootstrapServers = kafka.BootstrapServers }).Build())
+        {
+            var delivered = await producer.ProduceAsync(topic, new Message<Null, string> { Value = "one wire protocol" });
+            Assert.Equal(0, delivered.Offset.Value);
+        }
+
+        var native = Path.Combine(AppContext.BaseDirectory, "runtimes", "linux-x64", "native");
+        var brokerFile = Path.Combine(native, "librdkafka-mock-broker.so");
+        var clientFile = Path.Combine(native,
+            NativeLibrary.TryLoad("libsasl2.so.3", out _) ? "librdkafka.so" : "centos8-librdkafka.so");
+        Assert.True(EmbeddedKafkaCluster.IsPatchedBroker, $"broker runs on {EmbeddedKafkaCluster.LibrdkafkaPath}");
+        Assert.Equal(brokerFile, EmbeddedKafkaCluster.LibrdkafkaPath);
+        // Each copy answers for itself: the broker build's version (setup.sh BROKER_RDK_VERSION), the clients' 2.16.0.
+        Assert.Equal("2.15.1", EmbeddedKafkaCluster.LibrdkafkaVersion);
+        Assert.Equal("2.16.0", Library.VersionString);
+
+        var mapped = File.ReadLines("/proc/self/maps")
+            .Select(line => line.IndexOf('/') is var slash and >= 0 ? line[slash..] : "")
+            .Where(file => Path.GetFileName(file).Contains("librdkafka", StringComparison.Ordinal))
+            .Distinct()
+            .Order(StringComparer.Ordinal)
+            .ToList();
+        Assert.Equal([clientFile, brokerFile], mapped);
+        // Two loaded objects, not one file reached under two names.
+        Assert.NotEqual(NativeLibrary.Load(clientFile), NativeLibrary.Load(brokerFile));
     }
 }

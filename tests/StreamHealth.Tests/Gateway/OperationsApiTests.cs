@@ -120,6 +120,40 @@ public sealed class OperationsApiTests(OperationsApiTests.Services services) : I
         Assert.Equal(0, streams.GetProperty("stalled").GetArrayLength());
     }
 
+    /// <summary>A host that stops reporting without removing its report (killed, hung, or unable to write to Redis) is a
+    /// stall nobody would otherwise see: /health is degraded naming the host until it reports again; a report silent for
+    /// longer than the retention is forgotten (deleted), like one from a host long gone.</summary>
+    [Fact]
+    public async Task A_host_that_stops_reporting_makes_health_degraded_naming_it_until_it_reports_again()
+    {
+        var key = NewMetricsKey();
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        StreamMetricsReport Report(string hostId, long atUnixMs) => new(hostId, ["weights"], atUnixMs, 0, 0, 0, 0, ConsumerLag: 17, ActiveTasks: 4,
+            RestoreProgress: 1, Processed: 100, Emitted: 100, DeadLettered: 0, CommitFailures: 0, ProducerQueueFull: 0, ThreadRestarts: 0,
+            IntervalMs: 1_000, Tasks: [], Sinks: []);
+        var db = services.Redis.GetDatabase();
+        // Silent for 20 s (three intervals are 3 s), and one silent for longer than the retention.
+        await db.HashSetAsync(key, "crashed-host", JsonSerializer.Serialize(Report("crashed-host", now - 20_000), StreamMetricsReport.Json));
+        await db.HashSetAsync(key, "long-gone", JsonSerializer.Serialize(Report("long-gone", now - StreamMetricsReport.SilentHostRetentionMs - 60_000), StreamMetricsReport.Json));
+        await using var app = Gateway(key);
+        using var client = app.CreateClient();
+
+        var health = await PollAsync(client, "/health", r => r.StatusCode == HttpStatusCode.ServiceUnavailable);
+        Assert.Equal("degraded", health.Body.GetProperty("status").GetString());
+        var silent = Assert.Single(health.Body.GetProperty("stalled").EnumerateArray());
+        Assert.Equal("host", silent.GetProperty("kind").GetString());
+        Assert.Equal("crashed-host", silent.GetProperty("name").GetString());
+        Assert.Contains("has not reported for", silent.GetProperty("summary").GetString());
+        Assert.Contains("17 record(s) waiting", silent.GetProperty("summary").GetString());
+        Assert.False(await db.HashExistsAsync(key, "long-gone"), "a report silent past the retention is deleted");
+
+        // It reports again: healthy.
+        await db.HashSetAsync(key, "crashed-host", JsonSerializer.Serialize(Report("crashed-host", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() + 5_000),
+            StreamMetricsReport.Json));
+        health = await PollAsync(client, "/health", r => r.StatusCode == HttpStatusCode.OK);
+        Assert.Equal(0, health.Body.GetProperty("stalled").GetArrayLength());
+    }
+
     [Fact]
     public async Task A_stream_task_whose_commits_keep_failing_is_reported_stalled_with_its_error_and_clears_when_it_commits()
     {

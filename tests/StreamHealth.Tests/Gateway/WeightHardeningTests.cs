@@ -261,4 +261,45 @@ public sealed class WeightHardeningTests(WeightGatewayFixture f) : IClassFixture
             Assert.EndsWith("Z", body.GetProperty("timestamp").GetString());
         }
     }
+    /// <summary>A measurement the topology dead-letters answers its waiting caller at once with the topology's reason (the
+    /// dead letter keeps the request-id header), not with a 504 after the reply timeout. The gateway's own checks make this
+    /// rare, so the request is sent through the request/reply service directly, with no measurement id (the topology's rule).</summary>
+    [Fact]
+    public async Task A_measurement_the_topology_dead_letters_answers_its_caller_with_the_reason_not_a_timeout()
+    {
+        var reply = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<StreamHealth.Gateway.Weights.WeightRequestReply>(f.App.Services);
+        var user = U("refused");
+        var measurement = new StreamHealth.Schemas.WeightMeasurement
+        {
+            SchemaVersion = 1, UserId = user, Value = 80, Unit = StreamHealth.Schemas.WeightUnit.Kg,
+            Source = StreamHealth.Schemas.WeightSource.ConnectedScale,
+            EventTimeUnixMs = DateTimeOffset.UtcNow.AddHours(-1).ToUnixTimeMilliseconds(),
+        };
+        // A timeout would return null; the exception carries the topology's reason, so the dead letter answered.
+        var refused = await Assert.ThrowsAsync<StreamHealth.Gateway.Weights.WeightRejectedException>(() => reply.SendAsync(measurement, CancellationToken.None));
+        Assert.Contains("measurement_id", refused.Message);
+    }
+    /// <summary>Issue 19 through the API: surgery can be declared with a measurement (`declared_event`), which lets the
+    /// filter take a 15 kg step at once; the same step undeclared is rejected; an unknown event is a 400 naming the field.</summary>
+    [Fact]
+    public async Task A_declared_surgery_is_taken_at_once_and_the_same_step_undeclared_is_not()
+    {
+        using var client = f.Client();
+        var bad = await Post(client, new { user_id = U("event"), weight = 80.0, unit = "kg", timestamp = "2026-04-01T07:30:00Z", source = "connected_scale", declared_event = "magic" });
+        Assert.Equal(HttpStatusCode.BadRequest, bad.Status);
+        Assert.True(bad.Body.GetProperty("errors").TryGetProperty("declared_event", out _), bad.Text);
+
+        foreach (var declared in new[] { true, false })
+        {
+            var user = U(declared ? "surgery" : "nosurgery");
+            for (var day = 1; day <= 8; day++)
+                Assert.Equal(HttpStatusCode.OK, (await Post(client, Measurement(user, 120 + day % 2 * 0.3, $"{day:00}"))).Status);
+            object step = declared
+                ? new { user_id = user, weight = 105.0, unit = "kg", timestamp = "2026-04-10T07:30:00Z", source = "patient_reported", declared_event = "surgery" }
+                : new { user_id = user, weight = 105.0, unit = "kg", timestamp = "2026-04-10T07:30:00Z", source = "patient_reported" };
+            var result = await Post(client, step);
+            Assert.Equal(HttpStatusCode.OK, result.Status);
+            Assert.True(result.Body.GetProperty("accepted").GetBoolean() == declared, result.Text);
+        }
+    }
 }

@@ -42,6 +42,8 @@ public static class LocalServices
             ["Postgres:Database"] = database,
             ["Redis:Port"] = RedisPort.ToString(),
             ["State:Directory"] = Path.Combine(Path.GetTempPath(), "streamhealth-tests-state"),
+            // Host reports of one test's stack, never another's: a host a test kills stays reported (silent) for minutes.
+            ["Streams:MetricsKey"] = "streamhealth:streams:test:" + database,
         };
         if (bootstrap is not null) d["Kafka:BootstrapServers"] = bootstrap;
         return d;

@@ -105,15 +105,17 @@ public sealed class PunctuationAndMetricsTests(EmbeddedKafkaFixture kafka) : ICl
 
             using var redis = await ConnectionMultiplexer.ConnectAsync(LocalServices.RedisConfiguration);
             var hostId = "metrics-test-" + Guid.NewGuid().ToString("N")[..6];
-            using var reporter = new StreamMetricsReporter(hostId, [appId], host, logs.CreateLogger("test"), redis.GetDatabase(), TimeSpan.FromMinutes(1));
+            var settings = LocalServices.Overrides(LocalServices.NewDatabaseName("gateway_streams"), kafka.BootstrapServers);
+            var metricsKey = settings["Streams:MetricsKey"]!;
+            using var reporter = new StreamMetricsReporter(hostId, [appId], host, logs.CreateLogger("test"), redis.GetDatabase(), TimeSpan.FromMinutes(1),
+                redisKey: metricsKey);
             var report = reporter.Report();
             Assert.Equal(2_000, report.Processed);
             Assert.Equal(2, report.ActiveTasks);
             Assert.True(report.ProcessP99Us >= report.ProcessP50Us && report.ProcessP50Us > 0);
             Assert.Contains($"streams {hostId}: in ", logs.Text);
-            Assert.True(await redis.GetDatabase().HashExistsAsync(StreamMetricsReporter.DefaultRedisKey, hostId), "published in the hosts' hash");
+            Assert.True(await redis.GetDatabase().HashExistsAsync(metricsKey, hostId), "published in the hosts' hash");
 
-            var settings = LocalServices.Overrides(LocalServices.NewDatabaseName("gateway_streams"), kafka.BootstrapServers);
             await using var app = new WebApplicationFactory<Program>().WithWebHostBuilder(b =>
                 b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(settings)));
             using var client = app.CreateClient();

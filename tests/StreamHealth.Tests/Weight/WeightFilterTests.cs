@@ -55,10 +55,10 @@ public sealed class WeightFilterTests
         Assert.Empty(state.InitBuffer);
         Assert.Equal(3u, state.UpdateCount);
         Assert.Equal(T0 + 4 * Day, state.EstimateTimeUnixMs);
-        // A 0.2 kg/day fall over 4 days: the level lands near the newest reading and the trend is negative
-        // but shrunk towards flat, since three points are weak evidence.
+        // A 0.2 kg/day fall over 4 days: the level lands near the newest reading; 4 days are under
+        // InitTrendMinSpanDays, so the trend starts flat with room to learn (see the next tests).
         Assert.InRange(state.WeightKg, 90.9, 91.6);
-        Assert.InRange(state.TrendKgPerDay, -0.2, -0.01);
+        Assert.Equal(0, state.TrendKgPerDay);
         Assert.InRange(state.BaselineWeightKg, 90.9, 91.6);
         Assert.True(state.CovarianceWeightKg2 > 0 && state.CovarianceTrendKg2PerDay2 > 0);
         Assert.InRange(third.Confidence, 0.01, 1.0);
@@ -126,7 +126,7 @@ public sealed class WeightFilterTests
         Assert.InRange(step.PredictionErrorKg, 20.5, 22.5);
         Assert.InRange(step.FilteredWeightKg, 79.5, 80.5);   // the prediction, not pulled towards 101.5
         Assert.Equal(101.5, step.RawWeightKg);
-        Assert.True(step.StateChanged);                      // pending rejection and fingerprint were kept
+        Assert.True(step.StateChanged);                      // second track and fingerprint were kept
 
         Assert.Equal(before.WeightKg, state.WeightKg);
         Assert.Equal(before.TrendKgPerDay, state.TrendKgPerDay);
@@ -135,66 +135,144 @@ public sealed class WeightFilterTests
         Assert.Equal(before.CovarianceTrendKg2PerDay2, state.CovarianceTrendKg2PerDay2);
         Assert.Equal(before.EstimateTimeUnixMs, state.EstimateTimeUnixMs);
         Assert.Equal(before.UpdateCount, state.UpdateCount);
-        Assert.Equal(101.5, Assert.Single(state.PendingRejections).WeightKg);
+        Assert.Equal(101.5, state.SecondTrack.WeightKg);
+        Assert.Equal(1u, state.SecondTrack.IndependentDays);
 
-        // The next ordinary reading is accepted and clears the pending rejection: rejections must be consecutive.
+        // The user's next reading is accepted and contests the second track: its evidence starts again.
         Assert.Equal(WeightReasons.Accepted, _filter.Process(state, Kg(24, 80.1)).Reasons);
-        Assert.Empty(state.PendingRejections);
+        Assert.Equal(0u, state.SecondTrack.IndependentDays);
     }
 
     [Fact]
-    public void A_consistent_run_of_rejections_re_anchors_after_a_step_change()
+    public void Another_person_for_days_is_suspected_never_adopted_and_the_user_is_back_at_once()
     {
         var state = SteadyUser();
+        // Ten days of someone 20 kg heavier, the user away; a second reading a minute later on some days.
+        for (var d = 23; d < 33; d++)
+        {
+            var step = _filter.Process(state, Kg(d + 0.3, 100 + (d % 3 - 1) * 0.6));
+            Assert.False(step.Accepted);
+            Assert.Equal(d == 23 ? WeightReasons.Outlier : WeightReasons.Outlier | WeightReasons.OtherPersonSuspected, step.Reasons);
+            Assert.InRange(step.FilteredWeightKg, 79.4, 80.6);
+            if (d % 2 == 0) Assert.False(_filter.Process(state, Kg(d + 0.3 + 1.0 / 1440, 100.2)).Accepted);
+        }
+        Assert.Equal(10u, state.SecondTrack.IndependentDays);   // 10 days, the minute-later readings not counted
 
-        // Surgery: 12 kg less from day 23 on.
-        var r1 = _filter.Process(state, Kg(23.0, 68.2));
-        var r2 = _filter.Process(state, Kg(24.0, 67.8));
-        Assert.Equal(WeightReasons.Outlier, r1.Reasons);
-        Assert.Equal(WeightReasons.Outlier, r2.Reasons);
-        Assert.InRange(state.WeightKg, 79.5, 80.5);
-
-        var r3 = _filter.Process(state, Kg(25.0, 68.0));
-        Assert.Equal(WeightReasons.ReanchoredAfterStepChange, r3.Reasons);
-        Assert.True(r3.Accepted);
-        Assert.InRange(r3.PredictionErrorKg, -13, -11);      // against the pre-step prediction: the step's size
-        Assert.InRange(state.WeightKg, 67.7, 68.3);
-        Assert.Empty(state.PendingRejections);
-        Assert.Equal(T0 + 25 * Day, state.EstimateTimeUnixMs);
-
-        // And the filter follows the new level from there.
-        Assert.Equal(WeightReasons.Accepted, _filter.Process(state, Kg(26, 67.9)).Reasons);
+        var back = _filter.Process(state, Kg(33.3, 80.4));
+        Assert.Equal(WeightReasons.Accepted, back.Reasons);
+        Assert.InRange(back.FilteredWeightKg, 79.5, 80.6);
+        Assert.Equal(WeightReasons.Outlier | WeightReasons.OtherPersonSuspected, _filter.Process(state, Kg(34.3, 100.1)).Reasons);
     }
 
     [Fact]
-    public void Rejections_that_disagree_do_not_re_anchor()
+    public void Two_readings_a_minute_apart_count_as_one_independent_day()
     {
         var state = SteadyUser();
-        Assert.Equal(WeightReasons.Outlier, _filter.Process(state, Kg(23, 101)).Reasons);   // above
-        Assert.Equal(WeightReasons.Outlier, _filter.Process(state, Kg(24, 60)).Reasons);    // below
-        Assert.Equal(WeightReasons.Outlier, _filter.Process(state, Kg(25, 99)).Reasons);    // above again
-        Assert.Equal(WeightReasons.Outlier, _filter.Process(state, Kg(26, 110)).Reasons);   // same side, 11 kg spread
-        Assert.InRange(state.WeightKg, 79.5, 80.5);
-        Assert.Equal(3, state.PendingRejections.Count);   // bounded by ReanchorRejections
+        _filter.Process(state, Kg(23.0, 68.2));
+        Assert.Equal(WeightReasons.Outlier | WeightReasons.OtherPersonSuspected, _filter.Process(state, Kg(23.0 + 1.0 / 1440, 68.0)).Reasons);
+        Assert.Equal(1u, state.SecondTrack.IndependentDays);
+        Assert.Equal(2u, state.SecondTrack.ReadingCount);
+        _filter.Process(state, Kg(23.5, 68.1));                 // 12 h later: still under IndependentSpacingDays
+        Assert.Equal(1u, state.SecondTrack.IndependentDays);
+        _filter.Process(state, Kg(24.0, 67.9));
+        Assert.Equal(2u, state.SecondTrack.IndependentDays);
+    }
+
+    /// <summary>Day (after day 23) on which a step of <paramref name="stepKg"/> from 80 kg, read daily, re-anchors.</summary>
+    private int DaysToReanchor(double stepKg)
+    {
+        var state = SteadyUser();
+        for (var d = 0; d < 60; d++)
+        {
+            var step = _filter.Process(state, Kg(23 + d, 80 - stepKg + (d % 2 == 0 ? 0.2 : -0.2)));
+            if (step.Reasons == WeightReasons.ReanchoredAfterStepChange)
+            {
+                Assert.True(step.Accepted);
+                Assert.InRange(state.WeightKg, 80 - stepKg - 0.6, 80 - stepKg + 0.6);
+                Assert.True(state.SecondTrack.PreviousUserTrack);   // kept to return to
+                return d + 1;
+            }
+            Assert.False(step.Accepted);
+        }
+        return int.MaxValue;
     }
 
     [Fact]
-    public void Rejections_on_both_sides_of_the_prediction_never_re_anchor_even_with_a_loose_spread()
+    public void A_real_step_re_anchors_after_independent_days_that_grow_with_its_size()
     {
-        // With the default 4 kg spread, readings on both sides are always further apart than that; a loose
-        // spread setting must not turn scattered gross errors into a "step".
-        var loose = new WeightKalmanFilter(new WeightFilterOptions { ReanchorMaxSpreadKg = 50 });
-        var state = WeightStateCodec.NewState();
-        loose.Initialize(state, [Kg(0, 80.2), Kg(1, 79.8), Kg(2, 80.0)]);
-        for (var d = 3; d < 20; d++) loose.Process(state, Kg(d, d % 2 == 0 ? 80.3 : 79.7));
+        // ReanchorMinIndependentDays 3 + 1 day per kg of step.
+        // (The step is measured from the second track's estimate, so noise may add a day.)
+        Assert.InRange(DaysToReanchor(8), 11, 12);
+        Assert.InRange(DaysToReanchor(12), 15, 16);
+        Assert.InRange(DaysToReanchor(25), 28, 29);
+    }
 
-        Assert.Equal(WeightReasons.Outlier, loose.Process(state, Kg(20, 101)).Reasons);
-        Assert.Equal(WeightReasons.Outlier, loose.Process(state, Kg(21, 60)).Reasons);
-        Assert.Equal(WeightReasons.Outlier, loose.Process(state, Kg(22, 99)).Reasons);
-        Assert.InRange(state.WeightKg, 79.5, 80.5);
-        // Three on one side within the loose spread do re-anchor.
-        Assert.Equal(WeightReasons.Outlier, loose.Process(state, Kg(23, 110)).Reasons);   // [60, 99, 110]: mixed
-        Assert.Equal(WeightReasons.ReanchoredAfterStepChange, loose.Process(state, Kg(24, 100)).Reasons);
+    [Fact]
+    public void The_user_weighing_in_between_keeps_another_person_from_ever_taking_over()
+    {
+        var state = SteadyUser();
+        for (var d = 23; d < 60; d++)
+        {
+            var other = _filter.Process(state, Kg(d + 0.2, 92));
+            Assert.False(other.Accepted);
+            if (d % 3 == 0) Assert.Equal(WeightReasons.Accepted, _filter.Process(state, Kg(d + 0.6, 80.1)).Reasons);
+        }
+        Assert.InRange(state.WeightKg, 79.5, 80.6);
+        Assert.False(state.SecondTrack.PreviousUserTrack);
+    }
+
+    [Fact]
+    public void A_care_team_reading_on_the_second_track_confirms_it_and_a_reading_of_the_old_track_returns_at_once()
+    {
+        var state = SteadyUser();
+        Assert.Equal(WeightReasons.Outlier, _filter.Process(state, Kg(23, 68.2)).Reasons);
+        var confirmed = _filter.Process(state, Kg(24, 68.0, WeightSource.CareTeam));
+        Assert.Equal(WeightReasons.ReanchoredAfterStepChange, confirmed.Reasons);
+        Assert.InRange(state.WeightKg, 67.6, 68.6);
+        Assert.True(state.SecondTrack.PreviousUserTrack);
+
+        // The 68 kg readings were someone else's after all: the user's own reading switches back at once,
+        // and the other track is the suspect again.
+        var back = _filter.Process(state, Kg(25, 80.2));
+        Assert.True(back.Accepted);
+        Assert.Equal(WeightReasons.ReanchoredAfterStepChange, back.Reasons);
+        Assert.InRange(back.FilteredWeightKg, 79.4, 80.6);
+        Assert.False(state.SecondTrack.PreviousUserTrack);
+        Assert.Equal(WeightReasons.Outlier | WeightReasons.OtherPersonSuspected, _filter.Process(state, Kg(26, 68.1)).Reasons);
+    }
+
+    [Fact]
+    public void A_previous_track_is_forgotten_after_RetainPreviousTrackDays()
+    {
+        var state = SteadyUser();
+        _filter.Process(state, Kg(23, 68.2));
+        _filter.Process(state, Kg(24, 68.0, WeightSource.CareTeam));
+        for (var d = 25; d < 40; d++) Assert.True(_filter.Process(state, Kg(d, 68.1)).Accepted);
+        Assert.Null(state.SecondTrack);                          // 14 days passed
+        Assert.Equal(WeightReasons.Outlier, _filter.Process(state, Kg(40, 80.2)).Reasons);
+    }
+
+    [Fact]
+    public void Declared_surgery_re_anchors_at_once_and_lifts_the_rate_bound()
+    {
+        var state = SteadyUser();
+        var surgery = _filter.Process(state, Kg(23, 68.0) with { DeclaredEvent = WeightEvent.Surgery });
+        Assert.True(surgery.Accepted);
+        Assert.Equal(WeightReasons.ReanchoredAfterStepChange, surgery.Reasons);
+        Assert.Null(state.SecondTrack);                          // nothing to return to
+        // 5 kg/week for six weeks after: followed, beyond the 2 kg/week bound.
+        for (var d = 1; d <= 42; d++) Assert.True(_filter.Process(state, Kg(23 + d, 68.0 - 0.7 * d)).Accepted);
+        Assert.InRange(state.TrendKgPerDay, -0.8, -0.5);
+        Assert.InRange(state.WeightKg, 68.0 - 0.7 * 42 - 1, 68.0 - 0.7 * 42 + 1);
+    }
+
+    [Fact]
+    public void Without_a_declared_event_the_trend_stays_within_the_sustained_rate_bound()
+    {
+        var state = SteadyUser();
+        for (var d = 1; d <= 42; d++) _filter.Process(state, Kg(22 + d, 80 - 0.7 * d));
+        Assert.InRange(state.TrendKgPerDay, -2.0 / 7 - 1e-12, 0);
+        Assert.Equal(-2.0 / 7, state.TrendKgPerDay, 9);
     }
 
     [Fact]
@@ -349,7 +427,7 @@ public sealed class WeightFilterTests
         Assert.True(state.Initialized);
         Assert.Equal(4u, state.UpdateCount);                               // 209.9 "kg" left out
         Assert.InRange(state.WeightKg, 94.5, 95.5);
-        Assert.True(state.TrendKgPerDay < 0);
+        Assert.Equal(0, state.TrendKgPerDay);                              // 4 days: too short a span for a slope
         Assert.Equal(T0 + 4 * Day, state.EventTimeUnixMs);
         Assert.Equal(5, state.RecentFingerprints.Count);
 
@@ -440,14 +518,14 @@ public sealed class WeightFilterTests
         var time = WeightFilterState.Descriptor.FindFieldByNumber(2);
         Assert.Equal(("schema_version", Google.Protobuf.Reflection.FieldType.UInt32), (version.Name, version.FieldType));
         Assert.Equal(("event_time_unix_ms", Google.Protobuf.Reflection.FieldType.Int64), (time.Name, time.FieldType));
-        Assert.Equal(2u, WeightStateCodec.NewState().SchemaVersion);
+        Assert.Equal(3u, WeightStateCodec.NewState().SchemaVersion);
     }
 
     [Fact]
     public void State_codec_round_trips_the_current_version()
     {
         var state = SteadyUser();
-        _filter.Process(state, Kg(23, 101.5));                       // a pending rejection
+        _filter.Process(state, Kg(23, 101.5));                       // a second track
         var buffering = WeightStateCodec.NewState();
         _filter.Process(buffering, Kg(0, 70));                         // an init buffer
 
@@ -458,7 +536,7 @@ public sealed class WeightFilterTests
             Assert.Equal(original, decoded);
             Assert.Equal(WeightStateCodec.CurrentSchemaVersion, decoded.SchemaVersion);
         }
-        Assert.Single(WeightStateCodec.Decode(WeightStateCodec.Encode(state)).PendingRejections);
+        Assert.Equal(101.5, WeightStateCodec.Decode(WeightStateCodec.Encode(state)).SecondTrack.WeightKg);
 
         // The decoded state carries on exactly like the original.
         var copy = WeightStateCodec.Decode(WeightStateCodec.Encode(state));
@@ -528,8 +606,10 @@ public sealed class WeightFilterTests
     [Fact]
     public void State_codec_refuses_unknown_protobuf_versions_and_corrupt_rings()
     {
-        var newer = new WeightFilterState { SchemaVersion = 3 }.ToByteArray();
-        Assert.Contains("schema_version = 3 was written by a newer StreamHealth", Assert.Throws<WeightStateFormatException>(() => WeightStateCodec.Decode(newer)).Message);
+        var newer = new WeightFilterState { SchemaVersion = 4 }.ToByteArray();
+        Assert.Contains("schema_version = 4 was written by a newer StreamHealth", Assert.Throws<WeightStateFormatException>(() => WeightStateCodec.Decode(newer)).Message);
+        var v3WithPending = new WeightFilterState { SchemaVersion = 3, PendingRejections = { new WeightStateSample { TimeUnixMs = T0, WeightKg = 70 } } };
+        Assert.Contains("only version 2 kept them", Assert.Throws<WeightStateFormatException>(() => WeightStateCodec.Decode(v3WithPending.ToByteArray())).Message);
 
         var missing = new WeightFilterState { EventTimeUnixMs = 5 }.ToByteArray();
         Assert.Contains("schema_version is missing", Assert.Throws<WeightStateFormatException>(() => WeightStateCodec.Decode(missing)).Message);
@@ -538,7 +618,97 @@ public sealed class WeightFilterTests
         for (var i = 0; i < 17; i++) ring.RecentFingerprints.Add((ulong)i);
         Assert.Contains("recent_fingerprints holds 17; at most 16", Assert.Throws<WeightStateFormatException>(() => WeightStateCodec.Decode(ring.ToByteArray())).Message);
 
-        Assert.Contains("neither version-2 protobuf nor version-1 JSON", Assert.Throws<WeightStateFormatException>(() => WeightStateCodec.Decode([0x0A, 0xFF])).Message);
+        Assert.Contains("neither version-2/3 protobuf nor version-1 JSON", Assert.Throws<WeightStateFormatException>(() => WeightStateCodec.Decode([0x0A, 0xFF])).Message);
+    }
+
+    /// <summary>A version-2 state as the issue-4 filter wrote it: initialised at 80 kg, two pending rejections.</summary>
+    private static WeightFilterState Version2State(params (double Day, double Kg)[] pending)
+    {
+        var v2 = new WeightFilterState
+        {
+            SchemaVersion = 2, EventTimeUnixMs = T0 + 22 * Day, Initialized = true, WeightKg = 80, TrendKgPerDay = 0,
+            CovarianceWeightKg2 = 0.3, CovarianceWeightTrendKg2PerDay = 0.001, CovarianceTrendKg2PerDay2 = 0.0004,
+            EstimateTimeUnixMs = T0 + 20 * Day, UpdateCount = 20, BaselineWeightKg = 80, BaselineTimeUnixMs = T0 + 2 * Day,
+        };
+        foreach (var (day, kg) in pending)
+            v2.PendingRejections.Add(new WeightStateSample { TimeUnixMs = T0 + (long)(day * Day), WeightKg = kg, Source = WeightSource.ConnectedScale });
+        return v2;
+    }
+
+    [Fact]
+    public void State_codec_migrates_version_2_pending_rejections_into_the_second_track()
+    {
+        var v2 = Version2State((21, 100.2), (21 + 1.0 / 1440, 100.0), (22, 99.8));
+        var state = WeightStateCodec.Decode(v2.ToByteArray());
+
+        Assert.Equal(3u, state.SchemaVersion);
+        Assert.Empty(state.PendingRejections);
+        Assert.Equal(80, state.WeightKg);
+        Assert.Equal(20u, state.UpdateCount);
+        Assert.Equal(100.0, state.SecondTrack.WeightKg, 9);
+        Assert.Equal(2u, state.SecondTrack.IndependentDays);     // the minute-later rejection counts once
+        Assert.Equal(3u, state.SecondTrack.ReadingCount);
+        Assert.Equal(T0 + 22 * Day, state.SecondTrack.EstimateTimeUnixMs);
+        Assert.Equal(0, state.CadenceDays);
+        // The migrated track carries on: the next 100 kg reading is suspected as another person.
+        Assert.Equal(WeightReasons.Outlier | WeightReasons.OtherPersonSuspected, _filter.Process(state, Kg(23, 100.1)).Reasons);
+        Assert.Equal(state, WeightStateCodec.Decode(WeightStateCodec.Encode(state)));
+
+        // Rejections on both sides were never one track; none at all leave none.
+        Assert.Null(WeightStateCodec.Decode(Version2State((21, 100), (22, 60)).ToByteArray()).SecondTrack);
+        var plain = WeightStateCodec.Decode(Version2State().ToByteArray());
+        Assert.Null(plain.SecondTrack);
+        Assert.Equal(3u, plain.SchemaVersion);
+    }
+
+    [Fact]
+    public void Initial_trend_comes_from_buffered_readings_spanning_a_week_and_is_flat_below()
+    {
+        // 0.1 kg/day loss read every 4 days: three readings span 8 days.
+        var week = WeightStateCodec.NewState();
+        _filter.Process(week, Kg(0, 90.0));
+        _filter.Process(week, Kg(4, 89.6));
+        var started = _filter.Process(week, Kg(8, 89.2));
+        Assert.True(started.Reasons.Has(WeightReason.Initialized));
+        Assert.Equal(-0.1, week.TrendKgPerDay, 9);
+
+        var days = WeightStateCodec.NewState();
+        _filter.Process(days, Kg(0, 90.0));
+        _filter.Process(days, Kg(1, 89.9));
+        _filter.Process(days, Kg(2, 89.8));
+        Assert.Equal(0, days.TrendKgPerDay);
+        Assert.Equal(0.01, days.CovarianceTrendKg2PerDay2, 9);   // InitialTrendSdKgPerDay² : room to learn it
+
+        // Even a long span's slope stays within the sustained-rate bound.
+        var steep = WeightStateCodec.NewState();
+        _filter.Process(steep, Kg(0, 90.0));
+        _filter.Process(steep, Kg(5, 87.0));
+        _filter.Process(steep, Kg(10, 84.0));
+        Assert.Equal(-2.0 / 7, steep.TrendKgPerDay, 9);
+    }
+
+    [Fact]
+    public void A_weekly_weigher_starts_and_restarts_after_a_gap_with_a_window_scaled_to_their_cadence()
+    {
+        var state = WeightStateCodec.NewState();
+        Assert.True(_filter.Process(state, Kg(0, 80.0)).NeedsInitialization);
+        Assert.True(_filter.Process(state, Kg(8, 80.1)).NeedsInitialization);
+        var first = _filter.Process(state, Kg(16, 79.9));         // 16 days: outside the plain 14-day window
+        Assert.True(first.Reasons.Has(WeightReason.Initialized));
+        for (var d = 24; d <= 80; d += 8) Assert.True(_filter.Process(state, Kg(d, 80.0)).Accepted);
+        Assert.InRange(state.CadenceDays, 7.5, 8.5);
+
+        // Away for two months, then weekly again: restarts on the third reading, 16 days on.
+        Assert.True(_filter.Process(state, Kg(140, 78.0)).NeedsReinitialization);
+        Assert.True(_filter.Process(state, Kg(148, 78.1)).NeedsInitialization);
+        Assert.True(_filter.Process(state, Kg(156, 77.9)).Reasons.Has(WeightReason.Initialized));
+
+        // The plain window still applies to people who weigh often: a reading 20 days old is forgotten.
+        var often = WeightStateCodec.NewState();
+        _filter.Process(often, Kg(0, 80.0));
+        _filter.Process(often, Kg(20, 80.0));
+        _filter.Process(often, Kg(21, 80.0));
+        Assert.Equal(2, often.InitBuffer.Count);
     }
 
     [Fact]
@@ -554,11 +724,31 @@ public sealed class WeightFilterTests
         Assert.Equal(Enumerable.Range(0, 300).Sum(u => cohort.User(u).Count), all.Count);
         for (var i = 1; i < all.Count; i++) Assert.True(all[i - 1].Observation.TimeUnixMs <= all[i].Observation.TimeUnixMs);
 
-        var outlierShare = all.Count(r => r.IsOutlier) / (double)all.Count;
+        var own = all.Where(r => !r.IsOtherPerson).ToList();
+        var outlierShare = own.Count(r => r.IsOutlier) / (double)own.Count;
         Assert.InRange(outlierShare, 0.04, 0.06);
         var profiles = Enumerable.Range(0, 300).Select(cohort.Profile).ToList();
         Assert.Contains(profiles, p => p.HasStepChange);
         Assert.Contains(profiles, p => p.HasLongGap);
+        // Issue 19's life events: household streaks of 1-10 days with and without the user in between,
+        // declared surgery, casts, weekly weighers; another person's readings are marked.
+        var streaks = profiles.SelectMany(p => p.HouseholdStreaks).ToList();
+        Assert.InRange(profiles.Count(p => p.HasHousehold) / 300.0, 0.2, 0.4);
+        Assert.All(streaks, s => Assert.InRange(s.Days, 1, 10));
+        Assert.Contains(streaks, s => s.UserWeighsInBetween);
+        Assert.Contains(streaks, s => !s.UserWeighsInBetween);
+        Assert.Contains(streaks, s => s.IsChild);
+        Assert.Contains(profiles, p => p.HasCast);
+        Assert.Contains(profiles, p => p.WeeklyWeigher);
+        Assert.Contains(profiles, p => p.SurgeryDeclared && p.HasStepChange);
+        Assert.Contains(all, r => r.DeclaresSurgery);
+        Assert.Contains(all, r => r.IsOtherPerson);
+        foreach (var p in profiles.Where(p => p.HasHousehold))
+        {
+            var other = cohort.User(p.UserIndex).Where(r => r.IsOtherPerson).ToList();
+            Assert.All(other, r => Assert.Contains(p.HouseholdStreaks, s =>
+                r.Observation.TimeUnixMs >= cohort.StartUnixMs + s.StartDay * Day && r.Observation.TimeUnixMs < cohort.StartUnixMs + (s.EndDay + 0.01) * Day));
+        }
         Assert.All(profiles, p => Assert.InRange(p.DailyNoiseSdKg, 0.5, 2.0));
         foreach (var source in new[] { WeightSource.CareTeam, WeightSource.ConnectedScale, WeightSource.PatientReported, WeightSource.Unspecified })
             Assert.Contains(all, r => r.Observation.Source == source);
@@ -581,6 +771,8 @@ public sealed class WeightFilterTests
         long points = 0, truePositives = 0, falsePositives = 0, falseNegatives = 0;
         for (var u = 0; u < cohort.Users; u++)
         {
+            // Issue 4's bars on issue 4's people; household streaks have their own test.
+            if (cohort.Profile(u).HasHousehold) continue;
             var state = WeightStateCodec.NewState();
             var ema = double.NaN;
             foreach (var reading in cohort.User(u))
@@ -606,7 +798,7 @@ public sealed class WeightFilterTests
         var recall = truePositives / (double)(truePositives + falseNegatives);
         var precision = truePositives / (double)(truePositives + falsePositives);
 
-        Assert.True(points > 30_000, $"only {points} scored readings");
+        Assert.True(points > 20_000, $"only {points} scored readings");
         Assert.True(filterRmse <= 0.7 * emaRmse, $"Kalman RMSE {filterRmse:0.000} kg vs EMA {emaRmse:0.000} kg: less than 30 % better");
         Assert.True(filterRmse < 1.0, $"Kalman RMSE {filterRmse:0.000} kg");
         Assert.True(recall >= 0.90, $"outlier recall {recall:0.000}");

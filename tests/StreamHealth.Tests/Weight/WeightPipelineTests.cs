@@ -132,7 +132,14 @@ public sealed class WeightPipelineTests(WeightPipelineFixture f) : IClassFixture
         ms.Add(M(user, $"{user}-dup-a", 7, 99.8));
         ms.Add(M(user, $"{user}-dup-b", 7, 99.8));                                     // same time, source, value: a duplicate
         ms.Add(M(user, $"{user}-late", 3.5, 100.1));                                   // older than the last processed
-        for (var d = 0; d < 3; d++) ms.Add(M(user, $"{user}-step{d}", 8 + d, 88 + 0.2 * d));   // a real step change
+        // A real step change, declared as surgery on its first reading (issue 19: undeclared, 12 kg take
+        // 15 independent days to prove); the declaration travels through the topology to the filter.
+        for (var d = 0; d < 3; d++)
+        {
+            var step = M(user, $"{user}-step{d}", 8 + d, 88 + 0.2 * d);
+            if (d == 0) step.DeclaredEvent = WeightEvent.Surgery;
+            ms.Add(step);
+        }
         ms.Add(M(user, $"{user}-after-gap", 60, 87.5));                                // > 30 days later
         Send([.. ms]);
         Send(M(user, $"{user}-base0", 0, 100.3));                                      // a replay of the same measurement id

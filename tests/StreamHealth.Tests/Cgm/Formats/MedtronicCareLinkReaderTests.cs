@@ -51,6 +51,17 @@ public sealed class MedtronicCareLinkReaderTests
         return new RawCounts(sensor, bg, insulin, units, meals, grams, duplicates, sections);
     }
 
+    /// <summary>Issue 11, defect 8: the rows a CareLink export holds that the unified format has no place for (alarms,
+    /// basal, notes) are reported by reason with the first line, not dropped silently.</summary>
+    [Fact]
+    public void Rows_not_carried_are_reported_by_reason_with_the_first_line()
+    {
+        using var reader = Format.Open(File.OpenRead(SamplePath));
+        reader.ReadAll();
+        var skipped = Assert.Single(reader.Skipped, s => s.Reason.StartsWith("rows without glucose, bolus or carbohydrate", StringComparison.Ordinal));
+        Assert.True(skipped.Rows > 0 && skipped.FirstLine > 0, skipped.ToString());
+    }
+
     [Fact]
     public void The_sample_export_reads_every_reading_fingerstick_and_marker_once()
     {

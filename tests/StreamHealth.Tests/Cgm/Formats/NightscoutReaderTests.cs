@@ -82,6 +82,23 @@ public sealed class NightscoutReaderTests
             r => Assert.Equal((CgmEventType.EgvRead, 1775418000000, 150.0), (r.EventType, r.TimeMs, r.GlucoseMgDl)));
     }
 
+    /// <summary>Issue 11, defect 8: entries the unified format has no place for are reported by reason with the first
+    /// entry, not dropped silently (a calibration record, a status code in place of an sgv).</summary>
+    [Fact]
+    public void Json_entries_not_carried_are_reported_by_reason_with_the_first_entry()
+    {
+        using var reader = Json.Open(new MemoryStream(Encoding.UTF8.GetBytes("""
+            [
+              {"type":"sgv","sgv":120,"date":1775421029000},
+              {"type":"cal","slope":900,"intercept":30000,"scale":1,"date":1775420900000},
+              {"type":"sgv","sgv":5,"date":1775420000000},
+              {"type":"cal","slope":901,"intercept":30001,"scale":1,"date":1775419900000}
+            ]
+            """)));
+        Assert.Single(reader.ReadAll());
+        Assert.Equal([new SkippedRows(NightscoutEntry.SkipOtherType, 2, 2), new SkippedRows(NightscoutEntry.SkipStatusCode, 1, 3)], reader.Skipped);
+    }
+
     [Theory]
     [InlineData("""[{"sgv":1,"date":1},{"type":"sgv","sgv":"abc","date":1775421029000}]""", 2, "sgv \"abc\" is not a number")]
     [InlineData("""[{"sgv":100,"date":1775421029000},{"type":"sgv","date":1775421029000}]""", 2, "an sgv entry without an sgv value")]
