@@ -43,7 +43,7 @@ public static class Extensions
         builder.Services.AddSingleton(sp => NpgsqlDataSource.Create(sp.GetRequiredService<StreamHealthOptions>().Postgres.ConnectionString));
         // abortConnect=false: the gateway starts (and reports Redis as down in /health) without Redis.
         builder.Services.AddSingleton<IConnectionMultiplexer>(sp =>
-            ConnectionMultiplexer.Connect(sp.GetRequiredService<StreamHealthOptions>().Redis.Configuration));
+            ConnectionMultiplexer.Connect(sp.GetRequiredService<StreamHealthOptions>().Redis.ConnectionOptions()));
         builder.Services.AddSingleton(sp => new KafkaClients(sp.GetRequiredService<StreamHealthOptions>().Kafka));
         // /health, /api/v1/streams and /api/v1/topics read its background readings: no I/O on request threads.
         builder.Services.AddSingleton<OperationsMonitor>();

@@ -130,7 +130,7 @@ public static class WeightApi
             if (redis.IsConnected) return await WeightLatestCache.ReadAsync(redis.GetDatabase(), userId);
             loggers.CreateLogger(typeof(WeightApi)).LogWarning("Redis is not connected; reading the latest weight of {UserId} from PostgreSQL", userId);
         }
-        // StackExchange.Redis 1.x: RedisTimeoutException is a TimeoutException, not a RedisException.
+        // RedisTimeoutException is a TimeoutException, not a RedisException (StackExchange.Redis 1.x to 3.4 alike).
         catch (Exception e) when (e is RedisException or TimeoutException or KeyNotFoundException or FormatException)
         {
             loggers.CreateLogger(typeof(WeightApi)).LogWarning(e, "Redis read of the latest weight of {UserId} failed; reading PostgreSQL", userId);

@@ -20,14 +20,12 @@ public sealed class ForecastOptions
     /// <c>processors/Forecast/Model/</c>. Its metadata (model_version) is read from the same name with .json, if present.</summary>
     public string ModelPath { get; set; } = DefaultModelPath;
 
-    /// <summary><c>Cpu</c> (default) or <c>Cuda</c>; Cuda needs the CUDA provider library and a GPU (README, "Glucose forecasting").</summary>
+    /// <summary><c>Cpu</c> (default) or <c>Cuda</c>; Cuda needs a build with <c>-p:OnnxRuntimeFlavor=Gpu</c>, the NVIDIA driver,
+    /// the CUDA 13 runtime and a GPU (README, "Glucose forecasting").</summary>
     public string ExecutionProvider { get; set; } = nameof(ForecastExecutionProvider.Cpu);
 
-    /// <summary>Which CUDA device (of those ONNX Runtime lists) runs the model.</summary>
+    /// <summary>Which CUDA device (of those the driver lists, after CUDA_VISIBLE_DEVICES) runs the model.</summary>
     public int CudaDeviceId { get; set; }
-
-    /// <summary><c>libonnxruntime_providers_cuda.so</c>; empty: looked for beside <c>libonnxruntime.so</c>.</summary>
-    public string CudaProviderPath { get; set; } = "";
 
     /// <summary>Monte Carlo dropout samples per request: each request's window is repeated this many times in the batch.</summary>
     public int McSamples { get; set; } = 10;

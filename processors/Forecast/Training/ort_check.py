@@ -1,6 +1,6 @@
 """Minimal ONNX Runtime runner over the C API with ctypes (no onnxruntime Python wheel is reachable
-here). It loads the same libonnxruntime.so (ORT 1.29.0) that the C# service uses, from the npm
-package com.github.asus4.onnxruntime@0.4.9 (ENVIRONMENT.md, "ONNX Runtime").
+here). It loads the same libonnxruntime.so that the C# service uses: the NuGet package Microsoft.ML.OnnxRuntime
+that processors/Forecast restores (train.sh passes its path in ORT_LIB).
 
 The OrtApi function-table indices below are the positions of the members in ORT's C struct OrtApi
 (append-only across versions, so they hold for any API version >= 4 requested here).
@@ -38,13 +38,8 @@ _SIG = dict(
 
 
 def find_library():
-    cands = [os.environ.get("ORT_LIB", "")]
-    cache = os.environ.get("ORT_CACHE", os.path.expanduser("~/.cache/streamhealth-ort"))
-    cands.append(os.path.join(cache, "package", "Plugins", "Linux", "x64", "libonnxruntime.so"))
-    for c in cands:
-        if c and os.path.exists(c):
-            return c
-    return None
+    path = os.environ.get("ORT_LIB", "")
+    return path if path and os.path.exists(path) else None
 
 
 class Ort:
@@ -124,9 +119,9 @@ def check(onnx_path, torch_eval_fn, torch_mc_fn, X, log=print, throughput_foreca
     torch_mc_fn(X, n)->(mus,sds) [n_win, n, 12]."""
     lib = find_library()
     if lib is None:
-        return {"available": False, "note": "libonnxruntime.so not found (set ORT_LIB or let train.sh fetch it)"}
+        return {"available": False, "note": "libonnxruntime.so not found (set ORT_LIB, or let train.sh restore it)"}
     ort = Ort(lib)
-    out = {"available": True, "ort_version": ort.version, "library": "npm com.github.asus4.onnxruntime@0.4.9"}
+    out = {"available": True, "ort_version": ort.version, "library": "NuGet Microsoft.ML.OnnxRuntime " + ort.version}
     # 1) default optimisations: EliminateDropout removes Dropout -> must equal torch eval mode
     s_det = ort.session(onnx_path, mc_dropout=False)
     m, s = s_det.run(X)

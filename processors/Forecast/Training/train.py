@@ -335,7 +335,7 @@ def test_vectors(model, Xte, onnx_path, ort_available):
         om, osd = s.run(np.repeat(X, MC_SAMPLES, axis=0))
         s.close()
         m10, s10 = om.reshape(len(X), MC_SAMPLES, 12).astype(np.float64), osd.reshape(len(X), MC_SAMPLES, 12).astype(np.float64)
-        source = ("ONNX Runtime 1.29.0, fresh session with EliminateDropout disabled, intra-op threads 1, "
+        source = (f"ONNX Runtime {o.version}, fresh session with EliminateDropout disabled, intra-op threads 1, "
                   "first Run on the batch of the 5 windows each repeated 10 times consecutively "
                   "(row 10*w + i = sample i of window w); seeded Dropout nodes make this reproducible")
         ort_first = True

@@ -24,7 +24,7 @@ internal static class ForecastVerb
 
         using var logs = ConsoleLogs.Create();
         var log = logs.CreateLogger("StreamHealth.Forecast");
-        using var redis = ConnectionMultiplexer.Connect(options.Redis.Configuration);   // abortConnect=false: the sink retries
+        using var redis = ConnectionMultiplexer.Connect(options.Redis.ConnectionOptions());   // abortConnect=false: the sink retries
         using var postgres = NpgsqlDataSource.Create(options.Postgres.ConnectionString);
         var settings = new ForecastConsumerSettings(options.Kafka.BootstrapServers, options.Streams.SessionTimeoutMs,
             options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor));

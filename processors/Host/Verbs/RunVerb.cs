@@ -31,7 +31,7 @@ internal static class RunVerb
 
         using var logs = ConsoleLogs.Create();
         var log = logs.CreateLogger("StreamHealth.Run");
-        using var redis = ConnectionMultiplexer.Connect(options.Redis.Configuration);   // abortConnect=false: publishing retries
+        using var redis = ConnectionMultiplexer.Connect(options.Redis.ConnectionOptions());   // abortConnect=false: publishing retries
         using var host = new StreamHost(new StreamHostOptions
         {
             BootstrapServers = options.Kafka.BootstrapServers,

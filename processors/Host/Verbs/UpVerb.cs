@@ -44,7 +44,7 @@ internal static class UpVerb
             // The weights pipeline (topology + PostgreSQL and Redis sinks) runs in this process locally.
             using var logs = ConsoleLogs.Create();
             using var postgres = NpgsqlDataSource.Create(options.Postgres.ConnectionString);
-            using var redis = ConnectionMultiplexer.Connect(options.Redis.Configuration);
+            using var redis = ConnectionMultiplexer.Connect(options.Redis.ConnectionOptions());
             StreamHostOptions HostOptions() => new()
             {
                 BootstrapServers = bootstrap, StateDirectory = options.State.Directory,
@@ -138,7 +138,7 @@ internal static class UpVerb
 
     private static void CheckRedis(RedisOptions redis)
     {
-        using var mux = ConnectionMultiplexer.Connect(redis.Configuration);
+        using var mux = ConnectionMultiplexer.Connect(redis.ConnectionOptions());
         try
         {
             var rtt = mux.GetDatabase().Ping();

@@ -43,7 +43,7 @@ public static class SinkErrors
         PostgresException pg => pg.SqlState.StartsWith("22", StringComparison.Ordinal) || pg.SqlState.StartsWith("23", StringComparison.Ordinal),
         NpgsqlException => false,
         RedisServerException r => !IsTransientRedisError(r.Message),
-        RedisException => false,   // RedisConnectionException, RedisTimeoutException, ...
+        RedisException => false,   // RedisConnectionException, ...; RedisTimeoutException is a TimeoutException: the default arm
         ArgumentNullException => false,   // a writer's bug, not a value
         InvalidProtocolBufferException or FormatException or OverflowException or ArgumentException or InvalidCastException => true,
         _ => false,

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Google.Protobuf;
 using Microsoft.Extensions.Configuration;
 using Microsoft.ML.OnnxRuntime;
@@ -168,13 +169,36 @@ public sealed class OnnxForecasterTests
     }
 
     [Fact]
-    public void Asking_for_cuda_without_the_provider_library_fails_at_start_up_saying_what_to_install()
+    public void Asking_for_cuda_fails_at_start_up_naming_the_missing_piece_or_runs_on_the_gpu()
     {
-        var options = Options();
+        var options = Options(seed: 5);
         options.ExecutionProvider = "cuda";
-        var e = Assert.Throws<ForecastModelException>(() => OnnxGlucoseForecaster.Open(options));
-        Assert.StartsWith("Forecast:ExecutionProvider = Cuda, but the CUDA provider library libonnxruntime_providers_cuda.so is not installed", e.Message);
-        Assert.Contains("Forecast:ExecutionProvider = Cpu", e.Message);
+        if (!CudaProvider.InThisBuild)
+        {
+            // The default build: Microsoft.ML.OnnxRuntime, CPU only.
+            var e = Assert.Throws<ForecastModelException>(() => OnnxGlucoseForecaster.Open(options));
+            Assert.StartsWith("Forecast:ExecutionProvider = Cuda, but this build's ONNX Runtime is the CPU package, without the CUDA provider " +
+                              "library libonnxruntime_providers_cuda.so: build with -p:OnnxRuntimeFlavor=Gpu", e.Message);
+            Assert.Contains("Forecast:ExecutionProvider = Cpu", e.Message);
+            return;
+        }
+        // Built with -p:OnnxRuntimeFlavor=Gpu.
+        if (!NativeLibrary.TryLoad("libcuda.so.1", out _))
+        {
+            var e = Assert.Throws<ForecastModelException>(() => OnnxGlucoseForecaster.Open(options));
+            Assert.StartsWith("Forecast:ExecutionProvider = Cuda, but there is no NVIDIA driver: libcuda.so.1 cannot be loaded", e.Message);
+            return;
+        }
+        options.CudaDeviceId = 63;
+        var noSuchGpu = Assert.Throws<ForecastModelException>(() => OnnxGlucoseForecaster.Open(options));
+        Assert.Contains("Forecast:CudaDeviceId = 63 does not exist", noSuchGpu.Message);
+        // A GPU machine: the model runs there, every sample where the fixture puts it.
+        options.CudaDeviceId = 0;
+        using var forecaster = OnnxGlucoseForecaster.Open(options);
+        Assert.Equal(ForecastExecutionProvider.Cuda, forecaster.Provider);
+        var (means, stds) = Run(forecaster, Flat(150));
+        Assert.All(means, m => Assert.InRange(m, 150 - TinyModelMaxOffsetMgDl - 0.01, 150 + TinyModelMaxOffsetMgDl + 0.01));
+        Assert.All(stds, s => Assert.True(s > 0));
     }
 
     [Fact]
