@@ -226,7 +226,9 @@ public sealed class CgmPipelineTests(CgmPipelineFixture f) : IClassFixture<CgmPi
         Assert.Contains(letters, e => e.Contains("event_time_unix_ms") && e.Contains("ahead of the receiving clock"));
         Assert.Contains(letters, e => e.Contains("reading_id") && e.Contains("\\u0000"));
 
-        f.Send([Egv(user, nowMs - Step / 2, 125)]);   // a later valid reading still moves latest: nothing is stuck
+        // A later valid reading still moves latest: nothing is stuck. One whole step after the last recent reading, so it
+        // is on a step of its own whatever the grid's phase (half a step could snap back onto the previous one).
+        f.Send([Egv(user, nowMs, 125)]);
         CgmLatestValue? after = null;
         WaitFor(() => (after = CgmLatestCache.ReadAsync(f.Redis.GetDatabase(), user).GetAwaiter().GetResult())!.GlucoseMgDl == 125,
             TimeSpan.FromSeconds(30), () => $"latest = {after}");
