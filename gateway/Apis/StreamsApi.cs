@@ -4,9 +4,10 @@ namespace StreamHealth.Gateway.Apis;
 
 /// <summary>GET /api/v1/streams: the latest metrics of every live processing host (records in/out per second,
 /// process latency, consumer lag, restore progress, dead letters, and the progress of each of its stream tasks and
-/// sinks), as each host publishes them to Redis (StreamMetricsReporter); a host that stops reporting is dropped
-/// after three intervals. <c>status</c> is "degraded" and <c>stalled</c> names each task or sink that has input
-/// waiting and has not advanced for Streams:StallAfterMs. Served from <see cref="OperationsMonitor"/>'s background
+/// sinks), as each host publishes them to Redis (StreamMetricsReporter); a host that stops reporting for three
+/// intervals (at least 10 s) is listed in <c>stalled</c> as a silent host until it reports again, for ten minutes at
+/// most. <c>status</c> is "degraded" and <c>stalled</c> also names each task or sink that has input waiting and has
+/// not advanced for Streams:StallAfterMs. Served from <see cref="OperationsMonitor"/>'s background
 /// reading (one HGETALL a second for all callers): a request does no I/O.</summary>
 public static class StreamsApi
 {

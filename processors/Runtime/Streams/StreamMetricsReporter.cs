@@ -9,7 +9,7 @@ namespace StreamHealth.Runtime.Streams;
 /// (any replica) reads every host's latest figures: one hash (<see cref="DefaultRedisKey"/>), field = host id,
 /// value = a JSON <see cref="StreamMetricsReport"/> stamped with its time and interval. One HGETALL reads every
 /// host (a key per host needed a SCAN, which timed out under load); a host that stops reporting is dropped by
-/// readers after three intervals and its field deleted, and a host that stops gracefully deletes its own.</summary>
+/// readers after three intervals (at least 10 s), reported as silent, and its field deleted after ten minutes, and a host that stops gracefully deletes its own.</summary>
 public sealed class StreamMetricsReporter : IDisposable
 {
     public const string DefaultRedisKey = "streamhealth:streams";
@@ -128,8 +128,9 @@ public sealed record StreamMetricsReport(
 {
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
-    /// <summary>Whether this report is from a host that stopped reporting (three intervals without a new one).</summary>
-    public bool IsStaleAt(long nowUnixMs) => nowUnixMs - AtUnixMs > 3 * Math.Max(IntervalMs, 1_000);
+    /// <summary>Whether this report is from a host that stopped reporting: three intervals without a new one, and at least
+    /// 10 s, so that a busy host whose timer runs late (GC, a starved thread pool on a small machine) is not called silent.</summary>
+    public bool IsStaleAt(long nowUnixMs) => nowUnixMs - AtUnixMs > Math.Max(3 * IntervalMs, 10_000);
 
     /// <summary>How long a silent host stays reported (as stalled) before its report is deleted: a host that stops
     /// gracefully deletes its own report, so one that falls silent crashed, hangs or cannot reach Redis, and its

@@ -40,8 +40,12 @@ internal sealed class StreamThread
         get { lock (_tasksGate) return [.. _tasks.Values]; }
     }
 
+    // The token of the running Run, for the revocation callback (it runs inside Consume, on this thread).
+    private CancellationToken _stop;
+
     public void Run(CancellationToken stop)
     {
+        _stop = stop;
         _producer = new ProducerBuilder<byte[]?, byte[]?>(new ProducerConfig
         {
             BootstrapServers = _options.BootstrapServers,
@@ -113,13 +117,13 @@ internal sealed class StreamThread
                 if (now - lastCommit >= _options.CommitIntervalMs)
                 {
                     Phase = "commit";
-                    CommitAll();
+                    CommitAll(stop);
                     Phase = "report";
                     ReportState();
                     lastCommit = now;
                 }
             }
-            CommitAll();   // graceful shutdown: finish the in-flight cycle
+            CommitAll(stop);   // graceful shutdown: finish the in-flight cycle (one try per task: see CommitTask)
             _consumer.Close();
         }
         finally
@@ -163,7 +167,7 @@ internal sealed class StreamThread
     /// <summary>Commits every task with work, in phases so their acknowledgement waits overlap (one
     /// linger + round trip per phase instead of two per task). Any failure falls back to committing the
     /// remaining tasks one by one with retry and backoff.</summary>
-    private void CommitAll()
+    private void CommitAll(CancellationToken stop)
     {
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var due = new List<StreamTask>();
@@ -186,14 +190,17 @@ internal sealed class StreamThread
             _metrics.OnCommitFailed();
             _log.LogWarning("{Thread}: {Error}; committing task by task", Name, e.Message);
             foreach (var task in due)
-                if (task.HasUncommitted && CommitTask(task) is { } o) _groupCommitDue[o.Partition.Value] = o;
+                if (task.HasUncommitted && CommitTask(task, stop) is { } o) _groupCommitDue[o.Partition.Value] = o;
         }
         StoreGroupOffsets();
     }
 
     /// <summary>Runs a task's commit, retrying with backoff: a slow or failing broker stalls the
     /// thread (back-pressure on the input) rather than losing or skipping anything.</summary>
-    private TopicPartitionOffset? CommitTask(StreamTask task)
+    /// <summary>Commits one task, retrying with backoff while it fails; null when the thread is asked to stop and the
+    /// commit still fails: a host that cannot commit must still be able to stop (SIGTERM, a rebalance, a test), and what
+    /// it leaves uncommitted is input the next owner processes again (at least once; the sinks deduplicate).</summary>
+    private TopicPartitionOffset? CommitTask(StreamTask task, CancellationToken stop)
     {
         var backoff = TimeSpan.FromMilliseconds(100);
         while (true)
@@ -213,7 +220,12 @@ internal sealed class StreamThread
                 // The thread consumes nothing while it retries: keep the lag current so a commit that never
                 // succeeds shows as a stalled task with input waiting.
                 ReportState();
-                Thread.Sleep(backoff);
+                if (stop.IsCancellationRequested || stop.WaitHandle.WaitOne(backoff))
+                {
+                    _log.LogWarning("{Thread}: stopping with task {Task} uncommitted ({Error}); its input since the last commit will be processed again",
+                        Name, task.TaskId, e.Message);
+                    return null;
+                }
                 backoff = TimeSpan.FromMilliseconds(Math.Min(backoff.TotalMilliseconds * 2, 5_000));
             }
         }
@@ -292,7 +304,7 @@ internal sealed class StreamThread
             }
             try
             {
-                if (commit && task.HasUncommitted && CommitTask(task) is { } o) _groupCommitDue[o.Partition.Value] = o;
+                if (commit && task.HasUncommitted && CommitTask(task, _stop) is { } o) _groupCommitDue[o.Partition.Value] = o;
             }
             finally
             {

@@ -132,7 +132,7 @@ public sealed class OperationsApiTests(OperationsApiTests.Services services) : I
             RestoreProgress: 1, Processed: 100, Emitted: 100, DeadLettered: 0, CommitFailures: 0, ProducerQueueFull: 0, ThreadRestarts: 0,
             IntervalMs: 1_000, Tasks: [], Sinks: []);
         var db = services.Redis.GetDatabase();
-        // Silent for 20 s (three intervals are 3 s), and one silent for longer than the retention.
+        // Silent for 20 s (past three intervals and the 10 s floor), and one silent for longer than the retention.
         await db.HashSetAsync(key, "crashed-host", JsonSerializer.Serialize(Report("crashed-host", now - 20_000), StreamMetricsReport.Json));
         await db.HashSetAsync(key, "long-gone", JsonSerializer.Serialize(Report("long-gone", now - StreamMetricsReport.SilentHostRetentionMs - 60_000), StreamMetricsReport.Json));
         await using var app = Gateway(key);
