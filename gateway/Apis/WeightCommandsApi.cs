@@ -60,30 +60,26 @@ public static class WeightCommandsApi
                              "source is a 409. On 200 the result is already in the latest-weight cache, so the caller's next " +
                              "`GET /{userId}/latest` shows it; only while Redis is unreachable may that read (then from PostgreSQL) " +
                              "lag the 200 by the weights sinks' delay (a few seconds).")
-            .Accepts<MeasurementRequest>("application/json")
-            .Produces<ProcessResponse>()
-            .ProducesValidationProblem()
-            .ProducesProblem(StatusCodes.Status409Conflict)
-            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
-            .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
-            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
-            .ProducesProblem(StatusCodes.Status504GatewayTimeout)
-            .WithMetadata(new Microsoft.AspNetCore.Mvc.RequestSizeLimitAttribute(MaxBodyBytes));
+            .WithCommandContract<MeasurementRequest>();
         group.MapPost("/initialize", InitializeAsync).WithName("InitializeWeight")
             .WithSummary("(Re)initialise a user's filter from a batch of measurements")
             .WithDescription("`measurements` holds 1-256 measurements with the fields of `process` (all required). `measurement_id` " +
                              "names the command as in `process`: a retry returns the original result, a conflicting reuse is a 409.")
-            .Accepts<InitializeRequest>("application/json")
-            .Produces<ProcessResponse>()
-            .ProducesValidationProblem()
-            .ProducesProblem(StatusCodes.Status409Conflict)
-            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
-            .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
-            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
-            .ProducesProblem(StatusCodes.Status504GatewayTimeout)
-            .WithMetadata(new Microsoft.AspNetCore.Mvc.RequestSizeLimitAttribute(MaxBodyBytes));
+            .WithCommandContract<InitializeRequest>();
         return group;
     }
+
+    /// <summary>What both commands take and can answer (both go through the same id claim and request/reply).</summary>
+    private static RouteHandlerBuilder WithCommandContract<TRequest>(this RouteHandlerBuilder endpoint) where TRequest : notnull => endpoint
+        .Accepts<TRequest>("application/json")
+        .Produces<ProcessResponse>()
+        .ProducesValidationProblem()
+        .ProducesProblem(StatusCodes.Status409Conflict)
+        .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
+        .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
+        .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
+        .ProducesProblem(StatusCodes.Status504GatewayTimeout)
+        .WithMetadata(new Microsoft.AspNetCore.Mvc.RequestSizeLimitAttribute(MaxBodyBytes));
 
     public static IServiceCollection AddWeightCommands(this IServiceCollection services)
     {
