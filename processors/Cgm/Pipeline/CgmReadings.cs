@@ -65,13 +65,6 @@ public static class CgmReadings
         return Convert.ToHexStringLower(hash.AsSpan(0, 16));
     }
 
-    /// <summary>The receiving clock a record is judged by: when it was produced (its record timestamp), or the wall clock
-    /// if that is earlier. The topology and the sink judge a record at different moments and a replay judges it again
-    /// years later; the record's own timestamp gives all of them the same answer, and the wall clock caps a producer
-    /// that stamps its records in the future.</summary>
-    public static long ReceivedAtUnixMs(long recordTimestampUnixMs, long wallClockUnixMs) =>
-        recordTimestampUnixMs > 0 ? Math.Min(recordTimestampUnixMs, wallClockUnixMs) : wallClockUnixMs;
-
     /// <summary>What a reading id stands for (<see cref="Runtime.Storage.EventIds"/>): the reading's time, type and values.
     /// The same id again with the same fingerprint is a retry; with another one, a conflict.</summary>
     public static string Fingerprint(CgmReading r)
@@ -83,7 +76,7 @@ public static class CgmReadings
 
     /// <summary>Null when the record can be processed, else the reason (names the field and value). The topology
     /// dead-letters on it and the PostgreSQL sink skips on it, so both must call it with the same
-    /// <paramref name="receivedAtUnixMs"/> (<see cref="ReceivedAtUnixMs"/>).</summary>
+    /// <paramref name="receivedAtUnixMs"/> (<see cref="EventTimeRule.ReceivedAt"/>).</summary>
     public static string? Validate(string keyUserId, CgmReading r, EventTimeRule timeRule, long receivedAtUnixMs)
     {
         if (string.IsNullOrEmpty(keyUserId)) return "record key has no user_id";

@@ -59,7 +59,7 @@ public sealed class CgmReadingsPostgresWriter(NpgsqlDataSource db, ILogger? log 
                 continue;
             }
             // In cgm.readings.dlq with the reason: the topology judged the record by the same rule at the same receiving time.
-            if (CgmReadings.Validate(keyUser, r, _timeRule, CgmReadings.ReceivedAtUnixMs(record.TimestampUnixMs, wallMs)) is not null) continue;
+            if (CgmReadings.Validate(keyUser, r, _timeRule, EventTimeRule.ReceivedAt(record.TimestampUnixMs, wallMs)) is not null) continue;
             ids.Add(r.ReadingId);
             users.Add(keyUser);
             times.Add(DateTime.UnixEpoch.AddMilliseconds(r.EventTimeUnixMs));
@@ -82,10 +82,8 @@ public sealed class CgmReadingsPostgresWriter(NpgsqlDataSource db, ILogger? log 
         var claims = EventIds.Claim(connection, tx, Workload, ids, users, fingerprints);
         for (var i = claims.Length - 1; i >= 0; i--)
         {
-            if (claims[i] == EventIdClaim.Owned) continue;
-            dead.Add((sources[i], claims[i] == EventIdClaim.OtherUser
-                ? $"reading_id {InputRules.Quote(ids[i])} belongs to another user"
-                : $"reading_id {InputRules.Quote(ids[i])} was already used by user '{users[i]}' for another reading (another time, type or value)"));
+            if (EventIds.ConflictReason(claims[i], "reading_id", ids[i], "reading (another time, type or value)") is not { } conflict) continue;
+            dead.Add((sources[i], conflict));
             RemoveAt(i, ids, users, times, originals, types, glucose, flags, formats, carbs, slow, fast, exercise, partitions, offsets);
         }
         if (ids.Count > 0)

@@ -108,7 +108,7 @@ public static class CgmTopology
         {
             var r = record.Value;
             var userId = record.Key.UserId;
-            var receivedAtMs = CgmReadings.ReceivedAtUnixMs(record.TimestampUnixMs, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+            var receivedAtMs = EventTimeRule.ReceivedAt(record.TimestampUnixMs, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
             if (CgmReadings.Validate(userId, r, options.TimeRule, receivedAtMs) is { } problem) throw new CgmInputException(problem);
             if (r.EventType != ReadingKind.Egv) return;
 

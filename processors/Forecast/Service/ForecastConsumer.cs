@@ -8,6 +8,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using StreamHealth.Forecast.Inference;
 using StreamHealth.Forecast.Quantiles;
 using StreamHealth.Runtime.Streams;
+using StreamHealth.Runtime.Validation;
 using StreamHealth.Schemas;
 
 namespace StreamHealth.Forecast.Service;
@@ -218,7 +219,7 @@ public sealed class ForecastConsumer : IDisposable
         }
         var timestampMs = r.Message.Timestamp.UnixTimestampMs;
         var wallMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        var receivedAtMs = timestampMs > 0 ? Math.Min(timestampMs, wallMs) : wallMs;
+        var receivedAtMs = EventTimeRule.ReceivedAt(timestampMs, wallMs);
         if (ForecastRequests.Validate(keyUser, request, _options, receivedAtMs) is { } reason)
         {
             DeadLetter(r, reason, nameof(ForecastRequestException));

@@ -80,7 +80,7 @@ public sealed class ForecastPostgresWriter(NpgsqlDataSource db, ILogger? log = n
                 continue;
             }
             // The forecast carries its request's timestamp, so this is the judgement the forecaster made of the request.
-            var receivedAtMs = record.TimestampUnixMs > 0 ? Math.Min(record.TimestampUnixMs, wallMs) : wallMs;
+            var receivedAtMs = EventTimeRule.ReceivedAt(record.TimestampUnixMs, wallMs);
             if ((Validate(f) ?? _timeRule.Check("event_time_unix_ms", f.EventTimeUnixMs, receivedAtMs)) is { } problem)
             {
                 dead.Add((record, "forecast cannot be stored: " + problem));
@@ -99,11 +99,9 @@ public sealed class ForecastPostgresWriter(NpgsqlDataSource db, ILogger? log = n
         for (var i = 0; i < parsed.Count; i++)
         {
             var (record, f) = parsed[i];
-            if (claims[i] != EventIdClaim.Owned)
+            if (EventIds.ConflictReason(claims[i], "request_id", f.RequestId, "forecast (another forecast time)") is { } conflict)
             {
-                dead.Add((record, claims[i] == EventIdClaim.OtherUser
-                    ? $"request_id {InputRules.Quote(f.RequestId)} belongs to another user"
-                    : $"request_id {InputRules.Quote(f.RequestId)} was already used by user '{f.UserId}' for a forecast at another time"));
+                dead.Add((record, conflict));
                 continue;
             }
             ids.Add(f.RequestId);

@@ -2,6 +2,7 @@ using System.Text;
 using Google.Protobuf;
 using Npgsql;
 using StackExchange.Redis;
+using StreamHealth.Runtime.Validation;
 
 namespace StreamHealth.Runtime.Sinks;
 
@@ -74,29 +75,24 @@ public static class SinkErrors
     }
 
     /// <summary><paramref name="text"/> made storable in a PostgreSQL text column (see <see cref="Describe"/>).</summary>
+    /// <remarks>What is storable is the free-text rule every ingest path applies (<see cref="InputRules.FindForbiddenChar"/>).</remarks>
     public static string Storable(string text)
     {
-        var clean = true;
-        for (var i = 0; i < text.Length && clean; i++) clean = IsStorable(text, i);
-        if (clean && text.Length <= MaxMessageLength) return text;
+        var rest = text.AsSpan();
+        var bad = InputRules.FindForbiddenChar(rest);
+        if (bad < 0 && text.Length <= MaxMessageLength) return text;
         var s = new StringBuilder(Math.Min(text.Length, MaxMessageLength));
-        for (var i = 0; i < text.Length && s.Length < MaxMessageLength; i++)
+        while (s.Length < MaxMessageLength)
         {
-            var c = text[i];
-            if (IsStorable(text, i)) s.Append(c);
-            else if (char.IsSurrogate(c)) s.Append('\uFFFD');
+            var clean = bad < 0 ? rest : rest[..bad];
+            s.Append(clean[..Math.Min(clean.Length, MaxMessageLength - s.Length)]);
+            if (bad < 0 || s.Length >= MaxMessageLength) break;
+            var c = rest[bad];
+            if (char.IsSurrogate(c)) s.Append('\uFFFD');
             else s.Append("\\x").Append(((int)c).ToString("x2"));
+            rest = rest[(bad + 1)..];
+            bad = InputRules.FindForbiddenChar(rest);
         }
         return s.ToString();
-    }
-
-    private static bool IsStorable(string text, int i)
-    {
-        var c = text[i];
-        if (c < ' ') return c is '\t' or '\n' or '\r';
-        if (c == '\u007f') return false;
-        if (char.IsHighSurrogate(c)) return i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]);
-        if (char.IsLowSurrogate(c)) return i > 0 && char.IsHighSurrogate(text[i - 1]);
-        return true;
     }
 }

@@ -1,4 +1,5 @@
 using Npgsql;
+using StreamHealth.Runtime.Validation;
 
 namespace StreamHealth.Runtime.Storage;
 
@@ -88,6 +89,16 @@ public static class EventIds
         }
         return claims;
     }
+
+    /// <summary>Why a sink refuses a record whose <paramref name="field"/> it does not own (null when
+    /// <paramref name="claim"/> is <see cref="EventIdClaim.Owned"/>); <paramref name="what"/> names the kind of event, e.g.
+    /// "measurement (time, value, unit or source differ)". Never names the other user.</summary>
+    public static string? ConflictReason(EventIdClaim claim, string field, string eventId, string what) => claim switch
+    {
+        EventIdClaim.OtherUser => $"{field} {InputRules.Quote(eventId)} is already used by another user",
+        EventIdClaim.OtherEvent => $"{field} {InputRules.Quote(eventId)} was already used by this user for another {what}",
+        _ => null,
+    };
 
     private static EventIdClaim Classify(string userId, string fingerprint, string ownerUserId, string ownerFingerprint) =>
         !string.Equals(userId, ownerUserId, StringComparison.Ordinal) ? EventIdClaim.OtherUser

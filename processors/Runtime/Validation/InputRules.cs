@@ -43,6 +43,13 @@ public readonly record struct EventTimeRule(long EarliestUnixMs, long MaxAheadMs
         return null;
     }
 
+    /// <summary>The receiving clock a record on a topic is judged by: when it was produced (its record timestamp), or the
+    /// wall clock if that is earlier. A topology and a sink judge a record at different moments and a replay judges it
+    /// again years later; the record's own timestamp gives all of them the same answer, and the wall clock caps a
+    /// producer that stamps its records in the future. Without a timestamp, the wall clock.</summary>
+    public static long ReceivedAt(long recordTimestampUnixMs, long wallClockUnixMs) =>
+        recordTimestampUnixMs > 0 ? Math.Min(recordTimestampUnixMs, wallClockUnixMs) : wallClockUnixMs;
+
     public string? Check(string field, DateTimeOffset eventTime, DateTimeOffset now) =>
         eventTime.Year < 1 ? $"{field}: not a date-time" : Check(field, eventTime.ToUnixTimeMilliseconds(), now.ToUnixTimeMilliseconds());
 }

@@ -73,11 +73,9 @@ public sealed class WeightPostgresWriter(NpgsqlDataSource db, ILogger? log = nul
         for (var i = 0; i < n; i++)
         {
             var (record, r) = decoded[i];
-            if (claims[i] != EventIdClaim.Owned)
+            if (EventIds.ConflictReason(claims[i], "measurement_id", r.MeasurementId, "measurement (time, value, unit or source differ)") is { } conflict)
             {
-                dead.Add((record, claims[i] == EventIdClaim.OtherUser
-                    ? $"measurement_id {InputRules.Quote(r.MeasurementId)} is already used by another user"
-                    : $"measurement_id {InputRules.Quote(r.MeasurementId)} was already used by user {InputRules.Quote(r.UserId)} for another measurement (time, value, unit or source differ)"));
+                dead.Add((record, conflict));
                 continue;
             }
             ids.Add(r.MeasurementId);
