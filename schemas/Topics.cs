@@ -54,10 +54,6 @@ public static class Topics
 
     public static readonly IReadOnlyList<TopicSpec> All = BuildAll();
 
-    /// <summary>Internal changelog topics of the stream topologies' state stores (`{application}-changelog`,
-    /// compacted in production, partitions = the source topic's). Created with the catalogue.</summary>
-    public static readonly IReadOnlyList<string> Changelogs = ["weights-changelog", "cgm-changelog"];
-
     private static readonly Dictionary<string, TopicSpec> ByName = All.ToDictionary(t => t.Name, StringComparer.Ordinal);
 
     public static string DeadLetterOf(string topic) => topic + DeadLetterSuffix;

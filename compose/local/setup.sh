@@ -12,7 +12,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 # a RHEL soname no Debian 12 package provides (libsasl2-2 ships libsasl2.so.2), so Confluent.Kafka loads the redist's
 # self-contained centos8-librdkafka.so (same 2.16.0, without Kerberos/GSSAPI). The build tools below are only for the
 # embedded broker's own patched librdkafka (next step).
-APT_PACKAGES=(librocksdb7.8 postgresql-15 redis-server
+APT_PACKAGES=(postgresql-15 redis-server
               gcc make pkg-config libssl-dev zlib1g-dev libzstd-dev liblz4-dev)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

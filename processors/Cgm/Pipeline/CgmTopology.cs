@@ -1,4 +1,7 @@
 using System.Buffers.Binary;
+using Streamiz.Kafka.Net.Processors.Public;
+using Streamiz.Kafka.Net.SerDes;
+using Streamiz.Kafka.Net.State;
 using StreamHealth.Cgm.Series;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Runtime.Validation;
@@ -35,7 +38,8 @@ public sealed class CgmPipelineOptions
     }
 }
 
-/// <summary>cgm.readings (key UserKey) → per-user aligned 5-minute window in the task's RocksDB store →
+/// <summary>cgm.readings (key UserKey) → per-user aligned 5-minute window in a Streamiz RocksDB store (with the
+/// applied-offset fence, so a replayed reading is not added twice) →
 /// cgm.latest (each changed user's latest step and trend arrow, every <see cref="CgmPipelineOptions.EmitIntervalMs"/>)
 /// and cgm.forecast-requests (the last 96 steps when they are complete and changed, at most once per
 /// user per <see cref="CgmPipelineOptions.MinForecastRequestIntervalMs"/>). Readings that fail
@@ -47,21 +51,24 @@ public static class CgmTopology
     public const string ApplicationId = "cgm";
     public const string WindowStore = "cgm-window";
 
-    public static Topology<UserKey, CgmReading> Create(CgmPipelineOptions? options = null, string applicationId = ApplicationId,
+    public static StreamTopology Create(CgmPipelineOptions? options = null, string applicationId = ApplicationId,
         string sourceTopic = Topics.CgmReadings, string latestTopic = Topics.CgmLatest, string requestTopic = Topics.CgmForecastRequests)
     {
         options ??= new CgmPipelineOptions();
         options.Validate();
-        return new Topology<UserKey, CgmReading>
+        var settings = new CgmProcessorSettings(options, latestTopic, requestTopic);
+        return new StreamTopology
         {
             ApplicationId = applicationId,
             SourceTopic = sourceTopic,
             ProcessorName = "cgm-window",
             SinkTopics = [latestTopic, requestTopic],
-            StoreNames = [WindowStore],
-            KeySerde = ProtobufSerde<UserKey>.Instance,
-            ValueSerde = ProtobufSerde<CgmReading>.Instance,
-            ProcessorFactory = () => new CgmWindowProcessor(options, latestTopic, requestTopic),
+            Processor = services => TransformerBuilder.New<byte[], byte[], byte[], Emission>()
+                .Transformer<CgmWindowProcessor>(services, settings)
+                .StateStore(Stores.KeyValueStoreBuilder(Stores.PersistentKeyValueStore(WindowStore), new StringSerDes(),
+                        new FencedSerDes<CgmUserState>(new CgmUserStateSerde(options.Series)))
+                    .WithCachingEnabled())
+                .Build(),
         };
     }
 
@@ -75,36 +82,52 @@ public static class CgmTopology
         return options;
     }
 
-    /// <summary>Reads a user's window from a host that owns it (interactive query).</summary>
-    public static bool TryQueryWindow(StreamHost host, string userId, out CgmUserState state, CgmSeriesOptions? series = null,
-        string applicationId = ApplicationId) =>
-        host.TryQuery(applicationId, WindowStore, userId, Utf8Serde.Instance, new CgmUserStateSerde(series), out state);
-
-    private sealed class CgmWindowProcessor(CgmPipelineOptions options, string latestTopic, string requestTopic) : IProcessor<UserKey, CgmReading>
+    /// <summary>Reads a user's window from a host that owns it (interactive query; waits out rebalances).</summary>
+    public static bool TryQueryWindow(StreamHost host, string userId, out CgmUserState state, string applicationId = ApplicationId)
     {
-        private KeyValueStore<string, CgmUserState> _states = null!;
-        private IProcessorContext _context = null!;
-        // Decoded windows of recently seen users (the store keeps bytes; this task is their only writer). Changed
-        // ones are written back in Flush, before each commit.
-        private readonly Dictionary<string, CgmUserState> _decoded = new(StringComparer.Ordinal);
+        var found = host.TryQuery<string, Fenced<CgmUserState>>(applicationId, WindowStore, userId, out var entry);
+        state = found ? entry.Value : null!;
+        return found;
+    }
+
+    public sealed record CgmProcessorSettings(CgmPipelineOptions Options, string LatestTopic, string RequestTopic);
+
+    public sealed class CgmWindowProcessor : StreamProcessor<UserKey, CgmReading>
+    {
+        private readonly CgmPipelineOptions options = null!;
+        private readonly string latestTopic = "", requestTopic = "";
+        private IKeyValueStore<string, Fenced<CgmUserState>> _states = null!;
+        // Decoded windows of recently seen users (the store keeps bytes; this task is their only writer), with the
+        // offset of the last reading each applied.
+        private readonly Dictionary<string, Fenced<CgmUserState>> _decoded = new(StringComparer.Ordinal);
         private const int DecodedCapacity = 20_000;
         // Users whose window changed since the last emit, and users owed a forecast request. In memory:
         // after a restart a user is picked up again by its next reading.
         private readonly HashSet<string> _changed = new(StringComparer.Ordinal);
         private readonly HashSet<string> _pending = new(StringComparer.Ordinal);
-        // Users whose decoded window changed since the last flush (see Flush).
-        private readonly HashSet<string> _unflushed = new(StringComparer.Ordinal);
         private readonly Dictionary<string, long> _lastRequestWallMs = new(StringComparer.Ordinal);
-        private readonly float[] _input = new float[options.ForecastInputSteps];
+        private readonly float[] _input = [];
 
-        public void Init(IProcessorContext context)
+        public CgmWindowProcessor() : base(null!, null!, null!, "") { }
+
+        public CgmWindowProcessor(ProcessorServices services, CgmProcessorSettings settings)
+            : base(services, ProtobufSerDes<UserKey>.Instance, ProtobufSerDes<CgmReading>.Instance, "cgm-window")
         {
-            _context = context;
-            _states = context.GetStore(WindowStore, Utf8Serde.Instance, new CgmUserStateSerde(options.Series));
-            context.Schedule(TimeSpan.FromMilliseconds(options.EmitIntervalMs), PunctuationType.WallClock);
+            options = settings.Options;
+            latestTopic = settings.LatestTopic;
+            requestTopic = settings.RequestTopic;
+            _input = new float[options.ForecastInputSteps];
         }
 
-        public void Process(in StreamRecord<UserKey, CgmReading> record)
+        protected override void Init()
+        {
+            _decoded.Clear();
+            _states = (IKeyValueStore<string, Fenced<CgmUserState>>)Context.GetStateStore(WindowStore);
+            Context.Schedule(TimeSpan.FromMilliseconds(options.EmitIntervalMs), Streamiz.Kafka.Net.Processors.Public.PunctuationType.PROCESSING_TIME,
+                now => Punctuation(Emit, now));
+        }
+
+        protected override void Process(in InputRecord<UserKey, CgmReading> record)
         {
             var r = record.Value;
             var userId = record.Key.UserId;
@@ -113,20 +136,26 @@ public static class CgmTopology
             if (r.EventType != ReadingKind.Egv) return;
 
             // Nothing below throws: a record that fails has failed above, before any state changed.
-            var state = Load(userId);
+            var entry = Load(userId);
+            if (record.Offset <= entry.AppliedOffset)
+            {
+                SkipAlreadyApplied();   // in the window since before a crash or restore; cgm.latest is re-derived from the window
+                return;
+            }
+            var state = entry.Value;
             var change = state.Window.Add(r.EventTimeUnixMs, (float)r.GlucoseMgDl, (CgmQuality)(r.QualityFlags & 0xFF));
-            _unflushed.Add(userId);
+            Save(userId, new Fenced<CgmUserState>(record.Offset, state));
             // A duplicate only flags the kept reading; nothing a forecast or the latest value depends on changed.
             if (change is not (CgmWindowChange.Added or CgmWindowChange.OutOfRange or CgmWindowChange.Replaced)) return;
             _changed.Add(userId);
             _pending.Add(userId);
         }
 
-        public void Punctuate(PunctuationType type, long timeUnixMs)
+        private void Emit(long timeUnixMs)
         {
             foreach (var userId in _changed)
             {
-                var state = Load(userId);
+                var state = Load(userId).Value;
                 var w = state.Window;
                 var latest = new CgmLatest
                 {
@@ -134,7 +163,7 @@ public static class CgmTopology
                     RateMgDlPerMin = w.TrendMgDlPerMinute, TrendArrow = w.TrendArrow.ToString(), QualityFlags = (uint)w.LatestQuality,
                     WindowSteps = w.Count, ForecastWindowComplete = w.TryCopyLatest(_input.Length, _input, out _),
                 };
-                _context.Forward(latestTopic, new UserKey { UserId = userId }, latest, w.LatestTimeMs, $"cgm-latest:{userId}:{w.Version}");
+                Emit(latestTopic, new UserKey { UserId = userId }, latest, w.LatestTimeMs, $"cgm-latest:{userId}:{w.Version}");
             }
             _changed.Clear();
 
@@ -143,7 +172,8 @@ public static class CgmTopology
             {
                 if (_lastRequestWallMs.TryGetValue(userId, out var last) && timeUnixMs - last < options.MinForecastRequestIntervalMs) continue;
                 (done ??= []).Add(userId);
-                var state = Load(userId);
+                var entry = Load(userId);
+                var state = entry.Value;
                 if (state.LastRequestedVersion == state.Window.Version) continue;
                 if (!state.Window.TryCopyLatest(_input.Length, _input, out var lastStepMs)) continue;
                 var request = new CgmForecastRequest
@@ -152,34 +182,30 @@ public static class CgmTopology
                     RequestId = $"{userId}:{lastStepMs}:{state.Window.Version}",
                 };
                 request.GlucoseMgDl.AddRange(_input);
-                _context.Forward(requestTopic, new UserKey { UserId = userId }, request, lastStepMs, "cgm-request:" + request.RequestId);
+                Emit(requestTopic, new UserKey { UserId = userId }, request, lastStepMs, "cgm-request:" + request.RequestId);
                 state.LastRequestedVersion = state.Window.Version;
-                _unflushed.Add(userId);
+                Save(userId, entry);
                 _lastRequestWallMs[userId] = timeUnixMs;
             }
             if (done is not null) foreach (var u in done) _pending.Remove(u);
             if (_lastRequestWallMs.Count > DecodedCapacity) _lastRequestWallMs.Clear();
         }
 
-        /// <summary>Windows are written back before each commit, not per reading: serialising a window (~1 KB) on
-        /// every reading cost more than the rest of the processing.</summary>
-        public void Flush()
+        /// <summary>Written on every change: Streamiz has no hook before its commit, and the store's cache (enabled) keeps
+        /// only each user's last value until the commit writes it to RocksDB and the changelog.</summary>
+        private void Save(string userId, Fenced<CgmUserState> entry)
         {
-            foreach (var userId in _unflushed) _states.Put(userId, _decoded[userId]);
-            _unflushed.Clear();
+            _states.Put(userId, entry);
+            _decoded[userId] = entry;
         }
 
-        private CgmUserState Load(string userId)
+        private Fenced<CgmUserState> Load(string userId)
         {
-            if (_decoded.TryGetValue(userId, out var state)) return state;
-            if (!_states.TryGet(userId, out state)) state = new CgmUserState(new CgmWindow(options.Series), 0);
-            if (_decoded.Count >= DecodedCapacity)
-            {
-                Flush();   // the cache holds the only copy of unflushed windows
-                _decoded.Clear();
-            }
-            _decoded[userId] = state;
-            return state;
+            if (_decoded.TryGetValue(userId, out var entry)) return entry;
+            entry = _states.Get(userId) ?? new Fenced<CgmUserState>(-1, new CgmUserState(new CgmWindow(options.Series), 0));
+            if (_decoded.Count >= DecodedCapacity) _decoded.Clear();
+            _decoded[userId] = entry;
+            return entry;
         }
     }
 }
@@ -192,11 +218,11 @@ public sealed class CgmUserState(CgmWindow window, long lastRequestedVersion)
 }
 
 /// <summary>[format version 1][last requested version: int64 LE][window bytes].</summary>
-public sealed class CgmUserStateSerde(CgmSeriesOptions? series = null) : ISerde<CgmUserState>
+public sealed class CgmUserStateSerde(CgmSeriesOptions? series = null) : CodecSerDes<CgmUserState>
 {
     private const byte FormatVersion = 1;
 
-    public byte[] Serialize(CgmUserState value)
+    public override byte[] Encode(CgmUserState value)
     {
         var buffer = new byte[9 + value.Window.SerializedSize];
         buffer[0] = FormatVersion;
@@ -205,7 +231,7 @@ public sealed class CgmUserStateSerde(CgmSeriesOptions? series = null) : ISerde<
         return n + 9 == buffer.Length ? buffer : buffer[..(n + 9)];
     }
 
-    public CgmUserState Deserialize(ReadOnlySpan<byte> data)
+    public override CgmUserState Decode(ReadOnlySpan<byte> data)
     {
         if (data.Length < 9 || data[0] != FormatVersion)
             throw new FormatException($"CGM user state: unknown format version {(data.Length > 0 ? data[0] : -1)} or {data.Length} bytes");

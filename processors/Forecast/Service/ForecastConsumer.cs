@@ -298,7 +298,7 @@ public sealed class ForecastConsumer : IDisposable
     }
 
     /// <summary>The record as it arrived (key, value, timestamp, headers) to the dead-letter topic, with the stream
-    /// runtime's headers; its offset is done once the dead letter is acknowledged.</summary>
+    /// processors' headers; its offset is done once the dead letter is acknowledged.</summary>
     private void DeadLetter(ConsumeResult<byte[]?, byte[]?> r, string error, string errorType, InFlight? batch = null)
     {
         var owner = batch ?? new InFlight(this);
@@ -306,7 +306,7 @@ public sealed class ForecastConsumer : IDisposable
         Send(_names.DeadLetterTopic, new Message<byte[]?, byte[]?>
         {
             Key = r.Message.Key, Value = r.Message.Value, Timestamp = r.Message.Timestamp,
-            Headers = StreamHeaders.DeadLetter(r, error, errorType, ProcessorName),
+            Headers = StreamHeaders.DeadLetter(r.Message.Headers, r.Topic, r.Partition.Value, r.Offset.Value, error, errorType, ProcessorName),
         }, owner);
         if (batch is null)
         {

@@ -13,7 +13,20 @@ internal static class TopologyCatalog
 {
     public static readonly IReadOnlyList<string> Names = ["weights", "cgm", "key-sum"];
 
-    public static Topology Create(string name, Args args, IConfiguration configuration) => name switch
+    /// <summary>The changelogs of the catalogue's workload topologies (weights, cgm), read from their descriptions, with
+    /// their source's partition count: the embedded broker creates them up front (it cannot create topics on request).</summary>
+    public static IEnumerable<(string Topic, int Partitions)> InternalTopics(IConfiguration configuration, IReadOnlyDictionary<string, int> partitionOverrides)
+    {
+        var args = new Args([]);
+        foreach (var name in new[] { "weights", "cgm" })
+        {
+            var topology = Create(name, args, configuration);
+            var partitions = partitionOverrides.TryGetValue(topology.SourceTopic, out var p) ? p : StreamHealth.Schemas.Topics.Get(topology.SourceTopic).Partitions;
+            foreach (var changelog in topology.ChangelogTopics()) yield return (changelog, partitions);
+        }
+    }
+
+    public static StreamTopology Create(string name, Args args, IConfiguration configuration) => name switch
     {
         "weights" => WeightTopology.Create(WeightTopology.FilterOptions(configuration), timeRule: StreamHealthOptions.Bind(configuration).Input.TimeRule),
         "cgm" => CgmTopology.Create(CgmTopology.Options(configuration)),

@@ -11,11 +11,20 @@ internal static class KafkaVerb
         var args = new Args(argv);
         var options = StreamHealthOptions.Load();
         using var cluster = EmbeddedKafkaCluster.Start(options.Kafka.EmbeddedBrokers, partitionOverrides: options.Kafka.PartitionOverrides);
+        CreateInternalTopics(cluster, options);
         WriteBootstrap(args.Get("--bootstrap-file"), cluster.BootstrapServers);
         Console.WriteLine($"embedded Kafka (librdkafka {EmbeddedKafkaCluster.LibrdkafkaVersion} mock cluster from {Path.GetFileName(EmbeddedKafkaCluster.LibrdkafkaPath)}, {cluster.BrokerCount} broker(s)) at {cluster.BootstrapServers}");
         Console.WriteLine("Ctrl-C stops it.");
         await Shutdown.WaitAsync();
         return 0;
+    }
+
+    /// <summary>The workload topologies' changelogs (Streamiz would ask the broker for them, which the embedded one cannot answer).</summary>
+    public static void CreateInternalTopics(EmbeddedKafkaCluster cluster, StreamHealthOptions options)
+    {
+        var configuration = StreamHealthOptions.AddSources(new Microsoft.Extensions.Configuration.ConfigurationBuilder()).Build();
+        foreach (var (topic, partitions) in Topologies.TopologyCatalog.InternalTopics(configuration, options.Kafka.PartitionOverrides))
+            cluster.CreateTopic(topic, partitions);
     }
 
     public static void WriteBootstrap(string? path, string bootstrap)

@@ -7,6 +7,7 @@ using StreamHealth.Weight.Pipeline;
 using StackExchange.Redis;
 using StreamHealth.Host.Topologies;
 using StreamHealth.Runtime.Configuration;
+using StreamHealth.Runtime.Kafka;
 using StreamHealth.Runtime.Streams;
 
 namespace StreamHealth.Host.Verbs;
@@ -42,6 +43,9 @@ internal static class RunVerb
             SessionTimeoutMs = options.Streams.SessionTimeoutMs,
             FetchWaitMaxMs = options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor),
             StallAfterMs = options.Streams.StallAfterMs,
+            Guarantee = options.Streams.EffectiveGuarantee(options.Kafka.Flavor),
+            // The embedded broker runs in another process (`streamhealth kafka`), which created the catalogue's internal topics.
+            RequireInternalTopics = options.Kafka.Flavor == KafkaFlavor.Embedded,
         }, topologies, logs);
         // The sinks of each workload run beside its topology (own consumer groups, own back-pressure).
         using var postgres = NpgsqlDataSource.Create(options.Postgres.ConnectionString);

@@ -28,6 +28,7 @@ internal static class UpVerb
         if (string.IsNullOrEmpty(bootstrap))
         {
             cluster = EmbeddedKafkaCluster.Start(options.Kafka.EmbeddedBrokers, partitionOverrides: options.Kafka.PartitionOverrides);
+            KafkaVerb.CreateInternalTopics(cluster, options);
             bootstrap = cluster.BootstrapServers;
             Console.WriteLine($"kafka     embedded (librdkafka {EmbeddedKafkaCluster.LibrdkafkaVersion} mock cluster from {Path.GetFileName(EmbeddedKafkaCluster.LibrdkafkaPath)}) at {bootstrap}");
         }
@@ -51,6 +52,8 @@ internal static class UpVerb
                 CommitIntervalMs = options.Streams.CommitIntervalMs, SessionTimeoutMs = options.Streams.SessionTimeoutMs,
                 FetchWaitMaxMs = options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor),
                 StallAfterMs = options.Streams.StallAfterMs,
+                Guarantee = options.Streams.EffectiveGuarantee(options.Kafka.Flavor),
+                RequireInternalTopics = options.Kafka.Flavor == KafkaFlavor.Embedded,
             };
             var configuration = StreamHealthOptions.AddSources(new ConfigurationBuilder()).Build();
             using var weights = new WeightPipeline(HostOptions(), postgres, redis, logs, WeightTopology.FilterOptions(configuration),

@@ -129,6 +129,18 @@ public sealed class StreamsOptions
 
     public int EffectiveFetchWaitMaxMs(KafkaFlavor flavor) => FetchWaitMaxMs ?? (flavor == KafkaFlavor.Embedded ? 2 : 100);
 
+    /// <summary>Streamiz's processing guarantee: "AtLeastOnce" or "ExactlyOnce" (v2, transactions). Null: at-least-once on the
+    /// embedded broker (its transactions do not isolate: read_committed sees aborted records and offsets sent to a transaction
+    /// are not stored), with the applied-offset fence keeping state effectively once; exactly-once on real Kafka.</summary>
+    public string? Guarantee { get; set; }
+
+    public Streamiz.Kafka.Net.ProcessingGuarantee EffectiveGuarantee(KafkaFlavor flavor) => Guarantee switch
+    {
+        "AtLeastOnce" => Streamiz.Kafka.Net.ProcessingGuarantee.AT_LEAST_ONCE,
+        "ExactlyOnce" => Streamiz.Kafka.Net.ProcessingGuarantee.EXACTLY_ONCE,
+        _ => flavor == KafkaFlavor.Embedded ? Streamiz.Kafka.Net.ProcessingGuarantee.AT_LEAST_ONCE : Streamiz.Kafka.Net.ProcessingGuarantee.EXACTLY_ONCE,
+    };
+
     /// <summary>How often metrics are logged and published to Redis for the gateway.</summary>
     public int MetricsIntervalMs { get; set; } = 5_000;
 
@@ -147,6 +159,8 @@ public sealed class StreamsOptions
         if (ThreadsPerTopology is < 1 or > 64) errors.Add($"{Section}:ThreadsPerTopology = {ThreadsPerTopology}: must be 1-64");
         if (CommitIntervalMs is < 1 or > 60_000) errors.Add($"{Section}:CommitIntervalMs = {CommitIntervalMs}: must be 1-60000");
         if (SessionTimeoutMs is < 1_000 or > 300_000) errors.Add($"{Section}:SessionTimeoutMs = {SessionTimeoutMs}: must be 1000-300000");
+        if (Guarantee is not (null or "AtLeastOnce" or "ExactlyOnce"))
+            errors.Add($"{Section}:Guarantee = {Guarantee}: must be AtLeastOnce or ExactlyOnce (empty: by broker)");
         if (FetchWaitMaxMs is < 1 or > 5_000) errors.Add($"{Section}:FetchWaitMaxMs = {FetchWaitMaxMs}: must be 1-5000");
         if (MetricsIntervalMs is < 100 or > 600_000) errors.Add($"{Section}:MetricsIntervalMs = {MetricsIntervalMs}: must be 100-600000");
     }

@@ -81,8 +81,6 @@ public sealed class EmbeddedKafkaCluster : IDisposable
                 : topic.Partitions;
             embedded.CreateTopic(topic.Name, partitions);
         }
-        if (topics is null)
-            foreach (var changelog in Topics.Changelogs) embedded.CreateTopic(changelog, Topics.DefaultPartitions);
         return embedded;
     }
 

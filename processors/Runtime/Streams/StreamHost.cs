@@ -1,5 +1,10 @@
+using Confluent.Kafka;
+using Confluent.Kafka.Admin;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Streamiz.Kafka.Net;
+using Streamiz.Kafka.Net.Errors;
+using Streamiz.Kafka.Net.State;
 
 namespace StreamHealth.Runtime.Streams;
 
@@ -16,102 +21,275 @@ public sealed class StreamHostOptions
     public int FetchWaitMaxMs { get; init; } = 2;
     /// <summary>A task with input waiting (lag &gt; 0) that has not advanced for this long is reported stalled.</summary>
     public int StallAfterMs { get; init; } = 30_000;
+    /// <summary>AT_LEAST_ONCE (with the applied-offset fence, <see cref="FencedSerDes{T}"/>) on the embedded broker, whose
+    /// transactions do not isolate; EXACTLY_ONCE (v2) on real Kafka.</summary>
+    public ProcessingGuarantee Guarantee { get; init; } = ProcessingGuarantee.AT_LEAST_ONCE;
+    /// <summary>Creates a missing internal topic (changelogs) before a topology starts: set on the embedded broker, whose
+    /// CreateTopics API never answers (Streamiz would wait for ever). Null: Streamiz creates them (real Kafka).</summary>
+    public Action<string, int>? CreateInternalTopic { get; init; }
+    /// <summary>On an embedded broker in another process (`streamhealth kafka`, which creates the catalogue topologies'
+    /// internal topics): check that they exist and fail naming the missing ones, instead of hanging in Streamiz.</summary>
+    public bool RequireInternalTopics { get; init; }
+    /// <summary>Records a stream thread polls per loop (Streamiz's default is 500).</summary>
+    public long MaxPollRecords { get; init; } = 500;
     /// <summary>Names this process in client ids and logs.</summary>
     public string HostId { get; init; } = $"{Environment.MachineName}-{Environment.ProcessId}-{Interlocked.Increment(ref s_instances)}";
 
     private static int s_instances;
 }
 
-/// <summary>Runs topologies in this process: N stream threads each, one task per owned partition.</summary>
+/// <summary>Runs topologies in this process, one Streamiz <see cref="KafkaStream"/> per topology. What it adds to Streamiz:
+/// internal topics created up front on the embedded broker, a supervisor that restarts a stream client that failed,
+/// restore and lag figures for <see cref="StreamMetrics"/>, and interactive queries that wait out rebalances.</summary>
 public sealed class StreamHost : IDisposable
 {
-    private readonly List<StreamThread> _threads = [];
-    private readonly List<Thread> _running = [];
-    private readonly CancellationTokenSource _stop = new();
     private readonly StreamHostOptions _options;
+    private readonly ILoggerFactory _logs;
     private readonly ILogger _log;
+    private readonly List<HostedStream> _streams = [];
+    private readonly CancellationTokenSource _stop = new();
+    private Timer? _lagProbe;
+    private IConsumer<byte[], byte[]>? _watermarks;
+    private long _restarts;
 
     public StreamMetrics Metrics { get; } = new();
 
-    public StreamHost(StreamHostOptions options, IEnumerable<Topology> topologies, ILoggerFactory? logs = null)
+    public StreamHost(StreamHostOptions options, IEnumerable<StreamTopology> topologies, ILoggerFactory? logs = null)
     {
         _options = options;
-        logs ??= NullLoggerFactory.Instance;
-        _log = logs.CreateLogger("StreamHealth.Streams.Host");
-        foreach (var topology in topologies)
-            for (var i = 0; i < options.ThreadsPerTopology; i++)
-                _threads.Add(new StreamThread(topology, i, options, Metrics, logs));
+        _logs = logs ?? NullLoggerFactory.Instance;
+        _log = _logs.CreateLogger("StreamHealth.Streams.Host");
+        foreach (var topology in topologies) _streams.Add(new HostedStream(topology));
     }
-
-    public void Start()
-    {
-        foreach (var t in _threads)
-        {
-            var thread = new Thread(() => Supervise(t)) { Name = t.Name, IsBackground = true };
-            thread.Start();
-            _running.Add(thread);
-        }
-    }
-
-    /// <summary>Keeps a stream thread alive: a failure it cannot handle (e.g. a state directory that
-    /// became unwritable) closes its tasks and consumer, and it starts again from the durable state
-    /// after a backoff — the loop never dies and, since offsets live with state, never skips input.</summary>
-    private void Supervise(StreamThread thread)
-    {
-        var backoff = TimeSpan.FromSeconds(1);
-        while (!_stop.IsCancellationRequested)
-        {
-            try
-            {
-                thread.Run(_stop.Token);
-                return;
-            }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                Interlocked.Increment(ref _threadRestarts);
-                Metrics.OnThreadFailed(thread.Name, e.Message.ReplaceLineEndings(" "));
-                _log.LogError(e, "stream thread {Thread} failed; restarting in {Backoff}", thread.Name, backoff);
-                _stop.Token.WaitHandle.WaitOne(backoff);
-                backoff = TimeSpan.FromSeconds(Math.Min(backoff.TotalSeconds * 2, 30));
-            }
-        }
-    }
-
-    private long _threadRestarts;
-
-    /// <summary>Each stream thread and what it is doing (diagnostics).</summary>
-    public string DescribeThreads() => string.Join("; ", _threads.Select(t => $"{t.ClientId}: {t.Phase}, tasks [{string.Join(",", t.Tasks.Select(k => $"{k.Partition}@{k.State.NextOffset}{(k.HasUncommitted ? "*" : "")}"))}]"));
 
     /// <summary>See <see cref="StreamHostOptions.StallAfterMs"/>.</summary>
     public int StallAfterMs => _options.StallAfterMs;
 
-    /// <summary>How many times a stream thread failed and was restarted.</summary>
-    public long ThreadRestarts => Interlocked.Read(ref _threadRestarts);
+    /// <summary>How many times a stream client failed and was restarted.</summary>
+    public long ThreadRestarts => Interlocked.Read(ref _restarts);
 
-    /// <summary>Interactive query: the current value of <paramref name="key"/> in <paramref name="store"/>
-    /// of topology <paramref name="applicationId"/>, if a task in this process owns it. Multi-instance
-    /// routing is described in README "Interactive queries".</summary>
-    public bool TryQuery<TK, TV>(string applicationId, string store, TK key, ISerde<TK> keySerde, ISerde<TV> valueSerde, out TV value)
+    public void Start()
     {
-        foreach (var thread in _threads)
+        foreach (var hosted in _streams) StartStream(hosted);
+        _watermarks = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig
         {
-            if (!thread.Name.StartsWith(applicationId + "-", StringComparison.Ordinal)) continue;
-            foreach (var task in thread.Tasks)
-            {
-                lock (task.Gate)
-                {
-                    if (task.GetStore(store, keySerde, valueSerde).TryGet(key, out value)) return true;
-                }
-            }
-        }
-        value = default!;
-        return false;
+            BootstrapServers = _options.BootstrapServers, GroupId = "streamhealth-lag-probe", ClientId = _options.HostId + "-lag-probe",
+            EnableAutoCommit = false, LogConnectionClose = false,
+        }).SetLogHandler((_, _) => { }).Build();
+        _lagProbe = new Timer(_ => ProbeLag(), null, 1_000, 1_000);
     }
 
-    /// <summary>Graceful stop: each thread finishes its cycle, commits and closes its tasks.</summary>
+    private void StartStream(HostedStream hosted)
+    {
+        var topology = hosted.Topology;
+        var services = new ProcessorServices(Metrics, _logs.CreateLogger("StreamHealth.Streams." + topology.ApplicationId));
+        var built = topology.Build(services);
+        EnsureInternalTopics(topology, built);
+        ForgetStateOfAnotherCluster(topology);
+        var config = new StreamConfig
+        {
+            ApplicationId = topology.ApplicationId,
+            ClientId = $"{_options.HostId}-{topology.ApplicationId}",
+            BootstrapServers = _options.BootstrapServers,
+            StateDir = _options.StateDirectory,
+            NumStreamThreads = _options.ThreadsPerTopology,
+            CommitIntervalMs = _options.CommitIntervalMs,
+            Guarantee = _options.Guarantee,
+            MaxPollRecords = _options.MaxPollRecords,
+            // Restoring reads this many changelog records per poll: the default 1000 restores ~9k records/s here, 20000 ~95k/s.
+            MaxPollRestoringRecords = 20_000,
+            AutoOffsetReset = AutoOffsetReset.Earliest,
+            SessionTimeoutMs = _options.SessionTimeoutMs,
+            // librdkafka's default heartbeat (3 s) would let a short session time out between heartbeats.
+            HeartbeatIntervalMs = Math.Max(100, _options.SessionTimeoutMs / 3),
+            FetchWaitMaxMs = _options.FetchWaitMaxMs,
+            Logger = _logs,
+            // A record a processor cannot handle is dead-lettered by StreamProcessor; what reaches this handler is a failure
+            // of the stream itself (a store, the producer): fail the client, and the supervisor below restarts it.
+            InnerExceptionHandler = e =>
+            {
+                hosted.LastError = e.Message.ReplaceLineEndings(" ");
+                return ExceptionHandlerResponse.FAIL;
+            },
+        };
+        // librdkafka's own debug contexts (e.g. "cgrp,topic") for diagnosing a client, logged through the stream's logger.
+        if (Environment.GetEnvironmentVariable("STREAMHEALTH_KAFKA_DEBUG") is { Length: > 0 } debug) config.Debug = debug;
+        var stream = new KafkaStream(built, config);
+        stream.StateChanged += (_, state) => OnStateChanged(hosted, stream, state);
+        // The start offset is -2 (the beginning) when the store has no checkpoint.
+        stream.OnRestoreStartEvent += (_, _, from, to) => Metrics.OnRestoreStarted(Math.Max(0, to - Math.Max(0, from)));
+        stream.OnRestoreBatchEvent += (_, _, _, restored) => Metrics.OnRestored(restored);
+        hosted.Stream = stream;
+        stream.StartAsync().GetAwaiter().GetResult();
+        _log.LogInformation("topology {App} started on {Bootstrap}: {Source} → {Processor} → {Sinks}, state in {State}", topology.ApplicationId,
+            _options.BootstrapServers, topology.SourceTopic, topology.ProcessorName, string.Join(", ", [.. topology.SinkTopics, topology.DeadLetterTopic]),
+            _options.StateDirectory);
+    }
+
+    /// <summary>Creates the changelogs the topology's description names, with the source's partition count, when the broker
+    /// needs it (see <see cref="StreamHostOptions.CreateInternalTopic"/>); they must exist before the stream starts.</summary>
+    private void EnsureInternalTopics(StreamTopology topology, Streamiz.Kafka.Net.Stream.Topology built)
+    {
+        if (_options.CreateInternalTopic is null && !_options.RequireInternalTopics) return;
+        using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = _options.BootstrapServers }).Build();
+        var metadata = admin.GetMetadata(TimeSpan.FromSeconds(10));
+        var source = metadata.Topics.FirstOrDefault(t => t.Topic == topology.SourceTopic && t.Error.Code == ErrorCode.NoError)
+                     ?? throw new InvalidOperationException($"topology {topology.ApplicationId}: source topic {topology.SourceTopic} does not exist");
+        var missing = topology.ChangelogTopics(built)
+            .Where(changelog => !metadata.Topics.Any(t => t.Topic == changelog && t.Error.Code == ErrorCode.NoError)).ToList();
+        if (missing.Count == 0) return;
+        if (_options.CreateInternalTopic is null)
+            throw new InvalidOperationException($"topology {topology.ApplicationId}: internal topic(s) {string.Join(", ", missing)} do not exist " +
+                $"(create them with {source.Partitions.Count} partitions; the embedded broker cannot create topics on request)");
+        foreach (var changelog in missing) _options.CreateInternalTopic(changelog, source.Partitions.Count);
+    }
+
+    /// <summary>State written against another cluster (a recreated embedded broker, a restored disk) holds fences and
+    /// checkpoints of offsets this cluster never had: kept, it would skip new input as "already applied". Each topology's
+    /// state directory records the cluster id it belongs to; on a different one the directory is deleted and the state
+    /// restored from this cluster's changelog.</summary>
+    private void ForgetStateOfAnotherCluster(StreamTopology topology)
+    {
+        string clusterId;
+        try
+        {
+            using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = _options.BootstrapServers }).Build();
+            clusterId = admin.DescribeClusterAsync(new DescribeClusterOptions { RequestTimeout = TimeSpan.FromSeconds(10) }).GetAwaiter().GetResult().ClusterId ?? "";
+        }
+        catch (KafkaException e)
+        {
+            _log.LogWarning("topology {App}: cluster id unknown ({Error}); local state kept as it is", topology.ApplicationId, e.Message);
+            return;
+        }
+        var directory = Path.Combine(_options.StateDirectory, topology.ApplicationId);
+        var marker = Path.Combine(_options.StateDirectory, topology.ApplicationId + ".cluster-id");
+        if (File.Exists(marker) && File.ReadAllText(marker).Trim() != clusterId && Directory.Exists(directory))
+        {
+            _log.LogWarning("topology {App}: local state belongs to cluster {Old}, not {New}: deleting it (restored from the changelog)",
+                topology.ApplicationId, File.ReadAllText(marker).Trim(), clusterId);
+            Directory.Delete(directory, recursive: true);
+        }
+        Directory.CreateDirectory(_options.StateDirectory);
+        File.WriteAllText(marker, clusterId);
+    }
+
+    private void OnStateChanged(HostedStream hosted, KafkaStream stream, KafkaStream.State state)
+    {
+        _log.LogInformation("topology {App}: {State}", hosted.Topology.ApplicationId, state);
+        if (state != KafkaStream.State.ERROR || _stop.IsCancellationRequested) return;
+        var error = hosted.LastError ?? "stream client failed";
+        Interlocked.Increment(ref _restarts);
+        Metrics.OnStreamFailed(hosted.Topology.ApplicationId, error);
+        // Restart from durable state after a backoff, off Streamiz's thread (it is the one reporting the state change).
+        _ = Task.Run(async () =>
+        {
+            var backoff = hosted.NextBackoff();
+            _log.LogError("topology {App} failed ({Error}); restarting in {Backoff}", hosted.Topology.ApplicationId, error, backoff);
+            try
+            {
+                stream.Dispose();
+                await Task.Delay(backoff, _stop.Token);
+                if (!_stop.IsCancellationRequested) StartStream(hosted);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                _log.LogError(e, "topology {App}: restart failed", hosted.Topology.ApplicationId);
+                OnStateChanged(hosted, stream, KafkaStream.State.ERROR);
+            }
+        });
+    }
+
+    /// <summary>Each owned task's lag: the partition's high watermark minus the next offset its state reflects. A task
+    /// with no lag counts as advancing (an idle task is not a stalled one).</summary>
+    private void ProbeLag()
+    {
+        if (_watermarks is null || _stop.IsCancellationRequested) return;
+        try
+        {
+            foreach (var task in Metrics.Tasks())
+            {
+                var hosted = _streams.FirstOrDefault(s => s.Topology.ApplicationId == task.ApplicationId);
+                if (hosted is null || !TryPartition(task.TaskId, out var partition)) continue;
+                var high = _watermarks.QueryWatermarkOffsets(new TopicPartition(hosted.Topology.SourceTopic, partition), TimeSpan.FromSeconds(2)).High.Value;
+                var next = Volatile.Read(ref task.LastOffset) + 1;
+                var lag = next > 0 ? Math.Max(0, high - next) : high;
+                Interlocked.Exchange(ref task.Lag, lag);
+                if (lag == 0) task.Advanced();
+            }
+        }
+        catch (KafkaException e)
+        {
+            _log.LogDebug("lag probe: {Error}", e.Message);
+        }
+    }
+
+    private static bool TryPartition(string taskId, out int partition)
+    {
+        var dash = taskId.LastIndexOf('-');
+        partition = -1;
+        return dash >= 0 && int.TryParse(taskId.AsSpan(dash + 1), out partition);
+    }
+
+    /// <summary>Each topology's client state and the tasks this host owns (diagnostics).</summary>
+    public string DescribeThreads() =>
+        string.Join("; ", _streams.Select(s => $"{s.Topology.ApplicationId}: {s.Stream?.ToString() ?? "not started"}")) + "; tasks " +
+        string.Join(",", Metrics.Tasks().Select(t => $"{t.ApplicationId}/{t.TaskId}@{Volatile.Read(ref t.LastOffset)}"));
+
+    /// <summary>Interactive query: <paramref name="key"/>'s value in <paramref name="store"/> of topology
+    /// <paramref name="applicationId"/>, from the tasks this process owns. While the store is not queryable (start-up, a
+    /// rebalance, a restore) Streamiz throws <see cref="InvalidStateStoreException"/>: retried for up to
+    /// <paramref name="wait"/> (default 10 s), then <see cref="StoreUnavailableException"/>. Multi-instance routing is
+    /// described in README "Interactive queries".</summary>
+    public bool TryQuery<TK, TV>(string applicationId, string store, TK key, out TV value, TimeSpan? wait = null) where TV : class
+    {
+        var hosted = _streams.FirstOrDefault(s => s.Topology.ApplicationId == applicationId)
+                     ?? throw new ArgumentException($"no topology '{applicationId}' in this host", nameof(applicationId));
+        var deadline = DateTime.UtcNow + (wait ?? TimeSpan.FromSeconds(10));
+        while (true)
+        {
+            try
+            {
+                var stream = hosted.Stream ?? throw new InvalidStateStoreException("stream not started");
+                var found = stream.Store(StoreQueryParameters.FromNameAndType(store, QueryableStoreTypes.KeyValueStore<TK, TV>())).Get(key);
+                value = found!;
+                return found is not null;
+            }
+            catch (InvalidStateStoreException e)
+            {
+                if (DateTime.UtcNow >= deadline)
+                    throw new StoreUnavailableException($"store {store} of {applicationId} is not queryable on this host: {e.Message}", e);
+                Thread.Sleep(50);
+            }
+        }
+    }
+
+    /// <summary>Graceful stop: each stream finishes its loop, commits and closes its tasks.</summary>
     public void Dispose()
     {
         _stop.Cancel();
-        foreach (var t in _running) t.Join();
+        _lagProbe?.Dispose();
+        foreach (var hosted in _streams) hosted.Stream?.Dispose();
+        _watermarks?.Dispose();
+    }
+
+    private sealed class HostedStream(StreamTopology topology)
+    {
+        public StreamTopology Topology { get; } = topology;
+        public KafkaStream? Stream { get; set; }
+        public string? LastError { get; set; }
+        private TimeSpan _backoff = TimeSpan.FromSeconds(1);
+
+        public TimeSpan NextBackoff()
+        {
+            var b = _backoff;
+            _backoff = TimeSpan.FromSeconds(Math.Min(_backoff.TotalSeconds * 2, 30));
+            return b;
+        }
     }
 }
+
+/// <summary>An interactive query found the store not queryable for longer than it would wait (HTTP 503 at the gateway).</summary>
+public sealed class StoreUnavailableException(string message, Exception inner) : Exception(message, inner);

@@ -9,8 +9,6 @@ public sealed class StreamMetrics
     private long _processed, _skipped, _emitted, _deadLettered, _commits, _commitFailures, _restoreTotal, _restored, _queueFull;
     private readonly LatencyHistogram _processLatency = new();
     private readonly LatencyHistogram _commitLatency = new();
-    private readonly Dictionary<string, long> _lagByThread = [];
-    private readonly Dictionary<string, int> _tasksByThread = [];
     /// <summary>Keyed "{applicationId}/{taskId}". Outlives the task object: a task recreated by a thread restart
     /// keeps its last progress, so a restart loop cannot hide a stall by resetting the clock.</summary>
     private readonly Dictionary<string, TaskProgress> _taskProgress = new(StringComparer.Ordinal);
@@ -30,12 +28,19 @@ public sealed class StreamMetrics
     /// <summary>Records between the group's high watermark and what state reflects, over this host's tasks.</summary>
     public long ConsumerLag
     {
-        get { lock (_gate) return _lagByThread.Values.Sum(); }
+        get { lock (_gate) return _taskProgress.Values.Where(p => p.Owned).Sum(p => Math.Max(0, Interlocked.Read(ref p.Lag))); }
     }
 
+    /// <summary>Tasks (input partitions) this host owns now.</summary>
     public int ActiveTasks
     {
-        get { lock (_gate) return _tasksByThread.Values.Sum(); }
+        get { lock (_gate) return _taskProgress.Values.Count(p => p.Owned); }
+    }
+
+    /// <summary>The tasks this host owns now (for the lag probe).</summary>
+    internal TaskProgress[] Tasks()
+    {
+        lock (_gate) return [.. _taskProgress.Values.Where(p => p.Owned)];
     }
 
     internal void OnProcessed(long elapsedTicks)
@@ -60,16 +65,9 @@ public sealed class StreamMetrics
     internal void OnRestored(long records) => Interlocked.Add(ref _restored, records);
     internal void OnProducerQueueFull() => Interlocked.Increment(ref _queueFull);
 
-    internal void OnThreadState(string thread, long lag, int tasks)
-    {
-        lock (_gate)
-        {
-            _lagByThread[thread] = lag;
-            _tasksByThread[thread] = tasks;
-        }
-    }
-
-    /// <summary>The progress record of one task, created at its first assignment to this host.</summary>
+    /// <summary>The progress record of a task this host was just assigned. Keyed "{applicationId}/{taskId}" and kept when
+    /// the task goes (only marked not owned): a task that returns after a stream restart keeps its last progress, so a
+    /// restart loop cannot hide a stall by resetting the clock.</summary>
     internal TaskProgress TrackTask(string applicationId, string taskId, string thread)
     {
         var key = applicationId + "/" + taskId;
@@ -78,35 +76,23 @@ public sealed class StreamMetrics
             if (!_taskProgress.TryGetValue(key, out var progress))
                 _taskProgress[key] = progress = new TaskProgress(applicationId, taskId);
             progress.Thread = thread;
+            progress.Owned = true;
             return progress;
         }
     }
 
     /// <summary>The task moved to another owner (or the host stops): its progress is no longer ours to report.</summary>
-    internal void ForgetTask(string applicationId, string taskId)
+    internal void ForgetTask(TaskProgress progress)
     {
-        lock (_gate) _taskProgress.Remove(applicationId + "/" + taskId);
+        lock (_gate) progress.Owned = false;
     }
 
-    /// <summary>Drops the progress of tasks <paramref name="thread"/> no longer owns (after a restart its new
-    /// assignment may be smaller); null <paramref name="owned"/> forgets all of them.</summary>
-    internal void RetainTasks(string thread, IReadOnlyCollection<TaskProgress>? owned)
-    {
-        lock (_gate)
-        {
-            List<string>? gone = null;
-            foreach (var (key, progress) in _taskProgress)
-                if (progress.Thread == thread && (owned is null || !owned.Contains(progress))) (gone ??= []).Add(key);
-            if (gone is not null) foreach (var key in gone) _taskProgress.Remove(key);
-        }
-    }
-
-    /// <summary>A stream thread failed and restarts: the reason is the last error of each task it held.</summary>
-    internal void OnThreadFailed(string thread, string error)
+    /// <summary>A topology's stream client failed and restarts: the reason is the last error of each of its tasks.</summary>
+    internal void OnStreamFailed(string applicationId, string error)
     {
         lock (_gate)
             foreach (var progress in _taskProgress.Values)
-                if (progress.Thread == thread) progress.Failed("stream thread restarted: " + error);
+                if (progress.ApplicationId == applicationId) progress.Failed("stream restarted: " + error);
     }
 
     /// <summary>Each task of this host: its lag, when it last advanced, its last error, and whether it is stalled
@@ -120,6 +106,7 @@ public sealed class StreamMetrics
             var result = new List<StreamTaskHealth>(_taskProgress.Count);
             foreach (var p in _taskProgress.Values)
             {
+                if (!p.Owned) continue;
                 var sinceProgressMs = nowTicks - Volatile.Read(ref p.LastProgressTicks);
                 var lag = Interlocked.Read(ref p.Lag);
                 var (error, errorAt) = p.LastError;
@@ -145,6 +132,10 @@ internal sealed class TaskProgress(string applicationId, string taskId)
     public string TaskId { get; } = taskId;
     /// <summary>The stream thread that owns the task now (changes hands within a host on rebalances).</summary>
     public string Thread { get; set; } = "";
+    /// <summary>Whether this host owns the task now.</summary>
+    public bool Owned { get; set; }
+    /// <summary>Offset of the last input record processed (-1: none yet), read by the lag probe.</summary>
+    public long LastOffset = -1;
     /// <summary><see cref="Environment.TickCount64"/> of the last record processed, commit completed, or moment
     /// found caught up. Starts at creation: a task that never advances stalls from its first assignment.</summary>
     public long LastProgressTicks = Environment.TickCount64;
@@ -160,6 +151,12 @@ internal sealed class TaskProgress(string applicationId, string taskId)
 
     public void Advanced() => Volatile.Write(ref LastProgressTicks, Environment.TickCount64);
 
+    public void Processed(long offset)
+    {
+        Volatile.Write(ref LastOffset, offset);
+        Volatile.Write(ref LastProgressTicks, Environment.TickCount64);
+    }
+
     public void Failed(string error)
     {
         lock (_errorGate) _lastError = (error, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
@@ -170,7 +167,7 @@ internal sealed class TaskProgress(string applicationId, string taskId)
 /// counterpart of <see cref="Sinks.SinkHealth"/>.</summary>
 public sealed record StreamTaskHealth(
     string ApplicationId,
-    /// <summary>"topic-partition" of the task's input.</summary>
+    /// <summary>Streamiz task id "subtopology-partition" of the task's input.</summary>
     string Task,
     string Thread,
     long Lag,

@@ -1,3 +1,9 @@
+using System.Buffers.Binary;
+using Confluent.Kafka;
+using Google.Protobuf;
+using Streamiz.Kafka.Net.Processors.Public;
+using Streamiz.Kafka.Net.SerDes;
+using Streamiz.Kafka.Net.State;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Runtime.Validation;
 using StreamHealth.Schemas;
@@ -5,8 +11,8 @@ using StreamHealth.Weight.Filter;
 
 namespace StreamHealth.Weight.Pipeline;
 
-/// <summary>weights.raw (key UserKey) → per-user Kalman filter with its state in the task's RocksDB
-/// store → weights.filtered (key UserKey, one WeightResult per input, output id = measurement id).
+/// <summary>weights.raw (key UserKey) → per-user Kalman filter with its state in a Streamiz RocksDB store (one
+/// value per user: filter state, recent results and the applied-offset fence, written together) → weights.filtered (key UserKey, one WeightResult per input, output id = measurement id).
 /// Records may reach weights.raw without the gateway, so the topology applies the same input rules
 /// (<see cref="InputRules"/>, <see cref="EventTimeRule"/>): a record whose key and body disagree, with an
 /// invalid id, control characters, a non-finite value, an event time outside the rule, an invalid explicit
@@ -16,8 +22,7 @@ namespace StreamHealth.Weight.Pipeline;
 public static class WeightTopology
 {
     public const string ApplicationId = "weights";
-    public const string StateStore = "weight-filter-state";
-    public const string RecentResultsStore = "weight-recent-results";
+    public const string StateStore = "weight-user-state";
 
     /// <summary>Results kept per user for retries: a client retries within seconds, so the last few suffice. An
     /// older retry is still never applied twice (the filter reports it OUT_OF_ORDER or DUPLICATE and leaves its
@@ -27,23 +32,25 @@ public static class WeightTopology
     /// <summary>Free-text limit for <c>source_detail</c> (a device model), as the gateway applies it.</summary>
     public const int MaxSourceDetailLength = 256;
 
-    public static Topology<UserKey, WeightMeasurement> Create(WeightFilterOptions? options = null, string applicationId = ApplicationId,
+    public static StreamTopology Create(WeightFilterOptions? options = null, string applicationId = ApplicationId,
         string sourceTopic = Topics.WeightsRaw, string sinkTopic = Topics.WeightsFiltered, EventTimeRule? timeRule = null)
     {
-        var filter = new WeightKalmanFilter(options ?? new WeightFilterOptions());
-        var rule = timeRule ?? EventTimeRule.Default;
-        return new Topology<UserKey, WeightMeasurement>
+        var settings = new WeightProcessorSettings(new WeightKalmanFilter(options ?? new WeightFilterOptions()), sinkTopic, timeRule ?? EventTimeRule.Default);
+        return new StreamTopology
         {
             ApplicationId = applicationId,
             SourceTopic = sourceTopic,
             ProcessorName = "weight-kalman",
             SinkTopics = [sinkTopic],
-            StoreNames = [StateStore, RecentResultsStore],
-            KeySerde = ProtobufSerde<UserKey>.Instance,
-            ValueSerde = ProtobufSerde<WeightMeasurement>.Instance,
-            ProcessorFactory = () => new WeightProcessor(filter, sinkTopic, rule),
+            Processor = services => TransformerBuilder.New<byte[], byte[], byte[], Emission>()
+                .Transformer<WeightProcessor>(services, settings)
+                .StateStore(Stores.KeyValueStoreBuilder(Stores.PersistentKeyValueStore(StateStore), new StringSerDes(), UserStateSerDes)
+                    .WithCachingEnabled())
+                .Build(),
         };
     }
+
+    private static readonly FencedSerDes<WeightUserState> UserStateSerDes = new(WeightUserStateSerDes.Instance);
 
     /// <summary>The filter settings (section "WeightFilter") every process that filters or validates
     /// weights uses, so the gateway's checks and the topology agree.</summary>
@@ -54,9 +61,13 @@ public static class WeightTopology
     /// <summary>The output id sinks deduplicate on: one result per measurement, whatever replays it.</summary>
     public static string OutputId(string measurementId) => "weight:" + measurementId;
 
-    /// <summary>Reads a user's filter state from a host that owns it (interactive query).</summary>
-    public static bool TryQueryState(StreamHost host, string userId, out WeightFilterState state, string applicationId = ApplicationId) =>
-        host.TryQuery(applicationId, StateStore, userId, Utf8Serde.Instance, WeightStateSerde.Instance, out state);
+    /// <summary>Reads a user's filter state from a host that owns it (interactive query; waits out rebalances).</summary>
+    public static bool TryQueryState(StreamHost host, string userId, out WeightFilterState state, string applicationId = ApplicationId)
+    {
+        var found = host.TryQuery<string, Fenced<WeightUserState>>(applicationId, StateStore, userId, out var entry);
+        state = found ? entry.Value.Filter : null!;
+        return found;
+    }
 
     /// <summary>Null when <paramref name="m"/> obeys the input rules every weight ingest path shares, else why
     /// (naming the field). <paramref name="prefix"/> names an element of an initialisation batch.</summary>
@@ -74,25 +85,30 @@ public static class WeightTopology
         return rule.Check(prefix + "event_time_unix_ms", m.EventTimeUnixMs, nowUnixMs);
     }
 
-    private sealed class WeightProcessor(WeightKalmanFilter filter, string sinkTopic, EventTimeRule timeRule) : IProcessor<UserKey, WeightMeasurement>
+    public sealed record WeightProcessorSettings(WeightKalmanFilter Filter, string SinkTopic, EventTimeRule TimeRule);
+
+    public sealed class WeightProcessor : StreamProcessor<UserKey, WeightMeasurement>
     {
-        private KeyValueStore<string, WeightFilterState> _states = null!;
-        private KeyValueStore<string, WeightRecentResults> _recentResults = null!;
-        private IProcessorContext _context = null!;
+        private readonly WeightProcessorSettings _settings = null!;
+        private IKeyValueStore<string, Fenced<WeightUserState>> _states = null!;
         // Decoded states of recently seen users: the store keeps bytes, and decoding a state costs several
         // times the filter step. Safe because this task is the only writer of its users' states; an entry is
         // dropped whenever a record fails, since the filter may have changed it before the failure.
-        private readonly Dictionary<string, WeightFilterState> _decoded = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, Fenced<WeightUserState>> _decoded = new(StringComparer.Ordinal);
         private const int DecodedCapacity = 20_000;
 
-        public void Init(IProcessorContext context)
+        public WeightProcessor() : base(null!, null!, null!, "") { }
+
+        public WeightProcessor(ProcessorServices services, WeightProcessorSettings settings)
+            : base(services, ProtobufSerDes<UserKey>.Instance, ProtobufSerDes<WeightMeasurement>.Instance, "weight-kalman") => _settings = settings;
+
+        protected override void Init()
         {
-            _context = context;
-            _states = context.GetStore(StateStore, Utf8Serde.Instance, WeightStateSerde.Instance);
-            _recentResults = context.GetStore(RecentResultsStore, Utf8Serde.Instance, ProtobufSerde<WeightRecentResults>.Instance);
+            _decoded.Clear();
+            _states = (IKeyValueStore<string, Fenced<WeightUserState>>)Context.GetStateStore(StateStore);
         }
 
-        public void Process(in StreamRecord<UserKey, WeightMeasurement> record)
+        protected override void Process(in InputRecord<UserKey, WeightMeasurement> record)
         {
             var m = record.Value;
             var userId = record.Key.UserId;
@@ -102,10 +118,21 @@ public static class WeightTopology
                 throw new WeightInputException($"user_id {InputRules.Quote(m.UserId)} does not match the record key '{userId}'");
             if (string.IsNullOrEmpty(m.MeasurementId)) throw new WeightInputException("measurement_id is required (sinks deduplicate on it)");
             if (InputRules.CheckId("measurement_id", m.MeasurementId) is { } badId) throw new WeightInputException(badId);
-            if (CheckInput(m, timeRule, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()) is { } bad) throw new WeightInputException(bad);
+            if (CheckInput(m, _settings.TimeRule, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()) is { } bad) throw new WeightInputException(bad);
+
+            var entry = Load(userId);
+            var recent = entry.Value.Recent;
+            if (record.Offset <= entry.AppliedOffset)
+            {
+                // Applied before a crash or a changelog restore: the state has it. Its result may not have reached the
+                // topic, so send it again (same output id: sinks keep one row), and leave the filter alone.
+                SkipAlreadyApplied();
+                if (FindBySource(recent, record.Partition, record.Offset) is { } applied)
+                    Emit(_settings.SinkTopic, record.Key, applied, applied.EventTimeUnixMs, OutputId(applied.MeasurementId));
+                return;
+            }
 
             var fingerprint = MeasurementFingerprint.Text(MeasurementFingerprint.Of(m));
-            if (!_recentResults.TryGet(userId, out var recent)) recent = new WeightRecentResults { SchemaVersion = 1 };
             var seen = IndexOf(recent, m.MeasurementId);
             if (seen >= 0)
             {
@@ -115,29 +142,42 @@ public static class WeightTopology
                         $"measurement_id {InputRules.Quote(m.MeasurementId)} was already used by this user for another measurement " +
                         $"(at {InputRules.FormatTime(original.EventTimeUnixMs)}); a retry must repeat the measurement exactly, a new measurement needs a new id");
                 // A retry: answer with the original result, and leave the filter alone.
-                _context.Forward(sinkTopic, record.Key, original, original.EventTimeUnixMs, OutputId(m.MeasurementId));
+                Emit(_settings.SinkTopic, record.Key, original, original.EventTimeUnixMs, OutputId(m.MeasurementId));
                 return;
             }
 
-            if (!_decoded.TryGetValue(userId, out var state))
-            {
-                if (!_states.TryGet(userId, out state)) state = WeightStateCodec.NewState();
-                if (_decoded.Count >= DecodedCapacity) _decoded.Clear();
-                _decoded[userId] = state;
-            }
             try
             {
-                var result = Apply(record, m, userId, state);
+                var result = Apply(record, m, userId, entry.Value.Filter);
                 result.MeasurementFingerprint = fingerprint;
                 Remember(recent, result);
-                _recentResults.Put(userId, recent);
-                _context.Forward(sinkTopic, record.Key, result, m.EventTimeUnixMs, OutputId(m.MeasurementId));
+                var next = new Fenced<WeightUserState>(record.Offset, entry.Value);
+                _states.Put(userId, next);
+                _decoded[userId] = next;
+                Emit(_settings.SinkTopic, record.Key, result, m.EventTimeUnixMs, OutputId(m.MeasurementId));
             }
             catch
             {
                 _decoded.Remove(userId);
                 throw;
             }
+        }
+
+        private Fenced<WeightUserState> Load(string userId)
+        {
+            if (_decoded.TryGetValue(userId, out var entry)) return entry;
+            entry = _states.Get(userId) ?? new Fenced<WeightUserState>(-1,
+                new WeightUserState(WeightStateCodec.NewState(), new WeightRecentResults { SchemaVersion = 1 }));
+            if (_decoded.Count >= DecodedCapacity) _decoded.Clear();
+            _decoded[userId] = entry;
+            return entry;
+        }
+
+        private static WeightResult? FindBySource(WeightRecentResults recent, int partition, long offset)
+        {
+            foreach (var r in recent.Results)
+                if (r.SourceOffset == offset && r.SourcePartition == partition) return r;
+            return null;
         }
 
         private static int IndexOf(WeightRecentResults recent, string measurementId)
@@ -159,7 +199,7 @@ public static class WeightTopology
             recent.Cursor = (uint)((slot + 1) % RecentResultsPerUser);
         }
 
-        private WeightResult Apply(in StreamRecord<UserKey, WeightMeasurement> record, WeightMeasurement m, string userId, WeightFilterState state)
+        private WeightResult Apply(in InputRecord<UserKey, WeightMeasurement> record, WeightMeasurement m, string userId, WeightFilterState state)
         {
             WeightStep step;
             if (m.InitializationBatch.Count > 0)
@@ -168,7 +208,7 @@ public static class WeightTopology
                 for (var i = 0; i < batch.Length; i++) batch[i] = WeightObservation.From(m.InitializationBatch[i]);
                 try
                 {
-                    step = filter.Initialize(state, batch);
+                    step = _settings.Filter.Initialize(state, batch);
                 }
                 catch (ArgumentException e)
                 {
@@ -177,9 +217,8 @@ public static class WeightTopology
             }
             else
             {
-                step = filter.Process(state, WeightObservation.From(m));
+                step = _settings.Filter.Process(state, WeightObservation.From(m));
             }
-            if (step.StateChanged) _states.Put(userId, state);
 
             var result = new WeightResult
             {
@@ -195,10 +234,33 @@ public static class WeightTopology
 /// <summary>A weights.raw record that cannot be processed as sent (goes to the dead-letter topic).</summary>
 public sealed class WeightInputException(string message) : Exception(message);
 
-/// <summary>The filter state in the store, through the versioned codec (reads older versions too).</summary>
-public sealed class WeightStateSerde : ISerde<WeightFilterState>
+/// <summary>A user's weights state: the filter and the last results (answers to retries, and to a replay of a record
+/// the state already reflects).</summary>
+public sealed record WeightUserState(WeightFilterState Filter, WeightRecentResults Recent);
+
+/// <summary>[format 1][filter state length: int32 LE][filter state through the versioned codec (reads older versions)][recent results].</summary>
+public sealed class WeightUserStateSerDes : CodecSerDes<WeightUserState>
 {
-    public static readonly WeightStateSerde Instance = new();
-    public byte[] Serialize(WeightFilterState value) => WeightStateCodec.Encode(value);
-    public WeightFilterState Deserialize(ReadOnlySpan<byte> data) => WeightStateCodec.Decode(data);
+    public static readonly WeightUserStateSerDes Instance = new();
+    private const byte Format = 1;
+
+    public override byte[] Encode(WeightUserState value)
+    {
+        var filter = WeightStateCodec.Encode(value.Filter);
+        var recentSize = value.Recent.CalculateSize();
+        var bytes = new byte[5 + filter.Length + recentSize];
+        bytes[0] = Format;
+        BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(1), filter.Length);
+        filter.CopyTo(bytes, 5);
+        value.Recent.WriteTo(bytes.AsSpan(5 + filter.Length));
+        return bytes;
+    }
+
+    public override WeightUserState Decode(ReadOnlySpan<byte> data)
+    {
+        if (data.Length < 5 || data[0] != Format) throw new FormatException($"weights user state: unknown format {(data.Length > 0 ? data[0] : -1)} or {data.Length} bytes");
+        var filterLength = BinaryPrimitives.ReadInt32LittleEndian(data[1..]);
+        if (filterLength < 0 || filterLength > data.Length - 5) throw new FormatException($"weights user state: filter length {filterLength} exceeds {data.Length - 5} bytes");
+        return new WeightUserState(WeightStateCodec.Decode(data.Slice(5, filterLength)), WeightRecentResults.Parser.ParseFrom(data[(5 + filterLength)..]));
+    }
 }

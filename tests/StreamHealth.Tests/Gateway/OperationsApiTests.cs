@@ -7,6 +7,7 @@ using StackExchange.Redis;
 using StreamHealth.Runtime.Sinks;
 using StreamHealth.Runtime.Storage;
 using StreamHealth.Runtime.Streams;
+using StreamHealth.Runtime.Streams.Reference;
 using StreamHealth.Tests.Infrastructure;
 using static StreamHealth.Tests.Infrastructure.StreamTestKit;
 
@@ -160,51 +161,49 @@ public sealed class OperationsApiTests(OperationsApiTests.Services services) : I
         var key = NewMetricsKey();
         var source = services.Kafka.NewTopic("stall", 1);
         var appId = source + "-app";
-        services.Kafka.Cluster.CreateTopic(appId + "-changelog", 1);
+        services.Kafka.Cluster.CreateTopic(KeySumTopology.OutputTopic(source), 1);
+        services.Kafka.Cluster.CreateTopic(source + ".dlq", 1);
         var flush = new FlakyFlush();
-        var topology = new Topology<string, long>
-        {
-            ApplicationId = appId, SourceTopic = source, ProcessorName = "flaky-flush", StoreNames = [FlakyFlushProcessor.Store],
-            KeySerde = Utf8Serde.Instance, ValueSerde = Int64Serde.Instance, ProcessorFactory = () => new FlakyFlushProcessor(flush),
-        };
+        var topology = KeySumTopology.Create(source, appId, new StoreFaults { FailFlush = () => flush.Failing });
         var stateDir = Directory.CreateTempSubdirectory("streamhealth-stall-").FullName;
         try
         {
             using var host = new StreamHost(new StreamHostOptions
             {
                 BootstrapServers = services.Kafka.BootstrapServers, StateDirectory = stateDir, CommitIntervalMs = 200, StallAfterMs = 1_500,
+                CreateInternalTopic = (topic, partitions) => services.Kafka.Cluster.CreateTopic(topic, partitions),
             }, [topology]);
             host.Start();
             WaitFor(() => host.Metrics.ActiveTasks == 1, Eventually, () => "task not assigned");
             Produce(source, 5);
-            WaitFor(() => host.Metrics.Commits > 0 && host.Metrics.Processed == 5, Eventually, () => $"processed {host.Metrics.Processed}, commits {host.Metrics.Commits}");
+            WaitFor(() => host.Metrics.Processed == 5, Eventually, () => $"processed {host.Metrics.Processed}");
             using var reporter = new StreamMetricsReporter("stall-host", [appId], host, new TestLogs().CreateLogger("test"), services.Redis.GetDatabase(),
                 TimeSpan.FromMilliseconds(200), redisKey: key);
             await using var app = Gateway(key);
             using var client = app.CreateClient();
             Assert.Equal(HttpStatusCode.OK, (await PollAsync(client, "/health", r => r.StatusCode == HttpStatusCode.OK)).StatusCode);
 
-            // Its state can no longer be committed: the thread retries the commit and consumes nothing while input waits.
+            // Its state can no longer be committed: the stream fails, is restarted, fails again, and its input waits.
             flush.Failing = true;
             Produce(source, 5);
-            WaitFor(() => host.Metrics.CommitFailures > 0, Eventually, () => "no commit failed");
+            WaitFor(() => host.ThreadRestarts > 0, Eventually, () => $"the stream was not restarted: {host.DescribeThreads()}");
             Produce(source, 15);
             var health = await PollAsync(client, "/health", r => r.StatusCode == HttpStatusCode.ServiceUnavailable);
             Assert.Equal("degraded", health.Body.GetProperty("status").GetString());
             var stalled = Assert.Single(health.Body.GetProperty("stalled").EnumerateArray());
             Assert.Equal("task", stalled.GetProperty("kind").GetString());
-            Assert.Equal($"{appId}/{source}-0", stalled.GetProperty("name").GetString());
+            Assert.Equal($"{appId}/0-0", stalled.GetProperty("name").GetString());
             Assert.Equal("stall-host", stalled.GetProperty("host").GetString());
             Assert.True(stalled.GetProperty("lag").GetInt64() > 0, stalled.ToString());
-            Assert.Contains("processor flush failed: disk says no", stalled.GetProperty("lastError").GetString());
+            Assert.Contains("disk says no", stalled.GetProperty("lastError").GetString());
             var streams = (await PollAsync(client, "/api/v1/streams", r => r.Body.GetProperty("status").GetString() == "degraded")).Body;
-            Assert.Equal($"{appId}/{source}-0", Assert.Single(streams.GetProperty("stalled").EnumerateArray()).GetProperty("name").GetString());
+            Assert.Equal($"{appId}/0-0", Assert.Single(streams.GetProperty("stalled").EnumerateArray()).GetProperty("name").GetString());
 
             // The commit succeeds again: the task catches up and is healthy again.
             flush.Failing = false;
             health = await PollAsync(client, "/health", r => r.StatusCode == HttpStatusCode.OK);
             Assert.Equal("healthy", health.Body.GetProperty("status").GetString());
-            WaitFor(() => host.Metrics.Processed == 25, Eventually, () => $"processed {host.Metrics.Processed}");
+            WaitFor(() => KeySumTopology.TryQuery(host, appId, "k0", out var k0) && k0 == 9, Eventually, () => $"processed {host.Metrics.Processed}");
         }
         finally
         {
@@ -258,27 +257,4 @@ public sealed class OperationsApiTests(OperationsApiTests.Services services) : I
         public volatile bool Failing;
     }
 
-    /// <summary>Counts records per key in memory and writes them back at Flush (the write-behind shape), which fails
-    /// while <see cref="FlakyFlush.Failing"/>: the task's commits fail as they would on a store that cannot write.</summary>
-    private sealed class FlakyFlushProcessor(FlakyFlush flush) : IProcessor<string, long>
-    {
-        public const string Store = "counts";
-        private KeyValueStore<string, long> _store = null!;
-        private readonly Dictionary<string, long> _dirty = [];
-
-        public void Init(IProcessorContext context) => _store = context.GetStore(Store, Utf8Serde.Instance, Int64Serde.Instance);
-
-        public void Process(in StreamRecord<string, long> record) => _dirty[record.Key] = _dirty.GetValueOrDefault(record.Key) + record.Value;
-
-        public void Flush()
-        {
-            if (flush.Failing) throw new IOException("disk says no");
-            foreach (var (k, v) in _dirty)
-            {
-                _store.TryGet(k, out var n);
-                _store.Put(k, n + v);
-            }
-            _dirty.Clear();
-        }
-    }
 }

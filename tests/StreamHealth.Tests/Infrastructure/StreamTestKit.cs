@@ -69,6 +69,6 @@ public static class StreamTestKit
         public static readonly BigEndianInt64 Instance = new();
 
         public byte[] Serialize(long data, SerializationContext context) =>
-            StreamHealth.Runtime.Streams.Int64Serde.Instance.Serialize(data);
+            StreamHealth.Runtime.Streams.Reference.BigEndianInt64SerDes.Encode(data);
     }
 }

@@ -48,12 +48,12 @@ public sealed class CrashRecoveryTests(EmbeddedKafkaFixture kafka) : IClassFixtu
                 WaitFor(() => Progress(kafka.BootstrapServers, appId, source, 4) is var p && p.Committed == p.End && p.End == Updates,
                     TimeSpan.FromSeconds(120), () => $"restarted host did not catch up: {Progress(kafka.BootstrapServers, appId, source, 4)}\n{second.Output}");
                 Assert.Equal(0, second.Terminate());
-                Assert.Contains("task " + source + "-0 assigned", second.Output);
+                Assert.Contains($"task {appId}/0-0 assigned", second.Output);
             }
 
             // Open the same state in-process: every key equals the fold, and nothing is left to process.
-            using var host = new StreamHost(new StreamHostOptions { BootstrapServers = kafka.BootstrapServers, StateDirectory = stateDir },
-                [KeySumTopology.Create(source, appId)]);
+            using var host = new StreamHost(new StreamHostOptions { BootstrapServers = kafka.BootstrapServers, StateDirectory = stateDir,
+                CreateInternalTopic = (topic, partitions) => kafka.Cluster.CreateTopic(topic, partitions) }, [KeySumTopology.Create(source, appId)]);
             host.Start();
             WaitFor(() => host.Metrics.ActiveTasks == 4, TimeSpan.FromSeconds(60), () => $"tasks {host.Metrics.ActiveTasks}/4");
             AssertStateEqualsReference(host, appId, reference);
@@ -75,6 +75,7 @@ public sealed class CrashRecoveryTests(EmbeddedKafkaFixture kafka) : IClassFixtu
         StreamHost NewHost(string dir) => new(new StreamHostOptions
         {
             BootstrapServers = kafka.BootstrapServers, StateDirectory = dir, SessionTimeoutMs = 3_000, HostId = Path.GetFileName(dir),
+            CreateInternalTopic = (topic, partitions) => kafka.Cluster.CreateTopic(topic, partitions),
         }, [KeySumTopology.Create(source, appId)], logs);
         var reference = new Dictionary<string, long>();
         try
@@ -89,7 +90,7 @@ public sealed class CrashRecoveryTests(EmbeddedKafkaFixture kafka) : IClassFixtu
 
             ProduceAmounts(kafka.BootstrapServers, source, 30_000, Keys, seed: 21, reference);
             WaitFor(() => Progress(kafka.BootstrapServers, appId, source, 4) is var p && p.Committed == p.End,
-                TimeSpan.FromSeconds(60), () => $"not caught up: {Progress(kafka.BootstrapServers, appId, source, 4)}");
+                TimeSpan.FromSeconds(60), () => $"not caught up: {Progress(kafka.BootstrapServers, appId, source, 4)} processed a={a.Metrics.Processed} b={b.Metrics.Processed} {a.DescribeThreads()}\n{logs.Tail(60)}");
             Assert.True(b.Metrics.Processed > 0, "both hosts processed part of the input");
             Assert.Equal(0, a.Metrics.RestoreTotal);
 
@@ -123,12 +124,11 @@ public sealed class CrashRecoveryTests(EmbeddedKafkaFixture kafka) : IClassFixtu
                 cluster.CreateTopic(source, 4);
                 cluster.CreateTopic(KeySumTopology.OutputTopic(source), 4);
                 cluster.CreateTopic(source + ".dlq", 1);
-                cluster.CreateTopic(appId + "-changelog", 4);
                 var reference = new Dictionary<string, long>();
                 ProduceAmounts(cluster.BootstrapServers, source, count, 100, seed, reference);
                 var logs = new TestLogs();
-                using var host = new StreamHost(new StreamHostOptions { BootstrapServers = cluster.BootstrapServers, StateDirectory = stateDir },
-                    [KeySumTopology.Create(source, appId)], logs);
+                using var host = new StreamHost(new StreamHostOptions { BootstrapServers = cluster.BootstrapServers, StateDirectory = stateDir,
+                    CreateInternalTopic = (topic, partitions) => cluster.CreateTopic(topic, partitions) }, [KeySumTopology.Create(source, appId)], logs);
                 host.Start();
                 WaitFor(() => host.Metrics.Processed == count, TimeSpan.FromSeconds(60),
                     () => $"processed {host.Metrics.Processed}/{count}, skipped {host.Metrics.SkippedAlreadyApplied}\n{logs.Tail(40)}");
@@ -148,7 +148,8 @@ public sealed class CrashRecoveryTests(EmbeddedKafkaFixture kafka) : IClassFixtu
         var appId = source + "-app";
         kafka.Cluster.CreateTopic(KeySumTopology.OutputTopic(source), 4);
         kafka.Cluster.CreateTopic(source + ".dlq", 1);
-        kafka.Cluster.CreateTopic(appId + "-changelog", 4);
+        // `run` in a child process cannot reach the in-process broker's topic creation: create the changelog here.
+        kafka.Cluster.CreateTopic($"{appId}-{KeySumTopology.Store}-changelog", 4);
         return (source, appId);
     }
 

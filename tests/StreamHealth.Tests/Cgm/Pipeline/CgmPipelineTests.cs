@@ -128,7 +128,7 @@ public sealed class CgmPipelineTests(CgmPipelineFixture f) : IClassFixture<CgmPi
         for (var i = 0; i < 96; i++) Assert.Equal(100 + 1.5 * (12 + i), last.GlucoseMgDl[i], 2);   // steps 12..107, oldest first
         Assert.True(requests.Count <= 3, $"{requests.Count} requests for one burst of readings (rate limited per user)");
 
-        Assert.True(CgmTopology.TryQueryWindow(f.Pipeline.Host, user, out var state, f.Options.Series, f.Names.ApplicationId));
+        Assert.True(CgmTopology.TryQueryWindow(f.Pipeline.Host, user, out var state, f.Names.ApplicationId));
         Assert.Equal(100 + 1.5 * 107, state.Window.LatestGlucoseMgDl, 2);
     }
 

@@ -1,0 +1,53 @@
+using System.Buffers.Binary;
+using Confluent.Kafka;
+using Google.Protobuf;
+using Streamiz.Kafka.Net.SerDes;
+
+namespace StreamHealth.Runtime.Streams;
+
+/// <summary>A Protobuf message as a Streamiz serde (topics stay Protobuf until the Schema Registry issue).</summary>
+public sealed class ProtobufSerDes<T> : AbstractSerDes<T> where T : IMessage<T>, new()
+{
+    public static readonly ProtobufSerDes<T> Instance = new();
+    private static readonly MessageParser<T> Parser = new(() => new T());
+
+    public override byte[] Serialize(T data, SerializationContext context) => data.ToByteArray();
+
+    public override T Deserialize(byte[] data, SerializationContext context) => Parser.ParseFrom(data);
+}
+
+/// <summary>A value in a state store together with the source offset its last update came from, so that a record
+/// the state already reflects is recognised when it is processed again (see <see cref="FencedSerDes{T}"/>).</summary>
+public sealed record Fenced<T>(long AppliedOffset, T Value) where T : class;
+
+/// <summary>The applied-offset fence that makes at-least-once processing effectively once for state: a user's state
+/// stores the offset (in the user's one source partition) of the last record it applied, in the same store value, so
+/// the state and its fence reach RocksDB and the changelog in one write. A record at or below the fence was applied
+/// before a crash (Streamiz keeps local state and restores the changelog past the last committed input offset) or
+/// before a changelog restore, and is not applied again. Layout: [applied offset: int64 big-endian][inner value].</summary>
+public sealed class FencedSerDes<T>(ISerDes<T> inner) : AbstractSerDes<Fenced<T>> where T : class
+{
+    public override byte[] Serialize(Fenced<T> data, SerializationContext context)
+    {
+        var value = inner.Serialize(data.Value, context);
+        var bytes = new byte[8 + value.Length];
+        BinaryPrimitives.WriteInt64BigEndian(bytes, data.AppliedOffset);
+        value.CopyTo(bytes, 8);
+        return bytes;
+    }
+
+    public override Fenced<T> Deserialize(byte[] data, SerializationContext context)
+    {
+        if (data.Length < 8) throw new FormatException($"fenced state value of {data.Length} bytes: shorter than its 8-byte offset");
+        return new Fenced<T>(BinaryPrimitives.ReadInt64BigEndian(data), inner.Deserialize(data[8..], context));
+    }
+}
+
+/// <summary>A store value kept in a format of its own (a versioned codec) as a Streamiz serde.</summary>
+public abstract class CodecSerDes<T> : AbstractSerDes<T>
+{
+    public abstract byte[] Encode(T value);
+    public abstract T Decode(ReadOnlySpan<byte> data);
+    public override byte[] Serialize(T data, SerializationContext context) => Encode(data);
+    public override T Deserialize(byte[] data, SerializationContext context) => Decode(data);
+}
