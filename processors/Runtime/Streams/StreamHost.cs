@@ -102,6 +102,7 @@ public sealed class StreamHost : IDisposable
             SessionTimeoutMs = _options.SessionTimeoutMs,
             // librdkafka's default heartbeat (3 s) would let a short session time out between heartbeats.
             HeartbeatIntervalMs = Math.Max(100, _options.SessionTimeoutMs / 3),
+            PartitionAssignmentStrategy = PartitionAssignmentStrategy.CooperativeSticky,
             FetchWaitMaxMs = _options.FetchWaitMaxMs,
             Logger = _logs,
             // A record a processor cannot handle is dead-lettered by StreamProcessor; what reaches this handler is a failure
@@ -151,15 +152,23 @@ public sealed class StreamHost : IDisposable
     private void ForgetStateOfAnotherCluster(StreamTopology topology)
     {
         string clusterId;
-        try
+        if (_options.CreateInternalTopic is not null || _options.RequireInternalTopics)
         {
-            using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = _options.BootstrapServers }).Build();
-            clusterId = admin.DescribeClusterAsync(new DescribeClusterOptions { RequestTimeout = TimeSpan.FromSeconds(10) }).GetAwaiter().GetResult().ClusterId ?? "";
+            // The embedded broker answers no DescribeCluster; each one listens on a port of its own, so its address names it.
+            clusterId = "embedded:" + _options.BootstrapServers;
         }
-        catch (KafkaException e)
+        else
         {
-            _log.LogWarning("topology {App}: cluster id unknown ({Error}); local state kept as it is", topology.ApplicationId, e.Message);
-            return;
+            try
+            {
+                using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = _options.BootstrapServers }).Build();
+                clusterId = admin.DescribeClusterAsync(new DescribeClusterOptions { RequestTimeout = TimeSpan.FromSeconds(10) }).GetAwaiter().GetResult().ClusterId ?? "";
+            }
+            catch (KafkaException e)
+            {
+                _log.LogWarning("topology {App}: cluster id unknown ({Error}); local state kept as it is", topology.ApplicationId, e.Message);
+                return;
+            }
         }
         var directory = Path.Combine(_options.StateDirectory, topology.ApplicationId);
         var marker = Path.Combine(_options.StateDirectory, topology.ApplicationId + ".cluster-id");
