@@ -218,6 +218,13 @@ public sealed class StreamHost : IDisposable
         if (_watermarks is null || _stop.IsCancellationRequested) return;
         try
         {
+            long commits = 0;
+            foreach (var hosted in _streams)
+                if (hosted.Stream is { } stream)
+                    foreach (var sensor in stream.Metrics())
+                        foreach (var metric in sensor.Metrics.Values)
+                            if (metric.Name == "commit-total" && metric.Value is IConvertible total) commits += Convert.ToInt64(total, System.Globalization.CultureInfo.InvariantCulture);
+            Metrics.SetCommits(commits);
             foreach (var task in Metrics.Tasks())
             {
                 var hosted = _streams.FirstOrDefault(s => s.Topology.ApplicationId == task.ApplicationId);

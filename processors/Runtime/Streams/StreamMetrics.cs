@@ -6,9 +6,8 @@ namespace StreamHealth.Runtime.Streams;
 /// Interlocked from stream threads; reading is lock-free and may be a moment stale.</summary>
 public sealed class StreamMetrics
 {
-    private long _processed, _skipped, _emitted, _deadLettered, _commits, _commitFailures, _restoreTotal, _restored, _queueFull;
+    private long _processed, _skipped, _emitted, _deadLettered, _commits, _streamFailures, _restoreTotal, _restored;
     private readonly LatencyHistogram _processLatency = new();
-    private readonly LatencyHistogram _commitLatency = new();
     /// <summary>Keyed "{applicationId}/{taskId}". Outlives the task object: a task recreated by a thread restart
     /// keeps its last progress, so a restart loop cannot hide a stall by resetting the clock.</summary>
     private readonly Dictionary<string, TaskProgress> _taskProgress = new(StringComparer.Ordinal);
@@ -19,11 +18,10 @@ public sealed class StreamMetrics
     public long Emitted => Interlocked.Read(ref _emitted);
     public long DeadLettered => Interlocked.Read(ref _deadLettered);
     public long Commits => Interlocked.Read(ref _commits);
-    public long CommitFailures => Interlocked.Read(ref _commitFailures);
+    /// <summary>Stream clients that failed (e.g. a commit whose store flush failed) and were restarted.</summary>
+    public long StreamFailures => Interlocked.Read(ref _streamFailures);
     public long RestoreTotal => Interlocked.Read(ref _restoreTotal);
     public long Restored => Interlocked.Read(ref _restored);
-    /// <summary>Times an output waited because the producer's queue was full (back-pressure from the broker).</summary>
-    public long ProducerQueueFull => Interlocked.Read(ref _queueFull);
 
     /// <summary>Records between the group's high watermark and what state reflects, over this host's tasks.</summary>
     public long ConsumerLag
@@ -52,18 +50,10 @@ public sealed class StreamMetrics
     internal void OnSkipped() => Interlocked.Increment(ref _skipped);
     internal void OnEmitted(int n) => Interlocked.Add(ref _emitted, n);
     internal void OnDeadLettered() => Interlocked.Increment(ref _deadLettered);
-    internal void OnCommitted(long elapsedTicks)
-    {
-        Interlocked.Increment(ref _commits);
-        _commitLatency.Record(elapsedTicks);
-    }
-
-    /// <summary>Commit duration percentile (the thread consumes nothing meanwhile), in ms.</summary>
-    public double CommitPercentileMs(double quantile) => _commitLatency.PercentileMicroseconds(quantile) / 1000;
-    internal void OnCommitFailed() => Interlocked.Increment(ref _commitFailures);
+    /// <summary>Commits so far, as Streamiz's thread sensors count them (read by the host's probe).</summary>
+    internal void SetCommits(long total) => Interlocked.Exchange(ref _commits, total);
     internal void OnRestoreStarted(long records) => Interlocked.Add(ref _restoreTotal, records);
     internal void OnRestored(long records) => Interlocked.Add(ref _restored, records);
-    internal void OnProducerQueueFull() => Interlocked.Increment(ref _queueFull);
 
     /// <summary>The progress record of a task this host was just assigned. Keyed "{applicationId}/{taskId}" and kept when
     /// the task goes (only marked not owned): a task that returns after a stream restart keeps its last progress, so a
@@ -90,6 +80,7 @@ public sealed class StreamMetrics
     /// <summary>A topology's stream client failed and restarts: the reason is the last error of each of its tasks.</summary>
     internal void OnStreamFailed(string applicationId, string error)
     {
+        Interlocked.Increment(ref _streamFailures);
         lock (_gate)
             foreach (var progress in _taskProgress.Values)
                 if (progress.ApplicationId == applicationId) progress.Failed("stream restarted: " + error);
@@ -119,8 +110,8 @@ public sealed class StreamMetrics
     }
 
     public StreamMetricsSnapshot Snapshot() => new(
-        DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), Processed, SkippedAlreadyApplied, Emitted, DeadLettered, Commits, CommitFailures,
-        RestoreTotal, Restored, ProducerQueueFull, ConsumerLag, ActiveTasks,
+        DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), Processed, SkippedAlreadyApplied, Emitted, DeadLettered, Commits, StreamFailures,
+        RestoreTotal, Restored, ConsumerLag, ActiveTasks,
         _processLatency.PercentileMicroseconds(0.50), _processLatency.PercentileMicroseconds(0.99));
 }
 
@@ -178,8 +169,8 @@ public sealed record StreamTaskHealth(
 
 /// <summary>A point-in-time copy of <see cref="StreamMetrics"/>; rates come from two snapshots.</summary>
 public sealed record StreamMetricsSnapshot(
-    long AtUnixMs, long Processed, long SkippedAlreadyApplied, long Emitted, long DeadLettered, long Commits, long CommitFailures,
-    long RestoreTotal, long Restored, long ProducerQueueFull, long ConsumerLag, int ActiveTasks,
+    long AtUnixMs, long Processed, long SkippedAlreadyApplied, long Emitted, long DeadLettered, long Commits, long StreamFailures,
+    long RestoreTotal, long Restored, long ConsumerLag, int ActiveTasks,
     double ProcessP50Us, double ProcessP99Us)
 {
     public double RecordsInPerSecond(StreamMetricsSnapshot previous) => Rate(Processed - previous.Processed, previous);

@@ -67,13 +67,13 @@ public sealed class StreamMetricsReporter : IDisposable
             var report = new StreamMetricsReport(_hostId, _topologies, now.AtUnixMs,
                 Math.Round(now.RecordsInPerSecond(_previous), 1), Math.Round(now.RecordsOutPerSecond(_previous), 1),
                 now.ProcessP50Us, now.ProcessP99Us, now.ConsumerLag, now.ActiveTasks, Math.Round(now.RestoreProgress, 4),
-                now.Processed, now.Emitted, now.DeadLettered, now.CommitFailures, now.ProducerQueueFull, _host.ThreadRestarts,
+                now.Processed, now.Emitted, now.DeadLettered, now.Commits, _host.ThreadRestarts,
                 (long)_interval.TotalMilliseconds, tasks, sinks);
             _previous = now;
             _log.LogInformation(
-                "streams {Host}: in {InPerSecond}/s out {OutPerSecond}/s process p50 {P50} µs p99 {P99} µs lag {Lag} tasks {Tasks} restore {Restore:P0} dlq {Dlq} commit-failures {CommitFailures}",
+                "streams {Host}: in {InPerSecond}/s out {OutPerSecond}/s process p50 {P50} µs p99 {P99} µs lag {Lag} tasks {Tasks} restore {Restore:P0} dlq {Dlq} commits {Commits} restarts {Restarts}",
                 _hostId, report.RecordsInPerSecond, report.RecordsOutPerSecond, report.ProcessP50Us, report.ProcessP99Us,
-                report.ConsumerLag, report.ActiveTasks, report.RestoreProgress, report.DeadLettered, report.CommitFailures);
+                report.ConsumerLag, report.ActiveTasks, report.RestoreProgress, report.DeadLettered, report.Commits, report.ThreadRestarts);
             foreach (var t in tasks)
                 if (t.Stalled)
                     _log.LogWarning("streams {Host}: task {App}/{Task} stalled: lag {Lag}, no progress since {Since:O}, last error: {Error}", _hostId,
@@ -120,7 +120,7 @@ public sealed record StreamMetricsReport(
     string HostId, IReadOnlyList<string> Topologies, long AtUnixMs,
     double RecordsInPerSecond, double RecordsOutPerSecond, double ProcessP50Us, double ProcessP99Us,
     long ConsumerLag, int ActiveTasks, double RestoreProgress,
-    long Processed, long Emitted, long DeadLettered, long CommitFailures, long ProducerQueueFull, long ThreadRestarts,
+    long Processed, long Emitted, long DeadLettered, long Commits, long ThreadRestarts,
     /// <summary>How often this host reports; a report older than three intervals is from a host that is gone.</summary>
     long IntervalMs,
     IReadOnlyList<StreamTaskHealth> Tasks,

@@ -35,7 +35,7 @@ public sealed class CgmGatewayFixture : IAsyncLifetime
         await PostgresMigrator.MigrateAsync(connectionString);
         Postgres = NpgsqlDataSource.Create(connectionString);
         _redis = await ConnectionMultiplexer.ConnectAsync(LocalServices.RedisConfiguration);
-        _pipeline = new CgmPipeline(new StreamHostOptions { BootstrapServers = Kafka.BootstrapServers, StateDirectory = _stateDir },
+        _pipeline = new CgmPipeline(new StreamHostOptions { BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = _stateDir },
             Postgres, _redis, Logs, new CgmPipelineOptions { EmitIntervalMs = 100, MinForecastRequestIntervalMs = 500 }).Start();
         // The forecast consumer group behind GET /api/v1/cgm/{userId}/forecast, on the committed model.
         _forecasts = new StreamHealth.Forecast.Service.ForecastService(new StreamHealth.Forecast.ForecastOptions { Seed = 7 },

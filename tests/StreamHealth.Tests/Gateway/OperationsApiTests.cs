@@ -130,7 +130,7 @@ public sealed class OperationsApiTests(OperationsApiTests.Services services) : I
         var key = NewMetricsKey();
         var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         StreamMetricsReport Report(string hostId, long atUnixMs) => new(hostId, ["weights"], atUnixMs, 0, 0, 0, 0, ConsumerLag: 17, ActiveTasks: 4,
-            RestoreProgress: 1, Processed: 100, Emitted: 100, DeadLettered: 0, CommitFailures: 0, ProducerQueueFull: 0, ThreadRestarts: 0,
+            RestoreProgress: 1, Processed: 100, Emitted: 100, DeadLettered: 0, Commits: 0, ThreadRestarts: 0,
             IntervalMs: 1_000, Tasks: [], Sinks: []);
         var db = services.Redis.GetDatabase();
         // Silent for 20 s (past three intervals and the 10 s floor), and one silent for longer than the retention.
@@ -188,8 +188,10 @@ public sealed class OperationsApiTests(OperationsApiTests.Services services) : I
             Produce(source, 5);
             WaitFor(() => host.ThreadRestarts > 0, Eventually, () => $"the stream was not restarted: {host.DescribeThreads()}");
             Produce(source, 15);
-            var health = await PollAsync(client, "/health", r => r.StatusCode == HttpStatusCode.ServiceUnavailable);
-            Assert.Equal("degraded", health.Body.GetProperty("status").GetString());
+            // (A restart loop on two loaded cores can make the gateway's Kafka probe time out for a moment: "unhealthy"
+            // is then the honest answer, so wait for the stalled task rather than for the first 503.)
+            var health = await PollAsync(client, "/health", r => r.Body.GetProperty("status").GetString() == "degraded");
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, health.StatusCode);
             var stalled = Assert.Single(health.Body.GetProperty("stalled").EnumerateArray());
             Assert.Equal("task", stalled.GetProperty("kind").GetString());
             Assert.Equal($"{appId}/0-0", stalled.GetProperty("name").GetString());

@@ -34,7 +34,7 @@ public sealed class WeightGatewayFixture : IAsyncLifetime
         await PostgresMigrator.MigrateAsync(ConnectionString);
         _postgres = NpgsqlDataSource.Create(ConnectionString);
         _redis = await ConnectionMultiplexer.ConnectAsync(LocalServices.RedisConfiguration);
-        _pipeline = new WeightPipeline(new StreamHostOptions { BootstrapServers = Kafka.BootstrapServers, StateDirectory = _stateDir },
+        _pipeline = new WeightPipeline(new StreamHostOptions { BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = _stateDir },
             _postgres, _redis, Logs).Start();
         var settings = LocalServices.Overrides(database, Kafka.BootstrapServers);
         App = new WebApplicationFactory<Program>().WithWebHostBuilder(b => b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(settings)));

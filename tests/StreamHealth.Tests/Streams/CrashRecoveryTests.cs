@@ -97,7 +97,7 @@ public sealed class CrashRecoveryTests(EmbeddedKafkaFixture kafka) : IClassFixtu
             b.Dispose();   // leaves the group; A has no local state for B's partitions
             ProduceAmounts(kafka.BootstrapServers, source, 30_000, Keys, seed: 22, reference);
             WaitFor(() => a.Metrics.ActiveTasks == 4 && Progress(kafka.BootstrapServers, appId, source, 4) is var p && p.Committed == p.End,
-                TimeSpan.FromSeconds(60), () => $"survivor did not take over: tasks {a.Metrics.ActiveTasks}, {Progress(kafka.BootstrapServers, appId, source, 4)} processed {a.Metrics.Processed} skipped {a.Metrics.SkippedAlreadyApplied} commits {a.Metrics.Commits} failures {a.Metrics.CommitFailures} threads {a.DescribeThreads()}\n{logs.Dump("rebalance")}");
+                TimeSpan.FromSeconds(60), () => $"survivor did not take over: tasks {a.Metrics.ActiveTasks}, {Progress(kafka.BootstrapServers, appId, source, 4)} processed {a.Metrics.Processed} skipped {a.Metrics.SkippedAlreadyApplied} commits {a.Metrics.Commits} failures {a.Metrics.StreamFailures} threads {a.DescribeThreads()}\n{logs.Dump("rebalance")}");
 
             Assert.True(a.Metrics.RestoreTotal > 0, $"the survivor restored {movedTasks} moved task(s) from the changelog");
             Assert.Equal(a.Metrics.RestoreTotal, a.Metrics.Restored);

@@ -29,14 +29,13 @@ public sealed class WeightPipelineFixture : IDisposable
     {
         var raw = Kafka.NewTopic("wraw", 4);
         Names = new WeightPipelineNames(raw + "-app", raw, Kafka.NewTopic("wfilt", 4));
-        Kafka.Cluster.CreateTopic(Names.ChangelogTopic, 4);
         Kafka.Cluster.CreateTopic(raw + Topics.DeadLetterSuffix, 1);
         Database = LocalServices.NewDatabaseName("weights_pipeline");
         ConnectionString = LocalServices.PostgresConnectionString(Database);
         PostgresMigrator.MigrateAsync(ConnectionString).GetAwaiter().GetResult();
         Postgres = NpgsqlDataSource.Create(ConnectionString);
         Redis = ConnectionMultiplexer.Connect(LocalServices.RedisConfiguration);
-        Pipeline = new WeightPipeline(new StreamHostOptions { BootstrapServers = Kafka.BootstrapServers, StateDirectory = _stateDir, CommitIntervalMs = 200 },
+        Pipeline = new WeightPipeline(new StreamHostOptions { BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = _stateDir, CommitIntervalMs = 200 },
             Postgres, Redis, Logs, names: Names).Start();
     }
 

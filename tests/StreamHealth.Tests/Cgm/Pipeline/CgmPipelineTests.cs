@@ -30,13 +30,12 @@ public sealed class CgmPipelineFixture : IDisposable
     {
         var readings = Kafka.NewTopic("cgmr", 4);
         Names = new CgmPipelineNames(readings + "-app", readings, Kafka.NewTopic("cgml", 4), Kafka.NewTopic("cgmq", 4));
-        Kafka.Cluster.CreateTopic(Names.ChangelogTopic, 4);
         Kafka.Cluster.CreateTopic(readings + Topics.DeadLetterSuffix, 1);
         var connectionString = LocalServices.PostgresConnectionString(LocalServices.NewDatabaseName("cgm_pipeline"));
         PostgresMigrator.MigrateAsync(connectionString).GetAwaiter().GetResult();
         Postgres = NpgsqlDataSource.Create(connectionString);
         Redis = ConnectionMultiplexer.Connect(LocalServices.RedisConfiguration);
-        Pipeline = new CgmPipeline(new StreamHostOptions { BootstrapServers = Kafka.BootstrapServers, StateDirectory = _stateDir, CommitIntervalMs = 200 },
+        Pipeline = new CgmPipeline(new StreamHostOptions { BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = _stateDir, CommitIntervalMs = 200 },
             Postgres, Redis, Logs, Options, Names).Start();
     }
 

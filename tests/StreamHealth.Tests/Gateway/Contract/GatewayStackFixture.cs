@@ -37,9 +37,9 @@ public sealed class GatewayStackFixture : IAsyncLifetime
         await PostgresMigrator.MigrateAsync(connectionString);
         Postgres = NpgsqlDataSource.Create(connectionString);
         _redis = await ConnectionMultiplexer.ConnectAsync(LocalServices.RedisConfiguration);
-        _weights = new WeightPipeline(new StreamHostOptions { BootstrapServers = Kafka.BootstrapServers, StateDirectory = Path.Combine(_stateDir, "w") },
+        _weights = new WeightPipeline(new StreamHostOptions { BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = Path.Combine(_stateDir, "w") },
             Postgres, _redis, Logs).Start();
-        _cgm = new CgmPipeline(new StreamHostOptions { BootstrapServers = Kafka.BootstrapServers, StateDirectory = Path.Combine(_stateDir, "c") },
+        _cgm = new CgmPipeline(new StreamHostOptions { BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = Path.Combine(_stateDir, "c") },
             Postgres, _redis, Logs, new CgmPipelineOptions { EmitIntervalMs = 100, MinForecastRequestIntervalMs = 500 }).Start();
         var settings = LocalServices.Overrides(database, Kafka.BootstrapServers);
         App = new WebApplicationFactory<Program>().WithWebHostBuilder(b => b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(settings)));
