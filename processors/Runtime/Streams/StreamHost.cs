@@ -185,6 +185,7 @@ public sealed class StreamHost : IDisposable
     private void OnStateChanged(HostedStream hosted, KafkaStream stream, KafkaStream.State state)
     {
         _log.LogInformation("topology {App}: {State}", hosted.Topology.ApplicationId, state);
+        if (state == KafkaStream.State.RUNNING) hosted.Running();
         if (state != KafkaStream.State.ERROR || _stop.IsCancellationRequested) return;
         var error = hosted.LastError ?? "stream client failed";
         Interlocked.Increment(ref _restarts);
@@ -297,11 +298,17 @@ public sealed class StreamHost : IDisposable
         public KafkaStream? Stream { get; set; }
         public string? LastError { get; set; }
         private TimeSpan _backoff = TimeSpan.FromSeconds(1);
+        private long _runningSinceTicks = long.MaxValue;
 
+        public void Running() => Volatile.Write(ref _runningSinceTicks, Environment.TickCount64);
+
+        /// <summary>1 s doubling to 10 s while failures repeat; back to 1 s after a minute of running.</summary>
         public TimeSpan NextBackoff()
         {
+            if (Environment.TickCount64 - Volatile.Read(ref _runningSinceTicks) > 60_000) _backoff = TimeSpan.FromSeconds(1);
+            Volatile.Write(ref _runningSinceTicks, long.MaxValue);
             var b = _backoff;
-            _backoff = TimeSpan.FromSeconds(Math.Min(_backoff.TotalSeconds * 2, 30));
+            _backoff = TimeSpan.FromSeconds(Math.Min(_backoff.TotalSeconds * 2, 10));
             return b;
         }
     }

@@ -166,13 +166,14 @@ public sealed class OperationsApiTests(OperationsApiTests.Services services) : I
         var flush = new FlakyFlush();
         var topology = KeySumTopology.Create(source, appId, new StoreFaults { FailFlush = () => flush.Failing });
         var stateDir = Directory.CreateTempSubdirectory("streamhealth-stall-").FullName;
+        var stallLogs = new TestLogs();
         try
         {
             using var host = new StreamHost(new StreamHostOptions
             {
                 BootstrapServers = services.Kafka.BootstrapServers, StateDirectory = stateDir, CommitIntervalMs = 200, StallAfterMs = 1_500,
                 CreateInternalTopic = (topic, partitions) => services.Kafka.Cluster.CreateTopic(topic, partitions),
-            }, [topology]);
+            }, [topology], stallLogs);
             host.Start();
             WaitFor(() => host.Metrics.ActiveTasks == 1, Eventually, () => "task not assigned");
             Produce(source, 5);
@@ -206,6 +207,11 @@ public sealed class OperationsApiTests(OperationsApiTests.Services services) : I
             health = await PollAsync(client, "/health", r => r.StatusCode == HttpStatusCode.OK);
             Assert.Equal("healthy", health.Body.GetProperty("status").GetString());
             WaitFor(() => KeySumTopology.TryQuery(host, appId, "k0", out var k0) && k0 == 9, Eventually, () => $"processed {host.Metrics.Processed}");
+        }
+        catch
+        {
+            stallLogs.Dump("stall");
+            throw;
         }
         finally
         {
