@@ -40,6 +40,7 @@ public static class StreamHealthCli
               up [--bootstrap-file PATH]       embedded Kafka + migrations + Redis check + sample producers; Ctrl-C stops
               run --topology NAME[,NAME] [--source TOPIC] [--app ID] [--host-id ID]
                                                a processing host: stream threads, tasks, RocksDB state; SIGTERM stops gracefully
+                  [--kill-in-flush N]          (key-sum only, tests) SIGKILL itself inside the Nth store flush with writes
               forecast [--host-id ID]          a member of the CGM forecast consumer group (ONNX Runtime) with its sinks
               migrate                          apply PostgreSQL migrations (idempotent)
               dump TOPIC [--max N] [--since ISO-8601] [--follow] [--bootstrap HOST:PORT]

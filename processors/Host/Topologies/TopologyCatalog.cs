@@ -30,10 +30,12 @@ internal static class TopologyCatalog
     {
         "weights" => WeightTopology.Create(WeightTopology.FilterOptions(configuration), timeRule: StreamHealthOptions.Bind(configuration).Input.TimeRule),
         "cgm" => CgmTopology.Create(CgmTopology.Options(configuration)),
-        // Reference fold used by the crash/rebalance tests and the load harness.
+        // Reference fold used by the crash/rebalance tests and the load harness. --kill-in-flush N: the process SIGKILLs
+        // itself inside the Nth store flush that has writes (in the middle of a commit), for the crash-recovery test.
         "key-sum" => KeySumTopology.Create(
             args.Get("--source") ?? throw new UsageException("--topology key-sum needs --source TOPIC"),
-            args.Get("--app") ?? "key-sum-" + args.Get("--source")),
+            args.Get("--app") ?? "key-sum-" + args.Get("--source"),
+            args.GetInt("--kill-in-flush", 0) is > 0 and var kill ? new StoreFaults { KillInFlush = kill } : null),
         _ => throw new UsageException($"unknown topology '{name}' (known: {string.Join(", ", Names)})"),
     };
 }

@@ -48,6 +48,16 @@ public sealed class ChildHost : IDisposable
 
     public bool HasExited => _process.HasExited;
 
+    /// <summary>The exit code of a process that has exited (waits for its output to be read to the end).</summary>
+    public int ExitCode
+    {
+        get
+        {
+            _process.WaitForExit();
+            return _process.ExitCode;
+        }
+    }
+
     /// <summary>SIGKILL: no shutdown code runs, nothing is flushed or committed.</summary>
     public void KillHard()
     {

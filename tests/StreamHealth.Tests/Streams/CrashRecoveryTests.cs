@@ -6,7 +6,7 @@ using static StreamHealth.Tests.Infrastructure.StreamTestKit;
 namespace StreamHealth.Tests.Streams;
 
 /// <summary>Effectively-once state under the failures that matter: a processing host killed with
-/// SIGKILL mid-stream, and a host leaving a two-host group.</summary>
+/// SIGKILL mid-stream (from outside, and from inside a commit), and a host leaving a two-host group.</summary>
 public sealed class CrashRecoveryTests(EmbeddedKafkaFixture kafka) : IClassFixture<EmbeddedKafkaFixture>
 {
     private const int Updates = 100_000;
@@ -52,6 +52,92 @@ public sealed class CrashRecoveryTests(EmbeddedKafkaFixture kafka) : IClassFixtu
             }
 
             // Open the same state in-process: every key equals the fold, and nothing is left to process.
+            using var host = new StreamHost(new StreamHostOptions { BootstrapServers = kafka.BootstrapServers, StateDirectory = stateDir,
+                CreateInternalTopic = (topic, partitions) => kafka.Cluster.CreateTopic(topic, partitions) }, [KeySumTopology.Create(source, appId)]);
+            host.Start();
+            WaitFor(() => host.Metrics.ActiveTasks == 4, TimeSpan.FromSeconds(60), () => $"tasks {host.Metrics.ActiveTasks}/4");
+            AssertStateEqualsReference(host, appId, reference);
+            Assert.Equal(0, host.Metrics.Processed);
+        }
+        finally
+        {
+            Directory.Delete(stateDir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task A_host_killed_hard_at_several_points_including_inside_a_commit_ends_with_state_equal_to_the_reference_fold()
+    {
+        const int perRound = 10_000;
+        var (source, appId) = CreateTopics("kills");
+        var stateDir = Directory.CreateTempSubdirectory("streamhealth-kills-").FullName;
+        var env = new Dictionary<string, string>
+        {
+            ["STREAMHEALTH_Kafka__BootstrapServers"] = kafka.BootstrapServers,
+            ["STREAMHEALTH_State__Directory"] = stateDir,
+            ["STREAMHEALTH_Redis__Port"] = LocalServices.RedisPort.ToString(),
+            ["STREAMHEALTH_Streams__SessionTimeoutMs"] = "3000",
+            ["STREAMHEALTH_Streams__MetricsIntervalMs"] = "1000",
+        };
+        string[] args = ["run", "--topology", "key-sum", "--source", source, "--app", appId, "--host-id", "kills-test"];
+        var reference = new Dictionary<string, long>();
+        var produced = 0;
+        (long Committed, long End) Now() => Progress(kafka.BootstrapServers, appId, source, 4);
+        // A round of input, paced so that it is still arriving while the host processes and commits it (one producer at a
+        // time writes the reference fold; each round is awaited before the next starts).
+        Task ProduceWhileRunning(int seed) => Task.Run(() =>
+        {
+            ProduceAmounts(kafka.BootstrapServers, source, perRound, Keys, seed, reference, perSecond: 2_500);
+            Interlocked.Add(ref produced, perRound);
+        });
+        void WaitAssigned(ChildHost child) => WaitFor(() => child.Output.Contains($"task {appId}/0-0 assigned") || child.HasExited,
+            TimeSpan.FromSeconds(60), () => $"host got no tasks: {Now()}\n{child.Output}");
+        var kills = new List<string>();
+        try
+        {
+            // (a) SIGKILL from outside, mid-stream, at two progress points: once the first host committed part of the input, and
+            // once a restarted host (which restores its state and skips what the state already reflects) committed more.
+            foreach (var (seed, progress) in new[] { (41, 2_000L), (42, 4_000L) })
+            {
+                var before = Now().Committed;
+                using var child = ChildHost.Start(args, env);
+                WaitAssigned(child);
+                var producing = ProduceWhileRunning(seed);
+                WaitFor(() => Now().Committed >= before + progress, TimeSpan.FromSeconds(60),
+                    () => $"host made no progress after {before}: {Now()}\n{child.Output}");
+                child.KillHard();
+                var atKill = Now();
+                Assert.False(producing.IsCompleted, $"input had all arrived when the host was killed at {atKill}: not mid-stream");
+                await producing;
+                kills.Add($"SIGKILL at committed {atKill.Committed}/{atKill.End}");
+            }
+
+            // (b) SIGKILL from inside a commit: the host kills itself in its second store flush with writes, after RocksDB has
+            // the batch and before the changelog is flushed and the input offsets are committed.
+            using (var child = ChildHost.Start([.. args, "--kill-in-flush", "2"], env))
+            {
+                WaitAssigned(child);
+                var producing = ProduceWhileRunning(43);
+                WaitFor(() => child.HasExited, TimeSpan.FromSeconds(60), () => $"host did not kill itself in a flush: {Now()}\n{child.Output}");
+                Assert.Equal(137, child.ExitCode);   // 128 + SIGKILL
+                Assert.Contains("fault injected, killing the process (SIGKILL) in store flush 2", child.Output);
+                Assert.DoesNotContain("stopping", child.Output);
+                var atKill = Now();
+                await producing;
+                kills.Add($"SIGKILL in a commit at committed {atKill.Committed}/{atKill.End}");
+            }
+
+            // The rest arrives while no host runs; the last host must neither lose nor re-apply anything.
+            ProduceAmounts(kafka.BootstrapServers, source, perRound, Keys, seed: 44, reference);
+            produced += perRound;
+            using (var last = ChildHost.Start(args, env))
+            {
+                WaitFor(() => Now() is var p && p.Committed == p.End && p.End == produced, TimeSpan.FromSeconds(60),
+                    () => $"last host did not catch up: {Now()} of {produced} after {string.Join(", ", kills)}\n{last.Output}");
+                Assert.Equal(0, last.Terminate());
+            }
+
+            // Open the same state in-process: every key equals the single-threaded fold, and nothing is left to process.
             using var host = new StreamHost(new StreamHostOptions { BootstrapServers = kafka.BootstrapServers, StateDirectory = stateDir,
                 CreateInternalTopic = (topic, partitions) => kafka.Cluster.CreateTopic(topic, partitions) }, [KeySumTopology.Create(source, appId)]);
             host.Start();

@@ -43,7 +43,11 @@ internal sealed class FaultInjectingStore(RocksDbKeyValueStore inner, StoreFault
         if (faults.FailFlush?.Invoke() == true) throw new IOException("store flush failed: disk says no");
         inner.Flush();
         if (_written && faults.KillInFlush > 0 && ++_flushesWithWrites == faults.KillInFlush)
+        {
+            // Said on stderr (unbuffered) first, so whoever started the process can tell this death from any other.
+            Console.Error.WriteLine($"store {Name}: fault injected, killing the process (SIGKILL) in store flush {_flushesWithWrites} with writes");
             System.Diagnostics.Process.GetCurrentProcess().Kill();
+        }
         _written = false;
     }
 

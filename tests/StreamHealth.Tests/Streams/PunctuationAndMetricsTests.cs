@@ -1,0 +1,173 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Text.Json;
+using Confluent.Kafka;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.Configuration;
+using StackExchange.Redis;
+using Streamiz.Kafka.Net.Processors.Public;
+using Streamiz.Kafka.Net.SerDes;
+using Streamiz.Kafka.Net.State;
+using StreamHealth.Runtime.Streams;
+using StreamHealth.Runtime.Streams.Reference;
+using StreamHealth.Tests.Infrastructure;
+using static StreamHealth.Tests.Infrastructure.StreamTestKit;
+
+namespace StreamHealth.Tests.Streams;
+
+/// <summary>Counts records and punctuations; stream-time punctuation writes its count to the store.</summary>
+public sealed class TimedProcessor : StreamProcessor<string, long>
+{
+    public const string Store = "timed";
+    private readonly ConcurrentQueue<(PunctuationType Type, long AtUnixMs)> _fired = new();
+    private IKeyValueStore<string, Count> _store = null!;
+
+    public TimedProcessor() : base(null!, null!, null!, "") { }
+
+    public TimedProcessor(ProcessorServices services, ConcurrentQueue<(PunctuationType Type, long AtUnixMs)> fired)
+        : base(services, new StringSerDes(), BigEndianInt64SerDes.Instance, "timed") => _fired = fired;
+
+    /// <summary>A count (a class: Streamiz stores and queries reference values).</summary>
+    public sealed record Count(long N)
+    {
+        public static readonly BigEndianInt64SerDes<Count> SerDes = new(c => c.N, n => new Count(n));
+    }
+
+    public static StreamTopology Topology(string source, string appId, ConcurrentQueue<(PunctuationType Type, long AtUnixMs)> fired) => new()
+    {
+        ApplicationId = appId,
+        SourceTopic = source,
+        ProcessorName = "timed",
+        Processor = services => TransformerBuilder.New<byte[], byte[], byte[], Emission>()
+            .Transformer<TimedProcessor>(services, fired)
+            .StateStore(Stores.KeyValueStoreBuilder(Stores.PersistentKeyValueStore(Store), new StringSerDes(), Count.SerDes).WithCachingEnabled())
+            .Build(),
+    };
+
+    protected override void Init()
+    {
+        _store = (IKeyValueStore<string, Count>)Context.GetStateStore(Store);
+        Context.Schedule(TimeSpan.FromMinutes(1), PunctuationType.STREAM_TIME, now => Punctuation(StreamTime, now));
+        Context.Schedule(TimeSpan.FromMilliseconds(200), PunctuationType.PROCESSING_TIME,
+            now => Punctuation(t => _fired.Enqueue((PunctuationType.PROCESSING_TIME, t)), now));
+    }
+
+    protected override void Process(in InputRecord<string, long> record) => Increment("records");
+
+    private void StreamTime(long timeUnixMs)
+    {
+        _fired.Enqueue((PunctuationType.STREAM_TIME, timeUnixMs));
+        Increment("stream-punctuations");
+    }
+
+    private void Increment(string key) => _store.Put(key, new Count((_store.Get(key)?.N ?? 0) + 1));
+}
+
+public sealed class PunctuationAndMetricsTests(EmbeddedKafkaFixture kafka) : IClassFixture<EmbeddedKafkaFixture>
+{
+    [Fact]
+    public void Stream_time_punctuation_follows_record_timestamps_and_wall_clock_punctuation_fires_without_input()
+    {
+        var source = kafka.NewTopic("punct", 1);
+        var appId = source + "-app";
+        var fired = new ConcurrentQueue<(PunctuationType Type, long AtUnixMs)>();
+        var stateDir = Directory.CreateTempSubdirectory("streamhealth-punct-").FullName;
+        try
+        {
+            using var host = new StreamHost(new StreamHostOptions { BootstrapServers = kafka.BootstrapServers, StateDirectory = stateDir,
+                CreateInternalTopic = (topic, partitions) => kafka.Cluster.CreateTopic(topic, partitions) }, [TimedProcessor.Topology(source, appId, fired)]);
+            host.Start();
+            WaitFor(() => host.Metrics.ActiveTasks == 1, TimeSpan.FromSeconds(30), () => "task not assigned");
+            // Event times (seconds after t0), deliberately including an out-of-order record: stream time never goes back.
+            // One record at a time, each processed before the next is sent: Streamiz checks stream-time punctuation after a
+            // batch of records, so records arriving together would advance stream time in one step (as they may in Kafka Streams).
+            var t0 = DateTimeOffset.Parse("2026-01-01T00:00:00Z").ToUnixTimeMilliseconds();
+            var seconds = new[] { 0, 30, 61, 10, 90, 200, 201 };
+            using (var p = new ProducerBuilder<string, long>(new ProducerConfig { BootstrapServers = kafka.BootstrapServers })
+                       .SetValueSerializer(StreamTestKit.BigEndianInt64.Instance).Build())
+            {
+                for (var i = 0; i < seconds.Length; i++)
+                {
+                    p.Produce(source, new Message<string, long> { Key = "k", Value = 1, Timestamp = new Timestamp(t0 + seconds[i] * 1000L, TimestampType.CreateTime) });
+                    p.Flush(TimeSpan.FromSeconds(10));
+                    WaitFor(() => host.Metrics.Processed == i + 1, TimeSpan.FromSeconds(30), () => $"processed {host.Metrics.Processed}/{i + 1}");
+                }
+            }
+            var wallClockAtIdle = fired.Count(f => f.Type == PunctuationType.PROCESSING_TIME);
+            Thread.Sleep(1_500);   // idle: only wall-clock punctuation may fire now
+
+            var streamTimes = fired.Where(f => f.Type == PunctuationType.STREAM_TIME).Select(f => (f.AtUnixMs - t0) / 1000).ToList();
+            // Streamiz (like Kafka Streams) aligns a stream-time schedule to 0, so the first record fires it at once (0 s) and
+            // the next is due at t0+60 s; 30 s does not fire; 61 s fires (next 120 s); the late 10 s record leaves stream time
+            // at 61 s; 90 s does not fire; 200 s fires once (the missed 120 s and 180 s collapse, next 240 s); 201 s does not.
+            // (The old runtime armed the schedule at the first record instead, so it fired at [61, 200] only.)
+            Assert.Equal([0L, 61L, 200L], streamTimes);
+            var wallClockIdle = fired.Count(f => f.Type == PunctuationType.PROCESSING_TIME) - wallClockAtIdle;
+            Assert.True(wallClockIdle >= 3, $"wall-clock punctuation fires while no records arrive: {wallClockIdle} in 1.5 s at 200 ms");
+            Assert.Equal(7, host.Metrics.Processed);
+            WaitFor(() => Query(host, appId, "stream-punctuations") == 3 && Query(host, appId, "records") == 7, TimeSpan.FromSeconds(10),
+                () => $"store: punctuations {Query(host, appId, "stream-punctuations")}, records {Query(host, appId, "records")}");
+        }
+        finally
+        {
+            Directory.Delete(stateDir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Host_metrics_are_logged_published_to_redis_and_served_by_the_gateway()
+    {
+        var source = kafka.NewTopic("metrics", 2);
+        var appId = source + "-app";
+        kafka.Cluster.CreateTopic(KeySumTopology.OutputTopic(source), 2);
+        var stateDir = Directory.CreateTempSubdirectory("streamhealth-metrics-").FullName;
+        var logs = new TestLogs();
+        try
+        {
+            using var host = new StreamHost(new StreamHostOptions { BootstrapServers = kafka.BootstrapServers, StateDirectory = stateDir,
+                CreateInternalTopic = (topic, partitions) => kafka.Cluster.CreateTopic(topic, partitions) }, [KeySumTopology.Create(source, appId)], logs);
+            host.Start();
+            ProduceAmounts(kafka.BootstrapServers, source, 2_000, 20, seed: 5, []);
+            WaitFor(() => host.Metrics.Processed == 2_000 && host.Metrics.Emitted == 2_000, TimeSpan.FromSeconds(30),
+                () => $"processed {host.Metrics.Processed}, emitted {host.Metrics.Emitted}");
+
+            using var redis = await ConnectionMultiplexer.ConnectAsync(LocalServices.RedisConfiguration);
+            var hostId = "metrics-test-" + Guid.NewGuid().ToString("N")[..6];
+            var settings = LocalServices.Overrides(LocalServices.NewDatabaseName("gateway_streams"), kafka.BootstrapServers);
+            var metricsKey = settings["Streams:MetricsKey"]!;
+            using var reporter = new StreamMetricsReporter(hostId, [appId], host, logs.CreateLogger("test"), redis.GetDatabase(), TimeSpan.FromMinutes(1),
+                redisKey: metricsKey);
+            var report = reporter.Report();
+            Assert.Equal(2_000, report.Processed);
+            Assert.Equal(2_000, report.Emitted);
+            Assert.Equal(0, report.DeadLettered);
+            Assert.Equal(2, report.ActiveTasks);
+            Assert.True(report.ProcessP99Us >= report.ProcessP50Us && report.ProcessP50Us > 0);
+            // Tasks are Streamiz's "subtopology-partition" ids, keyed by topology.
+            Assert.Equal(["0-0", "0-1"], report.Tasks.Select(t => t.Task));
+            Assert.All(report.Tasks, t => Assert.Equal(appId, t.ApplicationId));
+            Assert.Contains($"streams {hostId}: in ", logs.Text);
+            Assert.True(await redis.GetDatabase().HashExistsAsync(metricsKey, hostId), "published in the hosts' hash");
+
+            await using var app = new WebApplicationFactory<Program>().WithWebHostBuilder(b =>
+                b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(settings)));
+            using var client = app.CreateClient();
+            var response = await client.GetAsync("/api/v1/streams");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var hosts = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("hosts");
+            var mine = hosts.EnumerateArray().Single(h => h.GetProperty("hostId").GetString() == hostId);
+            Assert.Equal(2_000, mine.GetProperty("processed").GetInt64());
+            Assert.Equal(appId, mine.GetProperty("topologies")[0].GetString());
+            // Both tasks are caught up: reported, with their lag, and not stalled.
+            Assert.Equal(2, mine.GetProperty("tasks").GetArrayLength());
+            Assert.All(mine.GetProperty("tasks").EnumerateArray(), t => Assert.False(t.GetProperty("stalled").GetBoolean()));
+        }
+        finally
+        {
+            Directory.Delete(stateDir, recursive: true);
+        }
+    }
+
+    private static long Query(StreamHost host, string appId, string key) =>
+        host.TryQuery<string, TimedProcessor.Count>(appId, TimedProcessor.Store, key, out var v) ? v.N : -1;
+}
