@@ -42,7 +42,7 @@ public sealed class CgmPipeline : IDisposable
         Runtime.Validation.EventTimeRule? timeRule = null) =>
     (
         SinkRunner.For(bootstrapServers, names.ReadingsTopic, names.PostgresSinkGroup,
-            new CgmReadingsPostgresWriter(postgres, logs.CreateLogger("StreamHealth.Sinks.cgm-readings-postgres"), timeRule), postgres, logs, sessionTimeoutMs),
+            CgmReadingsPostgresWriter.Create(postgres, logs.CreateLogger("StreamHealth.Sinks." + CgmReadingsPostgresWriter.Name), timeRule), postgres, logs, sessionTimeoutMs),
         SinkRunner.For(bootstrapServers, names.LatestTopic, names.RedisSinkGroup,
             CgmLatestRedisWriter.Create(redis), postgres, logs, sessionTimeoutMs)
     );

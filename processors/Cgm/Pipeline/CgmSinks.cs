@@ -4,125 +4,68 @@ using Npgsql;
 using NpgsqlTypes;
 using StackExchange.Redis;
 using StreamHealth.Runtime.Sinks;
-using StreamHealth.Runtime.Storage;
 using StreamHealth.Runtime.Validation;
 using StreamHealth.Schemas;
 
 namespace StreamHealth.Cgm.Pipeline;
 
-/// <summary>cgm.readings → cgm.readings table: one row per reading id, all-or-nothing per batch. Each reading id has
-/// one owner whatever its time (<see cref="EventIds"/>, workload <see cref="Workload"/>): a retry of the same reading
-/// is stored once, and an id already used by another user or for another reading (another time, type or value) goes
-/// to streamhealth.dead_letters with the reason, in the batch's transaction. Records the CGM topology dead-letters
-/// (same <see cref="CgmReadings.Validate"/> rule, judged at the same receiving time) are skipped here, and a record
-/// that does not decode is dead-lettered too: nothing is dropped silently.</summary>
-public sealed class CgmReadingsPostgresWriter(NpgsqlDataSource db, ILogger? log = null, EventTimeRule? timeRule = null) : ISinkWriter
+/// <summary>cgm.readings → cgm.readings table (<see cref="PostgresEventSink{T}"/>): one row per reading id. Each reading id
+/// has one owner whatever its time (workload <see cref="Workload"/>): a retry of the same reading is stored once, and an
+/// id already used by another user or for another reading (another time, type or value) is dead-lettered, as is a
+/// record that does not decode. Records the CGM topology dead-letters (same <see cref="CgmReadings.Validate"/> rule,
+/// judged at the same receiving time) are skipped here.</summary>
+public static class CgmReadingsPostgresWriter
 {
+    public const string Name = "cgm-readings-postgres";
     public const string Workload = "cgm-reading";
-    private readonly EventTimeRule _timeRule = timeRule ?? EventTimeRule.Default;
 
-    public string Name => "cgm-readings-postgres";
+    public static ISinkWriter Create(NpgsqlDataSource db, ILogger? log = null, EventTimeRule? timeRule = null) =>
+        new PostgresEventSink<(string KeyUserId, CgmReading Reading)>(db, Describe(timeRule ?? EventTimeRule.Default), log);
 
-    public void Write(IReadOnlyList<SinkRecord> batch)
+    // The user is the record key's (the topology checks the reading's own user against it).
+    private static PostgresEventWorkload<(string KeyUserId, CgmReading Reading)> Describe(EventTimeRule timeRule) => new()
     {
-        var n = batch.Count;
-        var ids = new List<string>(n);
-        var users = new List<string>(n);
-        var times = new List<DateTime>(n);
-        var originals = new List<DateTime>(n);
-        var types = new List<string>(n);
-        var glucose = new List<double?>(n);
-        var flags = new List<short>(n);
-        var formats = new List<string>(n);
-        var carbs = new List<double?>(n);
-        var slow = new List<double?>(n);
-        var fast = new List<double?>(n);
-        var exercise = new List<double?>(n);
-        var partitions = new List<int>(n);
-        var offsets = new List<long>(n);
-        var fingerprints = new List<string>(n);
-        var sources = new List<SinkRecord>(n);
-        var dead = new List<(SinkRecord Record, string Error)>();
-        var wallMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        foreach (var record in batch)
+        SinkName = Name,
+        Decode = static record => (UserKey.Parser.ParseFrom(PostgresEventSink.Key(record)).UserId,
+                                   CgmReading.Parser.ParseFrom(PostgresEventSink.Value(record))),
+        DecodeFailure = "cannot decode cgm.readings record",
+        // In cgm.readings.dlq with the reason: the topology judged the record by the same rule at the same receiving time.
+        Skip = (r, receivedAtMs) => CgmReadings.Validate(r.KeyUserId, r.Reading, timeRule, receivedAtMs) is not null,
+        EventIdWorkload = Workload,
+        EventIdField = "reading_id",
+        EventKind = "reading (another time, type or value)",
+        EventId = static r => r.Reading.ReadingId,
+        UserId = static r => r.KeyUserId,
+        Fingerprint = static r => CgmReadings.Fingerprint(r.Reading),
+        InsertSql = """
+            INSERT INTO cgm.readings (reading_id, user_id, reading_time, original_time, event_type, glucose_mg_dl,
+                quality_flags, source_format, carbs_g, insulin_slow_u, insulin_fast_u, exercise_min, source_partition, source_offset)
+            SELECT * FROM unnest(@ids, @users, @times, @originals, @types, @glucose, @flags, @formats, @carbs, @slow, @fast,
+                                 @exercise, @partitions, @offsets)
+            ON CONFLICT (reading_id, reading_time) DO NOTHING
+            """,
+        AddParameters = static (p, rows) =>
         {
-            CgmReading r;
-            string keyUser;
-            try
-            {
-                keyUser = UserKey.Parser.ParseFrom(record.Key ?? throw new FormatException("record has no key")).UserId;
-                r = CgmReading.Parser.ParseFrom(record.Value ?? throw new FormatException("record has no value"));
-            }
-            catch (Exception e) when (e is FormatException or Google.Protobuf.InvalidProtocolBufferException)
-            {
-                dead.Add((record, e.Message));
-                continue;
-            }
-            // In cgm.readings.dlq with the reason: the topology judged the record by the same rule at the same receiving time.
-            if (CgmReadings.Validate(keyUser, r, _timeRule, EventTimeRule.ReceivedAt(record.TimestampUnixMs, wallMs)) is not null) continue;
-            ids.Add(r.ReadingId);
-            users.Add(keyUser);
-            times.Add(DateTime.UnixEpoch.AddMilliseconds(r.EventTimeUnixMs));
-            originals.Add(DateTime.UnixEpoch.AddMilliseconds(r.OriginalTimeUnixMs == 0 ? r.EventTimeUnixMs : r.OriginalTimeUnixMs));
-            types.Add(CgmReadings.EventTypeName(r.EventType));
-            glucose.Add(Nullable(r.GlucoseMgDl));
-            flags.Add((short)r.QualityFlags);
-            formats.Add(r.SourceFormat.Length == 0 ? "producer" : r.SourceFormat);
-            carbs.Add(Nullable(r.CarbsG));
-            slow.Add(Nullable(r.InsulinSlowU));
-            fast.Add(Nullable(r.InsulinFastU));
-            exercise.Add(Nullable(r.ExerciseMin));
-            partitions.Add(record.Partition);
-            offsets.Add(record.Offset);
-            fingerprints.Add(CgmReadings.Fingerprint(r));
-            sources.Add(record);
-        }
-        using var connection = db.OpenConnection();
-        using var tx = connection.BeginTransaction();
-        var claims = EventIds.Claim(connection, tx, Workload, ids, users, fingerprints);
-        for (var i = claims.Length - 1; i >= 0; i--)
-        {
-            if (EventIds.ConflictReason(claims[i], "reading_id", ids[i], "reading (another time, type or value)") is not { } conflict) continue;
-            dead.Add((sources[i], conflict));
-            RemoveAt(i, ids, users, times, originals, types, glucose, flags, formats, carbs, slow, fast, exercise, partitions, offsets);
-        }
-        if (ids.Count > 0)
-        {
-            using var insert = new NpgsqlCommand("""
-                INSERT INTO cgm.readings (reading_id, user_id, reading_time, original_time, event_type, glucose_mg_dl,
-                    quality_flags, source_format, carbs_g, insulin_slow_u, insulin_fast_u, exercise_min, source_partition, source_offset)
-                SELECT * FROM unnest(@ids, @users, @times, @originals, @types, @glucose, @flags, @formats, @carbs, @slow, @fast,
-                                     @exercise, @partitions, @offsets)
-                ON CONFLICT (reading_id, reading_time) DO NOTHING
-                """, connection, tx);
-            insert.Parameters.AddWithValue("ids", ids);
-            insert.Parameters.AddWithValue("users", users);
-            insert.Parameters.Add(new NpgsqlParameter("times", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { Value = times });
-            insert.Parameters.Add(new NpgsqlParameter("originals", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { Value = originals });
-            insert.Parameters.AddWithValue("types", types);
-            insert.Parameters.Add(new NpgsqlParameter("glucose", NpgsqlDbType.Array | NpgsqlDbType.Double) { Value = glucose });
-            insert.Parameters.AddWithValue("flags", flags);
-            insert.Parameters.AddWithValue("formats", formats);
-            insert.Parameters.Add(new NpgsqlParameter("carbs", NpgsqlDbType.Array | NpgsqlDbType.Double) { Value = carbs });
-            insert.Parameters.Add(new NpgsqlParameter("slow", NpgsqlDbType.Array | NpgsqlDbType.Double) { Value = slow });
-            insert.Parameters.Add(new NpgsqlParameter("fast", NpgsqlDbType.Array | NpgsqlDbType.Double) { Value = fast });
-            insert.Parameters.Add(new NpgsqlParameter("exercise", NpgsqlDbType.Array | NpgsqlDbType.Double) { Value = exercise });
-            insert.Parameters.AddWithValue("partitions", partitions);
-            insert.Parameters.AddWithValue("offsets", offsets);
-            insert.ExecuteNonQuery();
-        }
-        foreach (var (record, message) in dead)
-            DeadLetters.Insert(connection, tx, record, Name, "cannot decode cgm.readings record: " + message, log);
-        tx.Commit();
-    }
+            p.Add(rows.Column("ids", static (_, r) => r.Reading.ReadingId));
+            p.Add(rows.Column("users", static (_, r) => r.KeyUserId));
+            p.Add(rows.Timestamps("times", static (_, r) => r.Reading.EventTimeUnixMs));
+            p.Add(rows.Timestamps("originals", static (_, r) =>
+                r.Reading.OriginalTimeUnixMs == 0 ? r.Reading.EventTimeUnixMs : r.Reading.OriginalTimeUnixMs));
+            p.Add(rows.Column("types", static (_, r) => CgmReadings.EventTypeName(r.Reading.EventType)));
+            p.Add(rows.Column("glucose", static (_, r) => Nullable(r.Reading.GlucoseMgDl), NpgsqlDbType.Double));
+            p.Add(rows.Column("flags", static (_, r) => (short)r.Reading.QualityFlags));
+            p.Add(rows.Column("formats", static (_, r) => r.Reading.SourceFormat.Length == 0 ? "producer" : r.Reading.SourceFormat));
+            p.Add(rows.Column("carbs", static (_, r) => Nullable(r.Reading.CarbsG), NpgsqlDbType.Double));
+            p.Add(rows.Column("slow", static (_, r) => Nullable(r.Reading.InsulinSlowU), NpgsqlDbType.Double));
+            p.Add(rows.Column("fast", static (_, r) => Nullable(r.Reading.InsulinFastU), NpgsqlDbType.Double));
+            p.Add(rows.Column("exercise", static (_, r) => Nullable(r.Reading.ExerciseMin), NpgsqlDbType.Double));
+            p.Add(rows.Column("partitions", static (record, _) => record.Partition));
+            p.Add(rows.Column("offsets", static (record, _) => record.Offset));
+        },
+    };
 
+    /// <summary>NaN is how a reading says "not measured"; the column says it with NULL.</summary>
     private static double? Nullable(double v) => double.IsNaN(v) ? null : v;
-
-    /// <summary>Drops column entry <paramref name="i"/> (a rare conflict; lists keep the batch's parameter arrays).</summary>
-    private static void RemoveAt(int i, params System.Collections.IList[] columns)
-    {
-        foreach (var column in columns) column.RemoveAt(i);
-    }
 }
 
 /// <summary>A user's latest aligned glucose and trend as the gateway serves it.</summary>

@@ -28,7 +28,7 @@ public sealed class ForecastService : IDisposable
         IConnectionMultiplexer redis, ILoggerFactory logs, int sessionTimeoutMs = 6_000, Runtime.Validation.EventTimeRule? timeRule = null) =>
     (
         SinkRunner.For(bootstrapServers, names.ForecastsTopic, names.PostgresSinkGroup,
-            new ForecastPostgresWriter(postgres, logs.CreateLogger("StreamHealth.Sinks.cgm-forecasts-postgres"), timeRule), postgres, logs, sessionTimeoutMs),
+            ForecastPostgresWriter.Create(postgres, logs.CreateLogger("StreamHealth.Sinks." + ForecastPostgresWriter.Name), timeRule), postgres, logs, sessionTimeoutMs),
         SinkRunner.For(bootstrapServers, names.ForecastsTopic, names.RedisSinkGroup,
             ForecastRedisWriter.Create(redis), postgres, logs, sessionTimeoutMs)
     );

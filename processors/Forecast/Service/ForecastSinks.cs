@@ -4,26 +4,24 @@ using Npgsql;
 using NpgsqlTypes;
 using StackExchange.Redis;
 using StreamHealth.Runtime.Sinks;
-using StreamHealth.Runtime.Storage;
 using StreamHealth.Runtime.Validation;
 using StreamHealth.Schemas;
 
 namespace StreamHealth.Forecast.Service;
 
-/// <summary>cgm.forecasts → cgm.forecasts table: one row per request id, all-or-nothing per batch. Each request id has
-/// one owner whatever its time (<see cref="EventIds"/>, workload <see cref="Workload"/>, fingerprint: user and forecast
-/// time): a replayed forecast is stored once, one reusing another user's or another forecast's id is dead-lettered. A
-/// record that does not decode or holds what PostgreSQL or the API cannot carry faithfully (control characters in ids
-/// or the model version, non-finite values) goes to streamhealth.dead_letters with the reason, in the same transaction,
-/// never dropped silently.</summary>
-public sealed class ForecastPostgresWriter(NpgsqlDataSource db, ILogger? log = null, EventTimeRule? timeRule = null) : ISinkWriter
+/// <summary>cgm.forecasts → cgm.forecasts table (<see cref="PostgresEventSink{T}"/>): one row per request id. Each request
+/// id has one owner whatever its time (workload <see cref="Workload"/>, fingerprint: the forecast time; the user is
+/// compared too): a replayed forecast is stored once, one reusing another user's or another forecast's id is
+/// dead-lettered. So is a record that does not decode or holds what PostgreSQL or the API cannot carry faithfully
+/// (control characters in ids or the model version, non-finite values, a time outside the event-time rule).</summary>
+public static class ForecastPostgresWriter
 {
-    private readonly EventTimeRule _timeRule = timeRule ?? EventTimeRule.Default;
-
+    public const string Name = "cgm-forecasts-postgres";
     public const string Workload = "forecast";
     public const int MaxModelVersionLength = 128;
 
-    public string Name => "cgm-forecasts-postgres";
+    public static ISinkWriter Create(NpgsqlDataSource db, ILogger? log = null, EventTimeRule? timeRule = null) =>
+        new PostgresEventSink<CgmForecast>(db, Describe(timeRule ?? EventTimeRule.Default), log);
 
     /// <summary>Null when the forecast can be stored, else why (naming the field).</summary>
     public static string? Validate(CgmForecast f)
@@ -46,74 +44,67 @@ public sealed class ForecastPostgresWriter(NpgsqlDataSource db, ILogger? log = n
         return null;
     }
 
-    public void Write(IReadOnlyList<SinkRecord> batch)
+    private static PostgresEventWorkload<CgmForecast> Describe(EventTimeRule timeRule) => new()
     {
-        var n = batch.Count;
-        var ids = new List<string>(n);
-        var users = new List<string>(n);
-        var times = new List<DateTime>(n);
-        var steps = new List<int>(n);
-        var horizons = new List<int>(n);
-        var levelCounts = new List<int>(n);
-        var models = new List<string>(n);
-        var samples = new List<int>(n);
-        var partitions = new List<int>(n);
-        var offsets = new List<long>(n);
-        // Arrays travel flattened (one parameter each, unnest cannot return arrays per row) and are sliced per row in SQL.
+        SinkName = Name,
+        Decode = static record => CgmForecast.Parser.ParseFrom(PostgresEventSink.Value(record)),
+        DecodeFailure = "cannot decode CgmForecast",
+        // The forecast carries its request's timestamp, so this is the judgement the forecaster made of the request.
+        Refuse = (f, receivedAtMs) => (Validate(f) ?? timeRule.Check("event_time_unix_ms", f.EventTimeUnixMs, receivedAtMs)) is { } problem
+            ? "forecast cannot be stored: " + problem : null,
+        EventIdWorkload = Workload,
+        EventIdField = "request_id",
+        EventKind = "forecast (another forecast time)",
+        EventId = static f => f.RequestId,
+        UserId = static f => f.UserId,
+        Fingerprint = static f => f.EventTimeUnixMs.ToString(CultureInfo.InvariantCulture),
+        // Arrays travel flattened (one parameter each, unnest cannot return arrays per row) and are sliced per row:
+        // row i's slices start (1-based) after the rows before it.
+        InsertSql = """
+            INSERT INTO cgm.forecasts (request_id, user_id, forecast_time, step_minutes, horizon_steps, median_mg_dl, quantiles,
+                bands_mg_dl, model_version, mc_samples, source_partition, source_offset)
+            SELECT (@ids)[i], (@users)[i], (@times)[i], (@steps)[i], (@horizons)[i],
+                   (@medians)[(@medianStart)[i] : (@medianStart)[i] + (@horizons)[i] - 1],
+                   coalesce((@levels)[(@levelStart)[i] : (@levelStart)[i] + (@levelCounts)[i] - 1], '{}'),
+                   coalesce((@bands)[(@bandStart)[i] : (@bandStart)[i] + (@horizons)[i] * (@levelCounts)[i] - 1], '{}'),
+                   (@models)[i], (@samples)[i], (@partitions)[i], (@offsets)[i]
+            FROM generate_series(1, cardinality(@ids)) AS i
+            ON CONFLICT (request_id, forecast_time) DO NOTHING
+            """,
+        AddParameters = static (p, rows) =>
+        {
+            p.Add(rows.Column("ids", static (_, f) => f.RequestId));
+            p.Add(rows.Column("users", static (_, f) => f.UserId));
+            p.Add(rows.Timestamps("times", static (_, f) => f.EventTimeUnixMs));
+            p.Add(rows.Column("steps", static (_, f) => f.StepMinutes));
+            p.Add(rows.Column("horizons", static (_, f) => f.MedianMgDl.Count));
+            p.Add(rows.Column("levelCounts", static (_, f) => f.Bands.Count));
+            p.Add(rows.Column("models", static (_, f) => f.ModelVersion));
+            p.Add(rows.Column("samples", static (_, f) => f.McSamples));
+            p.Add(rows.Column("partitions", static (record, _) => record.Partition));
+            p.Add(rows.Column("offsets", static (record, _) => record.Offset));
+            AddFlattened(p, rows);
+        },
+    };
+
+    /// <summary>The medians, band quantiles and band values of every row, each one real[] in row order, and where each
+    /// row's slice starts.</summary>
+    private static void AddFlattened(NpgsqlParameterCollection p, EventRows<CgmForecast> rows)
+    {
+        var n = rows.Count;
         var medians = new List<float>(n * 12);
         var levels = new List<float>(n * 4);
         var bands = new List<float>(n * 48);
-        var dead = new List<(SinkRecord Record, string Error)>();
-        var fingerprints = new List<string>(n);
-        var parsed = new List<(SinkRecord Record, CgmForecast Forecast)>(n);
-        var wallMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        foreach (var record in batch)
+        var medianStart = new int[n];
+        var levelStart = new int[n];
+        var bandStart = new int[n];
+        for (var i = 0; i < n; i++)
         {
-            CgmForecast f;
-            try
-            {
-                f = CgmForecast.Parser.ParseFrom(record.Value ?? throw new FormatException("record has no value"));
-            }
-            catch (Exception e) when (e is FormatException or Google.Protobuf.InvalidProtocolBufferException)
-            {
-                dead.Add((record, "cannot decode CgmForecast: " + e.Message));
-                continue;
-            }
-            // The forecast carries its request's timestamp, so this is the judgement the forecaster made of the request.
-            var receivedAtMs = EventTimeRule.ReceivedAt(record.TimestampUnixMs, wallMs);
-            if ((Validate(f) ?? _timeRule.Check("event_time_unix_ms", f.EventTimeUnixMs, receivedAtMs)) is { } problem)
-            {
-                dead.Add((record, "forecast cannot be stored: " + problem));
-                continue;
-            }
-            parsed.Add((record, f));
-            ids.Add(f.RequestId);
-            users.Add(f.UserId);
-            fingerprints.Add(f.EventTimeUnixMs.ToString(CultureInfo.InvariantCulture));
-        }
-        using var connection = db.OpenConnection();
-        using var tx = connection.BeginTransaction();
-        var claims = EventIds.Claim(connection, tx, Workload, ids, users, fingerprints);
-        ids.Clear();
-        users.Clear();
-        for (var i = 0; i < parsed.Count; i++)
-        {
-            var (record, f) = parsed[i];
-            if (EventIds.ConflictReason(claims[i], "request_id", f.RequestId, "forecast (another forecast time)") is { } conflict)
-            {
-                dead.Add((record, conflict));
-                continue;
-            }
-            ids.Add(f.RequestId);
-            users.Add(f.UserId);
-            times.Add(DateTime.UnixEpoch.AddMilliseconds(f.EventTimeUnixMs));
-            steps.Add(f.StepMinutes);
-            horizons.Add(f.MedianMgDl.Count);
-            levelCounts.Add(f.Bands.Count);
-            models.Add(f.ModelVersion);
-            samples.Add(f.McSamples);
-            partitions.Add(record.Partition);
-            offsets.Add(record.Offset);
+            var f = rows[i].Value;
+            // PostgreSQL arrays are 1-based.
+            medianStart[i] = medians.Count + 1;
+            levelStart[i] = levels.Count + 1;
+            bandStart[i] = bands.Count + 1;
             medians.AddRange(f.MedianMgDl);
             foreach (var band in f.Bands)
             {
@@ -121,54 +112,12 @@ public sealed class ForecastPostgresWriter(NpgsqlDataSource db, ILogger? log = n
                 bands.AddRange(band.GlucoseMgDl);
             }
         }
-        if (ids.Count > 0)
-        {
-            // Row i's slices start after the rows before it: running sums of horizon and level counts.
-            var medianStart = new List<int>(ids.Count);
-            var levelStart = new List<int>(ids.Count);
-            var bandStart = new List<int>(ids.Count);
-            int m = 1, l = 1, b = 1;
-            for (var i = 0; i < ids.Count; i++)
-            {
-                medianStart.Add(m);
-                levelStart.Add(l);
-                bandStart.Add(b);
-                m += horizons[i];
-                l += levelCounts[i];
-                b += horizons[i] * levelCounts[i];
-            }
-            using var insert = new NpgsqlCommand("""
-                INSERT INTO cgm.forecasts (request_id, user_id, forecast_time, step_minutes, horizon_steps, median_mg_dl, quantiles,
-                    bands_mg_dl, model_version, mc_samples, source_partition, source_offset)
-                SELECT (@ids)[i], (@users)[i], (@times)[i], (@steps)[i], (@horizons)[i],
-                       (@medians)[(@medianStart)[i] : (@medianStart)[i] + (@horizons)[i] - 1],
-                       coalesce((@levels)[(@levelStart)[i] : (@levelStart)[i] + (@levelCounts)[i] - 1], '{}'),
-                       coalesce((@bands)[(@bandStart)[i] : (@bandStart)[i] + (@horizons)[i] * (@levelCounts)[i] - 1], '{}'),
-                       (@models)[i], (@samples)[i], (@partitions)[i], (@offsets)[i]
-                FROM generate_series(1, cardinality(@ids)) AS i
-                ON CONFLICT (request_id, forecast_time) DO NOTHING
-                """, connection, tx);
-            insert.Parameters.AddWithValue("ids", ids);
-            insert.Parameters.AddWithValue("users", users);
-            insert.Parameters.Add(new NpgsqlParameter("times", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { Value = times });
-            insert.Parameters.AddWithValue("steps", steps);
-            insert.Parameters.AddWithValue("horizons", horizons);
-            insert.Parameters.AddWithValue("levelCounts", levelCounts);
-            insert.Parameters.Add(new NpgsqlParameter("medians", NpgsqlDbType.Array | NpgsqlDbType.Real) { Value = medians });
-            insert.Parameters.Add(new NpgsqlParameter("levels", NpgsqlDbType.Array | NpgsqlDbType.Real) { Value = levels });
-            insert.Parameters.Add(new NpgsqlParameter("bands", NpgsqlDbType.Array | NpgsqlDbType.Real) { Value = bands });
-            insert.Parameters.AddWithValue("medianStart", medianStart);
-            insert.Parameters.AddWithValue("levelStart", levelStart);
-            insert.Parameters.AddWithValue("bandStart", bandStart);
-            insert.Parameters.AddWithValue("models", models);
-            insert.Parameters.AddWithValue("samples", samples);
-            insert.Parameters.AddWithValue("partitions", partitions);
-            insert.Parameters.AddWithValue("offsets", offsets);
-            insert.ExecuteNonQuery();
-        }
-        foreach (var (record, message) in dead)
-            DeadLetters.Insert(connection, tx, record, Name, message, log);
-        tx.Commit();
+        p.Add(new NpgsqlParameter("medians", NpgsqlDbType.Array | NpgsqlDbType.Real) { Value = medians });
+        p.Add(new NpgsqlParameter("levels", NpgsqlDbType.Array | NpgsqlDbType.Real) { Value = levels });
+        p.Add(new NpgsqlParameter("bands", NpgsqlDbType.Array | NpgsqlDbType.Real) { Value = bands });
+        p.AddWithValue("medianStart", medianStart);
+        p.AddWithValue("levelStart", levelStart);
+        p.AddWithValue("bandStart", bandStart);
     }
 }
 

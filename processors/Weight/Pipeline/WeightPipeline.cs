@@ -46,7 +46,7 @@ public sealed class WeightPipeline : IDisposable
         NpgsqlDataSource postgres, IConnectionMultiplexer redis, ILoggerFactory logs, int sessionTimeoutMs = 6_000) =>
     (
         SinkRunner.For(bootstrapServers, names.FilteredTopic, names.PostgresSinkGroup,
-            new WeightPostgresWriter(postgres, logs.CreateLogger("StreamHealth.Sinks.weights-postgres")), postgres, logs, sessionTimeoutMs),
+            WeightPostgresWriter.Create(postgres, logs.CreateLogger("StreamHealth.Sinks." + WeightPostgresWriter.Name)), postgres, logs, sessionTimeoutMs),
         SinkRunner.For(bootstrapServers, names.FilteredTopic, names.RedisSinkGroup,
             WeightRedisWriter.Create(redis), postgres, logs, sessionTimeoutMs)
     );

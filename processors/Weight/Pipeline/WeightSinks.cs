@@ -1,136 +1,69 @@
 using Microsoft.Extensions.Logging;
 using Npgsql;
-using NpgsqlTypes;
 using StackExchange.Redis;
 using StreamHealth.Runtime.Sinks;
-using StreamHealth.Runtime.Storage;
 using StreamHealth.Runtime.Validation;
 using StreamHealth.Schemas;
 using StreamHealth.Weight.Filter;
 
 namespace StreamHealth.Weight.Pipeline;
 
-/// <summary>weights.filtered → weights.measurements: one row per measurement, raw and filtered side by side.
-/// Each measurement id is claimed in streamhealth.event_ids (<see cref="EventIds"/>) so it is stored once
-/// whatever its time; idempotent (a retry or replay is the same claim and ON CONFLICT DO NOTHING) and
-/// all-or-nothing per batch; a record that does not decode or that reuses an id for another user or another
-/// measurement goes to streamhealth.dead_letters with the reason in the same transaction, never dropped.</summary>
-public sealed class WeightPostgresWriter(NpgsqlDataSource db, ILogger? log = null) : ISinkWriter
+/// <summary>weights.filtered → weights.measurements (<see cref="PostgresEventSink{T}"/>): one row per measurement, raw
+/// and filtered side by side. A measurement id is one measurement of one user whatever its time; a record that does
+/// not decode or that reuses an id for another user or another measurement is dead-lettered.</summary>
+public static class WeightPostgresWriter
 {
-    public string Name => "weights-postgres";
+    public const string Name = "weights-postgres";
 
     /// <summary>The workload name of weight measurement ids in streamhealth.event_ids (the gateway claims with it too).</summary>
     public const string EventIdWorkload = "weight";
 
-    public void Write(IReadOnlyList<SinkRecord> batch)
-    {
-        var decoded = new List<(SinkRecord Record, WeightResult Result)>(batch.Count);
-        var dead = new List<(SinkRecord Record, string Error)>();
-        foreach (var record in batch)
-        {
-            try
-            {
-                decoded.Add((record, WeightResult.Parser.ParseFrom(record.Value ?? throw new FormatException("record has no value"))));
-            }
-            catch (Exception e) when (e is FormatException or Google.Protobuf.InvalidProtocolBufferException)
-            {
-                dead.Add((record, "cannot decode WeightResult: " + e.Message));
-            }
-        }
-        using var connection = db.OpenConnection();
-        using var tx = connection.BeginTransaction();
-        // A measurement id is one measurement of one user whatever its time; the table's key (id, time) cannot say
-        // so, the registry does. A conflicting record (another user's id, or this user's id for another measurement,
-        // produced straight onto the topic) is dead-lettered in this transaction, never stored beside the first.
-        var claimIds = new List<string>(decoded.Count);
-        var claimUsers = new List<string>(decoded.Count);
-        var claimFingerprints = new List<string>(decoded.Count);
-        foreach (var (_, r) in decoded)
-        {
-            claimIds.Add(r.MeasurementId);
-            claimUsers.Add(r.UserId);
-            claimFingerprints.Add(Fingerprint(r));
-        }
-        var claims = EventIds.Claim(connection, tx, EventIdWorkload, claimIds, claimUsers, claimFingerprints);
+    public static ISinkWriter Create(NpgsqlDataSource db, ILogger? log = null) => new PostgresEventSink<WeightResult>(db, Workload, log);
 
-        var n = decoded.Count;
-        var ids = new List<string>(n);
-        var users = new List<string>(n);
-        var times = new List<DateTime>(n);
-        var sources = new List<string>(n);
-        var raw = new List<double>(n);
-        var accepted = new List<bool>(n);
-        var filtered = new List<double>(n);
-        var trend = new List<double>(n);
-        var confidence = new List<double>(n);
-        var error = new List<double>(n);
-        var innovation = new List<double>(n);
-        var needsInit = new List<bool>(n);
-        var needsReinit = new List<bool>(n);
-        var reasons = new List<string>(n);
-        var partitions = new List<int>(n);
-        var offsets = new List<long>(n);
-        for (var i = 0; i < n; i++)
+    private static readonly PostgresEventWorkload<WeightResult> Workload = new()
+    {
+        SinkName = Name,
+        Decode = static record => WeightResult.Parser.ParseFrom(PostgresEventSink.Value(record)),
+        DecodeFailure = "cannot decode WeightResult",
+        EventIdWorkload = EventIdWorkload,
+        EventIdField = "measurement_id",
+        EventKind = "measurement (time, value, unit or source differ)",
+        EventId = static r => r.MeasurementId,
+        UserId = static r => r.UserId,
+        Fingerprint = Fingerprint,
+        // ON CONFLICT: a retry or a replay of a measurement already stored (same id, hence same time).
+        InsertSql = """
+            INSERT INTO weights.measurements (measurement_id, user_id, measured_at, source, raw_weight_kg, accepted,
+                filtered_weight_kg, trend_kg_per_week, confidence, prediction_error_kg, normalized_innovation,
+                needs_initialization, needs_reinitialization, reasons, source_partition, source_offset)
+            SELECT id, u, t, s, raw, acc, f, tr, c, e, ni, init, reinit, coalesce(string_to_array(nullif(rs, ''), ','), '{}'), p, o
+            FROM unnest(@ids, @users, @times, @sources, @raw, @accepted, @filtered, @trend, @confidence, @error,
+                        @innovation, @needsInit, @needsReinit, @reasons, @partitions, @offsets)
+                 AS x(id, u, t, s, raw, acc, f, tr, c, e, ni, init, reinit, rs, p, o)
+            ON CONFLICT (measurement_id, measured_at) DO NOTHING
+            """,
+        AddParameters = static (p, rows) =>
         {
-            var (record, r) = decoded[i];
-            if (EventIds.ConflictReason(claims[i], "measurement_id", r.MeasurementId, "measurement (time, value, unit or source differ)") is { } conflict)
-            {
-                dead.Add((record, conflict));
-                continue;
-            }
-            ids.Add(r.MeasurementId);
-            users.Add(r.UserId);
-            times.Add(DateTime.UnixEpoch.AddMilliseconds(r.EventTimeUnixMs));
-            sources.Add(SourceName(r.Source));
-            raw.Add(r.RawWeightKg);
-            accepted.Add(r.Accepted);
-            filtered.Add(r.FilteredWeightKg);
-            trend.Add(r.TrendKgPerWeek);
-            confidence.Add(r.Confidence);
-            error.Add(r.PredictionErrorKg);
-            innovation.Add(r.NormalizedInnovation);
-            needsInit.Add(r.NeedsInitialization);
-            needsReinit.Add(r.NeedsReinitialization);
+            p.Add(rows.Column("ids", static (_, r) => r.MeasurementId));
+            p.Add(rows.Column("users", static (_, r) => r.UserId));
+            p.Add(rows.Timestamps("times", static (_, r) => r.EventTimeUnixMs));
+            p.Add(rows.Column("sources", static (_, r) => SourceName(r.Source)));
+            p.Add(rows.Column("raw", static (_, r) => r.RawWeightKg));
+            p.Add(rows.Column("accepted", static (_, r) => r.Accepted));
+            p.Add(rows.Column("filtered", static (_, r) => r.FilteredWeightKg));
+            p.Add(rows.Column("trend", static (_, r) => r.TrendKgPerWeek));
+            p.Add(rows.Column("confidence", static (_, r) => r.Confidence));
+            p.Add(rows.Column("error", static (_, r) => r.PredictionErrorKg));
+            p.Add(rows.Column("innovation", static (_, r) => r.NormalizedInnovation));
+            p.Add(rows.Column("needsInit", static (_, r) => r.NeedsInitialization));
+            p.Add(rows.Column("needsReinit", static (_, r) => r.NeedsReinitialization));
             // text[][] cannot be unnested row by row; reasons travel as one comma-joined string per row.
-            reasons.Add(string.Join(',', r.Reasons.Select(ReasonName)));
-            partitions.Add(r.SourcePartition);
-            offsets.Add(r.SourceOffset);
-        }
-        if (ids.Count > 0)
-        {
-            // ON CONFLICT: a retry or a replay of a measurement already stored (same id, hence same time).
-            using var insert = new NpgsqlCommand("""
-                INSERT INTO weights.measurements (measurement_id, user_id, measured_at, source, raw_weight_kg, accepted,
-                    filtered_weight_kg, trend_kg_per_week, confidence, prediction_error_kg, normalized_innovation,
-                    needs_initialization, needs_reinitialization, reasons, source_partition, source_offset)
-                SELECT id, u, t, s, raw, acc, f, tr, c, e, ni, init, reinit, coalesce(string_to_array(nullif(rs, ''), ','), '{}'), p, o
-                FROM unnest(@ids, @users, @times, @sources, @raw, @accepted, @filtered, @trend, @confidence, @error,
-                            @innovation, @needsInit, @needsReinit, @reasons, @partitions, @offsets)
-                     AS x(id, u, t, s, raw, acc, f, tr, c, e, ni, init, reinit, rs, p, o)
-                ON CONFLICT (measurement_id, measured_at) DO NOTHING
-                """, connection, tx);
-            insert.Parameters.AddWithValue("ids", ids);
-            insert.Parameters.AddWithValue("users", users);
-            insert.Parameters.Add(new NpgsqlParameter("times", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { Value = times });
-            insert.Parameters.AddWithValue("sources", sources);
-            insert.Parameters.AddWithValue("raw", raw);
-            insert.Parameters.AddWithValue("accepted", accepted);
-            insert.Parameters.AddWithValue("filtered", filtered);
-            insert.Parameters.AddWithValue("trend", trend);
-            insert.Parameters.AddWithValue("confidence", confidence);
-            insert.Parameters.AddWithValue("error", error);
-            insert.Parameters.AddWithValue("innovation", innovation);
-            insert.Parameters.AddWithValue("needsInit", needsInit);
-            insert.Parameters.AddWithValue("needsReinit", needsReinit);
-            insert.Parameters.AddWithValue("reasons", reasons);
-            insert.Parameters.AddWithValue("partitions", partitions);
-            insert.Parameters.AddWithValue("offsets", offsets);
-            insert.ExecuteNonQuery();
-        }
-        foreach (var (record, message) in dead)
-            DeadLetters.Insert(connection, tx, record, Name, message, log);
-        tx.Commit();
-    }
+            p.Add(rows.Column("reasons", static (_, r) => string.Join(',', r.Reasons.Select(ReasonName))));
+            // The measurement's position on the input topic (the result carries it), not the result's own.
+            p.Add(rows.Column("partitions", static (_, r) => r.SourcePartition));
+            p.Add(rows.Column("offsets", static (_, r) => r.SourceOffset));
+        },
+    };
 
     /// <summary>The fingerprint the topology put on the result; results written before it did get one from what
     /// they carry (the value in kg), which only a result of that era can match.</summary>
