@@ -156,7 +156,9 @@ public sealed class StreamsOptions
     {
         if (StallAfterMs is < 100 or > 86_400_000) errors.Add($"{Section}:StallAfterMs = {StallAfterMs}: must be 100-86400000");
         if (InputRules.CheckId($"{Section}:MetricsKey", MetricsKey) is { } keyError) errors.Add(keyError);
-        if (ThreadsPerTopology is < 1 or > 64) errors.Add($"{Section}:ThreadsPerTopology = {ThreadsPerTopology}: must be 1-64");
+        // Streamiz 1.8.2 with two threads in one process: a task moving between them opens its RocksDB store before the other
+        // thread has closed it ("LOCK: No locks available") and the thread dies. Scale with processes (one per core) instead.
+        if (ThreadsPerTopology != 1) errors.Add($"{Section}:ThreadsPerTopology = {ThreadsPerTopology}: must be 1 (run more processes to use more cores)");
         if (CommitIntervalMs is < 1 or > 60_000) errors.Add($"{Section}:CommitIntervalMs = {CommitIntervalMs}: must be 1-60000");
         if (SessionTimeoutMs is < 1_000 or > 300_000) errors.Add($"{Section}:SessionTimeoutMs = {SessionTimeoutMs}: must be 1000-300000");
         if (Guarantee is not (null or "AtLeastOnce" or "ExactlyOnce"))

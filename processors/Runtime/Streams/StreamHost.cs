@@ -48,7 +48,7 @@ public sealed class StreamHost : IDisposable
     private readonly ILogger _log;
     private readonly List<HostedStream> _streams = [];
     private readonly CancellationTokenSource _stop = new();
-    private Timer? _lagProbe;
+    private Thread? _lagProbe;
     private IConsumer<byte[], byte[]>? _watermarks;
     private long _restarts;
 
@@ -70,13 +70,22 @@ public sealed class StreamHost : IDisposable
 
     public void Start()
     {
+        // Directories of clients a previous process restarted (see OnStateChanged): stale now, their state is in the changelog.
+        if (Directory.Exists(_options.StateDirectory))
+            foreach (var stale in Directory.EnumerateDirectories(_options.StateDirectory, "restart-*")) Directory.Delete(stale, recursive: true);
         foreach (var hosted in _streams) StartStream(hosted);
         _watermarks = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig
         {
             BootstrapServers = _options.BootstrapServers, GroupId = "streamhealth-lag-probe", ClientId = _options.HostId + "-lag-probe",
             EnableAutoCommit = false, LogConnectionClose = false,
         }).SetLogHandler((_, _) => { }).Build();
-        _lagProbe = new Timer(_ => ProbeLag(), null, 1_000, 1_000);
+        // A thread of its own, one probe at a time: a timer would pile blocking broker calls onto the thread pool
+        // whenever the broker answers slowly (and starve everything else in the process).
+        _lagProbe = new Thread(() =>
+        {
+            while (!_stop.Token.WaitHandle.WaitOne(1_000)) ProbeLag();
+        }) { Name = "streamhealth-lag-probe", IsBackground = true };
+        _lagProbe.Start();
     }
 
     private void StartStream(HostedStream hosted)
@@ -91,7 +100,7 @@ public sealed class StreamHost : IDisposable
             ApplicationId = topology.ApplicationId,
             ClientId = $"{_options.HostId}-{topology.ApplicationId}",
             BootstrapServers = _options.BootstrapServers,
-            StateDir = _options.StateDirectory,
+            StateDir = StateDirectory(hosted),
             NumStreamThreads = _options.ThreadsPerTopology,
             // Before CommitIntervalMs: Streamiz's Guarantee setter resets the commit interval to its default for the guarantee
             // (30 s for AT_LEAST_ONCE, 100 ms for EXACTLY_ONCE), which would silently override the configured one.
@@ -105,6 +114,11 @@ public sealed class StreamHost : IDisposable
             // librdkafka's default heartbeat (3 s) would let a short session time out between heartbeats.
             HeartbeatIntervalMs = Math.Max(100, _options.SessionTimeoutMs / 3),
             PartitionAssignmentStrategy = PartitionAssignmentStrategy.CooperativeSticky,
+            // A stream thread that dies (e.g. its store cannot flush) leaves its consumer open: librdkafka keeps it in the
+            // group with heartbeats and its partitions stay with it, so the restarted client gets none. It leaves only once
+            // it has not polled for max.poll.interval.ms (default 5 min): keep that short. A healthy thread polls every
+            // loop (at most PollMs, 100 ms, plus one batch).
+            MaxPollIntervalMs = Math.Max(10_000, 3 * _options.SessionTimeoutMs),
             FetchWaitMaxMs = _options.FetchWaitMaxMs,
             Logger = _logs,
             // A record a processor cannot handle is dead-lettered by StreamProcessor; what reaches this handler is a failure
@@ -184,6 +198,10 @@ public sealed class StreamHost : IDisposable
         File.WriteAllText(marker, clusterId);
     }
 
+    /// <summary>Where a client keeps its stores: the configured directory, or after an in-process restart one of its own.</summary>
+    private string StateDirectory(HostedStream hosted) =>
+        hosted.Generation == 0 ? _options.StateDirectory : Path.Combine(_options.StateDirectory, $"restart-{hosted.Generation}");
+
     private void OnStateChanged(HostedStream hosted, KafkaStream stream, KafkaStream.State state)
     {
         _log.LogInformation("topology {App}: {State}", hosted.Topology.ApplicationId, state);
@@ -192,26 +210,31 @@ public sealed class StreamHost : IDisposable
         var error = hosted.LastError ?? "stream client failed";
         Interlocked.Increment(ref _restarts);
         Metrics.OnStreamFailed(hosted.Topology.ApplicationId, error);
-        // Restart from durable state after a backoff, off Streamiz's thread (it is the one reporting the state change).
-        _ = Task.Run(async () =>
+        // Restart from durable state after a backoff, on a thread of its own: not Streamiz's (it is the one reporting the
+        // state change, and disposing waits for it), not the pool's (closing and starting a stream block for seconds).
+        new Thread(() =>
         {
             var backoff = hosted.NextBackoff();
             _log.LogError("topology {App} failed ({Error}); restarting in {Backoff}", hosted.Topology.ApplicationId, error, backoff);
             try
             {
                 stream.Dispose();
-                await Task.Delay(backoff, _stop.Token);
-                if (!_stop.IsCancellationRequested) StartStream(hosted);
-            }
-            catch (OperationCanceledException)
-            {
+                if (_stop.Token.WaitHandle.WaitOne(backoff)) return;
+                // Streamiz does not close the tasks of a thread that died, so their RocksDB stores stay open and locked in this
+                // process (RocksDB refuses a second open of the same path here, even after it is deleted): the new client keeps
+                // its state under a directory of its own and restores it from the changelog; the applied-offset fence keeps the
+                // replay from applying anything twice. The next process starts in the usual directory again.
+                hosted.Generation++;
+                _log.LogWarning("topology {App}: the failed client's stores stay open; the new one restores into {Directory}",
+                    hosted.Topology.ApplicationId, StateDirectory(hosted));
+                StartStream(hosted);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
                 _log.LogError(e, "topology {App}: restart failed", hosted.Topology.ApplicationId);
                 OnStateChanged(hosted, stream, KafkaStream.State.ERROR);
             }
-        });
+        }) { Name = "streamhealth-restart-" + hosted.Topology.ApplicationId, IsBackground = true }.Start();
     }
 
     /// <summary>Each owned task's lag: the partition's high watermark minus the next offset its state reflects. A task
@@ -276,7 +299,9 @@ public sealed class StreamHost : IDisposable
                 value = found!;
                 return found is not null;
             }
-            catch (InvalidStateStoreException e)
+            // Not queryable for now: a store being restored or moved (InvalidStateStoreException), or a stream client between
+            // a failure and its restart ("KafkaStreams is not running", IllegalStateException).
+            catch (Exception e) when (e is InvalidStateStoreException or IllegalStateException)
             {
                 if (DateTime.UtcNow >= deadline)
                     throw new StoreUnavailableException($"store {store} of {applicationId} is not queryable on this host: {e.Message}", e);
@@ -289,7 +314,7 @@ public sealed class StreamHost : IDisposable
     public void Dispose()
     {
         _stop.Cancel();
-        _lagProbe?.Dispose();
+        _lagProbe?.Join();
         foreach (var hosted in _streams) hosted.Stream?.Dispose();
         _watermarks?.Dispose();
     }
@@ -299,6 +324,8 @@ public sealed class StreamHost : IDisposable
         public StreamTopology Topology { get; } = topology;
         public KafkaStream? Stream { get; set; }
         public string? LastError { get; set; }
+        /// <summary>How many times this process restarted the client (each restart uses a state directory of its own).</summary>
+        public int Generation { get; set; }
         private TimeSpan _backoff = TimeSpan.FromSeconds(1);
         private long _runningSinceTicks = long.MaxValue;
 

@@ -40,7 +40,9 @@ public sealed class StreamMetricsReporter : IDisposable
         _interval = interval;
         _sinks = sinks;
         _previous = host.Metrics.Snapshot();
-        _timer = new Timer(_ => ReportOnTimer(), null, interval, interval);
+        // One-shot, re-armed after each report: a periodic timer would queue a callback per interval behind a slow report
+        // (Redis waiting, a loaded machine), each holding a pool thread, until the pool starves.
+        _timer = new Timer(_ => ReportOnTimer(), null, interval, Timeout.InfiniteTimeSpan);
     }
 
     private void ReportOnTimer()
@@ -53,6 +55,16 @@ public sealed class StreamMetricsReporter : IDisposable
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             _log.LogWarning("streams {Host}: metrics report failed ({Error})", _hostId, e.Message);
+        }
+        finally
+        {
+            try
+            {
+                _timer?.Change(_interval, Timeout.InfiniteTimeSpan);
+            }
+            catch (ObjectDisposedException)
+            {
+            }
         }
     }
 
