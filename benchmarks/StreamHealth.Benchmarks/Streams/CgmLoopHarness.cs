@@ -61,7 +61,7 @@ public static class CgmLoopHarness
         {
             var options = HarnessHost.Options(cluster, stateDir);
             using var host = new StreamHost(options,
-                [CgmTopology.Create(new CgmPipelineOptions(), names.ApplicationId, names.ReadingsTopic, names.LatestTopic, names.RequestsTopic)]);
+                [CgmTopology.Create(new CgmPipelineOptions(), names.ApplicationId, names.ReadingsTopic, names.LatestTopic, names.RequestsTopic)], HarnessHost.Logs());
             host.Start();
             while (host.Metrics.Processed == 0) Thread.Sleep(1);
             var first = host.Metrics.Processed;

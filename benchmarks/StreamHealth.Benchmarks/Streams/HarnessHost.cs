@@ -1,3 +1,5 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using StreamHealth.Runtime.Kafka;
 using StreamHealth.Runtime.Streams;
 
@@ -7,7 +9,8 @@ namespace StreamHealth.Benchmarks.Streams;
 /// on request, so the host creates each topology's changelogs (<c>{appId}-{store}-changelog</c>) through the cluster.
 /// Tunings for trying Streamiz settings without a rebuild (defaults = the host's defaults):
 /// HARNESS_THREADS (stream threads per topology, 1), HARNESS_COMMIT_MS (1000), HARNESS_MAX_POLL (max.poll.records, 500),
-/// HARNESS_FETCH_WAIT_MS (fetch.wait.max.ms, 2).</summary>
+/// HARNESS_FETCH_WAIT_MS (fetch.wait.max.ms, 2). HARNESS_LOG=Information (or Debug, Warning...) writes the host's and
+/// Streamiz's log to stderr, for diagnosing a run that does not finish.</summary>
 internal static class HarnessHost
 {
     public static StreamHostOptions Options(EmbeddedKafkaCluster cluster, string stateDirectory, int? commitIntervalMs = null) => new()
@@ -21,6 +24,11 @@ internal static class HarnessHost
         FetchWaitMaxMs = Setting("HARNESS_FETCH_WAIT_MS", 2),
     };
 
+    /// <summary>The host's log: nothing unless HARNESS_LOG names a level.</summary>
+    public static ILoggerFactory Logs() =>
+        Enum.TryParse<LogLevel>(Environment.GetEnvironmentVariable("HARNESS_LOG"), ignoreCase: true, out var level)
+            ? new StderrLogs(level) : NullLoggerFactory.Instance;
+
     /// <summary>The settings a run used, for its report line.</summary>
     public static string Describe(StreamHostOptions o) =>
         $"Streamiz, {o.ThreadsPerTopology} stream thread{(o.ThreadsPerTopology == 1 ? "" : "s")}, commit every {o.CommitIntervalMs} ms, " +
@@ -28,4 +36,23 @@ internal static class HarnessHost
 
     private static int Setting(string name, int fallback) =>
         Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? int.Parse(value, System.Globalization.CultureInfo.InvariantCulture) : fallback;
+
+    private sealed class StderrLogs(LogLevel minimum) : ILoggerFactory
+    {
+        public ILogger CreateLogger(string categoryName) => new StderrLogger(categoryName, minimum);
+        public void AddProvider(ILoggerProvider provider) { }
+        public void Dispose() { }
+    }
+
+    private sealed class StderrLogger(string category, LogLevel minimum) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+        public bool IsEnabled(LogLevel logLevel) => logLevel >= minimum;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (!IsEnabled(logLevel)) return;
+            Console.Error.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {logLevel,-11} {category}: {formatter(state, exception)}{(exception is null ? "" : " " + exception)}");
+        }
+    }
 }

@@ -49,7 +49,7 @@ public static class StreamLoopHarness
         var stateDir = Directory.CreateTempSubdirectory("streamhealth-loop-").FullName;
         try
         {
-            using var host = new StreamHost(HarnessHost.Options(cluster, stateDir, commitIntervalMs), [KeySumTopology.Create(source, appId)]);
+            using var host = new StreamHost(HarnessHost.Options(cluster, stateDir, commitIntervalMs), [KeySumTopology.Create(source, appId)], HarnessHost.Logs());
             host.Start();
             while (host.Metrics.Processed == 0) Thread.Sleep(1);
             var sw = Stopwatch.StartNew();
@@ -70,7 +70,7 @@ public static class StreamLoopHarness
         var stateDir = Directory.CreateTempSubdirectory("streamhealth-loop-").FullName;
         try
         {
-            using var host = new StreamHost(HarnessHost.Options(cluster, stateDir, commitIntervalMs), [KeySumTopology.Create(source, appId)]);
+            using var host = new StreamHost(HarnessHost.Options(cluster, stateDir, commitIntervalMs), [KeySumTopology.Create(source, appId)], HarnessHost.Logs());
             host.Start();
             while (host.Metrics.ActiveTasks < Partitions) Thread.Sleep(10);
 

@@ -23,7 +23,7 @@ public static class WeightApiHarness
         var stateDir = Directory.CreateTempSubdirectory("streamhealth-weight-api-").FullName;
         // HARNESS_FETCH_WAIT_MS, HARNESS_COMMIT_MS, ...: see HarnessHost; the host creates the weights changelog.
         var options = HarnessHost.Options(cluster, stateDir);
-        using var host = new StreamHost(options, [WeightTopology.Create()]);
+        using var host = new StreamHost(options, [WeightTopology.Create()], HarnessHost.Logs());
         host.Start();
         const string url = "http://127.0.0.1:18080";
         var psi = new ProcessStartInfo("dotnet", [gatewayDll, "--urls", url])

@@ -51,7 +51,7 @@ public static class WeightLoopHarness
         {
             var options = HarnessHost.Options(cluster, stateDir);
             using var host = new StreamHost(options,
-                [WeightTopology.Create(null, names.ApplicationId, names.RawTopic, names.FilteredTopic)]);
+                [WeightTopology.Create(null, names.ApplicationId, names.RawTopic, names.FilteredTopic)], HarnessHost.Logs());
             host.Start();
             while (host.Metrics.Processed == 0) Thread.Sleep(1);
             var first = host.Metrics.Processed;
