@@ -15,6 +15,8 @@ using StreamHealth.Benchmarks.Weight;
 // dotnet run -c Release -- weight-accuracy [users]     (synthetic cohort: Kalman filter vs moving average)
 // dotnet run -c Release -- forecast-loop [requests] [model.onnx] [batch sizes] [rates/s] [seconds] [intra-op threads] [max wait ms]
 //                                                      (forecast consumer end to end: throughput and latency per MaxBatchSize)
+// The stream harnesses run Streamiz through StreamHost with its defaults; HARNESS_THREADS, HARNESS_COMMIT_MS,
+// HARNESS_MAX_POLL, HARNESS_FETCH_WAIT_MS and HARNESS_LOG change them (Streams/HarnessHost.cs).
 // dotnet run -c Release -- soak [requests/s] [seconds]  (mixed valid and hostile traffic against a running stack, then
 //                                                      lag 0, stored = accepted, no 5xx; SOAK_* settings in SoakHarness)
 return args.FirstOrDefault() switch

@@ -16,9 +16,10 @@ namespace StreamHealth.Benchmarks.Streams;
 /// (same process). Real readings (the 19-person Hall 2018 set, ../shared/data/cgm) are replicated to
 /// <c>copies</c> × 19 users and pre-produced onto a readings topic keyed by user, each user in time order;
 /// the clock runs from the first processed record to the last. Each record is decoded and validated, the
-/// user's window read from the task store (decoded cache / RocksDB), the reading aligned into it and the
-/// window written back; cgm.latest and forecast requests go out on the wall-clock punctuation; changelog
-/// and commit every second.</summary>
+/// user's window read from the processor's decoded cache (else Streamiz's caching RocksDB store), the reading aligned
+/// into it and the window put back into the store (serialised on every reading: Streamiz has no pre-commit hook);
+/// cgm.latest and forecast requests go out on the wall-clock punctuation; changelog and commit every second.
+/// The host creates the changelog topic (<see cref="HarnessHost"/>).</summary>
 public static class CgmLoopHarness
 {
     public static int Run(int copies, string sharedData)
@@ -31,7 +32,6 @@ public static class CgmLoopHarness
         cluster.CreateTopic(names.LatestTopic, 8);
         cluster.CreateTopic(names.RequestsTopic, 8);
         cluster.CreateTopic(names.ReadingsTopic + Topics.DeadLetterSuffix, 1);
-        cluster.CreateTopic(names.ChangelogTopic, 8);
 
         var records = 0;
         using (var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig
@@ -59,8 +59,9 @@ public static class CgmLoopHarness
         var stateDir = Directory.CreateTempSubdirectory("streamhealth-cgm-loop-").FullName;
         try
         {
-            using var host = new StreamHost(new StreamHostOptions { BootstrapServers = cluster.BootstrapServers, StateDirectory = stateDir },
-                [CgmTopology.Create(new CgmPipelineOptions(), names.ApplicationId, names.ReadingsTopic, names.LatestTopic, names.RequestsTopic)]);
+            var options = HarnessHost.Options(cluster, stateDir);
+            using var host = new StreamHost(options,
+                [CgmTopology.Create(new CgmPipelineOptions(), names.ApplicationId, names.ReadingsTopic, names.LatestTopic, names.RequestsTopic)], HarnessHost.Logs());
             host.Start();
             while (host.Metrics.Processed == 0) Thread.Sleep(1);
             var first = host.Metrics.Processed;
@@ -68,7 +69,7 @@ public static class CgmLoopHarness
             while (host.Metrics.Processed < records) Thread.Sleep(1);
             var seconds = sw.Elapsed.TotalSeconds;
             var snapshot = host.Metrics.Snapshot();
-            Console.WriteLine($"CGM window topology, 1 stream thread, 8 partitions, {copies * people.Count:N0} users (Hall 2018 × {copies}), embedded Kafka (same process):");
+            Console.WriteLine($"CGM window topology, {HarnessHost.Describe(options)}, 8 partitions, {copies * people.Count:N0} users (Hall 2018 × {copies}), embedded Kafka (same process):");
             Console.WriteLine($"  {records:N0} readings: {(records - first) / seconds,10:N0} readings/s end to end " +
                               $"(process p50 {snapshot.ProcessP50Us:F0} µs, p99 {snapshot.ProcessP99Us:F0} µs, dead letters {host.Metrics.DeadLettered})");
             return host.Metrics.DeadLettered == 0 ? 0 : 1;

@@ -7,9 +7,10 @@ using StreamHealth.Runtime.Streams.Reference;
 
 namespace StreamHealth.Benchmarks.Streams;
 
-/// <summary>Load harness for the whole stream loop: the key-sum (count-per-key) topology on ONE stream
-/// thread against the embedded Kafka — consume, decode, RocksDB-backed state read/modify/write, one
-/// output record per input, changelog + offset commit every commit interval.
+/// <summary>Load harness for the whole stream loop: the key-sum (count-per-key) topology on ONE Streamiz stream
+/// thread (unless HARNESS_THREADS says otherwise, see <see cref="HarnessHost"/>) against the embedded Kafka — consume,
+/// decode, state read/modify/write through Streamiz's caching RocksDB store, one output record per input, changelog +
+/// offset commit every commit interval.
 /// Phase 1 (throughput): N records pre-produced, time from the first processed record to the last.
 /// Phase 2 (latency): records produced at a paced rate with their send time as timestamp; a consumer of
 /// the output topic records (receive time − send time) per output: produce → broker → task → broker → reader.</summary>
@@ -23,7 +24,7 @@ public static class StreamLoopHarness
         using var cluster = EmbeddedKafkaCluster.Start(1, topics: []);
         var throughput = Throughput(cluster, records, commitIntervalMs);
         var (p50, p99, max, received, early, late) = Latency(cluster, pacedPerSecond, pacedSeconds, commitIntervalMs);
-        Console.WriteLine($"stream loop, key-sum topology, 1 stream thread, {Partitions} partitions, {Keys:N0} keys, commit every {commitIntervalMs} ms, embedded Kafka (same process):");
+        Console.WriteLine($"stream loop, key-sum topology, {HarnessHost.Describe(HarnessHost.Options(cluster, "", commitIntervalMs))}, {Partitions} partitions, {Keys:N0} keys, embedded Kafka (same process):");
         Console.WriteLine($"  throughput: {throughput,10:N0} records/s end to end ({records:N0} records)");
         Console.WriteLine($"  latency at {pacedPerSecond:N0} records/s for {pacedSeconds} s ({received:N0} outputs): p50 {p50:F1} ms, p99 {p99:F1} ms, max {max:F1} ms");
         // A broker whose per-fetch cost grows with the data it holds shows up as the last window being slower.
@@ -37,7 +38,7 @@ public static class StreamLoopHarness
         cluster.CreateTopic(name, Partitions);
         cluster.CreateTopic(KeySumTopology.OutputTopic(name), Partitions);
         cluster.CreateTopic(name + ".dlq", 1);
-        cluster.CreateTopic(name + "-app-changelog", Partitions);
+        // The changelog ({app}-sums-changelog) is created by the host (HarnessHost.Options).
         return (name, name + "-app");
     }
 
@@ -48,8 +49,7 @@ public static class StreamLoopHarness
         var stateDir = Directory.CreateTempSubdirectory("streamhealth-loop-").FullName;
         try
         {
-            using var host = new StreamHost(new StreamHostOptions { BootstrapServers = cluster.BootstrapServers, StateDirectory = stateDir, CommitIntervalMs = commitIntervalMs },
-                [KeySumTopology.Create(source, appId)]);
+            using var host = new StreamHost(HarnessHost.Options(cluster, stateDir, commitIntervalMs), [KeySumTopology.Create(source, appId)], HarnessHost.Logs());
             host.Start();
             while (host.Metrics.Processed == 0) Thread.Sleep(1);
             var sw = Stopwatch.StartNew();
@@ -70,8 +70,7 @@ public static class StreamLoopHarness
         var stateDir = Directory.CreateTempSubdirectory("streamhealth-loop-").FullName;
         try
         {
-            using var host = new StreamHost(new StreamHostOptions { BootstrapServers = cluster.BootstrapServers, StateDirectory = stateDir, CommitIntervalMs = commitIntervalMs },
-                [KeySumTopology.Create(source, appId)]);
+            using var host = new StreamHost(HarnessHost.Options(cluster, stateDir, commitIntervalMs), [KeySumTopology.Create(source, appId)], HarnessHost.Logs());
             host.Start();
             while (host.Metrics.ActiveTasks < Partitions) Thread.Sleep(10);
 
@@ -134,7 +133,7 @@ public static class StreamLoopHarness
         {
             BootstrapServers = bootstrap, LingerMs = perSecond > 0 ? 1 : 5, QueueBufferingMaxMessages = 1_000_000,
         }).Build();
-        var one = Int64Serde.Instance.Serialize(1);
+        var one = BigEndianInt64SerDes.Encode(1);
         var keys = Enumerable.Range(0, Keys).Select(i => $"user-{i}").ToArray();
         var sw = Stopwatch.StartNew();
         for (var i = 0; i < count; i++)

@@ -13,8 +13,9 @@ namespace StreamHealth.Benchmarks.Streams;
 /// <summary>Load harness: the weights topology end to end on ONE stream thread against the embedded
 /// Kafka (same process). The synthetic cohort's measurements are pre-produced onto a raw topic (keyed by
 /// user, in time order); the clock runs from the first processed record to the last. Each record is
-/// decoded, the user's filter state read from the task store (record cache / RocksDB), filtered, written
-/// back, and a WeightResult produced; changelog and commit every second.</summary>
+/// decoded, the user's filter state read from the processor's decoded cache (else Streamiz's caching RocksDB store),
+/// filtered, written back, and a WeightResult produced; changelog and commit every second. The host creates the
+/// changelog topic (<see cref="HarnessHost"/>).</summary>
 public static class WeightLoopHarness
 {
     public static int Run(int users)
@@ -24,7 +25,6 @@ public static class WeightLoopHarness
         cluster.CreateTopic(names.RawTopic, 4);
         cluster.CreateTopic(names.FilteredTopic, 4);
         cluster.CreateTopic(names.RawTopic + Topics.DeadLetterSuffix, 1);
-        cluster.CreateTopic(names.ChangelogTopic, 4);
 
         var cohort = new SyntheticWeightCohort(users);
         var records = 0;
@@ -49,15 +49,16 @@ public static class WeightLoopHarness
         var stateDir = Directory.CreateTempSubdirectory("streamhealth-weight-loop-").FullName;
         try
         {
-            using var host = new StreamHost(new StreamHostOptions { BootstrapServers = cluster.BootstrapServers, StateDirectory = stateDir },
-                [WeightTopology.Create(null, names.ApplicationId, names.RawTopic, names.FilteredTopic)]);
+            var options = HarnessHost.Options(cluster, stateDir);
+            using var host = new StreamHost(options,
+                [WeightTopology.Create(null, names.ApplicationId, names.RawTopic, names.FilteredTopic)], HarnessHost.Logs());
             host.Start();
             while (host.Metrics.Processed == 0) Thread.Sleep(1);
             var first = host.Metrics.Processed;
             var sw = Stopwatch.StartNew();
             while (host.Metrics.Processed < records) Thread.Sleep(1);
             var seconds = sw.Elapsed.TotalSeconds;
-            Console.WriteLine($"weights topology, 1 stream thread, 4 partitions, {users:N0} synthetic users, embedded Kafka (same process):");
+            Console.WriteLine($"weights topology, {HarnessHost.Describe(options)}, 4 partitions, {users:N0} synthetic users, embedded Kafka (same process):");
             Console.WriteLine($"  {records:N0} measurements: {(records - first) / seconds,10:N0} measurements/s end to end " +
                               $"(process p50 {host.Metrics.Snapshot().ProcessP50Us:F0} µs, p99 {host.Metrics.Snapshot().ProcessP99Us:F0} µs, dead letters {host.Metrics.DeadLettered})");
             return host.Metrics.DeadLettered == 0 ? 0 : 1;

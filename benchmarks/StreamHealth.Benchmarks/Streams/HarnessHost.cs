@@ -1,0 +1,58 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using StreamHealth.Runtime.Kafka;
+using StreamHealth.Runtime.Streams;
+
+namespace StreamHealth.Benchmarks.Streams;
+
+/// <summary>The stream host settings every harness on the embedded Kafka uses. The embedded broker cannot create topics
+/// on request, so the host creates each topology's changelogs (<c>{appId}-{store}-changelog</c>) through the cluster.
+/// Tunings for trying Streamiz settings without a rebuild (defaults = the host's defaults):
+/// HARNESS_THREADS (stream threads per topology, 1), HARNESS_COMMIT_MS (1000), HARNESS_MAX_POLL (max.poll.records, 500),
+/// HARNESS_FETCH_WAIT_MS (fetch.wait.max.ms, 2). HARNESS_LOG=Information (or Debug, Warning...) writes the host's and
+/// Streamiz's log to stderr, for diagnosing a run that does not finish.</summary>
+internal static class HarnessHost
+{
+    public static StreamHostOptions Options(EmbeddedKafkaCluster cluster, string stateDirectory, int? commitIntervalMs = null) => new()
+    {
+        BootstrapServers = cluster.BootstrapServers,
+        StateDirectory = stateDirectory,
+        CreateInternalTopic = (topic, partitions) => cluster.CreateTopic(topic, partitions),
+        ThreadsPerTopology = Setting("HARNESS_THREADS", 1),
+        CommitIntervalMs = commitIntervalMs ?? Setting("HARNESS_COMMIT_MS", 1_000),
+        MaxPollRecords = Setting("HARNESS_MAX_POLL", 500),
+        FetchWaitMaxMs = Setting("HARNESS_FETCH_WAIT_MS", 2),
+    };
+
+    /// <summary>The host's log: nothing unless HARNESS_LOG names a level.</summary>
+    public static ILoggerFactory Logs() =>
+        Enum.TryParse<LogLevel>(Environment.GetEnvironmentVariable("HARNESS_LOG"), ignoreCase: true, out var level)
+            ? new StderrLogs(level) : NullLoggerFactory.Instance;
+
+    /// <summary>The settings a run used, for its report line.</summary>
+    public static string Describe(StreamHostOptions o) =>
+        $"Streamiz, {o.ThreadsPerTopology} stream thread{(o.ThreadsPerTopology == 1 ? "" : "s")}, commit every {o.CommitIntervalMs} ms, " +
+        $"max.poll.records {o.MaxPollRecords}, fetch.wait.max.ms {o.FetchWaitMaxMs}";
+
+    private static int Setting(string name, int fallback) =>
+        Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? int.Parse(value, System.Globalization.CultureInfo.InvariantCulture) : fallback;
+
+    private sealed class StderrLogs(LogLevel minimum) : ILoggerFactory
+    {
+        public ILogger CreateLogger(string categoryName) => new StderrLogger(categoryName, minimum);
+        public void AddProvider(ILoggerProvider provider) { }
+        public void Dispose() { }
+    }
+
+    private sealed class StderrLogger(string category, LogLevel minimum) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+        public bool IsEnabled(LogLevel logLevel) => logLevel >= minimum;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (!IsEnabled(logLevel)) return;
+            Console.Error.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {logLevel,-11} {category}: {formatter(state, exception)}{(exception is null ? "" : " " + exception)}");
+        }
+    }
+}
