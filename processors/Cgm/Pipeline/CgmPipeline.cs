@@ -14,7 +14,6 @@ public sealed record CgmPipelineNames(string ApplicationId, string ReadingsTopic
     public static readonly CgmPipelineNames Default = new(CgmTopology.ApplicationId, Topics.CgmReadings, Topics.CgmLatest, Topics.CgmForecastRequests);
     public string PostgresSinkGroup => ApplicationId + "-readings-postgres-sink";
     public string RedisSinkGroup => ApplicationId + "-latest-redis-sink";
-    public string ChangelogTopic => $"{ApplicationId}-{CgmTopology.WindowStore}-changelog";
 }
 
 /// <summary>The CGM slice in one process: the window topology on a StreamHost, the readings → PostgreSQL

@@ -16,7 +16,6 @@ public sealed record WeightPipelineNames(string ApplicationId, string RawTopic, 
     public static readonly WeightPipelineNames Default = new(WeightTopology.ApplicationId, Topics.WeightsRaw, Topics.WeightsFiltered);
     public string PostgresSinkGroup => ApplicationId + "-postgres-sink";
     public string RedisSinkGroup => ApplicationId + "-redis-sink";
-    public string ChangelogTopic => $"{ApplicationId}-{WeightTopology.StateStore}-changelog";
 }
 
 /// <summary>The weights vertical slice in one process: the Kalman topology on a StreamHost plus the
