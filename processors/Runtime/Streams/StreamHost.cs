@@ -134,7 +134,12 @@ public sealed class StreamHost : IDisposable
         var stream = new KafkaStream(built, config);
         stream.StateChanged += (_, state) => OnStateChanged(hosted, stream, state);
         // The start offset is -2 (the beginning) when the store has no checkpoint.
-        stream.OnRestoreStartEvent += (_, _, from, to) => Metrics.OnRestoreStarted(Math.Max(0, to - Math.Max(0, from)));
+        stream.OnRestoreStartEvent += (changelog, _, from, to) =>
+        {
+            hosted.Restoring[changelog] = true;
+            Metrics.OnRestoreStarted(Math.Max(0, to - Math.Max(0, from)));
+        };
+        stream.OnRestoreEndEvent += (changelog, _, _) => hosted.Restoring.TryRemove(changelog, out _);
         stream.OnRestoreBatchEvent += (_, _, _, restored) => Metrics.OnRestored(restored);
         hosted.Stream = stream;
         stream.StartAsync().GetAwaiter().GetResult();
@@ -205,6 +210,7 @@ public sealed class StreamHost : IDisposable
     private void OnStateChanged(HostedStream hosted, KafkaStream stream, KafkaStream.State state)
     {
         _log.LogInformation("topology {App}: {State}", hosted.Topology.ApplicationId, state);
+        hosted.IsRunning = state == KafkaStream.State.RUNNING;
         if (state == KafkaStream.State.RUNNING) hosted.Running();
         if (state != KafkaStream.State.ERROR || _stop.IsCancellationRequested) return;
         var error = hosted.LastError ?? "stream client failed";
@@ -295,6 +301,10 @@ public sealed class StreamHost : IDisposable
             try
             {
                 var stream = hosted.Stream ?? throw new InvalidStateStoreException("stream not started");
+                // Streamiz answers null (not an exception) for a key whose store is still being restored: wait for the end of
+                // every restore of this topology, and for the client to be running (not rebalancing), before trusting a miss.
+                if (!hosted.IsRunning) throw new InvalidStateStoreException("stream client is not running (starting or rebalancing)");
+                if (!hosted.Restoring.IsEmpty) throw new InvalidStateStoreException("a store is being restored from its changelog");
                 var found = stream.Store(StoreQueryParameters.FromNameAndType(store, QueryableStoreTypes.KeyValueStore<TK, TV>())).Get(key);
                 value = found!;
                 return found is not null;
@@ -324,6 +334,9 @@ public sealed class StreamHost : IDisposable
         public StreamTopology Topology { get; } = topology;
         public KafkaStream? Stream { get; set; }
         public string? LastError { get; set; }
+        public volatile bool IsRunning;
+        /// <summary>Changelog partitions being restored now (Streamiz's restore start/end events).</summary>
+        public System.Collections.Concurrent.ConcurrentDictionary<TopicPartition, bool> Restoring { get; } = new();
         /// <summary>How many times this process restarted the client (each restart uses a state directory of its own).</summary>
         public int Generation { get; set; }
         private TimeSpan _backoff = TimeSpan.FromSeconds(1);

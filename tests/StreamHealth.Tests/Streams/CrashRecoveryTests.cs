@@ -180,7 +180,14 @@ public sealed class CrashRecoveryTests(EmbeddedKafkaFixture kafka) : IClassFixtu
             Assert.True(b.Metrics.Processed > 0, "both hosts processed part of the input");
             Assert.Equal(0, a.Metrics.RestoreTotal);
 
+            var beforeLeaving = new Dictionary<string, long>(reference);
             b.Dispose();   // leaves the group; A has no local state for B's partitions
+            // Queried as soon as A owns B's partitions, while their stores are being restored from the changelog: the
+            // interactive query waits until they are queryable (StreamHost.TryQuery retries Streamiz's
+            // InvalidStateStoreException) and answers every key, none missing or behind. (Before A owns them, a key of
+            // B's partitions is simply not on this host.)
+            WaitFor(() => a.Metrics.ActiveTasks == 4, TimeSpan.FromSeconds(60), () => $"tasks {a.Metrics.ActiveTasks}");
+            AssertStateEqualsReference(a, appId, beforeLeaving);
             ProduceAmounts(kafka.BootstrapServers, source, 30_000, Keys, seed: 22, reference);
             WaitFor(() => a.Metrics.ActiveTasks == 4 && Progress(kafka.BootstrapServers, appId, source, 4) is var p && p.Committed == p.End,
                 TimeSpan.FromSeconds(60), () => $"survivor did not take over: tasks {a.Metrics.ActiveTasks}, {Progress(kafka.BootstrapServers, appId, source, 4)} processed {a.Metrics.Processed} skipped {a.Metrics.SkippedAlreadyApplied} commits {a.Metrics.Commits} failures {a.Metrics.StreamFailures} threads {a.DescribeThreads()}\n{logs.Dump("rebalance")}");
