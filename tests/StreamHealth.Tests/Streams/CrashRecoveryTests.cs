@@ -51,13 +51,7 @@ public sealed class CrashRecoveryTests(EmbeddedKafkaFixture kafka) : IClassFixtu
                 Assert.Contains($"task {appId}/0-0 assigned", second.Output);
             }
 
-            // Open the same state in-process: every key equals the fold, and nothing is left to process.
-            using var host = new StreamHost(new StreamHostOptions { BootstrapServers = kafka.BootstrapServers, StateDirectory = stateDir,
-                CreateInternalTopic = (topic, partitions) => kafka.Cluster.CreateTopic(topic, partitions) }, [KeySumTopology.Create(source, appId)]);
-            host.Start();
-            WaitFor(() => host.Metrics.ActiveTasks == 4, TimeSpan.FromSeconds(60), () => $"tasks {host.Metrics.ActiveTasks}/4");
-            AssertStateEqualsReference(host, appId, reference);
-            Assert.Equal(0, host.Metrics.Processed);
+            AssertStateInDirectoryEqualsReference(stateDir, source, appId, reference);
         }
         finally
         {
@@ -137,13 +131,7 @@ public sealed class CrashRecoveryTests(EmbeddedKafkaFixture kafka) : IClassFixtu
                 Assert.Equal(0, last.Terminate());
             }
 
-            // Open the same state in-process: every key equals the single-threaded fold, and nothing is left to process.
-            using var host = new StreamHost(new StreamHostOptions { BootstrapServers = kafka.BootstrapServers, StateDirectory = stateDir,
-                CreateInternalTopic = (topic, partitions) => kafka.Cluster.CreateTopic(topic, partitions) }, [KeySumTopology.Create(source, appId)]);
-            host.Start();
-            WaitFor(() => host.Metrics.ActiveTasks == 4, TimeSpan.FromSeconds(60), () => $"tasks {host.Metrics.ActiveTasks}/4");
-            AssertStateEqualsReference(host, appId, reference);
-            Assert.Equal(0, host.Metrics.Processed);
+            AssertStateInDirectoryEqualsReference(stateDir, source, appId, reference);
         }
         finally
         {
@@ -244,6 +232,18 @@ public sealed class CrashRecoveryTests(EmbeddedKafkaFixture kafka) : IClassFixtu
         // `run` in a child process cannot reach the in-process broker's topic creation: create the changelog here.
         kafka.Cluster.CreateTopic($"{appId}-{KeySumTopology.Store}-changelog", 4);
         return (source, appId);
+    }
+
+    /// <summary>Opens <paramref name="stateDir"/> in-process: every key equals the single-threaded fold, and nothing is left
+    /// to process.</summary>
+    private void AssertStateInDirectoryEqualsReference(string stateDir, string source, string appId, Dictionary<string, long> reference)
+    {
+        using var host = new StreamHost(new StreamHostOptions { BootstrapServers = kafka.BootstrapServers, StateDirectory = stateDir,
+            CreateInternalTopic = (topic, partitions) => kafka.Cluster.CreateTopic(topic, partitions) }, [KeySumTopology.Create(source, appId)]);
+        host.Start();
+        WaitFor(() => host.Metrics.ActiveTasks == 4, TimeSpan.FromSeconds(60), () => $"tasks {host.Metrics.ActiveTasks}/4");
+        AssertStateEqualsReference(host, appId, reference);
+        Assert.Equal(0, host.Metrics.Processed);
     }
 
     private static void AssertStateEqualsReference(StreamHost host, string appId, Dictionary<string, long> reference)
