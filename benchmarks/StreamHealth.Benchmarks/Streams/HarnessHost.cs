@@ -9,7 +9,7 @@ namespace StreamHealth.Benchmarks.Streams;
 /// on request, so the host creates each topology's changelogs (<c>{appId}-{store}-changelog</c>) through the cluster.
 /// Tunings for trying Streamiz settings without a rebuild (defaults = the host's defaults):
 /// HARNESS_THREADS (stream threads per topology, 1), HARNESS_COMMIT_MS (1000), HARNESS_MAX_POLL (max.poll.records, 500),
-/// HARNESS_FETCH_WAIT_MS (fetch.wait.max.ms, 2). HARNESS_LOG=Information (or Debug, Warning...) writes the host's and
+/// HARNESS_FETCH_WAIT_MS (fetch.wait.max.ms, 2), HARNESS_POLL_MS (Streamiz poll.ms, 10). HARNESS_LOG=Information (or Debug, Warning...) writes the host's and
 /// Streamiz's log to stderr, for diagnosing a run that does not finish.</summary>
 internal static class HarnessHost
 {
@@ -22,6 +22,7 @@ internal static class HarnessHost
         CommitIntervalMs = commitIntervalMs ?? Setting("HARNESS_COMMIT_MS", 1_000),
         MaxPollRecords = Setting("HARNESS_MAX_POLL", 500),
         FetchWaitMaxMs = Setting("HARNESS_FETCH_WAIT_MS", 2),
+        PollMs = Setting("HARNESS_POLL_MS", 10),
     };
 
     /// <summary>The host's log: nothing unless HARNESS_LOG names a level.</summary>
@@ -32,7 +33,7 @@ internal static class HarnessHost
     /// <summary>The settings a run used, for its report line.</summary>
     public static string Describe(StreamHostOptions o) =>
         $"Streamiz, {o.ThreadsPerTopology} stream thread{(o.ThreadsPerTopology == 1 ? "" : "s")}, commit every {o.CommitIntervalMs} ms, " +
-        $"max.poll.records {o.MaxPollRecords}, fetch.wait.max.ms {o.FetchWaitMaxMs}";
+        $"max.poll.records {o.MaxPollRecords}, fetch.wait.max.ms {o.FetchWaitMaxMs}, poll.ms {o.PollMs}";
 
     private static int Setting(string name, int fallback) =>
         Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? int.Parse(value, System.Globalization.CultureInfo.InvariantCulture) : fallback;

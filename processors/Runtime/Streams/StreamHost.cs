@@ -32,6 +32,10 @@ public sealed class StreamHostOptions
     public bool RequireInternalTopics { get; init; }
     /// <summary>Records a stream thread polls per loop (Streamiz's default is 500).</summary>
     public long MaxPollRecords { get; init; } = 500;
+    /// <summary>Longest a stream thread collects records before processing them (Streamiz's poll.ms): at a steady rate
+    /// below MaxPollRecords per this window it sets the median latency. Streamiz's 100 ms gave p50 44 ms at a paced 10k/s
+    /// here; 10 ms gave 23 ms with the same throughput (benchmarks/RESULTS.md).</summary>
+    public long PollMs { get; init; } = 10;
     /// <summary>Names this process in client ids and logs.</summary>
     public string HostId { get; init; } = $"{Environment.MachineName}-{Environment.ProcessId}-{Interlocked.Increment(ref s_instances)}";
 
@@ -107,6 +111,7 @@ public sealed class StreamHost : IDisposable
             Guarantee = _options.Guarantee,
             CommitIntervalMs = _options.CommitIntervalMs,
             MaxPollRecords = _options.MaxPollRecords,
+            PollMs = _options.PollMs,
             // Restoring reads this many changelog records per poll: the default 1000 restores ~9k records/s here, 20000 ~95k/s.
             MaxPollRestoringRecords = 20_000,
             AutoOffsetReset = AutoOffsetReset.Earliest,
