@@ -30,6 +30,10 @@ public sealed class StreamHostOptions
     /// <summary>On an embedded broker in another process (`streamhealth kafka`, which creates the catalogue topologies'
     /// internal topics): check that they exist and fail naming the missing ones, instead of hanging in Streamiz.</summary>
     public bool RequireInternalTopics { get; init; }
+
+    /// <summary>Whether the broker is the embedded one (it creates no topics and answers no DescribeCluster), as the two
+    /// settings above say.</summary>
+    internal bool OnEmbeddedBroker => CreateInternalTopic is not null || RequireInternalTopics;
     /// <summary>Records a stream thread polls per loop (Streamiz's default is 500).</summary>
     public long MaxPollRecords { get; init; } = 500;
     /// <summary>Longest a stream thread collects records before processing them (Streamiz's poll.ms): at a steady rate
@@ -122,7 +126,7 @@ public sealed class StreamHost : IDisposable
             // A stream thread that dies (e.g. its store cannot flush) leaves its consumer open: librdkafka keeps it in the
             // group with heartbeats and its partitions stay with it, so the restarted client gets none. It leaves only once
             // it has not polled for max.poll.interval.ms (default 5 min): keep that short. A healthy thread polls every
-            // loop (at most PollMs, 100 ms, plus one batch).
+            // loop (at most PollMs plus one batch).
             MaxPollIntervalMs = Math.Max(10_000, 3 * _options.SessionTimeoutMs),
             FetchWaitMaxMs = _options.FetchWaitMaxMs,
             Logger = _logs,
@@ -150,14 +154,14 @@ public sealed class StreamHost : IDisposable
         stream.StartAsync().GetAwaiter().GetResult();
         _log.LogInformation("topology {App} started on {Bootstrap}: {Source} → {Processor} → {Sinks}, state in {State}", topology.ApplicationId,
             _options.BootstrapServers, topology.SourceTopic, topology.ProcessorName, string.Join(", ", [.. topology.SinkTopics, topology.DeadLetterTopic]),
-            _options.StateDirectory);
+            config.StateDir);
     }
 
     /// <summary>Creates the changelogs the topology's description names, with the source's partition count, when the broker
     /// needs it (see <see cref="StreamHostOptions.CreateInternalTopic"/>); they must exist before the stream starts.</summary>
     private void EnsureInternalTopics(StreamTopology topology, Streamiz.Kafka.Net.Stream.Topology built)
     {
-        if (_options.CreateInternalTopic is null && !_options.RequireInternalTopics) return;
+        if (!_options.OnEmbeddedBroker) return;
         using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = _options.BootstrapServers }).Build();
         var metadata = admin.GetMetadata(TimeSpan.FromSeconds(10));
         var source = metadata.Topics.FirstOrDefault(t => t.Topic == topology.SourceTopic && t.Error.Code == ErrorCode.NoError)
@@ -178,7 +182,7 @@ public sealed class StreamHost : IDisposable
     private void ForgetStateOfAnotherCluster(StreamTopology topology)
     {
         string clusterId;
-        if (_options.CreateInternalTopic is not null || _options.RequireInternalTopics)
+        if (_options.OnEmbeddedBroker)
         {
             // The embedded broker answers no DescribeCluster; each one listens on a port of its own, so its address names it.
             clusterId = "embedded:" + _options.BootstrapServers;
@@ -215,8 +219,7 @@ public sealed class StreamHost : IDisposable
     private void OnStateChanged(HostedStream hosted, KafkaStream stream, KafkaStream.State state)
     {
         _log.LogInformation("topology {App}: {State}", hosted.Topology.ApplicationId, state);
-        hosted.IsRunning = state == KafkaStream.State.RUNNING;
-        if (state == KafkaStream.State.RUNNING) hosted.Running();
+        hosted.Entered(state);
         if (state != KafkaStream.State.ERROR || _stop.IsCancellationRequested) return;
         var error = hosted.LastError ?? "stream client failed";
         Interlocked.Increment(ref _restarts);
@@ -265,8 +268,8 @@ public sealed class StreamHost : IDisposable
             foreach (var task in Metrics.Tasks())
             {
                 var hosted = _streams.FirstOrDefault(s => s.Topology.ApplicationId == task.ApplicationId);
-                if (hosted is null || !TryPartition(task.TaskId, out var partition)) continue;
-                var high = _watermarks.QueryWatermarkOffsets(new TopicPartition(hosted.Topology.SourceTopic, partition), TimeSpan.FromSeconds(2)).High.Value;
+                if (hosted is null) continue;
+                var high = _watermarks.QueryWatermarkOffsets(new TopicPartition(hosted.Topology.SourceTopic, task.Partition), TimeSpan.FromSeconds(2)).High.Value;
                 var next = Volatile.Read(ref task.LastOffset) + 1;
                 var lag = next > 0 ? Math.Max(0, high - next) : high;
                 Interlocked.Exchange(ref task.Lag, lag);
@@ -277,13 +280,6 @@ public sealed class StreamHost : IDisposable
         {
             _log.LogDebug("lag probe: {Error}", e.Message);
         }
-    }
-
-    private static bool TryPartition(string taskId, out int partition)
-    {
-        var dash = taskId.LastIndexOf('-');
-        partition = -1;
-        return dash >= 0 && int.TryParse(taskId.AsSpan(dash + 1), out partition);
     }
 
     /// <summary>Each topology's client state and the tasks this host owns (diagnostics).</summary>
@@ -347,7 +343,12 @@ public sealed class StreamHost : IDisposable
         private TimeSpan _backoff = TimeSpan.FromSeconds(1);
         private long _runningSinceTicks = long.MaxValue;
 
-        public void Running() => Volatile.Write(ref _runningSinceTicks, Environment.TickCount64);
+        /// <summary>Records a state change of the client: whether it runs now (queries wait otherwise), and since when.</summary>
+        public void Entered(KafkaStream.State state)
+        {
+            IsRunning = state == KafkaStream.State.RUNNING;
+            if (IsRunning) Volatile.Write(ref _runningSinceTicks, Environment.TickCount64);
+        }
 
         /// <summary>1 s doubling to 10 s while failures repeat; back to 1 s after a minute of running.</summary>
         public TimeSpan NextBackoff()

@@ -58,13 +58,13 @@ public sealed class StreamMetrics
     /// <summary>The progress record of a task this host was just assigned. Keyed "{applicationId}/{taskId}" and kept when
     /// the task goes (only marked not owned): a task that returns after a stream restart keeps its last progress, so a
     /// restart loop cannot hide a stall by resetting the clock.</summary>
-    internal TaskProgress TrackTask(string applicationId, string taskId, string thread)
+    internal TaskProgress TrackTask(string applicationId, string taskId, int partition, string thread)
     {
         var key = applicationId + "/" + taskId;
         lock (_gate)
         {
             if (!_taskProgress.TryGetValue(key, out var progress))
-                _taskProgress[key] = progress = new TaskProgress(applicationId, taskId);
+                _taskProgress[key] = progress = new TaskProgress(applicationId, taskId, partition);
             progress.Thread = thread;
             progress.Owned = true;
             return progress;
@@ -117,10 +117,12 @@ public sealed class StreamMetrics
 
 /// <summary>When one task last advanced and what it last failed on. Written by its stream thread (progress on
 /// every record: one volatile store, no allocation), read by the metrics reporter.</summary>
-internal sealed class TaskProgress(string applicationId, string taskId)
+internal sealed class TaskProgress(string applicationId, string taskId, int partition)
 {
     public string ApplicationId { get; } = applicationId;
     public string TaskId { get; } = taskId;
+    /// <summary>The source partition the task reads.</summary>
+    public int Partition { get; } = partition;
     /// <summary>The stream thread that owns the task now (changes hands within a host on rebalances).</summary>
     public string Thread { get; set; } = "";
     /// <summary>Whether this host owns the task now.</summary>

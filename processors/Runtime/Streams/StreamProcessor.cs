@@ -35,7 +35,6 @@ public abstract class StreamProcessor<TKey, TValue> : ITransformer<byte[], byte[
     private readonly List<(byte[] Key, Emission Value, Headers Headers)> _pending = [];
     private Record<byte[], byte[]>? _current;
     private TaskProgress _progress = null!;
-    private string _deadLetterTopic = "";
 
     protected StreamProcessor(ProcessorServices services, ISerDes<TKey> keySerDes, ISerDes<TValue> valueSerDes, string name)
     {
@@ -57,7 +56,8 @@ public abstract class StreamProcessor<TKey, TValue> : ITransformer<byte[], byte[
     {
         Context = context;
         TaskName = $"{context.ApplicationId}/{context.Id}";
-        _progress = _services.Metrics.TrackTask(context.ApplicationId, context.Id.ToString(), Thread.CurrentThread.Name ?? "");
+        _progress = _services.Metrics.TrackTask(context.ApplicationId, context.Id.ToString(), context.Id.Partition,
+            Thread.CurrentThread.Name ?? "");
         _services.Log.LogInformation("task {Task} assigned ({Processor})", TaskName, Name);
         Init();
     }
@@ -71,7 +71,6 @@ public abstract class StreamProcessor<TKey, TValue> : ITransformer<byte[], byte[
     {
         var started = Stopwatch.GetTimestamp();
         var position = record.TopicPartitionOffset;
-        _deadLetterTopic = position.Topic + Schemas.Topics.DeadLetterSuffix;
         _current = record;
         try
         {
@@ -139,7 +138,7 @@ public abstract class StreamProcessor<TKey, TValue> : ITransformer<byte[], byte[
         var position = record.TopicPartitionOffset;
         var headers = StreamHeaders.DeadLetter(record.Headers, position.Topic, position.Partition.Value, position.Offset.Value, e.Message,
             e is RecordDecodeException ? StreamHeaders.DeserializationError : e.GetType().Name, Name);
-        Send(record.Key ?? [], new Emission(_deadLetterTopic, record.Value ?? [], record.Timestamp.UnixTimestampMs), headers);
+        Send(record.Key ?? [], new Emission(Schemas.Topics.DeadLetterOf(position.Topic), record.Value ?? [], record.Timestamp.UnixTimestampMs), headers);
         _services.Metrics.OnDeadLettered();
         _services.Log.LogWarning("task {Task}: record {Topic}[{Partition}]@{Offset} dead-lettered: {Error}",
             TaskName, position.Topic, position.Partition.Value, position.Offset.Value, e.Message);

@@ -20,7 +20,7 @@ public sealed class StreamTopology
     /// <summary>The processor and its stores, given the host's services (one processor instance per task).</summary>
     public required Func<ProcessorServices, TransformerSupplier<byte[], byte[], byte[], Emission>> Processor { get; init; }
 
-    public string DeadLetterTopic => SourceTopic + Schemas.Topics.DeadLetterSuffix;
+    public string DeadLetterTopic => Schemas.Topics.DeadLetterOf(SourceTopic);
 
     public Topology Build(ProcessorServices services)
     {
