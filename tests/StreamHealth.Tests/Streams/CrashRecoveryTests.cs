@@ -17,14 +17,7 @@ public sealed class CrashRecoveryTests(EmbeddedKafkaFixture kafka) : IClassFixtu
     {
         var (source, appId) = CreateTopics("kill");
         var stateDir = Directory.CreateTempSubdirectory("streamhealth-kill-").FullName;
-        var env = new Dictionary<string, string>
-        {
-            ["STREAMHEALTH_Kafka__BootstrapServers"] = kafka.BootstrapServers,
-            ["STREAMHEALTH_State__Directory"] = stateDir,
-            ["STREAMHEALTH_Redis__Port"] = LocalServices.RedisPort.ToString(),
-            ["STREAMHEALTH_Streams__SessionTimeoutMs"] = "3000",
-            ["STREAMHEALTH_Streams__MetricsIntervalMs"] = "1000",
-        };
+        var env = ChildEnvironment(stateDir);
         string[] args = ["run", "--topology", "key-sum", "--source", source, "--app", appId, "--host-id", "kill-test"];
         var reference = new Dictionary<string, long>();
         try
@@ -65,14 +58,7 @@ public sealed class CrashRecoveryTests(EmbeddedKafkaFixture kafka) : IClassFixtu
         const int perRound = 10_000;
         var (source, appId) = CreateTopics("kills");
         var stateDir = Directory.CreateTempSubdirectory("streamhealth-kills-").FullName;
-        var env = new Dictionary<string, string>
-        {
-            ["STREAMHEALTH_Kafka__BootstrapServers"] = kafka.BootstrapServers,
-            ["STREAMHEALTH_State__Directory"] = stateDir,
-            ["STREAMHEALTH_Redis__Port"] = LocalServices.RedisPort.ToString(),
-            ["STREAMHEALTH_Streams__SessionTimeoutMs"] = "3000",
-            ["STREAMHEALTH_Streams__MetricsIntervalMs"] = "1000",
-        };
+        var env = ChildEnvironment(stateDir);
         string[] args = ["run", "--topology", "key-sum", "--source", source, "--app", appId, "--host-id", "kills-test"];
         var reference = new Dictionary<string, long>();
         var produced = 0;
@@ -222,6 +208,16 @@ public sealed class CrashRecoveryTests(EmbeddedKafkaFixture kafka) : IClassFixtu
             Directory.Delete(stateDir, recursive: true);
         }
     }
+
+    /// <summary>The settings of a `run` child process against this fixture's broker, with its state in <paramref name="stateDir"/>.</summary>
+    private Dictionary<string, string> ChildEnvironment(string stateDir) => new()
+    {
+        ["STREAMHEALTH_Kafka__BootstrapServers"] = kafka.BootstrapServers,
+        ["STREAMHEALTH_State__Directory"] = stateDir,
+        ["STREAMHEALTH_Redis__Port"] = LocalServices.RedisPort.ToString(),
+        ["STREAMHEALTH_Streams__SessionTimeoutMs"] = "3000",
+        ["STREAMHEALTH_Streams__MetricsIntervalMs"] = "1000",
+    };
 
     private (string Source, string AppId) CreateTopics(string prefix)
     {
