@@ -222,13 +222,14 @@ public sealed class CgmUserStateSerde(CgmSeriesOptions? series = null) : CodecSe
 {
     private const byte FormatVersion = 1;
 
-    public override byte[] Encode(CgmUserState value)
+    public override byte[] Encode(CgmUserState value, int headroom)
     {
-        var buffer = new byte[9 + value.Window.SerializedSize];
-        buffer[0] = FormatVersion;
-        BinaryPrimitives.WriteInt64LittleEndian(buffer.AsSpan(1), value.LastRequestedVersion);
-        var n = value.Window.Write(buffer.AsSpan(9));
-        return n + 9 == buffer.Length ? buffer : buffer[..(n + 9)];
+        var buffer = new byte[headroom + 9 + value.Window.SerializedSize];
+        var body = buffer.AsSpan(headroom);
+        body[0] = FormatVersion;
+        BinaryPrimitives.WriteInt64LittleEndian(body[1..], value.LastRequestedVersion);
+        var n = value.Window.Write(body[9..]);
+        return headroom + n + 9 == buffer.Length ? buffer : buffer[..(headroom + n + 9)];
     }
 
     public override CgmUserState Decode(ReadOnlySpan<byte> data)

@@ -244,15 +244,16 @@ public sealed class WeightUserStateSerDes : CodecSerDes<WeightUserState>
     public static readonly WeightUserStateSerDes Instance = new();
     private const byte Format = 1;
 
-    public override byte[] Encode(WeightUserState value)
+    public override byte[] Encode(WeightUserState value, int headroom)
     {
         var filter = WeightStateCodec.Encode(value.Filter);
         var recentSize = value.Recent.CalculateSize();
-        var bytes = new byte[5 + filter.Length + recentSize];
-        bytes[0] = Format;
-        BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(1), filter.Length);
-        filter.CopyTo(bytes, 5);
-        value.Recent.WriteTo(bytes.AsSpan(5 + filter.Length));
+        var bytes = new byte[headroom + 5 + filter.Length + recentSize];
+        var body = bytes.AsSpan(headroom);
+        body[0] = Format;
+        BinaryPrimitives.WriteInt32LittleEndian(body[1..], filter.Length);
+        filter.CopyTo(body[5..]);
+        value.Recent.WriteTo(body[(5 + filter.Length)..]);
         return bytes;
     }
 

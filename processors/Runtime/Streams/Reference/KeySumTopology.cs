@@ -88,13 +88,21 @@ public sealed class BigEndianInt64SerDes : AbstractSerDes<long>
 
     public override byte[] Serialize(long data, SerializationContext context) => Encode(data);
 
-    public override long Deserialize(byte[] data, SerializationContext context) =>
+    public static long Decode(ReadOnlySpan<byte> data) =>
         data.Length == 8 ? BinaryPrimitives.ReadInt64BigEndian(data) : throw new FormatException($"an Int64 is 8 bytes, not {data.Length}");
+
+    public override long Deserialize(byte[] data, SerializationContext context) => Decode(data);
 }
 
 /// <summary>A reference value holding one 64-bit integer, big-endian.</summary>
-public sealed class BigEndianInt64SerDes<T>(Func<T, long> get, Func<long, T> create) : AbstractSerDes<T>
+public sealed class BigEndianInt64SerDes<T>(Func<T, long> get, Func<long, T> create) : CodecSerDes<T>
 {
-    public override byte[] Serialize(T data, SerializationContext context) => BigEndianInt64SerDes.Encode(get(data));
-    public override T Deserialize(byte[] data, SerializationContext context) => create(BigEndianInt64SerDes.Instance.Deserialize(data, context));
+    public override byte[] Encode(T value, int headroom)
+    {
+        var bytes = new byte[headroom + 8];
+        BinaryPrimitives.WriteInt64BigEndian(bytes.AsSpan(headroom), get(value));
+        return bytes;
+    }
+
+    public override T Decode(ReadOnlySpan<byte> data) => create(BigEndianInt64SerDes.Decode(data));
 }
