@@ -48,6 +48,8 @@ public static class Extensions
         // /health, /api/v1/streams and /api/v1/topics read its background readings: no I/O on request threads.
         builder.Services.AddSingleton<OperationsMonitor>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<OperationsMonitor>());
+        // Interactive queries: a key's state from the processing host that owns it (routed by the hosts' reports).
+        builder.Services.AddSingleton<Streams.InteractiveQueries>();
         builder.Services.AddWeightCommands();
         builder.Services.AddSingleton(sp => new Cgm.CgmReadingsPublisher(sp.GetRequiredService<StreamHealthOptions>()));
         builder.Services.AddSingleton(sp => new Cgm.ForecastEngine(

@@ -18,6 +18,11 @@ set -e
 count() { awk -v word="$1" '{ while (match($0, word ": +[0-9]+")) { n += substr($0, RSTART + length(word) + 1, RLENGTH - length(word) - 1); $0 = substr($0, RSTART + RLENGTH) } } END { print n + 0 }' "$log"; }
 passed=$(count Passed)
 failed=$(count Failed)
+# A failure scrolls far up a long log: repeat each failed test with its message at the end.
+if [[ ${failed:-0} -gt 0 ]]; then
+  echo "failed tests:"
+  awk '/^ +Failed [A-Za-z_]/ { show = 40 } show > 0 { print; show-- }' "$log" | grep -v '^ *at System\.' | head -200
+fi
 rm -f "$log"
 echo "tests: ${passed:-0} passed, ${failed:-0} failed"
 if [[ $status -eq 0 && ${passed:-0} -eq 0 ]]; then echo "no test ran" >&2; exit 1; fi

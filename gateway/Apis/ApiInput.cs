@@ -12,7 +12,7 @@ internal static class ApiInput
     public static void ValidateUserId(string userId, Dictionary<string, string[]> errors)
     {
         if (!IsValidUserId(userId))
-            errors["userId"] = [$"'{Shorten(userId)}' is not 1-128 characters of A-Z a-z 0-9 . _ : -"];
+            errors["userId"] = [$"'{Shorten(userId)}' is not {InputRules.IdRuleText}"];
     }
 
     private static readonly DateTime QueryEarliest = new(1900, 1, 1, 0, 0, 0, DateTimeKind.Utc);

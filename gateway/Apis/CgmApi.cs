@@ -1,3 +1,4 @@
+using StreamHealth.Runtime.Validation;
 using System.ComponentModel;
 using System.Globalization;
 using System.Text.Json.Serialization;
@@ -214,7 +215,7 @@ public static class CgmApi
     }
 
     private static async Task<IResult> UploadAsync(
-        [Description("1-128 characters of A-Z a-z 0-9 . _ : -")] string userId,
+        [Description(InputRules.IdRuleText)] string userId,
         [Description("The export's UTC offset when its times are local wall-clock times (Dexcom Clarity, LibreView and " +
                      "CareLink exports are), e.g. +10:00 or -05:00; default +00:00. Readings are stored in UTC, and a reading " +
                      "more than Input:MaxAheadSeconds ahead of the gateway's clock is refused (422).")] string? utc_offset,
@@ -258,7 +259,7 @@ public static class CgmApi
     }
 
     private static async Task<Results<Ok<ReadingsPage>, ValidationProblem>> GetReadingsAsync(
-        [Description("1-128 characters of A-Z a-z 0-9 . _ : -")] string userId,
+        [Description(InputRules.IdRuleText)] string userId,
         [Description("ISO-8601 date-time, inclusive (UTC when no offset is given); default: `to` minus 7 days")] string? from,
         [Description("ISO-8601 date-time, exclusive (UTC when no offset is given); default: now")] string? to,
         [Description("Most rows returned, 1-100000; default 10000")] string? limit,
@@ -301,7 +302,7 @@ public static class CgmApi
     }
 
     private static async Task<Results<Ok<LatestGlucose>, ValidationProblem, ProblemHttpResult>> GetLatestAsync(
-        [Description("1-128 characters of A-Z a-z 0-9 . _ : -")] string userId,
+        [Description(InputRules.IdRuleText)] string userId,
         IConnectionMultiplexer redis, NpgsqlDataSource pg, StreamHealthOptions platform, ILoggerFactory loggers, CancellationToken ct)
     {
         var errors = new Dictionary<string, string[]>();

@@ -1,3 +1,4 @@
+using StreamHealth.Runtime.Validation;
 using System.ComponentModel;
 using System.Text.Json.Serialization;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -194,7 +195,7 @@ public static class ForecastApi
     }
 
     private static async Task<Results<Ok<UserForecast>, ValidationProblem, ProblemHttpResult>> GetUserForecastAsync(
-        [Description("1-128 characters of A-Z a-z 0-9 . _ : -")] string userId,
+        [Description(InputRules.IdRuleText)] string userId,
         IConnectionMultiplexer redis, NpgsqlDataSource pg, ILoggerFactory loggers, CancellationToken ct)
     {
         var errors = new Dictionary<string, string[]>();

@@ -24,6 +24,8 @@ public static class StreamsApi
         if (!OperationsMonitor.IsFresh(streams.ReadAtUnixMs))
             return TypedResults.Problem($"stream metrics are published to Redis and cannot be read now ({streams.Error ?? "no reading yet"})",
                 statusCode: StatusCodes.Status503ServiceUnavailable);
-        return TypedResults.Ok(new StreamsView(streams.Stalled.Count > 0 ? "degraded" : "healthy", streams.ReadAtUnixMs, streams.Stalled, streams.Hosts));
+        // Hosts' query URLs stay internal: the endpoint is open, and the query port has no credentials of its own.
+        return TypedResults.Ok(new StreamsView(streams.Stalled.Count > 0 ? "degraded" : "healthy", streams.ReadAtUnixMs, streams.Stalled,
+            [.. streams.Hosts.Select(h => h with { QueryUrl = null })]));
     }
 }

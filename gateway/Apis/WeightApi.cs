@@ -1,3 +1,4 @@
+using StreamHealth.Runtime.Validation;
 using System.ComponentModel;
 using System.Globalization;
 using System.Text.Json.Serialization;
@@ -83,6 +84,17 @@ public static class WeightApi
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
 
+        weight.MapGet("/{userId}/state", GetStateAsync)
+            .WithName("GetWeightFilterState")
+            .WithSummary("A user's live filter state, read from the stream task that owns it")
+            .WithDescription("An interactive query: the weights topology's state store on the processing host that owns the user's " +
+                             "partition of weights.raw (not the sinks, so it includes the last record applied a moment ago, and " +
+                             "readings buffered for initialisation). 404 when the topology has no state for the user; 503 with " +
+                             "Retry-After while the store is being restored or moved between hosts for longer than the gateway waits.")
+            .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
+
         // Ingest endpoints: answered by the stream pipeline over Kafka request/reply (WeightCommandsApi).
         weight.MapWeightCommands();
 
@@ -90,7 +102,7 @@ public static class WeightApi
     }
 
     private static async Task<Results<Ok<LatestWeight>, ValidationProblem, ProblemHttpResult>> GetLatestAsync(
-        [Description("1-128 characters of A-Z a-z 0-9 . _ : -")] string userId,
+        [Description(InputRules.IdRuleText)] string userId,
         IConnectionMultiplexer redis, NpgsqlDataSource pg, ILoggerFactory loggers, CancellationToken ct)
     {
         var errors = new Dictionary<string, string[]>();
@@ -122,6 +134,29 @@ public static class WeightApi
             reader.GetBoolean(6), reader.GetBoolean(7), "postgres"));
     }
 
+    private static async Task<Results<Ok<WeightStateView>, ValidationProblem, ProblemHttpResult>> GetStateAsync(
+        [Description(InputRules.IdRuleText)] string userId,
+        Streams.InteractiveQueries queries, HttpContext http, CancellationToken ct)
+    {
+        var errors = new Dictionary<string, string[]>();
+        ApiInput.ValidateUserId(userId, errors);
+        if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+        var answer = await queries.QueryAsync<WeightStateView>(WeightTopology.ApplicationId, WeightTopology.StateStore, userId,
+            WeightTopology.SourceKey(userId), ct);
+        switch (answer.Outcome)
+        {
+            case Streams.InteractiveQueries.Outcome.Found:
+                return TypedResults.Ok(answer.Value!);
+            case Streams.InteractiveQueries.Outcome.NotFound:
+                return TypedResults.Problem(title: "No filter state for this user", statusCode: StatusCodes.Status404NotFound,
+                    detail: $"The weights topology holds no state for user '{userId}'.");
+            default:
+                http.Response.Headers.RetryAfter = "1";
+                return TypedResults.Problem(title: "Filter state not queryable now", statusCode: StatusCodes.Status503ServiceUnavailable,
+                    detail: answer.Detail);
+        }
+    }
+
     // Redis only speeds reads up: when it is down or holds an unreadable entry, PostgreSQL answers.
     private static async Task<WeightLatest?> ReadCacheAsync(IConnectionMultiplexer redis, string userId, ILoggerFactory loggers)
     {
@@ -139,7 +174,7 @@ public static class WeightApi
     }
 
     private static async Task<Results<Ok<WeightHistory>, ValidationProblem>> GetHistoryAsync(
-        [Description("1-128 characters of A-Z a-z 0-9 . _ : -")] string userId,
+        [Description(InputRules.IdRuleText)] string userId,
         [Description("ISO-8601 date-time, inclusive (UTC when no offset is given); default: `to` minus 90 days")] string? from,
         [Description("ISO-8601 date-time, exclusive (UTC when no offset is given); default: now")] string? to,
         [Description("Most rows returned, 1-10000; default 1000")] string? limit,

@@ -68,9 +68,12 @@ internal static class RunVerb
         foreach (var sink in sinks) sink.Start();
         log.LogInformation("host {Host} running {Topologies} on {Bootstrap}, state in {State}", hostId,
             string.Join(", ", topologies.Select(t => $"{t.ApplicationId} ({t.SourceTopic})")), options.Kafka.BootstrapServers, options.State.Directory);
-        // The report carries every task's and sink's progress: a stalled one makes the gateway's /health "degraded".
+        await using var queries = await StoreQueryServer.StartAsync([host], options.Streams.QueryListenUrl, options.Streams.QueryAdvertisedUrl, logs);
+        // The report carries every task's and sink's progress (a stalled one makes the gateway's /health "degraded") and
+        // where this host answers interactive queries for the partitions it owns.
         using (new StreamMetricsReporter(hostId, [.. topologies.Select(t => t.ApplicationId)], host, log, redis.GetDatabase(),
-                   TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs), SinkHealths(sinks, options.Streams.StallAfterMs), options.Streams.MetricsKey))
+                   TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs), SinkHealths(sinks, options.Streams.StallAfterMs), options.Streams.MetricsKey,
+                   queries.Url))
         {
             await Shutdown.WaitAsync();
         }

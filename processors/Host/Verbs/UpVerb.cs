@@ -66,15 +66,18 @@ internal static class UpVerb
             Console.WriteLine("cgm       5-minute window topology + readings→PostgreSQL, latest→Redis sinks; forecast requests on cgm.forecast-requests");
             using var forecaster = StartForecaster(configuration, new ForecastConsumerSettings(bootstrap, options.Streams.SessionTimeoutMs,
                 options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor)), postgres, redis, logs);
-            // Each report carries its sinks' progress (the forecaster's with CGM's), so a stalled one shows in /health.
+            await using var queries = await StoreQueryServer.StartAsync([weights.Host, cgm.Host], options.Streams.QueryListenUrl,
+                options.Streams.QueryAdvertisedUrl, logs);
+            // Each report carries its sinks' progress (the forecaster's with CGM's), so a stalled one shows in /health, and
+            // where the gateway's interactive queries reach this process.
             using var reporter = new StreamMetricsReporter($"up-{Environment.ProcessId}", [WeightTopology.ApplicationId], weights.Host,
                 upLog, redis.GetDatabase(), metricsInterval, RunVerb.SinkHealths([weights.PostgresSink, weights.RedisSink], options.Streams.StallAfterMs),
-                options.Streams.MetricsKey);
+                options.Streams.MetricsKey, queries.Url);
             using var cgmReporter = new StreamMetricsReporter($"up-{Environment.ProcessId}-cgm", [CgmTopology.ApplicationId], cgm.Host,
                 upLog, redis.GetDatabase(), metricsInterval,
                 RunVerb.SinkHealths(forecaster is null ? [cgm.PostgresSink, cgm.RedisSink]
                     : [cgm.PostgresSink, cgm.RedisSink, forecaster.PostgresSink, forecaster.RedisSink], options.Streams.StallAfterMs),
-                options.Streams.MetricsKey);
+                options.Streams.MetricsKey, queries.Url);
 
             var producers = new List<Task>();
             if (options.Samples.Enabled)

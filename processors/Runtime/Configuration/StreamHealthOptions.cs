@@ -152,6 +152,14 @@ public sealed class StreamsOptions
     /// stacks sharing one Redis keep apart by giving each its own.</summary>
     public string MetricsKey { get; set; } = "streamhealth:streams";
 
+    /// <summary>Where a processing host serves interactive queries of its stores to the gateway (StoreQueryApi); port 0
+    /// takes a free port. Internal and unauthenticated: bind it to the pod or loopback network only.</summary>
+    public string QueryListenUrl { get; set; } = "http://127.0.0.1:0";
+
+    /// <summary>The URL the gateway reaches this host's queries at, published in its metrics report (a pod's own
+    /// address in k8s); null: the address bound.</summary>
+    public string? QueryAdvertisedUrl { get; set; }
+
     internal void Validate(List<string> errors)
     {
         if (StallAfterMs is < 100 or > 86_400_000) errors.Add($"{Section}:StallAfterMs = {StallAfterMs}: must be 100-86400000");

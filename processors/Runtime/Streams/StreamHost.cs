@@ -82,6 +82,7 @@ public sealed class StreamHost : IDisposable
         if (Directory.Exists(_options.StateDirectory))
             foreach (var stale in Directory.EnumerateDirectories(_options.StateDirectory, "restart-*")) Directory.Delete(stale, recursive: true);
         foreach (var hosted in _streams) StartStream(hosted);
+        ReadSourcePartitions();
         _watermarks = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig
         {
             BootstrapServers = _options.BootstrapServers, GroupId = "streamhealth-lag-probe", ClientId = _options.HostId + "-lag-probe",
@@ -148,13 +149,77 @@ public sealed class StreamHost : IDisposable
             hosted.Restoring[changelog] = true;
             Metrics.OnRestoreStarted(Math.Max(0, to - Math.Max(0, from)));
         };
-        stream.OnRestoreEndEvent += (changelog, _, _) => hosted.Restoring.TryRemove(changelog, out _);
+        stream.OnRestoreEndEvent += (changelog, _, _) =>
+        {
+            hosted.Restoring.TryRemove(changelog, out _);
+            Metrics.OnTaskRestored(topology.ApplicationId, changelog.Partition.Value);
+        };
         stream.OnRestoreBatchEvent += (_, _, _, restored) => Metrics.OnRestored(restored);
         hosted.Stream = stream;
         stream.StartAsync().GetAwaiter().GetResult();
         _log.LogInformation("topology {App} started on {Bootstrap}: {Source} → {Processor} → {Sinks}, state in {State}", topology.ApplicationId,
             _options.BootstrapServers, topology.SourceTopic, topology.ProcessorName, string.Join(", ", [.. topology.SinkTopics, topology.DeadLetterTopic]),
             config.StateDir);
+    }
+
+    /// <summary>Each topology's source partition count, which interactive-query routing hashes keys over. Read once: a
+    /// source topic's partitions are not changed under a running topology (that would move keys between tasks).</summary>
+    private void ReadSourcePartitions()
+    {
+        if (!_streams.Any(s => s.Topology.Queries.Count > 0)) return;
+        try
+        {
+            using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = _options.BootstrapServers }).Build();
+            var metadata = admin.GetMetadata(TimeSpan.FromSeconds(10));
+            foreach (var hosted in _streams)
+                if (metadata.Topics.FirstOrDefault(t => t.Topic == hosted.Topology.SourceTopic && t.Error.Code == ErrorCode.NoError) is { } topic)
+                    hosted.SourcePartitions = topic.Partitions.Count;
+        }
+        catch (KafkaException e)
+        {
+            _log.LogWarning("interactive queries: source partition counts not read ({Error}); queries answer unavailable", e.Message);
+        }
+    }
+
+    /// <summary>The stores this host serves to other processes, with what routing needs (published in its metrics report).</summary>
+    public IReadOnlyList<QueryableStore> QueryableStores() =>
+    [
+        .. _streams.Where(s => s.SourcePartitions > 0).SelectMany(s => s.Topology.Queries.Select(q =>
+            new QueryableStore(s.Topology.ApplicationId, q.Store, s.Topology.SourceTopic, s.SourcePartitions))),
+    ];
+
+    /// <summary>An interactive query from another process (<see cref="StoreQueryApi"/>): <paramref name="key"/>'s view in
+    /// <paramref name="store"/>, if this host owns the key's partition; waits up to <paramref name="wait"/> while the store
+    /// is not queryable.</summary>
+    public StoreQueryAnswer Query(string applicationId, string store, string key, TimeSpan wait)
+    {
+        var hosted = _streams.FirstOrDefault(s => s.Topology.ApplicationId == applicationId);
+        var query = hosted?.Topology.Queries.FirstOrDefault(q => q.Store == store);
+        if (hosted is null || query is null)
+            return new(StoreQueryStatus.NoSuchStore, null, -1, $"this host serves no store '{store}' of topology '{applicationId}'");
+        if (hosted.SourcePartitions <= 0)
+            return new(StoreQueryStatus.Unavailable, null, -1, $"the partition count of {hosted.Topology.SourceTopic} is not known yet");
+        var partition = KeyPartitioner.PartitionOf(query.SourceKey(key), hosted.SourcePartitions);
+        var deadline = DateTime.UtcNow + wait;
+        while (true)
+        {
+            var ownership = Metrics.Ownership(applicationId, partition);
+            if (ownership == TaskOwnership.NotOwned)
+                return new(StoreQueryStatus.NotOwned, null, partition, $"partition {partition} of {hosted.Topology.SourceTopic} is not owned by this host");
+            if (ownership == TaskOwnership.Ready) break;
+            if (DateTime.UtcNow >= deadline)
+                return new(StoreQueryStatus.Unavailable, null, partition, $"partition {partition} of {hosted.Topology.SourceTopic} is being restored on this host");
+            Thread.Sleep(50);
+        }
+        try
+        {
+            var view = query.Read(this, applicationId, key, deadline > DateTime.UtcNow ? deadline - DateTime.UtcNow : TimeSpan.Zero);
+            return new(view is null ? StoreQueryStatus.NotFound : StoreQueryStatus.Found, view, partition, null);
+        }
+        catch (StoreUnavailableException e)
+        {
+            return new(StoreQueryStatus.Unavailable, null, partition, e.Message);
+        }
     }
 
     /// <summary>Creates the changelogs the topology's description names, with the source's partition count, when the broker
@@ -302,10 +367,12 @@ public sealed class StreamHost : IDisposable
             try
             {
                 var stream = hosted.Stream ?? throw new InvalidStateStoreException("stream not started");
-                // Streamiz answers null (not an exception) for a key whose store is still being restored: wait for the end of
-                // every restore of this topology, and for the client to be running (not rebalancing), before trusting a miss.
+                // Streamiz answers null (not an exception) for a key whose store is still being restored, or not yet (a new task
+                // is queryable before its restore starts): wait until every task of this topology has finished restoring and the
+                // client is running (not rebalancing), before trusting a miss.
                 if (!hosted.IsRunning) throw new InvalidStateStoreException("stream client is not running (starting or rebalancing)");
-                if (!hosted.Restoring.IsEmpty) throw new InvalidStateStoreException("a store is being restored from its changelog");
+                if (!hosted.Restoring.IsEmpty || !Metrics.AllRestored(applicationId))
+                    throw new InvalidStateStoreException("a store is being restored from its changelog");
                 var found = stream.Store(StoreQueryParameters.FromNameAndType(store, QueryableStoreTypes.KeyValueStore<TK, TV>())).Get(key);
                 value = found!;
                 return found is not null;
@@ -340,6 +407,8 @@ public sealed class StreamHost : IDisposable
         public System.Collections.Concurrent.ConcurrentDictionary<TopicPartition, bool> Restoring { get; } = new();
         /// <summary>How many times this process restarted the client (each restart uses a state directory of its own).</summary>
         public int Generation { get; set; }
+        /// <summary>The source topic's partition count (0: not read).</summary>
+        public volatile int SourcePartitions;
         private TimeSpan _backoff = TimeSpan.FromSeconds(1);
         private long _runningSinceTicks = long.MaxValue;
 
@@ -361,6 +430,15 @@ public sealed class StreamHost : IDisposable
         }
     }
 }
+
+/// <summary>A store this host serves to other processes: interactive-query routing hashes a key's source bytes over
+/// <see cref="SourcePartitions"/> and asks the host that owns that partition.</summary>
+public sealed record QueryableStore(string ApplicationId, string Store, string SourceTopic, int SourcePartitions);
+
+public enum StoreQueryStatus { Found, NotFound, NoSuchStore, NotOwned, Unavailable }
+
+/// <summary>What <see cref="StreamHost.Query"/> found: the view when <see cref="Status"/> is Found, else why not.</summary>
+public readonly record struct StoreQueryAnswer(StoreQueryStatus Status, object? View, int Partition, string? Detail);
 
 /// <summary>An interactive query found the store not queryable for longer than it would wait (HTTP 503 at the gateway).</summary>
 public sealed class StoreUnavailableException(string message, Exception inner) : Exception(message, inner);

@@ -41,6 +41,37 @@ public sealed class StreamMetrics
         lock (_gate) return [.. _taskProgress.Values.Where(p => p.Owned)];
     }
 
+    /// <summary>Whether this host owns the task of <paramref name="applicationId"/> that reads source partition
+    /// <paramref name="partition"/>, and whether its store is restored (queryable).</summary>
+    internal TaskOwnership Ownership(string applicationId, int partition)
+    {
+        lock (_gate)
+            foreach (var p in _taskProgress.Values)
+                if (p.Owned && p.Partition == partition && p.ApplicationId == applicationId)
+                    return p.Restored ? TaskOwnership.Ready : TaskOwnership.Restoring;
+        return TaskOwnership.NotOwned;
+    }
+
+    /// <summary>Whether every task of <paramref name="applicationId"/> this host owns has its store restored.</summary>
+    internal bool AllRestored(string applicationId)
+    {
+        lock (_gate)
+            foreach (var p in _taskProgress.Values)
+                if (p.Owned && !p.Restored && p.ApplicationId == applicationId) return false;
+        return true;
+    }
+
+    /// <summary>A changelog partition of <paramref name="applicationId"/> finished restoring (Streamiz's restore-end event,
+    /// which it raises for every changelog of a new task, empty or not): the task reading the same source partition (changelogs
+    /// are co-partitioned with the source) is queryable. Streamiz itself lists a task among the queryable ones as soon as it is
+    /// created, before its store is restored, and answers a miss there as "no such key".</summary>
+    internal void OnTaskRestored(string applicationId, int partition)
+    {
+        lock (_gate)
+            foreach (var p in _taskProgress.Values)
+                if (p.Owned && p.Partition == partition && p.ApplicationId == applicationId) p.Restored = true;
+    }
+
     internal void OnProcessed(long elapsedTicks)
     {
         Interlocked.Increment(ref _processed);
@@ -67,6 +98,8 @@ public sealed class StreamMetrics
                 _taskProgress[key] = progress = new TaskProgress(applicationId, taskId, partition);
             progress.Thread = thread;
             progress.Owned = true;
+            // A new task (Streamiz initialises its processors before restoring its stores): queryable once restored.
+            progress.Restored = false;
             return progress;
         }
     }
@@ -101,7 +134,7 @@ public sealed class StreamMetrics
                 var sinceProgressMs = nowTicks - Volatile.Read(ref p.LastProgressTicks);
                 var lag = Interlocked.Read(ref p.Lag);
                 var (error, errorAt) = p.LastError;
-                result.Add(new StreamTaskHealth(p.ApplicationId, p.TaskId, p.Thread, lag, nowUnixMs - sinceProgressMs, error, errorAt,
+                result.Add(new StreamTaskHealth(p.ApplicationId, p.TaskId, p.Partition, p.Thread, lag, nowUnixMs - sinceProgressMs, error, errorAt,
                     Stalled: lag > 0 && sinceProgressMs >= stallAfterMs));
             }
             result.Sort((a, b) => string.CompareOrdinal(a.ApplicationId + "/" + a.Task, b.ApplicationId + "/" + b.Task));
@@ -127,6 +160,8 @@ internal sealed class TaskProgress(string applicationId, string taskId, int part
     public string Thread { get; set; } = "";
     /// <summary>Whether this host owns the task now.</summary>
     public bool Owned { get; set; }
+    /// <summary>Whether the task's store has been restored since it was assigned (see <see cref="StreamMetrics.OnTaskRestored"/>).</summary>
+    public bool Restored { get; set; }
     /// <summary>Offset of the last input record processed (-1: none yet), read by the lag probe.</summary>
     public long LastOffset = -1;
     /// <summary><see cref="Environment.TickCount64"/> of the last record processed, commit completed, or moment
@@ -156,12 +191,16 @@ internal sealed class TaskProgress(string applicationId, string taskId, int part
     }
 }
 
+internal enum TaskOwnership { NotOwned, Restoring, Ready }
+
 /// <summary>One stream task's progress as operators see it (/health, /api/v1/streams, the dashboard); the stream
 /// counterpart of <see cref="Sinks.SinkHealth"/>.</summary>
 public sealed record StreamTaskHealth(
     string ApplicationId,
     /// <summary>Streamiz task id "subtopology-partition" of the task's input.</summary>
     string Task,
+    /// <summary>The source partition the task reads (the gateway routes interactive queries by it).</summary>
+    int Partition,
     string Thread,
     long Lag,
     long LastProgressUnixMs,

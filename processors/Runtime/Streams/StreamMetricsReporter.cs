@@ -22,15 +22,18 @@ public sealed class StreamMetricsReporter : IDisposable
     private readonly string _redisKey;
     private readonly TimeSpan _interval;
     private readonly Func<IReadOnlyList<SinkHealth>>? _sinks;
+    private readonly string? _queryUrl;
     private readonly Timer _timer;
     private readonly Lock _reportGate = new();
     private StreamMetricsSnapshot _previous;
 
     /// <param name="sinks">The health of the sinks running beside this host's topologies (reported with them).</param>
     /// <param name="redisKey">The hash every host of one stack publishes to (Streams:MetricsKey).</param>
+    /// <param name="queryUrl">Where this host's <see cref="StoreQueryServer"/> answers interactive queries (null: it serves none).</param>
     public StreamMetricsReporter(string hostId, IReadOnlyList<string> topologies, StreamHost host, ILogger log, IDatabase? redis, TimeSpan interval,
-        Func<IReadOnlyList<SinkHealth>>? sinks = null, string redisKey = DefaultRedisKey)
+        Func<IReadOnlyList<SinkHealth>>? sinks = null, string redisKey = DefaultRedisKey, string? queryUrl = null)
     {
+        _queryUrl = queryUrl;
         _hostId = hostId;
         _topologies = topologies;
         _host = host;
@@ -80,7 +83,7 @@ public sealed class StreamMetricsReporter : IDisposable
                 Math.Round(now.RecordsInPerSecond(_previous), 1), Math.Round(now.RecordsOutPerSecond(_previous), 1),
                 now.ProcessP50Us, now.ProcessP99Us, now.ConsumerLag, now.ActiveTasks, Math.Round(now.RestoreProgress, 4),
                 now.Processed, now.Emitted, now.DeadLettered, now.Commits, _host.ThreadRestarts,
-                (long)_interval.TotalMilliseconds, tasks, sinks);
+                (long)_interval.TotalMilliseconds, tasks, sinks, _queryUrl, _queryUrl is null ? [] : _host.QueryableStores());
             _previous = now;
             _log.LogInformation(
                 "streams {Host}: in {InPerSecond}/s out {OutPerSecond}/s process p50 {P50} µs p99 {P99} µs lag {Lag} tasks {Tasks} restore {Restore:P0} dlq {Dlq} commits {Commits} restarts {Restarts}",
@@ -136,7 +139,11 @@ public sealed record StreamMetricsReport(
     /// <summary>How often this host reports; a report older than three intervals is from a host that is gone.</summary>
     long IntervalMs,
     IReadOnlyList<StreamTaskHealth> Tasks,
-    IReadOnlyList<SinkHealth> Sinks)
+    IReadOnlyList<SinkHealth> Sinks,
+    /// <summary>Where this host answers interactive queries (<see cref="StoreQueryApi"/>), and for which stores; the
+    /// owner of a key is the host whose <see cref="Tasks"/> hold the key's source partition.</summary>
+    string? QueryUrl = null,
+    IReadOnlyList<QueryableStore>? Queryable = null)
 {
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 

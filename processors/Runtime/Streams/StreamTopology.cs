@@ -20,6 +20,9 @@ public sealed class StreamTopology
     /// <summary>The processor and its stores, given the host's services (one processor instance per task).</summary>
     public required Func<ProcessorServices, TransformerSupplier<byte[], byte[], byte[], Emission>> Processor { get; init; }
 
+    /// <summary>Stores other processes may read through this host (the gateway, via <see cref="StoreQueryApi"/>).</summary>
+    public IReadOnlyList<StoreQuery> Queries { get; init; } = [];
+
     public string DeadLetterTopic => Schemas.Topics.DeadLetterOf(SourceTopic);
 
     public Topology Build(ProcessorServices services)
@@ -48,4 +51,27 @@ public sealed class StreamTopology
             .Distinct(StringComparer.Ordinal)
             .Select(store => $"{ApplicationId}-{store}-changelog"),
     ];
+}
+
+/// <summary>A state store readable by key from outside the process (interactive query): how a key becomes the source
+/// record's key bytes (so the gateway can tell which partition, hence which host, holds it) and how a stored value becomes
+/// the JSON view served (the stored value has fences and codec details a reader should not depend on).</summary>
+public sealed class StoreQuery
+{
+    private StoreQuery(string store, Func<string, byte[]> sourceKey, Func<StreamHost, string, string, TimeSpan, object?> read)
+    {
+        Store = store;
+        SourceKey = sourceKey;
+        Read = read;
+    }
+
+    public string Store { get; }
+    /// <summary>The serialized key a producer gives a record for this key (partitioning hashes these bytes).</summary>
+    public Func<string, byte[]> SourceKey { get; }
+    internal Func<StreamHost, string, string, TimeSpan, object?> Read { get; }
+
+    /// <summary>A query over a store whose values are <typeparamref name="TStored"/>, served as <paramref name="view"/>.</summary>
+    public static StoreQuery Of<TStored>(string store, Func<string, byte[]> sourceKey, Func<string, TStored, object> view) where TStored : class =>
+        new(store, sourceKey, (host, applicationId, key, wait) =>
+            host.TryQuery<string, TStored>(applicationId, store, key, out var value, wait) ? view(key, value) : null);
 }

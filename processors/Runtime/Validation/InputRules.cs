@@ -63,12 +63,14 @@ public static class InputRules
 {
     /// <summary>Ids (users, measurements, readings, requests, handles) share one rule: 1-128 of these characters.</summary>
     public const int MaxIdLength = 128;
-    public const string IdRuleText = "1-128 characters of A-Z a-z 0-9 . _ : -";
+    public const string IdRuleText = "1-128 characters of A-Z a-z 0-9 . _ : -, not \".\" or \"..\"";
     private static readonly SearchValues<char> IdChars =
         SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-");
 
+    /// <remarks>"." and ".." are refused: as a URL path segment (GET /api/weight/{userId}/latest) they are dot segments
+    /// that clients and servers resolve away, so data stored under them could never be read back.</remarks>
     public static bool IsValidId(string? value) =>
-        value is { Length: >= 1 and <= MaxIdLength } && !value.AsSpan().ContainsAnyExcept(IdChars);
+        value is { Length: >= 1 and <= MaxIdLength } and not ("." or "..") && !value.AsSpan().ContainsAnyExcept(IdChars);
 
     /// <summary>Null when <paramref name="value"/> is a valid id; a missing (null or empty) id is "is required".</summary>
     public static string? CheckId(string field, string? value)

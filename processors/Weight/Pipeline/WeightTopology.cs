@@ -47,8 +47,12 @@ public static class WeightTopology
                 .StateStore(Stores.KeyValueStoreBuilder(Stores.PersistentKeyValueStore(StateStore), new StringSerDes(), UserStateSerDes)
                     .WithCachingEnabled())
                 .Build(),
+            Queries = [StoreQuery.Of<Fenced<WeightUserState>>(StateStore, SourceKey, (userId, entry) => WeightStateView.Of(userId, entry))],
         };
     }
+
+    /// <summary>The key bytes of a user's records on weights.raw (what partitioning hashes).</summary>
+    public static byte[] SourceKey(string userId) => new UserKey { UserId = userId }.ToByteArray();
 
     private static readonly FencedSerDes<WeightUserState> UserStateSerDes = new(WeightUserStateSerDes.Instance);
 

@@ -1,11 +1,7 @@
 using System.Net;
 using System.Text.Json;
 using Confluent.Kafka;
-using Microsoft.AspNetCore.Mvc.Testing;
-using Microsoft.Extensions.Configuration;
-using StackExchange.Redis;
 using StreamHealth.Runtime.Sinks;
-using StreamHealth.Runtime.Storage;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Runtime.Streams.Reference;
 using StreamHealth.Tests.Infrastructure;
@@ -16,42 +12,22 @@ namespace StreamHealth.Tests.Gateway;
 /// <summary>/health, /api/v1/streams and /api/v1/topics over the real embedded Kafka, PostgreSQL and Redis: they
 /// answer many concurrent callers without a 5xx, and a stalled sink or stream task published by a host makes /health
 /// "degraded" (503) naming it, its lag and its last error, until it advances again. Each test publishes to a hash of
-/// its own (Streams:MetricsKey) so a stall it injects is never seen by another test's gateway.</summary>
-public sealed class OperationsApiTests(OperationsApiTests.Services services) : IClassFixture<OperationsApiTests.Services>
+/// its own (<see cref="GatewayServices"/>) so a stall it injects is never seen by another test's gateway.</summary>
+public sealed class OperationsApiTests(GatewayServices services) : IClassFixture<GatewayServices>
 {
-    public sealed class Services : IAsyncLifetime
-    {
-        public EmbeddedKafkaFixture Kafka { get; } = new();
-        public string Database { get; } = LocalServices.NewDatabaseName("gateway_ops");
-        public ConnectionMultiplexer Redis { get; private set; } = null!;
-
-        public async Task InitializeAsync()
-        {
-            await PostgresMigrator.MigrateAsync(LocalServices.PostgresConnectionString(Database));
-            Redis = await ConnectionMultiplexer.ConnectAsync(LocalServices.RedisConfiguration);
-        }
-
-        public Task DisposeAsync()
-        {
-            Redis.Dispose();
-            Kafka.Dispose();
-            return Task.CompletedTask;
-        }
-    }
-
     private static readonly TimeSpan Eventually = TimeSpan.FromSeconds(60);
 
     [Fact]
     public async Task Two_hundred_concurrent_callers_of_streams_health_and_topics_get_no_5xx()
     {
-        var key = NewMetricsKey();
+        var key = GatewayServices.NewMetricsKey();
         using var host = new StreamHost(new StreamHostOptions { BootstrapServers = services.Kafka.BootstrapServers, StateDirectory = Path.GetTempPath() }, []);
         var reporters = Enumerable.Range(0, 5).Select(i => new StreamMetricsReporter($"load-host-{i}", ["load-app"], host, new TestLogs().CreateLogger("test"),
             services.Redis.GetDatabase(), TimeSpan.FromMinutes(1), redisKey: key)).ToList();
         try
         {
             foreach (var r in reporters) r.Report();
-            await using var app = Gateway(key);
+            await using var app = services.Gateway(key);
             using var client = app.CreateClient();
             var paths = new[] { "/api/v1/streams", "/health", "/api/v1/topics" };
             var responses = await Task.WhenAll(Enumerable.Range(0, 600).Select(async i =>
@@ -80,7 +56,7 @@ public sealed class OperationsApiTests(OperationsApiTests.Services services) : I
     [Fact]
     public async Task A_published_stalled_sink_makes_health_degraded_naming_it_its_lag_and_error_until_it_advances()
     {
-        var key = NewMetricsKey();
+        var key = GatewayServices.NewMetricsKey();
         var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         const string error = "22021: invalid byte sequence for encoding \"UTF8\": 0x00";
         var sink = new SinkHealth("weights-postgres", "weights.filtered", "weights-postgres-sink", Lag: 42, Written: 10, DeadLettered: 0,
@@ -89,7 +65,7 @@ public sealed class OperationsApiTests(OperationsApiTests.Services services) : I
         using var reporter = new StreamMetricsReporter("sink-host", ["weights"], host, new TestLogs().CreateLogger("test"), services.Redis.GetDatabase(),
             TimeSpan.FromMinutes(1), () => [sink], key);
         reporter.Report();
-        await using var app = Gateway(key);
+        await using var app = services.Gateway(key);
         using var client = app.CreateClient();
 
         var health = await PollAsync(client, "/health", r => r.StatusCode == HttpStatusCode.ServiceUnavailable);
@@ -127,7 +103,7 @@ public sealed class OperationsApiTests(OperationsApiTests.Services services) : I
     [Fact]
     public async Task A_host_that_stops_reporting_makes_health_degraded_naming_it_until_it_reports_again()
     {
-        var key = NewMetricsKey();
+        var key = GatewayServices.NewMetricsKey();
         var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         StreamMetricsReport Report(string hostId, long atUnixMs) => new(hostId, ["weights"], atUnixMs, 0, 0, 0, 0, ConsumerLag: 17, ActiveTasks: 4,
             RestoreProgress: 1, Processed: 100, Emitted: 100, DeadLettered: 0, Commits: 0, ThreadRestarts: 0,
@@ -136,7 +112,7 @@ public sealed class OperationsApiTests(OperationsApiTests.Services services) : I
         // Silent for 20 s (past three intervals and the 10 s floor), and one silent for longer than the retention.
         await db.HashSetAsync(key, "crashed-host", JsonSerializer.Serialize(Report("crashed-host", now - 20_000), StreamMetricsReport.Json));
         await db.HashSetAsync(key, "long-gone", JsonSerializer.Serialize(Report("long-gone", now - StreamMetricsReport.SilentHostRetentionMs - 60_000), StreamMetricsReport.Json));
-        await using var app = Gateway(key);
+        await using var app = services.Gateway(key);
         using var client = app.CreateClient();
 
         var health = await PollAsync(client, "/health", r => r.StatusCode == HttpStatusCode.ServiceUnavailable);
@@ -158,7 +134,7 @@ public sealed class OperationsApiTests(OperationsApiTests.Services services) : I
     [Fact]
     public async Task A_stream_task_whose_commits_keep_failing_is_reported_stalled_with_its_error_and_clears_when_it_commits()
     {
-        var key = NewMetricsKey();
+        var key = GatewayServices.NewMetricsKey();
         var source = services.Kafka.NewTopic("stall", 1);
         var appId = source + "-app";
         services.Kafka.Cluster.CreateTopic(KeySumTopology.OutputTopic(source), 1);
@@ -180,7 +156,7 @@ public sealed class OperationsApiTests(OperationsApiTests.Services services) : I
             WaitFor(() => host.Metrics.Processed == 5, Eventually, () => $"processed {host.Metrics.Processed}");
             using var reporter = new StreamMetricsReporter("stall-host", [appId], host, new TestLogs().CreateLogger("test"), services.Redis.GetDatabase(),
                 TimeSpan.FromMilliseconds(200), redisKey: key);
-            await using var app = Gateway(key);
+            await using var app = services.Gateway(key);
             using var client = app.CreateClient();
             Assert.Equal(HttpStatusCode.OK, (await PollAsync(client, "/health", r => r.StatusCode == HttpStatusCode.OK)).StatusCode);
 
@@ -251,18 +227,8 @@ public sealed class OperationsApiTests(OperationsApiTests.Services services) : I
         }
     }
 
-    private static string NewMetricsKey() => $"streamhealth:streams:test:{Guid.NewGuid():N}";
-
-    private WebApplicationFactory<Program> Gateway(string metricsKey)
-    {
-        var settings = LocalServices.Overrides(services.Database, services.Kafka.BootstrapServers);
-        settings["Streams:MetricsKey"] = metricsKey;
-        return new WebApplicationFactory<Program>().WithWebHostBuilder(b => b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(settings)));
-    }
-
     private sealed class FlakyFlush
     {
         public volatile bool Failing;
     }
-
 }

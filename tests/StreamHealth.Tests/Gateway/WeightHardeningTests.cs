@@ -140,6 +140,7 @@ public sealed class WeightHardeningTests(WeightGatewayFixture f) : IClassFixture
     [InlineData("measurement_id", """{"user_id":"USER","weight":80,"unit":"kg","timestamp":"2026-04-01T07:00:00Z","source":"connected_scale","measurement_id":"a\u0000b"}""")]
     [InlineData("measurement_id", """{"user_id":"USER","weight":80,"unit":"kg","timestamp":"2026-04-01T07:00:00Z","source":"connected_scale","measurement_id":true}""")]
     [InlineData("user_id", """{"user_id":"a\u0001b","weight":80,"unit":"kg","timestamp":"2026-04-01T07:00:00Z","source":"connected_scale"}""")]
+    [InlineData("user_id", """{"user_id":"..","weight":80,"unit":"kg","timestamp":"2026-04-01T07:00:00Z","source":"connected_scale"}""")]
     [InlineData("user_id", """{"user_id":42,"weight":80,"unit":"kg","timestamp":"2026-04-01T07:00:00Z","source":"connected_scale"}""")]
     [InlineData("timestamp", """{"user_id":"USER","weight":80,"unit":"kg","timestamp":"0001-01-01T00:00:00Z","source":"connected_scale"}""")]
     [InlineData("timestamp", """{"user_id":"USER","weight":80,"unit":"kg","timestamp":"AHEAD","source":"connected_scale"}""")]

@@ -28,6 +28,8 @@ public sealed class GatewayStackFixture : IAsyncLifetime
     private WeightPipeline _weights = null!;
     private CgmPipeline _cgm = null!;
     private ConnectionMultiplexer _redis = null!;
+    private StoreQueryServer _queries = null!;
+    private StreamMetricsReporter[] _reporters = [];
     private readonly string _stateDir = Directory.CreateTempSubdirectory("streamhealth-gateway-contract-").FullName;
 
     public async Task InitializeAsync()
@@ -41,7 +43,18 @@ public sealed class GatewayStackFixture : IAsyncLifetime
             Postgres, _redis, Logs).Start();
         _cgm = new CgmPipeline(new StreamHostOptions { BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = Path.Combine(_stateDir, "c") },
             Postgres, _redis, Logs, new CgmPipelineOptions { EmitIntervalMs = 100, MinForecastRequestIntervalMs = 500 }).Start();
+        // The hosts publish their reports (with where they answer interactive queries) to a hash of this stack's own.
+        var metricsKey = $"streamhealth:streams:test:{Guid.NewGuid():N}";
+        _queries = await StoreQueryServer.StartAsync([_weights.Host, _cgm.Host], "http://127.0.0.1:0", null, Logs);
+        _reporters =
+        [
+            new StreamMetricsReporter("contract-weights", [WeightTopology.ApplicationId], _weights.Host, Logs.CreateLogger("weights"), _redis.GetDatabase(),
+                TimeSpan.FromMilliseconds(500), redisKey: metricsKey, queryUrl: _queries.Url),
+            new StreamMetricsReporter("contract-cgm", [CgmTopology.ApplicationId], _cgm.Host, Logs.CreateLogger("cgm"), _redis.GetDatabase(),
+                TimeSpan.FromMilliseconds(500), redisKey: metricsKey, queryUrl: _queries.Url),
+        ];
         var settings = LocalServices.Overrides(database, Kafka.BootstrapServers);
+        settings["Streams:MetricsKey"] = metricsKey;
         App = new WebApplicationFactory<Program>().WithWebHostBuilder(b => b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(settings)));
         // Real Kestrel on a real port, not the in-memory TestServer: hostile request lines (a NUL or invalid
         // UTF-8 in the path) must meet the server's own parser, and curl must be able to reach it.
@@ -122,6 +135,8 @@ public sealed class GatewayStackFixture : IAsyncLifetime
     public async Task DisposeAsync()
     {
         await App.DisposeAsync();
+        foreach (var reporter in _reporters) reporter.Dispose();
+        await _queries.DisposeAsync();
         _weights.Dispose();
         _cgm.Dispose();
         _redis.Dispose();

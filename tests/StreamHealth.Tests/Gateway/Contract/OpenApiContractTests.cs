@@ -24,6 +24,7 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
         ["POST /api/weight/initialize"] = [200, 400, 401, 409, 413, 422, 429, 503, 504],
         ["GET /api/weight/{userId}/latest"] = [200, 400, 401, 404, 429, 503],
         ["GET /api/weight/{userId}/history"] = [200, 400, 401, 429, 503],
+        ["GET /api/weight/{userId}/state"] = [200, 400, 401, 404, 429, 503],
         ["POST /convert_to_unified"] = [200, 400, 413, 422, 429],
         ["POST /process_unified"] = [200, 400, 401, 413, 422, 429, 503],
         ["POST /api/v1/cgm/{userId}/upload"] = [202, 400, 401, 413, 422, 429, 503],
@@ -111,6 +112,7 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
             new("POST", "/api/weight/initialize", Json($$"""{"user_id":"{{weightUser}}","measurements":[]}""")),
             new("GET", $"/api/weight/{weightUser}/latest"), new("GET", "/api/weight/nobody-here/latest"), new("GET", "/api/weight/bad%20id/latest"),
             new("GET", $"/api/weight/{weightUser}/history"), new("GET", $"/api/weight/{weightUser}/history?limit=abc"),
+            new("GET", "/api/weight/nobody-here/state"), new("GET", "/api/weight/bad%20id/state"), new("GET", "/api/weight/nobody-here/state", ApiKey: null),
             new("GET", $"/api/weight/{weightUser}/history", ApiKey: null),
             new("POST", "/convert_to_unified", Raw(clarity, "text/csv")), new("POST", "/convert_to_unified", Raw("hello,world\n1,2\n"u8.ToArray(), "text/csv")),
             new("POST", "/convert_to_unified", Multipart(clarity)),
@@ -133,6 +135,7 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
         foreach (var c in cases) await SendAndCheckAsync(c);
         // The latest reads answer 200 once the sinks have stored what the requests above sent.
         await EventuallyAsync(new("GET", $"/api/weight/{weightUser}i/latest"));
+        await EventuallyAsync(new("GET", $"/api/weight/{weightUser}i/state"));
         await EventuallyAsync(new("GET", $"/api/v1/cgm/{cgmUser}/latest"));
         // A processed dataset's handle makes the plot endpoints answer for real (200, or 503 without a model).
         var handle = seen.ContainsKey("POST /process_unified") ? await HandleAsync() : null;

@@ -1,0 +1,88 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace StreamHealth.Runtime.Streams;
+
+/// <summary>The processing host's side of interactive queries across processes, as Kafka Streams applications do it
+/// (Streamiz has no <c>application.server</c>/<c>queryMetadataForKey</c>, so routing is ours): each host serves
+/// <c>GET /stores/{applicationId}/{store}?key=</c> for the stores its topologies declare (<see cref="StoreQuery"/>) and
+/// publishes its URL, those stores and the partitions it owns in its metrics report; the gateway hashes the key to its
+/// partition (<see cref="KeyPartitioner"/>) and asks the owner. Answers: 200 the view; 404 the key has no state; 421 this
+/// host does not own the key's partition (the caller's routing is stale: it asks another host); 503 with Retry-After
+/// while the store is restored or rebalanced for longer than <c>wait_ms</c>. Internal: no credentials, so it listens on
+/// the pod network only (k8s NetworkPolicy lets only the gateway in).</summary>
+public static class StoreQueryApi
+{
+    public const int MaxWaitMs = 10_000;
+
+    public static void MapStoreQueryApi(this IEndpointRouteBuilder app, IReadOnlyList<StreamHost> hosts) =>
+        // The key travels in the query string, not the path: a key such as ".." would be a dot segment there, which clients
+        // and servers normalise away.
+        app.MapGet("/stores/{applicationId}/{store}", (string applicationId, string store, string? key, int? wait_ms, HttpContext http) =>
+        {
+            if (string.IsNullOrEmpty(key)) return Results.Problem("the query parameter 'key' is required", statusCode: StatusCodes.Status400BadRequest);
+            var wait = TimeSpan.FromMilliseconds(Math.Clamp(wait_ms ?? 2_000, 0, MaxWaitMs));
+            var host = hosts.FirstOrDefault(h => h.QueryableStores().Any(q => q.ApplicationId == applicationId && q.Store == store)) ?? hosts.FirstOrDefault();
+            if (host is null) return Results.Problem("this process runs no topology", statusCode: StatusCodes.Status421MisdirectedRequest);
+            // Reading a store blocks (Streamiz's API is synchronous, and it waits out a restore): a thread-pool thread per
+            // query for at most wait_ms.
+            var answer = host.Query(applicationId, store, key, wait);
+            http.Response.Headers["StreamHealth-Partition"] = answer.Partition.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            return answer.Status switch
+            {
+                StoreQueryStatus.Found => Results.Json(answer.View, options: null, contentType: null, statusCode: null),
+                StoreQueryStatus.NotFound => Results.Problem($"no state for key '{key}' in {store} of {applicationId}", statusCode: StatusCodes.Status404NotFound),
+                StoreQueryStatus.Unavailable => RetryLater(http, answer.Detail!),
+                _ => Results.Problem(answer.Detail, statusCode: StatusCodes.Status421MisdirectedRequest),
+            };
+        });
+
+    private static IResult RetryLater(HttpContext http, string detail)
+    {
+        http.Response.Headers.RetryAfter = "1";
+        return Results.Problem(detail, statusCode: StatusCodes.Status503ServiceUnavailable);
+    }
+}
+
+/// <summary>A small HTTP server in a processing host that serves <see cref="StoreQueryApi"/> for its stream hosts.</summary>
+public sealed class StoreQueryServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+
+    /// <summary>The URL other processes reach this server at (published in the host's metrics report).</summary>
+    public string Url { get; }
+
+    private StoreQueryServer(WebApplication app, string url)
+    {
+        _app = app;
+        Url = url;
+    }
+
+    /// <param name="listenUrl">Where to listen, e.g. <c>http://0.0.0.0:7071</c>; port 0 takes a free one.</param>
+    /// <param name="advertisedUrl">The URL to publish (a pod's address); null: the address bound.</param>
+    public static async Task<StoreQueryServer> StartAsync(IReadOnlyList<StreamHost> hosts, string listenUrl, string? advertisedUrl, ILoggerFactory logs)
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
+        builder.Logging.ClearProviders();
+        builder.WebHost.UseUrls(listenUrl);
+        var app = builder.Build();
+        app.MapStoreQueryApi(hosts);
+        await app.StartAsync();
+        var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault() ?? listenUrl;
+        var url = string.IsNullOrEmpty(advertisedUrl) ? bound.Replace("://0.0.0.0:", "://127.0.0.1:").Replace("://[::]:", "://127.0.0.1:") : advertisedUrl;
+        logs.CreateLogger("StreamHealth.Streams.Queries").LogInformation("interactive queries served on {Bound}, advertised as {Url}", bound, url);
+        return new StoreQueryServer(app, url.TrimEnd('/'));
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+    }
+}
