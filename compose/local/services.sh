@@ -27,6 +27,9 @@ start() {
   mkdir -p "$RUN_DIR/redis" "$RUN_DIR/pgsock"
   chown postgres:postgres "$RUN_DIR/pgsock"
   if ! pg_running; then
+    # Every test class creates a database of its own and none is kept on purpose: a test server starts empty, or the
+    # databases of every earlier run pile up (68 GB had, and the disk filled mid-run).
+    if [[ $profile == test && -d $PG_DATA ]]; then rm -rf "$PG_DATA"; fi
     if [[ ! -f $PG_DATA/PG_VERSION ]]; then
       rm -rf "$PG_DATA" && mkdir -p "$PG_DATA" && chown postgres:postgres "$PG_DATA"
       # Trust on loopback only: a local development and test server, never exposed.
