@@ -10,9 +10,9 @@ using Avro;
 // would not resolve. A type used by two files (WeightSource) is therefore defined in both; this tool
 // fails when the definitions differ and generates the class once.
 //
-// Every Avro namespace must be mapped (--namespace) to a C# one. CodeGen's mapping rewrites the namespace
-// in the schema itself, so the generated class's _SCHEMA carries the C# namespace: Apache.Avro's specific
-// reader finds the class to instantiate by the schema's full name, so the two must be equal.
+// Every Avro namespace must be listed (--namespace AVRO=CSHARP). The project lists each as itself: the schema files
+// use the C# namespaces, because CodeGen's mapping would rewrite the namespace inside the schema (so the registered
+// name would differ from the file) and Apache.Avro's specific reader finds the class by the schema's full name.
 //
 // DIR is emptied first, so a deleted .avsc leaves no class behind. Errors are printed in MSBuild's
 // "file: error CODE: message" form and end the tool with exit code 1.

@@ -211,6 +211,31 @@ internal static class OptionChecks
 public sealed class ConfigurationException(string message) : Exception(message);
 
 /// <summary>All options of one process, bound from streamhealth.json plus STREAMHEALTH_ environment variables.</summary>
+/// <summary>Where topics' Avro schemas are registered and looked up. Production: Confluent Schema Registry
+/// (<see cref="Embedded"/> false, <see cref="Url"/> its address, schemas registered by the deploy step
+/// `streamhealth schemas register`). Locally and in tests: the project's stand-in, hosted by the process that runs the
+/// embedded broker (`streamhealth kafka` / `up`) at <see cref="Url"/> and persisted in PostgreSQL.</summary>
+public sealed class SchemaRegistryOptions
+{
+    public const string Section = "SchemaRegistry";
+    public string Url { get; set; } = "http://127.0.0.1:58081";
+    /// <summary>Whether this stack's broker process hosts the stand-in registry at <see cref="Url"/>.</summary>
+    public bool Embedded { get; set; } = true;
+    /// <summary>Whether serializers register a schema the registry does not have yet. Null: on with the embedded registry,
+    /// off otherwise (production registers schemas in a deploy step, so a process can never publish an unreviewed one).</summary>
+    public bool? AutoRegister { get; set; }
+
+    public bool EffectiveAutoRegister => AutoRegister ?? Embedded;
+
+    internal void Validate(List<string> errors)
+    {
+        if (!Uri.TryCreate(Url, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
+            errors.Add($"{Section}:Url = {Url}: must be an absolute http(s) URL");
+        else if (Embedded && (uri.Scheme != "http" || !OptionChecks.IsPort(uri.Port)))
+            errors.Add($"{Section}:Url = {Url}: the embedded registry listens on plain http with an explicit port");
+    }
+}
+
 public sealed class StreamHealthOptions
 {
     public const string EnvironmentPrefix = "STREAMHEALTH_";
@@ -223,6 +248,7 @@ public sealed class StreamHealthOptions
     public StreamsOptions Streams { get; } = new();
     public SamplesOptions Samples { get; } = new();
     public InputOptions Input { get; } = new();
+    public SchemaRegistryOptions SchemaRegistry { get; } = new();
 
     /// <summary>The configuration sources every StreamHealth process uses, in precedence order.</summary>
     public static IConfigurationBuilder AddSources(IConfigurationBuilder builder, IEnumerable<KeyValuePair<string, string?>>? overrides = null)
@@ -262,6 +288,7 @@ public sealed class StreamHealthOptions
             configuration.GetSection(StreamsOptions.Section).Bind(options.Streams);
             configuration.GetSection(SamplesOptions.Section).Bind(options.Samples);
             configuration.GetSection(InputOptions.Section).Bind(options.Input);
+            configuration.GetSection(SchemaRegistryOptions.Section).Bind(options.SchemaRegistry);
         }
         catch (InvalidOperationException e)
         {
@@ -272,6 +299,7 @@ public sealed class StreamHealthOptions
         options.Kafka.Validate(errors);
         options.Postgres.Validate(errors);
         options.Redis.Validate(errors);
+        options.SchemaRegistry.Validate(errors);
         options.State.Validate(errors);
         options.Streams.Validate(errors);
         options.Samples.Validate(errors);
