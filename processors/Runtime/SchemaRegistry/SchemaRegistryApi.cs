@@ -12,8 +12,9 @@ namespace StreamHealth.Runtime.SchemaRegistry;
 /// 2.16) and its Avro serializers use, so the embedded (local, dev, test) stack can run the Confluent wire format without
 /// Confluent's Java server. Requests and answers as the client sends and reads them (its RestService): bodies and
 /// answers in <c>application/vnd.schemaregistry.v1+json</c>, refusals as <c>{"error_code": N, "message": "..."}</c> with
-/// Confluent's codes. AVRO schemas only; no schema references, deletion, contexts, metadata or rule sets. The query flags
-/// the client adds (normalize, deleted, subject, format, ...) are accepted and do not change the answer.</summary>
+/// Confluent's codes. AVRO schemas only; no schema references, deletion, contexts, metadata, rule sets or associations
+/// (it answers that a topic has none). The query flags the client adds (normalize, deleted, subject, format, ...) are
+/// accepted and do not change the answer.</summary>
 public static class SchemaRegistryApi
 {
     public const string ContentType = "application/vnd.schemaregistry.v1+json";
@@ -107,6 +108,12 @@ public static class SchemaRegistryApi
         app.MapPost("/compatibility/subjects/{subject}/versions/{version}", (string subject, string version, HttpContext http) =>
             Answer(http, log, ct => CompatibilityAsync(store, http, subject, ParseVersion(version), againstOne: !IsLatest(version), ct)));
 
+        // The 2.16 serdes' default subject name strategy (Associated) first asks which subject is associated with the topic
+        // (GET /associations/resources/{cluster id or -}/{topic}?resourceType=topic&associationType=value) and falls back to
+        // <topic>-key / <topic>-value when there is none. This registry keeps no associations: none, always.
+        app.MapGet("/associations/resources/{resourceNamespace}/{resourceName}", (string resourceNamespace, string resourceName, HttpContext http) =>
+            Answer(http, log, _ => Task.FromResult<object>(Array.Empty<object>())));
+
         // Without a version: against the versions the subject's level names, as registration would check.
         app.MapPost("/compatibility/subjects/{subject}/versions", (string subject, HttpContext http) =>
             Answer(http, log, ct => CompatibilityAsync(store, http, subject, null, againstOne: false, ct)));
@@ -162,6 +169,12 @@ public static class SchemaRegistryApi
             // Confluent's clients retry a 500: a store outage that passes is ridden out.
             log.LogWarning(e, "schema registry: store error on {Method} {Path}", http.Request.Method, http.Request.Path);
             return Refuse(SchemaRegistryError.StoreError(e.Message));
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // Confluent answers what it did not foresee as error_code 500 (50001 is kept for the store).
+            log.LogError(e, "schema registry: failed on {Method} {Path}", http.Request.Method, http.Request.Path);
+            return Refuse(new SchemaRegistryError(StatusCodes.Status500InternalServerError, 500, e.Message));
         }
     }
 
