@@ -46,6 +46,7 @@ public static class StreamHealthCli
               dump TOPIC [--max N] [--since ISO-8601] [--follow] [--bootstrap HOST:PORT]
                                                print a topic as JSON lines (key, value, headers, timestamp)
               schemas check|write-baseline     compare compiled schemas with schemas/baseline (backward compatibility)
+              schemas register                 register every topic's Avro key and value schema at SchemaRegistry:Url
             configuration: streamhealth.json beside the binary, overridden by STREAMHEALTH_Section__Key variables
             """);
         return 2;

@@ -1,5 +1,6 @@
 using StreamHealth.Runtime.Configuration;
 using StreamHealth.Runtime.Kafka;
+using StreamHealth.Runtime.SchemaRegistry;
 
 namespace StreamHealth.Host.Verbs;
 
@@ -12,6 +13,8 @@ internal static class KafkaVerb
         var options = StreamHealthOptions.Load();
         using var cluster = EmbeddedKafkaCluster.Start(options.Kafka.EmbeddedBrokers, partitionOverrides: options.Kafka.PartitionOverrides);
         CreateInternalTopics(cluster, options);
+        using var logs = ConsoleLogs.Create();
+        await using var registry = await StartRegistryAsync(options, logs);
         WriteBootstrap(args.Get("--bootstrap-file"), cluster.BootstrapServers);
         Console.WriteLine($"embedded Kafka (librdkafka {EmbeddedKafkaCluster.LibrdkafkaVersion} mock cluster from {Path.GetFileName(EmbeddedKafkaCluster.LibrdkafkaPath)}, {cluster.BrokerCount} broker(s)) at {cluster.BootstrapServers}");
         Console.WriteLine("Ctrl-C stops it.");
@@ -25,6 +28,16 @@ internal static class KafkaVerb
         var configuration = StreamHealthOptions.AddSources(new Microsoft.Extensions.Configuration.ConfigurationBuilder()).Build();
         foreach (var (topic, partitions) in Topologies.TopologyCatalog.InternalTopics(configuration, options.Kafka.PartitionOverrides))
             cluster.CreateTopic(topic, partitions);
+    }
+
+    /// <summary>The stand-in schema registry beside the embedded broker (SchemaRegistry:Embedded), with the catalogue's
+    /// schemas registered; null when the stack uses a registry of its own.</summary>
+    public static async Task<SchemaRegistryServer?> StartRegistryAsync(StreamHealthOptions options, Microsoft.Extensions.Logging.ILoggerFactory logs)
+    {
+        if (!options.SchemaRegistry.Embedded) return null;
+        var registry = await EmbeddedSchemaRegistry.StartAsync(options.SchemaRegistry, options.Postgres.ConnectionString, logs);
+        Console.WriteLine($"registry  embedded Schema Registry stand-in at {registry.Url} ({SchemaRegistration.CatalogueSubjects().Count()} subjects registered, PostgreSQL registry.*)");
+        return registry;
     }
 
     public static void WriteBootstrap(string? path, string bootstrap)

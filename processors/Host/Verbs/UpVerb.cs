@@ -44,6 +44,7 @@ internal static class UpVerb
 
             // The weights pipeline (topology + PostgreSQL and Redis sinks) runs in this process locally.
             using var logs = ConsoleLogs.Create();
+            await using var registry = await KafkaVerb.StartRegistryAsync(options, logs);
             using var postgres = NpgsqlDataSource.Create(options.Postgres.ConnectionString);
             using var redis = ConnectionMultiplexer.Connect(options.Redis.ConnectionOptions());
             StreamHostOptions HostOptions() => new()

@@ -20,7 +20,12 @@ public static class SchemaRegistryApi
     public const string ContentType = "application/vnd.schemaregistry.v1+json";
 
     // Property names exactly as written (error_code, is_compatible, compatibilityLevel): no naming policy.
-    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.General);
+    // Schemas are JSON inside a JSON string: escape only what JSON requires (the default encoder writes every quote
+    // as \u0022, valid but unreadable for a person reading a subject with curl). Nothing here is rendered as HTML.
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.General)
+    {
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
 
     public static void MapSchemaRegistryApi(this IEndpointRouteBuilder app, SchemaRegistryStore store, ILogger? log = null)
     {

@@ -55,4 +55,23 @@ public sealed class ConfigurationTests
         Assert.Equal(2, code);
         Assert.StartsWith("streamhealth: 'weights.raww' is not a StreamHealth topic; known topics: weights.raw,", stderr.Trim());
     }
+
+    [Fact]
+    public void Schemas_register_against_a_registry_that_does_not_answer_is_one_line_naming_the_url()
+    {
+        // The Host's own build: its dependencies resolve as deployed (the copy in the test output resolves the registry
+        // client's through the test project's graph).
+        var (code, _, stderr) = Repo.Run("dotnet", [ChildHost.HostDll, "schemas", "register"],
+            new Dictionary<string, string> { ["STREAMHEALTH_SchemaRegistry__Url"] = "http://127.0.0.1:9", ["STREAMHEALTH_SchemaRegistry__Embedded"] = "false" });
+        Assert.Equal(2, code);
+        var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith("streamhealth: SchemaRegistry:Url = http://127.0.0.1:9: the schema registry cannot be reached", line);
+    }
+
+    [Fact]
+    public void A_schema_registry_url_that_is_not_http_is_a_configuration_error()
+    {
+        var e = Assert.Throws<ConfigurationException>(() => StreamHealthOptions.Load(new Dictionary<string, string?> { ["SchemaRegistry:Url"] = "kafka-1:8081" }));
+        Assert.Contains("SchemaRegistry:Url = kafka-1:8081: must be an absolute http(s) URL", e.Message);
+    }
 }
