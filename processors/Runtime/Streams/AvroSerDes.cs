@@ -1,0 +1,45 @@
+using System.Buffers.Binary;
+using Avro.Specific;
+using Confluent.Kafka;
+using Confluent.SchemaRegistry;
+using Confluent.SchemaRegistry.Serdes;
+using Streamiz.Kafka.Net.SerDes;
+
+namespace StreamHealth.Runtime.Streams;
+
+/// <summary>An Avro record (a class generated from schemas/avro) in the Confluent wire format, as a Streamiz serde:
+/// Confluent's own <see cref="AvroSerializer{T}"/> and <see cref="AvroDeserializer{T}"/> over a shared schema registry
+/// client, subjects by TopicNameStrategy (<c>{topic}-key</c>/<c>{topic}-value</c>; set explicitly, since the 2.16
+/// serializers otherwise first ask the registry for an "association" on every new topic). With
+/// <paramref name="autoRegister"/> off (production) a schema must have been registered by the deploy step
+/// (`streamhealth schemas register`): the serializer only looks its id up. Streamiz serdes are synchronous; Confluent's
+/// are asynchronous only while a schema id is not cached yet (one registry round trip per subject), then complete at once.</summary>
+public sealed class AvroSerDes<T>(ISchemaRegistryClient registry, bool autoRegister) : AbstractSerDes<T> where T : ISpecificRecord
+{
+    private readonly AvroSerializer<T> _serializer = new(registry, new AvroSerializerConfig
+    {
+        AutoRegisterSchemas = autoRegister,
+        SubjectNameStrategy = SubjectNameStrategy.Topic,
+    });
+    private readonly AvroDeserializer<T> _deserializer = new(registry, new AvroDeserializerConfig
+    {
+        SubjectNameStrategy = SubjectNameStrategy.Topic,
+    });
+
+    public override byte[] Serialize(T data, SerializationContext context) =>
+        _serializer.SerializeAsync(data, context).GetAwaiter().GetResult();
+
+    public override T Deserialize(byte[] data, SerializationContext context) =>
+        _deserializer.DeserializeAsync(data, data is null, context).GetAwaiter().GetResult();
+}
+
+/// <summary>The Confluent wire format's 5-byte header: magic byte 0, then the schema id (int32 big-endian).</summary>
+public static class ConfluentWire
+{
+    public const int HeaderBytes = 5;
+
+    /// <summary>The schema id a record names, or null when its bytes do not start with the header (so a dead letter can
+    /// say which schema an undecodable record claimed to be written with).</summary>
+    public static int? SchemaId(ReadOnlySpan<byte> data) =>
+        data.Length >= HeaderBytes && data[0] == 0 ? BinaryPrimitives.ReadInt32BigEndian(data[1..]) : null;
+}
