@@ -19,8 +19,10 @@ internal static class DumpVerb
         DateTimeOffset? since = null;
         if (args.Get("--since") is { } s)
             since = DateTimeOffset.TryParse(s, out var t) ? t : throw new UsageException($"option --since = '{s}' is not an ISO-8601 time");
+        using var registry = new Confluent.SchemaRegistry.CachedSchemaRegistryClient(
+            new Confluent.SchemaRegistry.SchemaRegistryConfig { Url = args.Get("--registry") ?? options.SchemaRegistry.Url, RequestTimeoutMs = 10_000 });
         var request = new TopicDumper.Request(topic, bootstrap, options.Kafka.Capabilities,
-            MaxRecords: args.GetInt("--max", int.MaxValue), Since: since, Follow: args.Has("--follow"));
+            MaxRecords: args.GetInt("--max", int.MaxValue), Since: since, Follow: args.Has("--follow"), Registry: registry);
         await using var stdout = Console.OpenStandardOutput();
         var written = await TopicDumper.DumpAsync(request, stdout, Shutdown.Token);
         Console.Error.WriteLine($"{written} record(s) from {topic.Name}");

@@ -1,20 +1,26 @@
+using System.Collections.Concurrent;
 using System.Text.Json;
 using Confluent.Kafka;
+using Confluent.SchemaRegistry;
 using Google.Protobuf;
 using StreamHealth.Runtime.Kafka;
 using StreamHealth.Schemas;
 
 namespace StreamHealth.Runtime.Tools;
 
-/// <summary>Reads a topic and writes one JSON object per record: position, timestamp, headers, and
-/// key/value decoded with the topic's Protobuf schema. Records that do not decode (and everything in a
-/// dead-letter topic) are written as base64 with the decode error, so nothing is hidden.</summary>
+/// <summary>Reads a topic and writes one JSON object per record: position, timestamp, headers, and key/value decoded.
+/// A payload in the Confluent wire format (magic byte 0, schema id, Avro binary; a Protobuf message never starts with
+/// a zero byte) is decoded with its writer schema from the registry and written in Avro's JSON encoding, as Confluent's
+/// console consumer does, with its schema id; any other payload with the topic's Protobuf schema. Records that do not
+/// decode (and everything in a dead-letter topic) are written as base64 with the decode error, so nothing is hidden.</summary>
 public static class TopicDumper
 {
     /// <param name="Since">Only records with a timestamp at or after this time.</param>
     /// <param name="Follow">Keep reading new records until cancelled (else stop at the end offsets seen at start).</param>
+    /// <param name="Registry">Where Avro payloads' writer schemas are looked up (null: Avro payloads are shown as base64
+    /// with the schema id they name).</param>
     public sealed record Request(TopicSpec Topic, string BootstrapServers, BrokerCapabilities Capabilities,
-        int MaxRecords = int.MaxValue, DateTimeOffset? Since = null, bool Follow = false);
+        int MaxRecords = int.MaxValue, DateTimeOffset? Since = null, bool Follow = false, ISchemaRegistryClient? Registry = null);
 
     private static readonly JsonFormatter Formatter = new(JsonFormatter.Settings.Default.WithFormatDefaultValues(false));
 
@@ -70,7 +76,7 @@ public static class TopicDumper
                 continue;
             }
             if (sinceMs is { } min && result.Message.Timestamp.UnixTimestampMs < min) continue;
-            WriteRecord(writer, request.Topic, result);
+            WriteRecord(writer, request, result);
             await writer.FlushAsync(ct);
             output.WriteByte((byte)'\n');
             writer.Reset();
@@ -90,15 +96,16 @@ public static class TopicDumper
         return t.Partitions.Select(p => p.PartitionId).Order().ToList();
     }
 
-    private static void WriteRecord(Utf8JsonWriter w, TopicSpec topic, ConsumeResult<byte[]?, byte[]?> r)
+    private static void WriteRecord(Utf8JsonWriter w, Request request, ConsumeResult<byte[]?, byte[]?> r)
     {
+        var topic = request.Topic;
         w.WriteStartObject();
         w.WriteString("topic", r.Topic);
         w.WriteNumber("partition", r.Partition.Value);
         w.WriteNumber("offset", r.Offset.Value);
         w.WriteString("timestamp", DateTimeOffset.FromUnixTimeMilliseconds(r.Message.Timestamp.UnixTimestampMs).ToString("O"));
-        WritePayload(w, "key", topic.Key, r.Message.Key);
-        WritePayload(w, "value", topic.Value, r.Message.Value);
+        WritePayload(w, "key", topic.Key, r.Message.Key, request.Registry);
+        WritePayload(w, "value", topic.Value, r.Message.Value, request.Registry);
         if (r.Message.Headers is { Count: > 0 } headers)
         {
             w.WriteStartObject("headers");
@@ -112,11 +119,36 @@ public static class TopicDumper
         w.WriteEndObject();
     }
 
-    private static void WritePayload(Utf8JsonWriter w, string name, Google.Protobuf.Reflection.MessageDescriptor? schema, byte[]? bytes)
+    private static void WritePayload(Utf8JsonWriter w, string name, Google.Protobuf.Reflection.MessageDescriptor? schema, byte[]? bytes,
+        ISchemaRegistryClient? registry)
     {
         if (bytes is null)
         {
             w.WriteNull(name);
+            return;
+        }
+        if (Streams.ConfluentWire.SchemaId(bytes) is { } schemaId && !IsDeadLetterTopic(schema))
+        {
+            w.WriteNumber(name + "SchemaId", schemaId);
+            if (registry is null)
+            {
+                w.WriteString(name + "Error", $"Avro with schema id {schemaId}: no schema registry to decode it with (SchemaRegistry:Url)");
+            }
+            else
+            {
+                try
+                {
+                    var json = AvroJson(registry, schemaId, bytes);
+                    w.WritePropertyName(name);
+                    w.WriteRawValue(json, skipInputValidation: true);
+                    return;
+                }
+                catch (Exception e) when (e is SchemaRegistryException or global::Avro.AvroException or IOException or HttpRequestException)
+                {
+                    w.WriteString(name + "Error", $"does not decode as Avro with schema id {schemaId}: {e.Message}");
+                }
+            }
+            w.WriteBase64String(name + "Base64", bytes);
             return;
         }
         if (schema is not null)
@@ -134,5 +166,25 @@ public static class TopicDumper
             }
         }
         w.WriteBase64String(name + "Base64", bytes);
+    }
+
+    // A dead-letter topic holds failed records' bytes as they arrived: shown as base64, never decoded.
+    private static bool IsDeadLetterTopic(Google.Protobuf.Reflection.MessageDescriptor? schema) => schema is null;
+
+    private static readonly ConcurrentDictionary<int, global::Avro.Schema> WriterSchemas = new();
+
+    /// <summary>The payload in Avro's JSON encoding (unions as {"type": value}), read with its writer schema.</summary>
+    private static string AvroJson(ISchemaRegistryClient registry, int schemaId, byte[] bytes)
+    {
+        var schema = WriterSchemas.GetOrAdd(schemaId, id => global::Avro.Schema.Parse(registry.GetSchemaAsync(id).GetAwaiter().GetResult().SchemaString));
+        var body = new MemoryStream(bytes, Streams.ConfluentWire.HeaderBytes, bytes.Length - Streams.ConfluentWire.HeaderBytes, writable: false);
+        var datum = new global::Avro.Generic.GenericDatumReader<object>(schema, schema).Read(null!, new global::Avro.IO.BinaryDecoder(body));
+        if (body.Position != body.Length)
+            throw new IOException($"{body.Length - body.Position} byte(s) left after the record: not written with schema {schemaId}");
+        using var json = new MemoryStream();
+        var encoder = new global::Avro.IO.JsonEncoder(schema, json);
+        new global::Avro.Generic.GenericDatumWriter<object>(schema).Write(datum, encoder);
+        encoder.Flush();
+        return System.Text.Encoding.UTF8.GetString(json.ToArray());
     }
 }
