@@ -42,7 +42,7 @@ internal static class SchemasVerb
         IReadOnlyList<SchemaRegistration.Outcome> outcomes;
         try
         {
-            outcomes = await SchemaRegistration.RegisterAsync(client, SchemaRegistration.CatalogueSubjects());
+            outcomes = await SchemaRegistration.RegisterAsync(client, SchemaRegistration.CatalogueSubjects(), options.SchemaRegistry.Compatibility);
         }
         catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
         {

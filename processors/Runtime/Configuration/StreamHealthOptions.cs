@@ -227,8 +227,24 @@ public sealed class SchemaRegistryOptions
 
     public bool EffectiveAutoRegister => AutoRegister ?? Embedded;
 
+    /// <summary>Per-subject compatibility levels (subject, e.g. "weights.raw-value" → "FULL_TRANSITIVE"), set by
+    /// `schemas register` before it registers; other subjects keep the registry's level (BACKWARD by default).</summary>
+    public Dictionary<string, string> Compatibility { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>Confluent's level names (BACKWARD, FULL_TRANSITIVE, ...) as the client's enum.</summary>
+    public static bool TryParseLevel(string? level, out Confluent.SchemaRegistry.Compatibility parsed) =>
+        Enum.TryParse((level ?? "").Replace("_", ""), ignoreCase: true, out parsed) && Enum.IsDefined(parsed);
+
     internal void Validate(List<string> errors)
     {
+        var subjects = Schemas.AvroSchemas.All.SelectMany(t => new[] { t.Topic + "-key", t.Topic + "-value" }).ToHashSet(StringComparer.Ordinal);
+        foreach (var (subject, level) in Compatibility)
+        {
+            if (!subjects.Contains(subject))
+                errors.Add($"{Section}:Compatibility:{subject}: not a subject of a StreamHealth topic (<topic>-key or <topic>-value)");
+            else if (!TryParseLevel(level, out _))
+                errors.Add($"{Section}:Compatibility:{subject} = {level}: not a level (NONE, BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE)");
+        }
         if (!Uri.TryCreate(Url, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
             errors.Add($"{Section}:Url = {Url}: must be an absolute http(s) URL");
         else if (Embedded && (uri.Scheme != "http" || !OptionChecks.IsPort(uri.Port)))

@@ -26,7 +26,9 @@ public static class SchemaRegistration
 
     /// <summary>Registers each schema; an unreachable registry throws (<see cref="HttpRequestException"/>) naming
     /// its URL, a refused schema is an <see cref="Outcome"/> with the reason.</summary>
-    public static async Task<IReadOnlyList<Outcome>> RegisterAsync(ISchemaRegistryClient client, IEnumerable<(string Subject, string Schema)> subjects)
+    /// <param name="levels">Compatibility levels to set on subjects before registering (SchemaRegistry:Compatibility).</param>
+    public static async Task<IReadOnlyList<Outcome>> RegisterAsync(ISchemaRegistryClient client, IEnumerable<(string Subject, string Schema)> subjects,
+        IReadOnlyDictionary<string, string>? levels = null)
     {
         var outcomes = new List<Outcome>();
         foreach (var (subject, text) in subjects)
@@ -34,6 +36,8 @@ public static class SchemaRegistration
             var schema = new Schema(text, SchemaType.Avro);
             try
             {
+                if (levels is not null && levels.TryGetValue(subject, out var level) && Configuration.SchemaRegistryOptions.TryParseLevel(level, out var parsed))
+                    await client.UpdateCompatibilityAsync(parsed, subject);
                 var id = await client.RegisterSchemaAsync(subject, schema, normalize: false);
                 var registered = await client.LookupSchemaAsync(subject, schema, ignoreDeletedSchemas: true, normalize: false);
                 outcomes.Add(new Outcome(subject, id, registered.Version, null));
@@ -68,7 +72,8 @@ public static class EmbeddedSchemaRegistry
         try
         {
             using var client = new CachedSchemaRegistryClient(new SchemaRegistryConfig { Url = server.Url });
-            var refused = (await SchemaRegistration.RegisterAsync(client, SchemaRegistration.CatalogueSubjects())).Where(o => o.Refused is not null).ToList();
+            var refused = (await SchemaRegistration.RegisterAsync(client, SchemaRegistration.CatalogueSubjects(), options.Compatibility))
+                .Where(o => o.Refused is not null).ToList();
             if (refused.Count > 0)
                 throw new Configuration.ConfigurationException(
                     $"the schema registry at {server.Url} refused {refused.Count} of the catalogue's schemas (an incompatible change to schemas/avro?): " +

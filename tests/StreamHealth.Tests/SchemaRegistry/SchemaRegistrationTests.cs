@@ -81,4 +81,39 @@ public sealed class SchemaRegistrationTests
         change(node["fields"]!.AsArray());
         return node.ToJsonString();
     }
+
+    [Fact]
+    public async Task A_configured_subject_level_is_set_before_registering_and_then_governs_that_subject_only()
+    {
+        await using var server = await SchemaRegistryServer.StartAsync(await RegistryFixture.NewDatabaseAsync(), "http://127.0.0.1:0");
+        using var client = RegistryFixture.Client(server);
+        var subject = SchemaRegistration.ValueSubject(Topics.InsightsMetrics);
+        var levels = new Dictionary<string, string> { [subject] = "FULL_TRANSITIVE" };
+        Assert.All(await SchemaRegistration.RegisterAsync(client, SchemaRegistration.CatalogueSubjects(), levels), o => Assert.Null(o.Refused));
+        Assert.Equal(Compatibility.FullTransitive, await client.GetCompatibilityAsync(subject));
+
+        // A new field without a default: BACKWARD-incompatible anyway; a removed field: fine for BACKWARD, refused under FULL.
+        var removed = Edit(AvroSchemas.For(Topics.InsightsMetrics).Value.ToString(), fields => fields.RemoveAt(fields.Count - 1));
+        var removedElsewhere = Edit(AvroSchemas.For(Topics.CgmLatest).Value.ToString(), fields => fields.RemoveAt(fields.Count - 1));
+        var outcomes = await SchemaRegistration.RegisterAsync(client,
+            [(subject, removed), (SchemaRegistration.ValueSubject(Topics.CgmLatest), removedElsewhere)], levels);
+        Assert.NotNull(outcomes[0].Refused);
+        Assert.Null(outcomes[1].Refused);
+        Assert.Equal(2, outcomes[1].Version);
+    }
+
+    [Fact]
+    public void Compatibility_settings_name_a_catalogue_subject_and_a_level()
+    {
+        var e = Assert.Throws<StreamHealth.Runtime.Configuration.ConfigurationException>(() => StreamHealth.Runtime.Configuration.StreamHealthOptions.Load(
+            new Dictionary<string, string?>
+            {
+                ["SchemaRegistry:Compatibility:weights.raww-value"] = "FULL",
+                ["SchemaRegistry:Compatibility:weights.raw-value"] = "STRICT",
+            }));
+        Assert.Contains("SchemaRegistry:Compatibility:weights.raww-value: not a subject of a StreamHealth topic", e.Message);
+        Assert.Contains("SchemaRegistry:Compatibility:weights.raw-value = STRICT: not a level", e.Message);
+        Assert.True(StreamHealth.Runtime.Configuration.SchemaRegistryOptions.TryParseLevel("backward_transitive", out var level));
+        Assert.Equal(Compatibility.BackwardTransitive, level);
+    }
 }
