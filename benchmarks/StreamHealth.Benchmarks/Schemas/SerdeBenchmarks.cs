@@ -29,7 +29,8 @@ public class SerdeBenchmarks
         source = AvroWeights.WeightSource.WEIGHT_SOURCE_CONNECTED_SCALE, initialization_batch = [],
         declared_event = AvroWeights.WeightEvent.WEIGHT_EVENT_UNSPECIFIED,
     };
-    private static readonly SerializationContext ValueContext = new(MessageComponentType.Value, "bench.weights-" + Environment.ProcessId);
+    // One fixed subject (bench.weights-value): every run registers the same schema again, idempotently.
+    private static readonly SerializationContext ValueContext = new(MessageComponentType.Value, "bench.weights");
     private readonly byte[] _buffer = new byte[256];
     private byte[] _encoded = [];
     private byte[] _avroEncoded = [];
