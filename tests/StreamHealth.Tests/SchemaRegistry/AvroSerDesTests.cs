@@ -11,9 +11,10 @@ using StreamHealth.Tests.Infrastructure;
 
 namespace StreamHealth.Tests.SchemaRegistry;
 
-/// <summary><see cref="AvroSerDes{T}"/> (Confluent's Avro serdes as a Streamiz serde) over the stand-in registry and the
-/// embedded Kafka: records in the Confluent wire format that a Confluent consumer outside the project reads with its own
-/// registry client; production's no-auto-registration refuses an unregistered schema; an unknown schema id is named.</summary>
+/// <summary><see cref="AvroSerDes{T}"/> over the stand-in registry and the embedded Kafka: records in the Confluent wire
+/// format that a Confluent consumer outside the project reads with its own registry client, and records Confluent's own
+/// serializer wrote (an older schema version included) that it reads; production's no-auto-registration refuses an
+/// unregistered schema; an unknown schema id is named.</summary>
 public sealed class AvroSerDesTests(RegistryFixture registry) : IClassFixture<RegistryFixture>
 {
     private static WeightMeasurement Measurement(string user, int i) => new()
@@ -81,6 +82,46 @@ public sealed class AvroSerDesTests(RegistryFixture registry) : IClassFixture<Re
         // And the project's own serde reads them back as the generated class.
         var back = values.Deserialize(rawValues[0], new SerializationContext(MessageComponentType.Value, topic));
         Assert.Contains(sent, m => m.measurement_id == back.measurement_id && m.value == back.value && m.event_time_unix_ms == back.event_time_unix_ms);
+    }
+
+    [Fact]
+    public async Task Records_confluents_serializer_wrote_with_this_schema_or_an_older_version_are_read()
+    {
+        var topic = $"confluent-written-{Guid.NewGuid():N}"[..30];
+        using var client = RegistryFixture.Client(registry.Server);
+        var serde = new AvroSerDes<WeightMeasurement>(client, autoRegister: true);
+        var context = new SerializationContext(MessageComponentType.Value, topic);
+        var confluent = new AvroSerializer<WeightMeasurement>(client, new AvroSerializerConfig { SubjectNameStrategy = SubjectNameStrategy.Topic });
+        var m = Measurement("c1", 7);
+        var bytes = await confluent.SerializeAsync(m, context);
+        Assert.Equal(bytes, serde.Serialize(m, context));   // the same wire bytes, byte for byte
+
+        var read = serde.Deserialize(bytes, context);
+        Assert.Equal((m.measurement_id, m.value, m.event_time_unix_ms, m.unit, m.source_detail),
+            (read.measurement_id, read.value, read.event_time_unix_ms, read.unit, read.source_detail));
+
+        // An older writer schema (without source_detail, initialization_batch and declared_event): resolved to today's class.
+        var older = global::Avro.Schema.Parse(WeightMeasurement._SCHEMA.ToString()) as global::Avro.RecordSchema;
+        var oldText = System.Text.Json.Nodes.JsonNode.Parse(older!.ToString())!;
+        var fields = oldText["fields"]!.AsArray();
+        foreach (var name in new[] { "source_detail", "initialization_batch", "declared_event" })
+            fields.Remove(fields.Single(f => f!["name"]!.GetValue<string>() == name));
+        var oldSchema = (global::Avro.RecordSchema)global::Avro.Schema.Parse(oldText.ToJsonString());
+        var oldRecord = new GenericRecord(oldSchema);
+        oldRecord.Add("event_time_unix_ms", m.event_time_unix_ms);
+        oldRecord.Add("measurement_id", "old-1");
+        oldRecord.Add("user_id", "c1");
+        oldRecord.Add("value", 71.5);
+        oldRecord.Add("unit", new GenericEnum((global::Avro.EnumSchema)oldSchema["unit"].Schema, "WEIGHT_UNIT_LB"));
+        oldRecord.Add("source", new GenericEnum((global::Avro.EnumSchema)oldSchema["source"].Schema, "WEIGHT_SOURCE_CARE_TEAM"));
+        var oldTopic = topic + "-old";
+        var oldBytes = await new AvroSerializer<GenericRecord>(client, new AvroSerializerConfig { SubjectNameStrategy = SubjectNameStrategy.Topic })
+            .SerializeAsync(oldRecord, new SerializationContext(MessageComponentType.Value, oldTopic));
+        var upgraded = serde.Deserialize(oldBytes, new SerializationContext(MessageComponentType.Value, oldTopic));
+        Assert.Equal(("old-1", 71.5, WeightUnit.WEIGHT_UNIT_LB, WeightSource.WEIGHT_SOURCE_CARE_TEAM), (upgraded.measurement_id, upgraded.value, upgraded.unit, upgraded.source));
+        Assert.Null(upgraded.source_detail);
+        Assert.Empty(upgraded.initialization_batch);
+        Assert.Equal(WeightEvent.WEIGHT_EVENT_UNSPECIFIED, upgraded.declared_event);
     }
 
     [Fact]
