@@ -1,8 +1,4 @@
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
@@ -14,17 +10,16 @@ namespace StreamHealth.Runtime.SchemaRegistry;
 /// share the registry; a new server on the database of a disposed one serves the same ids.</summary>
 public sealed class SchemaRegistryServer : IAsyncDisposable
 {
-    private readonly WebApplication _app;
+    private readonly Http.InternalHttpServer _server;
     private readonly NpgsqlDataSource _db;
 
     /// <summary>The URL clients reach this server at (<c>schema.registry.url</c>), e.g. <c>http://127.0.0.1:41234</c>.</summary>
-    public string Url { get; }
+    public string Url => _server.Url;
 
-    private SchemaRegistryServer(WebApplication app, NpgsqlDataSource db, string url)
+    private SchemaRegistryServer(Http.InternalHttpServer server, NpgsqlDataSource db)
     {
-        _app = app;
+        _server = server;
         _db = db;
-        Url = url;
     }
 
     /// <param name="postgresConnectionString">The database whose <c>registry</c> schema holds the state; its migrations
@@ -35,29 +30,22 @@ public sealed class SchemaRegistryServer : IAsyncDisposable
         logs ??= NullLoggerFactory.Instance;
         var log = logs.CreateLogger("StreamHealth.SchemaRegistry");
         var db = NpgsqlDataSource.Create(postgresConnectionString);
-        WebApplication? app = null;
         try
         {
             var store = new SchemaRegistryStore(db);
             if (!await store.TablesExistAsync(ct))
                 throw new InvalidOperationException(
                     "the database has no registry tables (schemas/sql/V0008__schema_registry.sql): apply the migrations (PostgresMigrator.MigrateAsync) first");
-
-            var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
-            builder.Logging.ClearProviders();
-            builder.WebHost.UseUrls(listenUrl);
-            app = builder.Build();
-            app.MapSchemaRegistryApi(store, log);
-            app.MapFallback(SchemaRegistryApi.NotFound);
-            await app.StartAsync(ct);
-            var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault() ?? listenUrl;
-            var url = bound.Replace("://0.0.0.0:", "://127.0.0.1:").Replace("://[::]:", "://127.0.0.1:").TrimEnd('/');
-            log.LogInformation("schema registry served on {Url}", url);
-            return new SchemaRegistryServer(app, db, url);
+            var server = await Http.InternalHttpServer.StartAsync(listenUrl, app =>
+            {
+                app.MapSchemaRegistryApi(store, log);
+                app.MapFallback(SchemaRegistryApi.NotFound);
+            }, ct);
+            log.LogInformation("schema registry served on {Url}", server.Url);
+            return new SchemaRegistryServer(server, db);
         }
         catch
         {
-            if (app is not null) await app.DisposeAsync();
             await db.DisposeAsync();
             throw;
         }
@@ -65,8 +53,7 @@ public sealed class SchemaRegistryServer : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        await _app.StopAsync();
-        await _app.DisposeAsync();
+        await _server.DisposeAsync();
         await _db.DisposeAsync();
     }
 }

@@ -1,10 +1,6 @@
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
 namespace StreamHealth.Runtime.Streams;
@@ -50,17 +46,17 @@ public static class StoreQueryApi
     }
 }
 
-/// <summary>A small HTTP server in a processing host that serves <see cref="StoreQueryApi"/> for its stream hosts.</summary>
+/// <summary>The processing host's server for <see cref="StoreQueryApi"/>, over its stream hosts.</summary>
 public sealed class StoreQueryServer : IAsyncDisposable
 {
-    private readonly WebApplication _app;
+    private readonly Http.InternalHttpServer _server;
 
     /// <summary>The URL other processes reach this server at (published in the host's metrics report).</summary>
     public string Url { get; }
 
-    private StoreQueryServer(WebApplication app, string url)
+    private StoreQueryServer(Http.InternalHttpServer server, string url)
     {
-        _app = app;
+        _server = server;
         Url = url;
     }
 
@@ -68,21 +64,11 @@ public sealed class StoreQueryServer : IAsyncDisposable
     /// <param name="advertisedUrl">The URL to publish (a pod's address); null: the address bound.</param>
     public static async Task<StoreQueryServer> StartAsync(IReadOnlyList<StreamHost> hosts, string listenUrl, string? advertisedUrl, ILoggerFactory logs)
     {
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
-        builder.Logging.ClearProviders();
-        builder.WebHost.UseUrls(listenUrl);
-        var app = builder.Build();
-        app.MapStoreQueryApi(hosts);
-        await app.StartAsync();
-        var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault() ?? listenUrl;
-        var url = string.IsNullOrEmpty(advertisedUrl) ? bound.Replace("://0.0.0.0:", "://127.0.0.1:").Replace("://[::]:", "://127.0.0.1:") : advertisedUrl;
-        logs.CreateLogger("StreamHealth.Streams.Queries").LogInformation("interactive queries served on {Bound}, advertised as {Url}", bound, url);
-        return new StoreQueryServer(app, url.TrimEnd('/'));
+        var server = await Http.InternalHttpServer.StartAsync(listenUrl, app => app.MapStoreQueryApi(hosts));
+        var url = string.IsNullOrEmpty(advertisedUrl) ? server.Url : advertisedUrl.TrimEnd('/');
+        logs.CreateLogger("StreamHealth.Streams.Queries").LogInformation("interactive queries served on {Bound}, advertised as {Url}", server.Url, url);
+        return new StoreQueryServer(server, url);
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        await _app.StopAsync();
-        await _app.DisposeAsync();
-    }
+    public ValueTask DisposeAsync() => _server.DisposeAsync();
 }
