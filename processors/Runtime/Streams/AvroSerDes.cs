@@ -14,7 +14,7 @@ namespace StreamHealth.Runtime.Streams;
 /// <paramref name="autoRegister"/> off (production) a schema must have been registered by the deploy step
 /// (`streamhealth schemas register`): the serializer only looks its id up. Streamiz serdes are synchronous; Confluent's
 /// are asynchronous only while a schema id is not cached yet (one registry round trip per subject), then complete at once.</summary>
-public sealed class AvroSerDes<T>(ISchemaRegistryClient registry, bool autoRegister) : AbstractSerDes<T> where T : ISpecificRecord
+public sealed class AvroSerDes<T>(ISchemaRegistryClient registry, bool autoRegister) : AbstractSerDes<T>, IConfluentWireSerDes where T : ISpecificRecord
 {
     private readonly AvroSerializer<T> _serializer = new(registry, new AvroSerializerConfig
     {
@@ -31,7 +31,29 @@ public sealed class AvroSerDes<T>(ISchemaRegistryClient registry, bool autoRegis
 
     public override T Deserialize(byte[] data, SerializationContext context) =>
         _deserializer.DeserializeAsync(data, data is null, context).GetAwaiter().GetResult();
+
+    /// <summary>A value of <paramref name="topic"/> decoded, or a <see cref="FormatException"/> (what a sink dead-letters)
+    /// naming the schema id when the bytes cannot be this record: not in the wire format, a schema id the registry does
+    /// not know, or a body that does not match its schema. A registry that cannot be reached throws as it is (an outage:
+    /// retried, never dead-lettered).</summary>
+    public T ReadValue(byte[]? data, string topic)
+    {
+        if (data is null) throw new FormatException("record has no value");
+        try
+        {
+            return Deserialize(data, new SerializationContext(MessageComponentType.Value, topic));
+        }
+        catch (Exception e) when (e is InvalidDataException or global::Avro.AvroException or EndOfStreamException or ArgumentException or InvalidCastException
+                                      || e is SchemaRegistryException { Status: System.Net.HttpStatusCode.NotFound })
+        {
+            var id = ConfluentWire.SchemaId(data);
+            throw new FormatException($"{(id is { } known ? $"schema id {known}" : "no Confluent wire header")}: {e.Message}", e);
+        }
+    }
 }
+
+/// <summary>A serde whose bytes are in the Confluent wire format (a dead letter of its records names their schema id).</summary>
+public interface IConfluentWireSerDes;
 
 /// <summary>The Confluent wire format's 5-byte header: magic byte 0, then the schema id (int32 big-endian).</summary>
 public static class ConfluentWire
