@@ -64,4 +64,15 @@ public static class ConfluentWire
     /// say which schema an undecodable record claimed to be written with).</summary>
     public static int? SchemaId(ReadOnlySpan<byte> data) =>
         data.Length >= HeaderBytes && data[0] == 0 ? BinaryPrimitives.ReadInt32BigEndian(data[1..]) : null;
+
+    /// <summary>Whether <paramref name="e"/> (or an exception inside it) says the schema registry could not answer (unreachable,
+    /// timed out, a 5xx): a failure of the moment, not of the record, so the record must be retried, never dead-lettered.</summary>
+    public static bool IsRegistryUnavailable(Exception? e)
+    {
+        for (; e is not null; e = e.InnerException)
+            if (e is HttpRequestException or TaskCanceledException or TimeoutException
+                || e is SchemaRegistryException { Status: >= System.Net.HttpStatusCode.InternalServerError })
+                return true;
+        return false;
+    }
 }

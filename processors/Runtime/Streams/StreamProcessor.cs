@@ -91,7 +91,7 @@ public abstract class StreamProcessor<TKey, TValue> : ITransformer<byte[], byte[
                 value = _valueSerDes.Deserialize(record.Value ?? throw new FormatException("record has no value"),
                     new SerializationContext(MessageComponentType.Value, position.Topic, record.Headers));
             }
-            catch (Exception e) when (e is not OutOfMemoryException)
+            catch (Exception e) when (e is not OutOfMemoryException && !ConfluentWire.IsRegistryUnavailable(e))
             {
                 throw new RecordDecodeException($"cannot decode record at {position.Topic}[{position.Partition.Value}]@{position.Offset.Value}: {e.Message}", e);
             }
@@ -99,7 +99,9 @@ public abstract class StreamProcessor<TKey, TValue> : ITransformer<byte[], byte[
                 position.Offset.Value, record.Headers));
             foreach (var (k, v, h) in _pending) Send(k, v, h);
         }
-        catch (Exception e) when (e is not OutOfMemoryException)
+        // The schema registry unreachable is not the record's fault: the exception fails the stream client (nothing of this
+        // record was committed) and the host restarts it, which processes the record again.
+        catch (Exception e) when (e is not OutOfMemoryException && !ConfluentWire.IsRegistryUnavailable(e))
         {
             DeadLetter(record, e);
         }

@@ -169,11 +169,13 @@ public static class WeightTopology
             {
                 var result = Apply(record, m, userId, entry.Value.Filter);
                 result.MeasurementFingerprint = fingerprint;
+                // Serialised before the state is written: a result that cannot be (the registry unreachable) changes nothing.
+                var (key, value) = Encode(userId, result);
                 Remember(recent, result);
                 var next = new Fenced<WeightUserState>(record.Offset, entry.Value);
                 _states.Put(userId, next);
                 _decoded[userId] = next;
-                EmitResult(userId, result, OutputId(m.MeasurementId), m.EventTimeUnixMs);
+                EmitBytes(_settings.SinkTopic, key, value, m.EventTimeUnixMs, OutputId(m.MeasurementId));
             }
             catch
             {
@@ -183,9 +185,14 @@ public static class WeightTopology
         }
 
         /// <summary>Emits <paramref name="result"/> on the sink topic as Avro (key: the user, as producers key weights.raw).</summary>
-        private void EmitResult(string userId, WeightResult result, string outputId, long? timestampUnixMs = null) =>
-            EmitBytes(_settings.SinkTopic, WeightWire.Key(_keys, _settings.SinkTopic, userId),
-                WeightWire.Value(_results, _settings.SinkTopic, WeightWire.ToAvro(result)), timestampUnixMs ?? result.EventTimeUnixMs, outputId);
+        private void EmitResult(string userId, WeightResult result, string outputId)
+        {
+            var (key, value) = Encode(userId, result);
+            EmitBytes(_settings.SinkTopic, key, value, result.EventTimeUnixMs, outputId);
+        }
+
+        private (byte[] Key, byte[] Value) Encode(string userId, WeightResult result) =>
+            (WeightWire.Key(_keys, _settings.SinkTopic, userId), WeightWire.Value(_results, _settings.SinkTopic, WeightWire.ToAvro(result)));
 
         private Fenced<WeightUserState> Load(string userId)
         {
