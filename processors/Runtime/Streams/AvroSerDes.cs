@@ -70,9 +70,12 @@ public static class ConfluentWire
     public static bool IsRegistryUnavailable(Exception? e)
     {
         for (; e is not null; e = e.InnerException)
-            if (e is HttpRequestException or TaskCanceledException or TimeoutException
-                || e is SchemaRegistryException { Status: >= System.Net.HttpStatusCode.InternalServerError })
-                return true;
+        {
+            // The registry's own answer (a SchemaRegistryException is an HttpRequestException): only a 5xx is an outage;
+            // a 404 for an unknown schema id is the record's problem.
+            if (e is SchemaRegistryException answered) return answered.Status >= System.Net.HttpStatusCode.InternalServerError;
+            if (e is HttpRequestException or TaskCanceledException or TimeoutException) return true;
+        }
         return false;
     }
 }
