@@ -4,6 +4,7 @@ using Confluent.Kafka;
 using Npgsql;
 using StackExchange.Redis;
 using StreamHealth.Runtime.Configuration;
+using StreamHealth.Runtime.SchemaRegistry;
 
 namespace StreamHealth.Gateway;
 
@@ -45,6 +46,8 @@ public static class Extensions
         builder.Services.AddSingleton<IConnectionMultiplexer>(sp =>
             ConnectionMultiplexer.Connect(sp.GetRequiredService<StreamHealthOptions>().Redis.ConnectionOptions()));
         builder.Services.AddSingleton(sp => new KafkaClients(sp.GetRequiredService<StreamHealthOptions>().Kafka));
+        // One schema registry client for every Avro producer and reader of the gateway (SchemaRegistry:Url, AutoRegister).
+        builder.Services.AddSingleton(sp => SchemaRegistryConnection.Connect(sp.GetRequiredService<StreamHealthOptions>().SchemaRegistry));
         // /health, /api/v1/streams and /api/v1/topics read its background readings: no I/O on request threads.
         builder.Services.AddSingleton<OperationsMonitor>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<OperationsMonitor>());

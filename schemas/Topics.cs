@@ -4,10 +4,16 @@ namespace StreamHealth.Schemas;
 
 /// <summary>One Kafka topic: its name, key and value schema and default partition count.</summary>
 /// <remarks>A dead-letter topic has no schema of its own: it holds the failed record's bytes as they
-/// arrived, with headers naming the error (so <see cref="Key"/> and <see cref="Value"/> are null).</remarks>
+/// arrived, with headers naming the error (so <see cref="Key"/> and <see cref="Value"/> are null).
+/// An <see cref="IsAvro"/> topic carries Avro in the Confluent wire format (its schemas: <see cref="AvroSchemas"/>);
+/// its <see cref="Key"/> and <see cref="Value"/> still name the Protobuf messages it carried before the move, which the
+/// processes keep using inside (and the Protobuf baseline still checks) until the catalogue drops Protobuf.</remarks>
 public sealed record TopicSpec(string Name, MessageDescriptor? Key, MessageDescriptor? Value, int Partitions)
 {
     public bool IsDeadLetter => Value is null;
+
+    /// <summary>Whether its records are Avro (Confluent wire format, Schema Registry) rather than Protobuf.</summary>
+    public bool IsAvro => Topics.AvroTopics.Contains(Name);
 }
 
 /// <summary>The catalogue of every topic StreamHealth owns. Provisioning, the dump tool and
@@ -26,6 +32,10 @@ public static class Topics
     public const string SensorsMetrics = "sensors.metrics";
     public const string SensorsAnomalies = "sensors.anomalies";
     public const string InsightsMetrics = "insights.metrics";
+
+    /// <summary>The topics already moved from Protobuf to Avro in the Confluent wire format; a topic carries one format
+    /// only, so a workload's topics move together (producers, topology, sinks and readers in one change).</summary>
+    public static readonly IReadOnlySet<string> AvroTopics = new HashSet<string>(StringComparer.Ordinal) { WeightsRaw, WeightsFiltered };
 
     public const string DeadLetterSuffix = ".dlq";
     public const int DefaultPartitions = 4;

@@ -157,7 +157,8 @@ public sealed class OperationsMonitor(
                 records += marks.High.Value - marks.Low.Value;
                 end += marks.High.Value;
             }
-            result.Add(new TopicsApi.TopicInfo(spec.Name, spec.Value?.FullName, topic.Partitions.Count, records, end));
+            var valueSchema = spec.IsAvro && StreamHealth.Schemas.AvroSchemas.TryFor(spec.Name, out var avro) ? avro.Value.Fullname : spec.Value?.FullName;
+            result.Add(new TopicsApi.TopicInfo(spec.Name, valueSchema, topic.Partitions.Count, records, end));
         }
         return result;
     }

@@ -136,13 +136,13 @@ public static class WeightApi
 
     private static async Task<Results<Ok<WeightStateView>, ValidationProblem, ProblemHttpResult>> GetStateAsync(
         [Description(InputRules.IdRuleText)] string userId,
-        Streams.InteractiveQueries queries, HttpContext http, CancellationToken ct)
+        Streams.InteractiveQueries queries, StreamHealth.Runtime.SchemaRegistry.SchemaRegistryConnection registry, HttpContext http, CancellationToken ct)
     {
         var errors = new Dictionary<string, string[]>();
         ApiInput.ValidateUserId(userId, errors);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
         var answer = await queries.QueryAsync<WeightStateView>(WeightTopology.ApplicationId, WeightTopology.StateStore, userId,
-            WeightTopology.SourceKey(userId), ct);
+            await Task.Run(() => WeightTopology.SourceKey(registry, userId), ct), ct);
         switch (answer.Outcome)
         {
             case Streams.InteractiveQueries.Outcome.Found:

@@ -1,10 +1,12 @@
 using System.Collections.Concurrent;
 using System.Text;
 using Confluent.Kafka;
-using Google.Protobuf;
 using StreamHealth.Runtime.Configuration;
+using StreamHealth.Runtime.SchemaRegistry;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Schemas;
+using StreamHealth.Weight.Pipeline;
+using AvroRecords = StreamHealth.Schemas.Avro;
 
 namespace StreamHealth.Gateway.Weights;
 
@@ -26,12 +28,19 @@ public sealed class WeightRequestReply : IHostedService, IDisposable
     private readonly ConcurrentDictionary<string, Waiter> _pending = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly AvroSerDes<AvroRecords.Common.UserKey> _keys;
+    private readonly AvroSerDes<AvroRecords.Weights.WeightMeasurement> _measurements;
+    private readonly AvroSerDes<AvroRecords.Weights.WeightResult> _results;
     private IProducer<byte[], byte[]>? _producer;
     private Thread? _reader;
 
-    public WeightRequestReply(StreamHealthOptions options, ILogger<WeightRequestReply> log)
+    /// <summary>Both topics are Avro (Confluent wire format), serialised and read through <paramref name="registry"/>.</summary>
+    public WeightRequestReply(StreamHealthOptions options, SchemaRegistryConnection registry, ILogger<WeightRequestReply> log)
     {
         _kafka = options.Kafka;
+        _keys = registry.SerDes<AvroRecords.Common.UserKey>();
+        _measurements = registry.SerDes<AvroRecords.Weights.WeightMeasurement>();
+        _results = registry.SerDes<AvroRecords.Weights.WeightResult>();
         _fetchWaitMaxMs = options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor);
         _log = log;
     }
@@ -65,10 +74,13 @@ public sealed class WeightRequestReply : IHostedService, IDisposable
         _pending[requestId] = waiter;
         try
         {
+            // Off the request thread: the first record of a subject waits for the registry (then the ids are cached).
+            var (key, value) = await Task.Run(() => (WeightWire.Key(_keys, RawTopic, measurement.UserId),
+                WeightWire.Measurement(_measurements, RawTopic, measurement)), ct);
             await producer.ProduceAsync(RawTopic, new Message<byte[], byte[]>
             {
-                Key = new UserKey { UserId = measurement.UserId }.ToByteArray(),
-                Value = measurement.ToByteArray(),
+                Key = key,
+                Value = value,
                 Timestamp = new Timestamp(measurement.EventTimeUnixMs, TimestampType.CreateTime),
                 Headers = new Headers { { StreamHeaders.RequestId, Encoding.ASCII.GetBytes(requestId) } },
             }, ct);
@@ -143,8 +155,14 @@ public sealed class WeightRequestReply : IHostedService, IDisposable
                         continue;
                     }
                     WeightResult result;
-                    try { result = WeightResult.Parser.ParseFrom(value); }
-                    catch (InvalidProtocolBufferException) { continue; }   // the sinks dead-letter it; no request waits on garbage
+                    try { result = WeightWire.ToProto(_results.ReadValue(value, r.Topic)); }
+                    catch (FormatException) { continue; }   // the sinks dead-letter it; no request waits on garbage
+                    catch (Exception e) when (e is not OutOfMemoryException)
+                    {
+                        // The registry unreachable (the writer schema's id not cached yet): this request times out.
+                        _log.LogWarning("weight reply for request {RequestId} not readable: {Error}", Encoding.ASCII.GetString(requestId), e.Message);
+                        continue;
+                    }
                     // The header is ours, but a caller must never get a result computed for anything but its own request.
                     if (result.UserId != waiter.UserId || result.MeasurementId != waiter.MeasurementId)
                     {

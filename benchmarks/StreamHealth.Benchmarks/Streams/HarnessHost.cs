@@ -1,6 +1,8 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using StreamHealth.Runtime.Kafka;
+using StreamHealth.Runtime.SchemaRegistry;
+using StreamHealth.Runtime.Storage;
 using StreamHealth.Runtime.Streams;
 
 namespace StreamHealth.Benchmarks.Streams;
@@ -13,8 +15,10 @@ namespace StreamHealth.Benchmarks.Streams;
 /// Streamiz's log to stderr, for diagnosing a run that does not finish.</summary>
 internal static class HarnessHost
 {
-    public static StreamHostOptions Options(EmbeddedKafkaCluster cluster, string stateDirectory, int? commitIntervalMs = null) => new()
+    public static StreamHostOptions Options(EmbeddedKafkaCluster cluster, string stateDirectory, int? commitIntervalMs = null,
+        SchemaRegistryConnection? registry = null) => new()
     {
+        SchemaRegistry = registry,
         BootstrapServers = cluster.BootstrapServers,
         StateDirectory = stateDirectory,
         CreateInternalTopic = (topic, partitions) => cluster.CreateTopic(topic, partitions),
@@ -24,6 +28,16 @@ internal static class HarnessHost
         FetchWaitMaxMs = Setting("HARNESS_FETCH_WAIT_MS", 2),
         PollMs = Setting("HARNESS_POLL_MS", 10),
     };
+
+    /// <summary>The stand-in schema registry for a harness whose topics are Avro (the weights'), over the PostgreSQL at
+    /// BENCH_PG (default the local stack's, 127.0.0.1:55432), with auto-registration; dispose the server after the connection.</summary>
+    public static (SchemaRegistryServer Server, SchemaRegistryConnection Connection) Registry()
+    {
+        var pg = Environment.GetEnvironmentVariable("BENCH_PG") ?? "Host=127.0.0.1;Port=55432;Database=streamhealth;Username=postgres";
+        PostgresMigrator.MigrateAsync(pg).GetAwaiter().GetResult();
+        var server = SchemaRegistryServer.StartAsync(pg, "http://127.0.0.1:0").GetAwaiter().GetResult();
+        return (server, SchemaRegistryConnection.Connect(server.Url, autoRegister: true));
+    }
 
     /// <summary>The host's log: nothing unless HARNESS_LOG names a level.</summary>
     public static ILoggerFactory Logs() =>

@@ -22,7 +22,10 @@ public static class WeightApiHarness
         using var cluster = EmbeddedKafkaCluster.Start(1);
         var stateDir = Directory.CreateTempSubdirectory("streamhealth-weight-api-").FullName;
         // HARNESS_FETCH_WAIT_MS, HARNESS_COMMIT_MS, ...: see HarnessHost; the host creates the weights changelog.
-        var options = HarnessHost.Options(cluster, stateDir);
+        var (registryServer, registry) = HarnessHost.Registry();
+        using var registryConnection = registry;
+        using var registryServerStop = new Disposing(() => registryServer.DisposeAsync().AsTask().GetAwaiter().GetResult());
+        var options = HarnessHost.Options(cluster, stateDir, registry: registry);
         using var host = new StreamHost(options, [WeightTopology.Create()], HarnessHost.Logs());
         host.Start();
         const string url = "http://127.0.0.1:18080";
@@ -31,6 +34,7 @@ public static class WeightApiHarness
             WorkingDirectory = Path.Combine(root, "gateway"), RedirectStandardOutput = true, RedirectStandardError = true,
         };
         psi.Environment["STREAMHEALTH_Kafka__BootstrapServers"] = cluster.BootstrapServers;
+        psi.Environment["STREAMHEALTH_SchemaRegistry__Url"] = registryServer.Url;
         psi.Environment["Logging__LogLevel__Default"] = "Warning";
         using var gateway = Process.Start(psi)!;
         gateway.OutputDataReceived += (_, _) => { };

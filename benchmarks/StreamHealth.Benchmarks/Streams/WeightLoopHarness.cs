@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using Confluent.Kafka;
 using StreamHealth.Benchmarks.Kafka;
-using Google.Protobuf;
 using StreamHealth.Runtime.Kafka;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Schemas;
@@ -26,6 +25,11 @@ public static class WeightLoopHarness
         cluster.CreateTopic(names.FilteredTopic, 4);
         cluster.CreateTopic(names.RawTopic + Topics.DeadLetterSuffix, 1);
 
+        var (registryServer, registry) = HarnessHost.Registry();
+        using var registryConnection = registry;
+        using var registryServerStop = new Disposing(() => registryServer.DisposeAsync().AsTask().GetAwaiter().GetResult());
+        var keys = registry.SerDes<StreamHealth.Schemas.Avro.Common.UserKey>();
+        var values = registry.SerDes<StreamHealth.Schemas.Avro.Weights.WeightMeasurement>();
         var cohort = new SyntheticWeightCohort(users);
         var records = 0;
         using (var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig
@@ -40,7 +44,10 @@ public static class WeightLoopHarness
                     SchemaVersion = 1, EventTimeUnixMs = w.Observation.TimeUnixMs, MeasurementId = $"m{records}", UserId = w.UserId,
                     Value = w.Observation.Value, Unit = w.Observation.Unit, Source = w.Observation.Source,
                 };
-                p.ProduceBlocking(names.RawTopic, new Message<byte[], byte[]> { Key = new UserKey { UserId = w.UserId }.ToByteArray(), Value = m.ToByteArray() });
+                p.ProduceBlocking(names.RawTopic, new Message<byte[], byte[]>
+                {
+                    Key = WeightWire.Key(keys, names.RawTopic, w.UserId), Value = WeightWire.Measurement(values, names.RawTopic, m),
+                });
                 records++;
             }
             p.Flush(TimeSpan.FromMinutes(1));
@@ -49,7 +56,7 @@ public static class WeightLoopHarness
         var stateDir = Directory.CreateTempSubdirectory("streamhealth-weight-loop-").FullName;
         try
         {
-            var options = HarnessHost.Options(cluster, stateDir);
+            var options = HarnessHost.Options(cluster, stateDir, registry: registry);
             using var host = new StreamHost(options,
                 [WeightTopology.Create(null, names.ApplicationId, names.RawTopic, names.FilteredTopic)], HarnessHost.Logs());
             host.Start();
@@ -68,4 +75,10 @@ public static class WeightLoopHarness
             Directory.Delete(stateDir, recursive: true);
         }
     }
+}
+
+/// <summary>Runs an action on Dispose (a using for something that is only async-disposable).</summary>
+internal sealed class Disposing(Action dispose) : IDisposable
+{
+    public void Dispose() => dispose();
 }

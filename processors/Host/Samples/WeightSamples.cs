@@ -1,6 +1,7 @@
 using Confluent.Kafka;
-using Google.Protobuf;
+using StreamHealth.Runtime.SchemaRegistry;
 using StreamHealth.Schemas;
+using StreamHealth.Weight.Pipeline;
 using StreamHealth.Weight.Samples;
 
 namespace StreamHealth.Host.Samples;
@@ -14,9 +15,12 @@ internal static class WeightSamples
 
     public static string ExampleUser => new SyntheticWeightCohort(Users).UserId(0);
 
-    public static async Task RunAsync(string bootstrap, int perSecond, CancellationToken ct)
+    /// <summary>Records in Avro (the Confluent wire format) through <paramref name="registry"/>, as every weights.raw producer.</summary>
+    public static async Task RunAsync(string bootstrap, SchemaRegistryConnection registry, int perSecond, CancellationToken ct)
     {
         if (perSecond <= 0) return;
+        var keys = registry.SerDes<StreamHealth.Schemas.Avro.Common.UserKey>();
+        var values = registry.SerDes<StreamHealth.Schemas.Avro.Weights.WeightMeasurement>();
         var cohort = new SyntheticWeightCohort(Users);
         using var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = bootstrap, EnableIdempotence = true, LingerMs = 5 }).Build();
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1.0 / perSecond));
@@ -34,8 +38,8 @@ internal static class WeightSamples
                 };
                 producer.Produce(Topics.WeightsRaw, new Message<byte[], byte[]>
                 {
-                    Key = new UserKey { UserId = weighIn.UserId }.ToByteArray(),
-                    Value = measurement.ToByteArray(),
+                    Key = WeightWire.Key(keys, Topics.WeightsRaw, weighIn.UserId),
+                    Value = WeightWire.Measurement(values, Topics.WeightsRaw, measurement),
                     Timestamp = new Timestamp(o.TimeUnixMs, TimestampType.CreateTime),
                 });
             }

@@ -19,10 +19,10 @@ internal static class DumpVerb
         DateTimeOffset? since = null;
         if (args.Get("--since") is { } s)
             since = DateTimeOffset.TryParse(s, out var t) ? t : throw new UsageException($"option --since = '{s}' is not an ISO-8601 time");
-        using var registry = new Confluent.SchemaRegistry.CachedSchemaRegistryClient(
-            new Confluent.SchemaRegistry.SchemaRegistryConfig { Url = args.Get("--registry") ?? options.SchemaRegistry.Url, RequestTimeoutMs = 10_000 });
+        // An Avro topic's records name their writer schema by id: read through the registry at SchemaRegistry:Url.
+        using var registry = topic.IsAvro ? Runtime.SchemaRegistry.SchemaRegistryConnection.Connect(options.SchemaRegistry) : null;
         var request = new TopicDumper.Request(topic, bootstrap, options.Kafka.Capabilities,
-            MaxRecords: args.GetInt("--max", int.MaxValue), Since: since, Follow: args.Has("--follow"), Registry: registry);
+            MaxRecords: args.GetInt("--max", int.MaxValue), Since: since, Follow: args.Has("--follow"), Registry: registry?.Client);
         await using var stdout = Console.OpenStandardOutput();
         var written = await TopicDumper.DumpAsync(request, stdout, Shutdown.Token);
         Console.Error.WriteLine($"{written} record(s) from {topic.Name}");

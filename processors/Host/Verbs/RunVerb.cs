@@ -1,3 +1,4 @@
+using StreamHealth.Runtime.SchemaRegistry;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging;
 using Npgsql;
@@ -33,8 +34,10 @@ internal static class RunVerb
         using var logs = ConsoleLogs.Create();
         var log = logs.CreateLogger("StreamHealth.Run");
         using var redis = ConnectionMultiplexer.Connect(options.Redis.ConnectionOptions());   // abortConnect=false: publishing retries
+        using var schemas = SchemaRegistryConnection.Connect(options.SchemaRegistry);
         using var host = new StreamHost(new StreamHostOptions
         {
+            SchemaRegistry = schemas,
             BootstrapServers = options.Kafka.BootstrapServers,
             StateDirectory = options.State.Directory,
             HostId = hostId,
@@ -52,7 +55,7 @@ internal static class RunVerb
         var sinks = new List<SinkRunner>();
         if (names.Contains("weights"))
         {
-            var (pg, cache) = WeightPipeline.CreateSinks(WeightPipelineNames.Default, options.Kafka.BootstrapServers, postgres, redis, logs,
+            var (pg, cache) = WeightPipeline.CreateSinks(WeightPipelineNames.Default, options.Kafka.BootstrapServers, postgres, redis, schemas, logs,
                 options.Streams.SessionTimeoutMs);
             sinks.Add(pg);
             sinks.Add(cache);

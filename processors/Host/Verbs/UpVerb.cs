@@ -1,3 +1,4 @@
+using StreamHealth.Runtime.SchemaRegistry;
 using Npgsql;
 using StackExchange.Redis;
 using StreamHealth.Host.Samples;
@@ -47,8 +48,10 @@ internal static class UpVerb
             await using var registry = await KafkaVerb.StartRegistryAsync(options, logs);
             using var postgres = NpgsqlDataSource.Create(options.Postgres.ConnectionString);
             using var redis = ConnectionMultiplexer.Connect(options.Redis.ConnectionOptions());
+            using var schemas = SchemaRegistryConnection.Connect(registry?.Url ?? options.SchemaRegistry.Url, options.SchemaRegistry.EffectiveAutoRegister);
             StreamHostOptions HostOptions() => new()
             {
+                SchemaRegistry = schemas,
                 BootstrapServers = bootstrap, StateDirectory = options.State.Directory,
                 CommitIntervalMs = options.Streams.CommitIntervalMs, SessionTimeoutMs = options.Streams.SessionTimeoutMs,
                 FetchWaitMaxMs = options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor),
@@ -83,7 +86,7 @@ internal static class UpVerb
             var producers = new List<Task>();
             if (options.Samples.Enabled)
             {
-                producers.Add(WeightSamples.RunAsync(bootstrap, options.Samples.WeightsPerSecond, Shutdown.Token));
+                producers.Add(WeightSamples.RunAsync(bootstrap, schemas, options.Samples.WeightsPerSecond, Shutdown.Token));
                 Console.WriteLine($"samples   {options.Samples.WeightsPerSecond} weigh-ins/s onto weights.raw ({WeightSamples.Users} synthetic people, e.g. {WeightSamples.ExampleUser})");
                 producers.Add(HealthMetricSamples.RunAsync(bootstrap, options.Samples.MetricsPerSecond, Shutdown.Token));
                 Console.WriteLine($"samples   {options.Samples.MetricsPerSecond} health metrics/s onto insights.metrics");

@@ -10,9 +10,14 @@ namespace StreamHealth.Runtime.Sinks;
 /// WRONGTYPE, see <see cref="SinkErrors"/>); writing a record again is harmless, the compare-and-set sees to that. A
 /// record that does not decode is refused before anything is written (<see cref="SinkRecordException"/>), so the runner
 /// archives it under this sink's name too: nothing is skipped silently.</summary>
-public sealed class RedisWriteThrough<T>(string name, string what, IConnectionMultiplexer redis, MessageParser<T> parser,
-    Func<T, bool> include, Func<IDatabaseAsync, T, Task> write) : ISinkWriter where T : IMessage<T>
+public sealed class RedisWriteThrough<T>(string name, string what, IConnectionMultiplexer redis, Func<SinkRecord, T> decode,
+    Func<T, bool> include, Func<IDatabaseAsync, T, Task> write) : ISinkWriter
 {
+    /// <summary>For a topic of Protobuf <typeparamref name="T"/> values.</summary>
+    public RedisWriteThrough(string name, string what, IConnectionMultiplexer redis, MessageParser parser,
+        Func<T, bool> include, Func<IDatabaseAsync, T, Task> write)
+        : this(name, what, redis, record => (T)parser.ParseFrom(record.Value ?? []), include, write) { }
+
     public static readonly TimeSpan AcknowledgeTimeout = TimeSpan.FromSeconds(10);
 
     public string Name => name;
@@ -24,10 +29,10 @@ public sealed class RedisWriteThrough<T>(string name, string what, IConnectionMu
         {
             try
             {
-                var value = parser.ParseFrom(record.Value ?? []);
+                var value = decode(record);
                 if (include(value)) values.Add(value);
             }
-            catch (InvalidProtocolBufferException e)
+            catch (Exception e) when (e is InvalidProtocolBufferException or FormatException)
             {
                 throw new SinkRecordException(record, $"cannot decode {typeof(T).Name}: {e.Message}");
             }

@@ -18,7 +18,8 @@ namespace StreamHealth.Runtime.Streams;
 /// here (async per call, a rules engine, a semaphore per deserialization), which caps a stream thread below 100k
 /// records/s. This pair costs about 0.2 and 0.5 µs (benchmarks/RESULTS.md). Both directions are tested against
 /// Confluent's serdes: each reads what the other writes.</summary>
-public sealed class AvroSerDes<T>(ISchemaRegistryClient registry, bool autoRegister) : AbstractSerDes<T> where T : ISpecificRecord, new()
+public sealed class AvroSerDes<T>(ISchemaRegistryClient registry, bool autoRegister) : AbstractSerDes<T>, IConfluentWireSerDes
+    where T : ISpecificRecord, new()
 {
     private static readonly AvroSchema ReaderSchema = new T().Schema;
     private static readonly SpecificDatumWriter<T> Writer = new(ReaderSchema);
@@ -52,6 +53,24 @@ public sealed class AvroSerDes<T>(ISchemaRegistryClient registry, bool autoRegis
         return reader.Read(default!, new BinaryDecoder(body));
     }
 
+    /// <summary>A value of <paramref name="topic"/> decoded, or a <see cref="FormatException"/> (what a sink dead-letters)
+    /// naming the schema id when the bytes cannot be this record: not in the wire format, a schema id the registry does
+    /// not know, or a body that does not match its schema. A registry that cannot be reached throws as it is (an outage:
+    /// retried, never dead-lettered).</summary>
+    public T ReadValue(byte[]? data, string topic)
+    {
+        if (data is null) throw new FormatException("record has no value");
+        try
+        {
+            return Deserialize(data, new SerializationContext(MessageComponentType.Value, topic));
+        }
+        catch (Exception e) when (e is InvalidDataException or global::Avro.AvroException or EndOfStreamException or ArgumentException or InvalidCastException)
+        {
+            var id = ConfluentWire.SchemaId(data);
+            throw new FormatException($"{(id is { } known ? $"schema id {known}" : "no Confluent wire header")}: {e.Message}", e);
+        }
+    }
+
     private int SchemaIdOf(string subject)
     {
         var schema = new Schema(ReaderSchema.ToString(), SchemaType.Avro);
@@ -75,12 +94,17 @@ public sealed class AvroSerDes<T>(ISchemaRegistryClient registry, bool autoRegis
             var writer = AvroSchema.Parse(registry.GetSchemaAsync(id).GetAwaiter().GetResult().SchemaString);
             return new SpecificDatumReader<T>(writer, ReaderSchema);
         }
-        catch (SchemaRegistryException e)
+        // Only "no such schema" is the record's fault; a registry that cannot answer (5xx, unreachable) is an outage and
+        // propagates as it is (ConfluentWire.IsRegistryUnavailable), so the record is retried, not dead-lettered.
+        catch (SchemaRegistryException e) when (e.Status == System.Net.HttpStatusCode.NotFound)
         {
             throw new InvalidDataException($"schema id {id}: {e.Message}", e);
         }
     }
 }
+
+/// <summary>A serde whose bytes are in the Confluent wire format (a dead letter of its records names their schema id).</summary>
+public interface IConfluentWireSerDes;
 
 /// <summary>The Confluent wire format's 5-byte header: magic byte 0, then the schema id (int32 big-endian).</summary>
 public static class ConfluentWire
@@ -91,4 +115,18 @@ public static class ConfluentWire
     /// say which schema an undecodable record claimed to be written with).</summary>
     public static int? SchemaId(ReadOnlySpan<byte> data) =>
         data.Length >= HeaderBytes && data[0] == 0 ? BinaryPrimitives.ReadInt32BigEndian(data[1..]) : null;
+
+    /// <summary>Whether <paramref name="e"/> (or an exception inside it) says the schema registry could not answer (unreachable,
+    /// timed out, a 5xx): a failure of the moment, not of the record, so the record must be retried, never dead-lettered.</summary>
+    public static bool IsRegistryUnavailable(Exception? e)
+    {
+        for (; e is not null; e = e.InnerException)
+        {
+            // The registry answered: its status says whose failure it is (a 4xx such as "schema not found" is the record's;
+            // the client may keep the HTTP exception it came from inside).
+            if (e is SchemaRegistryException answered) return answered.Status >= System.Net.HttpStatusCode.InternalServerError;
+            if (e is HttpRequestException or TaskCanceledException or TimeoutException) return true;
+        }
+        return false;
+    }
 }

@@ -14,6 +14,9 @@ public static class StreamHeaders
     public const string SourceTopic = "streamhealth-source-topic";
     public const string SourcePartition = "streamhealth-source-partition";
     public const string SourceOffset = "streamhealth-source-offset";
+    /// <summary>On a dead letter of an Avro topic's record: the schema id its value's Confluent wire header names (decimal),
+    /// absent when the value does not start with that header.</summary>
+    public const string SchemaId = "streamhealth-schema-id";
 
     /// <summary>A request's correlation id (e.g. the gateway's, for request/reply over a topic pair). A processor copies it
     /// from the input record onto every output it emits while processing that record, so the reply finds its

@@ -40,6 +40,9 @@ public sealed class StreamHostOptions
     /// below MaxPollRecords per this window it sets the median latency. Streamiz's 100 ms gave p50 44 ms at a paced 10k/s
     /// here; 10 ms gave 23 ms with the same throughput (benchmarks/RESULTS.md).</summary>
     public long PollMs { get; init; } = 10;
+    /// <summary>The schema registry connection of the process, for topologies of Avro topics
+    /// (<see cref="StreamTopology.RequiresSchemaRegistry"/>); the caller keeps and disposes it.</summary>
+    public StreamHealth.Runtime.SchemaRegistry.SchemaRegistryConnection? SchemaRegistry { get; init; }
     /// <summary>Names this process in client ids and logs.</summary>
     public string HostId { get; init; } = $"{Environment.MachineName}-{Environment.ProcessId}-{Interlocked.Increment(ref s_instances)}";
 
@@ -67,7 +70,12 @@ public sealed class StreamHost : IDisposable
         _options = options;
         _logs = logs ?? NullLoggerFactory.Instance;
         _log = _logs.CreateLogger("StreamHealth.Streams.Host");
-        foreach (var topology in topologies) _streams.Add(new HostedStream(topology));
+        foreach (var topology in topologies)
+        {
+            if (topology.RequiresSchemaRegistry && options.SchemaRegistry is null)
+                throw new ArgumentException($"topology {topology.ApplicationId} reads or writes Avro topics: StreamHostOptions.SchemaRegistry must be set", nameof(options));
+            _streams.Add(new HostedStream(topology));
+        }
     }
 
     /// <summary>See <see cref="StreamHostOptions.StallAfterMs"/>.</summary>
@@ -100,7 +108,8 @@ public sealed class StreamHost : IDisposable
     private void StartStream(HostedStream hosted)
     {
         var topology = hosted.Topology;
-        var services = new ProcessorServices(Metrics, _logs.CreateLogger("StreamHealth.Streams." + topology.ApplicationId));
+        var services = new ProcessorServices(Metrics, _logs.CreateLogger("StreamHealth.Streams." + topology.ApplicationId), _options.SchemaRegistry);
+        hosted.Services = services;
         var built = topology.Build(services);
         EnsureInternalTopics(topology, built);
         ForgetStateOfAnotherCluster(topology);
@@ -199,7 +208,9 @@ public sealed class StreamHost : IDisposable
             return new(StoreQueryStatus.NoSuchStore, null, -1, $"this host serves no store '{store}' of topology '{applicationId}'");
         if (hosted.SourcePartitions <= 0)
             return new(StoreQueryStatus.Unavailable, null, -1, $"the partition count of {hosted.Topology.SourceTopic} is not known yet");
-        var partition = KeyPartitioner.PartitionOf(query.SourceKey(key), hosted.SourcePartitions);
+        if (hosted.Services is not { } services)
+            return new(StoreQueryStatus.Unavailable, null, -1, $"topology {applicationId} has not started on this host yet");
+        var partition = KeyPartitioner.PartitionOf(query.SourceKey(services, key), hosted.SourcePartitions);
         var deadline = DateTime.UtcNow + wait;
         while (true)
         {
@@ -401,6 +412,8 @@ public sealed class StreamHost : IDisposable
     {
         public StreamTopology Topology { get; } = topology;
         public KafkaStream? Stream { get; set; }
+        /// <summary>What its processors were given (set when the stream first starts).</summary>
+        public volatile ProcessorServices? Services;
         public string? LastError { get; set; }
         public volatile bool IsRunning;
         /// <summary>Changelog partitions being restored now (Streamiz's restore start/end events).</summary>

@@ -5,15 +5,24 @@ using Google.Protobuf;
 using Microsoft.Extensions.Logging;
 using Streamiz.Kafka.Net.Processors.Public;
 using Streamiz.Kafka.Net.SerDes;
+using StreamHealth.Runtime.SchemaRegistry;
 
 namespace StreamHealth.Runtime.Streams;
 
-/// <summary>What every processor of a host shares: its metrics and log. Handed to a processor's constructor through
-/// Streamiz's <c>TransformerBuilder.Transformer&lt;T&gt;(params)</c>, which creates one processor per task.</summary>
-public sealed class ProcessorServices(StreamMetrics metrics, ILogger log)
+/// <summary>What every processor of a host shares: its metrics, log and schema registry connection. Handed to a processor's
+/// constructor through Streamiz's <c>TransformerBuilder.Transformer&lt;T&gt;(params)</c>, which creates one processor per task.</summary>
+public sealed class ProcessorServices(StreamMetrics metrics, ILogger log, SchemaRegistryConnection? schemas = null)
 {
     public StreamMetrics Metrics { get; } = metrics;
     public ILogger Log { get; } = log;
+
+    /// <summary>The host's schema registry connection (<see cref="StreamHostOptions.SchemaRegistry"/>), for the serdes of
+    /// Avro topics; throws when the host has none (a topology that needs one says so, see
+    /// <see cref="StreamTopology.RequiresSchemaRegistry"/>, and the host refuses to start it without).</summary>
+    public SchemaRegistryConnection Schemas => schemas
+        ?? throw new InvalidOperationException("this stream host has no schema registry (StreamHostOptions.SchemaRegistry)");
+
+    public bool HasSchemas => schemas is not null;
 }
 
 /// <summary>One input record as a processor sees it, decoded.</summary>
@@ -82,7 +91,7 @@ public abstract class StreamProcessor<TKey, TValue> : ITransformer<byte[], byte[
                 value = _valueSerDes.Deserialize(record.Value ?? throw new FormatException("record has no value"),
                     new SerializationContext(MessageComponentType.Value, position.Topic, record.Headers));
             }
-            catch (Exception e) when (e is not OutOfMemoryException)
+            catch (Exception e) when (e is not OutOfMemoryException && !ConfluentWire.IsRegistryUnavailable(e))
             {
                 throw new RecordDecodeException($"cannot decode record at {position.Topic}[{position.Partition.Value}]@{position.Offset.Value}: {e.Message}", e);
             }
@@ -90,7 +99,9 @@ public abstract class StreamProcessor<TKey, TValue> : ITransformer<byte[], byte[
                 position.Offset.Value, record.Headers));
             foreach (var (k, v, h) in _pending) Send(k, v, h);
         }
-        catch (Exception e) when (e is not OutOfMemoryException)
+        // The schema registry unreachable is not the record's fault: the exception fails the stream client (nothing of this
+        // record was committed) and the host restarts it, which processes the record again.
+        catch (Exception e) when (e is not OutOfMemoryException && !ConfluentWire.IsRegistryUnavailable(e))
         {
             DeadLetter(record, e);
         }
@@ -138,6 +149,9 @@ public abstract class StreamProcessor<TKey, TValue> : ITransformer<byte[], byte[
         var position = record.TopicPartitionOffset;
         var headers = StreamHeaders.DeadLetter(record.Headers, position.Topic, position.Partition.Value, position.Offset.Value, e.Message,
             e is RecordDecodeException ? StreamHeaders.DeserializationError : e.GetType().Name, Name);
+        // An Avro source: the schema id the record's value claims (an unknown one is a common reason it does not decode).
+        if (_valueSerDes is IConfluentWireSerDes && ConfluentWire.SchemaId(record.Value ?? []) is { } schemaId)
+            headers.Add(StreamHeaders.SchemaId, Encoding.UTF8.GetBytes(schemaId.ToString(System.Globalization.CultureInfo.InvariantCulture)));
         Send(record.Key ?? [], new Emission(Schemas.Topics.DeadLetterOf(position.Topic), record.Value ?? [], record.Timestamp.UnixTimestampMs), headers);
         _services.Metrics.OnDeadLettered();
         _services.Log.LogWarning("task {Task}: record {Topic}[{Partition}]@{Offset} dead-lettered: {Error}",

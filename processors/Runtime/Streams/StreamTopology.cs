@@ -20,6 +20,10 @@ public sealed class StreamTopology
     /// <summary>The processor and its stores, given the host's services (one processor instance per task).</summary>
     public required Func<ProcessorServices, TransformerSupplier<byte[], byte[], byte[], Emission>> Processor { get; init; }
 
+    /// <summary>Whether the processor's serdes need the host's schema registry connection (an Avro source or sink topic):
+    /// a host without one refuses the topology instead of dead-lettering every record.</summary>
+    public bool RequiresSchemaRegistry { get; init; }
+
     /// <summary>Stores other processes may read through this host (the gateway, via <see cref="StoreQueryApi"/>).</summary>
     public IReadOnlyList<StoreQuery> Queries { get; init; } = [];
 
@@ -58,7 +62,7 @@ public sealed class StreamTopology
 /// the JSON view served (the stored value has fences and codec details a reader should not depend on).</summary>
 public sealed class StoreQuery
 {
-    private StoreQuery(string store, Func<string, byte[]> sourceKey, Func<StreamHost, string, string, TimeSpan, object?> read)
+    private StoreQuery(string store, Func<ProcessorServices, string, byte[]> sourceKey, Func<StreamHost, string, string, TimeSpan, object?> read)
     {
         Store = store;
         SourceKey = sourceKey;
@@ -66,12 +70,13 @@ public sealed class StoreQuery
     }
 
     public string Store { get; }
-    /// <summary>The serialized key a producer gives a record for this key (partitioning hashes these bytes).</summary>
-    public Func<string, byte[]> SourceKey { get; }
+    /// <summary>The serialized key a producer gives a record for this key (partitioning hashes these bytes), given the
+    /// host's services (an Avro key's bytes carry the key schema's id, from the host's registry connection).</summary>
+    public Func<ProcessorServices, string, byte[]> SourceKey { get; }
     internal Func<StreamHost, string, string, TimeSpan, object?> Read { get; }
 
     /// <summary>A query over a store whose values are <typeparamref name="TStored"/>, served as <paramref name="view"/>.</summary>
-    public static StoreQuery Of<TStored>(string store, Func<string, byte[]> sourceKey, Func<string, TStored, object> view) where TStored : class =>
+    public static StoreQuery Of<TStored>(string store, Func<ProcessorServices, string, byte[]> sourceKey, Func<string, TStored, object> view) where TStored : class =>
         new(store, sourceKey, (host, applicationId, key, wait) =>
             host.TryQuery<string, TStored>(applicationId, store, key, out var value, wait) ? view(key, value) : null);
 }

@@ -1,31 +1,32 @@
-using System.Collections.Concurrent;
 using System.Text.Json;
 using Confluent.Kafka;
-using Confluent.SchemaRegistry;
 using Google.Protobuf;
 using StreamHealth.Runtime.Kafka;
 using StreamHealth.Schemas;
 
 namespace StreamHealth.Runtime.Tools;
 
-/// <summary>Reads a topic and writes one JSON object per record: position, timestamp, headers, and key/value decoded.
-/// A payload in the Confluent wire format (magic byte 0, schema id, Avro binary; a Protobuf message never starts with
-/// a zero byte) is decoded with its writer schema from the registry and written in Avro's JSON encoding, as Confluent's
-/// console consumer does, with its schema id; any other payload with the topic's Protobuf schema. Records that do not
-/// decode (and everything in a dead-letter topic) are written as base64 with the decode error, so nothing is hidden.</summary>
+/// <summary>Reads a topic and writes one JSON object per record: position, timestamp, headers, and
+/// key/value decoded with the topic's schema: Protobuf, or for an Avro topic (<see cref="TopicSpec.IsAvro"/>) the writer
+/// schema the record's Confluent wire header names, fetched from the schema registry (field names as in the schema,
+/// times as ISO-8601, enums as their symbols, with "schemaId"). Records that do not decode (and everything in a
+/// dead-letter topic) are written as base64 with the decode error, so nothing is hidden.</summary>
 public static class TopicDumper
 {
     /// <param name="Since">Only records with a timestamp at or after this time.</param>
     /// <param name="Follow">Keep reading new records until cancelled (else stop at the end offsets seen at start).</param>
-    /// <param name="Registry">Where Avro payloads' writer schemas are looked up (null: Avro payloads are shown as base64
-    /// with the schema id they name).</param>
+    /// <param name="Registry">The schema registry an Avro topic's records are decoded through (required for one).</param>
     public sealed record Request(TopicSpec Topic, string BootstrapServers, BrokerCapabilities Capabilities,
-        int MaxRecords = int.MaxValue, DateTimeOffset? Since = null, bool Follow = false, ISchemaRegistryClient? Registry = null);
+        int MaxRecords = int.MaxValue, DateTimeOffset? Since = null, bool Follow = false,
+        Confluent.SchemaRegistry.ISchemaRegistryClient? Registry = null);
 
     private static readonly JsonFormatter Formatter = new(JsonFormatter.Settings.Default.WithFormatDefaultValues(false));
 
     public static async Task<long> DumpAsync(Request request, Stream output, CancellationToken ct)
     {
+        if (request.Topic.IsAvro && request.Registry is null)
+            throw new ArgumentException($"{request.Topic.Name} is an Avro topic: dumping it needs the schema registry", nameof(request));
+        var avro = request.Topic.IsAvro ? new AvroDecoder(request.Registry!) : null;
         var config = new ConsumerConfig
         {
             BootstrapServers = request.BootstrapServers,
@@ -76,7 +77,7 @@ public static class TopicDumper
                 continue;
             }
             if (sinceMs is { } min && result.Message.Timestamp.UnixTimestampMs < min) continue;
-            WriteRecord(writer, request, result);
+            WriteRecord(writer, request.Topic, avro, result);
             await writer.FlushAsync(ct);
             output.WriteByte((byte)'\n');
             writer.Reset();
@@ -96,16 +97,23 @@ public static class TopicDumper
         return t.Partitions.Select(p => p.PartitionId).Order().ToList();
     }
 
-    private static void WriteRecord(Utf8JsonWriter w, Request request, ConsumeResult<byte[]?, byte[]?> r)
+    private static void WriteRecord(Utf8JsonWriter w, TopicSpec topic, AvroDecoder? avro, ConsumeResult<byte[]?, byte[]?> r)
     {
-        var topic = request.Topic;
         w.WriteStartObject();
         w.WriteString("topic", r.Topic);
         w.WriteNumber("partition", r.Partition.Value);
         w.WriteNumber("offset", r.Offset.Value);
         w.WriteString("timestamp", DateTimeOffset.FromUnixTimeMilliseconds(r.Message.Timestamp.UnixTimestampMs).ToString("O"));
-        WritePayload(w, "key", topic.Key, r.Message.Key, request.Registry);
-        WritePayload(w, "value", topic.Value, r.Message.Value, request.Registry);
+        if (avro is not null)
+        {
+            avro.Write(w, "key", r.Topic, MessageComponentType.Key, r.Message.Key);
+            avro.Write(w, "value", r.Topic, MessageComponentType.Value, r.Message.Value);
+        }
+        else
+        {
+            WritePayload(w, "key", topic.Key, r.Message.Key);
+            WritePayload(w, "value", topic.Value, r.Message.Value);
+        }
         if (r.Message.Headers is { Count: > 0 } headers)
         {
             w.WriteStartObject("headers");
@@ -119,36 +127,11 @@ public static class TopicDumper
         w.WriteEndObject();
     }
 
-    private static void WritePayload(Utf8JsonWriter w, string name, Google.Protobuf.Reflection.MessageDescriptor? schema, byte[]? bytes,
-        ISchemaRegistryClient? registry)
+    private static void WritePayload(Utf8JsonWriter w, string name, Google.Protobuf.Reflection.MessageDescriptor? schema, byte[]? bytes)
     {
         if (bytes is null)
         {
             w.WriteNull(name);
-            return;
-        }
-        if (Streams.ConfluentWire.SchemaId(bytes) is { } schemaId && !IsDeadLetterTopic(schema))
-        {
-            w.WriteNumber(name + "SchemaId", schemaId);
-            if (registry is null)
-            {
-                w.WriteString(name + "Error", $"Avro with schema id {schemaId}: no schema registry to decode it with (SchemaRegistry:Url)");
-            }
-            else
-            {
-                try
-                {
-                    var json = AvroJson(registry, schemaId, bytes);
-                    w.WritePropertyName(name);
-                    w.WriteRawValue(json, skipInputValidation: true);
-                    return;
-                }
-                catch (Exception e) when (e is SchemaRegistryException or global::Avro.AvroException or IOException or HttpRequestException)
-                {
-                    w.WriteString(name + "Error", $"does not decode as Avro with schema id {schemaId}: {e.Message}");
-                }
-            }
-            w.WriteBase64String(name + "Base64", bytes);
             return;
         }
         if (schema is not null)
@@ -168,23 +151,75 @@ public static class TopicDumper
         w.WriteBase64String(name + "Base64", bytes);
     }
 
-    // A dead-letter topic holds failed records' bytes as they arrived: shown as base64, never decoded.
-    private static bool IsDeadLetterTopic(Google.Protobuf.Reflection.MessageDescriptor? schema) => schema is null;
-
-    private static readonly ConcurrentDictionary<int, global::Avro.Schema> WriterSchemas = new();
-
-    /// <summary>The payload in Avro's JSON encoding (unions as {"type": value}), read with its writer schema.</summary>
-    private static string AvroJson(ISchemaRegistryClient registry, int schemaId, byte[] bytes)
+    /// <summary>Avro in the Confluent wire format as JSON: a generic record read with the writer schema its header names.</summary>
+    private sealed class AvroDecoder(Confluent.SchemaRegistry.ISchemaRegistryClient registry)
     {
-        var schema = WriterSchemas.GetOrAdd(schemaId, id => global::Avro.Schema.Parse(registry.GetSchemaAsync(id).GetAwaiter().GetResult().SchemaString));
-        var body = new MemoryStream(bytes, Streams.ConfluentWire.HeaderBytes, bytes.Length - Streams.ConfluentWire.HeaderBytes, writable: false);
-        var datum = new global::Avro.Generic.GenericDatumReader<object>(schema, schema).Read(null!, new global::Avro.IO.BinaryDecoder(body));
-        if (body.Position != body.Length)
-            throw new IOException($"{body.Length - body.Position} byte(s) left after the record: not written with schema {schemaId}");
-        using var json = new MemoryStream();
-        var encoder = new global::Avro.IO.JsonEncoder(schema, json);
-        new global::Avro.Generic.GenericDatumWriter<object>(schema).Write(datum, encoder);
-        encoder.Flush();
-        return System.Text.Encoding.UTF8.GetString(json.ToArray());
+        private readonly Confluent.SchemaRegistry.Serdes.AvroDeserializer<global::Avro.Generic.GenericRecord> _deserializer = new(registry);
+
+        public void Write(Utf8JsonWriter w, string name, string topic, MessageComponentType component, byte[]? bytes)
+        {
+            if (bytes is null)
+            {
+                w.WriteNull(name);
+                return;
+            }
+            try
+            {
+                var record = _deserializer.DeserializeAsync(bytes, false, new SerializationContext(component, topic)).GetAwaiter().GetResult();
+                w.WriteNumber(name + "SchemaId", Streams.ConfluentWire.SchemaId(bytes) ?? -1);
+                w.WritePropertyName(name);
+                WriteDatum(w, record);
+                return;
+            }
+            catch (Exception e) when (e is InvalidDataException or global::Avro.AvroException or EndOfStreamException or ArgumentException
+                                          or Confluent.SchemaRegistry.SchemaRegistryException)
+            {
+                var id = Streams.ConfluentWire.SchemaId(bytes);
+                w.WriteString(name + "Error", $"does not decode as Avro ({(id is { } known ? $"schema id {known}" : "no Confluent wire header")}): {e.Message}");
+            }
+            w.WriteBase64String(name + "Base64", bytes);
+        }
+
+        private static void WriteDatum(Utf8JsonWriter w, object? value)
+        {
+            switch (value)
+            {
+                case null: w.WriteNullValue(); break;
+                case global::Avro.Generic.GenericRecord record:
+                    w.WriteStartObject();
+                    foreach (var field in record.Schema.Fields)
+                    {
+                        w.WritePropertyName(field.Name);
+                        WriteDatum(w, record.GetValue(field.Pos));
+                    }
+                    w.WriteEndObject();
+                    break;
+                case global::Avro.Generic.GenericEnum symbol: w.WriteStringValue(symbol.Value); break;
+                case string text: w.WriteStringValue(text); break;
+                case bool flag: w.WriteBooleanValue(flag); break;
+                case int number: w.WriteNumberValue(number); break;
+                case long number: w.WriteNumberValue(number); break;
+                case float number when float.IsFinite(number): w.WriteNumberValue(number); break;
+                case double number when double.IsFinite(number): w.WriteNumberValue(number); break;
+                case float or double: w.WriteStringValue(Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture)); break;   // NaN, ±Infinity
+                case DateTime time: w.WriteStringValue(new DateTimeOffset(DateTime.SpecifyKind(time, DateTimeKind.Utc)).ToString("O")); break;
+                case byte[] bytes: w.WriteBase64StringValue(bytes); break;
+                case System.Collections.IDictionary map:
+                    w.WriteStartObject();
+                    foreach (System.Collections.DictionaryEntry entry in map)
+                    {
+                        w.WritePropertyName(Convert.ToString(entry.Key, System.Globalization.CultureInfo.InvariantCulture)!);
+                        WriteDatum(w, entry.Value);
+                    }
+                    w.WriteEndObject();
+                    break;
+                case System.Collections.IEnumerable items:
+                    w.WriteStartArray();
+                    foreach (var item in items) WriteDatum(w, item);
+                    w.WriteEndArray();
+                    break;
+                default: w.WriteStringValue(Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture)); break;
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using StackExchange.Redis;
+using StreamHealth.Runtime.SchemaRegistry;
 using StreamHealth.Runtime.Sinks;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Runtime.Validation;
@@ -37,17 +38,20 @@ public sealed class WeightPipeline : IDisposable
         names ??= WeightPipelineNames.Default;
         Names = names;
         Host = new StreamHost(hostOptions, [WeightTopology.Create(filterOptions, names.ApplicationId, names.RawTopic, names.FilteredTopic, timeRule)], logs);
-        (_postgres, _redis) = CreateSinks(names, hostOptions.BootstrapServers, postgres, redis, logs, sessionTimeoutMs);
+        var registry = hostOptions.SchemaRegistry
+            ?? throw new ArgumentException("the weights topics are Avro: StreamHostOptions.SchemaRegistry must be set", nameof(hostOptions));
+        (_postgres, _redis) = CreateSinks(names, hostOptions.BootstrapServers, postgres, redis, registry, logs, sessionTimeoutMs);
     }
 
-    /// <summary>The two sinks of weights.filtered (for hosts that run them beside other topologies).</summary>
+    /// <summary>The two sinks of weights.filtered (for hosts that run them beside other topologies); they read its Avro
+    /// values through <paramref name="registry"/>.</summary>
     public static (SinkRunner Postgres, SinkRunner Redis) CreateSinks(WeightPipelineNames names, string bootstrapServers,
-        NpgsqlDataSource postgres, IConnectionMultiplexer redis, ILoggerFactory logs, int sessionTimeoutMs = 6_000) =>
+        NpgsqlDataSource postgres, IConnectionMultiplexer redis, SchemaRegistryConnection registry, ILoggerFactory logs, int sessionTimeoutMs = 6_000) =>
     (
         SinkRunner.For(bootstrapServers, names.FilteredTopic, names.PostgresSinkGroup,
-            WeightPostgresWriter.Create(postgres, logs.CreateLogger("StreamHealth.Sinks." + WeightPostgresWriter.Name)), postgres, logs, sessionTimeoutMs),
+            WeightPostgresWriter.Create(postgres, registry, logs.CreateLogger("StreamHealth.Sinks." + WeightPostgresWriter.Name)), postgres, logs, sessionTimeoutMs),
         SinkRunner.For(bootstrapServers, names.FilteredTopic, names.RedisSinkGroup,
-            WeightRedisWriter.Create(redis), postgres, logs, sessionTimeoutMs)
+            WeightRedisWriter.Create(redis, registry), postgres, logs, sessionTimeoutMs)
     );
 
     public WeightPipeline Start()

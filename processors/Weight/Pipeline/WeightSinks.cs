@@ -1,7 +1,9 @@
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using StackExchange.Redis;
+using StreamHealth.Runtime.SchemaRegistry;
 using StreamHealth.Runtime.Sinks;
+using StreamHealth.Runtime.Streams;
 using StreamHealth.Runtime.Validation;
 using StreamHealth.Schemas;
 using StreamHealth.Weight.Filter;
@@ -18,12 +20,14 @@ public static class WeightPostgresWriter
     /// <summary>The workload name of weight measurement ids in streamhealth.event_ids (the gateway claims with it too).</summary>
     public const string EventIdWorkload = "weight";
 
-    public static ISinkWriter Create(NpgsqlDataSource db, ILogger? log = null) => new PostgresEventSink<WeightResult>(db, Workload, log);
+    /// <summary>Values are Avro WeightResults (Confluent wire format) read through <paramref name="registry"/>.</summary>
+    public static ISinkWriter Create(NpgsqlDataSource db, SchemaRegistryConnection registry, ILogger? log = null) =>
+        new PostgresEventSink<WeightResult>(db, Workload(registry.SerDes<StreamHealth.Schemas.Avro.Weights.WeightResult>()), log);
 
-    private static readonly PostgresEventWorkload<WeightResult> Workload = new()
+    private static PostgresEventWorkload<WeightResult> Workload(AvroSerDes<StreamHealth.Schemas.Avro.Weights.WeightResult> values) => new()
     {
         SinkName = Name,
-        Decode = static record => WeightResult.Parser.ParseFrom(PostgresEventSink.Value(record)),
+        Decode = record => WeightWire.ToProto(values.ReadValue(record.Value, record.Topic)),
         DecodeFailure = "cannot decode WeightResult",
         EventIdWorkload = EventIdWorkload,
         EventIdField = "measurement_id",
@@ -91,6 +95,11 @@ public static class WeightPostgresWriter
 /// estimate (still buffering) are skipped.</summary>
 public static class WeightRedisWriter
 {
-    public static ISinkWriter Create(IConnectionMultiplexer redis) => new RedisWriteThrough<WeightResult>(
-        "weights-redis", "latest-weight", redis, WeightResult.Parser, WeightLatestCache.HasEstimate, WeightLatestCache.WriteAsync);
+    /// <summary>Values are Avro WeightResults (Confluent wire format) read through <paramref name="registry"/>.</summary>
+    public static ISinkWriter Create(IConnectionMultiplexer redis, SchemaRegistryConnection registry)
+    {
+        var values = registry.SerDes<StreamHealth.Schemas.Avro.Weights.WeightResult>();
+        return new RedisWriteThrough<WeightResult>("weights-redis", "latest-weight", redis,
+            record => WeightWire.ToProto(values.ReadValue(record.Value, record.Topic)), WeightLatestCache.HasEstimate, WeightLatestCache.WriteAsync);
+    }
 }

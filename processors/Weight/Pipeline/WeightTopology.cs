@@ -4,10 +4,12 @@ using Google.Protobuf;
 using Streamiz.Kafka.Net.Processors.Public;
 using Streamiz.Kafka.Net.SerDes;
 using Streamiz.Kafka.Net.State;
+using StreamHealth.Runtime.SchemaRegistry;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Runtime.Validation;
 using StreamHealth.Schemas;
 using StreamHealth.Weight.Filter;
+using AvroRecords = StreamHealth.Schemas.Avro;
 
 namespace StreamHealth.Weight.Pipeline;
 
@@ -18,7 +20,9 @@ namespace StreamHealth.Weight.Pipeline;
 /// invalid id, control characters, a non-finite value, an event time outside the rule, an invalid explicit
 /// initialisation batch, or a measurement id the user already used for another measurement, throws and so
 /// lands in weights.raw.dlq with the reason. A retry of a recent measurement (same id, same fingerprint)
-/// is not filtered again: its original result is emitted again (same output id; the retry's request id).</summary>
+/// is not filtered again: its original result is emitted again (same output id; the retry's request id).
+/// Both topics are Avro in the Confluent wire format (<see cref="WeightWire"/>; the host's schema registry connection): a
+/// record that does not decode (not that format, an unknown schema id) is dead-lettered too, naming the schema id it claims.</summary>
 public static class WeightTopology
 {
     public const string ApplicationId = "weights";
@@ -42,17 +46,21 @@ public static class WeightTopology
             SourceTopic = sourceTopic,
             ProcessorName = "weight-kalman",
             SinkTopics = [sinkTopic],
+            RequiresSchemaRegistry = true,
             Processor = services => TransformerBuilder.New<byte[], byte[], byte[], Emission>()
                 .Transformer<WeightProcessor>(services, settings)
                 .StateStore(Stores.KeyValueStoreBuilder(Stores.PersistentKeyValueStore(StateStore), new StringSerDes(), UserStateSerDes)
                     .WithCachingEnabled())
                 .Build(),
-            Queries = [StoreQuery.Of<Fenced<WeightUserState>>(StateStore, SourceKey, (userId, entry) => WeightStateView.Of(userId, entry))],
+            Queries = [StoreQuery.Of<Fenced<WeightUserState>>(StateStore, (services, userId) => SourceKey(services.Schemas, userId, sourceTopic),
+                (userId, entry) => WeightStateView.Of(userId, entry))],
         };
     }
 
-    /// <summary>The key bytes of a user's records on weights.raw (what partitioning hashes).</summary>
-    public static byte[] SourceKey(string userId) => new UserKey { UserId = userId }.ToByteArray();
+    /// <summary>The key bytes of a user's records on weights.raw (what partitioning hashes): the Avro UserKey in the Confluent
+    /// wire format, serialised as producers serialise it, so the 5-byte header names the same key schema id.</summary>
+    public static byte[] SourceKey(SchemaRegistryConnection registry, string userId, string sourceTopic = Topics.WeightsRaw) =>
+        WeightWire.Key(registry, sourceTopic, userId);
 
     private static readonly FencedSerDes<WeightUserState> UserStateSerDes = new(WeightUserStateSerDes.Instance);
 
@@ -91,9 +99,11 @@ public static class WeightTopology
 
     public sealed record WeightProcessorSettings(WeightKalmanFilter Filter, string SinkTopic, EventTimeRule TimeRule);
 
-    public sealed class WeightProcessor : StreamProcessor<UserKey, WeightMeasurement>
+    public sealed class WeightProcessor : StreamProcessor<AvroRecords.Common.UserKey, AvroRecords.Weights.WeightMeasurement>
     {
         private readonly WeightProcessorSettings _settings = null!;
+        private readonly AvroSerDes<AvroRecords.Common.UserKey> _keys = null!;
+        private readonly AvroSerDes<AvroRecords.Weights.WeightResult> _results = null!;
         private IKeyValueStore<string, Fenced<WeightUserState>> _states = null!;
         // Decoded states of recently seen users: the store keeps bytes, and decoding a state costs several
         // times the filter step. Safe because this task is the only writer of its users' states; an entry is
@@ -104,7 +114,12 @@ public static class WeightTopology
         public WeightProcessor() : base(null!, null!, null!, "") { }
 
         public WeightProcessor(ProcessorServices services, WeightProcessorSettings settings)
-            : base(services, ProtobufSerDes<UserKey>.Instance, ProtobufSerDes<WeightMeasurement>.Instance, "weight-kalman") => _settings = settings;
+            : base(services, services.Schemas.SerDes<AvroRecords.Common.UserKey>(), services.Schemas.SerDes<AvroRecords.Weights.WeightMeasurement>(), "weight-kalman")
+        {
+            _settings = settings;
+            _keys = services.Schemas.SerDes<AvroRecords.Common.UserKey>();
+            _results = services.Schemas.SerDes<AvroRecords.Weights.WeightResult>();
+        }
 
         protected override void Init()
         {
@@ -112,10 +127,10 @@ public static class WeightTopology
             _states = (IKeyValueStore<string, Fenced<WeightUserState>>)Context.GetStateStore(StateStore);
         }
 
-        protected override void Process(in InputRecord<UserKey, WeightMeasurement> record)
+        protected override void Process(in InputRecord<AvroRecords.Common.UserKey, AvroRecords.Weights.WeightMeasurement> record)
         {
-            var m = record.Value;
-            var userId = record.Key.UserId;
+            var m = WeightWire.ToProto(record.Value);
+            var userId = record.Key.user_id;
             if (string.IsNullOrEmpty(userId)) throw new WeightInputException("record key has no user_id");
             if (InputRules.CheckId("user_id", userId) is { } badUser) throw new WeightInputException("record key: " + badUser);
             if (m.UserId.Length > 0 && m.UserId != userId)
@@ -132,7 +147,7 @@ public static class WeightTopology
                 // topic, so send it again (same output id: sinks keep one row), and leave the filter alone.
                 SkipAlreadyApplied();
                 if (FindBySource(recent, record.Partition, record.Offset) is { } applied)
-                    Emit(_settings.SinkTopic, record.Key, applied, applied.EventTimeUnixMs, OutputId(applied.MeasurementId));
+                    EmitResult(userId, applied, OutputId(applied.MeasurementId));
                 return;
             }
 
@@ -146,7 +161,7 @@ public static class WeightTopology
                         $"measurement_id {InputRules.Quote(m.MeasurementId)} was already used by this user for another measurement " +
                         $"(at {InputRules.FormatTime(original.EventTimeUnixMs)}); a retry must repeat the measurement exactly, a new measurement needs a new id");
                 // A retry: answer with the original result, and leave the filter alone.
-                Emit(_settings.SinkTopic, record.Key, original, original.EventTimeUnixMs, OutputId(m.MeasurementId));
+                EmitResult(userId, original, OutputId(m.MeasurementId));
                 return;
             }
 
@@ -154,11 +169,13 @@ public static class WeightTopology
             {
                 var result = Apply(record, m, userId, entry.Value.Filter);
                 result.MeasurementFingerprint = fingerprint;
+                // Serialised before the state is written: a result that cannot be (the registry unreachable) changes nothing.
+                var (key, value) = Encode(userId, result);
                 Remember(recent, result);
                 var next = new Fenced<WeightUserState>(record.Offset, entry.Value);
                 _states.Put(userId, next);
                 _decoded[userId] = next;
-                Emit(_settings.SinkTopic, record.Key, result, m.EventTimeUnixMs, OutputId(m.MeasurementId));
+                EmitBytes(_settings.SinkTopic, key, value, m.EventTimeUnixMs, OutputId(m.MeasurementId));
             }
             catch
             {
@@ -166,6 +183,16 @@ public static class WeightTopology
                 throw;
             }
         }
+
+        /// <summary>Emits <paramref name="result"/> on the sink topic as Avro (key: the user, as producers key weights.raw).</summary>
+        private void EmitResult(string userId, WeightResult result, string outputId)
+        {
+            var (key, value) = Encode(userId, result);
+            EmitBytes(_settings.SinkTopic, key, value, result.EventTimeUnixMs, outputId);
+        }
+
+        private (byte[] Key, byte[] Value) Encode(string userId, WeightResult result) =>
+            (WeightWire.Key(_keys, _settings.SinkTopic, userId), WeightWire.Value(_results, _settings.SinkTopic, WeightWire.ToAvro(result)));
 
         private Fenced<WeightUserState> Load(string userId)
         {
@@ -203,7 +230,7 @@ public static class WeightTopology
             recent.Cursor = (uint)((slot + 1) % RecentResultsPerUser);
         }
 
-        private WeightResult Apply(in InputRecord<UserKey, WeightMeasurement> record, WeightMeasurement m, string userId, WeightFilterState state)
+        private WeightResult Apply(in InputRecord<AvroRecords.Common.UserKey, AvroRecords.Weights.WeightMeasurement> record, WeightMeasurement m, string userId, WeightFilterState state)
         {
             WeightStep step;
             if (m.InitializationBatch.Count > 0)

@@ -29,6 +29,11 @@ public sealed class GatewayHealthTests(EmbeddedKafkaFixture kafka) : IClassFixtu
 
         var topics = JsonDocument.Parse(await client.GetStringAsync("/api/v1/topics")).RootElement;
         Assert.Contains(topics.EnumerateArray(), t => t.GetProperty("name").GetString() == "weights.raw" && t.GetProperty("partitions").GetInt32() == 4);
+        // An Avro topic is described by its Avro value schema, a Protobuf one by its message.
+        var schemas = topics.EnumerateArray().ToDictionary(t => t.GetProperty("name").GetString()!, t => t.GetProperty("valueSchema").GetString());
+        Assert.Equal("StreamHealth.Schemas.Avro.Weights.WeightMeasurement", schemas["weights.raw"]);
+        Assert.Equal("StreamHealth.Schemas.Avro.Weights.WeightResult", schemas["weights.filtered"]);
+        Assert.Equal("streamhealth.CgmReading", schemas["cgm.readings"]);
         Assert.Contains("StreamHealth", await client.GetStringAsync("/"));
     }
 

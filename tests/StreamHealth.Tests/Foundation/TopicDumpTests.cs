@@ -59,6 +59,45 @@ public sealed class TopicDumpTests(EmbeddedKafkaFixture kafka) : IClassFixture<E
     }
 
     [Fact]
+    public async Task An_avro_topic_dumps_through_the_registry_and_a_record_in_another_format_as_base64_with_the_error()
+    {
+        var registry = TestRegistry.Shared;
+        var spec = Topics.Get(Topics.WeightsRaw);
+        Assert.True(spec.IsAvro);
+        var t0 = new DateTimeOffset(2026, 3, 1, 7, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds();
+        var measurement = new WeightMeasurement
+        {
+            SchemaVersion = 1, EventTimeUnixMs = t0, MeasurementId = "dump-1", UserId = "dump-user", Value = 80.5, Unit = WeightUnit.Kg,
+            Source = WeightSource.ConnectedScale,
+        };
+        var value = registry.Value(spec.Name, measurement);
+        var protobuf = measurement.ToByteArray();
+        using (var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = kafka.BootstrapServers }).Build())
+        {
+            producer.Produce(spec.Name, new Message<byte[], byte[]> { Key = registry.Key(spec.Name, "dump-user"), Value = value });
+            producer.Produce(spec.Name, new Message<byte[], byte[]> { Key = registry.Key(spec.Name, "dump-user"), Value = protobuf });
+            producer.Flush(TimeSpan.FromSeconds(10));
+        }
+        await Assert.ThrowsAsync<ArgumentException>(() => Dump(new TopicDumper.Request(spec, kafka.BootstrapServers, BrokerCapabilities.Embedded)));
+        var lines = await Dump(new TopicDumper.Request(spec, kafka.BootstrapServers, BrokerCapabilities.Embedded, Registry: registry.Connection.Client));
+        Assert.Equal(2, lines.Count);
+        var decoded = lines.Single(l => l.TryGetProperty("value", out _));
+        Assert.Equal("dump-user", decoded.GetProperty("key").GetProperty("user_id").GetString());
+        var v = decoded.GetProperty("value");
+        Assert.Equal("dump-1", v.GetProperty("measurement_id").GetString());
+        Assert.Equal(80.5, v.GetProperty("value").GetDouble());
+        Assert.Equal("WEIGHT_UNIT_KG", v.GetProperty("unit").GetString());
+        Assert.Equal(JsonValueKind.Null, v.GetProperty("source_detail").ValueKind);
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(t0), v.GetProperty("event_time_unix_ms").GetDateTimeOffset());
+        Assert.Equal(ConfluentWireId(value), decoded.GetProperty("valueSchemaId").GetInt32());
+        var other = lines.Single(l => l.TryGetProperty("valueError", out _));
+        Assert.Contains("no Confluent wire header", other.GetProperty("valueError").GetString());
+        Assert.Equal(Convert.ToBase64String(protobuf), other.GetProperty("valueBase64").GetString());
+    }
+
+    private static int ConfluentWireId(byte[] bytes) => StreamHealth.Runtime.Streams.ConfluentWire.SchemaId(bytes)!.Value;
+
+    [Fact]
     public async Task Dead_letter_topics_dump_raw_bytes()
     {
         var spec = Topics.Get(Topics.DeadLetterOf(Topics.WeightsRaw));

@@ -1,7 +1,6 @@
 using System.Net;
 using System.Text.Json;
 using Confluent.Kafka;
-using Google.Protobuf;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Schemas;
 using StreamHealth.Tests.Infrastructure;
@@ -41,6 +40,7 @@ public sealed class InteractiveQueryTests(GatewayServices services) : IClassFixt
         var state = Directory.CreateTempSubdirectory("streamhealth-iq-").FullName;
         var streams = new StreamHost(new StreamHostOptions
         {
+            SchemaRegistry = services.Registry.Connection,
             BootstrapServers = services.Kafka.BootstrapServers, StateDirectory = state, CommitIntervalMs = 200, HostId = name,
             CreateInternalTopic = (topic, partitions) => services.Kafka.Cluster.CreateTopic(topic, partitions),
         }, [WeightTopology.Create()], logs);
@@ -57,9 +57,18 @@ public sealed class InteractiveQueryTests(GatewayServices services) : IClassFixt
         var metricsKey = GatewayServices.NewMetricsKey();
         var logs = new TestLogs();
         var partitions = Topics.DefaultPartitions;
+        // The key bytes the topology's queries route by are what a producer with its own registry client sends (Avro, with
+        // the key schema's id in the 5-byte header), from a fresh client as from the hosts'.
+        using (var fresh = Runtime.SchemaRegistry.SchemaRegistryConnection.Connect(services.Registry.Url, autoRegister: false))
+        {
+            var sent = services.Registry.Key(Topics.WeightsRaw, "iq-probe");
+            Assert.NotNull(ConfluentWire.SchemaId(sent));
+            Assert.Equal(sent, WeightTopology.SourceKey(fresh, "iq-probe"));
+            Assert.Equal(sent, WeightTopology.SourceKey(services.Registry.Connection, "iq-probe"));
+        }
         // Three users on every partition of weights.raw, so that both hosts own some of them.
         var users = Enumerable.Range(0, 10_000).Select(i => $"iq-{Guid.NewGuid():N}"[..12])
-            .GroupBy(u => KeyPartitioner.PartitionOf(WeightTopology.SourceKey(u), partitions))
+            .GroupBy(u => KeyPartitioner.PartitionOf(services.Registry.Key(Topics.WeightsRaw, u), partitions))
             .OrderBy(g => g.Key).SelectMany(g => g.Take(3)).ToList();
         Assert.Equal(3 * partitions, users.Count);
         // Ids with the punctuation the id rule allows reach the store as they are.
@@ -78,12 +87,12 @@ public sealed class InteractiveQueryTests(GatewayServices services) : IClassFixt
                     for (var day = 0; day < 5; day++)
                         producer.Produce(Topics.WeightsRaw, new Message<byte[], byte[]>
                         {
-                            Key = WeightTopology.SourceKey(user),
-                            Value = new WeightMeasurement
+                            Key = services.Registry.Key(Topics.WeightsRaw, user),
+                            Value = services.Registry.Value(Topics.WeightsRaw, new WeightMeasurement
                             {
                                 SchemaVersion = 1, UserId = user, MeasurementId = $"{user}-{day}", EventTimeUnixMs = T0 + day * 86_400_000L,
                                 Value = 60 + u + 0.1 * day, Unit = WeightUnit.Kg, Source = WeightSource.ConnectedScale,
-                            }.ToByteArray(),
+                            }),
                         });
                 Assert.Equal(0, producer.Flush(TimeSpan.FromSeconds(10)));
             }

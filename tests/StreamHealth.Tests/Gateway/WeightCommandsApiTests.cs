@@ -22,6 +22,8 @@ public sealed class WeightGatewayFixture : IAsyncLifetime
     public WebApplicationFactory<Program> App { get; private set; } = null!;
     public string ConnectionString { get; private set; } = "";
     public WeightPipeline Pipeline => _pipeline;
+    /// <summary>The registry (on this fixture's database) the pipeline, the gateway and the tests' producers use.</summary>
+    public TestRegistry Registry { get; private set; } = null!;
     private WeightPipeline _pipeline = null!;
     private NpgsqlDataSource _postgres = null!;
     private ConnectionMultiplexer _redis = null!;
@@ -34,9 +36,10 @@ public sealed class WeightGatewayFixture : IAsyncLifetime
         await PostgresMigrator.MigrateAsync(ConnectionString);
         _postgres = NpgsqlDataSource.Create(ConnectionString);
         _redis = await ConnectionMultiplexer.ConnectAsync(LocalServices.RedisConfiguration);
-        _pipeline = new WeightPipeline(new StreamHostOptions { BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = _stateDir },
+        Registry = TestRegistry.Start(ConnectionString);
+        _pipeline = new WeightPipeline(new StreamHostOptions { SchemaRegistry = Registry.Connection, BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = _stateDir },
             _postgres, _redis, Logs).Start();
-        var settings = LocalServices.Overrides(database, Kafka.BootstrapServers);
+        var settings = Registry.With(LocalServices.Overrides(database, Kafka.BootstrapServers));
         App = new WebApplicationFactory<Program>().WithWebHostBuilder(b => b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(settings)));
         WaitFor(() => _pipeline.Host.Metrics.ActiveTasks == 4, TimeSpan.FromSeconds(60), () => "weights tasks not assigned");
     }
@@ -52,6 +55,7 @@ public sealed class WeightGatewayFixture : IAsyncLifetime
     {
         await App.DisposeAsync();
         _pipeline.Dispose();
+        Registry?.Dispose();
         _redis.Dispose();
         await _postgres.DisposeAsync();
         Kafka.Dispose();

@@ -196,7 +196,7 @@ public sealed class WeightHardeningTests(WeightGatewayFixture f) : IClassFixture
             foreach (var m in records)
                 p.Produce(Topics.WeightsRaw, new Message<byte[], byte[]>
                 {
-                    Key = new UserKey { UserId = m.UserId }.ToByteArray(), Value = m.ToByteArray(),
+                    Key = f.Registry.Key(Topics.WeightsRaw, m.UserId), Value = f.Registry.Value(Topics.WeightsRaw, m),
                     Timestamp = new Timestamp(Math.Max(0, m.EventTimeUnixMs), TimestampType.CreateTime),
                 });
             p.Flush(TimeSpan.FromSeconds(10));
@@ -222,7 +222,7 @@ public sealed class WeightHardeningTests(WeightGatewayFixture f) : IClassFixture
             while (DateTime.UtcNow < deadline && letters.Count < 5)
             {
                 if (c.Consume(TimeSpan.FromMilliseconds(200)) is not { } r) continue;
-                if (UserKey.Parser.ParseFrom(r.Message.Key).UserId != user) continue;
+                if (f.Registry.UserOf(Topics.WeightsRaw, r.Message.Key) != user) continue;
                 letters.Add(Encoding.UTF8.GetString(r.Message.Headers.GetLastBytes(StreamHeaders.Error)));
             }
         }

@@ -13,15 +13,19 @@ public sealed class GatewayServices : IAsyncLifetime
     public EmbeddedKafkaFixture Kafka { get; } = new();
     public string Database { get; } = LocalServices.NewDatabaseName("gateway_hosts");
     public ConnectionMultiplexer Redis { get; private set; } = null!;
+    /// <summary>The schema registry (on <see cref="Database"/>) the hosts, the gateways and the tests' producers use.</summary>
+    public TestRegistry Registry { get; private set; } = null!;
 
     public async Task InitializeAsync()
     {
         await PostgresMigrator.MigrateAsync(LocalServices.PostgresConnectionString(Database));
         Redis = await ConnectionMultiplexer.ConnectAsync(LocalServices.RedisConfiguration);
+        Registry = TestRegistry.Start(LocalServices.PostgresConnectionString(Database));
     }
 
     public Task DisposeAsync()
     {
+        Registry?.Dispose();
         Redis.Dispose();
         Kafka.Dispose();
         return Task.CompletedTask;
@@ -32,7 +36,7 @@ public sealed class GatewayServices : IAsyncLifetime
     /// <summary>A gateway (in-memory test server) on these services that reads host reports from <paramref name="metricsKey"/>.</summary>
     public WebApplicationFactory<Program> Gateway(string metricsKey)
     {
-        var settings = LocalServices.Overrides(Database, Kafka.BootstrapServers);
+        var settings = Registry.With(LocalServices.Overrides(Database, Kafka.BootstrapServers));
         settings["Streams:MetricsKey"] = metricsKey;
         return new WebApplicationFactory<Program>().WithWebHostBuilder(b => b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(settings)));
     }

@@ -20,6 +20,8 @@ public sealed class SinkPermanentErrorTests(EmbeddedKafkaFixture kafka) : IClass
     private static readonly long T0 = DateTimeOffset.Parse("2026-03-01T07:00:00Z").ToUnixTimeMilliseconds();
     private readonly TestLogs _logs = new();
     private readonly List<IDisposable> _owned = [];
+    /// <summary>The registry of the stack the test started (on its database): weights.filtered is Avro.</summary>
+    private TestRegistry _registry = null!;
 
     private sealed record Stack(WeightPipelineNames Names, string ConnectionString, SinkRunner Postgres, SinkRunner Redis);
 
@@ -31,8 +33,10 @@ public sealed class SinkPermanentErrorTests(EmbeddedKafkaFixture kafka) : IClass
         PostgresMigrator.MigrateAsync(cs).GetAwaiter().GetResult();
         var postgres = NpgsqlDataSource.Create(cs);
         var redis = ConnectionMultiplexer.Connect(LocalServices.RedisConfiguration);
-        var (pg, cache) = WeightPipeline.CreateSinks(names, kafka.BootstrapServers, postgres, redis, _logs);
+        _registry = TestRegistry.Start(cs);
+        var (pg, cache) = WeightPipeline.CreateSinks(names, kafka.BootstrapServers, postgres, redis, _registry.Connection, _logs);
         // Disposed in reverse: sinks first, then their stores.
+        _owned.Add(_registry);
         _owned.Add(redis);
         _owned.Add(postgres);
         _owned.Add(pg);
@@ -58,16 +62,19 @@ public sealed class SinkPermanentErrorTests(EmbeddedKafkaFixture kafka) : IClass
     {
         using var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = kafka.BootstrapServers, LingerMs = 50 }).Build();
         foreach (var (user, value) in records)
-            p.Produce(topic, new Message<byte[], byte[]> { Key = new UserKey { UserId = user }.ToByteArray(), Value = value });
+            p.Produce(topic, new Message<byte[], byte[]> { Key = _registry.Key(topic, user), Value = value });
         if (p.Flush(TimeSpan.FromSeconds(10)) > 0) throw new TimeoutException("produce");
     }
 
-    private static IEnumerable<(string, byte[])> Good(int from, int count, int users = 5)
+    /// <summary>A weights.filtered value as the topology writes it (Avro, Confluent wire format).</summary>
+    private byte[] Encoded(string topic, WeightResult r) => _registry.Value(topic, r);
+
+    private IEnumerable<(string, byte[])> Good(string topic, int from, int count, int users = 5)
     {
         for (var n = from; n < from + count; n++)
         {
             var user = $"sink-user-{n % users}";
-            yield return (user, Result(user, $"m-{n}", n).ToByteArray());
+            yield return (user, Encoded(topic, Result(user, $"m-{n}", n)));
         }
     }
 
@@ -100,12 +107,12 @@ public sealed class SinkPermanentErrorTests(EmbeddedKafkaFixture kafka) : IClass
     {
         var s = Start("sinkpg");
         // A NUL in a text column: PostgreSQL answers 22021 for the whole batch it arrives in.
-        var bad = Result("sink-user-bad", "a\u0000b", 1000);
-        Produce(s.Names.FilteredTopic, [.. Good(0, 40), ("sink-user-bad", bad.ToByteArray()), .. Good(40, 40)]);
+        var bad = Encoded(s.Names.FilteredTopic, Result("sink-user-bad", "a\u0000b", 1000));
+        Produce(s.Names.FilteredTopic, [.. Good(s.Names.FilteredTopic, 0, 40), ("sink-user-bad", bad), .. Good(s.Names.FilteredTopic, 40, 40)]);
         WaitFor(() => Rows(s.ConnectionString) == 80, TimeSpan.FromSeconds(60),
             () => $"rows {Rows(s.ConnectionString)}, dead letters {DeadLetters(s.ConnectionString, s.Names.FilteredTopic).Count}\n{_logs.Tail()}");
 
-        Produce(s.Names.FilteredTopic, Good(80, 30));   // after the bad record: must not be stuck behind it
+        Produce(s.Names.FilteredTopic, Good(s.Names.FilteredTopic, 80, 30));   // after the bad record: must not be stuck behind it
         WaitFor(() => Rows(s.ConnectionString) == 110, TimeSpan.FromSeconds(60),
             () => $"rows {Rows(s.ConnectionString)}\n{_logs.Tail()}");
 
@@ -116,7 +123,7 @@ public sealed class SinkPermanentErrorTests(EmbeddedKafkaFixture kafka) : IClass
         Assert.Equal(0, Scalar(s.ConnectionString, "SELECT count(*) FROM weights.measurements WHERE user_id = 'sink-user-bad'"));
         // The archived record is the refused one, byte for byte, so it can be repaired and replayed.
         Assert.Equal(1, Scalar(s.ConnectionString,
-            "SELECT count(*) FROM streamhealth.dead_letters WHERE processor = 'weights-postgres' AND record_value = @v", ("v", bad.ToByteArray())));
+            "SELECT count(*) FROM streamhealth.dead_letters WHERE processor = 'weights-postgres' AND record_value = @v", ("v", bad)));
         WaitFor(() => Progress(kafka.BootstrapServers, s.Names.PostgresSinkGroup, s.Names.FilteredTopic, 2) is var p && p.Committed == p.End,
             TimeSpan.FromSeconds(30), () => $"offsets {Progress(kafka.BootstrapServers, s.Names.PostgresSinkGroup, s.Names.FilteredTopic, 2)}");
     }
@@ -135,11 +142,11 @@ public sealed class SinkPermanentErrorTests(EmbeddedKafkaFixture kafka) : IClass
         for (var n = 0; n < 50; n++)
         {
             var user = users[n % users.Length];
-            records.Add((user, Result(user, $"r-{n}", n).ToByteArray()));
-            if (n == 25) records.Add((wrongType, Result(wrongType, "r-wrongtype", n).ToByteArray()));
+            records.Add((user, Encoded(s.Names.FilteredTopic, Result(user, $"r-{n}", n))));
+            if (n == 25) records.Add((wrongType, Encoded(s.Names.FilteredTopic, Result(wrongType, "r-wrongtype", n))));
         }
         Produce(s.Names.FilteredTopic, records);
-        Produce(s.Names.FilteredTopic, users.Select(u => (u, Result(u, "after-" + u, 500).ToByteArray())));
+        Produce(s.Names.FilteredTopic, users.Select(u => (u, Encoded(s.Names.FilteredTopic, Result(u, "after-" + u, 500)))));
 
         WaitFor(() => users.All(u => (string?)db.HashGet(WeightLatestCache.Key(u), "measurement_id") == "after-" + u), TimeSpan.FromSeconds(60),
             () => $"latest {string.Join(", ", users.Select(u => (string?)db.HashGet(WeightLatestCache.Key(u), "measurement_id")))}\n{_logs.Tail()}");
@@ -158,12 +165,19 @@ public sealed class SinkPermanentErrorTests(EmbeddedKafkaFixture kafka) : IClass
     {
         var s = Start("sinkgarbage");
         byte[] garbage = [0xff, 0xff, 0xff, 0xff, 0xff];
-        Produce(s.Names.FilteredTopic, [.. Good(0, 10), ("sink-user-0", garbage), .. Good(10, 10)]);
-        WaitFor(() => DeadLetters(s.ConnectionString, s.Names.FilteredTopic).Count == 2 && Rows(s.ConnectionString) == 20,
-            TimeSpan.FromSeconds(60), () => $"rows {Rows(s.ConnectionString)}, letters {DeadLetters(s.ConnectionString, s.Names.FilteredTopic).Count}\n{_logs.Tail()}");
-        var letters = DeadLetters(s.ConnectionString, s.Names.FilteredTopic);
-        Assert.Equal(["weights-postgres", "weights-redis"], letters.Select(l => l.Processor));
-        Assert.Equal(letters[0].Offset, letters[1].Offset);
+        // A well-formed Avro result under a schema id the registry never issued.
+        var unknownId = Encoded(s.Names.FilteredTopic, Result("sink-user-0", "unknown-id", 5));
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(unknownId.AsSpan(1), 987_654);
+        var topic = s.Names.FilteredTopic;
+        Produce(topic, [.. Good(topic, 0, 10), ("sink-user-0", garbage), .. Good(topic, 10, 10), ("sink-user-0", unknownId), .. Good(topic, 20, 5)]);
+        WaitFor(() => DeadLetters(s.ConnectionString, topic).Count == 4 && Rows(s.ConnectionString) == 25,
+            TimeSpan.FromSeconds(60), () => $"rows {Rows(s.ConnectionString)}, letters {DeadLetters(s.ConnectionString, topic).Count}\n{_logs.Tail()}");
+        var letters = DeadLetters(s.ConnectionString, topic);
         Assert.All(letters, l => Assert.Contains("WeightResult", l.Error));
+        var byOffset = letters.GroupBy(l => l.Offset).OrderBy(g => g.Key).ToList();
+        Assert.Equal(2, byOffset.Count);
+        Assert.All(byOffset, g => Assert.Equal(["weights-postgres", "weights-redis"], g.Select(l => l.Processor).Order()));
+        Assert.All(byOffset[0], l => Assert.Contains("no Confluent wire header", l.Error));
+        Assert.All(byOffset[1], l => Assert.Contains("schema id 987654", l.Error));
     }
 }

@@ -1,5 +1,4 @@
 using Confluent.Kafka;
-using Google.Protobuf;
 using Npgsql;
 using StreamHealth.Runtime.Storage;
 using StreamHealth.Schemas;
@@ -21,6 +20,7 @@ public sealed class WeightCrashTests(EmbeddedKafkaFixture kafka) : IClassFixture
         var database = LocalServices.NewDatabaseName("weights_crash");
         var connectionString = LocalServices.PostgresConnectionString(database);
         await PostgresMigrator.MigrateAsync(connectionString);
+        using var registry = TestRegistry.Start(connectionString);
         var stateDir = Directory.CreateTempSubdirectory("streamhealth-weights-kill-").FullName;
         var env = new Dictionary<string, string>
         {
@@ -30,6 +30,8 @@ public sealed class WeightCrashTests(EmbeddedKafkaFixture kafka) : IClassFixture
             ["STREAMHEALTH_Postgres__Database"] = database,
             ["STREAMHEALTH_Redis__Port"] = LocalServices.RedisPort.ToString(),
             ["STREAMHEALTH_Streams__SessionTimeoutMs"] = "3000",
+            ["STREAMHEALTH_SchemaRegistry__Url"] = registry.Url,
+            ["STREAMHEALTH_SchemaRegistry__AutoRegister"] = "true",
         };
         string[] args = ["run", "--topology", "weights", "--host-id", "weights-kill-test"];
 
@@ -49,7 +51,7 @@ public sealed class WeightCrashTests(EmbeddedKafkaFixture kafka) : IClassFixture
             {
                 p.Produce(Topics.WeightsRaw, new Message<byte[], byte[]>
                 {
-                    Key = new UserKey { UserId = m.UserId }.ToByteArray(), Value = m.ToByteArray(),
+                    Key = registry.Key(Topics.WeightsRaw, m.UserId), Value = registry.Value(Topics.WeightsRaw, m),
                     Timestamp = new Timestamp(m.EventTimeUnixMs, TimestampType.CreateTime),
                 });
                 if (++sent % 1000 == 0 && perSecond > 0) Thread.Sleep(1000 * 1000 / perSecond);

@@ -23,6 +23,8 @@ public sealed class WeightPipelineFixture : IDisposable
     public TestLogs Logs { get; } = new();
     public WeightPipeline Pipeline { get; }
     public string Database { get; }
+    /// <summary>The registry (on this fixture's database) the pipeline and the tests serialise through.</summary>
+    public TestRegistry Registry { get; }
     private readonly string _stateDir = Directory.CreateTempSubdirectory("streamhealth-weights-").FullName;
 
     public WeightPipelineFixture()
@@ -35,13 +37,15 @@ public sealed class WeightPipelineFixture : IDisposable
         PostgresMigrator.MigrateAsync(ConnectionString).GetAwaiter().GetResult();
         Postgres = NpgsqlDataSource.Create(ConnectionString);
         Redis = ConnectionMultiplexer.Connect(LocalServices.RedisConfiguration);
-        Pipeline = new WeightPipeline(new StreamHostOptions { BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = _stateDir, CommitIntervalMs = 200 },
+        Registry = TestRegistry.Start(ConnectionString);
+        Pipeline = new WeightPipeline(new StreamHostOptions { SchemaRegistry = Registry.Connection, BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = _stateDir, CommitIntervalMs = 200 },
             Postgres, Redis, Logs, names: Names).Start();
     }
 
     public void Dispose()
     {
         Pipeline.Dispose();
+        Registry.Dispose();
         Redis.Dispose();
         Postgres.Dispose();
         Kafka.Dispose();
@@ -67,7 +71,7 @@ public sealed class WeightPipelineTests(WeightPipelineFixture f) : IClassFixture
         foreach (var m in measurements)
             p.Produce(f.Names.RawTopic, new Message<byte[], byte[]>
             {
-                Key = new UserKey { UserId = m.UserId }.ToByteArray(), Value = m.ToByteArray(),
+                Key = f.Registry.Key(f.Names.RawTopic, m.UserId), Value = f.Registry.Value(f.Names.RawTopic, m),
                 Timestamp = new Timestamp(m.EventTimeUnixMs, TimestampType.CreateTime),
             });
         p.Flush(TimeSpan.FromSeconds(10));
@@ -163,37 +167,54 @@ public sealed class WeightPipelineTests(WeightPipelineFixture f) : IClassFixture
     public void Garbage_and_mismatched_records_go_to_the_dead_letter_topic_with_the_reason()
     {
         var user = U("bad");
+        var key = f.Registry.Key(f.Names.RawTopic, user);
+        var good = f.Registry.Value(f.Names.RawTopic, M(user, user + "-ok", 0, 70));
+        var goodId = ConfluentWire.SchemaId(good)!.Value;
+        // A valid Avro body under a schema id the registry never issued.
+        var unknownId = good.ToArray();
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(unknownId.AsSpan(1), 987_654);
+        // Protobuf, as weights.raw carried before the move to Avro: no magic byte.
+        var protobuf = M(user, user + "-proto", 0, 70).ToByteArray();
         using (var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = f.Kafka.BootstrapServers }).Build())
         {
-            p.Produce(f.Names.RawTopic, new Message<byte[], byte[]> { Key = new UserKey { UserId = user }.ToByteArray(), Value = [0xff, 0xfe, 0x01] });
+            p.Produce(f.Names.RawTopic, new Message<byte[], byte[]> { Key = key, Value = [0xff, 0xfe, 0x01] });
+            p.Produce(f.Names.RawTopic, new Message<byte[], byte[]> { Key = key, Value = unknownId });
+            p.Produce(f.Names.RawTopic, new Message<byte[], byte[]> { Key = key, Value = protobuf });
             p.Produce(f.Names.RawTopic, new Message<byte[], byte[]>
             {
-                Key = new UserKey { UserId = user }.ToByteArray(), Value = M("someone-else", user + "-x", 0, 70).ToByteArray(),
+                Key = key, Value = f.Registry.Value(f.Names.RawTopic, M("someone-else", user + "-x", 0, 70)),
             });
             p.Produce(f.Names.RawTopic, new Message<byte[], byte[]>
             {
-                Key = new UserKey { UserId = user }.ToByteArray(), Value = M(user, "", 0, 70).ToByteArray(),
+                Key = key, Value = f.Registry.Value(f.Names.RawTopic, M(user, "", 0, 70)),
             });
             p.Flush(TimeSpan.FromSeconds(10));
         }
-        var letters = new List<(string Error, string Type)>();
+        var letters = new List<(string Error, string Type, string? SchemaId, byte[] Value)>();
         using var c = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig
         {
             BootstrapServers = f.Kafka.BootstrapServers, GroupId = "dlq-" + Guid.NewGuid().ToString("N"), AutoOffsetReset = AutoOffsetReset.Earliest,
         }).Build();
         c.Subscribe(f.Names.RawTopic + Topics.DeadLetterSuffix);
         var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (DateTime.UtcNow < deadline && letters.Count < 3)
+        while (DateTime.UtcNow < deadline && letters.Count < 5)
         {
             if (c.Consume(TimeSpan.FromMilliseconds(200)) is not { } r) continue;
-            if (UserKey.Parser.ParseFrom(r.Message.Key).UserId != user) continue;
+            if (!r.Message.Key.AsSpan().SequenceEqual(key)) continue;
             letters.Add((Encoding.UTF8.GetString(r.Message.Headers.GetLastBytes(StreamHeaders.Error)),
-                Encoding.UTF8.GetString(r.Message.Headers.GetLastBytes(StreamHeaders.ErrorType))));
+                Encoding.UTF8.GetString(r.Message.Headers.GetLastBytes(StreamHeaders.ErrorType)),
+                r.Message.Headers.TryGetLastBytes(StreamHeaders.SchemaId, out var id) ? Encoding.UTF8.GetString(id) : null, r.Message.Value));
         }
-        Assert.Equal(3, letters.Count);
-        Assert.Contains(letters, l => l.Type == "deserialization");
-        Assert.Contains(letters, l => l.Type == nameof(WeightInputException) && l.Error.Contains("does not match the record key"));
-        Assert.Contains(letters, l => l.Type == nameof(WeightInputException) && l.Error.Contains("measurement_id is required"));
+        Assert.True(letters.Count == 5, $"dead letters: {string.Join(" | ", letters.Select(l => $"{l.Type}: {l.Error}"))}\n{f.Logs.Tail()}");
+        // Not the wire format: dead-lettered as they arrived, with no schema id to name.
+        Assert.Contains(letters, l => l.Type == "deserialization" && l.SchemaId is null && l.Value.SequenceEqual(new byte[] { 0xff, 0xfe, 0x01 }));
+        Assert.Contains(letters, l => l.Type == "deserialization" && l.SchemaId is null && l.Value.SequenceEqual(protobuf));
+        // An id the registry does not know: named in the header and in the reason.
+        Assert.Contains(letters, l => l.Type == "deserialization" && l.SchemaId == "987654" && l.Value.SequenceEqual(unknownId));
+        // Decoded but refused: the header names the schema the record was written with.
+        var goodIdText = goodId.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        Assert.Contains(letters, l => l.Type == nameof(WeightInputException) && l.Error.Contains("does not match the record key") && l.SchemaId == goodIdText);
+        Assert.Contains(letters, l => l.Type == nameof(WeightInputException) && l.Error.Contains("measurement_id is required") && l.SchemaId == goodIdText);
         Assert.Empty(Rows(user));   // nothing partial reached the sink
     }
 }

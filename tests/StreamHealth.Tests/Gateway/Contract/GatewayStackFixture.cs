@@ -26,6 +26,7 @@ public sealed class GatewayStackFixture : IAsyncLifetime
     public WebApplicationFactory<Program> App { get; private set; } = null!;
     public NpgsqlDataSource Postgres { get; private set; } = null!;
     private WeightPipeline _weights = null!;
+    private TestRegistry _registry = null!;
     private CgmPipeline _cgm = null!;
     private ConnectionMultiplexer _redis = null!;
     private StoreQueryServer _queries = null!;
@@ -39,7 +40,8 @@ public sealed class GatewayStackFixture : IAsyncLifetime
         await PostgresMigrator.MigrateAsync(connectionString);
         Postgres = NpgsqlDataSource.Create(connectionString);
         _redis = await ConnectionMultiplexer.ConnectAsync(LocalServices.RedisConfiguration);
-        _weights = new WeightPipeline(new StreamHostOptions { BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = Path.Combine(_stateDir, "w") },
+        _registry = TestRegistry.Start(connectionString);
+        _weights = new WeightPipeline(new StreamHostOptions { SchemaRegistry = _registry.Connection, BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = Path.Combine(_stateDir, "w") },
             Postgres, _redis, Logs).Start();
         _cgm = new CgmPipeline(new StreamHostOptions { BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = Path.Combine(_stateDir, "c") },
             Postgres, _redis, Logs, new CgmPipelineOptions { EmitIntervalMs = 100, MinForecastRequestIntervalMs = 500 }).Start();
@@ -53,7 +55,7 @@ public sealed class GatewayStackFixture : IAsyncLifetime
             new StreamMetricsReporter("contract-cgm", [CgmTopology.ApplicationId], _cgm.Host, Logs.CreateLogger("cgm"), _redis.GetDatabase(),
                 TimeSpan.FromMilliseconds(500), redisKey: metricsKey, queryUrl: _queries.Url),
         ];
-        var settings = LocalServices.Overrides(database, Kafka.BootstrapServers);
+        var settings = _registry.With(LocalServices.Overrides(database, Kafka.BootstrapServers));
         settings["Streams:MetricsKey"] = metricsKey;
         App = new WebApplicationFactory<Program>().WithWebHostBuilder(b => b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(settings)));
         // Real Kestrel on a real port, not the in-memory TestServer: hostile request lines (a NUL or invalid
@@ -139,6 +141,7 @@ public sealed class GatewayStackFixture : IAsyncLifetime
         await _queries.DisposeAsync();
         _weights.Dispose();
         _cgm.Dispose();
+        _registry?.Dispose();
         _redis.Dispose();
         await Postgres.DisposeAsync();
         Kafka.Dispose();
