@@ -35,7 +35,7 @@ public static class Topics
 
     /// <summary>The topics already moved from Protobuf to Avro in the Confluent wire format; a topic carries one format
     /// only, so a workload's topics move together (producers, topology, sinks and readers in one change).</summary>
-    public static readonly IReadOnlySet<string> AvroTopics = new HashSet<string>(StringComparer.Ordinal) { WeightsRaw, WeightsFiltered };
+    public static readonly IReadOnlySet<string> AvroTopics = new HashSet<string>(StringComparer.Ordinal) { WeightsRaw, WeightsFiltered, InsightsMetrics };
 
     public const string DeadLetterSuffix = ".dlq";
     public const int DefaultPartitions = 4;

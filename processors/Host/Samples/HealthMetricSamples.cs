@@ -1,18 +1,22 @@
 using Confluent.Kafka;
-using Google.Protobuf;
+using StreamHealth.Runtime.SchemaRegistry;
 using StreamHealth.Schemas;
+using AvroRecords = StreamHealth.Schemas.Avro;
 
 namespace StreamHealth.Host.Samples;
 
 /// <summary>Synthetic health metrics for the local stack: a few people's steps and resting heart
-/// rate, paced, so the dashboard and `streamhealth dump insights.metrics` show data moving.</summary>
+/// rate, paced, so the dashboard and `streamhealth dump insights.metrics` show data moving. Avro in the Confluent wire
+/// format, like every producer of the topic.</summary>
 internal static class HealthMetricSamples
 {
     private static readonly string[] Users = ["demo-alice", "demo-bob", "demo-chen", "demo-dara", "demo-eli"];
 
-    public static async Task RunAsync(string bootstrap, int perSecond, CancellationToken ct)
+    public static async Task RunAsync(string bootstrap, SchemaRegistryConnection registry, int perSecond, CancellationToken ct)
     {
         if (perSecond <= 0) return;
+        var keys = registry.SerDes<AvroRecords.Common.UserKey>();
+        var values = registry.SerDes<AvroRecords.Insights.HealthMetric>();
         var config = new ProducerConfig { BootstrapServers = bootstrap, EnableIdempotence = true, LingerMs = 5 };
         using var producer = new ProducerBuilder<byte[], byte[]>(config).Build();
         var random = new Random(42);
@@ -26,20 +30,19 @@ internal static class HealthMetricSamples
                 var user = Users[sequence % Users.Length];
                 var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
                 var steps = sequence % 2 == 0;
-                var metric = new HealthMetric
+                var metric = new AvroRecords.Insights.HealthMetric
                 {
-                    SchemaVersion = 1,
-                    EventTimeUnixMs = now,
-                    MetricId = $"sample-{sequence}",
-                    UserId = user,
-                    Metric = steps ? "steps" : "resting_heart_rate_bpm",
-                    Value = steps ? random.Next(0, 400) : 55 + random.NextDouble() * 20,
-                    Unit = steps ? "{steps}" : "/min",
+                    event_time_unix_ms = DateTime.UnixEpoch.AddMilliseconds(now),
+                    metric_id = $"sample-{sequence}",
+                    user_id = user,
+                    metric = steps ? "steps" : "resting_heart_rate_bpm",
+                    value = steps ? random.Next(0, 400) : 55 + random.NextDouble() * 20,
+                    unit = steps ? "{steps}" : "/min",
                 };
                 producer.Produce(Topics.InsightsMetrics, new Message<byte[], byte[]>
                 {
-                    Key = new UserKey { UserId = user }.ToByteArray(),
-                    Value = metric.ToByteArray(),
+                    Key = keys.Serialize(new AvroRecords.Common.UserKey { user_id = user }, new SerializationContext(MessageComponentType.Key, Topics.InsightsMetrics)),
+                    Value = values.Serialize(metric, new SerializationContext(MessageComponentType.Value, Topics.InsightsMetrics)),
                     Timestamp = new Timestamp(now, TimestampType.CreateTime),
                 });
                 sequence++;

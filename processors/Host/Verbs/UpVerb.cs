@@ -88,7 +88,7 @@ internal static class UpVerb
             {
                 producers.Add(WeightSamples.RunAsync(bootstrap, schemas, options.Samples.WeightsPerSecond, Shutdown.Token));
                 Console.WriteLine($"samples   {options.Samples.WeightsPerSecond} weigh-ins/s onto weights.raw ({WeightSamples.Users} synthetic people, e.g. {WeightSamples.ExampleUser})");
-                producers.Add(HealthMetricSamples.RunAsync(bootstrap, options.Samples.MetricsPerSecond, Shutdown.Token));
+                producers.Add(HealthMetricSamples.RunAsync(bootstrap, schemas, options.Samples.MetricsPerSecond, Shutdown.Token));
                 Console.WriteLine($"samples   {options.Samples.MetricsPerSecond} health metrics/s onto insights.metrics");
                 var (cgmReadings, cgmDescription) = CgmSamples.Load(options.Samples.DataDirectory, options.Samples.CgmFile);
                 if (cgmReadings is not null)

@@ -27,6 +27,8 @@ public sealed class GatewayStackFixture : IAsyncLifetime
     public NpgsqlDataSource Postgres { get; private set; } = null!;
     private WeightPipeline _weights = null!;
     private TestRegistry _registry = null!;
+    /// <summary>The stand-in schema registry this stack's processes and gateway use.</summary>
+    public TestRegistry Registry => _registry;
     private CgmPipeline _cgm = null!;
     private ConnectionMultiplexer _redis = null!;
     private StoreQueryServer _queries = null!;

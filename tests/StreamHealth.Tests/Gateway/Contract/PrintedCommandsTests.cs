@@ -27,10 +27,13 @@ public sealed partial class PrintedCommandsTests(GatewayStackFixture f) : IClass
         {
             var isCurl = command.TrimStart().StartsWith("curl ", StringComparison.Ordinal);
             // curl -s exits 0 on a 4xx: ask curl for the status as the last line and judge by it.
-            var (code, stdout, stderr) = Repo.Run("bash", ["-c", isCurl ? command + " -w '\\n%{http_code}'" : command], timeoutMs: 60_000);
+            // A printed dump reads through the stack's registry, as it would on the local stack.
+            var (code, stdout, stderr) = Repo.Run("bash", ["-c", isCurl ? command + " -w '\\n%{http_code}'" : command],
+                isCurl ? null : new Dictionary<string, string> { ["STREAMHEALTH_SchemaRegistry__Url"] = f.Registry.Url }, timeoutMs: 60_000);
             var lines = stdout.TrimEnd().Split('\n');
             var ok = code == 0 && (!isCurl || lines[^1] is ['2', _, _]);
-            if (!isCurl) ok &= lines.Length > 0 && lines[0].StartsWith('{');   // dump prints JSON lines
+            // dump prints JSON lines, every record decoded (an undecodable one would carry "keyError"/"valueError").
+            if (!isCurl) ok &= lines.Length > 0 && lines[0].StartsWith('{') && !stdout.Contains("Error\":", StringComparison.Ordinal);
             if (!ok) failures.Add($"{command}\n  exit {code}; last output: {OpenApiContract.Shorten(stdout.Trim())} {OpenApiContract.Shorten(stderr.Trim())}");
         }
         Assert.True(failures.Count == 0, string.Join("\n", failures));
@@ -47,16 +50,20 @@ public sealed partial class PrintedCommandsTests(GatewayStackFixture f) : IClass
         var now = DateTime.UtcNow;
         for (var i = 3; i >= 1; i--)
             Assert.True((await client.PostAsJsonAsync("/api/weight/process", GatewayStackFixture.Measurement("synthetic-00000", 80 + i / 10.0, now.AddHours(-i)))).IsSuccessStatusCode);
+        // As the sample producer does: Avro in the Confluent wire format, through the stack's registry.
+        var keys = f.Registry.Connection.SerDes<StreamHealth.Schemas.Avro.Common.UserKey>();
+        var metrics = f.Registry.Connection.SerDes<StreamHealth.Schemas.Avro.Insights.HealthMetric>();
         using (var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = f.Kafka.BootstrapServers }).Build())
             for (var i = 0; i < 5; i++)
                 await producer.ProduceAsync(Topics.InsightsMetrics, new Message<byte[], byte[]>
                 {
-                    Key = new UserKey { UserId = "demo-alice" }.ToByteArray(),
-                    Value = new HealthMetric
+                    Key = keys.Serialize(new StreamHealth.Schemas.Avro.Common.UserKey { user_id = "demo-alice" },
+                        new SerializationContext(MessageComponentType.Key, Topics.InsightsMetrics)),
+                    Value = metrics.Serialize(new StreamHealth.Schemas.Avro.Insights.HealthMetric
                     {
-                        SchemaVersion = 1, EventTimeUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), MetricId = $"printed-{i}",
-                        UserId = "demo-alice", Metric = "steps", Value = 100 + i, Unit = "{steps}",
-                    }.ToByteArray(),
+                        event_time_unix_ms = DateTime.UtcNow, metric_id = $"printed-{i}", user_id = "demo-alice", metric = "steps", value = 100 + i,
+                        unit = "{steps}",
+                    }, new SerializationContext(MessageComponentType.Value, Topics.InsightsMetrics)),
                 });
         WaitFor(() => client.GetAsync("/api/weight/synthetic-00000/latest").Result.IsSuccessStatusCode
                       && client.GetAsync("/api/v1/cgm/cgm-sample-dexcom/latest").Result.IsSuccessStatusCode,
