@@ -5,6 +5,7 @@ using System.Text.Json.Serialization;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Npgsql;
 using StackExchange.Redis;
+using StreamHealth.Schemas;
 using StreamHealth.Weight.Pipeline;
 
 namespace StreamHealth.Gateway.Apis;
@@ -141,8 +142,10 @@ public static class WeightApi
         var errors = new Dictionary<string, string[]>();
         ApiInput.ValidateUserId(userId, errors);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+        // The key schema's id resolved without blocking a thread; the key is then serialised synchronously.
+        await registry.SerDes<StreamHealth.Schemas.Avro.Common.UserKey>().PrepareAsync(Topics.WeightsRaw, Confluent.Kafka.MessageComponentType.Key);
         var answer = await queries.QueryAsync<WeightStateView>(WeightTopology.ApplicationId, WeightTopology.StateStore, userId,
-            await Task.Run(() => WeightTopology.SourceKey(registry, userId), ct), ct);
+            WeightTopology.SourceKey(registry, userId), ct);
         switch (answer.Outcome)
         {
             case Streams.InteractiveQueries.Outcome.Found:

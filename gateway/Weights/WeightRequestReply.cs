@@ -75,8 +75,11 @@ public sealed class WeightRequestReply : IHostedService, IDisposable
         try
         {
             // Off the request thread: the first record of a subject waits for the registry (then the ids are cached).
-            var (key, value) = await Task.Run(() => (WeightWire.Key(_keys, RawTopic, measurement.UserId),
-                WeightWire.Measurement(_measurements, RawTopic, measurement)), ct);
+            // Schema ids resolved without blocking a thread (many concurrent first requests blocking on the registry starve
+            // the pool); serialising is then synchronous and quick.
+            await _keys.PrepareAsync(RawTopic, Confluent.Kafka.MessageComponentType.Key);
+            await _measurements.PrepareAsync(RawTopic, Confluent.Kafka.MessageComponentType.Value);
+            var (key, value) = (WeightWire.Key(_keys, RawTopic, measurement.UserId), WeightWire.Measurement(_measurements, RawTopic, measurement));
             await producer.ProduceAsync(RawTopic, new Message<byte[], byte[]>
             {
                 Key = key,

@@ -34,8 +34,13 @@ public sealed class SchemaRegistryConnection : IDisposable
     public static SchemaRegistryConnection Connect(string url, bool autoRegister) =>
         new(new CachedSchemaRegistryClient(new SchemaRegistryConfig { Url = url }), autoRegister, ownsClient: true);
 
-    /// <summary>A serde of <typeparamref name="T"/> in the Confluent wire format over this client (TopicNameStrategy).</summary>
-    public AvroSerDes<T> SerDes<T>() where T : ISpecificRecord, new() => new(Client, AutoRegister);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Type, object> _serdes = new();
+
+    /// <summary>The serde of <typeparamref name="T"/> in the Confluent wire format over this client (TopicNameStrategy): one
+    /// per type, so the schema ids it resolves are resolved once per process (a new serde per call asked the registry
+    /// client again every time).</summary>
+    public AvroSerDes<T> SerDes<T>() where T : ISpecificRecord, new() =>
+        (AvroSerDes<T>)_serdes.GetOrAdd(typeof(T), _ => new AvroSerDes<T>(Client, AutoRegister));
 
     public void Dispose()
     {

@@ -27,6 +27,27 @@ public sealed class AvroSerDes<T>(ISchemaRegistryClient registry, bool autoRegis
     private readonly ConcurrentDictionary<int, SpecificDatumReader<T>> _readerByWriterId = new();
     [ThreadStatic] private static MemoryStream? t_buffer;
 
+    /// <summary>Resolves (and caches) the schema id of <paramref name="topic"/>'s key or value without blocking a thread:
+    /// an async caller (a request handler) awaits this before <see cref="Serialize"/>, which then never waits on the
+    /// registry. (Many concurrent first calls blocking on the registry starved the thread pool: 23 s at a cold start.)</summary>
+    public async Task PrepareAsync(string topic, MessageComponentType component)
+    {
+        var subject = topic + (component == MessageComponentType.Key ? "-key" : "-value");
+        if (_idBySubject.ContainsKey(subject)) return;
+        var schema = new Schema(ReaderSchema.ToString(), SchemaType.Avro);
+        try
+        {
+            var id = autoRegister
+                ? await registry.RegisterSchemaAsync(subject, schema, normalize: false)
+                : (await registry.LookupSchemaAsync(subject, schema, ignoreDeletedSchemas: true, normalize: false)).Id;
+            _idBySubject.TryAdd(subject, id);
+        }
+        catch (SchemaRegistryException e)
+        {
+            throw NotRegistered(subject, e);
+        }
+    }
+
     public override byte[] Serialize(T data, SerializationContext context)
     {
         if (data is null) return null!;
@@ -82,10 +103,13 @@ public sealed class AvroSerDes<T>(ISchemaRegistryClient registry, bool autoRegis
         }
         catch (SchemaRegistryException e)
         {
-            throw new InvalidOperationException($"schema {ReaderSchema.Fullname} under subject {subject}: {e.Message}" +
-                (autoRegister ? "" : " (schemas are registered by `streamhealth schemas register`)"), e);
+            throw NotRegistered(subject, e);
         }
     }
+
+    private InvalidOperationException NotRegistered(string subject, SchemaRegistryException e) =>
+        new($"schema {ReaderSchema.Fullname} under subject {subject}: {e.Message}" +
+            (autoRegister ? "" : " (schemas are registered by `streamhealth schemas register`)"), e);
 
     private SpecificDatumReader<T> ReaderFor(int id)
     {

@@ -91,6 +91,7 @@ public sealed class StreamHost : IDisposable
             foreach (var stale in Directory.EnumerateDirectories(_options.StateDirectory, "restart-*")) Directory.Delete(stale, recursive: true);
         foreach (var hosted in _streams) StartStream(hosted);
         ReadSourcePartitions();
+        WarmQueryKeys();
         _watermarks = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig
         {
             BootstrapServers = _options.BootstrapServers, GroupId = "streamhealth-lag-probe", ClientId = _options.HostId + "-lag-probe",
@@ -188,6 +189,25 @@ public sealed class StreamHost : IDisposable
         {
             _log.LogWarning("interactive queries: source partition counts not read ({Error}); queries answer unavailable", e.Message);
         }
+    }
+
+    /// <summary>Serialises one key per queryable store now, at start, so the key schema's id is resolved here and not by
+    /// the first burst of queries, each blocking a server thread on the registry. A failure is left to the queries.</summary>
+    private void WarmQueryKeys()
+    {
+        foreach (var hosted in _streams)
+            foreach (var query in hosted.Topology.Queries)
+                if (hosted.Services is { } services)
+                {
+                    try
+                    {
+                        query.SourceKey(services, "warm-up");
+                    }
+                    catch (Exception e) when (e is not OutOfMemoryException)
+                    {
+                        _log.LogWarning("topology {App}: query keys not prepared at start ({Error})", hosted.Topology.ApplicationId, e.Message);
+                    }
+                }
     }
 
     /// <summary>The stores this host serves to other processes, with what routing needs (published in its metrics report).</summary>
