@@ -237,7 +237,9 @@ public sealed class SchemaRegistryOptions
 
     internal void Validate(List<string> errors)
     {
-        var subjects = Schemas.AvroSchemas.All.SelectMany(t => new[] { t.Topic + "-key", t.Topic + "-value" }).ToHashSet(StringComparer.Ordinal);
+        var subjects = Schemas.AvroSchemas.All
+            .SelectMany(t => new[] { SchemaRegistry.SchemaRegistration.KeySubject(t.Topic), SchemaRegistry.SchemaRegistration.ValueSubject(t.Topic) })
+            .ToHashSet(StringComparer.Ordinal);
         foreach (var (subject, level) in Compatibility)
         {
             if (!subjects.Contains(subject))

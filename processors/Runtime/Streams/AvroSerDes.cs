@@ -23,7 +23,10 @@ public sealed class AvroSerDes<T>(ISchemaRegistryClient registry, bool autoRegis
 {
     private static readonly AvroSchema ReaderSchema = new T().Schema;
     private static readonly SpecificDatumWriter<T> Writer = new(ReaderSchema);
-    private readonly ConcurrentDictionary<string, int> _idBySubject = new(StringComparer.Ordinal);
+    // Schema ids by topic, one map per component: the subject string ({topic}-key / -value) is built only to ask the
+    // registry, not for every record.
+    private readonly ConcurrentDictionary<string, int> _keyIds = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, int> _valueIds = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<int, SpecificDatumReader<T>> _readerByWriterId = new();
     [ThreadStatic] private static MemoryStream? t_buffer;
 
@@ -32,28 +35,17 @@ public sealed class AvroSerDes<T>(ISchemaRegistryClient registry, bool autoRegis
     /// registry. (Many concurrent first calls blocking on the registry starved the thread pool: 23 s at a cold start.)</summary>
     public async Task PrepareAsync(string topic, MessageComponentType component)
     {
-        var subject = topic + (component == MessageComponentType.Key ? "-key" : "-value");
-        if (_idBySubject.ContainsKey(subject)) return;
-        var schema = new Schema(ReaderSchema.ToString(), SchemaType.Avro);
-        try
-        {
-            var id = autoRegister
-                ? await registry.RegisterSchemaAsync(subject, schema, normalize: false)
-                : (await registry.LookupSchemaAsync(subject, schema, ignoreDeletedSchemas: true, normalize: false)).Id;
-            _idBySubject.TryAdd(subject, id);
-        }
-        catch (SchemaRegistryException e)
-        {
-            throw NotRegistered(subject, e);
-        }
+        var ids = IdsOf(component);
+        if (!ids.ContainsKey(topic)) ids.TryAdd(topic, await SchemaIdOfAsync(topic, component));
     }
 
     public override byte[] Serialize(T data, SerializationContext context)
     {
         if (data is null) return null!;
-        var subject = context.Topic + (context.Component == MessageComponentType.Key ? "-key" : "-value");
+        var ids = IdsOf(context.Component);
         // A failed lookup (registry down, schema not registered) is not cached: the next record asks again.
-        if (!_idBySubject.TryGetValue(subject, out var id)) id = _idBySubject.GetOrAdd(subject, SchemaIdOf(subject));
+        if (!ids.TryGetValue(context.Topic, out var id))
+            id = ids.GetOrAdd(context.Topic, SchemaIdOfAsync(context.Topic, context.Component).GetAwaiter().GetResult());
         var buffer = t_buffer ??= new MemoryStream(256);
         buffer.SetLength(ConfluentWire.HeaderBytes);
         buffer.Position = ConfluentWire.HeaderBytes;
@@ -92,24 +84,27 @@ public sealed class AvroSerDes<T>(ISchemaRegistryClient registry, bool autoRegis
         }
     }
 
-    private int SchemaIdOf(string subject)
+    private ConcurrentDictionary<string, int> IdsOf(MessageComponentType component) =>
+        component == MessageComponentType.Key ? _keyIds : _valueIds;
+
+    /// <summary>The id of this record's schema under the topic's subject (TopicNameStrategy): registered when
+    /// <c>autoRegister</c>, else looked up (production, where the deploy step registered it).</summary>
+    private async Task<int> SchemaIdOfAsync(string topic, MessageComponentType component)
     {
+        var subject = component == MessageComponentType.Key ? SchemaRegistry.SchemaRegistration.KeySubject(topic) : SchemaRegistry.SchemaRegistration.ValueSubject(topic);
         var schema = new Schema(ReaderSchema.ToString(), SchemaType.Avro);
         try
         {
             return autoRegister
-                ? registry.RegisterSchemaAsync(subject, schema, normalize: false).GetAwaiter().GetResult()
-                : registry.LookupSchemaAsync(subject, schema, ignoreDeletedSchemas: true, normalize: false).GetAwaiter().GetResult().Id;
+                ? await registry.RegisterSchemaAsync(subject, schema, normalize: false)
+                : (await registry.LookupSchemaAsync(subject, schema, ignoreDeletedSchemas: true, normalize: false)).Id;
         }
         catch (SchemaRegistryException e)
         {
-            throw NotRegistered(subject, e);
+            throw new InvalidOperationException($"schema {ReaderSchema.Fullname} under subject {subject}: {e.Message}" +
+                (autoRegister ? "" : " (schemas are registered by `streamhealth schemas register`)"), e);
         }
     }
-
-    private InvalidOperationException NotRegistered(string subject, SchemaRegistryException e) =>
-        new($"schema {ReaderSchema.Fullname} under subject {subject}: {e.Message}" +
-            (autoRegister ? "" : " (schemas are registered by `streamhealth schemas register`)"), e);
 
     private SpecificDatumReader<T> ReaderFor(int id)
     {

@@ -24,11 +24,14 @@ public static class StoreQueryApi
         {
             if (string.IsNullOrEmpty(key)) return Results.Problem("the query parameter 'key' is required", statusCode: StatusCodes.Status400BadRequest);
             var wait = TimeSpan.FromMilliseconds(Math.Clamp(wait_ms ?? 2_000, 0, MaxWaitMs));
-            var host = hosts.FirstOrDefault(h => h.QueryableStores().Any(q => q.ApplicationId == applicationId && q.Store == store)) ?? hosts.FirstOrDefault();
-            if (host is null) return Results.Problem("this process runs no topology", statusCode: StatusCodes.Status421MisdirectedRequest);
             // Reading a store blocks (Streamiz's API is synchronous, and it waits out a restore): a thread-pool thread per
-            // query for at most wait_ms.
-            var answer = host.Query(applicationId, store, key, wait);
+            // query for at most wait_ms. The host that runs the topology answers; the others say they serve no such store.
+            var answer = new StoreQueryAnswer(StoreQueryStatus.NoSuchStore, null, -1, "this process runs no topology");
+            foreach (var host in hosts)
+            {
+                answer = host.Query(applicationId, store, key, wait);
+                if (answer.Status != StoreQueryStatus.NoSuchStore) break;
+            }
             http.Response.Headers["StreamHealth-Partition"] = answer.Partition.ToString(System.Globalization.CultureInfo.InvariantCulture);
             return answer.Status switch
             {

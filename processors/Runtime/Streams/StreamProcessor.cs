@@ -22,7 +22,6 @@ public sealed class ProcessorServices(StreamMetrics metrics, ILogger log, Schema
     public SchemaRegistryConnection Schemas => schemas
         ?? throw new InvalidOperationException("this stream host has no schema registry (StreamHostOptions.SchemaRegistry)");
 
-    public bool HasSchemas => schemas is not null;
 }
 
 /// <summary>One input record as a processor sees it, decoded.</summary>

@@ -14,7 +14,7 @@ namespace StreamHealth.Weight.Pipeline;
 /// other side's enum becomes its UNSPECIFIED).</summary>
 public static class WeightWire
 {
-    // ---- serialisation (one serde per call site: Confluent's serializers are safe to share, but cheap to make)
+    // ---- serialisation (through the serdes a SchemaRegistryConnection keeps, one per record type)
 
     /// <summary>The key bytes of a user's records on <paramref name="topic"/> (what producers send; what partitioning hashes).</summary>
     public static byte[] Key(AvroSerDes<AvroRecords.Common.UserKey> serdes, string topic, string userId) =>
@@ -134,8 +134,8 @@ public static class WeightWire
     /// a number the target does not define becomes its zero, UNSPECIFIED.</summary>
     private static TTo Enum<TFrom, TTo>(TFrom value) where TFrom : struct, System.Enum where TTo : struct, System.Enum
     {
-        var number = Convert.ToInt32(value, System.Globalization.CultureInfo.InvariantCulture);
-        var converted = (TTo)(object)number;
+        // Both are int enums (BitCast refuses a size mismatch); no boxing: this runs for every enum of every record.
+        var converted = System.Runtime.CompilerServices.Unsafe.BitCast<int, TTo>(System.Runtime.CompilerServices.Unsafe.BitCast<TFrom, int>(value));
         return System.Enum.IsDefined(converted) ? converted : default;
     }
 }
