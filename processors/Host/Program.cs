@@ -45,7 +45,8 @@ public static class StreamHealthCli
               migrate                          apply PostgreSQL migrations (idempotent)
               dump TOPIC [--max N] [--since ISO-8601] [--follow] [--bootstrap HOST:PORT]
                                                print a topic as JSON lines (key, value, headers, timestamp)
-              schemas check|write-baseline     compare compiled schemas with schemas/baseline (backward compatibility)
+              schemas check [DIR]              are the schemas (compiled, or DIR/*.avsc) compatible with the registered ones
+                                               (the subject's level at SchemaRegistry:Url, old readers keep reading, enum symbols append-only)
               schemas register                 register every topic's Avro key and value schema at SchemaRegistry:Url
             configuration: streamhealth.json beside the binary, overridden by STREAMHEALTH_Section__Key variables
             """);

@@ -5,8 +5,9 @@ using StreamHealth.Schemas;
 
 namespace StreamHealth.Host.Verbs;
 
-/// <summary>`streamhealth schemas check|write-baseline|register`: the Protobuf compatibility gate against the committed
-/// baseline, and the deploy step that registers the Avro schemas with the Schema Registry.</summary>
+/// <summary>`streamhealth schemas register|check`: the deploy step that registers the Avro schemas with the Schema
+/// Registry, and the gate that asks it whether the schemas (compiled in, or a directory of .avsc files) may follow the
+/// versions registered there (<see cref="SchemaCheck"/>).</summary>
 internal static class SchemasVerb
 {
     public static int Run(string[] argv)
@@ -16,21 +17,44 @@ internal static class SchemasVerb
             case "register":
                 return RegisterAsync().GetAwaiter().GetResult();
             case "check":
-                var problems = SchemaCompatibility.CheckAgainstBaseline();
-                foreach (var p in problems) Console.Error.WriteLine(p);
-                Console.WriteLine(problems.Count == 0 ? "schemas are backward compatible with the baseline" : $"{problems.Count} incompatible change(s)");
-                return problems.Count == 0 ? 0 : 1;
-            case "write-baseline":
-                var path = argv.Length > 1 ? argv[1] : Path.Combine("schemas", "baseline", SchemaCompatibility.BaselineFileName);
-                var refused = SchemaCompatibility.CheckAgainstBaseline();
-                if (refused.Count > 0)
-                    throw new UsageException($"refusing to move the baseline over {refused.Count} incompatible change(s); run `streamhealth schemas check`");
-                File.WriteAllText(path, SchemaCompatibility.CurrentAsJson());
-                Console.WriteLine($"wrote {path}");
-                return 0;
+                return CheckAsync(argv.Length > 1 ? argv[1] : null).GetAwaiter().GetResult();
             default:
-                throw new UsageException("schemas needs 'check', 'write-baseline' or 'register'");
+                throw new UsageException("schemas needs 'register' or 'check [DIR]'");
         }
+    }
+
+    /// <summary>Checks the catalogue (or the .avsc files in <paramref name="directory"/>) against the latest registered
+    /// version of each subject; exit 1 naming every incompatible subject and why, 2 when the registry cannot be reached.</summary>
+    private static async Task<int> CheckAsync(string? directory)
+    {
+        var options = StreamHealthOptions.Load();
+        IReadOnlyList<(string Subject, string Schema)> subjects;
+        try
+        {
+            subjects = directory is null ? SchemaRegistration.CatalogueSubjects().ToList() : SchemaCheck.SubjectsFromDirectory(directory);
+        }
+        catch (ArgumentException e)
+        {
+            throw new UsageException(e.Message);
+        }
+        using var http = new HttpClient { BaseAddress = new Uri(options.SchemaRegistry.Url.TrimEnd('/') + "/"), Timeout = TimeSpan.FromSeconds(10) };
+        IReadOnlyList<SchemaCheck.Verdict> verdicts;
+        try
+        {
+            verdicts = await SchemaCheck.CheckAsync(http, subjects);
+        }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+        {
+            throw new ConfigurationException($"SchemaRegistry:Url = {options.SchemaRegistry.Url}: the schema registry cannot be reached ({e.Message})");
+        }
+        foreach (var verdict in verdicts)
+            if (verdict.Compatible) Console.WriteLine(verdict);
+            else Console.Error.WriteLine(verdict);
+        var refused = verdicts.Count(v => !v.Compatible);
+        Console.WriteLine(refused == 0
+            ? $"{verdicts.Count} subjects compatible with {options.SchemaRegistry.Url}"
+            : $"{refused} of {verdicts.Count} subjects incompatible with {options.SchemaRegistry.Url}");
+        return refused == 0 ? 0 : 1;
     }
 
     /// <summary>Registers every topic's key and value schema at SchemaRegistry:Url (the registry checks each against the
