@@ -70,6 +70,17 @@ public static class Extensions
         if (gateway.DevelopmentKeyEnabled)
             app.Logger.LogWarning("Gateway:ApiKeys holds the local development key from {File}; set STREAMHEALTH_Gateway__ApiKeys__0 outside a local stack",
                 GatewayOptions.FileName);
+        // Every 503 says when to come back (a handler's own problem as much as an outage the exception handler maps).
+        app.Use((http, next) =>
+        {
+            http.Response.OnStarting(() =>
+            {
+                if (http.Response.StatusCode == StatusCodes.Status503ServiceUnavailable && !http.Response.Headers.ContainsKey("Retry-After"))
+                    http.Response.Headers.RetryAfter = RequestProblems.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                return Task.CompletedTask;
+            });
+            return next(http);
+        });
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.UseDefaultFiles();

@@ -5,6 +5,7 @@ using Confluent.Kafka;
 using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Mvc;
 using Npgsql;
+using StreamHealth.Runtime.Streams;
 using StackExchange.Redis;
 
 namespace StreamHealth.Gateway;
@@ -75,6 +76,8 @@ internal sealed partial class RequestProblems(IProblemDetailsService problems, I
         NpgsqlException or SocketException => Unavailable("PostgreSQL"),
         RedisConnectionException or RedisTimeoutException => Unavailable("Redis"),
         KafkaException => Unavailable("Kafka"),
+        // A schema id not cached yet while the registry cannot answer (after the client's retries with backoff).
+        _ when ConfluentWire.IsRegistryUnavailable(exception) => Unavailable("Schema Registry"),
         _ => null,
     };
 

@@ -74,11 +74,6 @@ public sealed class WeightRequestReply : IHostedService, IDisposable
         _pending[requestId] = waiter;
         try
         {
-            // Off the request thread: the first record of a subject waits for the registry (then the ids are cached).
-            // Schema ids resolved without blocking a thread (many concurrent first requests blocking on the registry starve
-            // the pool); serialising is then synchronous and quick.
-            await _keys.PrepareAsync(RawTopic, Confluent.Kafka.MessageComponentType.Key);
-            await _measurements.PrepareAsync(RawTopic, Confluent.Kafka.MessageComponentType.Value);
             var (key, value) = (WeightWire.Key(_keys, RawTopic, measurement.UserId), WeightWire.Measurement(_measurements, RawTopic, measurement));
             await producer.ProduceAsync(RawTopic, new Message<byte[], byte[]>
             {
@@ -99,8 +94,9 @@ public sealed class WeightRequestReply : IHostedService, IDisposable
         }
     }
 
-    /// <summary>Waits (at most <see cref="Timeout"/>) until replies can be read; throws
-    /// <see cref="WeightPipelineUnavailableException"/> when they cannot, so a caller can refuse before doing anything.</summary>
+    /// <summary>Waits (at most <see cref="Timeout"/>) until replies can be read and the raw topic's schema ids are known;
+    /// throws <see cref="WeightPipelineUnavailableException"/> when replies cannot be read, and the registry client's
+    /// exception when it cannot answer (a 503 naming it), so a caller can refuse before doing anything.</summary>
     public async Task EnsureReadyAsync(CancellationToken ct)
     {
         if (_producer is null) throw new InvalidOperationException("Kafka:BootstrapServers is not set");
@@ -113,6 +109,10 @@ public sealed class WeightRequestReply : IHostedService, IDisposable
             throw new WeightPipelineUnavailableException(
                 $"the gateway is not reading {FilteredTopic} yet (Kafka at {_kafka.BootstrapServers} unreachable?); nothing was sent");
         }
+        // The first record of a subject waits for the registry, without blocking a thread (many concurrent first requests
+        // blocking on it starve the pool); then the ids are cached and serialising is synchronous and quick.
+        await _keys.PrepareAsync(RawTopic, Confluent.Kafka.MessageComponentType.Key);
+        await _measurements.PrepareAsync(RawTopic, Confluent.Kafka.MessageComponentType.Value);
     }
 
     private void ReadReplies()

@@ -35,6 +35,7 @@ internal static class RunVerb
         var log = logs.CreateLogger("StreamHealth.Run");
         using var redis = ConnectionMultiplexer.Connect(options.Redis.ConnectionOptions());   // abortConnect=false: publishing retries
         using var schemas = SchemaRegistryConnection.Connect(options.SchemaRegistry);
+        await schemas.EnsureReachableAsync();   // one line naming the URL, not a stream client failing in a loop
         using var host = new StreamHost(new StreamHostOptions
         {
             SchemaRegistry = schemas,

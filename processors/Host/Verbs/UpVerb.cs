@@ -49,6 +49,7 @@ internal static class UpVerb
             using var postgres = NpgsqlDataSource.Create(options.Postgres.ConnectionString);
             using var redis = ConnectionMultiplexer.Connect(options.Redis.ConnectionOptions());
             using var schemas = SchemaRegistryConnection.Connect(registry?.Url ?? options.SchemaRegistry.Url, options.SchemaRegistry.EffectiveAutoRegister);
+            await schemas.EnsureReachableAsync();
             StreamHostOptions HostOptions() => new()
             {
                 SchemaRegistry = schemas,

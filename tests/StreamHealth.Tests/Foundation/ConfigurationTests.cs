@@ -69,6 +69,20 @@ public sealed class ConfigurationTests
     }
 
     [Fact]
+    public void A_processing_host_whose_registry_does_not_answer_at_start_up_stops_with_one_line_naming_the_url()
+    {
+        var (code, stdout, stderr) = Repo.Run("dotnet", [ChildHost.HostDll, "run", "--topology", "weights"],
+            new Dictionary<string, string>
+            {
+                ["STREAMHEALTH_SchemaRegistry__Url"] = "http://127.0.0.1:9", ["STREAMHEALTH_SchemaRegistry__Embedded"] = "false",
+                ["STREAMHEALTH_Kafka__BootstrapServers"] = "127.0.0.1:9", ["STREAMHEALTH_State__Directory"] = Path.Combine(Path.GetTempPath(), "streamhealth-noregistry"),
+            });
+        Assert.True(code == 2, stdout + stderr);
+        var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith("streamhealth: SchemaRegistry:Url = http://127.0.0.1:9: the schema registry cannot be reached", line);
+    }
+
+    [Fact]
     public void A_schema_registry_url_that_is_not_http_is_a_configuration_error()
     {
         var e = Assert.Throws<ConfigurationException>(() => StreamHealthOptions.Load(new Dictionary<string, string?> { ["SchemaRegistry:Url"] = "kafka-1:8081" }));

@@ -191,5 +191,24 @@ public sealed class WeightCommandsApiTests(WeightGatewayFixture f) : IClassFixtu
         var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
         Assert.Contains("127.0.0.1:1", body.GetProperty("detail").GetString());
         Assert.Contains("nothing was sent", body.GetProperty("detail").GetString());
+        Assert.Equal(TimeSpan.FromSeconds(5), response.Headers.RetryAfter?.Delta);
+    }
+
+    [Fact]
+    public async Task Process_is_a_503_problem_naming_the_schema_registry_when_the_gateway_cannot_reach_it()
+    {
+        // Kafka and PostgreSQL answer; the registry does not, and this gateway has resolved no schema id yet.
+        var database = LocalServices.NewDatabaseName("gateway_noregistry");
+        await PostgresMigrator.MigrateAsync(LocalServices.PostgresConnectionString(database));
+        var settings = LocalServices.Overrides(database, f.Kafka.BootstrapServers);
+        settings["SchemaRegistry:Url"] = "http://127.0.0.1:1";   // nothing listens there
+        await using var app = new WebApplicationFactory<Program>().WithWebHostBuilder(b => b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(settings)));
+        using var client = app.CreateClient();
+        client.DefaultRequestHeaders.Add("X-Api-Key", "dev-key-change-me");
+        var response = await client.PostAsJsonAsync("/api/weight/process", Measurement(U("noreg"), 80, "01"));
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.ServiceUnavailable, $"{(int)response.StatusCode}: {text}");
+        Assert.True(response.Headers.RetryAfter?.Delta == TimeSpan.FromSeconds(5), text);
+        Assert.Equal("Schema Registry", JsonDocument.Parse(text).RootElement.GetProperty("title").GetString());
     }
 }
