@@ -54,7 +54,8 @@ public static class Extensions
         // Interactive queries: a key's state from the processing host that owns it (routed by the hosts' reports).
         builder.Services.AddSingleton<Streams.InteractiveQueries>();
         builder.Services.AddWeightCommands();
-        builder.Services.AddSingleton(sp => new Cgm.CgmReadingsPublisher(sp.GetRequiredService<StreamHealthOptions>()));
+        builder.Services.AddSingleton(sp => new Cgm.CgmReadingsPublisher(sp.GetRequiredService<StreamHealthOptions>(),
+            sp.GetRequiredService<SchemaRegistryConnection>()));
         builder.Services.AddSingleton(sp => new Cgm.ForecastEngine(
             StreamHealth.Forecast.ForecastOptions.Load(sp.GetRequiredService<IConfiguration>()),
             sp.GetRequiredService<ILogger<Cgm.ForecastEngine>>()));

@@ -7,7 +7,8 @@ namespace StreamHealth.Schemas;
 /// arrived, with headers naming the error (so <see cref="Key"/> and <see cref="Value"/> are null).
 /// An <see cref="IsAvro"/> topic carries Avro in the Confluent wire format (its schemas: <see cref="AvroSchemas"/>);
 /// its <see cref="Key"/> and <see cref="Value"/> still name the Protobuf messages it carried before the move, which the
-/// processes keep using inside (and the Protobuf baseline still checks) until the catalogue drops Protobuf.</remarks>
+/// Protobuf baseline still checks until the catalogue drops Protobuf (the weights code also keeps using its messages
+/// inside; the CGM code uses the generated Avro records and no longer touches its Protobuf messages).</remarks>
 public sealed record TopicSpec(string Name, MessageDescriptor? Key, MessageDescriptor? Value, int Partitions)
 {
     public bool IsDeadLetter => Value is null;
@@ -35,7 +36,10 @@ public static class Topics
 
     /// <summary>The topics already moved from Protobuf to Avro in the Confluent wire format; a topic carries one format
     /// only, so a workload's topics move together (producers, topology, sinks and readers in one change).</summary>
-    public static readonly IReadOnlySet<string> AvroTopics = new HashSet<string>(StringComparer.Ordinal) { WeightsRaw, WeightsFiltered, InsightsMetrics };
+    public static readonly IReadOnlySet<string> AvroTopics = new HashSet<string>(StringComparer.Ordinal)
+    {
+        WeightsRaw, WeightsFiltered, InsightsMetrics, CgmReadings, CgmLatest, CgmForecastRequests, CgmForecasts,
+    };
 
     public const string DeadLetterSuffix = ".dlq";
     public const int DefaultPartitions = 4;

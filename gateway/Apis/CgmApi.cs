@@ -238,7 +238,7 @@ public static class CgmApi
             var readings = parsed.Readings;
             try
             {
-                await CgmReadingProducer.ProduceAsync(publisher.Producer, publisher.Topic, readings, ct);
+                await CgmReadingProducer.ProduceAsync(publisher.Producer, publisher.Registry, publisher.Topic, readings, ct);
             }
             catch (KafkaException e)
             {
@@ -246,8 +246,14 @@ public static class CgmApi
                     detail: $"Sending to {publisher.Topic} failed ({e.Error.Reason}). Retry the upload: reading ids are deterministic, " +
                             "so readings already sent are stored once.");
             }
-            DateTime? first = readings.Count > 0 ? DateTime.UnixEpoch.AddMilliseconds(readings.Min(r => r.EventTimeUnixMs)) : null;
-            DateTime? last = readings.Count > 0 ? DateTime.UnixEpoch.AddMilliseconds(readings.Max(r => r.EventTimeUnixMs)) : null;
+            catch (Exception e) when (Runtime.Streams.ConfluentWire.IsRegistryUnavailable(e))
+            {
+                // The topic's schema ids are resolved before the first reading is serialised: nothing was sent.
+                return TypedResults.Problem(title: "The schema registry is unavailable", statusCode: StatusCodes.Status503ServiceUnavailable,
+                    detail: $"The readings for {publisher.Topic} could not be serialised ({e.Message}); nothing was sent. Retry the upload.");
+            }
+            DateTime? first = readings.Count > 0 ? readings.Min(r => r.event_time_unix_ms) : null;
+            DateTime? last = readings.Count > 0 ? readings.Max(r => r.event_time_unix_ms) : null;
             return TypedResults.Accepted($"/api/v1/cgm/{userId}/readings",
                 new UploadAccepted(userId, parsed.Format.Name(), readings.Count, parsed.Rows - readings.Count, parsed.ClockShiftsCorrected,
                     first, last, publisher.Topic, ToSkipped(parsed.Report), parsed.Report.ImpossibleGlucose));

@@ -5,6 +5,7 @@ using StreamHealth.Cgm.Formats;
 using StreamHealth.Cgm.Pipeline;
 using StreamHealth.Cgm.Series;
 using StreamHealth.Runtime.Configuration;
+using StreamHealth.Runtime.SchemaRegistry;
 
 namespace StreamHealth.Gateway.Cgm;
 
@@ -106,8 +107,9 @@ public static class CgmUploads
     }
 }
 
-/// <summary>The gateway's producer of cgm.readings (uploads), created on first use.</summary>
-public sealed class CgmReadingsPublisher(StreamHealthOptions options) : IDisposable
+/// <summary>The gateway's producer of cgm.readings (uploads), created on first use; records are Avro through the gateway's
+/// schema registry connection (<see cref="Registry"/>, the DI singleton).</summary>
+public sealed class CgmReadingsPublisher(StreamHealthOptions options, SchemaRegistryConnection registry) : IDisposable
 {
     private readonly Lazy<IProducer<byte[], byte[]>> _producer = new(() => new ProducerBuilder<byte[], byte[]>(new ProducerConfig
     {
@@ -118,6 +120,7 @@ public sealed class CgmReadingsPublisher(StreamHealthOptions options) : IDisposa
     public bool Configured => !string.IsNullOrEmpty(options.Kafka.BootstrapServers);
     public string Topic { get; init; } = Schemas.Topics.CgmReadings;
     public IProducer<byte[], byte[]> Producer => _producer.Value;
+    public SchemaRegistryConnection Registry => registry;
 
     public void Dispose()
     {

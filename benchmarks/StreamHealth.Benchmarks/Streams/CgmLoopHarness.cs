@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using Confluent.Kafka;
-using Google.Protobuf;
 using StreamHealth.Benchmarks.Kafka;
 using StreamHealth.Cgm;
 using StreamHealth.Cgm.Formats;
@@ -19,7 +18,8 @@ namespace StreamHealth.Benchmarks.Streams;
 /// user's window read from the processor's decoded cache (else Streamiz's caching RocksDB store), the reading aligned
 /// into it and the window put back into the store (serialised on every reading: Streamiz has no pre-commit hook);
 /// cgm.latest and forecast requests go out on the wall-clock punctuation; changelog and commit every second.
-/// The host creates the changelog topic (<see cref="HarnessHost"/>).</summary>
+/// The host creates the changelog topic (<see cref="HarnessHost"/>). The topics are Avro through the stand-in schema
+/// registry (<see cref="HarnessHost.Registry"/>, over BENCH_PG), as in production.</summary>
 public static class CgmLoopHarness
 {
     public static int Run(int copies, string sharedData)
@@ -33,6 +33,13 @@ public static class CgmLoopHarness
         cluster.CreateTopic(names.RequestsTopic, 8);
         cluster.CreateTopic(names.ReadingsTopic + Topics.DeadLetterSuffix, 1);
 
+        var (registryServer, registry) = HarnessHost.Registry();
+        using var registryConnection = registry;
+        using var registryServerStop = new Disposing(() => registryServer.DisposeAsync().AsTask().GetAwaiter().GetResult());
+        var keys = registry.SerDes<StreamHealth.Schemas.Avro.Common.UserKey>();
+        var values = registry.SerDes<StreamHealth.Schemas.Avro.Cgm.CgmReading>();
+        var keyContext = new SerializationContext(MessageComponentType.Key, names.ReadingsTopic);
+        var valueContext = new SerializationContext(MessageComponentType.Value, names.ReadingsTopic);
         var records = 0;
         using (var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig
                {
@@ -44,11 +51,11 @@ public static class CgmLoopHarness
                 foreach (var (person, readings) in people)
                 {
                     var user = $"{person}-{c}";
-                    var key = new UserKey { UserId = user }.ToByteArray();
+                    var key = keys.Serialize(new StreamHealth.Schemas.Avro.Common.UserKey { user_id = user }, keyContext);
                     foreach (var (timeMs, mgDl) in readings)
                     {
                         var reading = CgmReadings.FromRow(user, CgmFormat.Unified, CgmRow.Glucose(timeMs, mgDl))!;
-                        p.ProduceBlocking(names.ReadingsTopic, new Message<byte[], byte[]> { Key = key, Value = reading.ToByteArray() });
+                        p.ProduceBlocking(names.ReadingsTopic, new Message<byte[], byte[]> { Key = key, Value = values.Serialize(reading, valueContext) });
                         records++;
                     }
                 }
@@ -59,7 +66,7 @@ public static class CgmLoopHarness
         var stateDir = Directory.CreateTempSubdirectory("streamhealth-cgm-loop-").FullName;
         try
         {
-            var options = HarnessHost.Options(cluster, stateDir);
+            var options = HarnessHost.Options(cluster, stateDir, registry: registry);
             using var host = new StreamHost(options,
                 [CgmTopology.Create(new CgmPipelineOptions(), names.ApplicationId, names.ReadingsTopic, names.LatestTopic, names.RequestsTopic)], HarnessHost.Logs());
             host.Start();

@@ -1,13 +1,14 @@
 using System.Diagnostics;
 using System.Globalization;
 using Confluent.Kafka;
-using Google.Protobuf;
 using StreamHealth.Benchmarks.Kafka;
 using StreamHealth.Forecast;
 using StreamHealth.Forecast.Inference;
 using StreamHealth.Forecast.Service;
 using StreamHealth.Runtime.Kafka;
-using StreamHealth.Schemas;
+using StreamHealth.Runtime.SchemaRegistry;
+using StreamHealth.Runtime.Streams;
+using AvroRecords = StreamHealth.Schemas.Avro;
 
 namespace StreamHealth.Benchmarks.Streams;
 
@@ -20,7 +21,8 @@ namespace StreamHealth.Benchmarks.Streams;
 /// last forecast in the output topic (its high watermark);</item>
 /// <item>latency: the consumer running, requests produced at fixed rates (open loop) with their produce time as the
 /// record timestamp, which the forecast carries; latency = forecast read by a reader − request produced.</item>
-/// </list></summary>
+/// </list>
+/// Requests and forecasts are Avro through the stand-in schema registry (<see cref="HarnessHost.Registry"/>, over BENCH_PG).</summary>
 public static class ForecastLoopHarness
 {
     private const int Partitions = 16;   // keeps each partition under the embedded broker's ~5 MiB retention at 10k requests/s
@@ -30,6 +32,9 @@ public static class ForecastLoopHarness
     {
         var windows = HallWindows(Path.Combine(sharedData, "cgm", "hall2018_19_subjects.csv"));
         using var cluster = EmbeddedKafkaCluster.Start(1, topics: []);
+        var (registryServer, registry) = HarnessHost.Registry();
+        using var registryConnection = registry;
+        using var registryServerStop = new Disposing(() => registryServer.DisposeAsync().AsTask().GetAwaiter().GetResult());
         Console.WriteLine($"forecast loop: model {modelPath}, {windows.Count:N0} real windows (Hall 2018), 10 MC samples, quantiles 0.05/0.25/0.75/0.95, " +
                           $"MaxWaitMs {maxWaitMs}, intra-op threads {intraOpThreads}, embedded Kafka ({Partitions} partitions), {Environment.ProcessorCount} cores");
         var failures = 0;
@@ -39,13 +44,13 @@ public static class ForecastLoopHarness
             {
                 ModelPath = modelPath, Seed = 1, McSamples = 10, MaxBatchSize = batch, MaxWaitMs = maxWaitMs, IntraOpThreads = intraOpThreads,
             };
-            var (rate, meanBatch, modelMs, quantileMs, dead) = Throughput(cluster, options, windows, requests);
+            var (rate, meanBatch, modelMs, quantileMs, dead) = Throughput(cluster, registry, options, windows, requests);
             Console.WriteLine($"  MaxBatchSize {batch,5}: {rate,8:N0} forecasts/s ({requests:N0} pre-produced), batches of {meanBatch:F1} on average, " +
                               $"per batch: model {modelMs:F2} ms, quantiles {quantileMs:F2} ms; dead letters {dead}");
             if (dead > 0) failures++;
             foreach (var perSecond in ratesPerSecond)
             {
-                var (p50, p99, max, received, sent) = Latency(cluster, options, windows, perSecond, seconds);
+                var (p50, p99, max, received, sent) = Latency(cluster, registry, options, windows, perSecond, seconds);
                 Console.WriteLine($"  {"",17}  at {perSecond,6:N0} requests/s for {seconds} s: p50 {p50,6:F1} ms, p99 {p99,7:F1} ms, max {max,7:F1} ms " +
                                   $"({received:N0} of {sent:N0} forecasts)");
                 if (received < sent) failures++;
@@ -55,12 +60,12 @@ public static class ForecastLoopHarness
     }
 
     private static (double Rate, double MeanBatch, double ModelMs, double QuantileMs, long Dead) Throughput(
-        EmbeddedKafkaCluster cluster, ForecastOptions options, List<float[]> windows, int count)
+        EmbeddedKafkaCluster cluster, SchemaRegistryConnection registry, ForecastOptions options, List<float[]> windows, int count)
     {
         var names = NewTopics(cluster, $"fc-tp-{options.MaxBatchSize}");
-        Produce(cluster.BootstrapServers, names.RequestsTopic, windows, count, perSecond: 0, interactiveEvery: 0);
+        Produce(cluster.BootstrapServers, registry, names.RequestsTopic, windows, count, perSecond: 0, interactiveEvery: 0);
         using var consumer = new ForecastConsumer(options, OnnxGlucoseForecaster.Open(options),
-            new ForecastConsumerSettings(cluster.BootstrapServers, FetchWaitMaxMs: 2), names);
+            new ForecastConsumerSettings(cluster.BootstrapServers, FetchWaitMaxMs: 2), registry, names);
         consumer.Start();
         while (consumer.Consumed == 0) Thread.Sleep(1);
         var clock = Stopwatch.StartNew();
@@ -75,11 +80,11 @@ public static class ForecastLoopHarness
     }
 
     private static (double P50, double P99, double Max, int Received, int Sent) Latency(
-        EmbeddedKafkaCluster cluster, ForecastOptions options, List<float[]> windows, int perSecond, int seconds)
+        EmbeddedKafkaCluster cluster, SchemaRegistryConnection registry, ForecastOptions options, List<float[]> windows, int perSecond, int seconds)
     {
         var names = NewTopics(cluster, $"fc-lat-{options.MaxBatchSize}-{perSecond}");
         using var consumer = new ForecastConsumer(options, OnnxGlucoseForecaster.Open(options),
-            new ForecastConsumerSettings(cluster.BootstrapServers, FetchWaitMaxMs: 2), names);
+            new ForecastConsumerSettings(cluster.BootstrapServers, FetchWaitMaxMs: 2), registry, names);
         consumer.Start();
         var total = perSecond * seconds;
         var latencies = new List<double>(total);
@@ -102,10 +107,10 @@ public static class ForecastLoopHarness
         reader.Start();
         joined.Wait();
         // Warm-up: the consumer's group join and first batches, not counted.
-        Produce(cluster.BootstrapServers, names.RequestsTopic, windows, 200, perSecond: 200, interactiveEvery: 0);
+        Produce(cluster.BootstrapServers, registry, names.RequestsTopic, windows, 200, perSecond: 200, interactiveEvery: 0);
         while (latencies.Count < 200) Thread.Sleep(10);
         latencies.Clear();
-        Produce(cluster.BootstrapServers, names.RequestsTopic, windows, total, perSecond, interactiveEvery: 0, firstUser: 200);
+        Produce(cluster.BootstrapServers, registry, names.RequestsTopic, windows, total, perSecond, interactiveEvery: 0, firstUser: 200);
         reader.Join();
         var sorted = latencies.Order().ToArray();
         if (sorted.Length == 0) return (double.NaN, double.NaN, double.NaN, 0, total);
@@ -122,8 +127,13 @@ public static class ForecastLoopHarness
     }
 
     /// <summary>One request per user (user i gets window i mod windows); timestamps are produce times.</summary>
-    private static void Produce(string bootstrap, string topic, List<float[]> windows, int count, int perSecond, int interactiveEvery, int firstUser = 0)
+    private static void Produce(string bootstrap, SchemaRegistryConnection registry, string topic, List<float[]> windows, int count, int perSecond,
+        int interactiveEvery, int firstUser = 0)
     {
+        var keys = registry.SerDes<AvroRecords.Common.UserKey>();
+        var values = registry.SerDes<AvroRecords.Cgm.CgmForecastRequest>();
+        var keyContext = new SerializationContext(MessageComponentType.Key, topic);
+        var valueContext = new SerializationContext(MessageComponentType.Value, topic);
         using var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig
         {
             BootstrapServers = bootstrap, LingerMs = perSecond > 0 ? 1 : 5, QueueBufferingMaxMessages = 1_000_000,
@@ -137,15 +147,15 @@ public static class ForecastLoopHarness
                 while (clock.Elapsed < due) Thread.Sleep(TimeSpan.FromTicks(Math.Max(1, (due - clock.Elapsed).Ticks / 2)));
             }
             var user = $"bench-{firstUser + i}";
-            var request = new CgmForecastRequest
+            var request = new AvroRecords.Cgm.CgmForecastRequest
             {
-                SchemaVersion = 1, EventTimeUnixMs = 1_795_000_000_000, RequestId = $"{user}:1", UserId = user, StepMinutes = 5,
-                Interactive = interactiveEvery > 0 && i % interactiveEvery == 0,
+                event_time_unix_ms = AvroTime.FromUnixMs(1_795_000_000_000), request_id = $"{user}:1", user_id = user, step_minutes = 5,
+                interactive = interactiveEvery > 0 && i % interactiveEvery == 0,
+                glucose_mg_dl = windows[(firstUser + i) % windows.Count],
             };
-            request.GlucoseMgDl.AddRange(windows[(firstUser + i) % windows.Count]);
             p.ProduceBlocking(topic, new Message<byte[], byte[]>
             {
-                Key = new UserKey { UserId = user }.ToByteArray(), Value = request.ToByteArray(),
+                Key = keys.Serialize(new AvroRecords.Common.UserKey { user_id = user }, keyContext), Value = values.Serialize(request, valueContext),
                 Timestamp = new Timestamp(DateTime.UtcNow, TimestampType.CreateTime),
             });
         }

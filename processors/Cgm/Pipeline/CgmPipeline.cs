@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using StackExchange.Redis;
+using StreamHealth.Runtime.SchemaRegistry;
 using StreamHealth.Runtime.Sinks;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Schemas;
@@ -30,20 +31,24 @@ public sealed class CgmPipeline : IDisposable
     {
         names ??= CgmPipelineNames.Default;
         Names = names;
+        var registry = hostOptions.SchemaRegistry
+            ?? throw new ArgumentException("the CGM topics are Avro: StreamHostOptions.SchemaRegistry must be set", nameof(hostOptions));
         Host = new StreamHost(hostOptions, [CgmTopology.Create(options, names.ApplicationId, names.ReadingsTopic, names.LatestTopic, names.RequestsTopic)], logs);
-        (PostgresSink, RedisSink) = CreateSinks(names, hostOptions.BootstrapServers, postgres, redis, logs, sessionTimeoutMs,
+        (PostgresSink, RedisSink) = CreateSinks(names, hostOptions.BootstrapServers, postgres, redis, registry, logs, sessionTimeoutMs,
             (options ?? new CgmPipelineOptions()).TimeRule);
     }
 
-    /// <summary>The two sinks (for hosts that run them beside other topologies).</summary>
+    /// <summary>The two sinks (for hosts that run them beside other topologies); they read the topics' Avro records
+    /// through <paramref name="registry"/>.</summary>
     public static (SinkRunner Postgres, SinkRunner Redis) CreateSinks(CgmPipelineNames names, string bootstrapServers,
-        NpgsqlDataSource postgres, IConnectionMultiplexer redis, ILoggerFactory logs, int sessionTimeoutMs = 6_000,
+        NpgsqlDataSource postgres, IConnectionMultiplexer redis, SchemaRegistryConnection registry, ILoggerFactory logs, int sessionTimeoutMs = 6_000,
         Runtime.Validation.EventTimeRule? timeRule = null) =>
     (
         SinkRunner.For(bootstrapServers, names.ReadingsTopic, names.PostgresSinkGroup,
-            CgmReadingsPostgresWriter.Create(postgres, logs.CreateLogger("StreamHealth.Sinks." + CgmReadingsPostgresWriter.Name), timeRule), postgres, logs, sessionTimeoutMs),
+            CgmReadingsPostgresWriter.Create(postgres, registry, logs.CreateLogger("StreamHealth.Sinks." + CgmReadingsPostgresWriter.Name), timeRule),
+            postgres, logs, sessionTimeoutMs),
         SinkRunner.For(bootstrapServers, names.LatestTopic, names.RedisSinkGroup,
-            CgmLatestRedisWriter.Create(redis), postgres, logs, sessionTimeoutMs)
+            CgmLatestRedisWriter.Create(redis, registry), postgres, logs, sessionTimeoutMs)
     );
 
     public CgmPipeline Start()

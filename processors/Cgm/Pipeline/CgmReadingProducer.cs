@@ -1,16 +1,18 @@
 using Confluent.Kafka;
-using Google.Protobuf;
 using StreamHealth.Cgm.Formats;
 using StreamHealth.Cgm.Series;
+using StreamHealth.Runtime.SchemaRegistry;
 using StreamHealth.Runtime.Validation;
-using StreamHealth.Schemas;
+using CgmReading = StreamHealth.Schemas.Avro.Cgm.CgmReading;
+using UserKey = StreamHealth.Schemas.Avro.Common.UserKey;
 
 namespace StreamHealth.Cgm.Pipeline;
 
 /// <summary>Turns a parsed export into cgm.readings records and produces them, waiting for every
 /// acknowledgement. The whole file is parsed before the first record is sent (a bad file sends nothing),
 /// and reading ids are deterministic, so a retry after a failed send re-sends the same records and the
-/// sinks store each once.</summary>
+/// sinks store each once. Records are Avro in the Confluent wire format (key UserKey, value CgmReading), serialised
+/// through the process's schema registry connection like every producer of the topic.</summary>
 public static class CgmReadingProducer
 {
     /// <summary>A parsed export ready to stream: its readings on the continuous clock (daylight-saving and time-zone
@@ -32,9 +34,9 @@ public static class CgmReadingProducer
         var readings = ToReadings(userId, format, continuous, shiftMs);
         if (timeRule is { } rule)
             foreach (var r in readings)
-                if (rule.Check("time", r.EventTimeUnixMs, nowUnixMs) is { } problem)
-                    throw new CgmFormatException(format, LineOf(fileOrder, report.RowLines!, r.OriginalTimeUnixMs - shiftMs),
-                        r.EventTimeUnixMs > nowUnixMs && !format.IsUtc()
+                if (CgmReadings.EventTimeMs(r) is var timeMs && rule.Check("time", timeMs, nowUnixMs) is { } problem)
+                    throw new CgmFormatException(format, LineOf(fileOrder, report.RowLines!, CgmReadings.OriginalTimeMs(r) - shiftMs),
+                        timeMs > nowUnixMs && !format.IsUtc()
                             ? problem + $"; {format.Name()} exports carry local wall-clock times: if this one's clock is ahead of UTC, say by how much with utc_offset (e.g. +10:00)"
                             : problem);
         return new FileReadings(format, fileOrder.Count, shifts, readings, report);
@@ -61,19 +63,28 @@ public static class CgmReadingProducer
         {
             var shifted = shiftMs == 0 ? row : row with { TimeMs = row.TimeMs + shiftMs, OriginalTimeMs = row.OriginalTimeMs + shiftMs };
             if (CgmReadings.FromRow(userId, format, shifted) is not { } reading) continue;
-            var copies = seen.GetValueOrDefault(reading.ReadingId) + 1;
-            seen[reading.ReadingId] = copies;
-            if (copies > 1) reading.ReadingId += ":" + copies.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            var copies = seen.GetValueOrDefault(reading.reading_id) + 1;
+            seen[reading.reading_id] = copies;
+            if (copies > 1) reading.reading_id += ":" + copies.ToString(System.Globalization.CultureInfo.InvariantCulture);
             readings.Add(reading);
         }
         return readings;
     }
 
     /// <summary>Produces <paramref name="readings"/> keyed by user, record timestamp = now (export clocks
-    /// may be decades old or local time; the event time travels in the value). Throws
-    /// <see cref="ProduceException{TKey,TValue}"/> naming the first failure after every send settled.</summary>
-    public static async Task ProduceAsync(IProducer<byte[], byte[]> producer, string topic, IReadOnlyList<CgmReading> readings, CancellationToken ct = default)
+    /// may be decades old or local time; the event time travels in the value), as Avro through
+    /// <paramref name="registry"/> (the topic's schema ids resolved first without blocking a thread). Throws
+    /// <see cref="ProduceException{TKey,TValue}"/> naming the first failure after every send settled; a registry that
+    /// cannot be reached throws before anything is sent.</summary>
+    public static async Task ProduceAsync(IProducer<byte[], byte[]> producer, SchemaRegistryConnection registry, string topic,
+        IReadOnlyList<CgmReading> readings, CancellationToken ct = default)
     {
+        var keys = registry.SerDes<UserKey>();
+        var values = registry.SerDes<CgmReading>();
+        await keys.PrepareAsync(topic, MessageComponentType.Key);
+        await values.PrepareAsync(topic, MessageComponentType.Value);
+        var keyContext = new SerializationContext(MessageComponentType.Key, topic);
+        var valueContext = new SerializationContext(MessageComponentType.Value, topic);
         var now = Timestamp.Default;
         var sends = new Task[readings.Count];
         byte[]? key = null;
@@ -82,8 +93,8 @@ public static class CgmReadingProducer
         {
             ct.ThrowIfCancellationRequested();
             var r = readings[i];
-            if (r.UserId != keyUser) { keyUser = r.UserId; key = new UserKey { UserId = r.UserId }.ToByteArray(); }
-            sends[i] = producer.ProduceAsync(topic, new Message<byte[], byte[]> { Key = key!, Value = r.ToByteArray(), Timestamp = now }, ct);
+            if (r.user_id != keyUser) { keyUser = r.user_id; key = keys.Serialize(new UserKey { user_id = r.user_id }, keyContext); }
+            sends[i] = producer.ProduceAsync(topic, new Message<byte[], byte[]> { Key = key!, Value = values.Serialize(r, valueContext), Timestamp = now }, ct);
         }
         await Task.WhenAll(sends);
     }

@@ -3,9 +3,13 @@ using Microsoft.Extensions.Logging;
 using Npgsql;
 using NpgsqlTypes;
 using StackExchange.Redis;
+using StreamHealth.Runtime.SchemaRegistry;
 using StreamHealth.Runtime.Sinks;
+using StreamHealth.Runtime.Streams;
 using StreamHealth.Runtime.Validation;
-using StreamHealth.Schemas;
+using CgmLatest = StreamHealth.Schemas.Avro.Cgm.CgmLatest;
+using CgmReading = StreamHealth.Schemas.Avro.Cgm.CgmReading;
+using UserKey = StreamHealth.Schemas.Avro.Common.UserKey;
 
 namespace StreamHealth.Cgm.Pipeline;
 
@@ -13,28 +17,31 @@ namespace StreamHealth.Cgm.Pipeline;
 /// has one owner whatever its time (workload <see cref="Workload"/>): a retry of the same reading is stored once, and an
 /// id already used by another user or for another reading (another time, type or value) is dead-lettered, as is a
 /// record that does not decode. Records the CGM topology dead-letters (same <see cref="CgmReadings.Validate"/> rule,
-/// judged at the same receiving time) are skipped here.</summary>
+/// judged at the same receiving time) are skipped here. Keys and values are Avro (Confluent wire format) read through the
+/// process's schema registry connection; an unknown schema id is a record that does not decode (archived naming the id),
+/// a registry that cannot be reached an outage (the runner retries).</summary>
 public static class CgmReadingsPostgresWriter
 {
     public const string Name = "cgm-readings-postgres";
     public const string Workload = "cgm-reading";
 
-    public static ISinkWriter Create(NpgsqlDataSource db, ILogger? log = null, EventTimeRule? timeRule = null) =>
-        new PostgresEventSink<(string KeyUserId, CgmReading Reading)>(db, Describe(timeRule ?? EventTimeRule.Default), log);
+    public static ISinkWriter Create(NpgsqlDataSource db, SchemaRegistryConnection registry, ILogger? log = null, EventTimeRule? timeRule = null) =>
+        new PostgresEventSink<(string KeyUserId, CgmReading Reading)>(db,
+            Describe(registry.SerDes<UserKey>(), registry.SerDes<CgmReading>(), timeRule ?? EventTimeRule.Default), log);
 
     // The user is the record key's (the topology checks the reading's own user against it).
-    private static PostgresEventWorkload<(string KeyUserId, CgmReading Reading)> Describe(EventTimeRule timeRule) => new()
+    private static PostgresEventWorkload<(string KeyUserId, CgmReading Reading)> Describe(AvroSerDes<UserKey> keys, AvroSerDes<CgmReading> values,
+        EventTimeRule timeRule) => new()
     {
         SinkName = Name,
-        Decode = static record => (UserKey.Parser.ParseFrom(PostgresEventSink.Key(record)).UserId,
-                                   CgmReading.Parser.ParseFrom(PostgresEventSink.Value(record))),
+        Decode = record => (keys.ReadKey(record.Key, record.Topic).user_id, values.ReadValue(record.Value, record.Topic)),
         DecodeFailure = "cannot decode cgm.readings record",
         // In cgm.readings.dlq with the reason: the topology judged the record by the same rule at the same receiving time.
         Skip = (r, receivedAtMs) => CgmReadings.Validate(r.KeyUserId, r.Reading, timeRule, receivedAtMs) is not null,
         EventIdWorkload = Workload,
         EventIdField = "reading_id",
         EventKind = "reading (another time, type or value)",
-        EventId = static r => r.Reading.ReadingId,
+        EventId = static r => r.Reading.reading_id,
         UserId = static r => r.KeyUserId,
         Fingerprint = static r => CgmReadings.Fingerprint(r.Reading),
         InsertSql = """
@@ -46,19 +53,20 @@ public static class CgmReadingsPostgresWriter
             """,
         AddParameters = static (p, rows) =>
         {
-            p.Add(rows.Column("ids", static (_, r) => r.Reading.ReadingId));
+            p.Add(rows.Column("ids", static (_, r) => r.Reading.reading_id));
             p.Add(rows.Column("users", static (_, r) => r.KeyUserId));
-            p.Add(rows.Timestamps("times", static (_, r) => r.Reading.EventTimeUnixMs));
+            p.Add(rows.Timestamps("times", static (_, r) => CgmReadings.EventTimeMs(r.Reading)));
+            // Not known (null): the event time stands for it.
             p.Add(rows.Timestamps("originals", static (_, r) =>
-                r.Reading.OriginalTimeUnixMs == 0 ? r.Reading.EventTimeUnixMs : r.Reading.OriginalTimeUnixMs));
-            p.Add(rows.Column("types", static (_, r) => CgmReadings.EventTypeName(r.Reading.EventType)));
-            p.Add(rows.Column("glucose", static (_, r) => Nullable(r.Reading.GlucoseMgDl), NpgsqlDbType.Double));
-            p.Add(rows.Column("flags", static (_, r) => (short)r.Reading.QualityFlags));
-            p.Add(rows.Column("formats", static (_, r) => r.Reading.SourceFormat.Length == 0 ? "producer" : r.Reading.SourceFormat));
-            p.Add(rows.Column("carbs", static (_, r) => Nullable(r.Reading.CarbsG), NpgsqlDbType.Double));
-            p.Add(rows.Column("slow", static (_, r) => Nullable(r.Reading.InsulinSlowU), NpgsqlDbType.Double));
-            p.Add(rows.Column("fast", static (_, r) => Nullable(r.Reading.InsulinFastU), NpgsqlDbType.Double));
-            p.Add(rows.Column("exercise", static (_, r) => Nullable(r.Reading.ExerciseMin), NpgsqlDbType.Double));
+                CgmReadings.OriginalTimeMs(r.Reading) is var original and not 0 ? original : CgmReadings.EventTimeMs(r.Reading)));
+            p.Add(rows.Column("types", static (_, r) => CgmReadings.EventTypeName(r.Reading.event_type)));
+            p.Add(rows.Column("glucose", static (_, r) => Nullable(r.Reading.glucose_mg_dl), NpgsqlDbType.Double));
+            p.Add(rows.Column("flags", static (_, r) => (short)r.Reading.quality_flags));
+            p.Add(rows.Column("formats", static (_, r) => string.IsNullOrEmpty(r.Reading.source_format) ? "producer" : r.Reading.source_format));
+            p.Add(rows.Column("carbs", static (_, r) => Nullable(r.Reading.carbs_g), NpgsqlDbType.Double));
+            p.Add(rows.Column("slow", static (_, r) => Nullable(r.Reading.insulin_slow_u), NpgsqlDbType.Double));
+            p.Add(rows.Column("fast", static (_, r) => Nullable(r.Reading.insulin_fast_u), NpgsqlDbType.Double));
+            p.Add(rows.Column("exercise", static (_, r) => Nullable(r.Reading.exercise_min), NpgsqlDbType.Double));
             p.Add(rows.Column("partitions", static (record, _) => record.Partition));
             p.Add(rows.Column("offsets", static (record, _) => record.Offset));
         },
@@ -81,18 +89,22 @@ public static class CgmLatestCache
 
     public static RedisKey Key(string userId) => KeyPrefix + userId;
 
-    public static Task<RedisResult> WriteAsync(IDatabaseAsync redis, CgmLatest latest) =>
-        RedisLatestHash.WriteAsync(redis, Key(latest.UserId), latest.EventTimeUnixMs, Ttl,
+    /// <summary>Writes a cgm.latest record (quality flags as the unsigned bit set they are, as on Protobuf).</summary>
+    public static Task<RedisResult> WriteAsync(IDatabaseAsync redis, CgmLatest latest)
+    {
+        var timeMs = AvroTime.ToUnixMs(latest.event_time_unix_ms);
+        return RedisLatestHash.WriteAsync(redis, Key(latest.user_id), timeMs, Ttl,
         [
-            "user_id", latest.UserId,
-            RedisLatestHash.EventTimeField, latest.EventTimeUnixMs,
-            "glucose_mg_dl", F(latest.GlucoseMgDl),
-            "rate_mg_dl_per_min", F(latest.RateMgDlPerMin),
-            "trend_arrow", latest.TrendArrow,
-            "quality_flags", latest.QualityFlags,
-            "window_steps", latest.WindowSteps,
-            "forecast_window_complete", latest.ForecastWindowComplete ? 1 : 0,
+            "user_id", latest.user_id,
+            RedisLatestHash.EventTimeField, timeMs,
+            "glucose_mg_dl", F(latest.glucose_mg_dl),
+            "rate_mg_dl_per_min", F(latest.rate_mg_dl_per_min),
+            "trend_arrow", latest.trend_arrow,
+            "quality_flags", (uint)latest.quality_flags,
+            "window_steps", latest.window_steps,
+            "forecast_window_complete", latest.forecast_window_complete ? 1 : 0,
         ]);
+    }
 
     public static async Task<CgmLatestValue?> ReadAsync(IDatabaseAsync redis, string userId)
     {
@@ -108,9 +120,14 @@ public static class CgmLatestCache
     private static double P(string s) => double.Parse(s, CultureInfo.InvariantCulture);
 }
 
-/// <summary>cgm.latest → <see cref="CgmLatestCache"/>.</summary>
+/// <summary>cgm.latest → <see cref="CgmLatestCache"/>; values are Avro CgmLatest records (Confluent wire format) read
+/// through <c>registry</c>.</summary>
 public static class CgmLatestRedisWriter
 {
-    public static ISinkWriter Create(IConnectionMultiplexer redis) => new RedisWriteThrough<CgmLatest>(
-        "cgm-latest-redis", "latest-glucose", redis, CgmLatest.Parser, l => l.UserId.Length > 0, CgmLatestCache.WriteAsync);
+    public static ISinkWriter Create(IConnectionMultiplexer redis, SchemaRegistryConnection registry)
+    {
+        var values = registry.SerDes<CgmLatest>();
+        return new RedisWriteThrough<CgmLatest>("cgm-latest-redis", "latest-glucose", redis,
+            record => values.ReadValue(record.Value, record.Topic), l => !string.IsNullOrEmpty(l.user_id), CgmLatestCache.WriteAsync);
+    }
 }

@@ -2,11 +2,13 @@ using System.Buffers.Binary;
 using Streamiz.Kafka.Net.Processors.Public;
 using Streamiz.Kafka.Net.SerDes;
 using Streamiz.Kafka.Net.State;
+using Confluent.Kafka;
 using StreamHealth.Cgm.Series;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Runtime.Validation;
 using StreamHealth.Schemas;
-using ReadingKind = StreamHealth.Schemas.CgmEventType;
+using AvroRecords = StreamHealth.Schemas.Avro;
+using ReadingKind = StreamHealth.Schemas.Avro.Cgm.CgmEventType;
 
 namespace StreamHealth.Cgm.Pipeline;
 
@@ -45,7 +47,10 @@ public sealed class CgmPipelineOptions
 /// user per <see cref="CgmPipelineOptions.MinForecastRequestIntervalMs"/>). Readings that fail
 /// <see cref="CgmReadings.Validate"/> throw and so land in cgm.readings.dlq with the reason; non-glucose
 /// readings (insulin, carbs, …) pass validation and reach PostgreSQL through the readings sink, but do
-/// not enter the window.</summary>
+/// not enter the window. The three topics are Avro in the Confluent wire format (key UserKey; the generated
+/// <c>StreamHealth.Schemas.Avro.Cgm</c> records, through the host's schema registry connection): a record that does not
+/// decode (not that format, an unknown schema id) is dead-lettered too, its header naming the schema id it claims. The
+/// window state in RocksDB is not a topic and keeps its own format (<see cref="CgmUserStateSerde"/>).</summary>
 public static class CgmTopology
 {
     public const string ApplicationId = "cgm";
@@ -63,6 +68,7 @@ public static class CgmTopology
             SourceTopic = sourceTopic,
             ProcessorName = "cgm-window",
             SinkTopics = [latestTopic, requestTopic],
+            RequiresSchemaRegistry = true,
             Processor = services => TransformerBuilder.New<byte[], byte[], byte[], Emission>()
                 .Transformer<CgmWindowProcessor>(services, settings)
                 .StateStore(Stores.KeyValueStoreBuilder(Stores.PersistentKeyValueStore(WindowStore), new StringSerDes(),
@@ -92,10 +98,17 @@ public static class CgmTopology
 
     public sealed record CgmProcessorSettings(CgmPipelineOptions Options, string LatestTopic, string RequestTopic);
 
-    public sealed class CgmWindowProcessor : StreamProcessor<UserKey, CgmReading>
+    public sealed class CgmWindowProcessor : StreamProcessor<AvroRecords.Common.UserKey, AvroRecords.Cgm.CgmReading>
     {
         private readonly CgmPipelineOptions options = null!;
         private readonly string latestTopic = "", requestTopic = "";
+        private readonly AvroSerDes<AvroRecords.Common.UserKey> _keys = null!;
+        private readonly AvroSerDes<AvroRecords.Cgm.CgmLatest> _latest = null!;
+        private readonly AvroSerDes<AvroRecords.Cgm.CgmForecastRequest> _requests = null!;
+        // Reused for every emission (this task's thread only; serialising copies them into the output bytes).
+        private readonly AvroRecords.Common.UserKey _key = new();
+        private readonly AvroRecords.Cgm.CgmLatest _latestRecord = new();
+        private readonly AvroRecords.Cgm.CgmForecastRequest _request = new() { glucose_mg_dl = [] };
         private IKeyValueStore<string, Fenced<CgmUserState>> _states = null!;
         // Decoded windows of recently seen users (the store keeps bytes; this task is their only writer), with the
         // offset of the last reading each applied.
@@ -111,12 +124,17 @@ public static class CgmTopology
         public CgmWindowProcessor() : base(null!, null!, null!, "") { }
 
         public CgmWindowProcessor(ProcessorServices services, CgmProcessorSettings settings)
-            : base(services, ProtobufSerDes<UserKey>.Instance, ProtobufSerDes<CgmReading>.Instance, "cgm-window")
+            : base(services, services.Schemas.SerDes<AvroRecords.Common.UserKey>(), services.Schemas.SerDes<AvroRecords.Cgm.CgmReading>(), "cgm-window")
         {
             options = settings.Options;
             latestTopic = settings.LatestTopic;
             requestTopic = settings.RequestTopic;
             _input = new float[options.ForecastInputSteps];
+            _keys = services.Schemas.SerDes<AvroRecords.Common.UserKey>();
+            _latest = services.Schemas.SerDes<AvroRecords.Cgm.CgmLatest>();
+            _requests = services.Schemas.SerDes<AvroRecords.Cgm.CgmForecastRequest>();
+            // The request's series is the input buffer itself: it is copied into the output bytes when serialised.
+            _request.glucose_mg_dl = _input;
         }
 
         protected override void Init()
@@ -127,13 +145,13 @@ public static class CgmTopology
                 now => Punctuation(Emit, now));
         }
 
-        protected override void Process(in InputRecord<UserKey, CgmReading> record)
+        protected override void Process(in InputRecord<AvroRecords.Common.UserKey, AvroRecords.Cgm.CgmReading> record)
         {
             var r = record.Value;
-            var userId = record.Key.UserId;
+            var userId = record.Key.user_id;
             var receivedAtMs = EventTimeRule.ReceivedAt(record.TimestampUnixMs, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
             if (CgmReadings.Validate(userId, r, options.TimeRule, receivedAtMs) is { } problem) throw new CgmInputException(problem);
-            if (r.EventType != ReadingKind.Egv) return;
+            if (r.event_type != ReadingKind.CGM_EVENT_TYPE_EGV) return;
 
             // Nothing below throws: a record that fails has failed above, before any state changed.
             var entry = Load(userId);
@@ -143,7 +161,7 @@ public static class CgmTopology
                 return;
             }
             var state = entry.Value;
-            var change = state.Window.Add(r.EventTimeUnixMs, (float)r.GlucoseMgDl, (CgmQuality)(r.QualityFlags & 0xFF));
+            var change = state.Window.Add(CgmReadings.EventTimeMs(r), (float)r.glucose_mg_dl, (CgmQuality)(r.quality_flags & 0xFF));
             Save(userId, new Fenced<CgmUserState>(record.Offset, state));
             // A duplicate only flags the kept reading; nothing a forecast or the latest value depends on changed.
             if (change is not (CgmWindowChange.Added or CgmWindowChange.OutOfRange or CgmWindowChange.Replaced)) return;
@@ -151,19 +169,25 @@ public static class CgmTopology
             _pending.Add(userId);
         }
 
+        /// <summary>Runs in a punctuation: a failure (the schema registry unreachable while a schema id is first resolved)
+        /// leaves the users still marked, so the next punctuation sends them.</summary>
         private void Emit(long timeUnixMs)
         {
+            var latest = _latestRecord;
             foreach (var userId in _changed)
             {
                 var state = Load(userId).Value;
                 var w = state.Window;
-                var latest = new CgmLatest
-                {
-                    SchemaVersion = 1, EventTimeUnixMs = w.LatestTimeMs, UserId = userId, GlucoseMgDl = w.LatestGlucoseMgDl,
-                    RateMgDlPerMin = w.TrendMgDlPerMinute, TrendArrow = w.TrendArrow.ToString(), QualityFlags = (uint)w.LatestQuality,
-                    WindowSteps = w.Count, ForecastWindowComplete = w.TryCopyLatest(_input.Length, _input, out _),
-                };
-                Emit(latestTopic, new UserKey { UserId = userId }, latest, w.LatestTimeMs, $"cgm-latest:{userId}:{w.Version}");
+                latest.event_time_unix_ms = AvroTime.FromUnixMs(w.LatestTimeMs);
+                latest.user_id = userId;
+                latest.glucose_mg_dl = w.LatestGlucoseMgDl;
+                latest.rate_mg_dl_per_min = w.TrendMgDlPerMinute;
+                latest.trend_arrow = w.TrendArrow.ToString();
+                latest.quality_flags = (int)w.LatestQuality;
+                latest.window_steps = w.Count;
+                latest.forecast_window_complete = w.TryCopyLatest(_input.Length, _input, out _);
+                EmitBytes(latestTopic, Key(latestTopic, userId), _latest.Serialize(latest, new SerializationContext(MessageComponentType.Value, latestTopic)),
+                    w.LatestTimeMs, $"cgm-latest:{userId}:{w.Version}");
             }
             _changed.Clear();
 
@@ -176,19 +200,27 @@ public static class CgmTopology
                 var state = entry.Value;
                 if (state.LastRequestedVersion == state.Window.Version) continue;
                 if (!state.Window.TryCopyLatest(_input.Length, _input, out var lastStepMs)) continue;
-                var request = new CgmForecastRequest
-                {
-                    SchemaVersion = 1, EventTimeUnixMs = lastStepMs, UserId = userId, StepMinutes = options.Series.StepMinutes,
-                    RequestId = $"{userId}:{lastStepMs}:{state.Window.Version}",
-                };
-                request.GlucoseMgDl.AddRange(_input);
-                Emit(requestTopic, new UserKey { UserId = userId }, request, lastStepMs, "cgm-request:" + request.RequestId);
+                var request = _request;
+                request.event_time_unix_ms = AvroTime.FromUnixMs(lastStepMs);
+                request.user_id = userId;
+                request.step_minutes = options.Series.StepMinutes;
+                request.request_id = $"{userId}:{lastStepMs}:{state.Window.Version}";
+                request.interactive = false;
+                EmitBytes(requestTopic, Key(requestTopic, userId), _requests.Serialize(request, new SerializationContext(MessageComponentType.Value, requestTopic)),
+                    lastStepMs, "cgm-request:" + request.request_id);
                 state.LastRequestedVersion = state.Window.Version;
                 Save(userId, entry);
                 _lastRequestWallMs[userId] = timeUnixMs;
             }
             if (done is not null) foreach (var u in done) _pending.Remove(u);
             if (_lastRequestWallMs.Count > DecodedCapacity) _lastRequestWallMs.Clear();
+        }
+
+        /// <summary>The user's key bytes on <paramref name="topic"/>, as producers of cgm.readings write them.</summary>
+        private byte[] Key(string topic, string userId)
+        {
+            _key.user_id = userId;
+            return _keys.Serialize(_key, new SerializationContext(MessageComponentType.Key, topic));
         }
 
         /// <summary>Written on every change: Streamiz has no hook before its commit, and the store's cache (enabled) keeps

@@ -1,15 +1,17 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Text;
+using System.Runtime.InteropServices;
 using Confluent.Kafka;
-using Google.Protobuf;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using StreamHealth.Forecast.Inference;
 using StreamHealth.Forecast.Quantiles;
+using StreamHealth.Runtime.SchemaRegistry;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Runtime.Validation;
 using StreamHealth.Schemas;
+using AvroRecords = StreamHealth.Schemas.Avro;
 
 namespace StreamHealth.Forecast.Service;
 
@@ -36,20 +38,32 @@ public sealed record ForecastConsumerSettings(string BootstrapServers, int Sessi
 /// <item>Delivery: at least once. A record's offset is committed only when its forecast or dead letter is
 /// acknowledged by the broker, and never past a record still queued or in flight (requests complete out of order).
 /// A crash repeats the unacknowledged tail; forecasts carry the request id, on which the sinks deduplicate.</item>
-/// <item>Bad input: a request that does not decode or fails <see cref="ForecastRequests.Validate"/> goes to
-/// <c>cgm.forecast-requests.dlq</c> with the stream runtime's dead-letter headers, and the batch goes on.</item>
+/// <item>Records: both topics are Avro in the Confluent wire format (key UserKey; CgmForecastRequest in,
+/// CgmForecast out), read and written through the process's <see cref="SchemaRegistryConnection"/>.</item>
+/// <item>Bad input: a request that does not decode (not that format, a schema id the registry does not know, a body
+/// that does not match its schema) or fails <see cref="ForecastRequests.Validate"/> goes to
+/// <c>cgm.forecast-requests.dlq</c> with the stream runtime's dead-letter headers (and <see cref="StreamHeaders.SchemaId"/>
+/// when its value names one), and the batch goes on.</item>
+/// <item>Registry outage: a request whose writer schema cannot be fetched because the registry cannot answer is not the
+/// record's fault: it is kept, its partition paused (nothing behind it is read, nothing from it committed) and decoded
+/// again after a back-off (doubling to <see cref="MaxRegistryBackoff"/>); other partitions go on.</item>
 /// <item>Scale-out: every member of the group <see cref="ForecastNames.GroupId"/> owns some partitions; the members share
 /// nothing, so adding members (processes or pods) adds throughput up to one per partition.</item>
 /// </list></summary>
 public sealed class ForecastConsumer : IDisposable
 {
     public const string ProcessorName = "cgm-forecaster";
+    public static readonly TimeSpan InitialRegistryBackoff = TimeSpan.FromMilliseconds(200);
+    public static readonly TimeSpan MaxRegistryBackoff = TimeSpan.FromSeconds(5);
 
     private readonly ForecastOptions _options;
     private readonly ForecastNames _names;
     private readonly ForecastConsumerSettings _settings;
     private readonly OnnxGlucoseForecaster _forecaster;
     private readonly ILogger _log;
+    private readonly AvroSerDes<AvroRecords.Common.UserKey> _keys;
+    private readonly AvroSerDes<AvroRecords.Cgm.CgmForecastRequest> _requests;
+    private readonly AvroSerDes<AvroRecords.Cgm.CgmForecast> _forecastSerDes;
     private readonly CancellationTokenSource _stop = new();
     private readonly IProducer<byte[]?, byte[]?> _producer;
     private IConsumer<byte[]?, byte[]?>? _consumer;
@@ -63,34 +77,47 @@ public sealed class ForecastConsumer : IDisposable
     // Per assigned partition: the offset after the last record consumed, and the offset last committed.
     private readonly Dictionary<int, long> _nextConsumed = [];
     private readonly Dictionary<int, long> _committed = [];
+    // Per paused partition: the record that could not be decoded while the schema registry was unreachable, and when to
+    // try it again. The partition stays paused (librdkafka resumes after the last record returned) until it decodes.
+    private readonly Dictionary<int, (ConsumeResult<byte[]?, byte[]?> Record, long DueMs)> _held = [];
+    private TimeSpan _registryBackoff = InitialRegistryBackoff;
 
-    // Per-batch scratch, reused: the batch's requests, and one forecast message refilled per request.
+    // Per-batch scratch, reused: the batch's requests, and one forecast record (with its key) refilled per request: its
+    // median and band series are these arrays, copied into the output bytes when it is serialised.
     private readonly List<QueuedRequest> _batch = [];
     private readonly double[] _levels;
     private readonly double[] _levelZs;
     private readonly float[] _median;
     private readonly float[] _bands;
-    private readonly CgmForecast _forecast = new() { SchemaVersion = 1 };
+    private readonly float[][] _bandSeries;
+    private readonly AvroRecords.Cgm.CgmForecast _forecast = new();
+    private readonly AvroRecords.Common.UserKey _key = new();
 
     private long _consumed, _forecasts, _deadLettered, _batches, _batchedRequests, _inferenceTicks, _summaryTicks, _commitFailures, _deliveryFailures;
     private Exception? _failure;
 
+    /// <summary>Reads requests and writes forecasts as Avro through <paramref name="registry"/> (the process's connection).</summary>
     public ForecastConsumer(ForecastOptions options, OnnxGlucoseForecaster forecaster, ForecastConsumerSettings settings,
-        ForecastNames? names = null, ILoggerFactory? logs = null)
+        SchemaRegistryConnection registry, ForecastNames? names = null, ILoggerFactory? logs = null)
     {
         _options = options.ThrowIfInvalid();
         _forecaster = forecaster;
         _settings = settings;
         _names = names ?? ForecastNames.Default;
         _log = (logs ?? NullLoggerFactory.Instance).CreateLogger("StreamHealth.Forecast.Consumer");
+        _keys = registry.SerDes<AvroRecords.Common.UserKey>();
+        _requests = registry.SerDes<AvroRecords.Cgm.CgmForecastRequest>();
+        _forecastSerDes = registry.SerDes<AvroRecords.Cgm.CgmForecast>();
         var levels = options.EffectiveQuantiles;
         _levels = [.. levels];
         _levelZs = [.. levels.Select(Gaussian.Quantile)];
         _median = new float[options.HorizonSteps];
         _bands = new float[levels.Count * options.HorizonSteps];
-        for (var k = 0; k < levels.Count; k++) _forecast.Bands.Add(new CgmQuantileBand { Quantile = (float)levels[k] });
-        _forecast.ModelVersion = forecaster.ModelVersion;
-        _forecast.McSamples = forecaster.McSamples;
+        _bandSeries = [.. levels.Select(_ => new float[options.HorizonSteps])];
+        _forecast.median_mg_dl = _median;
+        _forecast.bands = [.. levels.Select((q, k) => new AvroRecords.Cgm.CgmQuantileBand { quantile = (float)q, glucose_mg_dl = _bandSeries[k] })];
+        _forecast.model_version = forecaster.ModelVersion;
+        _forecast.mc_samples = forecaster.McSamples;
         _producer = new ProducerBuilder<byte[]?, byte[]?>(new ProducerConfig
         {
             BootstrapServers = settings.BootstrapServers,
@@ -148,12 +175,15 @@ public sealed class ForecastConsumer : IDisposable
             .Build();
         try
         {
-            _consumer.Subscribe(_names.RequestsTopic);
+            // The forecasts' schema ids before anything is read: serialising never waits on the registry after this, so a
+            // registry outage can only hold requests back (see Accept), never fail a batch already run.
+            if (ResolveOutputSchemas()) _consumer.Subscribe(_names.RequestsTopic);
             var readAhead = 2 * _options.MaxBatchSize;
             var maxWait = TimeSpan.FromMilliseconds(_options.MaxWaitMs);
             var nextCommit = Environment.TickCount64 + _options.CommitIntervalMs;
             while (!_stop.IsCancellationRequested)
             {
+                RetryHeld();
                 var r = TryConsume(_queue.Count == 0 ? TimeSpan.FromMilliseconds(100) : _queue.TimeUntilDue(maxWait));
                 while (r is not null)
                 {
@@ -187,6 +217,31 @@ public sealed class ForecastConsumer : IDisposable
         }
     }
 
+    /// <summary>Resolves (registering, where allowed) the forecasts topic's key and value schema ids, retrying with back-off
+    /// while the registry cannot answer; false when stopped first. Any other failure (e.g. the schema not registered where
+    /// auto-registration is off) throws: the consumer cannot produce at all.</summary>
+    private bool ResolveOutputSchemas()
+    {
+        var backoff = InitialRegistryBackoff;
+        while (!_stop.IsCancellationRequested)
+        {
+            try
+            {
+                _keys.PrepareAsync(_names.ForecastsTopic, MessageComponentType.Key).GetAwaiter().GetResult();
+                _forecastSerDes.PrepareAsync(_names.ForecastsTopic, MessageComponentType.Value).GetAwaiter().GetResult();
+                return true;
+            }
+            catch (Exception e) when (ConfluentWire.IsRegistryUnavailable(e))
+            {
+                _log.LogWarning("forecaster: schema registry unavailable resolving the {Topic} schemas ({Error}); retrying in {Backoff} ms before joining the group",
+                    _names.ForecastsTopic, e.Message, backoff.TotalMilliseconds);
+                _stop.Token.WaitHandle.WaitOne(backoff);
+                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, MaxRegistryBackoff.Ticks));
+            }
+        }
+        return false;
+    }
+
     private ConsumeResult<byte[]?, byte[]?>? TryConsume(TimeSpan timeout)
     {
         try
@@ -200,32 +255,88 @@ public sealed class ForecastConsumer : IDisposable
         }
     }
 
-    /// <summary>Decodes and validates one record: queued for a batch, or dead-lettered with the reason.</summary>
+    /// <summary>Decodes and validates one record: queued for a batch, dead-lettered with the reason, or (the schema registry
+    /// unreachable) held with its partition paused until it can be decoded.</summary>
     private void Intake(ConsumeResult<byte[]?, byte[]?> r)
     {
+        // Behind a held record (fetched before its partition was paused): read again from there once it is resumed.
+        if (_held.TryGetValue(r.Partition.Value, out var held) && r.Offset.Value > held.Record.Offset.Value) return;
         Interlocked.Increment(ref _consumed);
-        _nextConsumed[r.Partition.Value] = r.Offset.Value + 1;
-        CgmForecastRequest request;
+        if (!Accept(r)) Hold(r);
+    }
+
+    /// <summary>False when the record cannot be decoded now because the schema registry cannot answer (an outage: the
+    /// record is not at fault and must not be dead-lettered).</summary>
+    private bool Accept(ConsumeResult<byte[]?, byte[]?> r)
+    {
+        AvroRecords.Cgm.CgmForecastRequest request;
         string keyUser;
         try
         {
-            keyUser = UserKey.Parser.ParseFrom(r.Message.Key ?? throw new FormatException("record has no key")).UserId;
-            request = CgmForecastRequest.Parser.ParseFrom(r.Message.Value ?? throw new FormatException("record has no value"));
+            keyUser = _keys.ReadKey(r.Message.Key, r.Topic).user_id;
+            request = _requests.ReadValue(r.Message.Value, r.Topic);
         }
-        catch (Exception e) when (e is InvalidProtocolBufferException or FormatException)
+        catch (FormatException e)
         {
+            _nextConsumed[r.Partition.Value] = r.Offset.Value + 1;
             DeadLetter(r, $"cannot decode record at {r.Topic}[{r.Partition.Value}]@{r.Offset.Value}: {e.Message}", StreamHeaders.DeserializationError);
-            return;
+            return true;
         }
+        catch (Exception e) when (ConfluentWire.IsRegistryUnavailable(e))
+        {
+            _log.LogWarning("forecaster: schema registry unavailable decoding {Topic}[{Partition}]@{Offset} ({Error}); partition paused, retrying in {Backoff} ms",
+                r.Topic, r.Partition.Value, r.Offset.Value, e.Message, _registryBackoff.TotalMilliseconds);
+            return false;
+        }
+        _registryBackoff = InitialRegistryBackoff;
+        _nextConsumed[r.Partition.Value] = r.Offset.Value + 1;
         var timestampMs = r.Message.Timestamp.UnixTimestampMs;
         var wallMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         var receivedAtMs = EventTimeRule.ReceivedAt(timestampMs, wallMs);
         if (ForecastRequests.Validate(keyUser, request, _options, receivedAtMs) is { } reason)
         {
             DeadLetter(r, reason, nameof(ForecastRequestException));
-            return;
+            return true;
         }
         _queue.Enqueue(new QueuedRequest(request, r, Stopwatch.GetTimestamp()));
+        return true;
+    }
+
+    /// <summary>Keeps <paramref name="r"/> for another try and pauses its partition: nothing behind it is read meanwhile,
+    /// and the commit frontier stays at it.</summary>
+    private void Hold(ConsumeResult<byte[]?, byte[]?> r)
+    {
+        var partition = r.Partition.Value;
+        _nextConsumed[partition] = r.Offset.Value;
+        _held[partition] = (r, Environment.TickCount64 + (long)_registryBackoff.TotalMilliseconds);
+        _consumer!.Pause([r.TopicPartition]);
+        _registryBackoff = TimeSpan.FromTicks(Math.Min(_registryBackoff.Ticks * 2, MaxRegistryBackoff.Ticks));
+    }
+
+    /// <summary>Decodes the held records that are due again; a partition whose record now decodes is resumed.</summary>
+    private void RetryHeld()
+    {
+        if (_held.Count == 0) return;
+        var now = Environment.TickCount64;
+        List<int>? due = null;
+        foreach (var (partition, held) in _held)
+            if (held.DueMs <= now) (due ??= []).Add(partition);
+        if (due is null) return;
+        foreach (var partition in due)
+        {
+            var record = _held[partition].Record;
+            if (!Accept(record))
+            {
+                _held[partition] = (record, Environment.TickCount64 + (long)_registryBackoff.TotalMilliseconds);
+                _registryBackoff = TimeSpan.FromTicks(Math.Min(_registryBackoff.Ticks * 2, MaxRegistryBackoff.Ticks));
+                continue;
+            }
+            _held.Remove(partition);
+            _consumer!.Resume([record.TopicPartition]);
+            // Fetching goes on right after the held record whatever was fetched (and skipped) around the pause.
+            _consumer.Seek(new TopicPartitionOffset(record.TopicPartition, record.Offset.Value + 1));
+            _log.LogInformation("forecaster: {Topic}[{Partition}] resumed at offset {Offset}", record.Topic, partition, record.Offset.Value);
+        }
     }
 
     /// <summary>Takes up to MaxBatchSize requests (interactive first), runs the model once, emits one forecast each.</summary>
@@ -239,8 +350,10 @@ public sealed class ForecastConsumer : IDisposable
         for (var i = 0; i < _batch.Count; i++)
         {
             var window = _forecaster.Window(i);
-            var values = _batch[i].Request.GlucoseMgDl;
-            for (var t = 0; t < window.Length; t++) window[t] = values[t];
+            var values = _batch[i].Request.glucose_mg_dl;
+            // The Avro reader fills a List<float>: copied as a span (validation saw exactly the window's length).
+            if (values is List<float> list) CollectionsMarshal.AsSpan(list)[..window.Length].CopyTo(window);
+            else for (var t = 0; t < window.Length; t++) window[t] = values[t];
         }
         var samples = _forecaster.Run(_batch.Count);
         var inferred = Stopwatch.GetTimestamp();
@@ -261,12 +374,13 @@ public sealed class ForecastConsumer : IDisposable
                 DeadLetter(p.Record, "the model returned a non-finite mean or standard deviation for this window", nameof(ForecastModelException), owner);
                 continue;
             }
+            var (key, value) = Encode(p.Request);
             Send(_names.ForecastsTopic, new Message<byte[]?, byte[]?>
             {
-                Key = p.Record.Message.Key,
-                Value = Encode(p.Request),
+                Key = key,
+                Value = value,
                 Timestamp = new Timestamp(p.Record.Message.Timestamp.UnixTimestampMs, TimestampType.CreateTime),
-                Headers = new Headers { { StreamHeaders.OutputId, Encoding.UTF8.GetBytes("forecast:" + p.Request.RequestId) } },
+                Headers = new Headers { { StreamHeaders.OutputId, Encoding.UTF8.GetBytes("forecast:" + p.Request.request_id) } },
             }, owner);
             Interlocked.Increment(ref _forecasts);
         }
@@ -278,23 +392,21 @@ public sealed class ForecastConsumer : IDisposable
         Interlocked.Add(ref _summaryTicks, summaryTicks);
     }
 
-    private byte[] Encode(CgmForecastRequest request)
+    /// <summary>The forecast of <paramref name="request"/> (this batch's <see cref="_median"/> and <see cref="_bands"/>) as
+    /// cgm.forecasts key and value bytes: the key serialised for the forecasts topic (its own subject), not copied.</summary>
+    private (byte[] Key, byte[] Value) Encode(AvroRecords.Cgm.CgmForecastRequest request)
     {
         var f = _forecast;
-        f.EventTimeUnixMs = request.EventTimeUnixMs;
-        f.RequestId = request.RequestId;
-        f.UserId = request.UserId;
-        f.StepMinutes = request.StepMinutes;
-        f.MedianMgDl.Clear();
-        f.MedianMgDl.AddRange(_median);
+        f.event_time_unix_ms = request.event_time_unix_ms;
+        f.request_id = request.request_id;
+        f.user_id = request.user_id;
+        f.step_minutes = request.step_minutes;
         var horizon = _median.Length;
-        for (var k = 0; k < f.Bands.Count; k++)
-        {
-            var band = f.Bands[k].GlucoseMgDl;
-            band.Clear();
-            for (var h = 0; h < horizon; h++) band.Add(_bands[k * horizon + h]);
-        }
-        return f.ToByteArray();
+        for (var k = 0; k < _bandSeries.Length; k++) _bands.AsSpan(k * horizon, horizon).CopyTo(_bandSeries[k]);
+        _key.user_id = request.user_id;   // validated: the record key's user
+        var topic = _names.ForecastsTopic;
+        return (_keys.Serialize(_key, new SerializationContext(MessageComponentType.Key, topic)),
+            _forecastSerDes.Serialize(f, new SerializationContext(MessageComponentType.Value, topic)));
     }
 
     /// <summary>The record as it arrived (key, value, timestamp, headers) to the dead-letter topic, with the stream
@@ -306,7 +418,7 @@ public sealed class ForecastConsumer : IDisposable
         Send(_names.DeadLetterTopic, new Message<byte[]?, byte[]?>
         {
             Key = r.Message.Key, Value = r.Message.Value, Timestamp = r.Message.Timestamp,
-            Headers = StreamHeaders.DeadLetter(r.Message.Headers, r.Topic, r.Partition.Value, r.Offset.Value, error, errorType, ProcessorName),
+            Headers = DeadLetterHeaders(r, error, errorType),
         }, owner);
         if (batch is null)
         {
@@ -315,6 +427,16 @@ public sealed class ForecastConsumer : IDisposable
         }
         Interlocked.Increment(ref _deadLettered);
         _log.LogWarning("forecaster: record {Topic}[{Partition}]@{Offset} dead-lettered: {Error}", r.Topic, r.Partition.Value, r.Offset.Value, error);
+    }
+
+    /// <summary>The stream runtime's dead-letter headers, and the schema id the value's Confluent wire header names (as a
+    /// stream processor's dead letter of an Avro topic carries it).</summary>
+    private static Headers DeadLetterHeaders(ConsumeResult<byte[]?, byte[]?> r, string error, string errorType)
+    {
+        var headers = StreamHeaders.DeadLetter(r.Message.Headers, r.Topic, r.Partition.Value, r.Offset.Value, error, errorType, ProcessorName);
+        if (ConfluentWire.SchemaId(r.Message.Value ?? []) is { } schemaId)
+            headers.Add(StreamHeaders.SchemaId, Encoding.UTF8.GetBytes(schemaId.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        return headers;
     }
 
     /// <summary>Hands one output to the producer; a full producer queue means the broker is slower than the model:
@@ -419,6 +541,8 @@ public sealed class ForecastConsumer : IDisposable
         {
             _nextConsumed.Remove(p);
             _committed.Remove(p);
+            // A held record is read again by the partition's next owner (from the committed offset, at or before it).
+            if (_held.Remove(p, out var held) && !lost) _consumer!.Resume([held.Record.TopicPartition]);
         }
         _log.LogInformation("forecaster: partitions {Partitions} of {Topic} {How}", string.Join(",", revoked.Order()), _names.RequestsTopic,
             lost ? "lost" : "revoked");

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using Confluent.Kafka;
-using StreamHealth.Schemas;
+using CgmForecastRequest = StreamHealth.Schemas.Avro.Cgm.CgmForecastRequest;
 
 namespace StreamHealth.Forecast.Service;
 
@@ -21,7 +21,7 @@ internal sealed class ForecastQueue
 
     public int Count => _interactive.Count + _background.Count;
 
-    public void Enqueue(in QueuedRequest request) => (request.Request.Interactive ? _interactive : _background).Enqueue(request);
+    public void Enqueue(in QueuedRequest request) => (request.Request.interactive ? _interactive : _background).Enqueue(request);
 
     /// <summary>Moves up to <paramref name="max"/> requests into <paramref name="batch"/>: interactive first.</summary>
     public void TakeBatch(int max, List<QueuedRequest> batch)

@@ -1,6 +1,7 @@
 using System.Globalization;
+using StreamHealth.Runtime.Streams;
 using StreamHealth.Runtime.Validation;
-using StreamHealth.Schemas;
+using CgmForecastRequest = StreamHealth.Schemas.Avro.Cgm.CgmForecastRequest;
 
 namespace StreamHealth.Forecast.Service;
 
@@ -20,14 +21,14 @@ public static class ForecastRequests
     {
         if (string.IsNullOrEmpty(keyUserId)) return "record key has no user_id";
         if (InputRules.CheckId("user_id", keyUserId) is { } badUser) return badUser;
-        if (request.UserId.Length == 0) return "user_id is required";
-        if (request.UserId != keyUserId) return $"user_id {InputRules.Quote(request.UserId)} does not match the record key '{keyUserId}'";
-        if (request.RequestId.Length == 0) return "request_id is required (forecasts carry it and sinks deduplicate on it)";
-        if (InputRules.CheckId("request_id", request.RequestId) is { } badId) return badId;
-        if (options.TimeRule.Check("event_time_unix_ms", request.EventTimeUnixMs, receivedAtUnixMs) is { } badTime) return badTime;
-        if (request.StepMinutes != options.StepMinutes)
-            return $"step_minutes = {request.StepMinutes}: the model reads {options.StepMinutes}-minute steps";
-        var values = request.GlucoseMgDl;
+        if (string.IsNullOrEmpty(request.user_id)) return "user_id is required";
+        if (request.user_id != keyUserId) return $"user_id {InputRules.Quote(request.user_id)} does not match the record key '{keyUserId}'";
+        if (string.IsNullOrEmpty(request.request_id)) return "request_id is required (forecasts carry it and sinks deduplicate on it)";
+        if (InputRules.CheckId("request_id", request.request_id) is { } badId) return badId;
+        if (options.TimeRule.Check("event_time_unix_ms", AvroTime.ToUnixMs(request.event_time_unix_ms), receivedAtUnixMs) is { } badTime) return badTime;
+        if (request.step_minutes != options.StepMinutes)
+            return $"step_minutes = {request.step_minutes}: the model reads {options.StepMinutes}-minute steps";
+        var values = request.glucose_mg_dl ?? [];
         if (values.Count != options.InputSteps)
             return $"glucose_mg_dl has {values.Count} values; the model reads exactly {options.InputSteps} " +
                    $"({options.InputSteps * options.StepMinutes / 60.0:0.##} h of {options.StepMinutes}-minute steps, oldest first)";

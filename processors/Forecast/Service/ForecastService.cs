@@ -2,12 +2,14 @@ using Microsoft.Extensions.Logging;
 using Npgsql;
 using StackExchange.Redis;
 using StreamHealth.Forecast.Inference;
+using StreamHealth.Runtime.SchemaRegistry;
 using StreamHealth.Runtime.Sinks;
 
 namespace StreamHealth.Forecast.Service;
 
 /// <summary>The forecasting slice in one process: the model (checked before anything joins a group), the forecast
-/// consumer, and the cgm.forecasts → PostgreSQL and → Redis sinks, each sink its own consumer group.</summary>
+/// consumer, and the cgm.forecasts → PostgreSQL and → Redis sinks, each sink its own consumer group. All of them read and
+/// write the Avro topics through <c>registry</c> (the process's schema registry connection, kept by the caller).</summary>
 public sealed class ForecastService : IDisposable
 {
     public ForecastConsumer Consumer { get; }
@@ -15,22 +17,24 @@ public sealed class ForecastService : IDisposable
     public SinkRunner RedisSink { get; }
 
     /// <exception cref="ForecastModelException">The model is missing, does not fit the options, or its samples do not differ.</exception>
-    public ForecastService(ForecastOptions options, ForecastConsumerSettings settings, NpgsqlDataSource postgres, IConnectionMultiplexer redis,
-        ILoggerFactory logs, ForecastNames? names = null)
+    public ForecastService(ForecastOptions options, ForecastConsumerSettings settings, SchemaRegistryConnection registry, NpgsqlDataSource postgres,
+        IConnectionMultiplexer redis, ILoggerFactory logs, ForecastNames? names = null)
     {
         names ??= ForecastNames.Default;
         var forecaster = OnnxGlucoseForecaster.Open(options, logs.CreateLogger("StreamHealth.Forecast"));
-        Consumer = new ForecastConsumer(options, forecaster, settings, names, logs);
-        (PostgresSink, RedisSink) = CreateSinks(names, settings.BootstrapServers, postgres, redis, logs, settings.SessionTimeoutMs, options.TimeRule);
+        Consumer = new ForecastConsumer(options, forecaster, settings, registry, names, logs);
+        (PostgresSink, RedisSink) = CreateSinks(names, settings.BootstrapServers, postgres, redis, registry, logs, settings.SessionTimeoutMs, options.TimeRule);
     }
 
     public static (SinkRunner Postgres, SinkRunner Redis) CreateSinks(ForecastNames names, string bootstrapServers, NpgsqlDataSource postgres,
-        IConnectionMultiplexer redis, ILoggerFactory logs, int sessionTimeoutMs = 6_000, Runtime.Validation.EventTimeRule? timeRule = null) =>
+        IConnectionMultiplexer redis, SchemaRegistryConnection registry, ILoggerFactory logs, int sessionTimeoutMs = 6_000,
+        Runtime.Validation.EventTimeRule? timeRule = null) =>
     (
         SinkRunner.For(bootstrapServers, names.ForecastsTopic, names.PostgresSinkGroup,
-            ForecastPostgresWriter.Create(postgres, logs.CreateLogger("StreamHealth.Sinks." + ForecastPostgresWriter.Name), timeRule), postgres, logs, sessionTimeoutMs),
+            ForecastPostgresWriter.Create(postgres, registry, logs.CreateLogger("StreamHealth.Sinks." + ForecastPostgresWriter.Name), timeRule),
+            postgres, logs, sessionTimeoutMs),
         SinkRunner.For(bootstrapServers, names.ForecastsTopic, names.RedisSinkGroup,
-            ForecastRedisWriter.Create(redis), postgres, logs, sessionTimeoutMs)
+            ForecastRedisWriter.Create(redis, registry), postgres, logs, sessionTimeoutMs)
     );
 
     public ForecastService Start()

@@ -3,9 +3,11 @@ using Microsoft.Extensions.Logging;
 using Npgsql;
 using NpgsqlTypes;
 using StackExchange.Redis;
+using StreamHealth.Runtime.SchemaRegistry;
 using StreamHealth.Runtime.Sinks;
+using StreamHealth.Runtime.Streams;
 using StreamHealth.Runtime.Validation;
-using StreamHealth.Schemas;
+using CgmForecast = StreamHealth.Schemas.Avro.Cgm.CgmForecast;
 
 namespace StreamHealth.Forecast.Service;
 
@@ -13,51 +15,55 @@ namespace StreamHealth.Forecast.Service;
 /// id has one owner whatever its time (workload <see cref="Workload"/>, fingerprint: the forecast time; the user is
 /// compared too): a replayed forecast is stored once, one reusing another user's or another forecast's id is
 /// dead-lettered. So is a record that does not decode or holds what PostgreSQL or the API cannot carry faithfully
-/// (control characters in ids or the model version, non-finite values, a time outside the event-time rule).</summary>
+/// (control characters in ids or the model version, non-finite values, a time outside the event-time rule). Values are
+/// Avro CgmForecast records (Confluent wire format) read through the process's schema registry connection.</summary>
 public static class ForecastPostgresWriter
 {
     public const string Name = "cgm-forecasts-postgres";
     public const string Workload = "forecast";
     public const int MaxModelVersionLength = 128;
 
-    public static ISinkWriter Create(NpgsqlDataSource db, ILogger? log = null, EventTimeRule? timeRule = null) =>
-        new PostgresEventSink<CgmForecast>(db, Describe(timeRule ?? EventTimeRule.Default), log);
+    public static ISinkWriter Create(NpgsqlDataSource db, SchemaRegistryConnection registry, ILogger? log = null, EventTimeRule? timeRule = null) =>
+        new PostgresEventSink<CgmForecast>(db, Describe(registry.SerDes<CgmForecast>(), timeRule ?? EventTimeRule.Default), log);
 
     /// <summary>Null when the forecast can be stored, else why (naming the field).</summary>
     public static string? Validate(CgmForecast f)
     {
-        if ((InputRules.CheckId("request_id", f.RequestId) ?? InputRules.CheckId("user_id", f.UserId)) is { } badId) return badId;
-        if (InputRules.CheckText("model_version", f.ModelVersion, MaxModelVersionLength) is { } badText) return badText;
-        if (f.Bands.Any(b => b.GlucoseMgDl.Count != f.MedianMgDl.Count)) return "a band's length differs from the median's";
-        if (FirstNonFinite(f.MedianMgDl) is { } m) return $"median_mg_dl[{m}] is not a finite number";
-        for (var k = 0; k < f.Bands.Count; k++)
+        if ((InputRules.CheckId("request_id", f.request_id) ?? InputRules.CheckId("user_id", f.user_id)) is { } badId) return badId;
+        if (InputRules.CheckText("model_version", f.model_version ?? "", MaxModelVersionLength) is { } badText) return badText;
+        var median = f.median_mg_dl ?? [];
+        var bands = f.bands ?? [];
+        if (bands.Any(b => (b.glucose_mg_dl?.Count ?? 0) != median.Count)) return "a band's length differs from the median's";
+        if (FirstNonFinite(median) is { } m) return $"median_mg_dl[{m}] is not a finite number";
+        for (var k = 0; k < bands.Count; k++)
         {
-            if (!float.IsFinite(f.Bands[k].Quantile)) return $"bands[{k}].quantile is not a finite number";
-            if (FirstNonFinite(f.Bands[k].GlucoseMgDl) is { } b) return $"bands[{k}].glucose_mg_dl[{b}] is not a finite number";
+            if (!float.IsFinite(bands[k].quantile)) return $"bands[{k}].quantile is not a finite number";
+            if (FirstNonFinite(bands[k].glucose_mg_dl ?? []) is { } b) return $"bands[{k}].glucose_mg_dl[{b}] is not a finite number";
         }
         return null;
     }
 
-    private static int? FirstNonFinite(IReadOnlyList<float> values)
+    private static int? FirstNonFinite(IList<float> values)
     {
         for (var i = 0; i < values.Count; i++) if (!float.IsFinite(values[i])) return i;
         return null;
     }
 
-    private static PostgresEventWorkload<CgmForecast> Describe(EventTimeRule timeRule) => new()
+    private static PostgresEventWorkload<CgmForecast> Describe(AvroSerDes<CgmForecast> values, EventTimeRule timeRule) => new()
     {
         SinkName = Name,
-        Decode = static record => CgmForecast.Parser.ParseFrom(PostgresEventSink.Value(record)),
+        Decode = record => values.ReadValue(record.Value, record.Topic),
         DecodeFailure = "cannot decode CgmForecast",
         // The forecast carries its request's timestamp, so this is the judgement the forecaster made of the request.
-        Refuse = (f, receivedAtMs) => (Validate(f) ?? timeRule.Check("event_time_unix_ms", f.EventTimeUnixMs, receivedAtMs)) is { } problem
+        Refuse = (f, receivedAtMs) => (Validate(f) ?? timeRule.Check("event_time_unix_ms", TimeMs(f), receivedAtMs)) is { } problem
             ? "forecast cannot be stored: " + problem : null,
         EventIdWorkload = Workload,
         EventIdField = "request_id",
         EventKind = "forecast (another forecast time)",
-        EventId = static f => f.RequestId,
-        UserId = static f => f.UserId,
-        Fingerprint = static f => f.EventTimeUnixMs.ToString(CultureInfo.InvariantCulture),
+        EventId = static f => f.request_id,
+        UserId = static f => f.user_id,
+        // Unix milliseconds as on Protobuf: the fingerprints already in streamhealth.event_ids still match.
+        Fingerprint = static f => TimeMs(f).ToString(CultureInfo.InvariantCulture),
         // Arrays travel flattened (one parameter each, unnest cannot return arrays per row) and are sliced per row:
         // row i's slices start (1-based) after the rows before it.
         InsertSql = """
@@ -73,14 +79,14 @@ public static class ForecastPostgresWriter
             """,
         AddParameters = static (p, rows) =>
         {
-            p.Add(rows.Column("ids", static (_, f) => f.RequestId));
-            p.Add(rows.Column("users", static (_, f) => f.UserId));
-            p.Add(rows.Timestamps("times", static (_, f) => f.EventTimeUnixMs));
-            p.Add(rows.Column("steps", static (_, f) => f.StepMinutes));
-            p.Add(rows.Column("horizons", static (_, f) => f.MedianMgDl.Count));
-            p.Add(rows.Column("levelCounts", static (_, f) => f.Bands.Count));
-            p.Add(rows.Column("models", static (_, f) => f.ModelVersion));
-            p.Add(rows.Column("samples", static (_, f) => f.McSamples));
+            p.Add(rows.Column("ids", static (_, f) => f.request_id));
+            p.Add(rows.Column("users", static (_, f) => f.user_id));
+            p.Add(rows.Timestamps("times", static (_, f) => TimeMs(f)));
+            p.Add(rows.Column("steps", static (_, f) => f.step_minutes));
+            p.Add(rows.Column("horizons", static (_, f) => f.median_mg_dl.Count));
+            p.Add(rows.Column("levelCounts", static (_, f) => f.bands.Count));
+            p.Add(rows.Column("models", static (_, f) => f.model_version));
+            p.Add(rows.Column("samples", static (_, f) => f.mc_samples));
             p.Add(rows.Column("partitions", static (record, _) => record.Partition));
             p.Add(rows.Column("offsets", static (record, _) => record.Offset));
             AddFlattened(p, rows);
@@ -105,11 +111,11 @@ public static class ForecastPostgresWriter
             medianStart[i] = medians.Count + 1;
             levelStart[i] = levels.Count + 1;
             bandStart[i] = bands.Count + 1;
-            medians.AddRange(f.MedianMgDl);
-            foreach (var band in f.Bands)
+            medians.AddRange(f.median_mg_dl);
+            foreach (var band in f.bands)
             {
-                levels.Add(band.Quantile);
-                bands.AddRange(band.GlucoseMgDl);
+                levels.Add(band.quantile);
+                bands.AddRange(band.glucose_mg_dl);
             }
         }
         p.Add(new NpgsqlParameter("medians", NpgsqlDbType.Array | NpgsqlDbType.Real) { Value = medians });
@@ -119,6 +125,8 @@ public static class ForecastPostgresWriter
         p.AddWithValue("levelStart", levelStart);
         p.AddWithValue("bandStart", bandStart);
     }
+
+    private static long TimeMs(CgmForecast f) => AvroTime.ToUnixMs(f.event_time_unix_ms);
 }
 
 /// <summary>A user's latest forecast as the cache holds it: median and bands per step (mg/dL).</summary>
@@ -140,23 +148,24 @@ public static class ForecastCache
 
     public static Task<RedisResult> WriteAsync(IDatabaseAsync redis, CgmForecast f)
     {
-        var fields = new List<RedisValue>(16 + 2 * f.Bands.Count)
+        var timeMs = AvroTime.ToUnixMs(f.event_time_unix_ms);
+        var fields = new List<RedisValue>(16 + 2 * f.bands.Count)
         {
-            "user_id", f.UserId,
-            RedisLatestHash.EventTimeField, f.EventTimeUnixMs,
-            "request_id", f.RequestId,
-            "step_minutes", f.StepMinutes,
-            "model_version", f.ModelVersion,
-            "mc_samples", f.McSamples,
-            "median_mg_dl", Join(f.MedianMgDl),
-            "quantiles", string.Join(',', f.Bands.Select(b => b.Quantile.ToString("R", CultureInfo.InvariantCulture))),
+            "user_id", f.user_id,
+            RedisLatestHash.EventTimeField, timeMs,
+            "request_id", f.request_id,
+            "step_minutes", f.step_minutes,
+            "model_version", f.model_version,
+            "mc_samples", f.mc_samples,
+            "median_mg_dl", Join(f.median_mg_dl),
+            "quantiles", string.Join(',', f.bands.Select(b => b.quantile.ToString("R", CultureInfo.InvariantCulture))),
         };
-        foreach (var band in f.Bands)
+        foreach (var band in f.bands)
         {
-            fields.Add(BandField(band.Quantile));
-            fields.Add(Join(band.GlucoseMgDl));
+            fields.Add(BandField(band.quantile));
+            fields.Add(Join(band.glucose_mg_dl));
         }
-        return RedisLatestHash.WriteAsync(redis, Key(f.UserId), f.EventTimeUnixMs, Ttl, [.. fields]);
+        return RedisLatestHash.WriteAsync(redis, Key(f.user_id), timeMs, Ttl, [.. fields]);
     }
 
     public static async Task<ForecastValue?> ReadAsync(IDatabaseAsync redis, string userId)
@@ -175,9 +184,13 @@ public static class ForecastCache
     private static float[] Parse(string values) => values.Length == 0 ? [] : [.. values.Split(',').Select(s => float.Parse(s, CultureInfo.InvariantCulture))];
 }
 
-/// <summary>cgm.forecasts → <see cref="ForecastCache"/>.</summary>
+/// <summary>cgm.forecasts → <see cref="ForecastCache"/>; values are Avro CgmForecast records read through <c>registry</c>.</summary>
 public static class ForecastRedisWriter
 {
-    public static ISinkWriter Create(IConnectionMultiplexer redis) => new RedisWriteThrough<CgmForecast>(
-        "cgm-forecasts-redis", "forecast", redis, CgmForecast.Parser, f => f.UserId.Length > 0, ForecastCache.WriteAsync);
+    public static ISinkWriter Create(IConnectionMultiplexer redis, SchemaRegistryConnection registry)
+    {
+        var values = registry.SerDes<CgmForecast>();
+        return new RedisWriteThrough<CgmForecast>("cgm-forecasts-redis", "forecast", redis,
+            record => values.ReadValue(record.Value, record.Topic), f => !string.IsNullOrEmpty(f.user_id), ForecastCache.WriteAsync);
+    }
 }

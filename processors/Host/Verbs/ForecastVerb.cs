@@ -5,11 +5,13 @@ using StackExchange.Redis;
 using StreamHealth.Forecast;
 using StreamHealth.Forecast.Service;
 using StreamHealth.Runtime.Configuration;
+using StreamHealth.Runtime.SchemaRegistry;
 
 namespace StreamHealth.Host.Verbs;
 
 /// <summary>`streamhealth forecast`: one member of the forecast consumer group (cgm.forecast-requests → ONNX Runtime →
-/// cgm.forecasts) with the forecasts' PostgreSQL and Redis sinks; what a forecaster pod runs. Keeps no durable state,
+/// cgm.forecasts, Avro through the schema registry at SchemaRegistry:Url) with the forecasts' PostgreSQL and Redis sinks;
+/// what a forecaster pod runs. Keeps no durable state,
 /// so it scales by replicas. The model is checked before the group is joined. SIGTERM/Ctrl-C stop it gracefully.</summary>
 internal static class ForecastVerb
 {
@@ -26,9 +28,10 @@ internal static class ForecastVerb
         var log = logs.CreateLogger("StreamHealth.Forecast");
         using var redis = ConnectionMultiplexer.Connect(options.Redis.ConnectionOptions());   // abortConnect=false: the sink retries
         using var postgres = NpgsqlDataSource.Create(options.Postgres.ConnectionString);
+        using var schemas = SchemaRegistryConnection.Connect(options.SchemaRegistry);
         var settings = new ForecastConsumerSettings(options.Kafka.BootstrapServers, options.Streams.SessionTimeoutMs,
             options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor));
-        using var service = new ForecastService(forecast, settings, postgres, redis, logs).Start();
+        using var service = new ForecastService(forecast, settings, schemas, postgres, redis, logs).Start();
         log.LogInformation("forecaster {Host}: group {Group} on {Topic} → {Output}, batches of up to {Batch} requests within {Wait} ms, {Bootstrap}",
             hostId, service.Consumer.Names.GroupId, service.Consumer.Names.RequestsTopic, service.Consumer.Names.ForecastsTopic,
             forecast.MaxBatchSize, forecast.MaxWaitMs, options.Kafka.BootstrapServers);

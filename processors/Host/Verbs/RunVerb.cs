@@ -63,7 +63,7 @@ internal static class RunVerb
         }
         if (names.Contains("cgm"))
         {
-            var (pg, cache) = CgmPipeline.CreateSinks(CgmPipelineNames.Default, options.Kafka.BootstrapServers, postgres, redis, logs,
+            var (pg, cache) = CgmPipeline.CreateSinks(CgmPipelineNames.Default, options.Kafka.BootstrapServers, postgres, redis, schemas, logs,
                 options.Streams.SessionTimeoutMs, options.Input.TimeRule);
             sinks.Add(pg);
             sinks.Add(cache);

@@ -70,7 +70,7 @@ internal static class UpVerb
             Console.WriteLine($"weights   Kalman topology + PostgreSQL/Redis sinks, state in {options.State.Directory}");
             Console.WriteLine("cgm       5-minute window topology + readings→PostgreSQL, latest→Redis sinks; forecast requests on cgm.forecast-requests");
             using var forecaster = StartForecaster(configuration, new ForecastConsumerSettings(bootstrap, options.Streams.SessionTimeoutMs,
-                options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor)), postgres, redis, logs);
+                options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor)), schemas, postgres, redis, logs);
             await using var queries = await StoreQueryServer.StartAsync([weights.Host, cgm.Host], options.Streams.QueryListenUrl,
                 options.Streams.QueryAdvertisedUrl, logs);
             // Each report carries its sinks' progress (the forecaster's with CGM's), so a stalled one shows in /health, and
@@ -94,7 +94,7 @@ internal static class UpVerb
                 var (cgmReadings, cgmDescription) = CgmSamples.Load(options.Samples.DataDirectory, options.Samples.CgmFile);
                 if (cgmReadings is not null)
                 {
-                    producers.Add(CgmSamples.RunAsync(bootstrap, cgmReadings, options.Samples.CgmReadingsPerSecond, Shutdown.Token));
+                    producers.Add(CgmSamples.RunAsync(bootstrap, schemas, cgmReadings, options.Samples.CgmReadingsPerSecond, Shutdown.Token));
                     Console.WriteLine($"samples   {cgmDescription} onto cgm.readings, {options.Samples.CgmReadingsPerSecond}/s");
                 }
                 else
@@ -116,13 +116,13 @@ internal static class UpVerb
 
     /// <summary>The forecaster in-process when its model is there; locally a missing or unusable model is a line of
     /// output, not a reason to stop the rest of the stack (`streamhealth forecast` does stop on it).</summary>
-    private static ForecastService? StartForecaster(IConfiguration configuration, ForecastConsumerSettings settings, NpgsqlDataSource postgres,
-        IConnectionMultiplexer redis, Microsoft.Extensions.Logging.ILoggerFactory logs)
+    private static ForecastService? StartForecaster(IConfiguration configuration, ForecastConsumerSettings settings, SchemaRegistryConnection schemas,
+        NpgsqlDataSource postgres, IConnectionMultiplexer redis, Microsoft.Extensions.Logging.ILoggerFactory logs)
     {
         var options = ForecastOptions.Load(configuration);
         try
         {
-            var service = new ForecastService(options, settings, postgres, redis, logs).Start();
+            var service = new ForecastService(options, settings, schemas, postgres, redis, logs).Start();
             Console.WriteLine($"forecast  {service.Consumer.Forecaster.ModelVersion} on {service.Consumer.Forecaster.Provider}, " +
                               $"{options.McSamples} MC-dropout samples: cgm.forecast-requests → cgm.forecasts → PostgreSQL/Redis");
             return service;

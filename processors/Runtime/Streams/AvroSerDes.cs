@@ -70,12 +70,17 @@ public sealed class AvroSerDes<T>(ISchemaRegistryClient registry, bool autoRegis
     /// naming the schema id when the bytes cannot be this record: not in the wire format, a schema id the registry does
     /// not know, or a body that does not match its schema. A registry that cannot be reached throws as it is (an outage:
     /// retried, never dead-lettered).</summary>
-    public T ReadValue(byte[]? data, string topic)
+    public T ReadValue(byte[]? data, string topic) => Read(data, topic, MessageComponentType.Value);
+
+    /// <summary>A key of <paramref name="topic"/> decoded; failures as <see cref="ReadValue"/>.</summary>
+    public T ReadKey(byte[]? data, string topic) => Read(data, topic, MessageComponentType.Key);
+
+    private T Read(byte[]? data, string topic, MessageComponentType component)
     {
-        if (data is null) throw new FormatException("record has no value");
+        if (data is null) throw new FormatException(component == MessageComponentType.Key ? "record has no key" : "record has no value");
         try
         {
-            return Deserialize(data, new SerializationContext(MessageComponentType.Value, topic));
+            return Deserialize(data, new SerializationContext(component, topic));
         }
         catch (Exception e) when (e is InvalidDataException or global::Avro.AvroException or EndOfStreamException or ArgumentException or InvalidCastException)
         {

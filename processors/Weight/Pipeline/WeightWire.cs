@@ -38,15 +38,9 @@ public static class WeightWire
 
     // ---- times
 
-    public static DateTime Time(long unixMs) =>
-        unixMs >= MinUnixMs && unixMs <= MaxUnixMs ? DateTime.UnixEpoch.AddMilliseconds(unixMs)
-        : throw new ArgumentOutOfRangeException(nameof(unixMs), unixMs, "event_time_unix_ms is outside the years 1..9999 (timestamp-millis as DateTime)");
+    public static DateTime Time(long unixMs) => AvroTime.FromUnixMs(unixMs);
 
-    public static long UnixMs(DateTime time) =>
-        (time.Kind == DateTimeKind.Local ? time.ToUniversalTime() : time).Ticks / TimeSpan.TicksPerMillisecond - DateTime.UnixEpoch.Ticks / TimeSpan.TicksPerMillisecond;
-
-    private static readonly long MinUnixMs = -(DateTime.UnixEpoch.Ticks / TimeSpan.TicksPerMillisecond);
-    private static readonly long MaxUnixMs = (DateTime.MaxValue.Ticks - DateTime.UnixEpoch.Ticks) / TimeSpan.TicksPerMillisecond;
+    public static long UnixMs(DateTime time) => AvroTime.ToUnixMs(time);
 
     // ---- WeightMeasurement
 

@@ -1,20 +1,28 @@
 using System.Text;
+using Avro.Generic;
 using Confluent.Kafka;
+using Confluent.SchemaRegistry;
+using Confluent.SchemaRegistry.Serdes;
 using Google.Protobuf;
 using Npgsql;
 using StackExchange.Redis;
 using StreamHealth.Forecast;
+using StreamHealth.Forecast.Inference;
 using StreamHealth.Forecast.Service;
+using StreamHealth.Runtime.SchemaRegistry;
 using StreamHealth.Runtime.Storage;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Schemas;
 using StreamHealth.Tests.Infrastructure;
 using static StreamHealth.Tests.Forecast.ForecastFixtures;
 using static StreamHealth.Tests.Infrastructure.StreamTestKit;
+using CgmForecast = StreamHealth.Schemas.Avro.Cgm.CgmForecast;
+using CgmForecastRequest = StreamHealth.Schemas.Avro.Cgm.CgmForecastRequest;
 
 namespace StreamHealth.Tests.Forecast;
 
-/// <summary>A running forecaster on real parts: embedded Kafka, the fixture model in ONNX Runtime, PostgreSQL and Redis sinks.</summary>
+/// <summary>A running forecaster on real parts: embedded Kafka, the fixture model in ONNX Runtime, PostgreSQL and Redis sinks,
+/// and the stand-in schema registry on the test's database (both topics are Avro in the Confluent wire format).</summary>
 public sealed class ForecastServiceFixture : IDisposable
 {
     public EmbeddedKafkaFixture Kafka { get; } = new();
@@ -22,6 +30,8 @@ public sealed class ForecastServiceFixture : IDisposable
     public NpgsqlDataSource Postgres { get; }
     public ConnectionMultiplexer Redis { get; }
     public TestLogs Logs { get; } = new();
+    public TestRegistry Registry { get; }
+    public string ConnectionString { get; }
     public ForecastOptions Options { get; } = ForecastFixtures.Options(seed: 7, maxBatchSize: 32);
     public ForecastService Service { get; private set; }
     private readonly ForecastConsumerSettings _settings;
@@ -31,26 +41,35 @@ public sealed class ForecastServiceFixture : IDisposable
         var requests = Kafka.NewTopic("fcq", 4);
         Names = new ForecastNames(requests, Kafka.NewTopic("fcf", 4), requests + "-forecaster");
         Kafka.Cluster.CreateTopic(Names.DeadLetterTopic, 1);
-        var connectionString = LocalServices.PostgresConnectionString(LocalServices.NewDatabaseName("forecasts"));
-        PostgresMigrator.MigrateAsync(connectionString).GetAwaiter().GetResult();
-        Postgres = NpgsqlDataSource.Create(connectionString);
+        ConnectionString = LocalServices.PostgresConnectionString(LocalServices.NewDatabaseName("forecasts"));
+        PostgresMigrator.MigrateAsync(ConnectionString).GetAwaiter().GetResult();
+        Postgres = NpgsqlDataSource.Create(ConnectionString);
         Redis = ConnectionMultiplexer.Connect(LocalServices.RedisConfiguration);
+        Registry = TestRegistry.Start(ConnectionString);
         _settings = new ForecastConsumerSettings(Kafka.BootstrapServers, SessionTimeoutMs: 6_000, FetchWaitMaxMs: 2);
-        Service = new ForecastService(Options, _settings, Postgres, Redis, Logs, Names).Start();
+        Service = new ForecastService(Options, _settings, Registry.Connection, Postgres, Redis, Logs, Names).Start();
     }
 
     /// <summary>Stops the service gracefully and starts a new one in the same groups (a deploy, or a crash's restart).</summary>
     public void Restart()
     {
         Service.Dispose();
-        Service = new ForecastService(Options, _settings, Postgres, Redis, Logs, Names).Start();
+        Service = new ForecastService(Options, _settings, Registry.Connection, Postgres, Redis, Logs, Names).Start();
     }
 
-    public void Send(IEnumerable<(string User, byte[] Value)> records)
+    /// <summary>A request as every producer of cgm.forecast-requests writes it (Avro, Confluent wire format).</summary>
+    public byte[] Encode(CgmForecastRequest request) => Registry.Value(Names.RequestsTopic, request);
+
+    public CgmForecast Forecast(byte[] value) => Registry.Read<CgmForecast>(Names.ForecastsTopic, value);
+
+    /// <summary>Values as they are, keyed by user as producers key the topic (Avro UserKey), onto <paramref name="topic"/>
+    /// (default the requests topic).</summary>
+    public void Send(IEnumerable<(string User, byte[] Value)> records, string? topic = null)
     {
+        topic ??= Names.RequestsTopic;
         using var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = Kafka.BootstrapServers, LingerMs = 1 }).Build();
         foreach (var (user, value) in records)
-            p.Produce(Names.RequestsTopic, new Message<byte[], byte[]> { Key = new UserKey { UserId = user }.ToByteArray(), Value = value });
+            p.Produce(topic, new Message<byte[], byte[]> { Key = Registry.Key(topic, user), Value = value });
         if (p.Flush(TimeSpan.FromSeconds(10)) > 0) throw new TimeoutException("requests not acknowledged");
     }
 
@@ -67,7 +86,7 @@ public sealed class ForecastServiceFixture : IDisposable
         while (DateTime.UtcNow < deadline && !enough(found))
         {
             if (c.Consume(TimeSpan.FromMilliseconds(100)) is not { } r) continue;
-            if (r.Message.Key is { } key && users.Contains(UserKey.Parser.ParseFrom(key).UserId)) found.Add(r.Message);
+            if (r.Message.Key is { } key && users.Contains(Registry.UserOf(topic, key))) found.Add(r.Message);
         }
         return found;
     }
@@ -75,6 +94,7 @@ public sealed class ForecastServiceFixture : IDisposable
     public void Dispose()
     {
         Service.Dispose();
+        Registry.Dispose();
         Redis.Dispose();
         Postgres.Dispose();
         Kafka.Dispose();
@@ -87,15 +107,11 @@ public sealed class ForecastConsumerTests(ForecastServiceFixture f) : IClassFixt
 
     private static string U(string name) => $"{name}-{Guid.NewGuid():N}"[..(name.Length + 9)];
 
-    private static CgmForecastRequest Request(string user, float[] window, string? requestId = null, bool interactive = false)
+    private static CgmForecastRequest Request(string user, float[] window, string? requestId = null, bool interactive = false) => new()
     {
-        var r = new CgmForecastRequest
-        {
-            SchemaVersion = 1, EventTimeUnixMs = T0, RequestId = requestId ?? $"{user}:{T0}:1", UserId = user, StepMinutes = 5, Interactive = interactive,
-        };
-        r.GlucoseMgDl.AddRange(window);
-        return r;
-    }
+        event_time_unix_ms = AvroTime.FromUnixMs(T0), request_id = requestId ?? $"{user}:{T0}:1", user_id = user, step_minutes = 5,
+        interactive = interactive, glucose_mg_dl = window,
+    };
 
     private long StoredForecasts(IEnumerable<string> requestIds)
     {
@@ -116,7 +132,7 @@ public sealed class ForecastConsumerTests(ForecastServiceFixture f) : IClassFixt
         var requests = users.Select((u, i) => Request(u, Flat(levels[i]), interactive: i % 10 == 0)).ToArray();
         for (var burst = 0; burst < 4; burst++)
         {
-            f.Send(requests.Skip(burst * 50).Take(50).Select(r => (r.UserId, r.ToByteArray())));
+            f.Send(requests.Skip(burst * 50).Take(50).Select(r => (r.user_id, f.Encode(r))));
             Thread.Sleep(150);
         }
         var byUser = users.ToHashSet();
@@ -126,45 +142,45 @@ public sealed class ForecastConsumerTests(ForecastServiceFixture f) : IClassFixt
         forecasts = f.Drain(f.Names.ForecastsTopic, byUser, TimeSpan.FromSeconds(3), m => m.Count > 200);
         Assert.Equal(200, forecasts.Count);
 
-        var decoded = forecasts.Select(m => (Key: UserKey.Parser.ParseFrom(m.Key).UserId, Value: CgmForecast.Parser.ParseFrom(m.Value), Message: m)).ToList();
-        Assert.Equal(200, decoded.Select(d => d.Value.RequestId).Distinct().Count());
+        var decoded = forecasts.Select(m => (Key: f.Registry.UserOf(f.Names.ForecastsTopic, m.Key), Value: f.Forecast(m.Value), Message: m)).ToList();
+        Assert.Equal(200, decoded.Select(d => d.Value.request_id).Distinct().Count());
         foreach (var (key, forecast, message) in decoded)
         {
             var i = Array.IndexOf(users, key);
             Assert.True(i >= 0, $"forecast keyed by unknown user {key}");
-            Assert.Equal(requests[i].RequestId, forecast.RequestId);
-            Assert.Equal(key, forecast.UserId);
-            Assert.Equal(T0, forecast.EventTimeUnixMs);
-            Assert.Equal(5, forecast.StepMinutes);
-            Assert.Equal(10, forecast.McSamples);
-            Assert.StartsWith("tiny-forecaster@sha256:", forecast.ModelVersion);
-            Assert.Equal("forecast:" + forecast.RequestId, Encoding.UTF8.GetString(message.Headers.GetLastBytes(StreamHeaders.OutputId)));
-            Assert.Equal(12, forecast.MedianMgDl.Count);
-            Assert.Equal([0.05f, 0.25f, 0.75f, 0.95f], forecast.Bands.Select(b => b.Quantile));
+            Assert.Equal(requests[i].request_id, forecast.request_id);
+            Assert.Equal(key, forecast.user_id);
+            Assert.Equal(T0, AvroTime.ToUnixMs(forecast.event_time_unix_ms));
+            Assert.Equal(5, forecast.step_minutes);
+            Assert.Equal(10, forecast.mc_samples);
+            Assert.StartsWith("tiny-forecaster@sha256:", forecast.model_version);
+            Assert.Equal("forecast:" + forecast.request_id, Encoding.UTF8.GetString(message.Headers.GetLastBytes(StreamHeaders.OutputId)));
+            Assert.Equal(12, forecast.median_mg_dl.Count);
+            Assert.Equal([0.05f, 0.25f, 0.75f, 0.95f], forecast.bands.Select(b => b.quantile));
             for (var h = 0; h < 12; h++)
             {
-                Assert.InRange(forecast.MedianMgDl[h], levels[i] - TinyModelMaxOffsetMgDl, levels[i] + TinyModelMaxOffsetMgDl);
-                Assert.True(forecast.Bands[0].GlucoseMgDl[h] < forecast.Bands[1].GlucoseMgDl[h]
-                            && forecast.Bands[1].GlucoseMgDl[h] < forecast.MedianMgDl[h]
-                            && forecast.MedianMgDl[h] < forecast.Bands[2].GlucoseMgDl[h]
-                            && forecast.Bands[2].GlucoseMgDl[h] < forecast.Bands[3].GlucoseMgDl[h], $"bands of {key} not ordered at step {h}");
+                Assert.InRange(forecast.median_mg_dl[h], levels[i] - TinyModelMaxOffsetMgDl, levels[i] + TinyModelMaxOffsetMgDl);
+                Assert.True(forecast.bands[0].glucose_mg_dl[h] < forecast.bands[1].glucose_mg_dl[h]
+                            && forecast.bands[1].glucose_mg_dl[h] < forecast.median_mg_dl[h]
+                            && forecast.median_mg_dl[h] < forecast.bands[2].glucose_mg_dl[h]
+                            && forecast.bands[2].glucose_mg_dl[h] < forecast.bands[3].glucose_mg_dl[h], $"bands of {key} not ordered at step {h}");
             }
         }
         Assert.True(f.Service.Consumer.Batches > 1, "the requests were batched");
 
-        WaitFor(() => StoredForecasts(requests.Select(r => r.RequestId)) >= 200, TimeSpan.FromSeconds(30),
-            () => $"{StoredForecasts(requests.Select(r => r.RequestId))}/200 rows\n{f.Logs.Tail()}");
+        WaitFor(() => StoredForecasts(requests.Select(r => r.request_id)) >= 200, TimeSpan.FromSeconds(30),
+            () => $"{StoredForecasts(requests.Select(r => r.request_id))}/200 rows\n{f.Logs.Tail()}");
         using (var cmd = f.Postgres.CreateCommand(
                    "SELECT user_id, median_mg_dl, quantiles, bands_mg_dl, horizon_steps, mc_samples FROM cgm.forecasts WHERE request_id = $1"))
         {
-            cmd.Parameters.AddWithValue(requests[0].RequestId);
+            cmd.Parameters.AddWithValue(requests[0].request_id);
             using var row = cmd.ExecuteReader();
             Assert.True(row.Read());
             var kafka = decoded.Single(d => d.Key == users[0]).Value;
             Assert.Equal(users[0], row.GetString(0));
-            Assert.Equal(kafka.MedianMgDl, row.GetFieldValue<float[]>(1));
+            Assert.Equal(kafka.median_mg_dl, row.GetFieldValue<float[]>(1));
             Assert.Equal([0.05f, 0.25f, 0.75f, 0.95f], row.GetFieldValue<float[]>(2));
-            Assert.Equal(kafka.Bands.SelectMany(b => b.GlucoseMgDl), row.GetFieldValue<float[]>(3));
+            Assert.Equal(kafka.bands.SelectMany(b => b.glucose_mg_dl), row.GetFieldValue<float[]>(3));
             Assert.Equal(12, row.GetInt32(4));
             Assert.Equal(10, row.GetInt32(5));
         }
@@ -174,9 +190,9 @@ public sealed class ForecastConsumerTests(ForecastServiceFixture f) : IClassFixt
             () => $"{users.Count(u => ForecastCache.ReadAsync(db, u).GetAwaiter().GetResult() is not null)}/200 users in Redis");
         var cached = (await ForecastCache.ReadAsync(db, users[7]))!;
         var expected = decoded.Single(d => d.Key == users[7]).Value;
-        Assert.Equal(expected.RequestId, cached.RequestId);
-        Assert.Equal(expected.MedianMgDl, cached.MedianMgDl);
-        Assert.Equal(expected.Bands[3].GlucoseMgDl, cached.Bands[3].GlucoseMgDl);
+        Assert.Equal(expected.request_id, cached.RequestId);
+        Assert.Equal(expected.median_mg_dl, cached.MedianMgDl);
+        Assert.Equal(expected.bands[3].glucose_mg_dl, cached.Bands[3].GlucoseMgDl);
         Assert.Equal(0.95f, cached.Bands[3].Quantile);
     }
 
@@ -189,13 +205,13 @@ public sealed class ForecastConsumerTests(ForecastServiceFixture f) : IClassFixt
         nan[17] = float.NaN;
         var requests = new (string User, byte[] Value)[]
         {
-            (user, Request(user, Flat(110), "good-1").ToByteArray()),
-            (user, Request(user, Flat(110).Take(95).ToArray(), "short").ToByteArray()),
-            (user, Request(user, nan, "nan").ToByteArray()),
+            (user, f.Encode(Request(user, Flat(110), "good-1"))),
+            (user, f.Encode(Request(user, Flat(110).Take(95).ToArray(), "short"))),
+            (user, f.Encode(Request(user, nan, "nan"))),
             (user, [0xff, 0x01, 0x02]),
-            (user, Request(other, Flat(110), "mismatch").ToByteArray()),
+            (user, f.Encode(Request(other, Flat(110), "mismatch"))),
             (user, Request(user, Flat(110), "ten-minute") is var t ? WithStep(t, 10) : []),
-            (user, Request(user, Wave(150), "good-2").ToByteArray()),
+            (user, f.Encode(Request(user, Wave(150), "good-2"))),
         };
         f.Send(requests);
 
@@ -219,7 +235,7 @@ public sealed class ForecastConsumerTests(ForecastServiceFixture f) : IClassFixt
         Assert.Contains(letters, l => l.Message.Value.SequenceEqual(new byte[] { 0xff, 0x01, 0x02 }));   // the record as it arrived
 
         var forecasts = f.Drain(f.Names.ForecastsTopic, users, TimeSpan.FromSeconds(30), m => m.Count >= 2)
-            .Select(m => CgmForecast.Parser.ParseFrom(m.Value).RequestId).ToList();
+            .Select(m => f.Forecast(m.Value).request_id).ToList();
         Assert.Equal(["good-1", "good-2"], forecasts.Order());
     }
 
@@ -231,16 +247,16 @@ public sealed class ForecastConsumerTests(ForecastServiceFixture f) : IClassFixt
     {
         var user = U("hostile");
         var yearAhead = Request(user, Flat(120), "year-ahead");
-        yearAhead.EventTimeUnixMs = DateTimeOffset.UtcNow.AddDays(365).ToUnixTimeMilliseconds();
+        yearAhead.event_time_unix_ms = AvroTime.FromUnixMs(DateTimeOffset.UtcNow.AddDays(365).ToUnixTimeMilliseconds());
         var ancient = Request(user, Flat(120), "ancient");
-        ancient.EventTimeUnixMs = new DateTimeOffset(1985, 1, 1, 0, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds();
+        ancient.event_time_unix_ms = AvroTime.FromUnixMs(new DateTimeOffset(1985, 1, 1, 0, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds());
         f.Send(
         [
-            (user, Request(user, Flat(120), "nul\u0000id").ToByteArray()),
-            (user, Request(user, Flat(120), "bell\u0007").ToByteArray()),
-            (user, yearAhead.ToByteArray()),
-            (user, ancient.ToByteArray()),
-            (user, Request(user, Flat(130), "fine").ToByteArray()),
+            (user, f.Encode(Request(user, Flat(120), "nul\u0000id"))),
+            (user, f.Encode(Request(user, Flat(120), "bell\u0007"))),
+            (user, f.Encode(yearAhead)),
+            (user, f.Encode(ancient)),
+            (user, f.Encode(Request(user, Flat(130), "fine"))),
         ]);
 
         var users = new HashSet<string> { user };
@@ -251,7 +267,7 @@ public sealed class ForecastConsumerTests(ForecastServiceFixture f) : IClassFixt
         Assert.Contains(errors, e => e.StartsWith("event_time_unix_ms = ", StringComparison.Ordinal) && e.Contains("ahead of the receiving clock"));
         Assert.Contains(errors, e => e.StartsWith("event_time_unix_ms = 1985-01-01", StringComparison.Ordinal) && e.Contains("earliest accepted"));
         var forecasts = f.Drain(f.Names.ForecastsTopic, users, TimeSpan.FromSeconds(30), m => m.Count >= 1)
-            .Select(m => CgmForecast.Parser.ParseFrom(m.Value).RequestId).ToList();
+            .Select(m => f.Forecast(m.Value).request_id).ToList();
         Assert.Equal(["fine"], forecasts);
     }
 
@@ -260,24 +276,111 @@ public sealed class ForecastConsumerTests(ForecastServiceFixture f) : IClassFixt
     {
         var users = Enumerable.Range(0, 120).Select(i => U($"r{i}")).ToArray();
         var requests = users.Select((u, i) => Request(u, Wave(100 + i, phase: i))).ToArray();
-        f.Send(requests.Take(60).Select(r => (r.UserId, r.ToByteArray())));
-        WaitFor(() => StoredForecasts(requests.Take(60).Select(r => r.RequestId)) >= 60, TimeSpan.FromSeconds(60), () => f.Logs.Tail());
+        f.Send(requests.Take(60).Select(r => (r.user_id, f.Encode(r))));
+        WaitFor(() => StoredForecasts(requests.Take(60).Select(r => r.request_id)) >= 60, TimeSpan.FromSeconds(60), () => f.Logs.Tail());
         f.Restart();
-        f.Send(requests.Skip(60).Select(r => (r.UserId, r.ToByteArray())));
-        f.Send(requests.Take(10).Select(r => (r.UserId, r.ToByteArray())));   // a producer retrying: the same request ids again
-        WaitFor(() => StoredForecasts(requests.Select(r => r.RequestId)) >= 120, TimeSpan.FromSeconds(60),
-            () => $"{StoredForecasts(requests.Select(r => r.RequestId))}/120\n{f.Logs.Tail()}");
+        f.Send(requests.Skip(60).Select(r => (r.user_id, f.Encode(r))));
+        f.Send(requests.Take(10).Select(r => (r.user_id, f.Encode(r))));   // a producer retrying: the same request ids again
+        WaitFor(() => StoredForecasts(requests.Select(r => r.request_id)) >= 120, TimeSpan.FromSeconds(60),
+            () => $"{StoredForecasts(requests.Select(r => r.request_id))}/120\n{f.Logs.Tail()}");
         Thread.Sleep(1_000);
-        Assert.Equal(120, StoredForecasts(requests.Select(r => r.RequestId)));
+        Assert.Equal(120, StoredForecasts(requests.Select(r => r.request_id)));
         // Everything read is committed: nothing would be forecast again by a new member of the group.
         WaitFor(() => Progress(f.Kafka.BootstrapServers, f.Names.GroupId, f.Names.RequestsTopic, 4) is var p && p.Committed == p.End,
             TimeSpan.FromSeconds(20), () => $"{Progress(f.Kafka.BootstrapServers, f.Names.GroupId, f.Names.RequestsTopic, 4)}");
     }
 
-    private static byte[] WithStep(CgmForecastRequest r, int stepMinutes)
+    /// <summary>The bytes an old Protobuf producer of cgm.forecast-requests sent before the move to Avro (cgm.proto's
+    /// CgmForecastRequest: schema_version 1, event time, request id, user, step minutes, packed glucose): no wire header.</summary>
+    private static byte[] OldProtobufRequest(string user, string requestId, float[] window)
     {
-        r.StepMinutes = stepMinutes;
-        return r.ToByteArray();
+        using var buffer = new MemoryStream();
+        var output = new CodedOutputStream(buffer);
+        output.WriteTag(1, WireFormat.WireType.Varint);
+        output.WriteUInt32(1);
+        output.WriteTag(2, WireFormat.WireType.Varint);
+        output.WriteInt64(T0);
+        output.WriteTag(3, WireFormat.WireType.LengthDelimited);
+        output.WriteString(requestId);
+        output.WriteTag(4, WireFormat.WireType.LengthDelimited);
+        output.WriteString(user);
+        output.WriteTag(5, WireFormat.WireType.Varint);
+        output.WriteInt32(5);
+        output.WriteTag(6, WireFormat.WireType.LengthDelimited);
+        output.WriteLength(window.Length * sizeof(float));
+        foreach (var v in window) output.WriteFloat(v);
+        output.Flush();
+        return buffer.ToArray();
+    }
+
+    /// <summary>Requests that are not Avro CgmForecastRequests in the Confluent wire format (garbage, an old Protobuf request,
+    /// a well-formed Avro request under a schema id the registry never issued) are dead-lettered as deserialization failures
+    /// with the reason and the schema-id header naming the id the value claims (none without the wire header); an invalid
+    /// Avro request's letter carries its real schema id; the valid request beside them is forecast.</summary>
+    [Fact]
+    public void Undecodable_requests_are_dead_lettered_with_the_schema_id_they_claim()
+    {
+        var user = U("undecodable");
+        var good = f.Encode(Request(user, Flat(125), "decodable"));
+        var goodId = ConfluentWire.SchemaId(good)!.Value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        byte[] garbage = [0xff, 0xfe, 0x01];
+        var protobuf = OldProtobufRequest(user, "protobuf", Flat(125));
+        var unknownId = f.Registry.WithUnknownSchemaId(f.Names.RequestsTopic, Request(user, Flat(125), "unknown-id"));
+        var shortWindow = f.Encode(Request(user, Flat(125).Take(90).ToArray(), "short-avro"));
+        f.Send([(user, garbage), (user, protobuf), (user, unknownId), (user, shortWindow), (user, good)]);
+
+        var users = new HashSet<string> { user };
+        var letters = f.Drain(f.Names.DeadLetterTopic, users, TimeSpan.FromSeconds(60), m => m.Count >= 4)
+            .Select(m => (Error: Header(m, StreamHeaders.Error), Type: Header(m, StreamHeaders.ErrorType),
+                          SchemaId: m.Headers.TryGetLastBytes(StreamHeaders.SchemaId, out var id) ? Encoding.UTF8.GetString(id) : null, m.Value)).ToList();
+        Assert.True(letters.Count == 4, $"{letters.Count} letters: {string.Join(" | ", letters.Select(l => l.Error))}\n{f.Logs.Tail()}");
+        var prefix = $"cannot decode record at {f.Names.RequestsTopic}[";
+        Assert.Contains(letters, l => l.Type == StreamHeaders.DeserializationError && l.SchemaId is null && l.Value.SequenceEqual(garbage)
+                                      && l.Error.StartsWith(prefix) && l.Error.Contains("no Confluent wire header"));
+        Assert.Contains(letters, l => l.Type == StreamHeaders.DeserializationError && l.SchemaId is null && l.Value.SequenceEqual(protobuf)
+                                      && l.Error.StartsWith(prefix));
+        Assert.Contains(letters, l => l.Type == StreamHeaders.DeserializationError && l.SchemaId == "987654" && l.Value.SequenceEqual(unknownId)
+                                      && l.Error.StartsWith(prefix) && l.Error.Contains("schema id 987654"));
+        Assert.Contains(letters, l => l.Type == nameof(ForecastRequestException) && l.SchemaId == goodId
+                                      && l.Error.StartsWith("glucose_mg_dl has 90 values; the model reads exactly 96"));
+        var forecasts = f.Drain(f.Names.ForecastsTopic, users, TimeSpan.FromSeconds(30), m => m.Count >= 1)
+            .Select(m => f.Forecast(m.Value).request_id).ToList();
+        Assert.Equal(["decodable"], forecasts);
+    }
+
+    /// <summary>Outside the project: a plain Confluent <see cref="AvroDeserializer{T}"/> of generic records with its own
+    /// registry client (empty caches) reads a forecast the consumer wrote on cgm.forecasts, key and value.</summary>
+    [Fact]
+    public async Task A_plain_confluent_consumer_reads_a_forecast_the_consumer_wrote()
+    {
+        var user = U("outside");
+        f.Send([(user, f.Encode(Request(user, Flat(140), "outside-1")))]);
+        var message = Assert.Single(f.Drain(f.Names.ForecastsTopic, new HashSet<string> { user }, TimeSpan.FromSeconds(30), m => m.Count >= 1));
+
+        using var outside = new CachedSchemaRegistryClient(new SchemaRegistryConfig { Url = f.Registry.Url });
+        var deserializer = new AvroDeserializer<GenericRecord>(outside);
+        var key = await deserializer.DeserializeAsync(message.Key, false, new SerializationContext(MessageComponentType.Key, f.Names.ForecastsTopic));
+        var value = await deserializer.DeserializeAsync(message.Value, false, new SerializationContext(MessageComponentType.Value, f.Names.ForecastsTopic));
+        Assert.Equal(user, (string)key["user_id"]);
+        Assert.Equal("StreamHealth.Schemas.Avro.Cgm.CgmForecast", value.Schema.Fullname);
+        Assert.Equal("outside-1", (string)value["request_id"]);
+        Assert.Equal(user, (string)value["user_id"]);
+        Assert.Equal(DateTime.UnixEpoch.AddMilliseconds(T0), (DateTime)value["event_time_unix_ms"]);
+        Assert.Equal(5, (int)value["step_minutes"]);
+        Assert.Equal(10, (int)value["mc_samples"]);
+        Assert.StartsWith("tiny-forecaster@sha256:", (string)value["model_version"]);
+        var median = ((System.Collections.IEnumerable)value["median_mg_dl"]).Cast<float>().ToList();
+        Assert.Equal(12, median.Count);
+        Assert.All(median, m => Assert.InRange(m, 140 - TinyModelMaxOffsetMgDl, 140 + TinyModelMaxOffsetMgDl));
+        var bands = ((System.Collections.IEnumerable)value["bands"]).Cast<GenericRecord>().ToList();
+        Assert.Equal([0.05f, 0.25f, 0.75f, 0.95f], bands.Select(b => (float)b["quantile"]));
+        Assert.All(bands, b => Assert.Equal(12, ((System.Collections.IEnumerable)b["glucose_mg_dl"]).Cast<float>().Count()));
+    }
+
+    private byte[] WithStep(CgmForecastRequest r, int stepMinutes)
+    {
+        r.step_minutes = stepMinutes;
+        return f.Encode(r);
     }
 
     private static string Header(Message<byte[], byte[]> m, string name) => Encoding.UTF8.GetString(m.Headers.GetLastBytes(name));

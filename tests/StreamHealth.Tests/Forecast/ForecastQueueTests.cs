@@ -1,14 +1,14 @@
 using System.Diagnostics;
 using Confluent.Kafka;
 using StreamHealth.Forecast.Service;
-using StreamHealth.Schemas;
+using CgmForecastRequest = StreamHealth.Schemas.Avro.Cgm.CgmForecastRequest;
 
 namespace StreamHealth.Tests.Forecast;
 
 public sealed class ForecastQueueTests
 {
     private static QueuedRequest Q(string id, bool interactive, int partition = 0, long offset = 0, long arrived = 0) =>
-        new(new CgmForecastRequest { RequestId = id, Interactive = interactive },
+        new(new CgmForecastRequest { request_id = id, interactive = interactive },
             new ConsumeResult<byte[]?, byte[]?> { Topic = "requests", Partition = new Partition(partition), Offset = new Offset(offset), Message = new Message<byte[]?, byte[]?>() },
             arrived == 0 ? Stopwatch.GetTimestamp() : arrived);
 
@@ -19,10 +19,10 @@ public sealed class ForecastQueueTests
         foreach (var r in new[] { Q("b1", false), Q("b2", false), Q("i1", true), Q("b3", false), Q("i2", true) }) queue.Enqueue(r);
         var batch = new List<QueuedRequest>();
         queue.TakeBatch(3, batch);
-        Assert.Equal(["i1", "i2", "b1"], batch.Select(b => b.Request.RequestId));
+        Assert.Equal(["i1", "i2", "b1"], batch.Select(b => b.Request.request_id));
         batch.Clear();
         queue.TakeBatch(3, batch);
-        Assert.Equal(["b2", "b3"], batch.Select(b => b.Request.RequestId));
+        Assert.Equal(["b2", "b3"], batch.Select(b => b.Request.request_id));
         Assert.Equal(0, queue.Count);
     }
 

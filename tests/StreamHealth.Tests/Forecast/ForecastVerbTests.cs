@@ -1,15 +1,17 @@
 using Confluent.Kafka;
-using Google.Protobuf;
 using Npgsql;
 using StreamHealth.Runtime.Storage;
+using StreamHealth.Runtime.Streams;
 using StreamHealth.Schemas;
+using CgmForecastRequest = StreamHealth.Schemas.Avro.Cgm.CgmForecastRequest;
 using StreamHealth.Tests.Infrastructure;
 using static StreamHealth.Tests.Forecast.ForecastFixtures;
 using static StreamHealth.Tests.Infrastructure.StreamTestKit;
 
 namespace StreamHealth.Tests.Forecast;
 
-/// <summary>`streamhealth forecast` as deployed: a process per group member, the catalogue's topics, real sinks.</summary>
+/// <summary>`streamhealth forecast` as deployed: a process per group member, the catalogue's topics, real sinks, the
+/// stand-in schema registry (SchemaRegistry:Url) the processes and the test's producer share.</summary>
 public sealed class ForecastVerbTests(EmbeddedKafkaFixture kafka) : IClassFixture<EmbeddedKafkaFixture>
 {
     private Dictionary<string, string> Env(string database) => new()
@@ -41,8 +43,12 @@ public sealed class ForecastVerbTests(EmbeddedKafkaFixture kafka) : IClassFixtur
         var database = LocalServices.NewDatabaseName("forecast_verb");
         var connectionString = LocalServices.PostgresConnectionString(database);
         await PostgresMigrator.MigrateAsync(connectionString);
-        using var first = ChildHost.Start(["forecast", "--host-id", "forecaster-a"], Env(database));
-        using var second = ChildHost.Start(["forecast", "--host-id", "forecaster-b"], Env(database));
+        using var registry = TestRegistry.Start(connectionString);
+        var env = Env(database);
+        env["STREAMHEALTH_SchemaRegistry__Url"] = registry.Url;
+        env["STREAMHEALTH_SchemaRegistry__AutoRegister"] = "true";
+        using var first = ChildHost.Start(["forecast", "--host-id", "forecaster-a"], env);
+        using var second = ChildHost.Start(["forecast", "--host-id", "forecaster-b"], env);
         WaitFor(() => first.Output.Contains("assigned") && second.Output.Contains("assigned"), TimeSpan.FromSeconds(60),
             () => $"both members should own partitions\nA:\n{first.Output}\nB:\n{second.Output}");
 
@@ -52,9 +58,15 @@ public sealed class ForecastVerbTests(EmbeddedKafkaFixture kafka) : IClassFixtur
             for (var i = 0; i < 400; i++)
             {
                 var user = $"{run}-{i}";
-                var request = new CgmForecastRequest { SchemaVersion = 1, EventTimeUnixMs = 1_795_000_000_000 + i, RequestId = $"{user}:1", UserId = user, StepMinutes = 5 };
-                request.GlucoseMgDl.AddRange(Wave(90 + i % 150, phase: i));
-                p.Produce(Topics.CgmForecastRequests, new Message<byte[], byte[]> { Key = new UserKey { UserId = user }.ToByteArray(), Value = request.ToByteArray() });
+                var request = new CgmForecastRequest
+                {
+                    event_time_unix_ms = AvroTime.FromUnixMs(1_795_000_000_000 + i), request_id = $"{user}:1", user_id = user, step_minutes = 5,
+                    glucose_mg_dl = Wave(90 + i % 150, phase: i),
+                };
+                p.Produce(Topics.CgmForecastRequests, new Message<byte[], byte[]>
+                {
+                    Key = registry.Key(Topics.CgmForecastRequests, user), Value = registry.Value(Topics.CgmForecastRequests, request),
+                });
             }
             p.Flush(TimeSpan.FromSeconds(10));
         }

@@ -33,7 +33,11 @@ public sealed class GatewayHealthTests(EmbeddedKafkaFixture kafka) : IClassFixtu
         var schemas = topics.EnumerateArray().ToDictionary(t => t.GetProperty("name").GetString()!, t => t.GetProperty("valueSchema").GetString());
         Assert.Equal("StreamHealth.Schemas.Avro.Weights.WeightMeasurement", schemas["weights.raw"]);
         Assert.Equal("StreamHealth.Schemas.Avro.Weights.WeightResult", schemas["weights.filtered"]);
-        Assert.Equal("streamhealth.CgmReading", schemas["cgm.readings"]);
+        Assert.Equal("StreamHealth.Schemas.Avro.Cgm.CgmReading", schemas["cgm.readings"]);
+        Assert.Equal("StreamHealth.Schemas.Avro.Cgm.CgmLatest", schemas["cgm.latest"]);
+        Assert.Equal("StreamHealth.Schemas.Avro.Cgm.CgmForecastRequest", schemas["cgm.forecast-requests"]);
+        Assert.Equal("StreamHealth.Schemas.Avro.Cgm.CgmForecast", schemas["cgm.forecasts"]);
+        Assert.Equal("streamhealth.CallLog", schemas["calllogs.raw"]);
         Assert.Contains("StreamHealth", await client.GetStringAsync("/"));
     }
 

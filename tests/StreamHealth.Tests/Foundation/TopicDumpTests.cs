@@ -6,6 +6,7 @@ using StreamHealth.Runtime.Kafka;
 using StreamHealth.Runtime.Tools;
 using StreamHealth.Schemas;
 using StreamHealth.Tests.Infrastructure;
+using AvroCgm = StreamHealth.Schemas.Avro.Cgm;
 
 namespace StreamHealth.Tests.Foundation;
 
@@ -93,6 +94,92 @@ public sealed class TopicDumpTests(EmbeddedKafkaFixture kafka) : IClassFixture<E
         var other = lines.Single(l => l.TryGetProperty("valueError", out _));
         Assert.Contains("no Confluent wire header", other.GetProperty("valueError").GetString());
         Assert.Equal(Convert.ToBase64String(protobuf), other.GetProperty("valueBase64").GetString());
+    }
+
+    /// <summary>The CGM topics are Avro: `dump` decodes each through the registry (writer schema by the record's id), enums
+    /// as their symbols, an absent original time as null, NaN ("no value") as the string "NaN"; a record left from the
+    /// Protobuf days shows as base64 with the error.</summary>
+    [Fact]
+    public async Task The_cgm_topics_dump_through_the_registry()
+    {
+        var registry = TestRegistry.Shared;
+        var t0 = new DateTimeOffset(2026, 5, 1, 8, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds();
+        var time = StreamHealth.Runtime.Streams.AvroTime.FromUnixMs(t0);
+        var reading = new AvroCgm.CgmReading
+        {
+            event_time_unix_ms = time, original_time_unix_ms = null, user_id = "dump-cgm", reading_id = "r-1", glucose_mg_dl = double.NaN,
+            quality_flags = 4, event_type = AvroCgm.CgmEventType.CGM_EVENT_TYPE_CARBS, source_format = "unified", sequence_id = 0, carbs_g = 30,
+            insulin_slow_u = double.NaN, insulin_fast_u = double.NaN, exercise_min = double.NaN,
+        };
+        var latest = new AvroCgm.CgmLatest
+        {
+            event_time_unix_ms = time, user_id = "dump-cgm", glucose_mg_dl = 123.5, rate_mg_dl_per_min = double.NaN, trend_arrow = "NotComputable",
+            quality_flags = 0, window_steps = 3, forecast_window_complete = false,
+        };
+        var request = new AvroCgm.CgmForecastRequest
+        {
+            event_time_unix_ms = time, request_id = "dump-cgm:1", user_id = "dump-cgm", step_minutes = 5, glucose_mg_dl = [110f, 111f, 112f], interactive = true,
+        };
+        var forecast = new AvroCgm.CgmForecast
+        {
+            event_time_unix_ms = time, request_id = "dump-cgm:1", user_id = "dump-cgm", step_minutes = 5, median_mg_dl = [113f, 114f],
+            bands = [new AvroCgm.CgmQuantileBand { quantile = 0.05f, glucose_mg_dl = [100f, 101f] }], model_version = "m@1", mc_samples = 10,
+        };
+        byte[] oldProtobuf = [0x08, 0x01, 0x10, 0x80, 0x01];   // a Protobuf CgmReading as producers sent before the move (schema_version 1, time 128)
+        var values = new Dictionary<string, byte[]>
+        {
+            [Topics.CgmReadings] = registry.Value(Topics.CgmReadings, reading),
+            [Topics.CgmLatest] = registry.Value(Topics.CgmLatest, latest),
+            [Topics.CgmForecastRequests] = registry.Value(Topics.CgmForecastRequests, request),
+            [Topics.CgmForecasts] = registry.Value(Topics.CgmForecasts, forecast),
+        };
+        using (var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = kafka.BootstrapServers }).Build())
+        {
+            foreach (var (topic, value) in values)
+                producer.Produce(topic, new Message<byte[], byte[]> { Key = registry.Key(topic, "dump-cgm"), Value = value });
+            producer.Produce(Topics.CgmReadings, new Message<byte[], byte[]> { Key = registry.Key(Topics.CgmReadings, "dump-cgm"), Value = oldProtobuf });
+            producer.Flush(TimeSpan.FromSeconds(10));
+        }
+
+        async Task<JsonElement> DumpOne(string topic)
+        {
+            var spec = Topics.Get(topic);
+            Assert.True(spec.IsAvro, topic);
+            var lines = await Dump(new TopicDumper.Request(spec, kafka.BootstrapServers, BrokerCapabilities.Embedded, Registry: registry.Connection.Client));
+            var decoded = lines.Single(l => l.TryGetProperty("value", out _));
+            Assert.Equal("dump-cgm", decoded.GetProperty("key").GetProperty("user_id").GetString());
+            Assert.Equal(ConfluentWireId(values[topic]), decoded.GetProperty("valueSchemaId").GetInt32());
+            Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(t0), decoded.GetProperty("value").GetProperty("event_time_unix_ms").GetDateTimeOffset());
+            return decoded.GetProperty("value");
+        }
+
+        var r = await DumpOne(Topics.CgmReadings);
+        Assert.Equal("CGM_EVENT_TYPE_CARBS", r.GetProperty("event_type").GetString());
+        Assert.Equal(JsonValueKind.Null, r.GetProperty("original_time_unix_ms").ValueKind);
+        Assert.Equal("NaN", r.GetProperty("glucose_mg_dl").GetString());
+        Assert.Equal(30, r.GetProperty("carbs_g").GetDouble());
+        Assert.Equal(4, r.GetProperty("quality_flags").GetInt32());
+        var readings = await Dump(new TopicDumper.Request(Topics.Get(Topics.CgmReadings), kafka.BootstrapServers, BrokerCapabilities.Embedded,
+            Registry: registry.Connection.Client));
+        var old = readings.Single(l => l.TryGetProperty("valueError", out _));
+        Assert.Contains("no Confluent wire header", old.GetProperty("valueError").GetString());
+        Assert.Equal(Convert.ToBase64String(oldProtobuf), old.GetProperty("valueBase64").GetString());
+
+        var l = await DumpOne(Topics.CgmLatest);
+        Assert.Equal(123.5, l.GetProperty("glucose_mg_dl").GetDouble());
+        Assert.Equal("NaN", l.GetProperty("rate_mg_dl_per_min").GetString());
+        Assert.Equal("NotComputable", l.GetProperty("trend_arrow").GetString());
+
+        var q = await DumpOne(Topics.CgmForecastRequests);
+        Assert.Equal([110f, 111f, 112f], q.GetProperty("glucose_mg_dl").EnumerateArray().Select(v => v.GetSingle()));
+        Assert.True(q.GetProperty("interactive").GetBoolean());
+
+        var fc = await DumpOne(Topics.CgmForecasts);
+        Assert.Equal([113f, 114f], fc.GetProperty("median_mg_dl").EnumerateArray().Select(v => v.GetSingle()));
+        var band = Assert.Single(fc.GetProperty("bands").EnumerateArray());
+        Assert.Equal(0.05f, band.GetProperty("quantile").GetSingle());
+        Assert.Equal([100f, 101f], band.GetProperty("glucose_mg_dl").EnumerateArray().Select(v => v.GetSingle()));
+        Assert.Equal("m@1", fc.GetProperty("model_version").GetString());
     }
 
     private static int ConfluentWireId(byte[] bytes) => StreamHealth.Runtime.Streams.ConfluentWire.SchemaId(bytes)!.Value;

@@ -26,6 +26,8 @@ public sealed class CgmGatewayFixture : IAsyncLifetime
     private CgmPipeline _pipeline = null!;
     private StreamHealth.Forecast.Service.ForecastService _forecasts = null!;
     private ConnectionMultiplexer _redis = null!;
+    /// <summary>The stand-in schema registry (on the fixture's database) the pipeline, the forecaster and the gateway share.</summary>
+    public TestRegistry Registry { get; private set; } = null!;
     private readonly string _stateDir = Directory.CreateTempSubdirectory("streamhealth-gateway-cgm-").FullName;
 
     public async Task InitializeAsync()
@@ -35,12 +37,13 @@ public sealed class CgmGatewayFixture : IAsyncLifetime
         await PostgresMigrator.MigrateAsync(connectionString);
         Postgres = NpgsqlDataSource.Create(connectionString);
         _redis = await ConnectionMultiplexer.ConnectAsync(LocalServices.RedisConfiguration);
-        _pipeline = new CgmPipeline(new StreamHostOptions { BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = _stateDir },
+        Registry = TestRegistry.Start(connectionString);
+        _pipeline = new CgmPipeline(new StreamHostOptions { SchemaRegistry = Registry.Connection, BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = _stateDir },
             Postgres, _redis, Logs, new CgmPipelineOptions { EmitIntervalMs = 100, MinForecastRequestIntervalMs = 500 }).Start();
         // The forecast consumer group behind GET /api/v1/cgm/{userId}/forecast, on the committed model.
         _forecasts = new StreamHealth.Forecast.Service.ForecastService(new StreamHealth.Forecast.ForecastOptions { Seed = 7 },
-            new StreamHealth.Forecast.Service.ForecastConsumerSettings(Kafka.BootstrapServers), Postgres, _redis, Logs).Start();
-        Settings = LocalServices.Overrides(database, Kafka.BootstrapServers).ToDictionary(kv => kv.Key, kv => kv.Value);
+            new StreamHealth.Forecast.Service.ForecastConsumerSettings(Kafka.BootstrapServers), Registry.Connection, Postgres, _redis, Logs).Start();
+        Settings = Registry.With(LocalServices.Overrides(database, Kafka.BootstrapServers).ToDictionary(kv => kv.Key, kv => kv.Value));
         App = WithSettings();
     }
 
@@ -63,6 +66,7 @@ public sealed class CgmGatewayFixture : IAsyncLifetime
         await App.DisposeAsync();
         _pipeline.Dispose();
         _forecasts.Dispose();
+        Registry.Dispose();
         _redis.Dispose();
         await Postgres.DisposeAsync();
         Kafka.Dispose();

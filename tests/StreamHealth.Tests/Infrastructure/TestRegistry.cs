@@ -9,8 +9,9 @@ using Proto = StreamHealth.Schemas;
 namespace StreamHealth.Tests.Infrastructure;
 
 /// <summary>The embedded schema registry over a test database (as <see cref="SchemaRegistry.RegistryFixture"/>), with the
-/// connection (auto-registration on) that what a test starts is given, and the weights topics' records in the Confluent
-/// wire format as every producer and reader writes and reads them (<see cref="WeightWire"/>). <see cref="Shared"/>: one per
+/// connection (auto-registration on) that what a test starts is given, and the Avro topics' records in the Confluent
+/// wire format as every producer and reader writes and reads them (the weights' through <see cref="WeightWire"/>, the
+/// others' generated records as they are). <see cref="Shared"/>: one per
 /// test run, for tests that have no database of their own.</summary>
 public sealed class TestRegistry : IDisposable
 {
@@ -65,6 +66,23 @@ public sealed class TestRegistry : IDisposable
     public Proto.WeightMeasurement Measurement(string topic, byte[] value) => WeightWire.ToProto(_measurements.ReadValue(value, topic));
 
     public Proto.WeightResult Result(string topic, byte[] value) => WeightWire.Result(_results, topic, value);
+
+    /// <summary>An Avro record (a generated class, e.g. the CGM topics' records) as a value of <paramref name="topic"/>,
+    /// serialised as every producer of the topic does.</summary>
+    public byte[] Value<T>(string topic, T record) where T : global::Avro.Specific.ISpecificRecord, new() =>
+        Connection.SerDes<T>().Serialize(record, new SerializationContext(MessageComponentType.Value, topic));
+
+    /// <summary>A value of <paramref name="topic"/> read as <typeparamref name="T"/> (a <see cref="FormatException"/> when it is not one).</summary>
+    public T Read<T>(string topic, byte[] value) where T : global::Avro.Specific.ISpecificRecord, new() =>
+        Connection.SerDes<T>().ReadValue(value, topic);
+
+    /// <summary>A well-formed record of <paramref name="topic"/> whose header names a schema id the registry never issued.</summary>
+    public byte[] WithUnknownSchemaId<T>(string topic, T record, int schemaId = 987_654) where T : global::Avro.Specific.ISpecificRecord, new()
+    {
+        var bytes = Value(topic, record);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(bytes.AsSpan(1), schemaId);
+        return bytes;
+    }
 
     public void Dispose()
     {

@@ -1,5 +1,8 @@
 using System.Text;
+using Avro.Generic;
 using Confluent.Kafka;
+using Confluent.SchemaRegistry;
+using Confluent.SchemaRegistry.Serdes;
 using Google.Protobuf;
 using Npgsql;
 using StackExchange.Redis;
@@ -11,10 +14,13 @@ using StreamHealth.Runtime.Streams;
 using StreamHealth.Schemas;
 using StreamHealth.Tests.Infrastructure;
 using static StreamHealth.Tests.Infrastructure.StreamTestKit;
+using CgmForecastRequest = StreamHealth.Schemas.Avro.Cgm.CgmForecastRequest;
+using CgmReading = StreamHealth.Schemas.Avro.Cgm.CgmReading;
 
 namespace StreamHealth.Tests.Cgm.Pipeline;
 
-/// <summary>A running CGM pipeline on real parts: embedded Kafka, RocksDB windows, PostgreSQL and Redis sinks.</summary>
+/// <summary>A running CGM pipeline on real parts: embedded Kafka, RocksDB windows, PostgreSQL and Redis sinks, and the
+/// stand-in schema registry on the test's database (every CGM topic is Avro in the Confluent wire format).</summary>
 public sealed class CgmPipelineFixture : IDisposable
 {
     public EmbeddedKafkaFixture Kafka { get; } = new();
@@ -22,6 +28,7 @@ public sealed class CgmPipelineFixture : IDisposable
     public NpgsqlDataSource Postgres { get; }
     public ConnectionMultiplexer Redis { get; }
     public TestLogs Logs { get; } = new();
+    public TestRegistry Registry { get; }
     public CgmPipeline Pipeline { get; }
     public CgmPipelineOptions Options { get; } = new() { EmitIntervalMs = 100, MinForecastRequestIntervalMs = 1_500 };
     private readonly string _stateDir = Directory.CreateTempSubdirectory("streamhealth-cgm-").FullName;
@@ -35,14 +42,24 @@ public sealed class CgmPipelineFixture : IDisposable
         PostgresMigrator.MigrateAsync(connectionString).GetAwaiter().GetResult();
         Postgres = NpgsqlDataSource.Create(connectionString);
         Redis = ConnectionMultiplexer.Connect(LocalServices.RedisConfiguration);
-        Pipeline = new CgmPipeline(new StreamHostOptions { BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = _stateDir, CommitIntervalMs = 200 },
+        Registry = TestRegistry.Start(connectionString);
+        Pipeline = new CgmPipeline(new StreamHostOptions { SchemaRegistry = Registry.Connection, BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = _stateDir, CommitIntervalMs = 200 },
             Postgres, Redis, Logs, Options, Names).Start();
     }
 
     public void Send(IEnumerable<CgmReading> readings)
     {
         using var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = Kafka.BootstrapServers, EnableIdempotence = true }).Build();
-        CgmReadingProducer.ProduceAsync(p, Names.ReadingsTopic, readings.ToList()).GetAwaiter().GetResult();
+        CgmReadingProducer.ProduceAsync(p, Registry.Connection, Names.ReadingsTopic, readings.ToList()).GetAwaiter().GetResult();
+    }
+
+    /// <summary>Records as they are (key and value bytes), keyed by <paramref name="user"/> as producers key cgm.readings.</summary>
+    public void SendRaw(string user, IEnumerable<byte[]> values)
+    {
+        using var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = Kafka.BootstrapServers }).Build();
+        var key = Registry.Key(Names.ReadingsTopic, user);
+        foreach (var value in values) p.Produce(Names.ReadingsTopic, new Message<byte[], byte[]> { Key = key, Value = value });
+        if (p.Flush(TimeSpan.FromSeconds(10)) > 0) throw new TimeoutException("readings not acknowledged");
     }
 
     /// <summary>Every record of <paramref name="topic"/> keyed by <paramref name="user"/> seen within <paramref name="wait"/>.</summary>
@@ -58,7 +75,7 @@ public sealed class CgmPipelineFixture : IDisposable
         while (DateTime.UtcNow < deadline)
         {
             if (c.Consume(TimeSpan.FromMilliseconds(100)) is not { } r) continue;
-            if (UserKey.Parser.ParseFrom(r.Message.Key).UserId == user) found.Add(r.Message);
+            if (Registry.UserOf(topic, r.Message.Key) == user) found.Add(r.Message);
             if (enough?.Invoke(found) == true) break;
         }
         return found;
@@ -67,6 +84,7 @@ public sealed class CgmPipelineFixture : IDisposable
     public void Dispose()
     {
         Pipeline.Dispose();
+        Registry.Dispose();
         Redis.Dispose();
         Postgres.Dispose();
         Kafka.Dispose();
@@ -119,12 +137,13 @@ public sealed class CgmPipelineTests(CgmPipelineFixture f) : IClassFixture<CgmPi
         Assert.True(latest.ForecastWindowComplete);
 
         var requests = f.Drain(f.Names.RequestsTopic, user, TimeSpan.FromSeconds(20),
-                m => m.Any(x => CgmForecastRequest.Parser.ParseFrom(x.Value).GlucoseMgDl[^1] > 260))
-            .Select(m => CgmForecastRequest.Parser.ParseFrom(m.Value)).ToList();
+                m => m.Any(x => f.Registry.Read<CgmForecastRequest>(f.Names.RequestsTopic, x.Value).glucose_mg_dl[^1] > 260))
+            .Select(m => f.Registry.Read<CgmForecastRequest>(f.Names.RequestsTopic, m.Value)).ToList();
         var last = requests[^1];
-        Assert.Equal(96, last.GlucoseMgDl.Count);
-        Assert.Equal(5, last.StepMinutes);
-        for (var i = 0; i < 96; i++) Assert.Equal(100 + 1.5 * (12 + i), last.GlucoseMgDl[i], 2);   // steps 12..107, oldest first
+        Assert.Equal(96, last.glucose_mg_dl.Count);
+        Assert.Equal(5, last.step_minutes);
+        Assert.Equal(user, last.user_id);
+        for (var i = 0; i < 96; i++) Assert.Equal(100 + 1.5 * (12 + i), last.glucose_mg_dl[i], 2);   // steps 12..107, oldest first
         Assert.True(requests.Count <= 3, $"{requests.Count} requests for one burst of readings (rate limited per user)");
 
         Assert.True(CgmTopology.TryQueryWindow(f.Pipeline.Host, user, out var state, f.Names.ApplicationId));
@@ -174,14 +193,8 @@ public sealed class CgmPipelineTests(CgmPipelineFixture f) : IClassFixture<CgmPi
         var mmol = Egv(user, T0 + Step, 6.1);
         var mismatch = Egv("someone-else", T0 + 2 * Step, 100);
         var noId = Egv(user, T0 + 3 * Step, 100);
-        noId.ReadingId = "";
-        using (var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = f.Kafka.BootstrapServers }).Build())
-        {
-            foreach (var r in new[] { good, mmol, mismatch, noId })
-                p.Produce(f.Names.ReadingsTopic, new Message<byte[], byte[]> { Key = new UserKey { UserId = user }.ToByteArray(), Value = r.ToByteArray() });
-            p.Produce(f.Names.ReadingsTopic, new Message<byte[], byte[]> { Key = new UserKey { UserId = user }.ToByteArray(), Value = [0xff, 0x01] });
-            p.Flush(TimeSpan.FromSeconds(10));
-        }
+        noId.reading_id = "";
+        f.SendRaw(user, [.. new[] { good, mmol, mismatch, noId }.Select(r => f.Registry.Value(f.Names.ReadingsTopic, r)), [0xff, 0x01]]);
         var letters = f.Drain(f.Names.ReadingsTopic + Topics.DeadLetterSuffix, user, TimeSpan.FromSeconds(60), m => m.Count >= 4)
             .Select(m => (Error: Encoding.UTF8.GetString(m.Headers.GetLastBytes(StreamHeaders.Error)),
                           Type: Encoding.UTF8.GetString(m.Headers.GetLastBytes(StreamHeaders.ErrorType)))).ToList();
@@ -197,6 +210,90 @@ public sealed class CgmPipelineTests(CgmPipelineFixture f) : IClassFixture<CgmPi
         using var cmd = f.Postgres.CreateCommand("SELECT count(*) FROM streamhealth.dead_letters WHERE source_topic = $1 AND processor = 'cgm-readings-postgres'");
         cmd.Parameters.AddWithValue(f.Names.ReadingsTopic);
         WaitFor(() => (long)cmd.ExecuteScalar()! >= 1, TimeSpan.FromSeconds(30), () => "undecodable record not archived by the sink");
+    }
+
+    /// <summary>The bytes an old Protobuf producer of cgm.readings sent before the move to Avro (cgm.proto's CgmReading:
+    /// schema_version 1, event time, user, reading id, glucose, event type EGV): no Confluent wire header.</summary>
+    private static byte[] OldProtobufReading(string user, long timeMs, double mgDl)
+    {
+        using var buffer = new MemoryStream();
+        var output = new CodedOutputStream(buffer);
+        output.WriteTag(1, WireFormat.WireType.Varint);
+        output.WriteUInt32(1);
+        output.WriteTag(2, WireFormat.WireType.Varint);
+        output.WriteInt64(timeMs);
+        output.WriteTag(3, WireFormat.WireType.LengthDelimited);
+        output.WriteString(user);
+        output.WriteTag(4, WireFormat.WireType.LengthDelimited);
+        output.WriteString("proto-" + timeMs);
+        output.WriteTag(5, WireFormat.WireType.Fixed64);
+        output.WriteDouble(mgDl);
+        output.WriteTag(7, WireFormat.WireType.Varint);
+        output.WriteEnum(1);
+        output.Flush();
+        return buffer.ToArray();
+    }
+
+    /// <summary>Records that are not Avro CgmReadings in the Confluent wire format (garbage, an old Protobuf reading, a
+    /// well-formed Avro reading under a schema id the registry never issued) are dead-lettered as deserialization failures
+    /// with the reason, the schema-id header naming the id the value claims (none without the wire header); a valid
+    /// reading's own rejection carries its real schema id; a good reading beside them is stored.</summary>
+    [Fact]
+    public void Undecodable_records_are_dead_lettered_with_the_schema_id_they_claim()
+    {
+        var user = U("undecodable");
+        var good = f.Registry.Value(f.Names.ReadingsTopic, Egv(user, T0 + 20 * Step, 130));
+        var goodId = ConfluentWire.SchemaId(good)!.Value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        byte[] garbage = [0xff, 0xfe, 0x01];
+        var protobuf = OldProtobufReading(user, T0 + 21 * Step, 131);
+        var unknownId = f.Registry.WithUnknownSchemaId(f.Names.ReadingsTopic, Egv(user, T0 + 22 * Step, 132));
+        var mmol = f.Registry.Value(f.Names.ReadingsTopic, Egv(user, T0 + 23 * Step, 7.2));
+        f.SendRaw(user, [garbage, protobuf, unknownId, mmol, good]);
+
+        var letters = f.Drain(f.Names.ReadingsTopic + Topics.DeadLetterSuffix, user, TimeSpan.FromSeconds(60), m => m.Count >= 4)
+            .Select(m => (Error: Encoding.UTF8.GetString(m.Headers.GetLastBytes(StreamHeaders.Error)),
+                          Type: Encoding.UTF8.GetString(m.Headers.GetLastBytes(StreamHeaders.ErrorType)),
+                          SchemaId: m.Headers.TryGetLastBytes(StreamHeaders.SchemaId, out var id) ? Encoding.UTF8.GetString(id) : null,
+                          m.Value)).ToList();
+        Assert.True(letters.Count == 4, $"{letters.Count} letters: {string.Join(" | ", letters.Select(l => l.Error))}\n{f.Logs.Tail()}");
+        Assert.Contains(letters, l => l.Type == StreamHeaders.DeserializationError && l.SchemaId is null && l.Value.SequenceEqual(garbage)
+                                      && l.Error.Contains("not in the Confluent wire format"));
+        Assert.Contains(letters, l => l.Type == StreamHeaders.DeserializationError && l.SchemaId is null && l.Value.SequenceEqual(protobuf));
+        Assert.Contains(letters, l => l.Type == StreamHeaders.DeserializationError && l.SchemaId == "987654" && l.Value.SequenceEqual(unknownId)
+                                      && l.Error.Contains("987654"));
+        Assert.Contains(letters, l => l.Type == nameof(CgmInputException) && l.Error.Contains("looks like mmol/L") && l.SchemaId == goodId);
+        WaitFor(() => CountRows(user) >= 1, TimeSpan.FromSeconds(30), () => "the good reading was not stored");
+        Thread.Sleep(500);
+        Assert.Equal(1, CountRows(user));
+    }
+
+    /// <summary>Outside the project: a plain Confluent consumer with its own registry client (empty caches) and
+    /// <see cref="AvroDeserializer{T}"/> of generic records reads what the topology wrote on cgm.latest (key and value).</summary>
+    [Fact]
+    public async Task A_plain_confluent_consumer_reads_what_the_topology_wrote_on_cgm_latest()
+    {
+        var user = U("outside");
+        f.Send(Series(user, 6, i => 140 + i));
+        var written = f.Drain(f.Names.LatestTopic, user, TimeSpan.FromSeconds(30),
+            m => m.Any(x => f.Registry.Read<StreamHealth.Schemas.Avro.Cgm.CgmLatest>(f.Names.LatestTopic, x.Value).glucose_mg_dl >= 145));
+        var message = written.Last();
+
+        using var outside = new CachedSchemaRegistryClient(new SchemaRegistryConfig { Url = f.Registry.Url });
+        var deserializer = new AvroDeserializer<GenericRecord>(outside);
+        var key = await deserializer.DeserializeAsync(message.Key, false, new SerializationContext(MessageComponentType.Key, f.Names.LatestTopic));
+        var value = await deserializer.DeserializeAsync(message.Value, false, new SerializationContext(MessageComponentType.Value, f.Names.LatestTopic));
+        Assert.Equal("StreamHealth.Schemas.Avro.Common.UserKey", key.Schema.Fullname);
+        Assert.Equal(user, (string)key["user_id"]);
+        Assert.Equal("StreamHealth.Schemas.Avro.Cgm.CgmLatest", value.Schema.Fullname);
+        Assert.Equal(user, (string)value["user_id"]);
+        Assert.Equal(145.0, (double)value["glucose_mg_dl"], 3);
+        Assert.Equal(6, (int)value["window_steps"]);
+        Assert.False((bool)value["forecast_window_complete"]);
+        Assert.False(string.IsNullOrEmpty((string)value["trend_arrow"]));
+        CgmLatestValue? latest = null;
+        WaitFor(() => (latest = CgmLatestCache.ReadAsync(f.Redis.GetDatabase(), user).GetAwaiter().GetResult()) is { GlucoseMgDl: 145 },
+            TimeSpan.FromSeconds(30), () => $"latest = {latest}");
+        Assert.Equal(DateTime.UnixEpoch.AddMilliseconds(latest!.EventTimeUnixMs), (DateTime)value["event_time_unix_ms"]);
     }
 
     private List<string> DeadLetterErrors(string user, int atLeast) =>
@@ -218,8 +315,8 @@ public sealed class CgmPipelineTests(CgmPipelineFixture f) : IClassFixture<CgmPi
 
         var future = Egv(user, nowMs + 365L * 86_400_000, 180);
         var nul = Egv(user, nowMs - 10 * Step, 130);
-        nul.SourceFormat = "dex\0com";
-        nul.ReadingId = "abc\0def";
+        nul.source_format = "dex\0com";
+        nul.reading_id = "abc\0def";
         f.Send([future, nul]);
         var letters = DeadLetterErrors(user, 2);
         Assert.Contains(letters, e => e.Contains("event_time_unix_ms") && e.Contains("ahead of the receiving clock"));
@@ -247,25 +344,21 @@ public sealed class CgmPipelineTests(CgmPipelineFixture f) : IClassFixture<CgmPi
     {
         var user = U("reuse");
         var original = Egv(user, T0, 110);
-        var retry = original.Clone();
-        var moved = original.Clone();
-        moved.EventTimeUnixMs = T0 + 7 * Step;
-        var stolen = original.Clone();
-        stolen.UserId = "";
+        var retry = CgmReadings.Copy(original);
+        var moved = CgmReadings.Copy(original);
+        moved.event_time_unix_ms = AvroTime.FromUnixMs(T0 + 7 * Step);
+        var stolen = CgmReadings.Copy(original);
+        stolen.user_id = "";
         f.Send([original]);
         WaitFor(() => CountRows(user) >= 1, TimeSpan.FromSeconds(30), () => "the original reading was not stored");
         f.Send([retry, moved]);
         var other = U("thief");
-        using (var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = f.Kafka.BootstrapServers }).Build())
-        {
-            p.Produce(f.Names.ReadingsTopic, new Message<byte[], byte[]> { Key = new UserKey { UserId = other }.ToByteArray(), Value = stolen.ToByteArray() });
-            p.Flush(TimeSpan.FromSeconds(10));
-        }
+        f.SendRaw(other, [f.Registry.Value(f.Names.ReadingsTopic, stolen)]);
         using var letters = f.Postgres.CreateCommand("""
             SELECT error FROM streamhealth.dead_letters WHERE source_topic = $1 AND processor = 'cgm-readings-postgres' AND error LIKE $2
             """);
         letters.Parameters.AddWithValue(f.Names.ReadingsTopic);
-        letters.Parameters.AddWithValue("%" + original.ReadingId + "%");
+        letters.Parameters.AddWithValue("%" + original.reading_id + "%");
         var errors = new List<string>();
         WaitFor(() =>
         {

@@ -37,17 +37,17 @@ public sealed class CgmReadingProducerTests
         var parsed = CgmReadingProducer.ReadFile(file, "dst-user");
         Assert.Equal(1, parsed.ClockShiftsCorrected);
         Assert.Equal(rows, parsed.Readings.Count);
-        var times = parsed.Readings.Select(r => r.EventTimeUnixMs).ToList();
+        var times = parsed.Readings.Select(CgmReadings.EventTimeMs).ToList();
         // Strictly increasing by 5 minutes: no repeated hour (fake duplicates) and no gap.
         for (var i = 1; i < times.Count; i++) Assert.Equal(5 * 60_000, times[i] - times[i - 1]);
         // The original time keeps the wall clock the export wrote (01:02:10 appears twice).
-        var wallClock = parsed.Readings.Select(r => DateTime.UnixEpoch.AddMilliseconds(r.OriginalTimeUnixMs)).ToList();
+        var wallClock = parsed.Readings.Select(r => r.original_time_unix_ms!.Value).ToList();
         Assert.Equal(2, wallClock.Count(t => t == new DateTime(2026, 10, 25, 1, 2, 10)));
         // Values stay with their readings, in file order.
-        Assert.Equal(Enumerable.Range(0, rows).Select(i => 120.0 + i), parsed.Readings.Select(r => r.GlucoseMgDl));
+        Assert.Equal(Enumerable.Range(0, rows).Select(i => 120.0 + i), parsed.Readings.Select(r => r.glucose_mg_dl));
         // Every reading gets its own deterministic id.
-        Assert.Equal(rows, parsed.Readings.Select(r => r.ReadingId).Distinct().Count());
+        Assert.Equal(rows, parsed.Readings.Select(r => r.reading_id).Distinct().Count());
         file.Position = 0;
-        Assert.Equal(parsed.Readings.Select(r => r.ReadingId), CgmReadingProducer.ReadFile(file, "dst-user").Readings.Select(r => r.ReadingId));
+        Assert.Equal(parsed.Readings.Select(r => r.reading_id), CgmReadingProducer.ReadFile(file, "dst-user").Readings.Select(r => r.reading_id));
     }
 }

@@ -45,7 +45,7 @@ public sealed class GatewayStackFixture : IAsyncLifetime
         _registry = TestRegistry.Start(connectionString);
         _weights = new WeightPipeline(new StreamHostOptions { SchemaRegistry = _registry.Connection, BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = Path.Combine(_stateDir, "w") },
             Postgres, _redis, Logs).Start();
-        _cgm = new CgmPipeline(new StreamHostOptions { BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = Path.Combine(_stateDir, "c") },
+        _cgm = new CgmPipeline(new StreamHostOptions { SchemaRegistry = _registry.Connection, BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = Path.Combine(_stateDir, "c") },
             Postgres, _redis, Logs, new CgmPipelineOptions { EmitIntervalMs = 100, MinForecastRequestIntervalMs = 500 }).Start();
         // The hosts publish their reports (with where they answer interactive queries) to a hash of this stack's own.
         var metricsKey = $"streamhealth:streams:test:{Guid.NewGuid():N}";
