@@ -1,20 +1,12 @@
-using Google.Protobuf.Reflection;
-
 namespace StreamHealth.Schemas;
 
-/// <summary>One Kafka topic: its name, key and value schema and default partition count.</summary>
-/// <remarks>A dead-letter topic has no schema of its own: it holds the failed record's bytes as they
-/// arrived, with headers naming the error (so <see cref="Key"/> and <see cref="Value"/> are null).
-/// An <see cref="IsAvro"/> topic carries Avro in the Confluent wire format (its schemas: <see cref="AvroSchemas"/>);
-/// its <see cref="Key"/> and <see cref="Value"/> still name the Protobuf messages it carried before the move, which the
-/// Protobuf baseline still checks until the catalogue drops Protobuf (the weights code also keeps using its messages
-/// inside; the CGM code uses the generated Avro records and no longer touches its Protobuf messages).</remarks>
-public sealed record TopicSpec(string Name, MessageDescriptor? Key, MessageDescriptor? Value, int Partitions)
+/// <summary>One Kafka topic: its name, its Avro key and value (records in the Confluent wire format, schemas in
+/// <see cref="AvroSchemas"/>, registered under TopicNameStrategy subjects) and its default partition count.</summary>
+/// <remarks>A dead-letter topic has no schema of its own: it holds the failed record's bytes as they arrived, with
+/// headers naming the error (so <see cref="Avro"/> is null).</remarks>
+public sealed record TopicSpec(string Name, AvroTopicSchemas? Avro, int Partitions)
 {
-    public bool IsDeadLetter => Value is null;
-
-    /// <summary>Whether its records are Avro (Confluent wire format, Schema Registry) rather than Protobuf.</summary>
-    public bool IsAvro => Topics.AvroTopics.Contains(Name);
+    public bool IsDeadLetter => Avro is null;
 }
 
 /// <summary>The catalogue of every topic StreamHealth owns. Provisioning, the dump tool and
@@ -34,36 +26,29 @@ public static class Topics
     public const string SensorsAnomalies = "sensors.anomalies";
     public const string InsightsMetrics = "insights.metrics";
 
-    /// <summary>The topics already moved from Protobuf to Avro in the Confluent wire format; a topic carries one format
-    /// only, so a workload's topics move together (producers, topology, sinks and readers in one change).</summary>
-    public static readonly IReadOnlySet<string> AvroTopics = new HashSet<string>(StringComparer.Ordinal)
-    {
-        WeightsRaw, WeightsFiltered, InsightsMetrics, CgmReadings, CgmLatest, CgmForecastRequests, CgmForecasts,
-    };
-
     public const string DeadLetterSuffix = ".dlq";
     public const int DefaultPartitions = 4;
 
     /// <summary>Topics fed from outside (producers, gateway uploads): each has a dead-letter topic.</summary>
     public static readonly IReadOnlyList<TopicSpec> Ingest =
     [
-        new(WeightsRaw, UserKey.Descriptor, WeightMeasurement.Descriptor, DefaultPartitions),
-        new(CgmReadings, UserKey.Descriptor, CgmReading.Descriptor, DefaultPartitions),
-        new(CgmForecastRequests, UserKey.Descriptor, CgmForecastRequest.Descriptor, DefaultPartitions),
-        new(CallLogsRaw, CallKey.Descriptor, CallLog.Descriptor, DefaultPartitions),
-        new(SensorsReadings, SensorKey.Descriptor, SensorReading.Descriptor, DefaultPartitions),
-        new(InsightsMetrics, UserKey.Descriptor, HealthMetric.Descriptor, DefaultPartitions),
+        new(WeightsRaw, AvroSchemas.For(WeightsRaw), DefaultPartitions),
+        new(CgmReadings, AvroSchemas.For(CgmReadings), DefaultPartitions),
+        new(CgmForecastRequests, AvroSchemas.For(CgmForecastRequests), DefaultPartitions),
+        new(CallLogsRaw, AvroSchemas.For(CallLogsRaw), DefaultPartitions),
+        new(SensorsReadings, AvroSchemas.For(SensorsReadings), DefaultPartitions),
+        new(InsightsMetrics, AvroSchemas.For(InsightsMetrics), DefaultPartitions),
     ];
 
     /// <summary>Topics written by processors.</summary>
     public static readonly IReadOnlyList<TopicSpec> Results =
     [
-        new(WeightsFiltered, UserKey.Descriptor, WeightResult.Descriptor, DefaultPartitions),
-        new(CgmForecasts, UserKey.Descriptor, CgmForecast.Descriptor, DefaultPartitions),
-        new(CgmLatest, UserKey.Descriptor, Schemas.CgmLatest.Descriptor, DefaultPartitions),
-        new(CallLogsEntries, UserKey.Descriptor, HealthEntry.Descriptor, DefaultPartitions),
-        new(SensorsMetrics, SensorKey.Descriptor, SensorMetric.Descriptor, DefaultPartitions),
-        new(SensorsAnomalies, SensorKey.Descriptor, SensorAnomaly.Descriptor, DefaultPartitions),
+        new(WeightsFiltered, AvroSchemas.For(WeightsFiltered), DefaultPartitions),
+        new(CgmForecasts, AvroSchemas.For(CgmForecasts), DefaultPartitions),
+        new(CgmLatest, AvroSchemas.For(CgmLatest), DefaultPartitions),
+        new(CallLogsEntries, AvroSchemas.For(CallLogsEntries), DefaultPartitions),
+        new(SensorsMetrics, AvroSchemas.For(SensorsMetrics), DefaultPartitions),
+        new(SensorsAnomalies, AvroSchemas.For(SensorsAnomalies), DefaultPartitions),
     ];
 
     public static readonly IReadOnlyList<TopicSpec> All = BuildAll();
@@ -87,7 +72,7 @@ public static class Topics
         var all = new List<TopicSpec>(Ingest);
         all.AddRange(Results);
         foreach (var t in Ingest)
-            all.Add(new TopicSpec(DeadLetterOf(t.Name), null, null, t.Partitions));
+            all.Add(new TopicSpec(DeadLetterOf(t.Name), null, t.Partitions));
         return all;
     }
 }

@@ -157,7 +157,7 @@ public sealed class OperationsMonitor(
                 records += marks.High.Value - marks.Low.Value;
                 end += marks.High.Value;
             }
-            var valueSchema = spec.IsAvro && StreamHealth.Schemas.AvroSchemas.TryFor(spec.Name, out var avro) ? avro.Value.Fullname : spec.Value?.FullName;
+            var valueSchema = spec.Avro?.Value.Fullname;
             result.Add(new TopicsApi.TopicInfo(spec.Name, valueSchema, topic.Partitions.Count, records, end));
         }
         return result;

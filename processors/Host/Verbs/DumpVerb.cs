@@ -19,8 +19,8 @@ internal static class DumpVerb
         DateTimeOffset? since = null;
         if (args.Get("--since") is { } s)
             since = DateTimeOffset.TryParse(s, out var t) ? t : throw new UsageException($"option --since = '{s}' is not an ISO-8601 time");
-        // An Avro topic's records name their writer schema by id: read through the registry at SchemaRegistry:Url.
-        using var registry = topic.IsAvro ? Runtime.SchemaRegistry.SchemaRegistryConnection.Connect(options.SchemaRegistry) : null;
+        // Records name their writer schema by id: read through the registry at SchemaRegistry:Url (dead letters are raw bytes).
+        using var registry = !topic.IsDeadLetter ? Runtime.SchemaRegistry.SchemaRegistryConnection.Connect(options.SchemaRegistry) : null;
         var request = new TopicDumper.Request(topic, bootstrap, options.Kafka.Capabilities,
             MaxRecords: args.GetInt("--max", int.MaxValue), Since: since, Follow: args.Has("--follow"), Registry: registry?.Client);
         await using var stdout = Console.OpenStandardOutput();

@@ -29,6 +29,7 @@ internal static class ForecastVerb
         using var redis = ConnectionMultiplexer.Connect(options.Redis.ConnectionOptions());   // abortConnect=false: the sink retries
         using var postgres = NpgsqlDataSource.Create(options.Postgres.ConnectionString);
         using var schemas = SchemaRegistryConnection.Connect(options.SchemaRegistry);
+        await schemas.EnsureReachableAsync();   // one line naming the URL at start-up; later outages are held and retried
         var settings = new ForecastConsumerSettings(options.Kafka.BootstrapServers, options.Streams.SessionTimeoutMs,
             options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor));
         using var service = new ForecastService(forecast, settings, schemas, postgres, redis, logs).Start();

@@ -1,20 +1,8 @@
 using System.Buffers.Binary;
 using Confluent.Kafka;
-using Google.Protobuf;
 using Streamiz.Kafka.Net.SerDes;
 
 namespace StreamHealth.Runtime.Streams;
-
-/// <summary>A Protobuf message as a Streamiz serde (topics stay Protobuf until the Schema Registry issue).</summary>
-public sealed class ProtobufSerDes<T> : AbstractSerDes<T> where T : IMessage<T>, new()
-{
-    public static readonly ProtobufSerDes<T> Instance = new();
-    private static readonly MessageParser<T> Parser = new(() => new T());
-
-    public override byte[] Serialize(T data, SerializationContext context) => data.ToByteArray();
-
-    public override T Deserialize(byte[] data, SerializationContext context) => Parser.ParseFrom(data);
-}
 
 /// <summary>A value in a state store together with the source offset its last update came from, so that a record
 /// the state already reflects is recognised when it is processed again (see <see cref="FencedSerDes{T}"/>).</summary>

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Text;
 using Confluent.Kafka;
-using Google.Protobuf;
 using Microsoft.Extensions.Logging;
 using Streamiz.Kafka.Net.Processors.Public;
 using Streamiz.Kafka.Net.SerDes;
@@ -118,10 +117,7 @@ public abstract class StreamProcessor<TKey, TValue> : ITransformer<byte[], byte[
     /// its position) so sinks drop the duplicates a replay produces; it travels as <see cref="StreamHeaders.OutputId"/>.
     /// While a record is processed the output waits until the record succeeds and carries its request id; from a
     /// punctuation it goes out at once.</summary>
-    protected void Emit(string topic, IMessage key, IMessage value, long timestampUnixMs, string outputId) =>
-        EmitBytes(topic, key.ToByteArray(), value.ToByteArray(), timestampUnixMs, outputId);
-
-    /// <summary>As <see cref="Emit"/>, for a key and value already serialised.</summary>
+    /// <remarks>The key and value are serialised by the caller (an <see cref="AvroSerDes{T}"/> of the topic).</remarks>
     protected void EmitBytes(string topic, byte[] key, byte[] value, long timestampUnixMs, string outputId)
     {
         var headers = new Headers();

@@ -1,32 +1,28 @@
 using System.Text.Json;
 using Confluent.Kafka;
-using Google.Protobuf;
 using StreamHealth.Runtime.Kafka;
 using StreamHealth.Schemas;
 
 namespace StreamHealth.Runtime.Tools;
 
 /// <summary>Reads a topic and writes one JSON object per record: position, timestamp, headers, and
-/// key/value decoded with the topic's schema: Protobuf, or for an Avro topic (<see cref="TopicSpec.IsAvro"/>) the writer
-/// schema the record's Confluent wire header names, fetched from the schema registry (field names as in the schema,
+/// key/value decoded with the writer schema the record's Confluent wire header names, fetched from the schema registry (field names as in the schema,
 /// times as ISO-8601, enums as their symbols, with "schemaId"). Records that do not decode (and everything in a
 /// dead-letter topic) are written as base64 with the decode error, so nothing is hidden.</summary>
 public static class TopicDumper
 {
     /// <param name="Since">Only records with a timestamp at or after this time.</param>
     /// <param name="Follow">Keep reading new records until cancelled (else stop at the end offsets seen at start).</param>
-    /// <param name="Registry">The schema registry an Avro topic's records are decoded through (required for one).</param>
+    /// <param name="Registry">The schema registry the records are decoded through (required except for a dead-letter topic).</param>
     public sealed record Request(TopicSpec Topic, string BootstrapServers, BrokerCapabilities Capabilities,
         int MaxRecords = int.MaxValue, DateTimeOffset? Since = null, bool Follow = false,
         Confluent.SchemaRegistry.ISchemaRegistryClient? Registry = null);
 
-    private static readonly JsonFormatter Formatter = new(JsonFormatter.Settings.Default.WithFormatDefaultValues(false));
-
     public static async Task<long> DumpAsync(Request request, Stream output, CancellationToken ct)
     {
-        if (request.Topic.IsAvro && request.Registry is null)
-            throw new ArgumentException($"{request.Topic.Name} is an Avro topic: dumping it needs the schema registry", nameof(request));
-        var avro = request.Topic.IsAvro ? new AvroDecoder(request.Registry!) : null;
+        if (!request.Topic.IsDeadLetter && request.Registry is null)
+            throw new ArgumentException($"dumping {request.Topic.Name} needs the schema registry (its records are Avro in the Confluent wire format)", nameof(request));
+        var avro = request.Topic.IsDeadLetter ? null : new AvroDecoder(request.Registry!);
         var config = new ConsumerConfig
         {
             BootstrapServers = request.BootstrapServers,
@@ -77,7 +73,7 @@ public static class TopicDumper
                 continue;
             }
             if (sinceMs is { } min && result.Message.Timestamp.UnixTimestampMs < min) continue;
-            WriteRecord(writer, request.Topic, avro, result);
+            WriteRecord(writer, avro, result);
             await writer.FlushAsync(ct);
             output.WriteByte((byte)'\n');
             writer.Reset();
@@ -97,7 +93,7 @@ public static class TopicDumper
         return t.Partitions.Select(p => p.PartitionId).Order().ToList();
     }
 
-    private static void WriteRecord(Utf8JsonWriter w, TopicSpec topic, AvroDecoder? avro, ConsumeResult<byte[]?, byte[]?> r)
+    private static void WriteRecord(Utf8JsonWriter w, AvroDecoder? avro, ConsumeResult<byte[]?, byte[]?> r)
     {
         w.WriteStartObject();
         w.WriteString("topic", r.Topic);
@@ -111,8 +107,9 @@ public static class TopicDumper
         }
         else
         {
-            WritePayload(w, "key", topic.Key, r.Message.Key);
-            WritePayload(w, "value", topic.Value, r.Message.Value);
+            // A dead letter: the failed record's bytes as they arrived; its headers say why.
+            WriteBytes(w, "key", r.Message.Key);
+            WriteBytes(w, "value", r.Message.Value);
         }
         if (r.Message.Headers is { Count: > 0 } headers)
         {
@@ -127,28 +124,10 @@ public static class TopicDumper
         w.WriteEndObject();
     }
 
-    private static void WritePayload(Utf8JsonWriter w, string name, Google.Protobuf.Reflection.MessageDescriptor? schema, byte[]? bytes)
+    private static void WriteBytes(Utf8JsonWriter w, string name, byte[]? bytes)
     {
-        if (bytes is null)
-        {
-            w.WriteNull(name);
-            return;
-        }
-        if (schema is not null)
-        {
-            try
-            {
-                var message = schema.Parser.ParseFrom(bytes);
-                w.WritePropertyName(name);
-                w.WriteRawValue(Formatter.Format(message), skipInputValidation: true);
-                return;
-            }
-            catch (InvalidProtocolBufferException e)
-            {
-                w.WriteString(name + "Error", $"does not decode as {schema.FullName}: {e.Message}");
-            }
-        }
-        w.WriteBase64String(name + "Base64", bytes);
+        if (bytes is null) w.WriteNull(name);
+        else w.WriteBase64String(name + "Base64", bytes);
     }
 
     /// <summary>Avro in the Confluent wire format as JSON: a generic record read with the writer schema its header names.</summary>

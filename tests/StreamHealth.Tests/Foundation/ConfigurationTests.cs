@@ -68,10 +68,12 @@ public sealed class ConfigurationTests
         Assert.StartsWith("streamhealth: SchemaRegistry:Url = http://127.0.0.1:9: the schema registry cannot be reached", line);
     }
 
-    [Fact]
-    public void A_processing_host_whose_registry_does_not_answer_at_start_up_stops_with_one_line_naming_the_url()
+    [Theory]
+    [InlineData("run --topology weights")]
+    [InlineData("forecast")]
+    public void A_process_whose_registry_does_not_answer_at_start_up_stops_with_one_line_naming_the_url(string verb)
     {
-        var (code, stdout, stderr) = Repo.Run("dotnet", [ChildHost.HostDll, "run", "--topology", "weights"],
+        var (code, stdout, stderr) = Repo.Run("dotnet", [ChildHost.HostDll, .. verb.Split(' ')],
             new Dictionary<string, string>
             {
                 ["STREAMHEALTH_SchemaRegistry__Url"] = "http://127.0.0.1:9", ["STREAMHEALTH_SchemaRegistry__Embedded"] = "false",

@@ -1,7 +1,6 @@
 using System.Runtime.InteropServices;
 using System.Text;
 using Confluent.Kafka;
-using Google.Protobuf;
 using StreamHealth.Runtime.Kafka;
 using StreamHealth.Schemas;
 using StreamHealth.Tests.Infrastructure;
@@ -31,7 +30,7 @@ public sealed class EmbeddedKafkaTests(EmbeddedKafkaFixture kafka) : IClassFixtu
                 var headers = new Headers { { "trace-id", Encoding.UTF8.GetBytes($"trace-{i}") } };
                 producer.Produce(topic, new Message<byte[], byte[]>
                 {
-                    Key = new UserKey { UserId = user }.ToByteArray(), Value = value.ToByteArray(),
+                    Key = TestRegistry.Shared.Key(topic, user), Value = TestRegistry.Shared.Value(topic, value),
                     Timestamp = new Timestamp(t, TimestampType.CreateTime), Headers = headers,
                 });
                 sent.Add((user, value, t));
@@ -56,20 +55,20 @@ public sealed class EmbeddedKafkaTests(EmbeddedKafkaFixture kafka) : IClassFixtu
         Assert.Equal(sent.Count, received.Count);
         foreach (var r in received)
         {
-            var key = UserKey.Parser.ParseFrom(r.Message.Key);
-            var value = WeightMeasurement.Parser.ParseFrom(r.Message.Value);
+            var user = TestRegistry.Shared.UserOf(topic, r.Message.Key);
+            var value = TestRegistry.Shared.Measurement(topic, r.Message.Value);
             var index = int.Parse(value.MeasurementId[2..]);
-            Assert.Equal(sent[index].User, key.UserId);
+            Assert.Equal(sent[index].User, user);
             Assert.Equal(sent[index].Value, value);
             Assert.Equal(sent[index].TimeMs, r.Message.Timestamp.UnixTimestampMs);
             Assert.Equal(TimestampType.CreateTime, r.Message.Timestamp.Type);
             Assert.Equal($"trace-{index}", Encoding.UTF8.GetString(r.Message.Headers.GetLastBytes("trace-id")));
         }
         // One key always lands on one partition, and within it in production order.
-        foreach (var byUser in received.GroupBy(r => UserKey.Parser.ParseFrom(r.Message.Key).UserId))
+        foreach (var byUser in received.GroupBy(r => TestRegistry.Shared.UserOf(topic, r.Message.Key)))
         {
             Assert.Single(byUser.Select(r => r.Partition.Value).Distinct());
-            var offsets = byUser.Select(r => WeightMeasurement.Parser.ParseFrom(r.Message.Value).EventTimeUnixMs).ToList();
+            var offsets = byUser.Select(r => TestRegistry.Shared.Measurement(topic, r.Message.Value).EventTimeUnixMs).ToList();
             Assert.Equal(offsets.Order(), offsets);
         }
     }

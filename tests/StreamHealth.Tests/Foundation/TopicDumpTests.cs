@@ -1,12 +1,13 @@
 using System.Text;
+using Google.Protobuf;
 using System.Text.Json;
 using Confluent.Kafka;
-using Google.Protobuf;
 using StreamHealth.Runtime.Kafka;
 using StreamHealth.Runtime.Tools;
 using StreamHealth.Schemas;
 using StreamHealth.Tests.Infrastructure;
 using AvroCgm = StreamHealth.Schemas.Avro.Cgm;
+using AvroSensors = StreamHealth.Schemas.Avro.Sensors;
 
 namespace StreamHealth.Tests.Foundation;
 
@@ -15,47 +16,53 @@ public sealed class TopicDumpTests(EmbeddedKafkaFixture kafka) : IClassFixture<E
     [Fact]
     public async Task Dump_decodes_values_and_shows_undecodable_records_as_base64_with_the_error()
     {
+        var registry = TestRegistry.Shared;
         kafka.Cluster.CreateTopic(Topics.SensorsReadings + ".dumptest", 2);
-        var topic = new TopicSpec(Topics.SensorsReadings + ".dumptest", SensorKey.Descriptor, SensorReading.Descriptor, 2);
+        var topic = new TopicSpec(Topics.SensorsReadings + ".dumptest", AvroSchemas.For(Topics.SensorsReadings), 2);
+        var key = registry.Connection.SerDes<StreamHealth.Schemas.Avro.Common.SensorKey>().Serialize(new StreamHealth.Schemas.Avro.Common.SensorKey { node_id = "n1" },
+            new SerializationContext(MessageComponentType.Key, topic.Name));
         var t0 = new DateTimeOffset(2025, 1, 1, 0, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds();
         using (var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = kafka.BootstrapServers }).Build())
         {
             for (var i = 0; i < 10; i++)
             {
-                var reading = new SensorReading { SchemaVersion = 1, EventTimeUnixMs = t0 + i * 1000, NodeId = "n1", FlowLPerS = i, PressureKpa = 300, ReadingId = $"r{i}" };
+                var reading = new AvroSensors.SensorReading
+                {
+                    event_time_unix_ms = DateTime.UnixEpoch.AddMilliseconds(t0 + i * 1000), node_id = "n1", flow_l_per_s = i, pressure_kpa = 300, reading_id = $"r{i}",
+                };
                 producer.Produce(topic.Name, new Message<byte[], byte[]>
                 {
-                    Key = new SensorKey { NodeId = "n1" }.ToByteArray(), Value = reading.ToByteArray(),
+                    Key = key, Value = registry.Value(topic.Name, reading),
                     Timestamp = new Timestamp(t0 + i * 1000, TimestampType.CreateTime),
                     Headers = new Headers { { "origin", Encoding.UTF8.GetBytes("test") } },
                 });
             }
             producer.Produce(topic.Name, new Message<byte[], byte[]>
             {
-                Key = new SensorKey { NodeId = "n1" }.ToByteArray(), Value = [0xff, 0xff, 0xff],
+                Key = key, Value = [0xff, 0xff, 0xff],
                 Timestamp = new Timestamp(t0 + 20_000, TimestampType.CreateTime),
             });
             producer.Flush(TimeSpan.FromSeconds(10));
         }
 
-        var lines = await Dump(new TopicDumper.Request(topic, kafka.BootstrapServers, BrokerCapabilities.Embedded));
+        var lines = await Dump(new TopicDumper.Request(topic, kafka.BootstrapServers, BrokerCapabilities.Embedded, Registry: registry.Connection.Client));
         Assert.Equal(11, lines.Count);
         var first = lines[0];
-        Assert.Equal("n1", first.GetProperty("key").GetProperty("nodeId").GetString());
+        Assert.Equal("n1", first.GetProperty("key").GetProperty("node_id").GetString());
         Assert.Equal("test", first.GetProperty("headers").GetProperty("origin").GetString());
         Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(t0).ToString("O"), first.GetProperty("timestamp").GetString());
         var broken = lines[^1];
-        Assert.Contains("does not decode as streamhealth.SensorReading", broken.GetProperty("valueError").GetString());
+        Assert.Contains("does not decode as Avro (no Confluent wire header)", broken.GetProperty("valueError").GetString());
         Assert.Equal(Convert.ToBase64String([0xff, 0xff, 0xff]), broken.GetProperty("valueBase64").GetString());
 
         // The embedded broker cannot look offsets up by time: --since falls back to a filtered scan.
         var since = await Dump(new TopicDumper.Request(topic, kafka.BootstrapServers, BrokerCapabilities.Embedded,
-            Since: DateTimeOffset.FromUnixTimeMilliseconds(t0 + 7000)));
+            Since: DateTimeOffset.FromUnixTimeMilliseconds(t0 + 7000), Registry: registry.Connection.Client));
         Assert.Equal(["r7", "r8", "r9"], since.Where(l => l.TryGetProperty("value", out _))
-            .Select(l => l.GetProperty("value").GetProperty("readingId").GetString()!).ToArray());
+            .Select(l => l.GetProperty("value").GetProperty("reading_id").GetString()!).ToArray());
         Assert.Equal(4, since.Count);
 
-        var limited = await Dump(new TopicDumper.Request(topic, kafka.BootstrapServers, BrokerCapabilities.Embedded, MaxRecords: 3));
+        var limited = await Dump(new TopicDumper.Request(topic, kafka.BootstrapServers, BrokerCapabilities.Embedded, MaxRecords: 3, Registry: registry.Connection.Client));
         Assert.Equal(3, limited.Count);
     }
 
@@ -64,7 +71,7 @@ public sealed class TopicDumpTests(EmbeddedKafkaFixture kafka) : IClassFixture<E
     {
         var registry = TestRegistry.Shared;
         var spec = Topics.Get(Topics.WeightsRaw);
-        Assert.True(spec.IsAvro);
+        Assert.NotNull(spec.Avro);
         var t0 = new DateTimeOffset(2026, 3, 1, 7, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds();
         var measurement = new WeightMeasurement
         {
@@ -144,7 +151,7 @@ public sealed class TopicDumpTests(EmbeddedKafkaFixture kafka) : IClassFixture<E
         async Task<JsonElement> DumpOne(string topic)
         {
             var spec = Topics.Get(topic);
-            Assert.True(spec.IsAvro, topic);
+            Assert.NotNull(spec.Avro);
             var lines = await Dump(new TopicDumper.Request(spec, kafka.BootstrapServers, BrokerCapabilities.Embedded, Registry: registry.Connection.Client));
             var decoded = lines.Single(l => l.TryGetProperty("value", out _));
             Assert.Equal("dump-cgm", decoded.GetProperty("key").GetProperty("user_id").GetString());

@@ -1,5 +1,4 @@
 using Confluent.Kafka;
-using Google.Protobuf;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Schemas;
 using StreamHealth.Tests.Infrastructure;
@@ -20,7 +19,7 @@ public sealed class KeyPartitionerTests(EmbeddedKafkaFixture kafka) : IClassFixt
     {
         var topic = kafka.NewTopic("partitioner", partitions);
         using var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = kafka.BootstrapServers }).Build();
-        var keys = Enumerable.Range(0, 400).Select(i => new UserKey { UserId = $"user-{i}" }.ToByteArray())
+        var keys = Enumerable.Range(0, 400).Select(i => TestRegistry.Shared.Key(topic, $"user-{i}"))
             .Append([0xff, 0x00, 0x7f]).ToList();
         var deliveries = keys.Select(key => producer.ProduceAsync(topic, new Message<byte[], byte[]> { Key = key, Value = [1] })).ToList();
         var wrong = new List<string>();

@@ -1,12 +1,13 @@
 using System.Text;
 using Confluent.Kafka;
-using Google.Protobuf;
 using Streamiz.Kafka.Net.Processors.Public;
 using Streamiz.Kafka.Net.SerDes;
 using Streamiz.Kafka.Net.State;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Runtime.Streams.Reference;
 using StreamHealth.Schemas;
+using UserKey = StreamHealth.Schemas.Avro.Common.UserKey;
+using HealthMetric = StreamHealth.Schemas.Avro.Insights.HealthMetric;
 using StreamHealth.Tests.Infrastructure;
 using static StreamHealth.Tests.Infrastructure.StreamTestKit;
 
@@ -23,13 +24,20 @@ public sealed class SumProcessor : StreamProcessor<UserKey, HealthMetric>
     public SumProcessor() : base(null!, null!, null!, "") { }
 
     public SumProcessor(ProcessorServices services, string output)
-        : base(services, ProtobufSerDes<UserKey>.Instance, ProtobufSerDes<HealthMetric>.Instance, "sum") => _output = output;
+        : base(services, services.Schemas.SerDes<UserKey>(), services.Schemas.SerDes<HealthMetric>(), "sum")
+    {
+        _output = output;
+        _schemas = services.Schemas;
+    }
+
+    private readonly StreamHealth.Runtime.SchemaRegistry.SchemaRegistryConnection _schemas = null!;
 
     public static StreamTopology Topology(string source, string appId) => new()
     {
         ApplicationId = appId,
         SourceTopic = source,
         ProcessorName = "sum",
+        RequiresSchemaRegistry = true,
         SinkTopics = [Output(source)],
         Processor = services => TransformerBuilder.New<byte[], byte[], byte[], Emission>()
             .Transformer<SumProcessor>(services, Output(source))
@@ -45,18 +53,20 @@ public sealed class SumProcessor : StreamProcessor<UserKey, HealthMetric>
 
     protected override void Process(in InputRecord<UserKey, HealthMetric> record)
     {
-        if (record.Value.Metric == "poison") throw new InvalidOperationException($"poison metric {record.Value.MetricId}");
-        var entry = _sums.Get(record.Key.UserId);
+        if (record.Value.metric == "poison") throw new InvalidOperationException($"poison metric {record.Value.metric_id}");
+        var entry = _sums.Get(record.Key.user_id);
         if (entry is not null && record.Offset <= entry.AppliedOffset)
         {
             SkipAlreadyApplied();
             return;
         }
-        var sum = (entry?.Value.Sum ?? 0) + (long)record.Value.Value;
-        _sums.Put(record.Key.UserId, new Fenced<KeySumTopology.RunningSum>(record.Offset, new KeySumTopology.RunningSum(sum)));
-        Emit(_output, record.Key, new HealthMetric { SchemaVersion = 1, EventTimeUnixMs = record.TimestampUnixMs,
-                UserId = record.Key.UserId, Metric = "sum", Value = sum, MetricId = $"{record.Partition}:{record.Offset}" },
-            record.TimestampUnixMs, $"{record.Topic}:{record.Partition}:{record.Offset}");
+        var sum = (entry?.Value.Sum ?? 0) + (long)record.Value.value;
+        _sums.Put(record.Key.user_id, new Fenced<KeySumTopology.RunningSum>(record.Offset, new KeySumTopology.RunningSum(sum)));
+        var outputKey = _schemas.SerDes<UserKey>().Serialize(record.Key, new SerializationContext(MessageComponentType.Key, _output));
+        var outputValue = _schemas.SerDes<HealthMetric>().Serialize(new HealthMetric { event_time_unix_ms = DateTime.UnixEpoch.AddMilliseconds(record.TimestampUnixMs),
+                user_id = record.Key.user_id, metric = "sum", value = sum, unit = "count", metric_id = $"{record.Partition}:{record.Offset}" },
+            new SerializationContext(MessageComponentType.Value, _output));
+        EmitBytes(_output, outputKey, outputValue, record.TimestampUnixMs, $"{record.Topic}:{record.Partition}:{record.Offset}");
     }
 }
 
@@ -72,6 +82,9 @@ public sealed class StreamRuntimeTests(EmbeddedKafkaFixture kafka) : IClassFixtu
         var stateDir = Directory.CreateTempSubdirectory("streamhealth-state-").FullName;
         var expected = new Dictionary<string, long>();
         var produced = 0;
+        var registry = TestRegistry.Shared.Connection;
+        byte[] Key(string user) => registry.SerDes<UserKey>().Serialize(new UserKey { user_id = user }, new SerializationContext(MessageComponentType.Key, source));
+        byte[] Value(HealthMetric metric) => registry.SerDes<HealthMetric>().Serialize(metric, new SerializationContext(MessageComponentType.Value, source));
         void Produce(int count, int seed)
         {
             var random = new Random(seed);
@@ -88,20 +101,20 @@ public sealed class StreamRuntimeTests(EmbeddedKafkaFixture kafka) : IClassFixtu
                     : null;
                 p.Produce(source, new Message<byte[], byte[]>
                 {
-                    Key = new UserKey { UserId = user }.ToByteArray(),
-                    Value = new HealthMetric { SchemaVersion = 1, UserId = user, Metric = poison ? "poison" : "steps", Value = v, MetricId = $"{seed}-{i}" }.ToByteArray(),
+                    Key = Key(user),
+                    Value = Value(new HealthMetric { event_time_unix_ms = DateTime.UtcNow, user_id = user, metric = poison ? "poison" : "steps", value = v, unit = "count", metric_id = $"{seed}-{i}" }),
                     Headers = headers,
                 });
                 produced++;
             }
             // One undecodable record per batch, too.
-            p.Produce(source, new Message<byte[], byte[]> { Key = new UserKey { UserId = "u1" }.ToByteArray(), Value = [0xff, 0xff] });
+            p.Produce(source, new Message<byte[], byte[]> { Key = Key("u1"), Value = [0xff, 0xff] });
             produced++;
             p.Flush(TimeSpan.FromSeconds(10));
         }
         var options = new StreamHostOptions
         {
-            BootstrapServers = kafka.BootstrapServers, StateDirectory = stateDir,
+            SchemaRegistry = registry, BootstrapServers = kafka.BootstrapServers, StateDirectory = stateDir,
             CreateInternalTopic = (topic, partitions) => kafka.Cluster.CreateTopic(topic, partitions),
         };
         try
@@ -164,7 +177,7 @@ public sealed class StreamRuntimeTests(EmbeddedKafkaFixture kafka) : IClassFixtu
                 var answered = Assert.Single(results, m => Has(m, StreamHeaders.RequestId) && H(m, StreamHeaders.RequestId) == $"req-{seed}-8");
                 Assert.False(Has(answered, StreamHeaders.Error));
                 Assert.StartsWith(source + ":", H(answered, StreamHeaders.OutputId));
-                Assert.Equal("sum", HealthMetric.Parser.ParseFrom(answered.Value).Metric);
+                Assert.Equal("sum", registry.SerDes<HealthMetric>().ReadValue(answered.Value, SumProcessor.Output(source)).metric);
             }
             Assert.Equal(2, results.Count(m => Has(m, StreamHeaders.RequestId)));
         }
