@@ -19,9 +19,16 @@ public sealed class ForecastService : IDisposable
     /// <exception cref="ForecastModelException">The model is missing, does not fit the options, or its samples do not differ.</exception>
     public ForecastService(ForecastOptions options, ForecastConsumerSettings settings, SchemaRegistryConnection registry, NpgsqlDataSource postgres,
         IConnectionMultiplexer redis, ILoggerFactory logs, ForecastNames? names = null)
+        : this(options, OnnxGlucoseForecaster.Open(options, logs.CreateLogger("StreamHealth.Forecast")), settings, registry, postgres, redis, logs, names)
+    {
+    }
+
+    /// <param name="forecaster">Opened by the caller, e.g. before it checks remote services, so that a missing model is
+    /// reported first; the service owns it from here.</param>
+    public ForecastService(ForecastOptions options, OnnxGlucoseForecaster forecaster, ForecastConsumerSettings settings, SchemaRegistryConnection registry,
+        NpgsqlDataSource postgres, IConnectionMultiplexer redis, ILoggerFactory logs, ForecastNames? names = null)
     {
         names ??= ForecastNames.Default;
-        var forecaster = OnnxGlucoseForecaster.Open(options, logs.CreateLogger("StreamHealth.Forecast"));
         Consumer = new ForecastConsumer(options, forecaster, settings, registry, names, logs);
         (PostgresSink, RedisSink) = CreateSinks(names, settings.BootstrapServers, postgres, redis, registry, logs, settings.SessionTimeoutMs, options.TimeRule);
     }

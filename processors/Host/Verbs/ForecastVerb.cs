@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Npgsql;
 using StackExchange.Redis;
 using StreamHealth.Forecast;
+using StreamHealth.Forecast.Inference;
 using StreamHealth.Forecast.Service;
 using StreamHealth.Runtime.Configuration;
 using StreamHealth.Runtime.SchemaRegistry;
@@ -29,10 +30,13 @@ internal static class ForecastVerb
         using var redis = ConnectionMultiplexer.Connect(options.Redis.ConnectionOptions());   // abortConnect=false: the sink retries
         using var postgres = NpgsqlDataSource.Create(options.Postgres.ConnectionString);
         using var schemas = SchemaRegistryConnection.Connect(options.SchemaRegistry);
-        await schemas.EnsureReachableAsync();   // one line naming the URL at start-up; later outages are held and retried
         var settings = new ForecastConsumerSettings(options.Kafka.BootstrapServers, options.Streams.SessionTimeoutMs,
             options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor));
-        using var service = new ForecastService(forecast, settings, schemas, postgres, redis, logs).Start();
+        // The model (a local file) before the registry (a remote service): a misconfigured pod names its own mistake
+        // rather than whatever else happens to be unreachable.
+        var forecaster = OnnxGlucoseForecaster.Open(forecast, log);
+        await schemas.EnsureReachableAsync();   // one line naming the URL at start-up; later outages are held and retried
+        using var service = new ForecastService(forecast, forecaster, settings, schemas, postgres, redis, logs).Start();
         log.LogInformation("forecaster {Host}: group {Group} on {Topic} → {Output}, batches of up to {Batch} requests within {Wait} ms, {Bootstrap}",
             hostId, service.Consumer.Names.GroupId, service.Consumer.Names.RequestsTopic, service.Consumer.Names.ForecastsTopic,
             forecast.MaxBatchSize, forecast.MaxWaitMs, options.Kafka.BootstrapServers);

@@ -35,7 +35,10 @@ internal static class RunVerb
         var log = logs.CreateLogger("StreamHealth.Run");
         using var redis = ConnectionMultiplexer.Connect(options.Redis.ConnectionOptions());   // abortConnect=false: publishing retries
         using var schemas = SchemaRegistryConnection.Connect(options.SchemaRegistry);
-        await schemas.EnsureReachableAsync();   // one line naming the URL, not a stream client failing in a loop
+        // One line naming the URL, not a stream client failing in a loop; only when a topology here reads or writes Avro
+        // (weights and CGM, whose sinks run beside them, do; the reference key-sum topology does not).
+        if (topologies.Any(t => t.RequiresSchemaRegistry))
+            await schemas.EnsureReachableAsync();
         using var host = new StreamHost(new StreamHostOptions
         {
             SchemaRegistry = schemas,
