@@ -185,6 +185,27 @@ public sealed class CgmApiTests(CgmGatewayFixture f) : IClassFixture<CgmGatewayF
     }
 
     [Fact]
+    public async Task An_upload_while_the_schema_registry_is_down_is_a_503_that_sent_nothing_and_the_retry_is_accepted()
+    {
+        // A gateway that has resolved no schema id yet and whose registry does not answer; Kafka and PostgreSQL do.
+        await using var noRegistry = f.WithSettings(("SchemaRegistry:Url", "http://127.0.0.1:1"));
+        using var down = f.Client(app: noRegistry);
+        var user = U("noreg");
+        var bytes = In2025("FreeStyle_Libre_3_synthetic.csv");
+        var response = await down.PostAsync($"/api/v1/cgm/{user}/upload", Raw(bytes));
+        var problem = await Problem(response, HttpStatusCode.ServiceUnavailable);
+        Assert.Equal(TimeSpan.FromSeconds(5), response.Headers.RetryAfter?.Delta);
+        Assert.Contains("nothing was sent", problem.GetProperty("detail").GetString());
+
+        using var client = f.Client();
+        var url = $"/api/v1/cgm/{user}/readings?from=2025-01-01T00:00:00Z&to=2026-01-01T00:00:00Z&limit=100000";
+        Thread.Sleep(2_000);
+        Assert.Equal(0, JsonDocument.Parse(await client.GetStringAsync(url)).RootElement.GetProperty("readings").GetArrayLength());
+        var retry = await client.PostAsync($"/api/v1/cgm/{user}/upload", Raw(bytes));
+        Assert.True(retry.StatusCode == HttpStatusCode.Accepted, await retry.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
     public async Task Upload_sends_a_files_readings_through_the_pipeline_and_they_are_served_by_readings_and_latest()
     {
         using var client = f.Client();
