@@ -36,7 +36,6 @@ public sealed class ForecastEngine : IDisposable
     private readonly Thread _worker;
     private readonly ManualResetEventSlim _running = new(true);
     private readonly double[] _levels;
-    private readonly double[] _levelZs;
     private long _computed;
     private long _batches;
 
@@ -47,7 +46,6 @@ public sealed class ForecastEngine : IDisposable
         _options = options;
         _log = log;
         _levels = [.. options.EffectiveQuantiles];
-        _levelZs = [.. _levels.Select(Gaussian.Quantile)];
         _forecaster = new Lazy<OnnxGlucoseForecaster>(() => OnnxGlucoseForecaster.Open(options, log), LazyThreadSafetyMode.ExecutionAndPublication);
         _worker = new Thread(Work) { Name = "gateway-forecasts", IsBackground = true };
         _worker.Start();
@@ -166,7 +164,7 @@ public sealed class ForecastEngine : IDisposable
                 var samples = forecaster.Run(batch.Count);
                 for (var i = 0; i < batch.Count; i++)
                 {
-                    if (!MixtureQuantiles.Summarize(samples.MeansOf(i), samples.StdsOf(i), samples.Samples, samples.Horizon, _levels, _levelZs, median, bands))
+                    if (!forecaster.Quantiles.Summarize(batch[i].Window[^1], samples.MeansOf(i), samples.StdsOf(i), samples.Samples, median, bands))
                     {
                         Fail(batch[i], new ForecastUnavailableException($"model {forecaster.ModelVersion} returned a non-finite forecast"));
                         continue;

@@ -47,6 +47,13 @@ public sealed class ForecastOptions
     /// <summary>Levels of the bands besides the median, strictly increasing in (0, 1). Null: 0.05, 0.25, 0.75, 0.95.</summary>
     public double[]? Quantiles { get; set; }
 
+    /// <summary>Lowest glucose a forecast publishes (every quantile and the median are clamped to it), mg/dL. Null: the
+    /// model metadata's <c>bounds_mg_dl.min</c>, else 39 (the sensors' reporting floor).</summary>
+    public double? MinGlucoseMgDl { get; set; }
+
+    /// <summary>Highest glucose a forecast publishes, mg/dL. Null: the metadata's <c>bounds_mg_dl.max</c>, else 401.</summary>
+    public double? MaxGlucoseMgDl { get; set; }
+
     /// <summary>ONNX Runtime's threads for one call; 0 lets ONNX Runtime choose (one per core).</summary>
     public int IntraOpThreads { get; set; } = 1;
 
@@ -95,6 +102,10 @@ public sealed class ForecastOptions
             if (!(levels[i] > 0 && levels[i] < 1)) Error($"{nameof(Quantiles)}:{i}", levels[i], "must be a level strictly between 0 and 1");
             else if (i > 0 && !(levels[i] > levels[i - 1])) Error($"{nameof(Quantiles)}:{i}", levels[i], $"levels must increase (previous {Format(levels[i - 1])})");
         }
+        if (MinGlucoseMgDl is { } min && !(min > 0 && min < 1_000)) Error(nameof(MinGlucoseMgDl), min, "must be above 0 and below 1000 mg/dL");
+        if (MaxGlucoseMgDl is { } max && !(max > 0 && max <= 1_000)) Error(nameof(MaxGlucoseMgDl), max, "must be above 0 and at most 1000 mg/dL");
+        else if (MinGlucoseMgDl is { } lower && MaxGlucoseMgDl is { } upper && !(lower < upper))
+            Error(nameof(MaxGlucoseMgDl), upper, $"must be above {nameof(MinGlucoseMgDl)} ({Format(lower)})");
         if (IntraOpThreads is < 0 or > 256) Error(nameof(IntraOpThreads), IntraOpThreads, "must be 0 (ONNX Runtime's choice) to 256");
         if (InputSteps is < 1 or > 10_000) Error(nameof(InputSteps), InputSteps, "must be 1-10000");
         if (HorizonSteps is < 1 or > 1_000) Error(nameof(HorizonSteps), HorizonSteps, "must be 1-1000");

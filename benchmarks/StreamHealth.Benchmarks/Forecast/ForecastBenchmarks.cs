@@ -23,10 +23,21 @@ public class MixtureQuantileBenchmarks
     private readonly float[] _median = new float[Horizon];
     private readonly float[] _bands = new float[4 * Horizon];
 
+    private CalibratedQuantiles _calibrated = null!;
+
     [GlobalSetup]
     public void Setup()
     {
         _levelZs = [.. _levels.Select(Gaussian.Quantile)];
+        // A non-identity calibration of the metadata's shape (4 bands × 12 steps × 23 levels, widening τ by 20 %):
+        // the served path's lookups, not the identity shortcut.
+        double[] grid = [0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 0.995];
+        var row = "[" + string.Join(",", grid.Select(a => (0.5 + 1.2 * (a - 0.5)).ToString(System.Globalization.CultureInfo.InvariantCulture))) + "]";
+        var steps = "[" + string.Join(",", Enumerable.Repeat(row, Horizon)) + "]";
+        var json = $"{{\"calibration\": {{\"band_edges_mg_dl\": [70, 180, 250], \"levels\": [{string.Join(",", grid.Select(a => a.ToString(System.Globalization.CultureInfo.InvariantCulture)))}], " +
+                   $"\"mapped_levels\": [{string.Join(",", Enumerable.Repeat(steps, 4))}]}}}}";
+        using var document = System.Text.Json.JsonDocument.Parse(json);
+        _calibrated = ForecastCalibration.Parse(document.RootElement, "benchmark", Horizon).For(_levels);
         var random = new Random(5);
         for (var s = 0; s < Samples; s++)
             for (var h = 0; h < Horizon; h++)
@@ -56,6 +67,11 @@ public class MixtureQuantileBenchmarks
     /// <summary>What the consumer does per request after ONNX Runtime: median and 4 bands for 12 steps.</summary>
     [Benchmark]
     public bool SummarizeOneRequest() => MixtureQuantiles.Summarize(_means, _sds, Samples, Horizon, _levels, _levelZs, _median, _bands);
+
+    /// <summary>What the consumer and the gateway do per request since issue 14: the same root searches at the band's
+    /// calibrated levels (precomputed τ and Φ⁻¹(τ)), clamped to the bounds.</summary>
+    [Benchmark]
+    public bool SummarizeOneRequestCalibrated() => _calibrated.Summarize(130f, _means, _sds, Samples, _median, _bands);
 }
 
 /// <summary>One ONNX Runtime call of the forecaster: <see cref="Requests"/> windows × 10 MC samples (rows) through the

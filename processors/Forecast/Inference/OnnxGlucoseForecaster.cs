@@ -4,6 +4,7 @@ using Google.Protobuf;
 using Microsoft.Extensions.Logging;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
+using StreamHealth.Forecast.Quantiles;
 
 namespace StreamHealth.Forecast.Inference;
 
@@ -45,10 +46,16 @@ public sealed class OnnxGlucoseForecaster : IDisposable
     public long Seed { get; }
     public ForecastExecutionProvider Provider { get; }
     public int DropoutNodes { get; }
+    /// <summary>The model's calibration and bounds (metadata <c>calibration</c>, <c>bounds_mg_dl</c>; identity and 39/401 without).</summary>
+    public ForecastCalibration Calibration { get; }
+    /// <summary>Median and bands of a request at the configured levels and bounds: what every caller publishes.</summary>
+    public CalibratedQuantiles Quantiles { get; }
 
     private OnnxGlucoseForecaster(InferenceSession session, string modelPath, string modelVersion, ForecastOptions options, long seed,
-        ForecastExecutionProvider provider, int dropoutNodes)
+        ForecastExecutionProvider provider, int dropoutNodes, ForecastCalibration calibration, CalibratedQuantiles quantiles)
     {
+        Calibration = calibration;
+        Quantiles = quantiles;
         _session = session;
         ModelPath = modelPath;
         ModelVersion = modelVersion;
@@ -95,6 +102,8 @@ public sealed class OnnxGlucoseForecaster : IDisposable
 
         var provider = options.Provider;
         var version = ReadModelVersion(path);
+        var calibration = ForecastCalibration.Load(path, options.HorizonSteps);
+        var quantiles = calibration.For(options.EffectiveQuantiles, options.MinGlucoseMgDl, options.MaxGlucoseMgDl, Path.ChangeExtension(path, ".json"));
         using var sessionOptions = new SessionOptions();
         sessionOptions.GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL;
         if (disableEliminateDropout) sessionOptions.AddSessionConfigEntry("optimization.disable_specified_optimizers", EliminateDropout);
@@ -117,7 +126,7 @@ public sealed class OnnxGlucoseForecaster : IDisposable
             try
             {
                 CheckSignature(session, path, options);
-                return new OnnxGlucoseForecaster(session, path, version, options, seed, provider, dropoutNodes);
+                return new OnnxGlucoseForecaster(session, path, version, options, seed, provider, dropoutNodes, calibration, quantiles);
             }
             catch
             {

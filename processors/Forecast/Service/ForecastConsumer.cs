@@ -85,8 +85,7 @@ public sealed class ForecastConsumer : IDisposable
     // Per-batch scratch, reused: the batch's requests, and one forecast record (with its key) refilled per request: its
     // median and band series are these arrays, copied into the output bytes when it is serialised.
     private readonly List<QueuedRequest> _batch = [];
-    private readonly double[] _levels;
-    private readonly double[] _levelZs;
+    private readonly float[] _lastInputs;
     private readonly float[] _median;
     private readonly float[] _bands;
     private readonly float[][] _bandSeries;
@@ -109,8 +108,7 @@ public sealed class ForecastConsumer : IDisposable
         _requests = registry.SerDes<AvroRecords.Cgm.CgmForecastRequest>();
         _forecastSerDes = registry.SerDes<AvroRecords.Cgm.CgmForecast>();
         var levels = options.EffectiveQuantiles;
-        _levels = [.. levels];
-        _levelZs = [.. levels.Select(Gaussian.Quantile)];
+        _lastInputs = new float[options.MaxBatchSize];
         _median = new float[options.HorizonSteps];
         _bands = new float[levels.Count * options.HorizonSteps];
         _bandSeries = [.. levels.Select(_ => new float[options.HorizonSteps])];
@@ -354,19 +352,19 @@ public sealed class ForecastConsumer : IDisposable
             // The Avro reader fills a List<float>: copied as a span (validation saw exactly the window's length).
             if (values is List<float> list) CollectionsMarshal.AsSpan(list)[..window.Length].CopyTo(window);
             else for (var t = 0; t < window.Length; t++) window[t] = values[t];
+            _lastInputs[i] = window[^1];   // picks the calibration band
         }
         var samples = _forecaster.Run(_batch.Count);
         var inferred = Stopwatch.GetTimestamp();
 
         var owner = new InFlight(this);
         foreach (var p in _batch) owner.Track(p.Partition, p.Offset);
-        var horizon = _forecaster.HorizonSteps;
         long summaryTicks = 0;
         for (var i = 0; i < _batch.Count; i++)
         {
             var p = _batch[i];
             var summaryStarted = Stopwatch.GetTimestamp();
-            var ok = MixtureQuantiles.Summarize(samples.MeansOf(i), samples.StdsOf(i), samples.Samples, horizon, _levels, _levelZs, _median, _bands);
+            var ok = _forecaster.Quantiles.Summarize(_lastInputs[i], samples.MeansOf(i), samples.StdsOf(i), samples.Samples, _median, _bands);
             summaryTicks += Stopwatch.GetTimestamp() - summaryStarted;
             if (!ok)
             {
