@@ -10,6 +10,8 @@ public enum CgmFormat
     MedtronicCareLink,
     NightscoutJson,
     NightscoutCsv,
+    /// <summary>GlucoBench / iglu research layout <c>id,time,gl</c>: several people in one file.</summary>
+    GlucoBench,
 }
 
 public static class CgmFormatNames
@@ -22,6 +24,7 @@ public static class CgmFormatNames
         CgmFormat.MedtronicCareLink => "medtronic_carelink",
         CgmFormat.NightscoutJson => "nightscout_json",
         CgmFormat.NightscoutCsv => "nightscout_csv",
+        CgmFormat.GlucoBench => "glucobench_csv",
         _ => throw new ArgumentOutOfRangeException(nameof(format)),
     };
 

@@ -15,6 +15,7 @@ public static class CgmFormats
         new LibreViewFormat(),
         new MedtronicCareLinkFormat(),
         new NightscoutJsonFormat(),
+        new GlucoBenchCsvFormat(),                     // id,time,gl: several people; before the headerless guess
         new NightscoutCsvFormat(),                     // headerless: keep after every format with a header
     ];
 
@@ -68,8 +69,16 @@ public static class CgmFormats
         using var reader = Open(file, leaveOpen: true);
         format = reader.Format;
         var rows = new List<CgmRow>();
+        // A file of several people (GlucoBench layout) read here would become one person's series: refused.
+        HashSet<string>? people = null;
+        string? person = null;
         while (reader.TryRead(out var row))
         {
+            if (!ReferenceEquals(reader.PersonId, person))
+            {
+                person = reader.PersonId;
+                if (person is not null) (people ??= new(StringComparer.Ordinal)).Add(person);
+            }
             if (row.HasGlucose && !(row.GlucoseMgDl > 0 && row.GlucoseMgDl <= GlucoseUnits.ImpossibleAboveMgDl))
             {
                 row = row with { Quality = row.Quality | CgmQuality.OutOfRange };
@@ -78,11 +87,24 @@ public static class CgmFormats
             rows.Add(row);
             report?.RowLines?.Add(reader.Line);
         }
+        if (people is { Count: > 1 }) throw new MultiplePeopleException(reader.Format, people);
         report?.Skipped.AddRange(reader.Skipped);
         return rows;
     }
 
     public static CgmRowReader Open(string path) => Open(File.OpenRead(path));
+}
+
+/// <summary>A file holding several people's readings (the GlucoBench layout) where one person's export is expected:
+/// an upload or a conversion would mix them into one series.</summary>
+public sealed class MultiplePeopleException(CgmFormat format, IReadOnlyCollection<string> people)
+    : CgmFormatException(format, 0, $"the file holds the readings of {people.Count} people (ids {Ids(people)}); this takes one person's " +
+                                     "export: split the file by id (or evaluate the model on it with `streamhealth forecast evaluate`)")
+{
+    public int People { get; } = people.Count;
+
+    private static string Ids(IReadOnlyCollection<string> people) =>
+        string.Join(", ", people.Take(5).Select(p => $"\"{p}\"")) + (people.Count > 5 ? ", …" : "");
 }
 
 /// <summary>What reading a file left out or flagged (see <see cref="CgmFormats.ReadFileOrder"/>).</summary>

@@ -15,6 +15,10 @@ public abstract class CgmRowReader : IDisposable
     /// format has no place for (alerts, device info, notes) are skipped, not returned.</summary>
     public abstract bool TryRead(out CgmRow row);
 
+    /// <summary>Whose row was read last, for formats holding several people (GlucoBench: the <c>id</c> column); null
+    /// for a one-person export. The same string instance while the person does not change.</summary>
+    public virtual string? PersonId => null;
+
     public virtual void Dispose() => GC.SuppressFinalize(this);
 
     protected CgmFormatException Error(string problem) => new(Format, Line, problem);
