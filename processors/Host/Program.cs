@@ -42,6 +42,8 @@ public static class StreamHealthCli
                                                a processing host: stream threads, tasks, RocksDB state; SIGTERM stops gracefully
                   [--kill-in-flush N]          (key-sum only, tests) SIGKILL itself inside the Nth store flush with writes
               forecast [--host-id ID]          a member of the CGM forecast consumer group (ONNX Runtime) with its sinks
+              forecast evaluate FILE... [--people ID,ID] [--per-person] [--model PATH] [--samples N] [--seed S]
+                                               the shipped model, last value and linear regression on GlucoBench windows of CGM exports
               migrate                          apply PostgreSQL migrations (idempotent)
               dump TOPIC [--max N] [--since ISO-8601] [--follow] [--bootstrap HOST:PORT]
                                                print a topic as JSON lines (key, value, headers, timestamp)

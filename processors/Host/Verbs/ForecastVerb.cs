@@ -18,6 +18,7 @@ internal static class ForecastVerb
 {
     public static async Task<int> RunAsync(string[] argv)
     {
+        if (argv.FirstOrDefault() == "evaluate") return ForecastEvaluateVerb.Run(argv[1..]);
         var args = new Args(argv);
         var options = StreamHealthOptions.Load();
         if (string.IsNullOrEmpty(options.Kafka.BootstrapServers))
