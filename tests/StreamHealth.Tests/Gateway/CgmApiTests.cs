@@ -135,6 +135,18 @@ public sealed class CgmApiTests(CgmGatewayFixture f) : IClassFixture<CgmGatewayF
     }
 
     [Fact]
+    public async Task A_file_of_several_people_is_a_422_naming_how_many_and_is_never_mixed_into_one_user()
+    {
+        using var client = f.Client(apiKey: null);
+        var bytes = File.ReadAllBytes(Sample("dubosson2018_t1d_9_subjects.csv"));
+        var convert = await Problem(await client.PostAsync("/convert_to_unified", Raw(bytes)), HttpStatusCode.UnprocessableEntity);
+        Assert.Contains("the file holds the readings of 9 people (ids \"001\", \"002\"", convert.GetProperty("detail").GetString());
+        using var keyed = f.Client();
+        var plot = await Problem(await keyed.PostAsync("/quick_plot", Raw(bytes)), HttpStatusCode.UnprocessableEntity);
+        Assert.Contains("9 people", plot.GetProperty("detail").GetString());
+    }
+
+    [Fact]
     public async Task Uploads_over_the_size_limit_get_413_before_anything_is_parsed_or_sent()
     {
         await using var small = f.WithSettings(("Gateway:Cgm:MaxUploadBytes", "100000"));
