@@ -35,14 +35,18 @@ public sealed class CgmFormatDetectionTests
     [Fact]
     public void Exports_of_other_kinds_are_not_mistaken_for_these_formats()
     {
-        // A research data set with id,time,gl columns; and plain garbage.
+        // A research data set with id,time,gl columns is the GlucoBench layout (issue 14: several people, read by
+        // `forecast evaluate`, refused where one person's export is expected); plain garbage is nobody's.
         var hall = File.ReadAllBytes(Path.Combine(Path.GetDirectoryName(CgmSamples.PathOf(CgmSamples.Clarity))!, "hall2018_19_subjects.csv"));
-        var unknown = Assert.Throws<UnknownCgmFormatException>(() => CgmFormats.Open(new MemoryStream(hall)));
+        using (var reader = CgmFormats.Open(new MemoryStream(hall))) Assert.Equal(CgmFormat.GlucoBench, reader.Format);
+        var unknown = Assert.Throws<UnknownCgmFormatException>(() => CgmFormats.Open(new MemoryStream("hello,world\n1,2\n"u8.ToArray())));
         Assert.Contains("dexcom_clarity", unknown.Tried);
         Assert.Contains("libreview", unknown.Tried);
         Assert.Contains("unified", unknown.Tried);
+        Assert.Contains("glucobench_csv", unknown.Tried);
         Assert.StartsWith("unrecognised CGM export: tried ", unknown.Message);
-        Assert.Throws<UnknownCgmFormatException>(() => CgmFormats.Open(new MemoryStream("hello,world\n1,2\n"u8.ToArray())));
+        // id and time without gl is not GlucoBench.
+        Assert.Throws<UnknownCgmFormatException>(() => CgmFormats.Open(new MemoryStream("id,time,glucose\n1,2020-01-01 00:00:00,100\n"u8.ToArray())));
     }
 
     private const string ClarityHeaderMmol =
