@@ -145,10 +145,14 @@ internal static class ForecastEvaluateVerb
     {
         var c = CultureInfo.InvariantCulture;
         string F(double v, string format) => double.IsNaN(v) ? "–" : v.ToString(format, c);
+        // Rounded first, so a small negative value prints 0.0 rather than "-0.0" (or worse, "-+0.0").
+        string Signed(double v, int decimals) => double.IsNaN(v) ? "–"
+            : (Math.Round(v, decimals) + 0.0) is var r && r == 0 ? (0.0).ToString(decimals == 1 ? "0.0" : "0.00", c)
+            : r.ToString(decimals == 1 ? "+0.0;-0.0" : "+0.00;-0.00", c);
         o.Append(c, $"{method,-18} {m.Windows,7}  {F(m.SqrtMedianWindowMse, "0.00"),10}  {F(m.MedianWindowMae, "0.00"),6}  {F(m.Rmse30, "0.00"),7}  ");
-        o.Append(c, $"{F(m.Rmse60, "0.00"),7}  {F(m.MeanCalibrationError, "0.000"),6}  {F(m.Coverage50, "0.000"),5}  {F(m.Coverage90, "0.000"),5}  {F(m.MeanSignedError60, "+0.00;-0.00"),7}");
+        o.Append(c, $"{F(m.Rmse60, "0.00"),7}  {F(m.MeanCalibrationError, "0.000"),6}  {F(m.Coverage50, "0.000"),5}  {F(m.Coverage90, "0.000"),5}  {Signed(m.MeanSignedError60, 2),7}");
         for (var b = 0; b < m.WindowsByBand.Length; b++)
-            o.Append(c, $"{(b == 0 ? "  " : " | ")}{F(m.MeanSignedError60ByBand[b], "+0.0;-0.0")} ({m.WindowsByBand[b]})");
+            o.Append(c, $"{(b == 0 ? "  " : " | ")}{Signed(m.MeanSignedError60ByBand[b], 1)} ({m.WindowsByBand[b]})");
         o.AppendLine();
     }
 }
