@@ -15,9 +15,21 @@ public sealed class CalibratedTestVectorTests
     private static readonly string ModelPath = new ForecastOptions().ResolvedModelPath;
 
     [Fact]
-    public void The_calibrated_quantiles_equal_the_training_scripts_on_the_committed_test_vectors()
+    public void The_calibrated_quantiles_equal_the_training_scripts_on_the_committed_test_vectors() =>
+        Compare(Path.ChangeExtension(ModelPath, ".json"), Path.ChangeExtension(ModelPath, ".testvectors.json"));
+
+    /// <summary>The same comparison on the calibration fixture, against an independent Python implementation of the spec
+    /// (Fixtures/make_calibrated_testvectors.py: np.interp, bisection, clamp), including windows at both clamps and on a
+    /// band edge: the C# path and this test's reading of the layout hold before the 2.0.0 vectors exist.</summary>
+    [Fact]
+    public void The_calibrated_quantiles_equal_an_independent_implementation_on_the_fixture_map()
     {
-        var vectorsPath = Path.ChangeExtension(ModelPath, ".testvectors.json");
+        var fixtures = Path.GetDirectoryName(ForecastFixtures.TinyModel)!;
+        Compare(Path.Combine(fixtures, "calibrated-metadata.json"), Path.Combine(fixtures, "calibrated-testvectors.json"));
+    }
+
+    private static void Compare(string metadataPath, string vectorsPath)
+    {
         using var vectors = JsonDocument.Parse(File.ReadAllBytes(vectorsPath));
         var root = vectors.RootElement;
         var windows = root.GetProperty("windows").EnumerateArray().ToArray();
@@ -26,8 +38,9 @@ public sealed class CalibratedTestVectorTests
             $"{vectorsPath} (model {root.GetProperty("model_version").GetString()}) has no 'calibrated' block in any of its {windows.Length} windows: " +
             "the 2.0.0 model's test vectors (forecast-spec.md) carry the training script's calibrated quantiles; this test compares them " +
             "with the C# path and cannot pass on a model exported before issue 14");
-        var calibration = ForecastCalibration.Load(ModelPath, 12);
-        Assert.False(calibration.IsIdentity, $"{Path.ChangeExtension(ModelPath, ".json")} has test vectors with 'calibrated' blocks but no calibration block");
+        using var metadata = JsonDocument.Parse(File.ReadAllBytes(metadataPath));
+        var calibration = ForecastCalibration.Parse(metadata.RootElement, metadataPath, 12);
+        Assert.False(calibration.IsIdentity, $"{metadataPath} has no calibration block, but its test vectors have 'calibrated' blocks");
         root.TryGetProperty("mixture_example", out var mixture);
 
         var compared = 0;
