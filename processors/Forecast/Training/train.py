@@ -265,9 +265,10 @@ def main():
                                          "mean=w*net_mean+(1-w)*(x@W+b) (see blend); "
                                          "std=delta_scale*std_temperature*(softplus(out[:, 12:])+1e-3)",
                         std_temperature=temp,
-                        std_temperature_fit="scalar on every sample's std, grid 0.50..2.00 step 0.02, minimising "
-                                            "the mean over validation populations of the raw mixture's calibration "
-                                            "error (before the level map)"),
+                        std_temperature_fit=("scalar on every sample's std, grid 0.50..2.00 step 0.02, minimising "
+                                             "the mean over validation populations of the raw mixture's calibration "
+                                             "error (before the level map)") if FIT_TEMPERATURE else
+                        "not fitted (1.0): the calibration level map does the calibration"),
         "monte_carlo_dropout": {
             "dropout_rate": cfg["dropout"],
             "recommended_samples": MC_SAMPLES,
