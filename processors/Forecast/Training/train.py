@@ -239,10 +239,10 @@ def main():
         "baselines": {
             "linear_regression": {"weights": lr.W[:-1].tolist(), "bias": lr.W[-1].tolist(),
                                   "residual_sd_mg_dl": lr.sd.tolist()},
-            "last_value": {"residual_sd_mg_dl": sd_lvcf.astype(np.float64).tolist()},
-            "fitted_on": "training people (Hall train, D1NAMO train, Medtronic): least squares from the 96 raw "
+            "last_value": {"residual_sd_mg_dl": sd_lvcf.astype(np.float64).tolist()}},
+        "baselines_fitted_on": ("training people (Hall train, D1NAMO train, Medtronic): least squares from the 96 raw "
                          "inputs + intercept to the 12 targets (float64); residual sd = per-step standard "
-                         "deviation of (forecast - target) on the training windows"},
+                         "deviation of (forecast - target) on the training windows"),
         "blend": {
             "formula": "mean = w * network_mean + (1 - w) * (x @ W + b); std = network std (temperature included)",
             "w": w,
