@@ -128,10 +128,53 @@ def split_people(ids, diag, seed, n_val, n_test):
     return sorted(train), sorted(val), sorted(test)
 
 
+def load_dubosson(path):
+    """D1NAMO as processed by GlucoBench (id,time,gl). -> {person_id: (times_s, mg_dl)}"""
+    per = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            g = row["gl"].strip()
+            if g in ("", "NA"):
+                continue
+            per.setdefault("d1namo-" + row["id"].strip(), []).append(
+                (_epoch(row["time"].strip(), "%Y-%m-%d %H:%M:%S"), float(g)))
+    out = {}
+    for pid, rows in per.items():
+        a = np.array(rows, dtype=np.float64)
+        out[pid] = (a[:, 0], a[:, 1])
+    return out
+
+
+# D1NAMO split rule: people with fewer than this many windows cannot be evaluated meaningfully and
+# always go to training; the others are shuffled with the split seed: first 3 test, next 2 validation,
+# the rest training.
+D1NAMO_MIN_EVAL_WINDOWS = 200
+D1NAMO_N_TEST, D1NAMO_N_VAL = 3, 2
+
+
+def split_d1namo(win_counts, seed):
+    small = sorted(p for p, n in win_counts.items() if n < D1NAMO_MIN_EVAL_WINDOWS)
+    big = sorted(p for p, n in win_counts.items() if n >= D1NAMO_MIN_EVAL_WINDOWS)
+    rng = np.random.RandomState(seed)
+    rng.shuffle(big)
+    te, va = big[:D1NAMO_N_TEST], big[D1NAMO_N_TEST:D1NAMO_N_TEST + D1NAMO_N_VAL]
+    tr = big[D1NAMO_N_TEST + D1NAMO_N_VAL:] + small
+    return sorted(tr), sorted(va), sorted(te)
+
+
 def build(data_dir, seed=20261123, n_val=4, n_test=4):
+    """Populations: 'hall' (19 people, mostly without diabetes), 'd1namo' (9 people with T1D) and the
+    Medtronic CareLink person (T1D, 3 months; training only, never validation or test).
+    -> sets[pop][role] = (X, Y) for pop in hall, d1namo (roles train/val/test) and medtronic (train),
+       info"""
     hall, diag = load_hall(os.path.join(data_dir, "cgm", "hall2018_19_subjects.csv"))
     tr, va, te = split_people(sorted(hall), diag, seed, n_val, n_test)
     segs = {pid: segments(*hall[pid]) for pid in hall}
+    dub = load_dubosson(os.path.join(data_dir, "cgm", "dubosson2018_t1d_9_subjects.csv"))
+    dsegs = {pid: segments(*dub[pid]) for pid in dub}
+    dwin = {p: int(windows(s)[0].shape[0]) for p, s in dsegs.items()}
+    dtr, dva, dte = split_d1namo(dwin, seed)
+    segs.update(dsegs)
     med_segs = segments(*load_medtronic(os.path.join(data_dir, "cgm", "medtronics_test_livia.csv")))
 
     def stack(pids):
@@ -139,11 +182,16 @@ def build(data_dir, seed=20261123, n_val=4, n_test=4):
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     info = {
-        "people": {"train": tr, "validation": va, "test": te, "ood_test": ["medtronic_livia"]},
+        "people": {"hall": {"train": tr, "validation": va, "test": te},
+                   "d1namo": {"train": dtr, "validation": dva, "test": dte},
+                   "medtronic": {"train": ["medtronic-livia"]}},
         "diagnosis": diag,
         "segments": {p: len(s) for p, s in segs.items()},
+        "d1namo_windows_per_person": dwin,
         "medtronic_segments": len(med_segs),
     }
-    sets = {"train": stack(tr), "val": stack(va), "test": stack(te), "ood": windows(med_segs)}
-    info["windows"] = {k: int(v[0].shape[0]) for k, v in sets.items()}
+    sets = {"hall": {"train": stack(tr), "val": stack(va), "test": stack(te)},
+            "d1namo": {"train": stack(dtr), "val": stack(dva), "test": stack(dte)},
+            "medtronic": {"train": windows(med_segs)}}
+    info["windows"] = {pop: {k: int(v[0].shape[0]) for k, v in d.items()} for pop, d in sets.items()}
     return sets, info

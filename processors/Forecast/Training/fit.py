@@ -36,7 +36,7 @@ def gaussian_nll(mean, std, y, scale):
 
 
 def train_model(model, Xtr, Ytr, Xva, Yva, epochs=60, mse_epochs=10, lr=2e-3, wd=1e-4, batch=256,
-                seed=1, log=print, select="nll", augment=0.0, ema=0.0):
+                seed=1, log=print, select="nll", augment=0.0, ema=0.0, sample_p=None):
     """MSE on the mean for the first mse_epochs (warm start), then Gaussian NLL on mean and std.
     Cosine learning-rate decay; the checkpoint with the best validation score (deterministic
     forward, dropout off) over the NLL epochs is kept."""
@@ -55,7 +55,8 @@ def train_model(model, Xtr, Ytr, Xva, Yva, epochs=60, mse_epochs=10, lr=2e-3, wd
     t0 = time.time()
     for ep in range(epochs):
         model.train()
-        perm = torch.as_tensor(rng.permutation(len(Xtr)))
+        perm = torch.as_tensor(rng.permutation(len(Xtr)) if sample_p is None
+                               else rng.choice(len(Xtr), len(Xtr), replace=True, p=sample_p))
         use_nll = ep >= mse_epochs
         tot = 0.0
         for i in range(steps_per_epoch):
@@ -82,9 +83,15 @@ def train_model(model, Xtr, Ytr, Xva, Yva, epochs=60, mse_epochs=10, lr=2e-3, wd
                     for pe, pm_ in zip(ema_model.parameters(), model.parameters()):
                         pe.mul_(d).add_(pm_.detach(), alpha=1 - d)
         vmodel = ema_model if ema_model is not None else model
-        m, s = ev.deterministic(vmodel, Xva)
-        pm = ev.point_metrics(m, Yva)
-        nll = float(gaussian_nll(torch.as_tensor(m), torch.as_tensor(s), torch.as_tensor(Yva), scale))
+        # several validation populations (Xva a list of (X, Y)): the mean of their scores
+        vsets = Xva if isinstance(Xva, list) else [(Xva, Yva)]
+        pms, nlls = [], []
+        for Xv, Yv in vsets:
+            m, s = ev.deterministic(vmodel, Xv)
+            pms.append(ev.point_metrics(m, Yv))
+            nlls.append(float(gaussian_nll(torch.as_tensor(m), torch.as_tensor(s), torch.as_tensor(Yv), scale)))
+        pm = {k: float(np.mean([p[k] for p in pms])) for k in pms[0]}
+        nll = float(np.mean(nlls))
         score = nll if (select == "nll" and use_nll) else pm["rmse_mean"] if select == "rmse" or not use_nll else nll
         if use_nll and score < best:
             best, best_state = score, copy.deepcopy(vmodel.state_dict())
@@ -142,3 +149,68 @@ def torch_latency_us(model, batch=1024, reps=30, threads=1):
     model.eval()
     torch.set_num_threads(prev)
     return {"wall_us": float(np.median(ts) / batch * 1e6), "cpu_us": float(np.median(cs) / batch * 1e6)}
+
+
+def weighted_quantile(values, weights, q):
+    """Quantiles of a weighted sample; equal weights give numpy's default (linear) rule."""
+    o = np.argsort(values, kind="stable")
+    v, w = values[o], weights[o] / weights.sum()
+    n = len(v)
+    # position of sample i on [0, 1]: the linear rule's i / (n - 1) generalised to weights
+    c = np.cumsum(w) - w
+    pos = c / c[-1] if c[-1] > 0 else np.linspace(0, 1, n)
+    return np.interp(q, pos, v)
+
+
+def fit_pit_map(pit, last, pop, levels, edges, min_pairs=200, balance=True):
+    """mapped_levels[b][h][k] = weighted alpha_k-quantile of the raw mixture's PIT values F(y) of the
+    validation (window, step) pairs in band b (of the window's last input) and step h.
+    Pooling: when a cell has fewer than min_pairs pairs, the steps h-k..h+k of the same band are pooled
+    (k = 1, 2, ... up to all 12 steps); if the band still has too few, it is merged with its neighbour
+    towards 70-180 (band 0 with 1, band 3 with 2, band 2 with 1) and the steps widened again.
+    balance: each population gets equal total weight in a cell (pairs weighted 1/count of their
+    population in the cell), so that the 5,600 Hall windows of band 1 do not drown the T1D people.
+    tau strictly increasing (>= 1e-6 apart), in [1e-6, 1 - 1e-6], rounded to 7 decimals.
+    -> (mapped [4, 12, L], pooling notes)"""
+    b = np.searchsorted(np.asarray(edges, dtype=np.float64), last, side="right")
+    levels = np.asarray(levels, dtype=np.float64)
+    nb, H = len(edges) + 1, pit.shape[1]
+    merge = {0: 1, 1: 1, 2: 1, 3: 2}
+    mapped = np.zeros((nb, H, len(levels)))
+    notes = []
+    for band in range(nb):
+        for h in range(H):
+            for bset in ([band], sorted({band, merge[band]})):
+                sel = np.isin(b, bset)
+                done = False
+                for k in range(H):
+                    steps = list(range(max(0, h - k), min(H, h + k + 1)))
+                    if sel.sum() * len(steps) >= min_pairs or (k == H - 1 and len(bset) == 2):
+                        done = True
+                        break
+                if done:
+                    break
+            vals = pit[sel][:, steps].reshape(-1)
+            pops = np.repeat(pop[sel], len(steps))
+            w = np.ones(len(vals))
+            if balance:
+                for p in np.unique(pops):
+                    w[pops == p] = 1.0 / (pops == p).sum()
+            t = weighted_quantile(vals, w, levels)
+            t = np.clip(t, 1e-6, 1 - 1e-6)
+            for i in range(1, len(t)):
+                t[i] = max(t[i], t[i - 1] + 1e-6)
+            for i in range(len(t) - 1, -1, -1):
+                t[i] = min(t[i], 1 - 1e-6 - (len(t) - 1 - i) * 1e-6)
+                if i < len(t) - 1:
+                    t[i] = min(t[i], t[i + 1] - 1e-6)
+            mapped[band, h] = np.round(t, 7)
+            if bset != [band] or len(steps) > 1:
+                notes.append({"band": band, "step": h, "bands_used": bset, "steps_used": [steps[0], steps[-1]],
+                              "pairs": int(len(vals))})
+    assert np.all(np.diff(mapped, axis=2) > 0) and mapped.min() >= 1e-6 and mapped.max() <= 1 - 1e-6
+    return mapped, notes
+
+
+def calibration_levels():
+    return [0.005] + [round(0.01 * i, 2) for i in range(1, 100)] + [0.995]

@@ -22,8 +22,9 @@ HORIZON = 12
 
 
 class Forecaster(nn.Module):
-    def __init__(self, body, delta_scale, level_mean, level_sd, std_temperature=1.0):
+    def __init__(self, body, delta_scale, level_mean, level_sd, std_temperature=1.0, use_level=True):
         super().__init__()
+        self.use_level = use_level
         self.body = body
         self.register_buffer("delta_scale", torch.tensor(float(delta_scale)))
         self.register_buffer("level_mean", torch.tensor(float(level_mean)))
@@ -34,6 +35,8 @@ class Forecaster(nn.Module):
         last = x[:, IN_STEPS - 1:IN_STEPS]
         z = (x - last) / self.delta_scale
         level = (last - self.level_mean) / self.level_sd
+        if not self.use_level:  # the network sees only the shape of the window relative to its last value
+            level = torch.zeros_like(last)
         out = self.body(z, level)
         mean = last + self.delta_scale * out[:, :HORIZON]
         std = (self.delta_scale * self.std_temperature) * (F.softplus(out[:, HORIZON:]) + 1e-3)
