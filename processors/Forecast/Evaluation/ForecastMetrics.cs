@@ -1,7 +1,7 @@
 namespace StreamHealth.Forecast.Evaluation;
 
 /// <summary>The figures of <c>streamhealth forecast evaluate</c> for one method on one set of windows (definitions:
-/// forecast-spec.md, "Evaluation definitions"; <c>Training/evaluate.py</c> mirrors them). Errors e_h = point_h − y_h in mg/dL.
+/// README, "Glucose forecasting: evaluating the model on your population"; <c>Training/evaluate.py</c> mirrors them). Errors e_h = point_h − y_h in mg/dL.
 /// Calibration figures are NaN for a method without quantiles.</summary>
 public sealed record ForecastMetricsResult(
     int Windows,

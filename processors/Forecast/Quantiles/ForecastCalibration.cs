@@ -5,7 +5,7 @@ using StreamHealth.Forecast.Inference;
 namespace StreamHealth.Forecast.Quantiles;
 
 /// <summary>The model's post-hoc calibration and the sensor's physical bounds, from its metadata JSON
-/// (<c>calibration</c> and <c>bounds_mg_dl</c>, /work/notes/forecast-spec.md): for band b of the request's last input
+/// (<c>calibration</c> and <c>bounds_mg_dl</c>, processors/Forecast/Training/README.md, "Recipe and calibration"): for band b of the request's last input
 /// value and horizon step h, the nominal level α is served as the raw MC mixture's τ-quantile, τ interpolated
 /// linearly in <c>mapped_levels[b][h]</c> over <c>levels</c>. A model without the block (the tiny test models, 1.1.0)
 /// gets the identity map (τ = α) and the default bounds 39–401 mg/dL. Immutable; built once at model load.</summary>

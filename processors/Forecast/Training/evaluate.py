@@ -113,7 +113,7 @@ def gaussian_metrics(pred, sd, y):
 
 
 # ---------------------------------------------------------------- issue 14: calibrated, bounded forecasts
-# The definitions below are the shared contract (notes/forecast-spec.md) that the C# service and its
+# The definitions below are the shared contract (README.md, "Glucose forecasting: evaluating the model on your population") that the C# service and its
 # `streamhealth forecast evaluate` command implement too.
 BAND_EDGES = (70.0, 180.0, 250.0)
 BOUNDS = (39.0, 401.0)

@@ -305,7 +305,7 @@ def main():
             "numpy": np.__version__, "python": platform.python_version(),
         },
         "evaluation": {
-            "protocol": "notes/forecast-spec.md definitions (GlucoBench windows); model: 10-sample MC mixture "
+            "protocol": "README 'Glucose forecasting: evaluating the model on your population' definitions (GlucoBench windows); model: 10-sample MC mixture "
                         "(seeded), calibrated quantiles, point = q'_0.5, clamped to bounds; baselines: point + "
                         "residual_sd * Phi^-1(a) clamped (point itself not clamped)",
             "levels": [float(x) for x in ev.LEVELS],

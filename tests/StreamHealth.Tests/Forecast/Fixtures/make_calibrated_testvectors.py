@@ -1,4 +1,4 @@
-"""Writes calibrated-testvectors.json: what forecast-spec.md's calibration gives on calibrated-metadata.json, computed by an
+"""Writes calibrated-testvectors.json: what the model metadata's calibration (Training/README.md, "Recipe and calibration") gives on calibrated-metadata.json, computed by an
 independent implementation (np.interp of mapped_levels over levels, bisection on the Gaussian mixture's CDF with
 math.erfc, clamp to bounds_mg_dl), in the layout of the model's test vectors (`calibrated.per_window[i]` for `windows[i]`, samples in `mixture_example`).
 The first windows reuse the committed model's test vectors and their mixture_example samples; three more have samples of
