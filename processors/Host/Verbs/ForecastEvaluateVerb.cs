@@ -37,7 +37,8 @@ internal static class ForecastEvaluateVerb
         options.MaxBatchSize = BatchRequests;
         options.ThrowIfInvalid();
 
-        var people = ReadPeople(args.Positional);
+        var leftOut = new List<string>();
+        var people = ReadPeople(args.Positional, leftOut);
         if (args.Get("--people") is { } wanted)
         {
             var ids = wanted.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
@@ -57,7 +58,7 @@ internal static class ForecastEvaluateVerb
         var baselines = ForecastBaselines.Load(forecaster.ModelPath, forecaster.InputSteps, forecaster.HorizonSteps);
         var evaluator = new ForecastEvaluator(forecaster, baselines, BatchRequests, options.MinGlucoseMgDl, options.MaxGlucoseMgDl);
         var reports = evaluator.Evaluate(people, args.Has("--per-person"));
-        Console.Out.Write(Format(reports, forecaster, evaluator, people, windows, baselines));
+        Console.Out.Write(Format(reports, forecaster, evaluator, people, windows, baselines, leftOut));
         return 0;
     }
 
@@ -65,8 +66,9 @@ internal static class ForecastEvaluateVerb
         people.Count == 1 ? $"person {people[0].Id}" : $"the {people.Count} people";
 
     /// <summary>Every person of every file: GlucoBench rows by their id, any other export as one person named by the
-    /// file. Sensor readings only (not calibrations or meter values), with a glucose a sensor can report.</summary>
-    internal static List<EvaluationPerson> ReadPeople(IReadOnlyList<string> files)
+    /// file. Sensor readings only (not calibrations or meter values), with a glucose a sensor can report; what is left out
+    /// is counted per file into <paramref name="leftOut"/> (one line each), so that no reading disappears unsaid.</summary>
+    internal static List<EvaluationPerson> ReadPeople(IReadOnlyList<string> files, List<string>? leftOut = null)
     {
         var readings = new Dictionary<string, Readings>(StringComparer.Ordinal);
         foreach (var file in files)
@@ -80,6 +82,8 @@ internal static class ForecastEvaluateVerb
                 using var reader = CgmFormats.Open(file);
                 string? person = null;
                 Readings? series = null;
+                int otherEvents = 0, impossible = 0;
+                long firstImpossibleLine = 0;
                 while (reader.TryRead(out var row))
                 {
                     var id = reader.PersonId ?? Path.GetFileNameWithoutExtension(file);
@@ -90,10 +94,20 @@ internal static class ForecastEvaluateVerb
                             throw new UsageException($"person \"{id}\" is in both {other.File} and {name}: evaluate the files separately");
                         if (!readings.TryGetValue(id, out series)) readings[id] = series = new Readings(name);
                     }
-                    if (row.EventType != CgmEventType.EgvRead || !(row.GlucoseMgDl > 0 && row.GlucoseMgDl <= GlucoseUnits.ImpossibleAboveMgDl)) continue;
+                    if (row.EventType != CgmEventType.EgvRead) { otherEvents++; continue; }
+                    if (!(row.GlucoseMgDl > 0 && row.GlucoseMgDl <= GlucoseUnits.ImpossibleAboveMgDl))
+                    {
+                        if (impossible++ == 0) firstImpossibleLine = reader.Line;
+                        continue;
+                    }
                     series!.Times.Add(row.TimeMs);
                     series.MgDl.Add(row.GlucoseMgDl);
                 }
+                if (impossible > 0)
+                    leftOut?.Add($"{name}: {impossible} reading(s) with a glucose no sensor reports (outside (0, {GlucoseUnits.ImpossibleAboveMgDl:0}] mg/dL; first at line {firstImpossibleLine})");
+                if (otherEvents > 0) leftOut?.Add($"{name}: {otherEvents} row(s) that are not sensor readings (calibrations, meter values, other events)");
+                foreach (var skipped in reader.Skipped)
+                    leftOut?.Add($"{name}: {skipped.Rows} line(s) skipped: {skipped.Reason} (first at line {skipped.FirstLine})");
             }
             catch (CgmFormatException e)
             {
@@ -120,7 +134,7 @@ internal static class ForecastEvaluateVerb
     }
 
     internal static string Format(List<EvaluationReport> reports, OnnxGlucoseForecaster forecaster, ForecastEvaluator evaluator,
-        List<EvaluationPerson> people, int windows, ForecastBaselines baselines)
+        List<EvaluationPerson> people, int windows, ForecastBaselines baselines, IReadOnlyList<string>? leftOut = null)
     {
         var c = CultureInfo.InvariantCulture;
         var o = new StringBuilder();
@@ -129,6 +143,7 @@ internal static class ForecastEvaluateVerb
         o.AppendLine(c, $"model {forecaster.ModelVersion}: {forecaster.McSamples} Monte Carlo samples, seed {forecaster.Seed}, calibration {calibration}, bounds {q.MinMgDl:0.#}–{q.MaxMgDl:0.#} mg/dL");
         var noLinear = baselines.HasLinearRegression ? "" : "; no linear regression baseline in the model's metadata";
         o.AppendLine(c, $"{people.Count} {(people.Count == 1 ? "person" : "people")}, {windows} windows (96 × 5 min in, 12 out, stride 1){noLinear}");
+        foreach (var line in leftOut ?? []) o.AppendLine(c, $"left out: {line}");
         foreach (var r in reports)
         {
             o.AppendLine();

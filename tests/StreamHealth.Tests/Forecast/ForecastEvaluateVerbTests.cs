@@ -40,6 +40,22 @@ public sealed class ForecastEvaluateVerbTests : IDisposable
     }
 
     [Fact]
+    public void Readings_left_out_are_counted_with_the_first_line_instead_of_disappearing()
+    {
+        // 150 five-minute readings of one person; two a sensor cannot report (1e308 and 0 mg/dL) on lines 52 and 81.
+        var file = Path.Combine(_dir, "absurd.csv");
+        var start = new DateTime(2024, 1, 1);
+        File.WriteAllLines(file, ["id,time,gl", .. Enumerable.Range(0, 150).Select(i =>
+            $"p1,{start.AddMinutes(5 * i):yyyy-MM-dd HH:mm:ss},{(i == 50 ? "1e308" : i == 79 ? "0" : (120 + i % 7).ToString())}")]);
+        var (code, stdout, stderr) = Evaluate(file);
+        Assert.True(code == 0, stderr);
+        var lines = stdout.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal("left out: absurd.csv: 2 reading(s) with a glucose no sensor reports (outside (0, 1000] mg/dL; first at line 52)", lines[2]);
+        // The two gaps of 10 min are interpolated (≤ 15 min), so the series stays one run of 150 steps: 150 − 108 + 1 windows.
+        Assert.StartsWith("1 person, 43 windows", lines[1]);
+    }
+
+    [Fact]
     public void Bad_input_is_one_line_and_exit_code_2()
     {
         var garbage = Path.Combine(_dir, "garbage.csv");
