@@ -64,10 +64,6 @@ public class MixtureQuantileBenchmarks
     [Benchmark]
     public double OneQuantileOf10Samples() => MixtureQuantiles.Quantile(_stepMeans, _stepSds, 0.95, _levelZs[3]);
 
-    /// <summary>What the consumer does per request after ONNX Runtime: median and 4 bands for 12 steps.</summary>
-    [Benchmark]
-    public bool SummarizeOneRequest() => MixtureQuantiles.Summarize(_means, _sds, Samples, Horizon, _levels, _levelZs, _median, _bands);
-
     /// <summary>What the consumer and the gateway do per request since issue 14: the same root searches at the band's
     /// calibrated levels (precomputed τ and Φ⁻¹(τ)), clamped to the bounds.</summary>
     [Benchmark]

@@ -78,33 +78,4 @@ public static class MixtureQuantiles
         }
         return y;
     }
-
-    /// <summary>Median and bands of one request: <paramref name="means"/> and <paramref name="sds"/> hold its samples ×
-    /// horizon Gaussians sample-major (<see cref="Inference.McDropoutSamples.MeansOf"/>); writes the median per step to
-    /// <paramref name="median"/> and level k's quantile per step to <paramref name="bands"/>[k × horizon + step].
-    /// Returns false (writing nothing useful) when a mean or σ is not finite, i.e. the model misbehaved.</summary>
-    public static bool Summarize(ReadOnlySpan<float> means, ReadOnlySpan<float> sds, int samples, int horizon,
-        ReadOnlySpan<double> levels, ReadOnlySpan<double> levelZs, Span<float> median, Span<float> bands)
-    {
-        if (means.Length < samples * horizon || sds.Length < samples * horizon) throw new ArgumentException("fewer Gaussians than samples × horizon");
-        if (median.Length < horizon || bands.Length < levels.Length * horizon) throw new ArgumentException("output spans shorter than the horizon");
-        // ForecastOptions allows at most 1000 samples: 16 KB of stack at most.
-        Span<double> m = samples <= 1_024 ? stackalloc double[samples] : new double[samples];
-        Span<double> s = samples <= 1_024 ? stackalloc double[samples] : new double[samples];
-        for (var step = 0; step < horizon; step++)
-        {
-            for (var i = 0; i < samples; i++)
-            {
-                var mu = means[i * horizon + step];
-                var sd = sds[i * horizon + step];
-                if (!float.IsFinite(mu) || !float.IsFinite(sd) || sd < 0) return false;
-                m[i] = mu;
-                s[i] = sd;
-            }
-            median[step] = (float)Quantile(m, s, 0.5, 0);
-            for (var k = 0; k < levels.Length; k++)
-                bands[k * horizon + step] = (float)Quantile(m, s, levels[k], levelZs[k]);
-        }
-        return true;
-    }
 }

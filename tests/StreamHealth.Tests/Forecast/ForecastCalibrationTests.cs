@@ -41,7 +41,16 @@ public sealed class ForecastCalibrationTests : IDisposable
         double[] levels = [0.05, 0.25, 0.75, 0.95];
         float[] median = new float[12], bands = new float[48], rawMedian = new float[12], rawBands = new float[48];
         Assert.True(forecaster.Quantiles.Summarize(Wave(140)[^1], samples.MeansOf(0), samples.StdsOf(0), 10, median, bands));
-        Assert.True(MixtureQuantiles.Summarize(samples.MeansOf(0), samples.StdsOf(0), 10, 12, levels, [.. levels.Select(Gaussian.Quantile)], rawMedian, rawBands));
+        // The raw mixture, step by step (samples are sample-major: sample i's step h at i × 12 + h).
+        var means = samples.MeansOf(0).ToArray();
+        var sds = samples.StdsOf(0).ToArray();
+        for (var h = 0; h < 12; h++)
+        {
+            var m = Enumerable.Range(0, 10).Select(i => (double)means[i * 12 + h]).ToArray();
+            var s = Enumerable.Range(0, 10).Select(i => (double)sds[i * 12 + h]).ToArray();
+            rawMedian[h] = (float)MixtureQuantiles.Quantile(m, s, 0.5, 0);
+            for (var k = 0; k < levels.Length; k++) rawBands[k * 12 + h] = (float)MixtureQuantiles.Quantile(m, s, levels[k], Gaussian.Quantile(levels[k]));
+        }
         Assert.Equal(rawMedian, median);
         Assert.Equal(rawBands, bands);
     }

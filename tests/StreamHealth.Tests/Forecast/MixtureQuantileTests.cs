@@ -106,7 +106,6 @@ public sealed class MixtureQuantileTests
     {
         const int samples = 10, horizon = 12;
         double[] levels = [0.05, 0.25, 0.75, 0.95];
-        var zs = levels.Select(Gaussian.Quantile).ToArray();
         var random = new Random(7);
         var means = new float[samples * horizon];
         var sds = new float[samples * horizon];
@@ -118,7 +117,8 @@ public sealed class MixtureQuantileTests
             }
         var median = new float[horizon];
         var bands = new float[levels.Length * horizon];
-        Assert.True(MixtureQuantiles.Summarize(means, sds, samples, horizon, levels, zs, median, bands));
+        // The identity calibration (a model without a calibration block) summarises the raw mixture.
+        Assert.True(ForecastCalibration.Identity(horizon).For(levels).Summarize(120, means, sds, samples, median, bands));
         for (var h = 0; h < horizon; h++)
         {
             Assert.True(bands[0 * horizon + h] < bands[1 * horizon + h], $"step {h}: q05 < q25");
@@ -139,7 +139,7 @@ public sealed class MixtureQuantileTests
     {
         float[] means = [120, float.NaN];
         float[] sds = [5, 5];
-        Assert.False(MixtureQuantiles.Summarize(means, sds, 2, 1, [0.05], [Gaussian.Quantile(0.05)], new float[1], new float[1]));
+        Assert.False(ForecastCalibration.Identity(1).For([0.05]).Summarize(120, means, sds, 2, new float[1], new float[1]));
     }
 
     [Fact]
@@ -147,14 +147,14 @@ public sealed class MixtureQuantileTests
     {
         const int samples = 10, horizon = 12;
         double[] levels = [0.05, 0.25, 0.75, 0.95];
-        var zs = levels.Select(Gaussian.Quantile).ToArray();
         var means = Enumerable.Range(0, samples * horizon).Select(i => 100f + i % 7).ToArray();
         var sds = Enumerable.Range(0, samples * horizon).Select(i => 5f + i % 3).ToArray();
         var median = new float[horizon];
         var bands = new float[levels.Length * horizon];
-        MixtureQuantiles.Summarize(means, sds, samples, horizon, levels, zs, median, bands);   // JIT
+        var quantiles = ForecastCalibration.Identity(horizon).For(levels);
+        quantiles.Summarize(110, means, sds, samples, median, bands);   // JIT
         var before = GC.GetAllocatedBytesForCurrentThread();
-        for (var i = 0; i < 100; i++) MixtureQuantiles.Summarize(means, sds, samples, horizon, levels, zs, median, bands);
+        for (var i = 0; i < 100; i++) quantiles.Summarize(110, means, sds, samples, median, bands);
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
     }
 
