@@ -130,8 +130,7 @@ public static class IdentityApi
                 var rawPassword = Text(body, "password", errors);
                 if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
                 var account = Credentials.NormaliseEmail(rawEmail, out var email) is null ? await store.FindByEmailAsync(email, ct) : null;
-                var password = rawPassword!.Length <= Credentials.MaxPasswordLength && InputRules.FindForbiddenChar(rawPassword) < 0
-                    ? rawPassword.Normalize(NormalizationForm.FormKC) : null;
+                var password = rawPassword!.Length <= Credentials.MaxPasswordLength && InputRules.FindForbiddenChar(rawPassword) < 0 ? rawPassword : null;
                 if (account?.LockedUntil is { } lockedUntil && lockedUntil > now) return Locked(lockedUntil - now);
                 // An unknown address is verified against a hash of its own, so it takes as long as a wrong password.
                 var verdict = hasher.VerifyHashedPassword("", account?.PasswordHash ?? TimingHash.Value, password ?? "");
@@ -225,7 +224,15 @@ public static class IdentityApi
             errors[field] = [$"{field} must be a string"];
             return null;
         }
-        return value.GetString();
+        try
+        {
+            return value.GetString();
+        }
+        catch (InvalidOperationException)   // a \uD800 escape with no pair: valid JSON, not a valid string
+        {
+            errors[field] = [$"{field} contains an unpaired surrogate"];
+            return null;
+        }
     }
 
     /// <summary>The body as a JSON object read under <see cref="MaxBodyBytes"/> and a depth of 4: a deep or huge

@@ -1,4 +1,3 @@
-using System.Text;
 using StreamHealth.Runtime.Validation;
 
 namespace StreamHealth.Gateway.Identity;
@@ -14,16 +13,18 @@ public static class Credentials
     public const int MaxPasswordLength = 128;
     public const string PasswordRuleText = "8-128 characters with an upper-case letter, a digit and a special character (punctuation or symbol)";
 
-    /// <summary>The normalised address (NFKC, trimmed, lower case), or the problem naming why not. After NFKC,
-    /// compatibility forms (full-width 'ｅ', ligatures) are their plain letters; what is still not ASCII (Cyrillic 'а'
-    /// beside Latin 'a', …) is refused rather than stored, so two accounts can never differ by a look-alike letter.</summary>
+    /// <summary>The normalised address (full-width forms folded, trimmed, lower case), or the problem naming why not.
+    /// Full-width letters, digits and punctuation ('ｅ', '＠', what East Asian keyboards type) become their ASCII
+    /// selves; anything else that is not ASCII (Cyrillic 'а' beside Latin 'a', …) is refused rather than stored, so two
+    /// accounts can never differ by a look-alike letter. (The gateway runs with invariant globalization, where
+    /// string.Normalize has no Unicode tables; the fold is explicit for that reason.)</summary>
     public static string? NormaliseEmail(string? raw, out string normalised)
     {
         normalised = "";
         if (string.IsNullOrWhiteSpace(raw)) return "email is required";
         if (raw.Length > MaxEmailLength) return $"email is {raw.Length} characters; at most {MaxEmailLength} are accepted";
         if (InputRules.FindForbiddenChar(raw) >= 0 || raw.Any(char.IsControl)) return "email contains a control character or an unpaired surrogate";
-        var email = raw.Normalize(NormalizationForm.FormKC).Trim().ToLowerInvariant();
+        var email = FoldFullWidth(raw).Trim().ToLowerInvariant();
         if (email.Length > MaxEmailLength) return $"email is longer than {MaxEmailLength} characters once normalised";
         if (email.Any(c => c > 0x7E || c < 0x21))
             return "email must be plain ASCII letters, digits and punctuation without spaces (internationalised addresses and look-alike letters " +
@@ -42,14 +43,14 @@ public static class Credentials
         return null;
     }
 
-    /// <summary>The password as hashed (NFKC, so the same password typed on another keyboard still matches), or the problem.</summary>
+    /// <summary>The password as hashed (exactly as sent), or the problem.</summary>
     public static string? CheckPassword(string? raw, out string normalised)
     {
         normalised = "";
         if (string.IsNullOrEmpty(raw)) return "password is required: " + PasswordRuleText;
         if (raw.Length > MaxPasswordLength) return $"password is {raw.Length} characters; at most {MaxPasswordLength} are accepted";
         if (InputRules.FindForbiddenChar(raw) >= 0 || raw.Any(char.IsControl)) return "password contains a control character or an unpaired surrogate";
-        var password = raw.Normalize(NormalizationForm.FormKC);
+        var password = raw;
         if (password.Length < MinPasswordLength) return $"password is {password.Length} characters; it must be " + PasswordRuleText;
         if (!password.Any(char.IsUpper)) return "password has no upper-case letter; it must be " + PasswordRuleText;
         if (!password.Any(char.IsDigit)) return "password has no digit; it must be " + PasswordRuleText;
@@ -57,4 +58,19 @@ public static class Credentials
         normalised = password;
         return null;
     }
+
+    /// <summary>U+FF01-U+FF5E are ASCII 0x21-0x7E in full width, U+3000 a full-width space (Unicode's compatibility mappings).</summary>
+    private static string FoldFullWidth(string value) => string.Create(value.Length, value, static (span, source) =>
+    {
+        for (var i = 0; i < source.Length; i++)
+        {
+            var c = source[i];
+            span[i] = c switch
+            {
+                >= '\uFF01' and <= '\uFF5E' => (char)(c - 0xFEE0),
+                '\u3000' => ' ',
+                _ => c,
+            };
+        }
+    });
 }
