@@ -80,6 +80,7 @@ public static class IdentityApi
         app.MapGet("/api/v1/users/{userId}", GetUserAsync)
             .WithTags("Identity").WithName("GetUser")
             .WithSummary("A person's own profile")
+            .Produces<UserProfile>()
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status429TooManyRequests)

@@ -168,7 +168,7 @@ public static class Access
         services.AddSingleton<IAuthorizationHandler, AccessHandler>();
         services.AddSingleton<IAuthorizationMiddlewareResultHandler, AccessResultHandler>();
         // An endpoint that declares no rule is refused: forgetting RequireAccess fails closed, and the OpenAPI walk test names it.
-        // (A request that matched no endpoint passes it, to be answered 404.)
+        // (A request that matched no endpoint passes it, to be answered 404, as do routing's 405 and 415 answers.)
         services.AddAuthorizationBuilder().SetFallbackPolicy(new AuthorizationPolicyBuilder()
             .AddRequirements(new AccessRequirement(Undeclared)).Build());
     }
@@ -227,7 +227,8 @@ internal sealed class AccessHandler : AuthorizationHandler<AccessRequirement>
         var rule = requirement.Rule;
         if (ReferenceEquals(rule, Access.Undeclared))
         {
-            if (context.Resource is HttpContext { } unmatched && unmatched.GetEndpoint() is null) context.Succeed(requirement);
+            // No endpoint (404 to come) or routing's own rejection endpoints (405, 415: no RouteEndpoint, no handler of ours).
+            if (context.Resource is HttpContext { } unmatched && unmatched.GetEndpoint() is not RouteEndpoint) context.Succeed(requirement);
             return Task.CompletedTask;
         }
         var subject = context.Resource switch

@@ -99,6 +99,7 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
         var cgmUser = GatewayStackFixture.NewUser("contract-c");
         var clarity = File.ReadAllBytes(Path.Combine(Repo.SharedData, "cgm", "Clarity_Export_synthetic.csv"));
         var now = DateTime.UtcNow;
+        var email = $"contract-{Guid.NewGuid():N}@example.org";
         string Measurement(int minutesAgo, double kg = 80) => JsonSerializer.Serialize(GatewayStackFixture.Measurement(weightUser, kg, now.AddMinutes(-minutesAgo)));
 
         var cases = new List<Case>
@@ -132,6 +133,13 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
             new("POST", "/quick_plot", Raw(clarity, "text/csv")), new("POST", "/quick_plot", Raw("x"u8.ToArray(), "text/csv")),
             new("POST", "/cache_management", Json("""{"action":"info"}""")), new("POST", "/cache_management", Json("""{"action":"explode"}""")),
             new("POST", "/cache_management", Json("""{"action":"delete","handle":"no-such-handle"}""")),
+            new("POST", "/api/v1/users/register", Json($$"""{"email":"{{email}}","password":"Contract-pw-1"}""")),
+            new("POST", "/api/v1/users/register", Json($$"""{"email":"{{email.ToUpperInvariant()}}","password":"Contract-pw-1"}""")),
+            new("POST", "/api/v1/users/register", Json("""{"email":"x","password":"short"}""")),
+            new("POST", "/api/v1/auth/token", Json($$"""{"grant_type":"password","email":"{{email}}","password":"Contract-pw-1"}""")),
+            new("POST", "/api/v1/auth/token", Json("""{"grant_type":"refresh_token","refresh_token":"not-issued-here"}""")),
+            new("POST", "/api/v1/auth/token", Json("""{"grant_type":"magic"}""")),
+            new("GET", "/api/v1/users/bad%20id"), new("GET", $"/api/v1/users/{Guid.NewGuid():N}"), new("GET", $"/api/v1/users/{Guid.NewGuid():N}", ApiKey: null),
         };
         var failures = new List<string>();
         var seen = new Dictionary<string, List<int>>();
@@ -144,6 +152,13 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
         var handle = seen.ContainsKey("POST /process_unified") ? await HandleAsync() : null;
         if (handle is not null)
             await SendAndCheckAsync(new("POST", "/draw_a_plot", Json($$"""{"handle":"{{handle}}","index":0}""")));
+
+        // The profile of the account registered above (the dev key has admin, which reads profiles).
+        await using (var lookup = f.Postgres.CreateCommand("SELECT user_id FROM identity.users WHERE email = $1"))
+        {
+            lookup.Parameters.Add(new Npgsql.NpgsqlParameter { Value = email });
+            if (await lookup.ExecuteScalarAsync() is string registered) await SendAndCheckAsync(new("GET", $"/api/v1/users/{registered}"));
+        }
 
         foreach (var operation in contract.Operations)
         {
