@@ -111,7 +111,7 @@ public sealed class GatewayOptions
 
     /// <summary>Binds and validates; every problem is reported naming its setting, never a key's value. Outside
     /// <paramref name="development"/> the local development credentials are refused.</summary>
-    public static GatewayOptions Bind(IConfiguration configuration, bool development = true)
+    public static GatewayOptions Bind(IConfiguration configuration, bool development)
     {
         var options = new GatewayOptions();
         var errors = new List<string>();
