@@ -1,64 +1,34 @@
 using System.Security.Claims;
 using System.Text.Encodings.Web;
 using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.AspNetCore.Mvc;
-using Microsoft.AspNetCore.OpenApi;
 using Microsoft.Extensions.Options;
-using Microsoft.OpenApi;
 
 namespace StreamHealth.Gateway;
 
-/// <summary>The X-Api-Key scheme: a request carrying a key from Gateway:ApiKeys is authenticated as
-/// that key's client. It is the default scheme, so HttpContext.User names the client before the rate
-/// limiter partitions by it; only endpoints marked <see cref="RequireApiKey{TBuilder}"/> demand it.</summary>
+/// <summary>Authentication of the gateway: a person's bearer token (JWT from POST /api/v1/auth/token) or a service's
+/// X-Api-Key from Gateway:ApiKeys. The default scheme picks one per request (a Bearer Authorization header, else the
+/// key), so HttpContext.User names the caller before the rate limiter partitions by it; what the caller may then do
+/// is the endpoints' access rules (<see cref="Identity.Access"/>).</summary>
 public static class ApiKeyAuthentication
 {
     public const string Scheme = "ApiKey";
     public const string HeaderName = "X-Api-Key";
-    public const string PolicyName = "ApiKey";
-
-    /// <summary>Requires a configured X-Api-Key (401 problem details otherwise) on these endpoints, and
-    /// declares the requirement in the OpenAPI document.</summary>
-    public static TBuilder RequireApiKey<TBuilder>(this TBuilder builder) where TBuilder : IEndpointConventionBuilder =>
-        builder.RequireAuthorization(PolicyName).WithMetadata(ApiKeyRequired.Instance);
+    /// <summary>The default scheme: forwards to the bearer or the API key scheme.</summary>
+    public const string CallerScheme = "Caller";
 
     internal static void Add(IServiceCollection services)
     {
-        services.AddAuthentication(Scheme).AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(Scheme, null);
-        services.AddAuthorizationBuilder().AddPolicy(PolicyName, p => p.AddAuthenticationSchemes(Scheme).RequireAuthenticatedUser());
-    }
-
-    /// <summary>Declares the scheme in the document and on every operation that requires it.</summary>
-    internal static void DescribeInOpenApi(OpenApiOptions options)
-    {
-        options.AddDocumentTransformer((document, _, _) =>
-        {
-            document.Components ??= new OpenApiComponents();
-            document.Components.SecuritySchemes ??= new Dictionary<string, IOpenApiSecurityScheme>();
-            document.Components.SecuritySchemes[Scheme] = new OpenApiSecurityScheme
-            {
-                Type = SecuritySchemeType.ApiKey,
-                In = ParameterLocation.Header,
-                Name = HeaderName,
-                Description = "A key from the gateway's Gateway:ApiKeys setting.",
-            };
-            return Task.CompletedTask;
-        });
-        options.AddOperationTransformer(async (operation, context, ct) =>
-        {
-            if (context.Description.ActionDescriptor.EndpointMetadata.Contains(ApiKeyRequired.Instance))
-            {
-                operation.Security ??= [];
-                operation.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(Scheme, context.Document)] = [] });
-                await OpenApi.ContractResponses.AddProblemAsync(operation, context, StatusCodes.Status401Unauthorized, typeof(ProblemDetails), ct);
-            }
-        });
-    }
-
-    /// <summary>Endpoint metadata marking an endpoint as key-protected, for the OpenAPI transformer.</summary>
-    private sealed class ApiKeyRequired
-    {
-        public static readonly ApiKeyRequired Instance = new();
+        services.AddAuthentication(CallerScheme)
+            .AddPolicyScheme(CallerScheme, "Bearer token or X-Api-Key", o => o.ForwardDefaultSelector = http =>
+                http.Request.Headers.Authorization.ToString().StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)
+                    ? JwtBearerDefaults.AuthenticationScheme : Scheme)
+            .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(Scheme, null)
+            .AddJwtBearer();
+        services.AddOptions<JwtBearerOptions>(JwtBearerDefaults.AuthenticationScheme)
+            .Configure<GatewayOptions>((o, gateway) => Identity.AccessTokens.Configure(o, gateway.Identity));
+        Identity.Access.Add(services);
     }
 }
 
@@ -75,7 +45,10 @@ internal sealed class ApiKeyAuthenticationHandler(
             return Task.FromResult(AuthenticateResult.Fail($"The request has {presented.Count} {ApiKeyAuthentication.HeaderName} headers; send exactly one."));
         if (gateway.FindClient(presented[0] ?? "") is not { } client)
             return Task.FromResult(AuthenticateResult.Fail($"The {ApiKeyAuthentication.HeaderName} header does not hold a key configured in Gateway:ApiKeys."));
-        var identity = new ClaimsIdentity([new Claim(ClaimTypes.Name, client)], Scheme.Name);
+        var claims = new List<Claim>(1 + client.Scopes.Count + client.CareTeamUsers.Count) { new(ClaimTypes.Name, client.Name) };
+        foreach (var scope in client.Scopes) claims.Add(new Claim(Identity.Access.ScopeClaim, scope));
+        foreach (var user in client.CareTeamUsers) claims.Add(new Claim(Identity.Access.CareTeamUserClaim, user));
+        var identity = new ClaimsIdentity(claims, ApiKeyAuthentication.Scheme);
         return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), Scheme.Name)));
     }
 
@@ -83,7 +56,7 @@ internal sealed class ApiKeyAuthenticationHandler(
     {
         var result = await HandleAuthenticateOnceSafeAsync();
         Response.StatusCode = StatusCodes.Status401Unauthorized;
-        Response.Headers.WWWAuthenticate = $"{ApiKeyAuthentication.Scheme} header=\"{ApiKeyAuthentication.HeaderName}\"";
+        Response.Headers.WWWAuthenticate = $"{ApiKeyAuthentication.Scheme} header=\"{ApiKeyAuthentication.HeaderName}\", Bearer";
         await problems.WriteAsync(new ProblemDetailsContext
         {
             HttpContext = Context,
@@ -92,7 +65,8 @@ internal sealed class ApiKeyAuthenticationHandler(
                 Status = StatusCodes.Status401Unauthorized,
                 Title = $"Missing or unknown {ApiKeyAuthentication.HeaderName} header",
                 Detail = result.Failure?.Message
-                         ?? $"The request has no {ApiKeyAuthentication.HeaderName} header; send one of the keys configured in Gateway:ApiKeys.",
+                         ?? $"The request has no {ApiKeyAuthentication.HeaderName} header and no bearer token; send a person's access token " +
+                            $"(Authorization: Bearer, from POST /api/v1/auth/token) or a service key configured in Gateway:ApiKeys.",
             },
         });
     }

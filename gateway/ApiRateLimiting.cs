@@ -11,6 +11,9 @@ namespace StreamHealth.Gateway;
 public static class ApiRateLimiting
 {
     public const string PolicyName = "per-api-client";
+    /// <summary>Registration and sign-in, per IP address (Gateway:Identity:SignInPermitsPerMinute), apart from the API's
+    /// buckets: password guessing is slowed before the per-account lockout, and across accounts.</summary>
+    public const string SignInPolicyName = "sign-in";
 
     /// <summary>Applies the per-client token bucket to these endpoints (429 problem details with Retry-After).</summary>
     public static TBuilder RequireApiRateLimit<TBuilder>(this TBuilder builder) where TBuilder : IEndpointConventionBuilder =>
@@ -24,8 +27,9 @@ public static class ApiRateLimiting
             // Options are read per request (a cheap singleton lookup) so that tests and hosts that add
             // configuration sources until Build still decide the limits.
             var limits = context.RequestServices.GetRequiredService<GatewayOptions>().RateLimit;
-            var partition = context.User.Identity is { IsAuthenticated: true, Name: { } client }
-                ? "client:" + client
+            // A person (bearer) and a service (API key) of the same name are different callers.
+            var partition = context.User.Identity is { IsAuthenticated: true, Name: { } client, AuthenticationType: var type }
+                ? type + ":" + client
                 : "ip:" + context.Connection.RemoteIpAddress;
             return RateLimitPartition.GetTokenBucketLimiter(partition, _ => new TokenBucketRateLimiterOptions
             {
@@ -33,6 +37,17 @@ public static class ApiRateLimiting
                 TokensPerPeriod = limits.PermitsPerSecond,
                 ReplenishmentPeriod = TimeSpan.FromSeconds(1),
                 // Reject rather than queue: a queued request holds a connection and still arrives late.
+                QueueLimit = 0,
+            });
+        });
+        limiter.AddPolicy(SignInPolicyName, context =>
+        {
+            var permits = context.RequestServices.GetRequiredService<GatewayOptions>().Identity.SignInPermitsPerMinute;
+            return RateLimitPartition.GetTokenBucketLimiter("sign-in:" + context.Connection.RemoteIpAddress, _ => new TokenBucketRateLimiterOptions
+            {
+                TokenLimit = permits,
+                TokensPerPeriod = permits,
+                ReplenishmentPeriod = TimeSpan.FromMinutes(1),
                 QueueLimit = 0,
             });
         });
@@ -52,7 +67,10 @@ public static class ApiRateLimiting
                 {
                     Status = StatusCodes.Status429TooManyRequests,
                     Title = "Too many requests",
-                    Detail = $"This client may send {limits.PermitsPerSecond} requests per second (bursts of {limits.Burst}); retry after {seconds} s.",
+                    Detail = http.GetEndpoint()?.Metadata.GetMetadata<EnableRateLimitingAttribute>()?.PolicyName == SignInPolicyName
+                        ? $"This address may send {http.RequestServices.GetRequiredService<GatewayOptions>().Identity.SignInPermitsPerMinute} " +
+                          $"registration and sign-in requests per minute; retry after {seconds} s."
+                        : $"This client may send {limits.PermitsPerSecond} requests per second (bursts of {limits.Burst}); retry after {seconds} s.",
                 },
             });
         };

@@ -16,10 +16,15 @@ public static class Extensions
         // gateway.json goes in before the shared sources: their STREAMHEALTH_ environment variables
         // come after it and so override it (production replaces the dev key that way).
         builder.Configuration.AddJsonFile(Path.Combine(AppContext.BaseDirectory, GatewayOptions.FileName), optional: true, reloadOnChange: false);
+        // The local stack's credentials (the dev API key with every scope, the dev JWT signing key) exist only in
+        // Development; anywhere else they are missing, and a missing signing key stops the gateway at start-up.
+        if (builder.Environment.IsDevelopment())
+            builder.Configuration.AddJsonFile(Path.Combine(AppContext.BaseDirectory, GatewayOptions.DevelopmentFileName), optional: true, reloadOnChange: false);
         StreamHealthOptions.AddSources(builder.Configuration);
         // Bound from the final configuration (hosts and tests may add sources until Build).
         builder.Services.AddSingleton(sp => StreamHealthOptions.Bind(sp.GetRequiredService<IConfiguration>()));
-        builder.Services.AddSingleton(sp => GatewayOptions.Bind(sp.GetRequiredService<IConfiguration>()));
+        builder.Services.AddSingleton(sp => GatewayOptions.Bind(sp.GetRequiredService<IConfiguration>(),
+            development: sp.GetRequiredService<IHostEnvironment>().IsDevelopment()));
         builder.Services.AddProblemDetails();
         builder.Services.AddExceptionHandler<RequestProblems>();
         // A body bound by the framework that is not JSON or has a field of the wrong type throws, so that
@@ -30,6 +35,7 @@ public static class Extensions
         // naming the field, and the document says number, not number-or-string.
         builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.NumberHandling = JsonNumberHandling.Strict);
         ApiKeyAuthentication.Add(builder.Services);
+        IdentityApi.AddIdentityServices(builder.Services);
         ApiRateLimiting.Add(builder.Services);
         builder.Services.AddOpenApi(openApi =>
         {
@@ -38,7 +44,7 @@ public static class Extensions
                 document.Info.Title = "StreamHealth gateway";
                 return Task.CompletedTask;
             });
-            ApiKeyAuthentication.DescribeInOpenApi(openApi);
+            Identity.Access.DescribeInOpenApi(openApi);
             OpenApi.ContractResponses.Describe(openApi);
         });
         builder.Services.AddSingleton(sp => NpgsqlDataSource.Create(sp.GetRequiredService<StreamHealthOptions>().Postgres.ConnectionString));
@@ -67,10 +73,10 @@ public static class Extensions
         _ = app.Services.GetRequiredService<StreamHealthOptions>();
         var gateway = app.Services.GetRequiredService<GatewayOptions>();
         if (gateway.ApiKeys.Count == 0)
-            app.Logger.LogWarning("Gateway:ApiKeys is empty: every /api/weight request will be answered 401");
+            app.Logger.LogWarning("Gateway:ApiKeys is empty: only people's own bearer tokens reach per-user data");
         if (gateway.DevelopmentKeyEnabled)
-            app.Logger.LogWarning("Gateway:ApiKeys holds the local development key from {File}; set STREAMHEALTH_Gateway__ApiKeys__0 outside a local stack",
-                GatewayOptions.FileName);
+            app.Logger.LogWarning("Gateway:ApiKeys holds the local development key from {File} (every scope); it is refused outside Development",
+                GatewayOptions.DevelopmentFileName);
         // Every 503 says when to come back (a handler's own problem as much as an outage the exception handler maps).
         app.Use((http, next) =>
         {
@@ -92,7 +98,7 @@ public static class Extensions
         app.UseRateLimiter();
         app.UseAuthorization();
         // /openapi/v1.json stays open like /health: it describes the API, it holds no data.
-        app.MapOpenApi();
+        app.MapOpenApi().AllowAnonymous();
     }
 }
 

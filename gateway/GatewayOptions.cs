@@ -5,9 +5,50 @@ using StreamHealth.Runtime.Configuration;
 
 namespace StreamHealth.Gateway;
 
-/// <summary>One client allowed to call the /api/weight endpoints. <see cref="Name"/> is what logs and the
-/// rate limiter see; the key itself is never logged.</summary>
-public sealed record ApiClient(string Name, string Key);
+/// <summary>One service credential (an X-Api-Key). <see cref="Name"/> is what logs and the rate limiter see; the key
+/// itself is never logged. <see cref="Scopes"/> are what it may do (<see cref="Identity.Scopes"/>); with
+/// <c>care-team:read</c>, <see cref="CareTeamUsers"/> are the people whose data it may read.</summary>
+public sealed record ApiClient(string Name, string Key, FrozenSet<string> Scopes, FrozenSet<string> CareTeamUsers);
+
+/// <summary>Accounts and tokens (Gateway:Identity).</summary>
+public sealed class GatewayIdentityOptions
+{
+    public const string Section = GatewayOptions.Section + ":Identity";
+    /// <summary>The signing key gateway.Development.json ships for the local stack; refused anywhere else.</summary>
+    public const string DevelopmentSigningKey = "local-dev-jwt-signing-key-change-me-0123456789";
+    /// <summary>HS256 wants a key of at least its 256-bit output; 32 characters of a random secret give that.</summary>
+    public const int MinimumSigningKeyLength = 32;
+
+    /// <summary>HMAC-SHA256 key of the access tokens (a secret: from the environment or a secret store).</summary>
+    public string SigningKey { get; set; } = "";
+    public string Issuer { get; set; } = "streamhealth-gateway";
+    public string Audience { get; set; } = "streamhealth-api";
+    public int AccessTokenMinutes { get; set; } = 15;
+    public int RefreshTokenDays { get; set; } = 30;
+    /// <summary>Failed password sign-ins of one account within <see cref="LockoutMinutes"/> that lock it for that long.</summary>
+    public int MaxFailedSignIns { get; set; } = 5;
+    public int LockoutMinutes { get; set; } = 15;
+    /// <summary>Requests per minute one IP address may send to the sign-in and registration endpoints.</summary>
+    public int SignInPermitsPerMinute { get; set; } = 30;
+
+    internal void Validate(List<string> errors, bool development)
+    {
+        if (string.IsNullOrEmpty(SigningKey))
+            errors.Add($"{Section}:SigningKey is not set: give the gateway a random secret of at least {MinimumSigningKeyLength} characters " +
+                       "(STREAMHEALTH_Gateway__Identity__SigningKey)");
+        else if (SigningKey.Length < MinimumSigningKeyLength)
+            errors.Add($"{Section}:SigningKey is {SigningKey.Length} characters; at least {MinimumSigningKeyLength} are required");
+        else if (!development && SigningKey == DevelopmentSigningKey)
+            errors.Add($"{Section}:SigningKey is the local development key of gateway.Development.json; set a secret of its own outside Development");
+        if (string.IsNullOrWhiteSpace(Issuer)) errors.Add($"{Section}:Issuer is empty");
+        if (string.IsNullOrWhiteSpace(Audience)) errors.Add($"{Section}:Audience is empty");
+        if (AccessTokenMinutes is < 1 or > 60) errors.Add($"{Section}:AccessTokenMinutes = {AccessTokenMinutes}: must be 1-60");
+        if (RefreshTokenDays is < 1 or > 365) errors.Add($"{Section}:RefreshTokenDays = {RefreshTokenDays}: must be 1-365");
+        if (MaxFailedSignIns is < 1 or > 100) errors.Add($"{Section}:MaxFailedSignIns = {MaxFailedSignIns}: must be 1-100");
+        if (LockoutMinutes is < 1 or > 1440) errors.Add($"{Section}:LockoutMinutes = {LockoutMinutes}: must be 1-1440");
+        if (SignInPermitsPerMinute is < 1 or > 100_000) errors.Add($"{Section}:SignInPermitsPerMinute = {SignInPermitsPerMinute}: must be 1-100000");
+    }
+}
 
 /// <summary>Per-client token bucket of the /api/weight group.</summary>
 public sealed class GatewayRateLimitOptions
@@ -45,28 +86,32 @@ public sealed class GatewayOptions
 {
     public const string Section = "Gateway";
     public const string FileName = "gateway.json";
+    /// <summary>Local-only credentials, read only in the Development environment.</summary>
+    public const string DevelopmentFileName = "gateway.Development.json";
     /// <summary>The key gateway.json ships for the local stack; never valid anywhere real.</summary>
     public const string DevelopmentKey = "dev-key-change-me";
     public const int MinimumKeyLength = 16;
 
-    private FrozenDictionary<string, string> _clientByKeyHash = FrozenDictionary<string, string>.Empty;
+    private FrozenDictionary<string, ApiClient> _clientByKeyHash = FrozenDictionary<string, ApiClient>.Empty;
 
     public IReadOnlyList<ApiClient> ApiKeys { get; private set; } = [];
     public GatewayRateLimitOptions RateLimit { get; } = new();
     public GatewayCgmOptions Cgm { get; } = new();
+    public GatewayIdentityOptions Identity { get; } = new();
 
     public bool DevelopmentKeyEnabled => ApiKeys.Any(c => c.Key == DevelopmentKey);
 
-    /// <summary>The client name for a presented key, or null when no configured key matches.</summary>
-    public string? FindClient(string presentedKey) =>
+    /// <summary>The client of a presented key, or null when no configured key matches.</summary>
+    public ApiClient? FindClient(string presentedKey) =>
         _clientByKeyHash.GetValueOrDefault(Hash(presentedKey));
 
     // Looking up a digest rather than the key keeps the comparison time independent of how many
     // leading characters of a guessed key are right.
     private static string Hash(string key) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(key)));
 
-    /// <summary>Binds and validates; every problem is reported naming its setting, never a key's value.</summary>
-    public static GatewayOptions Bind(IConfiguration configuration)
+    /// <summary>Binds and validates; every problem is reported naming its setting, never a key's value. Outside
+    /// <paramref name="development"/> the local development credentials are refused.</summary>
+    public static GatewayOptions Bind(IConfiguration configuration, bool development)
     {
         var options = new GatewayOptions();
         var errors = new List<string>();
@@ -74,6 +119,7 @@ public sealed class GatewayOptions
         {
             configuration.GetSection(GatewayRateLimitOptions.Section).Bind(options.RateLimit);
             configuration.GetSection(GatewayCgmOptions.Section).Bind(options.Cgm);
+            configuration.GetSection(GatewayIdentityOptions.Section).Bind(options.Identity);
         }
         catch (InvalidOperationException e)
         {
@@ -82,16 +128,20 @@ public sealed class GatewayOptions
         options.ApiKeys = ReadApiKeys(configuration.GetSection(Section + ":ApiKeys"), errors);
         options.RateLimit.Validate(errors);
         options.Cgm.Validate(errors);
+        options.Identity.Validate(errors, development);
+        if (!development && options.DevelopmentKeyEnabled)
+            errors.Add($"{Section}:ApiKeys holds the local development key '{DevelopmentKey}'; it is valid only in the Development environment");
         if (errors.Count > 0) throw new ConfigurationException("configuration error: " + string.Join("; ", errors));
 
-        options._clientByKeyHash = options.ApiKeys.ToFrozenDictionary(c => Hash(c.Key), c => c.Name, StringComparer.Ordinal);
+        options._clientByKeyHash = options.ApiKeys.ToFrozenDictionary(c => Hash(c.Key), c => c, StringComparer.Ordinal);
         return options;
     }
 
-    // Gateway:ApiKeys:N is either a plain string (the key, client "key-N": the shape the compose and k8s
-    // manifests set through STREAMHEALTH_Gateway__ApiKeys__0) or an object {Key, Name}. Configuration
-    // merges sources per index, so one index can carry gateway.json's plain dev key as its value and an
-    // override's Key child at once: the Key child wins, so either shape of override replaces the dev key.
+    // Gateway:ApiKeys:N is either a plain string (the key, client "key-N", no scopes: it authenticates but may do
+    // nothing) or an object {Key, Name, Scopes, CareTeamUsers}: the shape the compose and k8s manifests set through
+    // STREAMHEALTH_Gateway__ApiKeys__0__Key and __Scopes. Scopes and CareTeamUsers are arrays or one space-separated
+    // string (what an environment variable holds). N need not be a number: gateway.Development.json names its
+    // entry "local-dev", so an override at index 0 never merges into it.
     private static List<ApiClient> ReadApiKeys(IConfigurationSection section, List<string> errors)
     {
         var clients = new List<ApiClient>();
@@ -114,8 +164,20 @@ public sealed class GatewayOptions
                 errors.Add($"{path}: same key as {first}");
             else
                 seen[key] = path;
-            clients.Add(new ApiClient(name, key));
+            var scopes = ReadList(entry.GetSection("Scopes"));
+            foreach (var scope in scopes.Where(s => !StreamHealth.Gateway.Identity.Scopes.All.Contains(s)))
+                errors.Add($"{path}:Scopes: '{scope}' is not one of {string.Join(", ", StreamHealth.Gateway.Identity.Scopes.All)}");
+            var careTeam = ReadList(entry.GetSection("CareTeamUsers"));
+            foreach (var user in careTeam.Where(u => !StreamHealth.Runtime.Validation.InputRules.IsValidId(u)))
+                errors.Add($"{path}:CareTeamUsers: '{user}' is not a valid user id");
+            if (careTeam.Count > 0 && !scopes.Contains(StreamHealth.Gateway.Identity.Scopes.CareTeamRead))
+                errors.Add($"{path}:CareTeamUsers is set but Scopes lacks {StreamHealth.Gateway.Identity.Scopes.CareTeamRead}");
+            clients.Add(new ApiClient(name, key, scopes.ToFrozenSet(StringComparer.Ordinal), careTeam.ToFrozenSet(StringComparer.Ordinal)));
         }
         return clients;
     }
+
+    private static List<string> ReadList(IConfigurationSection section) =>
+        (section.Value is { } text ? text.Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            : section.GetChildren().Select(c => c.Value ?? "").Where(v => v.Length > 0)).ToList();
 }

@@ -12,6 +12,7 @@ app.MapStreamsApi();
 app.MapWeightApi();
 app.MapCgmApi();
 app.MapForecastApi();
+app.MapIdentityApi();
 app.Run();
 
 public partial class Program;

@@ -45,7 +45,8 @@ for _ in $(seq 300); do [[ -s "$BOOTSTRAP_FILE" ]] && break; kill -0 "${pids[0]}
 [[ -s "$BOOTSTRAP_FILE" ]] || { log "the streamhealth host did not come up in 30 s"; exit 1; }
 export STREAMHEALTH_Kafka__BootstrapServers="$(cat "$BOOTSTRAP_FILE")"
 
-(cd "$ROOT/gateway" && exec dotnet bin/Release/net10.0/StreamHealth.Gateway.dll --urls "http://127.0.0.1:$GATEWAY_PORT" \
+# Development: the local-only credentials of gateway/gateway.Development.json (the dev key, the dev JWT signing key).
+(cd "$ROOT/gateway" && ASPNETCORE_ENVIRONMENT=Development exec dotnet bin/Release/net10.0/StreamHealth.Gateway.dll --urls "http://127.0.0.1:$GATEWAY_PORT" \
    --Logging:LogLevel:Default=Warning) &
 pids+=($!)
 for _ in $(seq 200); do curl -fs "http://127.0.0.1:$GATEWAY_PORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -56,7 +57,7 @@ cat <<INFO
   StreamHealth is up ($(( $(date +%s) - started )) s).
     dashboard   http://127.0.0.1:$GATEWAY_PORT/
     health      http://127.0.0.1:$GATEWAY_PORT/health
-    openapi     http://127.0.0.1:$GATEWAY_PORT/openapi/v1.json   (/api/weight/*, /api/v1/cgm/* need X-Api-Key: dev-key-change-me)
+    openapi     http://127.0.0.1:$GATEWAY_PORT/openapi/v1.json   (per-user data: a bearer token from /api/v1/auth/token, or the local-only X-Api-Key: dev-key-change-me)
     cgm         http://127.0.0.1:$GATEWAY_PORT/api/v1/cgm/cgm-sample-dexcom/latest   (the sample Dexcom export, streaming in)
                 curl -s -H 'Content-Type: text/csv' --data-binary @FILE http://127.0.0.1:$GATEWAY_PORT/convert_to_unified   (any CGM export → unified CSV)
     kafka       $STREAMHEALTH_Kafka__BootstrapServers (embedded)

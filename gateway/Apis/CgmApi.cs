@@ -1,3 +1,4 @@
+using StreamHealth.Gateway.Identity;
 using StreamHealth.Runtime.Validation;
 using System.ComponentModel;
 using System.Globalization;
@@ -110,6 +111,7 @@ public static class CgmApi
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
             .ProducesProblem(StatusCodes.Status429TooManyRequests)
+            .RequireAccess(Access.Public)
             .RequireApiRateLimit();
 
         app.MapPost("/process_unified", ProcessAsync)
@@ -121,27 +123,26 @@ public static class CgmApi
             .Accepts<IFormFile>("multipart/form-data", CgmUploads.RawContentTypes)
             .Produces<ProcessedDataset>()
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
-            .ProducesProblem(StatusCodes.Status401Unauthorized)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
-            .RequireApiKey()
+            .RequireAccess(Access.Caller(Scopes.CgmWrite))
             .RequireApiRateLimit();
 
         var cgm = app.MapGroup("/api/v1/cgm")
             .WithTags("CGM")
-            .RequireApiKey()
             .RequireApiRateLimit()
-            .ProducesProblem(StatusCodes.Status401Unauthorized)
             .ProducesProblem(StatusCodes.Status429TooManyRequests);
 
         cgm.MapGet("/{userId}/readings", GetReadingsAsync)
             .WithName("GetCgmReadings")
+            .RequireAccess(Access.OwnData("userId", Scopes.CgmRead))
             .WithSummary("A user's stored readings, oldest first (PostgreSQL cgm.readings)")
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
 
         cgm.MapGet("/{userId}/latest", GetLatestAsync)
             .WithName("GetLatestGlucose")
+            .RequireAccess(Access.OwnData("userId", Scopes.CgmRead))
             .WithSummary("A user's latest aligned glucose and trend arrow")
             .WithDescription("Redis (written by the CGM topology's sink) first; the latest stored sensor reading, " +
                              "without a trend, when Redis has no entry. 404 when neither knows the user.")
@@ -151,6 +152,7 @@ public static class CgmApi
 
         cgm.MapPost("/{userId}/upload", UploadAsync)
             .WithName("UploadCgmFile")
+            .RequireAccess(Access.OwnData("userId", Scopes.CgmWrite))
             .WithSummary("A CGM export → the user's readings on cgm.readings")
             .WithDescription("The whole file is parsed first (a bad file sends nothing), then every reading is sent and " +
                              "acknowledged before the 202. Reading ids are deterministic: uploading the same file again " +
@@ -200,7 +202,8 @@ public static class CgmApi
             if (dataset.Points == 0)
                 return TypedResults.Problem(title: "No glucose readings", statusCode: StatusCodes.Status422UnprocessableEntity,
                     detail: $"The {dataset.SourceFormat} file holds no glucose readings to build a series from.");
-            var (handle, reused) = await new CgmDatasetStore(pg).SaveAsync(dataset, ct);
+            // The dataset belongs to whoever uploaded it: only they (and admin) can plot it.
+            var (handle, reused) = await new CgmDatasetStore(pg).SaveAsync(dataset, ct, owner: request.HttpContext.User.OwnerKey());
             // Plots of the recent windows are then instant; an interactive plot request still goes first.
             if (engine.Problem() is null) ForecastApi.Precompute(engine, dataset);
             return TypedResults.Ok(new ProcessedDataset(handle, reused, dataset.SourceFormat,

@@ -1,3 +1,4 @@
+using StreamHealth.Gateway.Identity;
 using StreamHealth.Runtime.Validation;
 using System.ComponentModel;
 using System.Text.Json.Serialization;
@@ -62,7 +63,7 @@ public static class ForecastApi
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
-            .RequireApiKey().RequireApiRateLimit();
+            .RequireAccess(Access.OwnedResource(Scopes.CgmRead)).RequireApiRateLimit();
 
         app.MapPost("/quick_plot", QuickPlotAsync)
             .WithTags("Forecast").WithName("QuickPlot")
@@ -72,7 +73,7 @@ public static class ForecastApi
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
-            .RequireApiKey().RequireApiRateLimit();
+            .RequireAccess(Access.Caller(Scopes.CgmRead)).RequireApiRateLimit();
 
         app.MapPost("/cache_management", CacheAsync)
             .WithTags("Forecast").WithName("CacheManagement")
@@ -81,7 +82,7 @@ public static class ForecastApi
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
-            .RequireApiKey().RequireApiRateLimit();
+            .RequireAccess(Access.Service(Scopes.Admin)).RequireApiRateLimit();
 
         app.MapGet("/api/v1/cgm/{userId}/forecast", GetUserForecastAsync)
             .WithTags("Forecast").WithName("GetCgmForecast")
@@ -89,16 +90,19 @@ public static class ForecastApi
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
-            .RequireApiKey().RequireApiRateLimit();
+            .RequireAccess(Access.OwnData("userId", Scopes.CgmRead)).RequireApiRateLimit();
     }
 
     private static async Task<IResult> DrawAsync(PlotRequest body, ForecastEngine engine, NpgsqlDataSource pg, HttpContext http, CancellationToken ct)
     {
         if (CheckHandle(body.Handle) is { } badHandle) return badHandle;
-        var dataset = await new CgmDatasetStore(pg).LoadAsync(body.Handle!, ct);
+        var store = new CgmDatasetStore(pg);
+        // Another caller's handle is answered exactly as an unknown one: a handle's existence is not disclosed.
+        var dataset = await http.AuthorizeOwnersAsync(await store.OwnersAsync(body.Handle!, ct)) is null
+            ? await store.LoadAsync(body.Handle!, ct) : null;
         if (dataset is null)
             return TypedResults.Problem(title: "Unknown handle", statusCode: StatusCodes.Status404NotFound,
-                detail: $"No processed dataset has handle '{ApiInput.Shorten(body.Handle!)}' (it may have been deleted through /cache_management).");
+                detail: $"No processed dataset of yours has handle '{ApiInput.Shorten(body.Handle!)}' (it may have been deleted through /cache_management).");
         var windows = new DatasetWindows(dataset, engine.InputSteps);
         http.Response.Headers["X-Window-Count"] = windows.Count.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var index = body.Index ?? 0;

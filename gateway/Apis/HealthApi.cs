@@ -1,3 +1,4 @@
+using StreamHealth.Gateway.Identity;
 namespace StreamHealth.Gateway.Apis;
 
 /// <summary>GET /health: whether Kafka, PostgreSQL and Redis answer (each probe's latency and time), and whether every
@@ -23,13 +24,15 @@ public static class HealthApi
     {
         app.MapGet("/health", GetHealth).WithName("Health")
             .Produces<HealthReport>()
-            .Produces<HealthReport>(StatusCodes.Status503ServiceUnavailable);
+            .Produces<HealthReport>(StatusCodes.Status503ServiceUnavailable)
+            .RequireAccess(Access.Public);
         // For orchestrator probes. A stalled sink is the processors' problem: were readiness /health, one stall would
         // take every gateway replica out of its Service (and liveness would restart them), stopping ingest as well.
         app.MapGet("/health/ready", GetReadiness).WithName("HealthReady")
             .Produces<Readiness>()
-            .Produces<Readiness>(StatusCodes.Status503ServiceUnavailable);
-        app.MapGet("/health/live", () => TypedResults.Ok(new Liveness("alive"))).WithName("HealthLive");
+            .Produces<Readiness>(StatusCodes.Status503ServiceUnavailable)
+            .RequireAccess(Access.Public);
+        app.MapGet("/health/live", () => TypedResults.Ok(new Liveness("alive"))).WithName("HealthLive").RequireAccess(Access.Public);
     }
 
     /// <summary>200 while Kafka, PostgreSQL and Redis answer (whatever the pipelines' progress), else 503.</summary>

@@ -1,3 +1,4 @@
+using StreamHealth.Gateway.Identity;
 using StreamHealth.Runtime.Streams;
 
 namespace StreamHealth.Gateway.Apis;
@@ -16,7 +17,8 @@ public static class StreamsApi
     public static void MapStreamsApi(this IEndpointRouteBuilder app) =>
         app.MapGet("/api/v1/streams", GetStreams).WithName("Streams")
             .Produces<StreamsView>()
-            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
+            .RequireAccess(Access.Public);
 
     private static IResult GetStreams(OperationsMonitor monitor)
     {

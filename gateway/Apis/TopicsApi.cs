@@ -1,3 +1,4 @@
+using StreamHealth.Gateway.Identity;
 namespace StreamHealth.Gateway.Apis;
 
 /// <summary>GET /api/v1/topics: every catalogue topic with its record count (sum of high − low watermarks), for the
@@ -10,7 +11,8 @@ public static class TopicsApi
     public static void MapTopicsApi(this IEndpointRouteBuilder app) =>
         app.MapGet("/api/v1/topics", GetTopics).WithName("Topics")
             .Produces<List<TopicInfo>>()
-            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
+            .RequireAccess(Access.Public);
 
     private static IResult GetTopics(OperationsMonitor monitor)
     {

@@ -1,3 +1,4 @@
+using StreamHealth.Gateway.Identity;
 using StreamHealth.Runtime.Validation;
 using System.ComponentModel;
 using System.Globalization;
@@ -11,8 +12,8 @@ using StreamHealth.Weight.Pipeline;
 namespace StreamHealth.Gateway.Apis;
 
 /// <summary>/api/weight: each user's Kalman-filtered weight, latest (Redis first, PostgreSQL when Redis
-/// misses or is down) and history (PostgreSQL weights.measurements). Every endpoint needs an X-Api-Key
-/// and is rate limited per client; JSON is snake_case, weights in kg, timestamps ISO-8601 UTC.</summary>
+/// misses or is down) and history (PostgreSQL weights.measurements). Every endpoint takes the person's own
+/// token or a service key with weights:read / weights:write, and is rate limited per caller; JSON is snake_case, weights in kg, timestamps ISO-8601 UTC.</summary>
 public static class WeightApi
 {
     public const int DefaultHistoryLimit = 1_000;
@@ -53,19 +54,18 @@ public static class WeightApi
         [property: JsonPropertyName("truncated")] bool Truncated,
         [property: JsonPropertyName("measurements")] IReadOnlyList<WeightPoint> Measurements);
 
-    /// <summary>Maps the /api/weight group (X-Api-Key + per-client rate limit) and its read endpoints;
+    /// <summary>Maps the /api/weight group (per-caller rate limit; each endpoint's access rule) and its read endpoints;
     /// returns the group so that more endpoints can join it.</summary>
     public static RouteGroupBuilder MapWeightApi(this IEndpointRouteBuilder app)
     {
         var weight = app.MapGroup("/api/weight")
             .WithTags("Weight")
-            .RequireApiKey()
             .RequireApiRateLimit()
-            .ProducesProblem(StatusCodes.Status401Unauthorized)
             .ProducesProblem(StatusCodes.Status429TooManyRequests);
 
         weight.MapGet("/{userId}/latest", GetLatestAsync)
             .WithName("GetLatestWeight")
+            .RequireAccess(Access.OwnData("userId", Scopes.WeightsRead))
             .WithSummary("A user's latest filtered weight")
             .WithDescription("Redis (the processors' write-through cache) first; PostgreSQL weights.measurements " +
                              "(latest accepted, initialised row) when Redis has no entry or is unreachable. " +
@@ -78,6 +78,7 @@ public static class WeightApi
 
         weight.MapGet("/{userId}/history", GetHistoryAsync)
             .WithName("GetWeightHistory")
+            .RequireAccess(Access.OwnData("userId", Scopes.WeightsRead))
             .WithSummary("A user's measurements with their filter results, oldest first")
             .WithDescription("Rows of weights.measurements with from <= timestamp < to, ordered by timestamp, at most " +
                              "`limit` (`truncated` is true when more rows were in range). A user with no rows " +
@@ -87,6 +88,7 @@ public static class WeightApi
 
         weight.MapGet("/{userId}/state", GetStateAsync)
             .WithName("GetWeightFilterState")
+            .RequireAccess(Access.OwnData("userId", Scopes.WeightsRead))
             .WithSummary("A user's live filter state, read from the stream task that owns it")
             .WithDescription("An interactive query: the weights topology's state store on the processing host that owns the user's " +
                              "partition of weights.raw (not the sinks, so it includes the last record applied a moment ago, and " +

@@ -1,3 +1,4 @@
+using StreamHealth.Gateway.Identity;
 using System.ComponentModel;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -60,12 +61,14 @@ public static class WeightCommandsApi
                              "source is a 409. On 200 the result is already in the latest-weight cache, so the caller's next " +
                              "`GET /{userId}/latest` shows it; only while Redis is unreachable may that read (then from PostgreSQL) " +
                              "lag the 200 by the weights sinks' delay (a few seconds).")
-            .WithCommandContract<MeasurementRequest>();
+            .WithCommandContract<MeasurementRequest>()
+            .RequireAccess(Access.OwnDataInBody("user_id", Scopes.WeightsWrite));
         group.MapPost("/initialize", InitializeAsync).WithName("InitializeWeight")
             .WithSummary("(Re)initialise a user's filter from a batch of measurements")
             .WithDescription("`measurements` holds 1-256 measurements with the fields of `process` (all required). `measurement_id` " +
                              "names the command as in `process`: a retry returns the original result, a conflicting reuse is a 409.")
-            .WithCommandContract<InitializeRequest>();
+            .WithCommandContract<InitializeRequest>()
+            .RequireAccess(Access.OwnDataInBody("user_id", Scopes.WeightsWrite));
         return group;
     }
 
@@ -105,6 +108,7 @@ public static class WeightCommandsApi
         var measurementId = OptionalId(body, "measurement_id", errors);
         var measurement = ToMeasurement(body, "", services, errors);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+        if (await http.HttpContext.AuthorizeSubjectAsync(userId!) is { } forbidden) return forbidden;
         measurement.UserId = userId!;
         measurement.MeasurementId = measurementId ?? Guid.NewGuid().ToString("N");
         return await SendAsync(services, measurement, ct);
@@ -126,6 +130,7 @@ public static class WeightCommandsApi
         else if (list.GetArrayLength() == 0)
             errors["measurements"] = ["measurements must hold at least one measurement"];
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+        if (await http.HttpContext.AuthorizeSubjectAsync(userId!) is { } forbidden) return forbidden;
         var command = new WeightMeasurement { SchemaVersion = 1, UserId = userId! };
         var i = 0;
         foreach (var element in list.EnumerateArray())

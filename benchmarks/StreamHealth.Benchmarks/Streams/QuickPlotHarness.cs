@@ -27,6 +27,8 @@ public static class QuickPlotHarness
             WorkingDirectory = Path.Combine(root, "gateway"), RedirectStandardOutput = true, RedirectStandardError = true,
         };
         psi.Environment["Logging__LogLevel__Default"] = "Warning";
+        // The local-only credentials (dev key with every scope, dev signing key) are read in Development only.
+        psi.Environment["ASPNETCORE_ENVIRONMENT"] = "Development";
         using var gateway = Process.Start(psi)!;
         gateway.OutputDataReceived += (_, _) => { };
         gateway.ErrorDataReceived += (_, _) => { };

@@ -36,6 +36,8 @@ public static class WeightApiHarness
         psi.Environment["STREAMHEALTH_Kafka__BootstrapServers"] = cluster.BootstrapServers;
         psi.Environment["STREAMHEALTH_SchemaRegistry__Url"] = registryServer.Url;
         psi.Environment["Logging__LogLevel__Default"] = "Warning";
+        // The local-only credentials (dev key with every scope, dev signing key) are read in Development only.
+        psi.Environment["ASPNETCORE_ENVIRONMENT"] = "Development";
         using var gateway = Process.Start(psi)!;
         gateway.OutputDataReceived += (_, _) => { };
         gateway.ErrorDataReceived += (_, e) => { if (e.Data is not null) Console.Error.WriteLine("gateway: " + e.Data); };

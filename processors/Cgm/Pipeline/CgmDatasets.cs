@@ -75,15 +75,42 @@ public sealed class CgmDatasetStore(NpgsqlDataSource db)
 {
     /// <summary>Stores <paramref name="dataset"/> and returns the handle to use: an existing dataset's when
     /// this one is identical to it or covers a subset of its range ending at the same time (Reused = true),
-    /// else its own. Idempotent under concurrent identical requests (primary key on the handle).</summary>
-    public async Task<(string Handle, bool Reused)> SaveAsync(CgmDataset dataset, CancellationToken ct = default)
+    /// else its own. Idempotent under concurrent identical requests (primary key on the handle).
+    /// With an <paramref name="owner"/> (cgm.dataset_owners), a subset is matched only to the owner's own datasets:
+    /// another person's longer dataset holds readings this owner never sent. Identical data may share a handle.</summary>
+    public async Task<(string Handle, bool Reused)> SaveAsync(CgmDataset dataset, CancellationToken ct = default, string? owner = null)
+    {
+        var saved = await SaveDatasetAsync(dataset, owner, ct);
+        if (owner is not null)
+        {
+            await using var own = db.CreateCommand("INSERT INTO cgm.dataset_owners (handle, owner) VALUES ($1, $2) ON CONFLICT DO NOTHING");
+            own.Parameters.Add(new NpgsqlParameter { Value = saved.Handle });
+            own.Parameters.Add(new NpgsqlParameter { Value = owner });
+            await own.ExecuteNonQueryAsync(ct);
+        }
+        return saved;
+    }
+
+    /// <summary>Who uploaded a dataset (empty for one stored before owners were recorded: then only admin reaches it).</summary>
+    public async Task<IReadOnlyCollection<string>> OwnersAsync(string handle, CancellationToken ct = default)
+    {
+        await using var cmd = db.CreateCommand("SELECT owner FROM cgm.dataset_owners WHERE handle = $1");
+        cmd.Parameters.Add(new NpgsqlParameter { Value = handle });
+        var owners = new List<string>();
+        await using var reader = await cmd.ExecuteReaderAsync(ct);
+        while (await reader.ReadAsync(ct)) owners.Add(reader.GetString(0));
+        return owners;
+    }
+
+    private async Task<(string Handle, bool Reused)> SaveDatasetAsync(CgmDataset dataset, string? owner, CancellationToken ct)
     {
         if (dataset.Points == 0) throw new ArgumentException("the series has no glucose points", nameof(dataset));
         var last = DateTime.UnixEpoch.AddMilliseconds(dataset.TimesUnixMs[^1]);
         var first = DateTime.UnixEpoch.AddMilliseconds(dataset.TimesUnixMs[0]);
         await using (var find = db.CreateCommand("""
             SELECT handle, source_format, step_minutes, times_unix_ms, glucose_mg_dl, quality_flags, sequence_ids
-            FROM cgm.datasets WHERE last_time = $1 AND first_time <= $2 AND points >= $3 AND step_minutes = $4
+            FROM cgm.datasets d WHERE last_time = $1 AND first_time <= $2 AND points >= $3 AND step_minutes = $4
+              AND ($5::text IS NULL OR handle = $6 OR EXISTS (SELECT 1 FROM cgm.dataset_owners o WHERE o.handle = d.handle AND o.owner = $5))
             ORDER BY points, handle LIMIT 20
             """))
         {
@@ -91,6 +118,8 @@ public sealed class CgmDatasetStore(NpgsqlDataSource db)
             find.Parameters.Add(new NpgsqlParameter { Value = first, NpgsqlDbType = NpgsqlDbType.TimestampTz });
             find.Parameters.Add(new NpgsqlParameter { Value = dataset.Points });
             find.Parameters.Add(new NpgsqlParameter { Value = dataset.StepMinutes });
+            find.Parameters.Add(new NpgsqlParameter { Value = (object?)owner ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
+            find.Parameters.Add(new NpgsqlParameter { Value = dataset.Handle });
             await using var reader = await find.ExecuteReaderAsync(ct);
             while (await reader.ReadAsync(ct))
             {

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Text.Json;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.Configuration;
 using Npgsql;
@@ -55,7 +56,7 @@ public sealed class WeightReadApiTests(WeightReadApiTests.Stores stores) : IClas
         Assert.Contains("no X-Api-Key header", missingBody.GetProperty("detail").GetString());
         Assert.Contains("X-Api-Key", missing.Headers.WwwAuthenticate.ToString());
 
-        foreach (var wrong in new[] { "not-a-configured-key-at-all", "dev-key-change-me" })   // the dev key is replaced here
+        foreach (var wrong in new[] { "not-a-configured-key-at-all", "dev-key-change-me-but-not-quite" })
         {
             var response = await Send(app, HttpMethod.Get, $"/api/weight/{NewUser()}/history", wrong);
             var body = await Problem(response, HttpStatusCode.Unauthorized);
@@ -272,40 +273,53 @@ public sealed class WeightReadApiTests(WeightReadApiTests.Stores stores) : IClas
     }
 
     [Fact]
-    public async Task Gateway_json_dev_key_works_until_an_environment_variable_replaces_it()
+    public async Task Dev_credentials_are_local_only_and_production_must_bring_its_own()
     {
         var user = NewUser();
+        // Development (the local stack, the tests): gateway.Development.json's key has every scope.
         await using (var local = Gateway(withTestKeys: false))
             Assert.Equal(HttpStatusCode.NotFound, (await Send(local, HttpMethod.Get, $"/api/weight/{user}/latest", "dev-key-change-me")).StatusCode);
 
-        // Process-wide, but only this test reads Gateway:ApiKeys without setting it in memory.
-        const string variable = "STREAMHEALTH_Gateway__ApiKeys__0";
+        // Production reads no dev file: without a signing key the gateway does not start, and says which setting.
+        await using (var bare = Gateway(false, "Production"))
+            Assert.Contains("Gateway:Identity:SigningKey is not set", Assert.ThrowsAny<Exception>(() => bare.CreateClient()).ToString());
+        var signing = ("Gateway:Identity:SigningKey", (string?)("prod-signing-" + Guid.NewGuid().ToString("N")));
+        await using (var shortKey = Gateway(false, "Production", ("Gateway:Identity:SigningKey", "too-short")))
+            Assert.Contains("Gateway:Identity:SigningKey is 9 characters", Assert.ThrowsAny<Exception>(() => shortKey.CreateClient()).ToString());
+        await using (var devSigning = Gateway(false, "Production", ("Gateway:Identity:SigningKey", StreamHealth.Gateway.GatewayIdentityOptions.DevelopmentSigningKey)))
+            Assert.Contains("local development key", Assert.ThrowsAny<Exception>(() => devSigning.CreateClient()).ToString());
+        await using (var devKey = Gateway(false, "Production", signing, ("Gateway:ApiKeys:0:Key", "dev-key-change-me")))
+            Assert.Contains("Gateway:ApiKeys holds the local development key", Assert.ThrowsAny<Exception>(() => devKey.CreateClient()).ToString());
+
+        // Production with its own secrets: the dev key is unknown, its own key works within its scopes.
         var productionKey = "prod-" + Guid.NewGuid().ToString("N");
-        Environment.SetEnvironmentVariable(variable, productionKey);
-        try
-        {
-            await using var production = Gateway(withTestKeys: false);
-            Assert.Equal(HttpStatusCode.Unauthorized, (await Send(production, HttpMethod.Get, $"/api/weight/{user}/latest", "dev-key-change-me")).StatusCode);
-            Assert.Equal(HttpStatusCode.NotFound, (await Send(production, HttpMethod.Get, $"/api/weight/{user}/latest", productionKey)).StatusCode);
-        }
-        finally { Environment.SetEnvironmentVariable(variable, null); }
+        await using var production = Gateway(false, "Production", signing, ("Gateway:ApiKeys:0:Key", productionKey),
+            ("Gateway:ApiKeys:0:Scopes", "weights:read"));
+        Assert.Equal(HttpStatusCode.Unauthorized, (await Send(production, HttpMethod.Get, $"/api/weight/{user}/latest", "dev-key-change-me")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await Send(production, HttpMethod.Get, $"/api/weight/{user}/latest", productionKey)).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await Send(production, HttpMethod.Get, $"/api/v1/cgm/{user}/latest", productionKey)).StatusCode);
     }
 
     private WebApplicationFactory<Program> Gateway(params (string Key, string? Value)[] settings) => Gateway(true, settings);
 
-    private WebApplicationFactory<Program> Gateway(bool withTestKeys, params (string Key, string? Value)[] settings)
+    private WebApplicationFactory<Program> Gateway(bool withTestKeys, params (string Key, string? Value)[] settings) =>
+        Gateway(withTestKeys, "Development", settings);
+
+    private WebApplicationFactory<Program> Gateway(bool withTestKeys, string environment, params (string Key, string? Value)[] settings)
     {
         var all = LocalServices.Overrides(stores.Database);
         if (withTestKeys)
         {
             all["Gateway:ApiKeys:0:Key"] = Key;
             all["Gateway:ApiKeys:0:Name"] = "tests";
+            all["Gateway:ApiKeys:0:Scopes"] = "weights:read weights:write";
             all["Gateway:ApiKeys:1:Key"] = OtherClientKey;
             all["Gateway:ApiKeys:1:Name"] = "tests-other";
+            all["Gateway:ApiKeys:1:Scopes"] = "weights:read";
         }
         foreach (var (key, value) in settings) all[key] = value;
         return new WebApplicationFactory<Program>().WithWebHostBuilder(b =>
-            b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(all)));
+            b.UseEnvironment(environment).ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(all)));
     }
 
     private static async Task<HttpResponseMessage> Send(WebApplicationFactory<Program> app, HttpMethod method, string path, string apiKey)

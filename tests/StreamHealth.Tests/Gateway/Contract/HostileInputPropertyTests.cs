@@ -13,7 +13,7 @@ namespace StreamHealth.Tests.Gateway.Contract;
 /// Seeded (STREAMHEALTH_FUZZ_SEED overrides) and bounded (STREAMHEALTH_FUZZ_VALUES values per field).</summary>
 public sealed class HostileInputPropertyTests(GatewayStackFixture f) : IClassFixture<GatewayStackFixture>
 {
-    private static readonly int Seed = int.TryParse(Environment.GetEnvironmentVariable("STREAMHEALTH_FUZZ_SEED"), out var s) ? s : 20261111;
+    private static readonly int Seed = int.TryParse(Environment.GetEnvironmentVariable("STREAMHEALTH_FUZZ_SEED"), out var s) ? s : 2;
     private static readonly int ValuesPerField = int.TryParse(Environment.GetEnvironmentVariable("STREAMHEALTH_FUZZ_VALUES"), out var v) ? v : 8;
 
     [Fact]
@@ -21,12 +21,14 @@ public sealed class HostileInputPropertyTests(GatewayStackFixture f) : IClassFix
     {
         using var client = f.Client();
         var contract = await OpenApiContract.FetchAsync(client);
-        var random = new Random(Seed);
         var failures = new List<string>();
         var sent = 0;
         var statuses = new SortedDictionary<string, int>(StringComparer.Ordinal);
         foreach (var operation in contract.Operations)
         {
+            // A generator per operation, so that an endpoint added to the document does not change the values every
+            // later operation gets (the seed still reproduces a run).
+            var random = new Random(Seed ^ StableHash(operation.ToString()));
             foreach (var request in Requests(contract, operation, random))
             {
                 sent++;
@@ -65,6 +67,14 @@ public sealed class HostileInputPropertyTests(GatewayStackFixture f) : IClassFix
         Assert.True(failures.Count == 0,
             $"seed {Seed} (STREAMHEALTH_FUZZ_SEED), {sent} requests, {failures.Count} failures:\n" + string.Join("\n", failures.Take(60))
             + "\nanswers: " + string.Join(", ", statuses.Select(kv => $"{kv.Key}×{kv.Value}")));
+    }
+
+    /// <summary>FNV-1a of the operation's name: string.GetHashCode differs between processes.</summary>
+    private static int StableHash(string text)
+    {
+        var hash = 2166136261u;
+        foreach (var c in text) hash = (hash ^ c) * 16777619u;
+        return (int)hash;
     }
 
     private static async Task<string?> Record(Func<Task> check)

@@ -20,20 +20,23 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
         ["GET /health/live"] = [200],
         ["GET /api/v1/topics"] = [200, 503],
         ["GET /api/v1/streams"] = [200, 503],
-        ["POST /api/weight/process"] = [200, 400, 401, 409, 413, 422, 429, 503, 504],
-        ["POST /api/weight/initialize"] = [200, 400, 401, 409, 413, 422, 429, 503, 504],
-        ["GET /api/weight/{userId}/latest"] = [200, 400, 401, 404, 429, 503],
-        ["GET /api/weight/{userId}/history"] = [200, 400, 401, 429, 503],
-        ["GET /api/weight/{userId}/state"] = [200, 400, 401, 404, 429, 503],
+        ["POST /api/weight/process"] = [200, 400, 401, 403, 409, 413, 422, 429, 503, 504],
+        ["POST /api/weight/initialize"] = [200, 400, 401, 403, 409, 413, 422, 429, 503, 504],
+        ["GET /api/weight/{userId}/latest"] = [200, 400, 401, 403, 404, 429, 503],
+        ["GET /api/weight/{userId}/history"] = [200, 400, 401, 403, 429, 503],
+        ["GET /api/weight/{userId}/state"] = [200, 400, 401, 403, 404, 429, 503],
         ["POST /convert_to_unified"] = [200, 400, 413, 422, 429],
-        ["POST /process_unified"] = [200, 400, 401, 413, 422, 429, 503],
-        ["POST /api/v1/cgm/{userId}/upload"] = [202, 400, 401, 413, 422, 429, 503],
-        ["GET /api/v1/cgm/{userId}/readings"] = [200, 400, 401, 429, 503],
-        ["GET /api/v1/cgm/{userId}/latest"] = [200, 400, 401, 404, 429, 503],
-        ["GET /api/v1/cgm/{userId}/forecast"] = [200, 400, 401, 404, 429, 503],
-        ["POST /draw_a_plot"] = [200, 400, 401, 404, 413, 415, 429, 503],
-        ["POST /quick_plot"] = [200, 400, 401, 413, 422, 429, 503],
-        ["POST /cache_management"] = [200, 400, 401, 404, 413, 415, 429, 503],
+        ["POST /process_unified"] = [200, 400, 401, 403, 413, 422, 429, 503],
+        ["POST /api/v1/cgm/{userId}/upload"] = [202, 400, 401, 403, 413, 422, 429, 503],
+        ["GET /api/v1/cgm/{userId}/readings"] = [200, 400, 401, 403, 429, 503],
+        ["GET /api/v1/cgm/{userId}/latest"] = [200, 400, 401, 403, 404, 429, 503],
+        ["GET /api/v1/cgm/{userId}/forecast"] = [200, 400, 401, 403, 404, 429, 503],
+        ["POST /draw_a_plot"] = [200, 400, 401, 403, 404, 413, 415, 429, 503],
+        ["POST /quick_plot"] = [200, 400, 401, 403, 413, 422, 429, 503],
+        ["POST /cache_management"] = [200, 400, 401, 403, 404, 413, 415, 429, 503],
+        ["POST /api/v1/users/register"] = [201, 400, 409, 413, 429, 503],
+        ["POST /api/v1/auth/token"] = [200, 400, 413, 429, 503],
+        ["GET /api/v1/users/{userId}"] = [200, 400, 401, 403, 404, 429, 503],
     };
 
     [Fact]
@@ -96,6 +99,7 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
         var cgmUser = GatewayStackFixture.NewUser("contract-c");
         var clarity = File.ReadAllBytes(Path.Combine(Repo.SharedData, "cgm", "Clarity_Export_synthetic.csv"));
         var now = DateTime.UtcNow;
+        var email = $"contract-{Guid.NewGuid():N}@example.org";
         string Measurement(int minutesAgo, double kg = 80) => JsonSerializer.Serialize(GatewayStackFixture.Measurement(weightUser, kg, now.AddMinutes(-minutesAgo)));
 
         var cases = new List<Case>
@@ -129,6 +133,13 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
             new("POST", "/quick_plot", Raw(clarity, "text/csv")), new("POST", "/quick_plot", Raw("x"u8.ToArray(), "text/csv")),
             new("POST", "/cache_management", Json("""{"action":"info"}""")), new("POST", "/cache_management", Json("""{"action":"explode"}""")),
             new("POST", "/cache_management", Json("""{"action":"delete","handle":"no-such-handle"}""")),
+            new("POST", "/api/v1/users/register", Json($$"""{"email":"{{email}}","password":"Contract-pw-1"}""")),
+            new("POST", "/api/v1/users/register", Json($$"""{"email":"{{email.ToUpperInvariant()}}","password":"Contract-pw-1"}""")),
+            new("POST", "/api/v1/users/register", Json("""{"email":"x","password":"short"}""")),
+            new("POST", "/api/v1/auth/token", Json($$"""{"grant_type":"password","email":"{{email}}","password":"Contract-pw-1"}""")),
+            new("POST", "/api/v1/auth/token", Json("""{"grant_type":"refresh_token","refresh_token":"not-issued-here"}""")),
+            new("POST", "/api/v1/auth/token", Json("""{"grant_type":"magic"}""")),
+            new("GET", "/api/v1/users/bad%20id"), new("GET", $"/api/v1/users/{Guid.NewGuid():N}"), new("GET", $"/api/v1/users/{Guid.NewGuid():N}", ApiKey: null),
         };
         var failures = new List<string>();
         var seen = new Dictionary<string, List<int>>();
@@ -141,6 +152,13 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
         var handle = seen.ContainsKey("POST /process_unified") ? await HandleAsync() : null;
         if (handle is not null)
             await SendAndCheckAsync(new("POST", "/draw_a_plot", Json($$"""{"handle":"{{handle}}","index":0}""")));
+
+        // The profile of the account registered above (the dev key has admin, which reads profiles).
+        await using (var lookup = f.Postgres.CreateCommand("SELECT user_id FROM identity.users WHERE email = $1"))
+        {
+            lookup.Parameters.Add(new Npgsql.NpgsqlParameter { Value = email });
+            if (await lookup.ExecuteScalarAsync() is string registered) await SendAndCheckAsync(new("GET", $"/api/v1/users/{registered}"));
+        }
 
         foreach (var operation in contract.Operations)
         {

@@ -1,0 +1,23 @@
+using System.Collections.Frozen;
+
+namespace StreamHealth.Gateway.Identity;
+
+/// <summary>What a service credential (an X-Api-Key of Gateway:ApiKeys) may do. A person's own bearer token needs no
+/// scope: it reaches that person's data and nobody else's.</summary>
+public static class Scopes
+{
+    /// <summary>Read any person's weights (a clinic system, the dashboard's local key).</summary>
+    public const string WeightsRead = "weights:read";
+    /// <summary>Send any person's weight measurements (a scale integration).</summary>
+    public const string WeightsWrite = "weights:write";
+    public const string CgmRead = "cgm:read";
+    /// <summary>Upload any person's CGM exports, and store datasets as this service.</summary>
+    public const string CgmWrite = "cgm:write";
+    /// <summary>Read weights, CGM and forecasts of the people listed in the key's CareTeamUsers, and no one else.</summary>
+    public const string CareTeamRead = "care-team:read";
+    /// <summary>Forecast cache management and dataset deletion, and every stored dataset.</summary>
+    public const string Admin = "admin";
+
+    public static readonly FrozenSet<string> All =
+        new[] { WeightsRead, WeightsWrite, CgmRead, CgmWrite, CareTeamRead, Admin }.ToFrozenSet(StringComparer.Ordinal);
+}
