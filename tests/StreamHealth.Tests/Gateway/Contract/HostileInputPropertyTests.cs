@@ -46,6 +46,10 @@ public sealed class HostileInputPropertyTests(GatewayStackFixture f) : IClassFix
                     failures.Add($"{operation} {request.What}: {status} {OpenApiContract.Shorten(body)}");
                 // Kestrel refuses a NUL in the request line before any middleware runs: a bare 400, no body.
                 else if (status == 400 && body.Length == 0 && request.Path.Contains("%00", StringComparison.Ordinal)) { }
+                // An empty path parameter leaves an empty segment ("/api/v1/cgm//readings"): that path is no operation's, and
+                // routing answers 404 with problem details.
+                else if (status == 404 && request.Path.Split('?')[0].Contains("//", StringComparison.Ordinal)
+                         && response.Content.Headers.ContentType?.MediaType == "application/problem+json") { }
                 else if (contract.Check(operation, status, response.Content.Headers.ContentType?.ToString(), body) is { } mismatch)
                     failures.Add($"{request.What}: {mismatch}");
                 else if (body.Contains("System.", StringComparison.Ordinal) || body.Contains("   at ", StringComparison.Ordinal))
