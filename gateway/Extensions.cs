@@ -60,6 +60,7 @@ public static class Extensions
         // Interactive queries: a key's state from the processing host that owns it (routed by the hosts' reports).
         builder.Services.AddSingleton<Streams.InteractiveQueries>();
         builder.Services.AddWeightCommands();
+        builder.Services.AddHealthMetrics();
         builder.Services.AddSingleton(sp => new Cgm.CgmReadingsPublisher(sp.GetRequiredService<StreamHealthOptions>(),
             sp.GetRequiredService<SchemaRegistryConnection>()));
         builder.Services.AddSingleton(sp => new Cgm.ForecastEngine(

@@ -11,6 +11,7 @@ app.MapTopicsApi();
 app.MapStreamsApi();
 app.MapWeightApi();
 app.MapCgmApi();
+app.MapHealthMetricsApi();
 app.MapForecastApi();
 app.MapIdentityApi();
 app.Run();

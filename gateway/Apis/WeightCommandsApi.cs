@@ -11,6 +11,7 @@ using StreamHealth.Runtime.Validation;
 using StreamHealth.Schemas;
 using StreamHealth.Weight.Filter;
 using StreamHealth.Weight.Pipeline;
+using static StreamHealth.Gateway.Apis.JsonBodyInput;
 
 namespace StreamHealth.Gateway.Apis;
 
@@ -100,7 +101,7 @@ public static class WeightCommandsApi
     private static async Task<IResult> ProcessAsync(HttpRequest http, WeightRequestReply pipeline, StreamHealthOptions options,
         WeightFilterOptions filterOptions, NpgsqlDataSource postgres, IConnectionMultiplexer redis, ILoggerFactory loggers, CancellationToken ct)
     {
-        var (body, bad) = await ReadAsync(http, ct);
+        var (body, bad) = await ReadAsync(http, MaxBodyBytes, ct);
         if (bad is not null) return bad;
         var errors = new Dictionary<string, string[]>();
         var services = new Services(pipeline, options, filterOptions, postgres, redis, loggers);
@@ -117,7 +118,7 @@ public static class WeightCommandsApi
     private static async Task<IResult> InitializeAsync(HttpRequest http, WeightRequestReply pipeline, WeightKalmanFilter filter, StreamHealthOptions options,
         WeightFilterOptions filterOptions, NpgsqlDataSource postgres, IConnectionMultiplexer redis, ILoggerFactory loggers, CancellationToken ct)
     {
-        var (body, bad) = await ReadAsync(http, ct);
+        var (body, bad) = await ReadAsync(http, MaxBodyBytes, ct);
         if (bad is not null) return bad;
         var errors = new Dictionary<string, string[]>();
         var services = new Services(pipeline, options, filterOptions, postgres, redis, loggers);
@@ -231,87 +232,6 @@ public static class WeightCommandsApi
         }
     }
 
-    /// <summary>The body as a JSON object, or the problem to answer. Values are then read field by field, so that a
-    /// missing or mistyped field is a 400 naming it in the API's own terms (no .NET type names, no coercion of "80").</summary>
-    private static async Task<(JsonElement Body, IResult? Problem)> ReadAsync(HttpRequest http, CancellationToken ct)
-    {
-        if (http.ContentLength > MaxBodyBytes)
-            return (default, TypedResults.Problem($"request body is {http.ContentLength} bytes; the limit is {MaxBodyBytes}",
-                statusCode: StatusCodes.Status413PayloadTooLarge, title: "Payload too large"));
-        try
-        {
-            using var document = await JsonDocument.ParseAsync(http.Body, new JsonDocumentOptions { MaxDepth = 8 }, ct);
-            var root = document.RootElement;
-            return root.ValueKind == JsonValueKind.Object ? (root.Clone(), null) : (default, Invalid("body", $"body must be a JSON object, not {Kind(root)}"));
-        }
-        catch (JsonException e)
-        {
-            return (default, Invalid("body", $"body is not valid JSON: {e.Message.Split(" Path:")[0]}"));
-        }
-        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
-        {
-            return (default, TypedResults.Problem($"request body exceeds {MaxBodyBytes} bytes", statusCode: StatusCodes.Status413PayloadTooLarge, title: "Payload too large"));
-        }
-    }
-
-    private static IResult Invalid(string field, string message) =>
-        TypedResults.ValidationProblem(new Dictionary<string, string[]> { [field] = [message] });
-
-    /// <summary>A JSON value's kind as an error names it.</summary>
-    private static string Kind(JsonElement value) => value.ValueKind switch
-    {
-        JsonValueKind.Object => "an object",
-        JsonValueKind.Array => "an array",
-        JsonValueKind.String => "a string",
-        JsonValueKind.Number => "a number",
-        JsonValueKind.True or JsonValueKind.False => "a boolean",
-        _ => "null",
-    };
-
-    /// <summary>The string at <paramref name="field"/>; null (with an error when required) if missing, null or not a string.</summary>
-    private static string? String(JsonElement body, string field, bool required, Dictionary<string, string[]> errors)
-    {
-        if (!body.TryGetProperty(field.AsSpan(field.LastIndexOf('.') + 1), out var value) || value.ValueKind == JsonValueKind.Null)
-        {
-            if (required) errors[field] = [$"{field} is required"];
-            return null;
-        }
-        if (value.ValueKind == JsonValueKind.String)
-        {
-            try
-            {
-                return value.GetString();
-            }
-            catch (InvalidOperationException)
-            {
-                // JSON may escape a lone surrogate ("\ud861"), which is no Unicode text: UTF-8 (PostgreSQL, Redis, Kafka) cannot hold it.
-                errors[field] = [$"{field} contains an unpaired surrogate escape; text must be valid Unicode"];
-                return null;
-            }
-        }
-        errors[field] = [$"{field} must be a string, not {Kind(value)}"];
-        return null;
-    }
-
-    private static string? RequiredId(JsonElement body, string field, Dictionary<string, string[]> errors)
-    {
-        var id = String(body, field, required: true, errors);
-        if (id is not null && InputRules.CheckId(field, id) is { } problem) errors[field] = [problem];
-        return id;
-    }
-
-    private static string? OptionalId(JsonElement body, string field, Dictionary<string, string[]> errors)
-    {
-        var id = String(body, field, required: false, errors);
-        if (id is null) return null;
-        if (InputRules.CheckId(field, id) is { } problem)
-        {
-            errors[field] = [problem];
-            return null;
-        }
-        return id;
-    }
-
     private static WeightMeasurement ToMeasurement(JsonElement body, string prefix, Services services, Dictionary<string, string[]> errors)
     {
         var m = new WeightMeasurement { SchemaVersion = 1 };
@@ -373,10 +293,6 @@ public static class WeightCommandsApi
             };
         return m;
     }
-
-    // "2026-01-31T07:30:00" alone would be read in the server's zone: the caller must say which instant it means.
-    private static bool HasOffset(string time) =>
-        time.Length > 19 && (time[^1] is 'Z' or 'z' || time[^6] is '+' or '-');
 
     private static T Error<T>(Dictionary<string, string[]> errors, string field, string message, T fallback)
     {

@@ -35,9 +35,10 @@ internal static class HealthMetricSamples
                     event_time_unix_ms = DateTime.UnixEpoch.AddMilliseconds(now),
                     metric_id = $"sample-{sequence}",
                     user_id = user,
-                    metric = steps ? "steps" : "resting_heart_rate_bpm",
+                    metric = steps ? "steps" : "heart_rate",
                     value = steps ? random.Next(0, 400) : 55 + random.NextDouble() * 20,
-                    unit = steps ? "{steps}" : "/min",
+                    // The types and units of POST /api/v1/health-metrics (HealthMetricTypes), which the sink stores.
+                    unit = steps ? "steps" : "bpm",
                 };
                 producer.Produce(Topics.InsightsMetrics, new Message<byte[], byte[]>
                 {

@@ -40,6 +40,12 @@ public sealed class AccessWalkTests(GatewayStackFixture f) : IClassFixture<Gatew
         ["GET /api/v1/cgm/{userId}/readings"] = p => Get($"/api/v1/cgm/{p.UserId}/readings"),
         ["GET /api/v1/cgm/{userId}/latest"] = p => Get($"/api/v1/cgm/{p.UserId}/latest"),
         ["GET /api/v1/cgm/{userId}/forecast"] = p => Get($"/api/v1/cgm/{p.UserId}/forecast"),
+        ["POST /api/v1/health-metrics"] = p => Post("/api/v1/health-metrics/", JsonContent.Create(new
+        {
+            user_id = p.UserId, type = "steps", value = 4200, unit = "steps", recorded_at = DateTimeOffset.UtcNow.AddMinutes(-3).ToString("O"),
+        })),
+        ["GET /api/v1/health-metrics/{metricId}"] = p => Get($"/api/v1/health-metrics/walk-{p.UserId}"),
+        ["GET /api/v1/health-metrics/user/{userId}"] = p => Get($"/api/v1/health-metrics/user/{p.UserId}"),
         ["GET /api/v1/users/{userId}"] = p => Get($"/api/v1/users/{p.UserId}"),
         ["POST /process_unified"] = _ => Post("/process_unified", Csv(200)),
         ["POST /quick_plot"] = _ => Post("/quick_plot", Csv(200)),
@@ -107,6 +113,9 @@ public sealed class AccessWalkTests(GatewayStackFixture f) : IClassFixture<Gatew
             TimeSpan.FromSeconds(90), () => $"A's own writes did not land (readings {aReadings})");
         Assert.Equal(0, Count("SELECT count(*) FROM cgm.readings WHERE user_id = $1", b.UserId));
         Assert.Equal(0, Count("SELECT count(*) FROM weights.measurements WHERE user_id = $1", b.UserId));
+        WaitFor(() => Count("SELECT count(*) FROM streamhealth.health_metrics WHERE user_id = $1", a.UserId) >= 1,
+            TimeSpan.FromSeconds(60), () => "A's own metric did not land");
+        Assert.Equal(0, Count("SELECT count(*) FROM streamhealth.health_metrics WHERE user_id = $1", b.UserId));
     }
 
     [Fact]

@@ -180,6 +180,11 @@ public sealed class HostileInputPropertyTests(GatewayStackFixture f) : IClassFix
                 ["user_id"] = user, ["measurement_id"] = Guid.NewGuid().ToString("N"),
                 ["measurements"] = new JsonArray(Measurement(30), Measurement(20), Measurement(10)),
             },
+            "/api/v1/health-metrics" => new JsonObject
+            {
+                ["user_id"] = user, ["type"] = "heart_rate", ["value"] = 61, ["unit"] = "bpm",
+                ["recorded_at"] = DateTimeOffset.UtcNow.AddMinutes(-5).ToString("O"), ["metric_id"] = Guid.NewGuid().ToString("N"),
+            },
             "/draw_a_plot" => new JsonObject { ["handle"] = "no-such-handle", ["index"] = 0 },
             "/cache_management" => new JsonObject { ["action"] = "info" },
             _ => new JsonObject(),

@@ -37,6 +37,9 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
         ["POST /api/v1/users/register"] = [201, 400, 409, 413, 429, 503],
         ["POST /api/v1/auth/token"] = [200, 400, 413, 429, 503],
         ["GET /api/v1/users/{userId}"] = [200, 400, 401, 403, 404, 429, 503],
+        ["POST /api/v1/health-metrics"] = [202, 400, 401, 403, 409, 413, 429, 503],
+        ["GET /api/v1/health-metrics/{metricId}"] = [200, 400, 401, 403, 404, 429, 503],
+        ["GET /api/v1/health-metrics/user/{userId}"] = [200, 400, 401, 403, 429, 503],
     };
 
     [Fact]
@@ -139,6 +142,11 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
             new("POST", "/api/v1/auth/token", Json($$"""{"grant_type":"password","email":"{{email}}","password":"Contract-pw-1"}""")),
             new("POST", "/api/v1/auth/token", Json("""{"grant_type":"refresh_token","refresh_token":"not-issued-here"}""")),
             new("POST", "/api/v1/auth/token", Json("""{"grant_type":"magic"}""")),
+            new("POST", "/api/v1/health-metrics", Json($$"""{"user_id":"{{weightUser}}","type":"steps","value":5200,"unit":"steps","recorded_at":"{{now.AddMinutes(-9):O}}","metric_id":"contract-{{weightUser}}"}""")),
+            new("POST", "/api/v1/health-metrics", Json($$"""{"user_id":"{{weightUser}}","type":"steps","value":5300,"unit":"steps","recorded_at":"{{now.AddMinutes(-9):O}}","metric_id":"contract-{{weightUser}}"}""")),
+            new("POST", "/api/v1/health-metrics", Json($$"""{"user_id":"{{weightUser}}","type":"heart_rate","value":400,"unit":"bpm","recorded_at":"{{now:O}}"}""")),
+            new("GET", $"/api/v1/health-metrics/user/{weightUser}"), new("GET", $"/api/v1/health-metrics/user/{weightUser}?cursor=x"),
+            new("GET", "/api/v1/health-metrics/no-such-metric"), new("GET", "/api/v1/health-metrics/bad%20id"),
             new("GET", "/api/v1/users/bad%20id"), new("GET", $"/api/v1/users/{Guid.NewGuid():N}"), new("GET", $"/api/v1/users/{Guid.NewGuid():N}", ApiKey: null),
         };
         var failures = new List<string>();
@@ -148,6 +156,7 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
         await EventuallyAsync(new("GET", $"/api/weight/{weightUser}i/latest"));
         await EventuallyAsync(new("GET", $"/api/weight/{weightUser}i/state"));
         await EventuallyAsync(new("GET", $"/api/v1/cgm/{cgmUser}/latest"));
+        await EventuallyAsync(new("GET", $"/api/v1/health-metrics/contract-{weightUser}"));
         // A processed dataset's handle makes the plot endpoints answer for real (200, or 503 without a model).
         var handle = seen.ContainsKey("POST /process_unified") ? await HandleAsync() : null;
         if (handle is not null)
