@@ -174,6 +174,46 @@ public sealed class HealthMetricsApiTests(GatewayStackFixture f) : IClassFixture
     }
 
     [Fact]
+    public async Task Records_produced_past_the_gateway_that_break_the_rules_are_dead_lettered_and_the_rest_stored()
+    {
+        var user = GatewayStackFixture.NewUser("sink");
+        var keys = f.Registry.Connection.SerDes<StreamHealth.Schemas.Avro.Common.UserKey>();
+        var values = f.Registry.Connection.SerDes<StreamHealth.Schemas.Avro.Insights.HealthMetric>();
+        byte[] Value(string id, string type, double value, string unit) => values.Serialize(new StreamHealth.Schemas.Avro.Insights.HealthMetric
+        {
+            event_time_unix_ms = DateTime.UtcNow.AddMinutes(-1), metric_id = id, user_id = user, metric = type, value = value, unit = unit,
+        }, new Confluent.Kafka.SerializationContext(Confluent.Kafka.MessageComponentType.Value, StreamHealth.Schemas.Topics.InsightsMetrics));
+        var key = keys.Serialize(new StreamHealth.Schemas.Avro.Common.UserKey { user_id = user },
+            new Confluent.Kafka.SerializationContext(Confluent.Kafka.MessageComponentType.Key, StreamHealth.Schemas.Topics.InsightsMetrics));
+        var sent = new[]
+        {
+            Value($"{user}-ok", "steps", 300, "steps"),
+            Value($"{user}-hr", "heart_rate", 400, "bpm"),          // implausible
+            Value($"{user}-mood", "mood", 3, "points"),             // no such type
+            "not avro at all"u8.ToArray(),                          // undecodable
+        };
+        var offsets = new List<long>();
+        using (var producer = new Confluent.Kafka.ProducerBuilder<byte[], byte[]>(new Confluent.Kafka.ProducerConfig { BootstrapServers = f.Kafka.BootstrapServers }).Build())
+            foreach (var value in sent)
+                offsets.Add((await producer.ProduceAsync(StreamHealth.Schemas.Topics.InsightsMetrics, new Confluent.Kafka.Message<byte[], byte[]> { Key = key, Value = value })).Offset.Value);
+
+        WaitFor(() => Count(user) == 1 && DeadLetters(offsets) == 3, TimeSpan.FromSeconds(60),
+            () => $"stored {Count(user)}, dead letters {DeadLetters(offsets)}");
+    }
+
+    private long DeadLetters(List<long> offsets)
+    {
+        using var cmd = f.Postgres.CreateCommand("""
+            SELECT count(*) FROM streamhealth.dead_letters
+            WHERE processor = $1 AND source_topic = $2 AND source_offset = ANY($3)
+            """);
+        cmd.Parameters.Add(new Npgsql.NpgsqlParameter { Value = HealthMetricPostgresWriter.Name });
+        cmd.Parameters.Add(new Npgsql.NpgsqlParameter { Value = StreamHealth.Schemas.Topics.InsightsMetrics });
+        cmd.Parameters.Add(new Npgsql.NpgsqlParameter { Value = offsets.ToArray() });
+        return (long)cmd.ExecuteScalar()!;
+    }
+
+    [Fact]
     public void The_sink_refuses_records_the_gateway_would_refuse()
     {
         Assert.Null(HealthMetricTypes.Refuse("steps", 12, "steps"));

@@ -62,7 +62,7 @@ public sealed partial class PrintedCommandsTests(GatewayStackFixture f) : IClass
                     Value = metrics.Serialize(new StreamHealth.Schemas.Avro.Insights.HealthMetric
                     {
                         event_time_unix_ms = DateTime.UtcNow, metric_id = $"printed-{i}", user_id = "demo-alice", metric = "steps", value = 100 + i,
-                        unit = "{steps}",
+                        unit = "steps",
                     }, new SerializationContext(MessageComponentType.Value, Topics.InsightsMetrics)),
                 });
         WaitFor(() => client.GetAsync("/api/weight/synthetic-00000/latest").Result.IsSuccessStatusCode
