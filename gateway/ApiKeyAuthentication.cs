@@ -63,7 +63,7 @@ internal sealed class ApiKeyAuthenticationHandler(
             ProblemDetails = new ProblemDetails
             {
                 Status = StatusCodes.Status401Unauthorized,
-                Title = $"Missing or unknown {ApiKeyAuthentication.HeaderName} header",
+                Title = "Missing or invalid credentials (a bearer token or an X-Api-Key)",
                 Detail = result.Failure?.Message
                          ?? $"The request has no {ApiKeyAuthentication.HeaderName} header and no bearer token; send a person's access token " +
                             $"(Authorization: Bearer, from POST /api/v1/auth/token) or a service key configured in Gateway:ApiKeys.",
