@@ -157,25 +157,11 @@ public static class HealthMetricsApi
             metric_id = metricId ?? Guid.NewGuid().ToString("N"), user_id = userId!, metric = type!.Name, value = stored, unit = type.Unit,
             event_time_unix_ms = AvroTime.FromUnixMs(recordedAtMs),
         };
-        // One metric id, one metric of one user, whatever its time: claimed before anything is produced, so a conflicting
-        // reuse never reaches the topic. The problem does not say whose the id is.
-        EventIdClaim claim;
-        try
-        {
-            claim = await EventIds.ClaimAsync(postgres, HealthMetricPostgresWriter.EventIdWorkload, metric.metric_id, metric.user_id,
-                HealthMetricTypes.Fingerprint(metric.metric, recordedAtMs, metric.value, metric.unit), ct);
-        }
-        catch (Exception e) when (e is NpgsqlException or TimeoutException)
-        {
-            loggers.CreateLogger(typeof(HealthMetricsApi)).LogWarning(e, "claiming health metric id failed");
-            return TypedResults.Problem("the metric id registry (PostgreSQL) is unreachable; nothing was sent",
-                statusCode: StatusCodes.Status503ServiceUnavailable, title: "Health metrics pipeline unavailable");
-        }
-        if (claim != EventIdClaim.Owned)
-            return TypedResults.Problem(
-                $"metric_id {InputRules.Quote(metric.metric_id)} is already used for a different metric; a retry must repeat the metric " +
-                "exactly (user, type, value, unit and recorded_at), a new metric needs a new metric_id",
-                statusCode: StatusCodes.Status409Conflict, title: "metric_id already used");
+        if (await EventIdClaims.ClaimAsync(postgres, HealthMetricPostgresWriter.EventIdWorkload, "metric_id", metric.metric_id, metric.user_id,
+                HealthMetricTypes.Fingerprint(metric.metric, recordedAtMs, metric.value, metric.unit), "metric",
+                "user, type, value, unit and recorded_at", "Health metrics pipeline unavailable",
+                loggers.CreateLogger(typeof(HealthMetricsApi)), ct) is { } claimProblem)
+            return claimProblem;
         try
         {
             await publisher.ProduceAsync(metric, ct);

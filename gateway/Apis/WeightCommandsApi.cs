@@ -167,25 +167,11 @@ public static class WeightCommandsApi
         {
             return TypedResults.Problem(e.Message, statusCode: StatusCodes.Status503ServiceUnavailable, title: "Weights pipeline unavailable");
         }
-        // One measurement id, one measurement of one user, whatever its time: claimed before anything is produced, so a
-        // conflicting reuse never reaches the pipeline. The problem does not say whose the id is.
-        EventIdClaim claim;
-        try
-        {
-            claim = await EventIds.ClaimAsync(services.Postgres, WeightPostgresWriter.EventIdWorkload, measurement.MeasurementId, measurement.UserId,
-                MeasurementFingerprint.Text(MeasurementFingerprint.Of(measurement)), ct);
-        }
-        catch (Exception e) when (e is NpgsqlException or TimeoutException)
-        {
-            services.Loggers.CreateLogger(typeof(WeightCommandsApi)).LogWarning(e, "claiming weight measurement id failed");
-            return TypedResults.Problem("the measurement id registry (PostgreSQL) is unreachable; nothing was sent",
-                statusCode: StatusCodes.Status503ServiceUnavailable, title: "Weights pipeline unavailable");
-        }
-        if (claim != EventIdClaim.Owned)
-            return TypedResults.Problem(
-                $"measurement_id {InputRules.Quote(measurement.MeasurementId)} is already used for a different measurement; a retry must repeat " +
-                "the measurement exactly (user, timestamp, weight, unit and source), a new measurement needs a new measurement_id",
-                statusCode: StatusCodes.Status409Conflict, title: "measurement_id already used");
+        if (await EventIdClaims.ClaimAsync(services.Postgres, WeightPostgresWriter.EventIdWorkload, "measurement_id", measurement.MeasurementId,
+                measurement.UserId, MeasurementFingerprint.Text(MeasurementFingerprint.Of(measurement)), "measurement",
+                "user, timestamp, weight, unit and source", "Weights pipeline unavailable",
+                services.Loggers.CreateLogger(typeof(WeightCommandsApi)), ct) is { } claimProblem)
+            return claimProblem;
 
         WeightResult? result;
         try
