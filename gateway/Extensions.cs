@@ -15,6 +15,9 @@ public static class Extensions
     {
         // gateway.json goes in before the shared sources: their STREAMHEALTH_ environment variables
         // come after it and so override it (production replaces the dev key that way).
+        // The recommendation rules' default thresholds (data, with their sources) first: everything after may override them.
+        builder.Configuration.AddJsonFile(Path.Combine(AppContext.BaseDirectory, StreamHealth.Insights.Recommendations.RecommendationRules.FileName),
+            optional: false, reloadOnChange: false);
         builder.Configuration.AddJsonFile(Path.Combine(AppContext.BaseDirectory, GatewayOptions.FileName), optional: true, reloadOnChange: false);
         // The local stack's credentials (the dev API key with every scope, the dev JWT signing key) exist only in
         // Development; anywhere else they are missing, and a missing signing key stops the gateway at start-up.
@@ -61,6 +64,7 @@ public static class Extensions
         builder.Services.AddSingleton<Streams.InteractiveQueries>();
         builder.Services.AddWeightCommands();
         builder.Services.AddHealthMetrics();
+        RecommendationsApi.AddRecommendations(builder.Services);
         builder.Services.AddSingleton(sp => new Cgm.CgmReadingsPublisher(sp.GetRequiredService<StreamHealthOptions>(),
             sp.GetRequiredService<SchemaRegistryConnection>()));
         builder.Services.AddSingleton(sp => new Cgm.ForecastEngine(

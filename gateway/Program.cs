@@ -12,6 +12,7 @@ app.MapStreamsApi();
 app.MapWeightApi();
 app.MapCgmApi();
 app.MapHealthMetricsApi();
+app.MapRecommendationsApi();
 app.MapForecastApi();
 app.MapIdentityApi();
 app.Run();

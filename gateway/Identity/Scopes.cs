@@ -17,11 +17,13 @@ public static class Scopes
     public const string MetricsRead = "metrics:read";
     /// <summary>Record any person's health metrics (a fitness tracker integration).</summary>
     public const string MetricsWrite = "metrics:write";
+    /// <summary>Read any person's recommendations and generated insights (a coaching service).</summary>
+    public const string InsightsRead = "insights:read";
     /// <summary>Read weights, CGM and forecasts of the people listed in the key's CareTeamUsers, and no one else.</summary>
     public const string CareTeamRead = "care-team:read";
     /// <summary>Forecast cache management and dataset deletion, and every stored dataset.</summary>
     public const string Admin = "admin";
 
     public static readonly FrozenSet<string> All =
-        new[] { WeightsRead, WeightsWrite, CgmRead, CgmWrite, MetricsRead, MetricsWrite, CareTeamRead, Admin }.ToFrozenSet(StringComparer.Ordinal);
+        new[] { WeightsRead, WeightsWrite, CgmRead, CgmWrite, MetricsRead, MetricsWrite, InsightsRead, CareTeamRead, Admin }.ToFrozenSet(StringComparer.Ordinal);
 }

@@ -40,6 +40,9 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
         ["POST /api/v1/health-metrics"] = [202, 400, 401, 403, 409, 413, 429, 503],
         ["GET /api/v1/health-metrics/{metricId}"] = [200, 400, 401, 403, 404, 429, 503],
         ["GET /api/v1/health-metrics/user/{userId}"] = [200, 400, 401, 403, 429, 503],
+        ["GET /api/v1/recommendations/{userId}"] = [200, 400, 401, 403, 404, 429, 503],
+        ["GET /api/v1/health-insights/user/{userId}"] = [200, 400, 401, 403, 429, 503],
+        ["GET /api/v1/cache"] = [200, 401, 403, 429],
     };
 
     [Fact]
@@ -147,6 +150,9 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
             new("POST", "/api/v1/health-metrics", Json($$"""{"user_id":"{{weightUser}}","type":"heart_rate","value":400,"unit":"bpm","recorded_at":"{{now:O}}"}""")),
             new("GET", $"/api/v1/health-metrics/user/{weightUser}"), new("GET", $"/api/v1/health-metrics/user/{weightUser}?cursor=x"),
             new("GET", "/api/v1/health-metrics/no-such-metric"), new("GET", "/api/v1/health-metrics/bad%20id"),
+            new("GET", $"/api/v1/recommendations/{weightUser}"), new("GET", $"/api/v1/recommendations/{weightUser}?days=0"),
+            new("GET", $"/api/v1/health-insights/user/{weightUser}"), new("GET", $"/api/v1/health-insights/user/{weightUser}?from=soon"),
+            new("GET", "/api/v1/cache"), new("GET", "/api/v1/cache", ApiKey: null),
             new("GET", "/api/v1/users/bad%20id"), new("GET", $"/api/v1/users/{Guid.NewGuid():N}"), new("GET", $"/api/v1/users/{Guid.NewGuid():N}", ApiKey: null),
         };
         var failures = new List<string>();
@@ -166,7 +172,11 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
         await using (var lookup = f.Postgres.CreateCommand("SELECT user_id FROM identity.users WHERE email = $1"))
         {
             lookup.Parameters.Add(new Npgsql.NpgsqlParameter { Value = email });
-            if (await lookup.ExecuteScalarAsync() is string registered) await SendAndCheckAsync(new("GET", $"/api/v1/users/{registered}"));
+            if (await lookup.ExecuteScalarAsync() is string registered)
+            {
+                await SendAndCheckAsync(new("GET", $"/api/v1/users/{registered}"));
+                await SendAndCheckAsync(new("GET", $"/api/v1/recommendations/{registered}"));
+            }
         }
 
         foreach (var operation in contract.Operations)
