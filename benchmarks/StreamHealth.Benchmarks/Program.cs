@@ -9,6 +9,7 @@ using StreamHealth.Benchmarks.Weight;
 // dotnet run -c Release -- kafka-throughput [messages] (load harness against the embedded Kafka)
 // dotnet run -c Release -- stream-loop [records] [paced/s] [seconds] [commit ms] (whole stream loop, one thread)
 // dotnet run -c Release -- weight-api [requests/s] [seconds] (POST /api/weight/process on loopback)
+// dotnet run -c Release -- insights-api [people] [seconds] [posts/s] [wrk connections] (recommendations uncached/cached, POST health metrics; needs wrk and the dev services)
 // dotnet run -c Release -- weights-loop [users]          (weights topology end to end, one thread)
 // dotnet run -c Release -- quick-plot [requests]      (POST /quick_plot with a 2-day Dexcom file, gateway process on loopback)
 // dotnet run -c Release -- cgm-loop [copies]          (CGM window topology end to end, one thread, Hall 2018 × copies)
@@ -26,6 +27,8 @@ return args.FirstOrDefault() switch
         args.Length > 1 ? int.Parse(args[1]) : 200_000, args.Length > 2 ? int.Parse(args[2]) : 10_000, args.Length > 3 ? int.Parse(args[3]) : 10,
         args.Length > 4 ? int.Parse(args[4]) : 1_000),
     "weight-api" => StreamHealth.Benchmarks.Streams.WeightApiHarness.Run(args.Length > 1 ? int.Parse(args[1]) : 500, args.Length > 2 ? int.Parse(args[2]) : 20),
+    "insights-api" => StreamHealth.Benchmarks.Insights.InsightsApiHarness.Run(args.Length > 1 ? int.Parse(args[1]) : 200, args.Length > 2 ? int.Parse(args[2]) : 20,
+        args.Length > 3 ? int.Parse(args[3]) : 1000, args.Length > 4 ? int.Parse(args[4]) : 64),
     "weights-loop" => StreamHealth.Benchmarks.Streams.WeightLoopHarness.Run(args.Length > 1 ? int.Parse(args[1]) : 1_000),
     "quick-plot" => StreamHealth.Benchmarks.Streams.QuickPlotHarness.Run(args.Length > 1 ? int.Parse(args[1]) : 200,
         Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "..", "shared", "data"))),

@@ -11,8 +11,8 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 # The clients' librdkafka comes from NuGet (librdkafka.redist 2.16.0). Its default librdkafka.so needs libsasl2.so.3,
 # a RHEL soname no Debian 12 package provides (libsasl2-2 ships libsasl2.so.2), so Confluent.Kafka loads the redist's
 # self-contained centos8-librdkafka.so (same 2.16.0, without Kerberos/GSSAPI). The build tools below are only for the
-# embedded broker's own patched librdkafka (next step).
-APT_PACKAGES=(postgresql-15 redis-server
+# embedded broker's own patched librdkafka (next step). wrk drives the insights load harness (benchmarks/, `insights-api`).
+APT_PACKAGES=(postgresql-15 redis-server wrk
               gcc make pkg-config libssl-dev zlib1g-dev libzstd-dev liblz4-dev)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

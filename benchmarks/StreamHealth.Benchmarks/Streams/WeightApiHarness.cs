@@ -14,11 +14,6 @@ public static class WeightApiHarness
 {
     public static int Run(int perSecond, int seconds)
     {
-        var root = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(root, "StreamHealth.sln"))) root = Path.GetDirectoryName(root.TrimEnd('/'))!;
-        var gatewayDll = Path.Combine(root, "gateway", "bin", "Release", "net10.0", "StreamHealth.Gateway.dll");
-        if (!File.Exists(gatewayDll)) throw new FileNotFoundException("build the gateway in Release first", gatewayDll);
-
         using var cluster = EmbeddedKafkaCluster.Start(1);
         var stateDir = Directory.CreateTempSubdirectory("streamhealth-weight-api-").FullName;
         // HARNESS_FETCH_WAIT_MS, HARNESS_COMMIT_MS, ...: see HarnessHost; the host creates the weights changelog.
@@ -28,31 +23,15 @@ public static class WeightApiHarness
         var options = HarnessHost.Options(cluster, stateDir, registry: registry);
         using var host = new StreamHost(options, [WeightTopology.Create()], HarnessHost.Logs());
         host.Start();
-        const string url = "http://127.0.0.1:18080";
-        var psi = new ProcessStartInfo("dotnet", [gatewayDll, "--urls", url])
+        var gateway = GatewayProcess.Start("http://127.0.0.1:18080", new Dictionary<string, string>
         {
-            WorkingDirectory = Path.Combine(root, "gateway"), RedirectStandardOutput = true, RedirectStandardError = true,
-        };
-        psi.Environment["STREAMHEALTH_Kafka__BootstrapServers"] = cluster.BootstrapServers;
-        psi.Environment["STREAMHEALTH_SchemaRegistry__Url"] = registryServer.Url;
-        psi.Environment["Logging__LogLevel__Default"] = "Warning";
-        // The local-only credentials (dev key with every scope, dev signing key) are read in Development only.
-        psi.Environment["ASPNETCORE_ENVIRONMENT"] = "Development";
-        using var gateway = Process.Start(psi)!;
-        gateway.OutputDataReceived += (_, _) => { };
-        gateway.ErrorDataReceived += (_, e) => { if (e.Data is not null) Console.Error.WriteLine("gateway: " + e.Data); };
-        gateway.BeginOutputReadLine();
-        gateway.BeginErrorReadLine();
+            ["Kafka__BootstrapServers"] = cluster.BootstrapServers,
+            ["SchemaRegistry__Url"] = registryServer.Url,
+        });
         try
         {
-            using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 256 }) { BaseAddress = new Uri(url) };
+            using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 256 }) { BaseAddress = new Uri(gateway.Url) };
             http.DefaultRequestHeaders.Add("X-Api-Key", "dev-key-change-me");
-            var deadline = DateTime.UtcNow.AddSeconds(60);
-            while (true)
-            {
-                try { if (http.GetAsync("/health").Result is not null) break; }
-                catch (AggregateException) when (DateTime.UtcNow < deadline) { Thread.Sleep(250); }
-            }
             var start = DateTimeOffset.Parse("2026-01-01T07:00:00Z");
             var sequence = 0;
             Task<(double Ms, int Status)> Send()
@@ -89,8 +68,7 @@ public static class WeightApiHarness
         }
         finally
         {
-            gateway.Kill(entireProcessTree: true);
-            gateway.WaitForExit();
+            gateway.Dispose();
             host.Dispose();
             Directory.Delete(stateDir, recursive: true);
         }
