@@ -51,6 +51,10 @@ export STREAMHEALTH_Kafka__BootstrapServers="$(cat "$BOOTSTRAP_FILE")"
 pids+=($!)
 for _ in $(seq 200); do curl -fs "http://127.0.0.1:$GATEWAY_PORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fs "http://127.0.0.1:$GATEWAY_PORT/health" >/dev/null || { log "gateway is not healthy"; curl -s "http://127.0.0.1:$GATEWAY_PORT/health" >&2 || true; exit 1; }
+# A sample person registered through the API, with two weeks of health metrics sent through it: the insights pipeline
+# has something to aggregate and recommend on, and the token it prints opens the person's own endpoints.
+SAMPLE_USER=$("$ROOT/processors/Host/bin/Release/net10.0/streamhealth" sample-user --gateway "http://127.0.0.1:$GATEWAY_PORT") \
+  || { log "the sample person could not be set up"; exit 1; }
 
 cat <<INFO
 
@@ -64,6 +68,7 @@ cat <<INFO
     postgres    127.0.0.1:$STREAMHEALTH_Postgres__Port/streamhealth   redis 127.0.0.1:$STREAMHEALTH_Redis__Port
     replay      STREAMHEALTH_Kafka__BootstrapServers=$STREAMHEALTH_Kafka__BootstrapServers \\
                   $ROOT/processors/Host/bin/Release/net10.0/streamhealth dump insights.metrics --max 5
+$SAMPLE_USER
   Ctrl-C stops everything.
 
 INFO

@@ -21,6 +21,7 @@ public static class StreamHealthCli
                 "migrate" => await MigrateVerb.RunAsync(),
                 "dump" => await DumpVerb.RunAsync(args[1..]),
                 "schemas" => SchemasVerb.Run(args[1..]),
+                "sample-user" => await SampleUserVerb.RunAsync(args[1..]),
                 _ => Usage(),
             };
         }
@@ -50,6 +51,9 @@ public static class StreamHealthCli
               schemas check [DIR]              are the schemas (compiled, or DIR/*.avsc) compatible with the registered ones
                                                (the subject's level at SchemaRegistry:Url, old readers keep reading, enum symbols append-only)
               schemas register                 register every topic's Avro key and value schema at SchemaRegistry:Url
+              sample-user --gateway URL [--email E] [--password P] [--days N]
+                                               register (or sign in) a sample person through the gateway, send N days (14) of their
+                                               health metrics through the API, print a token and the recommendations URL
             configuration: streamhealth.json beside the binary, overridden by STREAMHEALTH_Section__Key variables
             """);
         return 2;

@@ -22,6 +22,9 @@ internal static class HealthMetricSamples
         var random = new Random(42);
         var interval = TimeSpan.FromSeconds(1.0 / perSecond);
         long sequence = 0;
+        // A metric id names one metric for good: a later `up` (the dev database keeps what earlier runs stored) must not
+        // reuse an id for other values, or the sink would rightly dead-letter it as a conflict.
+        var run = DateTimeOffset.UtcNow.ToUnixTimeSeconds().ToString("x", System.Globalization.CultureInfo.InvariantCulture);
         using var timer = new PeriodicTimer(interval);
         try
         {
@@ -33,7 +36,7 @@ internal static class HealthMetricSamples
                 var metric = new AvroRecords.Insights.HealthMetric
                 {
                     event_time_unix_ms = DateTime.UnixEpoch.AddMilliseconds(now),
-                    metric_id = $"sample-{sequence}",
+                    metric_id = $"sample-{run}-{sequence}",
                     user_id = user,
                     metric = steps ? "steps" : "heart_rate",
                     value = steps ? random.Next(0, 400) : 55 + random.NextDouble() * 20,
