@@ -37,6 +37,11 @@ public sealed class PersonalCache(IConnectionMultiplexer redis, ILogger<Personal
     private const string StoreIfEpoch =
         "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HSET', KEYS[1], ARGV[3], ARGV[4]) end return -1";
 
+    // The key's epoch, created (with the tier's time to live, in ms) if the key has none: the first miss since the last DEL.
+    private const string ClaimEpoch =
+        "if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) return ARGV[2] end " +
+        "return redis.call('HGET', KEYS[1], ARGV[1])";
+
     private static readonly Meter Meter = new(MeterName);
     private static readonly Counter<long> HitCounter = Meter.CreateCounter<long>("streamhealth.cache.hits", description: "answers served from Redis");
     private static readonly Counter<long> MissCounter = Meter.CreateCounter<long>("streamhealth.cache.misses", description: "answers loaded from PostgreSQL");
@@ -124,17 +129,9 @@ public sealed class PersonalCache(IConnectionMultiplexer redis, ILogger<Personal
         return stats;
     }
 
-    // The epoch of the key, created with the tier's time to live if the key has none (first miss since the last DEL).
-    private static async Task<RedisValue> ClaimEpochAsync(IDatabase db, RedisKey key, CacheTier tier)
-    {
-        var mine = Guid.NewGuid().ToString("N");
-        if (await db.HashSetAsync(key, EpochField, mine, When.NotExists))
-        {
-            await db.KeyExpireAsync(key, tier.TimeToLive);
-            return mine;
-        }
-        return await db.HashGetAsync(key, EpochField);
-    }
+    private static async Task<RedisValue> ClaimEpochAsync(IDatabase db, RedisKey key, CacheTier tier) =>
+        (RedisValue)await db.ScriptEvaluateAsync(ClaimEpoch, [key],
+            [EpochField, Guid.NewGuid().ToString("N"), (long)tier.TimeToLive.TotalMilliseconds]);
 
     private TierCounts CountsOf(CacheTier tier)
     {
