@@ -12,6 +12,8 @@ app.MapStreamsApi();
 app.MapWeightApi();
 app.MapCgmApi();
 app.MapHealthMetricsApi();
+app.MapNutritionLogsApi();
+app.MapHealthGoalsApi();
 app.MapForecastApi();
 app.MapIdentityApi();
 app.Run();

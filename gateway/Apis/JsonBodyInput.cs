@@ -12,8 +12,13 @@ internal static class JsonBodyInput
     public static async Task<(JsonElement Body, IResult? Problem)> ReadAsync(HttpRequest http, int MaxBodyBytes, CancellationToken ct)
     {
         if (http.ContentLength > MaxBodyBytes)
+        {
+            // The body is left unread, and Kestrel will not drain more than the limit: it closes the connection after
+            // this answer. Saying so keeps the client from sending its next request on a connection about to close.
+            http.HttpContext.Response.Headers.Connection = "close";
             return (default, TypedResults.Problem($"request body is {http.ContentLength} bytes; the limit is {MaxBodyBytes}",
                 statusCode: StatusCodes.Status413PayloadTooLarge, title: "Payload too large"));
+        }
         try
         {
             using var document = await JsonDocument.ParseAsync(http.Body, new JsonDocumentOptions { MaxDepth = 8 }, ct);
@@ -26,6 +31,7 @@ internal static class JsonBodyInput
         }
         catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
+            http.HttpContext.Response.Headers.Connection = "close";
             return (default, TypedResults.Problem($"request body exceeds {MaxBodyBytes} bytes", statusCode: StatusCodes.Status413PayloadTooLarge, title: "Payload too large"));
         }
     }
