@@ -62,7 +62,6 @@ public static class HealthGoalsApi
     {
         var goals = app.MapGroup("/api/v1/health-goals")
             .WithTags("Health goals")
-            .RequireApiRateLimit()
             .ProducesProblem(StatusCodes.Status429TooManyRequests);
 
         goals.MapPost("/", PostAsync).WithName("PostHealthGoal")

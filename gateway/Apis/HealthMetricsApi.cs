@@ -58,7 +58,6 @@ public static class HealthMetricsApi
     {
         var metrics = app.MapGroup("/api/v1/health-metrics")
             .WithTags("Health metrics")
-            .RequireApiRateLimit()
             .ProducesProblem(StatusCodes.Status429TooManyRequests);
 
         metrics.MapPost("/", PostAsync).WithName("PostHealthMetric")

@@ -66,7 +66,6 @@ public static class NutritionLogsApi
     {
         var logs = app.MapGroup("/api/v1/nutrition-logs")
             .WithTags("Nutrition logs")
-            .RequireApiRateLimit()
             .ProducesProblem(StatusCodes.Status429TooManyRequests);
 
         logs.MapPost("/", PostAsync).WithName("PostNutritionLog")
