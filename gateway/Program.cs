@@ -12,6 +12,8 @@ app.MapStreamsApi();
 app.MapWeightApi();
 app.MapCgmApi();
 app.MapHealthMetricsApi();
+app.MapNutritionLogsApi();
+app.MapHealthGoalsApi();
 app.MapRecommendationsApi();
 app.MapForecastApi();
 app.MapIdentityApi();

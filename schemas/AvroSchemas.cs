@@ -22,6 +22,7 @@ public static class AvroSchemas
         Of<Avro.Common.CallKey, Avro.CallLogs.CallLog>(Topics.CallLogsRaw),
         Of<Avro.Common.SensorKey, Avro.Sensors.SensorReading>(Topics.SensorsReadings),
         Of<Avro.Common.UserKey, Avro.Insights.HealthMetric>(Topics.InsightsMetrics),
+        Of<Avro.Common.UserKey, Avro.Insights.NutritionLog>(Topics.InsightsNutrition),
 
         Of<Avro.Common.UserKey, Avro.Weights.WeightResult>(Topics.WeightsFiltered),
         Of<Avro.Common.UserKey, Avro.Cgm.CgmForecast>(Topics.CgmForecasts),

@@ -25,6 +25,7 @@ public static class Topics
     public const string SensorsMetrics = "sensors.metrics";
     public const string SensorsAnomalies = "sensors.anomalies";
     public const string InsightsMetrics = "insights.metrics";
+    public const string InsightsNutrition = "insights.nutrition";
 
     public const string DeadLetterSuffix = ".dlq";
     public const int DefaultPartitions = 4;
@@ -38,6 +39,7 @@ public static class Topics
         new(CallLogsRaw, AvroSchemas.For(CallLogsRaw), DefaultPartitions),
         new(SensorsReadings, AvroSchemas.For(SensorsReadings), DefaultPartitions),
         new(InsightsMetrics, AvroSchemas.For(InsightsMetrics), DefaultPartitions),
+        new(InsightsNutrition, AvroSchemas.For(InsightsNutrition), DefaultPartitions),
     ];
 
     /// <summary>Topics written by processors.</summary>

@@ -111,8 +111,7 @@ public static class CgmApi
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
             .ProducesProblem(StatusCodes.Status429TooManyRequests)
-            .RequireAccess(Access.Public)
-            .RequireApiRateLimit();
+            .RequireAccess(Access.Public);
 
         app.MapPost("/process_unified", ProcessAsync)
             .WithTags("CGM")
@@ -125,12 +124,10 @@ public static class CgmApi
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
-            .RequireAccess(Access.Caller(Scopes.CgmWrite))
-            .RequireApiRateLimit();
+            .RequireAccess(Access.Caller(Scopes.CgmWrite));
 
         var cgm = app.MapGroup("/api/v1/cgm")
             .WithTags("CGM")
-            .RequireApiRateLimit()
             .ProducesProblem(StatusCodes.Status429TooManyRequests);
 
         cgm.MapGet("/{userId}/readings", GetReadingsAsync)

@@ -63,7 +63,7 @@ public static class ForecastApi
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
-            .RequireAccess(Access.OwnedResource(Scopes.CgmRead)).RequireApiRateLimit();
+            .RequireAccess(Access.OwnedResource(Scopes.CgmRead));
 
         app.MapPost("/quick_plot", QuickPlotAsync)
             .WithTags("Forecast").WithName("QuickPlot")
@@ -73,7 +73,7 @@ public static class ForecastApi
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
-            .RequireAccess(Access.Caller(Scopes.CgmRead)).RequireApiRateLimit();
+            .RequireAccess(Access.Caller(Scopes.CgmRead));
 
         app.MapPost("/cache_management", CacheAsync)
             .WithTags("Forecast").WithName("CacheManagement")
@@ -82,7 +82,7 @@ public static class ForecastApi
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
-            .RequireAccess(Access.Service(Scopes.Admin)).RequireApiRateLimit();
+            .RequireAccess(Access.Service(Scopes.Admin));
 
         app.MapGet("/api/v1/cgm/{userId}/forecast", GetUserForecastAsync)
             .WithTags("Forecast").WithName("GetCgmForecast")
@@ -90,7 +90,7 @@ public static class ForecastApi
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
-            .RequireAccess(Access.OwnData("userId", Scopes.CgmRead)).RequireApiRateLimit();
+            .RequireAccess(Access.OwnData("userId", Scopes.CgmRead));
     }
 
     private static async Task<IResult> DrawAsync(PlotRequest body, ForecastEngine engine, NpgsqlDataSource pg, HttpContext http, CancellationToken ct)

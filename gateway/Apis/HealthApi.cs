@@ -22,17 +22,20 @@ public static class HealthApi
 
     public static void MapHealthApi(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/health", GetHealth).WithName("Health")
+        // Probes are exempt from the rate limits: an orchestrator or a monitor must see the gateway's health most of all
+        // when traffic has used up a limit, and a probe does no I/O (it reads the background readings).
+        var probes = app.MapGroup("").DisableRateLimiting();
+        probes.MapGet("/health", GetHealth).WithName("Health")
             .Produces<HealthReport>()
             .Produces<HealthReport>(StatusCodes.Status503ServiceUnavailable)
             .RequireAccess(Access.Public);
         // For orchestrator probes. A stalled sink is the processors' problem: were readiness /health, one stall would
         // take every gateway replica out of its Service (and liveness would restart them), stopping ingest as well.
-        app.MapGet("/health/ready", GetReadiness).WithName("HealthReady")
+        probes.MapGet("/health/ready", GetReadiness).WithName("HealthReady")
             .Produces<Readiness>()
             .Produces<Readiness>(StatusCodes.Status503ServiceUnavailable)
             .RequireAccess(Access.Public);
-        app.MapGet("/health/live", () => TypedResults.Ok(new Liveness("alive"))).WithName("HealthLive").RequireAccess(Access.Public);
+        probes.MapGet("/health/live", () => TypedResults.Ok(new Liveness("alive"))).WithName("HealthLive").RequireAccess(Access.Public);
     }
 
     /// <summary>200 while Kafka, PostgreSQL and Redis answer (whatever the pipelines' progress), else 503.</summary>

@@ -1,7 +1,5 @@
-using System.Buffers.Text;
 using System.ComponentModel;
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Confluent.Kafka;
@@ -60,7 +58,6 @@ public static class HealthMetricsApi
     {
         var metrics = app.MapGroup("/api/v1/health-metrics")
             .WithTags("Health metrics")
-            .RequireApiRateLimit()
             .ProducesProblem(StatusCodes.Status429TooManyRequests);
 
         metrics.MapPost("/", PostAsync).WithName("PostHealthMetric")
@@ -102,10 +99,10 @@ public static class HealthMetricsApi
     }
 
     public static IServiceCollection AddHealthMetrics(this IServiceCollection services) =>
-        services.AddSingleton(sp => new HealthMetricsPublisher(sp.GetRequiredService<StreamHealthOptions>(),
+        services.AddSingleton(sp => new InsightsPublisher(sp.GetRequiredService<StreamHealthOptions>(),
             sp.GetRequiredService<StreamHealth.Runtime.SchemaRegistry.SchemaRegistryConnection>()));
 
-    private static async Task<IResult> PostAsync(HttpRequest http, HealthMetricsPublisher publisher, StreamHealthOptions options,
+    private static async Task<IResult> PostAsync(HttpRequest http, InsightsPublisher publisher, StreamHealthOptions options,
         NpgsqlDataSource postgres, ILoggerFactory loggers, CancellationToken ct)
     {
         var (body, bad) = await ReadAsync(http, MaxBodyBytes, ct);
@@ -118,14 +115,7 @@ public static class HealthMetricsApi
         if (typeText is not null && type is null)
             errors["type"] = [$"type = {InputRules.Quote(typeText)}: must be one of {HealthMetricTypes.NamesText}"];
         var unit = String(body, "unit", required: true, errors);
-        double? value = null;
-        if (!body.TryGetProperty("value", out var valueElement) || valueElement.ValueKind == JsonValueKind.Null)
-            errors["value"] = ["value is required"];
-        else if (valueElement.ValueKind != JsonValueKind.Number)
-            errors["value"] = [$"value must be a number, not {Kind(valueElement)}"];
-        else if (!valueElement.TryGetDouble(out var number) || !double.IsFinite(number))
-            errors["value"] = [$"value = {InputRules.Quote(valueElement.GetRawText())}: must be a finite number"];
-        else value = number;
+        var value = Number(body, "value", required: true, errors);
         double stored = 0;
         if (type is not null && unit is not null && value is { } raw)
         {
@@ -136,16 +126,7 @@ public static class HealthMetricsApi
         }
         else if (type is not null && unit is not null && !type.Conversions.ContainsKey(unit.ToLowerInvariant()))
             errors["unit"] = [$"unit = {InputRules.Quote(unit)}: {type.Name} takes {type.UnitsText}"];
-        long recordedAtMs = 0;
-        var timeText = String(body, "recorded_at", required: true, errors);
-        if (timeText is not null)
-        {
-            if (!body.GetProperty("recorded_at").TryGetDateTimeOffset(out var time) || !HasOffset(timeText))
-                errors["recorded_at"] = [$"recorded_at = {InputRules.Quote(timeText)}: must be an ISO-8601 date-time with an offset, such as 2026-01-31T07:30:00Z"];
-            else if (options.Input.TimeRule.Check("recorded_at", time, DateTimeOffset.UtcNow) is { } problem)
-                errors["recorded_at"] = [problem];
-            else recordedAtMs = time.ToUnixTimeMilliseconds();
-        }
+        var recordedAtMs = EventTime(body, "recorded_at", options.Input.TimeRule, errors) ?? 0;
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
         if (await http.HttpContext.AuthorizeSubjectAsync(userId!) is { } forbidden) return forbidden;
         if (!publisher.Configured)
@@ -157,6 +138,7 @@ public static class HealthMetricsApi
             metric_id = metricId ?? Guid.NewGuid().ToString("N"), user_id = userId!, metric = type!.Name, value = stored, unit = type.Unit,
             event_time_unix_ms = AvroTime.FromUnixMs(recordedAtMs),
         };
+        await publisher.PrepareAsync<HealthMetric>(Topics.InsightsMetrics);
         if (await EventIdClaims.ClaimAsync(postgres, HealthMetricPostgresWriter.EventIdWorkload, "metric_id", metric.metric_id, metric.user_id,
                 HealthMetricTypes.Fingerprint(metric.metric, recordedAtMs, metric.value, metric.unit), "metric",
                 "user, type, value, unit and recorded_at", "Health metrics pipeline unavailable",
@@ -164,7 +146,7 @@ public static class HealthMetricsApi
             return claimProblem;
         try
         {
-            await publisher.ProduceAsync(metric, ct);
+            await publisher.ProduceAsync(Topics.InsightsMetrics, metric.user_id, metric, ct);
         }
         catch (KafkaException e)
         {
@@ -209,69 +191,23 @@ public static class HealthMetricsApi
     {
         var errors = new Dictionary<string, string[]>();
         ApiInput.ValidateUserId(userId, errors);
-        var toUtc = ApiInput.ParseTime(to, "to", errors) ?? DateTime.UtcNow.AddMilliseconds(options.Input.TimeRule.MaxAheadMs);
-        var fromUtc = ApiInput.ParseTime(from, "from", errors) ?? toUtc - DefaultRange;
-        if (!errors.ContainsKey("from") && !errors.ContainsKey("to") && fromUtc > toUtc)
-            errors["from"] = [$"'{fromUtc:O}' is after to = '{toUtc:O}'."];
+        var page = KeysetPaging.Parse(from, to, limit, cursor, DefaultRange, DefaultLimit, MaxLimit, options.Input.TimeRule, errors);
         if (type is not null && HealthMetricTypes.Find(type) is null)
             errors["type"] = [$"type = {InputRules.Quote(type)}: must be one of {HealthMetricTypes.NamesText}"];
-        var pageSize = DefaultLimit;
-        if (limit is not null && (!int.TryParse(limit, NumberStyles.None, CultureInfo.InvariantCulture, out pageSize) || pageSize is < 1 or > MaxLimit))
-            errors["limit"] = [$"'{ApiInput.Shorten(limit)}' is not a whole number from 1 to {MaxLimit}."];
-        (DateTime Time, string MetricId)? after = null;
-        if (cursor is not null)
-        {
-            after = DecodeCursor(cursor);
-            if (after is null) errors["cursor"] = [$"'{ApiInput.Shorten(cursor)}' is not a cursor this API returned."];
-        }
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
-        // Keyset paging on (recorded_at, metric_id): a page is one index range, whatever the page number.
-        await using var cmd = pg.CreateCommand("""
+        await using var cmd = KeysetPaging.Command(pg, """
             SELECT metric_id, user_id, metric, value, unit, event_time FROM streamhealth.health_metrics
-            WHERE user_id = $1 AND event_time >= $2 AND event_time < $3 AND ($4::text IS NULL OR metric = $4)
-              AND ($5::timestamptz IS NULL OR (event_time, metric_id) > ($5, $6))
+            WHERE user_id = $1 AND event_time >= $2 AND event_time < $3 AND ($4::timestamptz IS NULL OR (event_time, metric_id) > ($4, $5))
+              AND ($7::text IS NULL OR metric = $7)
             ORDER BY event_time, metric_id
-            LIMIT $7
-            """);
-        cmd.Parameters.Add(new NpgsqlParameter { Value = userId });
-        cmd.Parameters.Add(new NpgsqlParameter { Value = fromUtc });
-        cmd.Parameters.Add(new NpgsqlParameter { Value = toUtc });
+            LIMIT $6
+            """, userId, page);
         cmd.Parameters.Add(new NpgsqlParameter { Value = (object?)type ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
-        cmd.Parameters.Add(new NpgsqlParameter { Value = after is { } a ? a.Time : DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.TimestampTz });
-        cmd.Parameters.Add(new NpgsqlParameter { Value = after?.MetricId ?? "", NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
-        // One row more than asked tells whether there is a next page.
-        cmd.Parameters.Add(new NpgsqlParameter { Value = pageSize + 1 });
-        var rows = new List<Metric>(Math.Min(pageSize + 1, 256));
-        await using (var reader = await cmd.ExecuteReaderAsync(ct))
-        {
-            while (await reader.ReadAsync(ct)) rows.Add(Read(reader));
-        }
-        string? next = null;
-        if (rows.Count > pageSize)
-        {
-            rows.RemoveAt(rows.Count - 1);
-            next = EncodeCursor(rows[^1].RecordedAt, rows[^1].MetricId);
-        }
-        return TypedResults.Ok(new MetricPage(userId, fromUtc, toUtc, type, pageSize, rows, next));
+        var (rows, next) = await KeysetPaging.ReadAsync(cmd, page, Read, static m => (m.RecordedAt, m.MetricId), ct);
+        return TypedResults.Ok(new MetricPage(userId, page.FromUtc, page.ToUtc, type, page.Limit, rows, next));
     }
 
     private static Metric Read(NpgsqlDataReader reader) => new(reader.GetString(0), reader.GetString(1), reader.GetString(2),
         reader.GetDouble(3), reader.GetString(4), DateTime.SpecifyKind(reader.GetDateTime(5), DateTimeKind.Utc));
-
-    // Opaque to clients: base64url of "unix microseconds:metric_id" (the last row of the page).
-    private static string EncodeCursor(DateTime time, string metricId) =>
-        Base64Url.EncodeToString(Encoding.UTF8.GetBytes(string.Create(CultureInfo.InvariantCulture, $"{(time - DateTime.UnixEpoch).Ticks / 10}:{metricId}")));
-
-    private static (DateTime, string)? DecodeCursor(string cursor)
-    {
-        if (cursor.Length > 256 || !Base64Url.IsValid(cursor)) return null;
-        string text;
-        try { text = Encoding.UTF8.GetString(Base64Url.DecodeFromChars(cursor)); }
-        catch (FormatException) { return null; }
-        var colon = text.IndexOf(':');
-        if (colon < 1 || !long.TryParse(text.AsSpan(0, colon), NumberStyles.None, CultureInfo.InvariantCulture, out var micros)
-            || micros > 7_258_118_400_000_000L || !InputRules.IsValidId(text[(colon + 1)..])) return null;
-        return (DateTime.UnixEpoch.AddTicks(micros * 10), text[(colon + 1)..]);
-    }
 }

@@ -85,8 +85,7 @@ public static class IdentityApi
             .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status429TooManyRequests)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
-            .RequireAccess(Access.OwnData("userId", Scopes.Admin))
-            .RequireApiRateLimit();
+            .RequireAccess(Access.OwnData("userId", Scopes.Admin));
     }
 
     internal static void AddIdentityServices(IServiceCollection services)

@@ -12,8 +12,13 @@ internal static class JsonBodyInput
     public static async Task<(JsonElement Body, IResult? Problem)> ReadAsync(HttpRequest http, int MaxBodyBytes, CancellationToken ct)
     {
         if (http.ContentLength > MaxBodyBytes)
+        {
+            // The body is left unread, and Kestrel will not drain more than the limit: it closes the connection after
+            // this answer. Saying so keeps the client from sending its next request on a connection about to close.
+            http.HttpContext.Response.Headers.Connection = "close";
             return (default, TypedResults.Problem($"request body is {http.ContentLength} bytes; the limit is {MaxBodyBytes}",
                 statusCode: StatusCodes.Status413PayloadTooLarge, title: "Payload too large"));
+        }
         try
         {
             using var document = await JsonDocument.ParseAsync(http.Body, new JsonDocumentOptions { MaxDepth = 8 }, ct);
@@ -26,6 +31,7 @@ internal static class JsonBodyInput
         }
         catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
+            http.HttpContext.Response.Headers.Connection = "close";
             return (default, TypedResults.Problem($"request body exceeds {MaxBodyBytes} bytes", statusCode: StatusCodes.Status413PayloadTooLarge, title: "Payload too large"));
         }
     }
@@ -86,6 +92,37 @@ internal static class JsonBodyInput
             return null;
         }
         return id;
+    }
+
+    /// <summary>The finite number at <paramref name="field"/>; null (with an error when required) if missing or null, and
+    /// with an error if it is a string ("80" is not coerced), another JSON type or beyond a double.</summary>
+    public static double? Number(JsonElement body, string field, bool required, Dictionary<string, string[]> errors)
+    {
+        if (!body.TryGetProperty(field, out var value) || value.ValueKind == JsonValueKind.Null)
+        {
+            if (required) errors[field] = [$"{field} is required"];
+            return null;
+        }
+        if (value.ValueKind != JsonValueKind.Number)
+            errors[field] = [$"{field} must be a number, not {Kind(value)}"];
+        else if (!value.TryGetDouble(out var number) || !double.IsFinite(number))
+            errors[field] = [$"{field} = {InputRules.Quote(value.GetRawText())}: must be a finite number"];
+        else return number;
+        return null;
+    }
+
+    /// <summary>The event time at <paramref name="field"/> (required: an ISO-8601 date-time with an offset, within the
+    /// event-time rule) in Unix milliseconds; null with an error naming the field otherwise.</summary>
+    public static long? EventTime(JsonElement body, string field, EventTimeRule rule, Dictionary<string, string[]> errors)
+    {
+        var text = String(body, field, required: true, errors);
+        if (text is null) return null;
+        if (!body.GetProperty(field).TryGetDateTimeOffset(out var time) || !HasOffset(text))
+            errors[field] = [$"{field} = {InputRules.Quote(text)}: must be an ISO-8601 date-time with an offset, such as 2026-01-31T07:30:00Z"];
+        else if (rule.Check(field, time, DateTimeOffset.UtcNow) is { } problem)
+            errors[field] = [problem];
+        else return time.ToUnixTimeMilliseconds();
+        return null;
     }
 
     // "2026-01-31T07:30:00" alone would be read in the server's zone: the caller must say which instant it means.

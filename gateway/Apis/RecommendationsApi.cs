@@ -50,8 +50,7 @@ public static class RecommendationsApi
             .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status429TooManyRequests)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
-            .RequireAccess(Access.OwnData("userId", Scopes.InsightsRead))
-            .RequireApiRateLimit();
+            .RequireAccess(Access.OwnData("userId", Scopes.InsightsRead));
 
         app.MapGet("/api/v1/health-insights/user/{userId}", GetHistoryAsync)
             .WithTags("Insights").WithName("ListHealthInsights")
@@ -60,16 +59,14 @@ public static class RecommendationsApi
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status429TooManyRequests)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
-            .RequireAccess(Access.OwnData("userId", Scopes.InsightsRead))
-            .RequireApiRateLimit();
+            .RequireAccess(Access.OwnData("userId", Scopes.InsightsRead));
 
         app.MapGet("/api/v1/cache", (PersonalCache cache) => TypedResults.Ok(cache.Stats()))
             .WithTags("Insights").WithName("CacheStats")
             .WithSummary("Hits, misses, errors, hit rate and error rate of each Redis cache tier since this gateway started")
             .Produces<IReadOnlyList<CacheStats>>()
             .ProducesProblem(StatusCodes.Status429TooManyRequests)
-            .RequireAccess(Access.Service(Scopes.Admin))
-            .RequireApiRateLimit();
+            .RequireAccess(Access.Service(Scopes.Admin));
     }
 
     internal static void AddRecommendations(IServiceCollection services)

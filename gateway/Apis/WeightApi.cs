@@ -60,7 +60,6 @@ public static class WeightApi
     {
         var weight = app.MapGroup("/api/weight")
             .WithTags("Weight")
-            .RequireApiRateLimit()
             .ProducesProblem(StatusCodes.Status429TooManyRequests);
 
         weight.MapGet("/{userId}/latest", GetLatestAsync)

@@ -19,11 +19,19 @@ public static class Scopes
     public const string MetricsWrite = "metrics:write";
     /// <summary>Read any person's recommendations and generated insights (a coaching service).</summary>
     public const string InsightsRead = "insights:read";
+    /// <summary>Read any person's nutrition logs (meals with calories and macronutrients).</summary>
+    public const string NutritionRead = "nutrition:read";
+    /// <summary>Log any person's meals (a food-diary integration).</summary>
+    public const string NutritionWrite = "nutrition:write";
+    /// <summary>Read any person's health goals and their progress.</summary>
+    public const string GoalsRead = "goals:read";
+    /// <summary>Set any person's health goals (a coaching integration).</summary>
+    public const string GoalsWrite = "goals:write";
     /// <summary>Read weights, CGM and forecasts of the people listed in the key's CareTeamUsers, and no one else.</summary>
     public const string CareTeamRead = "care-team:read";
     /// <summary>Forecast cache management and dataset deletion, and every stored dataset.</summary>
     public const string Admin = "admin";
 
     public static readonly FrozenSet<string> All =
-        new[] { WeightsRead, WeightsWrite, CgmRead, CgmWrite, MetricsRead, MetricsWrite, InsightsRead, CareTeamRead, Admin }.ToFrozenSet(StringComparer.Ordinal);
+        new[] { WeightsRead, WeightsWrite, CgmRead, CgmWrite, MetricsRead, MetricsWrite, NutritionRead, NutritionWrite, GoalsRead, GoalsWrite, InsightsRead, CareTeamRead, Admin }.ToFrozenSet(StringComparer.Ordinal);
 }

@@ -11,8 +11,8 @@ namespace StreamHealth.Gateway.OpenApi;
 /// <summary>The statuses an operation gets from the shared pipeline rather than from its handler, added to
 /// every operation they apply to so that the document lists every status a client can receive: 400 for any
 /// input (a route or query value, a body that is not JSON or has a field of the wrong type:
-/// <see cref="RequestProblems"/>), 413 for any body, 415 for a JSON-only body, 429 where the per-client rate
-/// limit applies (401 is added by <see cref="ApiKeyAuthentication"/>). Statuses a handler decides are declared
+/// <see cref="RequestProblems"/>), 413 for any body, 415 for a JSON-only body, 429 wherever the chained rate
+/// limits apply (401 is added by <see cref="ApiKeyAuthentication"/>). Statuses a handler decides are declared
 /// beside its endpoint. Also gives a schema to plain-text responses (CSV, SVG), which minimal APIs leave without.</summary>
 internal static class ContractResponses
 {
@@ -40,7 +40,8 @@ internal static class ContractResponses
                 if (body.Keys.All(type => type == "application/json"))
                     await AddProblemAsync(operation, context, StatusCodes.Status415UnsupportedMediaType, typeof(ProblemDetails), ct);
             }
-            if (context.Description.ActionDescriptor.EndpointMetadata.OfType<EnableRateLimitingAttribute>().Any())
+            // Every endpoint is under the chained rate limits (ApiRateLimiting) except those that opt out (the health probes).
+            if (!context.Description.ActionDescriptor.EndpointMetadata.OfType<DisableRateLimitingAttribute>().Any())
                 await AddProblemAsync(operation, context, StatusCodes.Status429TooManyRequests, typeof(ProblemDetails), ct);
             // Produces(200, contentType: "text/csv") without a CLR type leaves the response without content.
             foreach (var declared in context.Description.ActionDescriptor.EndpointMetadata.OfType<IProducesResponseTypeMetadata>())

@@ -5,6 +5,7 @@ using Npgsql;
 using StreamHealth.Runtime.Sinks;
 using StreamHealth.Cgm.Pipeline;
 using StreamHealth.Insights.Metrics;
+using StreamHealth.Insights.Nutrition;
 using StreamHealth.Weight.Pipeline;
 using StackExchange.Redis;
 using StreamHealth.Host.Topologies;
@@ -72,11 +73,15 @@ internal static class RunVerb
             sinks.Add(pg);
             sinks.Add(cache);
         }
-        // insights.metrics has no topology yet, only its PostgreSQL sink: it runs beside the Avro workloads (every such host
-        // joins the sink's one consumer group, so the partitions are shared, not read twice).
+        // insights.metrics and insights.nutrition have no topology of theirs, only PostgreSQL sinks: they run beside the Avro
+        // workloads (every such host joins each sink's one consumer group, so the partitions are shared, not read twice).
         if (names.Contains("weights") || names.Contains("cgm"))
+        {
             sinks.Add(HealthMetricPostgresWriter.CreateSink(options.Kafka.BootstrapServers, postgres, schemas, logs,
                 options.Streams.SessionTimeoutMs, options.Input.TimeRule));
+            sinks.Add(NutritionLogPostgresWriter.CreateSink(options.Kafka.BootstrapServers, postgres, schemas, logs,
+                options.Streams.SessionTimeoutMs, options.Input.TimeRule));
+        }
         host.Start();
         foreach (var sink in sinks) sink.Start();
         log.LogInformation("host {Host} running {Topologies} on {Bootstrap}, state in {State}", hostId,

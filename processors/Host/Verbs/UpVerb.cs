@@ -9,6 +9,7 @@ using StreamHealth.Runtime.Streams;
 using Microsoft.Extensions.Configuration;
 using StreamHealth.Cgm.Pipeline;
 using StreamHealth.Insights.Metrics;
+using StreamHealth.Insights.Nutrition;
 using StreamHealth.Forecast;
 using StreamHealth.Forecast.Inference;
 using StreamHealth.Forecast.Service;
@@ -69,11 +70,14 @@ internal static class UpVerb
             using var metricsSink = HealthMetricPostgresWriter.CreateSink(bootstrap, postgres, schemas, logs, options.Streams.SessionTimeoutMs,
                 options.Input.TimeRule);
             metricsSink.Start();
+            using var nutritionSink = NutritionLogPostgresWriter.CreateSink(bootstrap, postgres, schemas, logs, options.Streams.SessionTimeoutMs,
+                options.Input.TimeRule);
+            nutritionSink.Start();
             var upLog = logs.CreateLogger("StreamHealth.Up");
             var metricsInterval = TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs);
             Console.WriteLine($"weights   Kalman topology + PostgreSQL/Redis sinks, state in {options.State.Directory}");
             Console.WriteLine("cgm       5-minute window topology + readings→PostgreSQL, latest→Redis sinks; forecast requests on cgm.forecast-requests");
-            Console.WriteLine("insights  insights.metrics→PostgreSQL streamhealth.health_metrics sink");
+            Console.WriteLine("insights  insights.metrics→PostgreSQL streamhealth.health_metrics, insights.nutrition→insights.nutrition_logs sinks");
             using var forecaster = StartForecaster(configuration, new ForecastConsumerSettings(bootstrap, options.Streams.SessionTimeoutMs,
                 options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor)), schemas, postgres, redis, logs);
             await using var queries = await StoreQueryServer.StartAsync([weights.Host, cgm.Host], options.Streams.QueryListenUrl,
@@ -81,7 +85,7 @@ internal static class UpVerb
             // Each report carries its sinks' progress (the forecaster's with CGM's), so a stalled one shows in /health, and
             // where the gateway's interactive queries reach this process.
             using var reporter = new StreamMetricsReporter($"up-{Environment.ProcessId}", [WeightTopology.ApplicationId], weights.Host,
-                upLog, redis.GetDatabase(), metricsInterval, RunVerb.SinkHealths([weights.PostgresSink, weights.RedisSink, metricsSink], options.Streams.StallAfterMs),
+                upLog, redis.GetDatabase(), metricsInterval, RunVerb.SinkHealths([weights.PostgresSink, weights.RedisSink, metricsSink, nutritionSink], options.Streams.StallAfterMs),
                 options.Streams.MetricsKey, queries.Url);
             using var cgmReporter = new StreamMetricsReporter($"up-{Environment.ProcessId}-cgm", [CgmTopology.ApplicationId], cgm.Host,
                 upLog, redis.GetDatabase(), metricsInterval,

@@ -4,9 +4,14 @@ using StreamHealth.Weight.Filter;
 
 namespace StreamHealth.Insights.Metrics;
 
+/// <summary>How a type's records make up a day and a period: summed (a day's steps are its records' total) or averaged
+/// (a day's heart rate is its records' mean; a period's, the mean of its days' means).</summary>
+public enum MetricAggregation { Sum, Mean }
+
 /// <summary>One metric type: the unit it is stored in, the other units a client may send (with the factor to the
-/// stored unit), and the plausible range of one record in the stored unit.</summary>
-public sealed record HealthMetricType(string Name, string Unit, double Min, double Max, IReadOnlyDictionary<string, double> Conversions)
+/// stored unit), the plausible range of one record in the stored unit, and how records aggregate over days.</summary>
+public sealed record HealthMetricType(string Name, string Unit, double Min, double Max, IReadOnlyDictionary<string, double> Conversions,
+    MetricAggregation Aggregation)
 {
     /// <summary>The units accepted for this type, stored unit first, as an error lists them.</summary>
     public string UnitsText => string.Join(", ", new[] { Unit }.Concat(Conversions.Keys.Where(k => k != Unit)));
@@ -25,12 +30,12 @@ public static class HealthMetricTypes
     /// at most), sleep per night, water and calories per day; weight as the weights workload's filter bounds.</summary>
     public static readonly IReadOnlyList<HealthMetricType> All =
     [
-        new("steps", "steps", 0, 100_000, Units(("steps", 1), ("count", 1))),
-        new("heart_rate", "bpm", 20, 250, Units(("bpm", 1), ("/min", 1))),
-        new("sleep_hours", "h", 0, 24, Units(("h", 1), ("hours", 1), ("min", 1.0 / 60))),
-        new("weight", "kg", WeightDefaults.MinPlausibleKg, WeightDefaults.MaxPlausibleKg, Units(("kg", 1), ("lb", KgPerLb), ("lbs", KgPerLb))),
-        new("water_ml", "ml", 0, 10_000, Units(("ml", 1), ("l", 1000))),
-        new("calories", "kcal", 0, 20_000, Units(("kcal", 1))),
+        new("steps", "steps", 0, 100_000, Units(("steps", 1), ("count", 1)), MetricAggregation.Sum),
+        new("heart_rate", "bpm", 20, 250, Units(("bpm", 1), ("/min", 1)), MetricAggregation.Mean),
+        new("sleep_hours", "h", 0, 24, Units(("h", 1), ("hours", 1), ("min", 1.0 / 60)), MetricAggregation.Sum),
+        new("weight", "kg", WeightDefaults.MinPlausibleKg, WeightDefaults.MaxPlausibleKg, Units(("kg", 1), ("lb", KgPerLb), ("lbs", KgPerLb)), MetricAggregation.Mean),
+        new("water_ml", "ml", 0, 10_000, Units(("ml", 1), ("l", 1000)), MetricAggregation.Sum),
+        new("calories", "kcal", 0, 20_000, Units(("kcal", 1)), MetricAggregation.Sum),
     ];
 
     public static string NamesText { get; } = string.Join(", ", All.Select(t => t.Name));
@@ -47,9 +52,8 @@ public static class HealthMetricTypes
     public static (double Value, string? UnitProblem, string? ValueProblem) Normalize(HealthMetricType type, double value, string unit,
         string valueField = "value", string unitField = "unit")
     {
-        if (!type.Conversions.TryGetValue(unit.ToLowerInvariant(), out var factor))
-            return (0, $"{unitField} = {InputRules.Quote(unit)}: {type.Name} takes {type.UnitsText}", null);
-        var stored = value * factor;
+        var (stored, factor, unitProblem) = ToStoredUnit(type, value, unit, unitField);
+        if (unitProblem is not null) return (0, unitProblem, null);
         if (!double.IsFinite(value)) return (0, null, InputRules.CheckRange(valueField, value, 0, 0, ""));
         if (stored < type.Min || stored > type.Max)
         {
@@ -58,6 +62,13 @@ public static class HealthMetricTypes
         }
         return (stored, null, null);
     }
+
+    /// <summary>The value in the type's stored unit with the factor applied, or why the unit is not one of the type's
+    /// (naming <paramref name="unitField"/>); no range check: a goal's weekly steps are no one record's.</summary>
+    public static (double Value, double Factor, string? UnitProblem) ToStoredUnit(HealthMetricType type, double value, string unit, string unitField = "unit") =>
+        type.Conversions.TryGetValue(unit.ToLowerInvariant(), out var factor)
+            ? (value * factor, factor, null)
+            : (0, 0, $"{unitField} = {InputRules.Quote(unit)}: {type.Name} takes {type.UnitsText}");
 
     /// <summary>Why a stored record (type, value, unit in the stored unit) breaks the rules, or null.</summary>
     public static string? Refuse(string typeName, double value, string unit)

@@ -1,10 +1,10 @@
 using System.Net;
-using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using StreamHealth.Insights.Metrics;
 using StreamHealth.Tests.Gateway.Contract;
+using static StreamHealth.Tests.Gateway.PeopleOnTheStack;
 using static StreamHealth.Tests.Infrastructure.StreamTestKit;
 
 namespace StreamHealth.Tests.Gateway;
@@ -21,8 +21,8 @@ public sealed class HealthMetricsApiTests(GatewayStackFixture f) : IClassFixture
     [Fact]
     public async Task A_posted_metric_is_stored_by_the_sink_and_read_back_by_id_and_by_user()
     {
-        var (user, token) = await SignUpAsync("metrics-a");
-        var client = Bearer(token);
+        var (user, token) = await SignUpAsync(f, "metrics-a");
+        var client = Bearer(f, token);
         var at = DateTimeOffset.UtcNow.AddMinutes(-10);
         var posted = await client.PostAsJsonAsync(Path, Metric(user, "heart_rate", 64, "bpm", at, "hr-" + Guid.NewGuid().ToString("N")));
         Assert.Equal(HttpStatusCode.Accepted, posted.StatusCode);
@@ -57,8 +57,8 @@ public sealed class HealthMetricsApiTests(GatewayStackFixture f) : IClassFixture
     [Fact]
     public async Task Pages_follow_the_cursor_in_time_order_within_the_range()
     {
-        var (user, token) = await SignUpAsync("metrics-page");
-        var client = Bearer(token);
+        var (user, token) = await SignUpAsync(f, "metrics-page");
+        var client = Bearer(f, token);
         // Whole seconds: recorded_at is kept to the millisecond, and the range bounds below must fall on stored times.
         var now = DateTimeOffset.UtcNow;
         var start = new DateTimeOffset(now.Year, now.Month, now.Day, now.Hour, now.Minute, now.Second, TimeSpan.Zero).AddHours(-2);
@@ -86,26 +86,26 @@ public sealed class HealthMetricsApiTests(GatewayStackFixture f) : IClassFixture
         Assert.Empty((await client.GetFromJsonAsync<JsonElement>($"{Path}user/{user}?type=calories")).GetProperty("metrics").EnumerateArray());
 
         foreach (var (query, field) in new[] { ("limit=0", "limit"), ("cursor=nope!", "cursor"), ("type=mood", "type"), ("from=yesterday", "from") })
-            Assert.Contains(field, (await Problem(await client.GetAsync($"{Path}user/{user}?{query}"), HttpStatusCode.BadRequest)).GetProperty("errors").EnumerateObject().Select(p => p.Name));
+            Assert.Contains(field, (await ProblemAsync(await client.GetAsync($"{Path}user/{user}?{query}"), HttpStatusCode.BadRequest)).GetProperty("errors").EnumerateObject().Select(p => p.Name));
     }
 
     [Fact]
     public async Task A_retry_is_accepted_and_stored_once_and_reusing_the_id_for_other_content_is_a_conflict()
     {
-        var (user, token) = await SignUpAsync("metrics-retry");
-        var client = Bearer(token);
+        var (user, token) = await SignUpAsync(f, "metrics-retry");
+        var client = Bearer(f, token);
         var id = "retry-" + Guid.NewGuid().ToString("N");
         var at = DateTimeOffset.UtcNow.AddMinutes(-30);
         Assert.Equal(HttpStatusCode.Accepted, (await client.PostAsJsonAsync(Path, Metric(user, "water_ml", 250, "ml", at, id))).StatusCode);
         Assert.Equal(HttpStatusCode.Accepted, (await client.PostAsJsonAsync(Path, Metric(user, "water_ml", 250, "ml", at, id))).StatusCode);
         // The same metric in another accepted unit is the same content once stored.
         Assert.Equal(HttpStatusCode.Accepted, (await client.PostAsJsonAsync(Path, Metric(user, "water_ml", 0.25, "l", at, id))).StatusCode);
-        var conflict = await Problem(await client.PostAsJsonAsync(Path, Metric(user, "water_ml", 300, "ml", at, id)), HttpStatusCode.Conflict);
+        var conflict = await ProblemAsync(await client.PostAsJsonAsync(Path, Metric(user, "water_ml", 300, "ml", at, id)), HttpStatusCode.Conflict);
         Assert.Contains("metric_id", conflict.GetProperty("detail").GetString());
         Assert.Equal(HttpStatusCode.Conflict, (await client.PostAsJsonAsync(Path, Metric(user, "water_ml", 250, "ml", at.AddSeconds(1), id))).StatusCode);
         // Another person's reuse of the id is a conflict too, without saying whose it is.
-        var (other, otherToken) = await SignUpAsync("metrics-retry-b");
-        var theirs = await Problem(await Bearer(otherToken).PostAsJsonAsync(Path, Metric(other, "water_ml", 250, "ml", at, id)), HttpStatusCode.Conflict);
+        var (other, otherToken) = await SignUpAsync(f, "metrics-retry-b");
+        var theirs = await ProblemAsync(await Bearer(f, otherToken).PostAsJsonAsync(Path, Metric(other, "water_ml", 250, "ml", at, id)), HttpStatusCode.Conflict);
         Assert.DoesNotContain(user, theirs.GetRawText());
 
         WaitFor(() => Count(user) == 1, TimeSpan.FromSeconds(60), () => $"stored {Count(user)}");
@@ -132,7 +132,7 @@ public sealed class HealthMetricsApiTests(GatewayStackFixture f) : IClassFixture
     public async Task Bad_input_is_a_400_naming_the_field(string field, string body)
     {
         var json = body.Replace("$U", GatewayStackFixture.NewUser("bad")).Replace("$T", DateTimeOffset.UtcNow.AddMinutes(-5).ToString("O"));
-        var problem = await Problem(await f.Client().PostAsync(Path, new StringContent(json, Encoding.UTF8, "application/json")), HttpStatusCode.BadRequest);
+        var problem = await ProblemAsync(await f.Client().PostAsync(Path, new StringContent(json, Encoding.UTF8, "application/json")), HttpStatusCode.BadRequest);
         Assert.Contains(field, problem.GetProperty("errors").EnumerateObject().Select(p => p.Name));
     }
 
@@ -148,7 +148,7 @@ public sealed class HealthMetricsApiTests(GatewayStackFixture f) : IClassFixture
     [InlineData("weight", 5, "kg")]
     public async Task Implausible_values_are_refused_naming_value(string type, double value, string unit)
     {
-        var problem = await Problem(await f.Client().PostAsJsonAsync(Path, Metric(GatewayStackFixture.NewUser("implausible"), type, value, unit, DateTimeOffset.UtcNow.AddMinutes(-5))),
+        var problem = await ProblemAsync(await f.Client().PostAsJsonAsync(Path, Metric(GatewayStackFixture.NewUser("implausible"), type, value, unit, DateTimeOffset.UtcNow.AddMinutes(-5))),
             HttpStatusCode.BadRequest);
         var message = problem.GetProperty("errors").GetProperty("value")[0].GetString()!;
         Assert.Contains(type, message);
@@ -157,17 +157,17 @@ public sealed class HealthMetricsApiTests(GatewayStackFixture f) : IClassFixture
     [Fact]
     public async Task Another_persons_token_is_refused_and_their_metric_is_not_found()
     {
-        var (a, tokenA) = await SignUpAsync("metrics-own-a");
-        var (b, tokenB) = await SignUpAsync("metrics-own-b");
+        var (a, tokenA) = await SignUpAsync(f, "metrics-own-a");
+        var (b, tokenB) = await SignUpAsync(f, "metrics-own-b");
         var id = "b-" + Guid.NewGuid().ToString("N");
-        Assert.Equal(HttpStatusCode.Accepted, (await Bearer(tokenB).PostAsJsonAsync(Path, Metric(b, "calories", 2100, "kcal", DateTimeOffset.UtcNow.AddHours(-1), id))).StatusCode);
-        await WaitForAsync(Bearer(tokenB), $"{Path}{id}");
+        Assert.Equal(HttpStatusCode.Accepted, (await Bearer(f, tokenB).PostAsJsonAsync(Path, Metric(b, "calories", 2100, "kcal", DateTimeOffset.UtcNow.AddHours(-1), id))).StatusCode);
+        await WaitForAsync(Bearer(f, tokenB), $"{Path}{id}");
 
-        var asA = Bearer(tokenA);
-        await Problem(await asA.PostAsJsonAsync(Path, Metric(b, "calories", 2100, "kcal", DateTimeOffset.UtcNow.AddHours(-1))), HttpStatusCode.Forbidden);
-        await Problem(await asA.GetAsync($"{Path}user/{b}"), HttpStatusCode.Forbidden);
+        var asA = Bearer(f, tokenA);
+        await ProblemAsync(await asA.PostAsJsonAsync(Path, Metric(b, "calories", 2100, "kcal", DateTimeOffset.UtcNow.AddHours(-1))), HttpStatusCode.Forbidden);
+        await ProblemAsync(await asA.GetAsync($"{Path}user/{b}"), HttpStatusCode.Forbidden);
         // B's metric id is answered as one that does not exist.
-        var missing = await Problem(await asA.GetAsync($"{Path}{id}"), HttpStatusCode.NotFound);
+        var missing = await ProblemAsync(await asA.GetAsync($"{Path}{id}"), HttpStatusCode.NotFound);
         Assert.DoesNotContain(b, missing.GetRawText());
         Assert.Equal(0, Count(a));
         Assert.Equal(HttpStatusCode.Unauthorized, (await f.Client(apiKey: null).GetAsync($"{Path}user/{b}")).StatusCode);
@@ -239,30 +239,5 @@ public sealed class HealthMetricsApiTests(GatewayStackFixture f) : IClassFixture
             Assert.True(response.StatusCode == HttpStatusCode.NotFound && DateTime.UtcNow < deadline, $"{path}: {(int)response.StatusCode}");
             await Task.Delay(200);
         }
-    }
-
-    private static async Task<JsonElement> Problem(HttpResponseMessage response, HttpStatusCode expected)
-    {
-        var text = await response.Content.ReadAsStringAsync();
-        Assert.True(response.StatusCode == expected, $"{(int)response.StatusCode} {text}");
-        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
-        return JsonDocument.Parse(text).RootElement;
-    }
-
-    private async Task<(string UserId, string Token)> SignUpAsync(string prefix)
-    {
-        using var anonymous = f.Client(apiKey: null);
-        var email = $"{prefix}-{Guid.NewGuid():N}@example.org";
-        const string password = "Metrics-walk-1";
-        Assert.Equal(HttpStatusCode.Created, (await anonymous.PostAsJsonAsync("/api/v1/users/register", new { email, password })).StatusCode);
-        var token = JsonDocument.Parse(await (await anonymous.PostAsJsonAsync("/api/v1/auth/token", new { grant_type = "password", email, password })).Content.ReadAsStringAsync()).RootElement;
-        return (token.GetProperty("user_id").GetString()!, token.GetProperty("access_token").GetString()!);
-    }
-
-    private HttpClient Bearer(string token)
-    {
-        var client = f.Client(apiKey: null);
-        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
-        return client;
     }
 }

@@ -227,7 +227,7 @@ public sealed class WeightReadApiTests(WeightReadApiTests.Stores stores) : IClas
     [Fact]
     public async Task Rate_limit_answers_429_with_retry_after_once_a_clients_bucket_is_empty()
     {
-        await using var app = Gateway(("Gateway:RateLimit:PermitsPerSecond", "1"), ("Gateway:RateLimit:Burst", "2"));
+        await using var app = Gateway(("Gateway:RateLimit:PerCaller:PermitsPerSecond", "1"), ("Gateway:RateLimit:PerCaller:Burst", "2"));
         var path = $"/api/weight/{NewUser()}/history";
         var statuses = new List<HttpStatusCode>();
         HttpResponseMessage? rejected = null;
@@ -241,7 +241,7 @@ public sealed class WeightReadApiTests(WeightReadApiTests.Stores stores) : IClas
         Assert.NotNull(rejected);
         Assert.InRange(rejected.Headers.RetryAfter?.Delta?.TotalSeconds ?? -1, 1, 2);
         var body = await Problem(rejected, HttpStatusCode.TooManyRequests);
-        Assert.Contains("1 requests per second", body.GetProperty("detail").GetString());
+        Assert.Contains("This caller may send 1 requests/s", body.GetProperty("detail").GetString());
 
         // Buckets are per client: another key still gets through.
         Assert.Equal(HttpStatusCode.OK, (await Send(app, HttpMethod.Get, path, OtherClientKey)).StatusCode);

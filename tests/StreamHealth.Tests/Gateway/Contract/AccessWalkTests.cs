@@ -46,6 +46,10 @@ public sealed class AccessWalkTests(GatewayStackFixture f) : IClassFixture<Gatew
         })),
         ["GET /api/v1/health-metrics/{metricId}"] = p => Get($"/api/v1/health-metrics/walk-{p.UserId}"),
         ["GET /api/v1/health-metrics/user/{userId}"] = p => Get($"/api/v1/health-metrics/user/{p.UserId}"),
+        ["POST /api/v1/nutrition-logs"] = p => Post("/api/v1/nutrition-logs/", JsonContent.Create(NutritionLogsApiTests.Meal(p.UserId, DateTimeOffset.UtcNow.AddMinutes(-20)))),
+        ["GET /api/v1/nutrition-logs/user/{userId}"] = p => Get($"/api/v1/nutrition-logs/user/{p.UserId}"),
+        ["POST /api/v1/health-goals"] = p => Post("/api/v1/health-goals/", JsonContent.Create(HealthGoalsApiTests.StepsGoal(p.UserId))),
+        ["GET /api/v1/health-goals/user/{userId}"] = p => Get($"/api/v1/health-goals/user/{p.UserId}"),
         ["GET /api/v1/users/{userId}"] = p => Get($"/api/v1/users/{p.UserId}"),
         ["GET /api/v1/recommendations/{userId}"] = p => Get($"/api/v1/recommendations/{p.UserId}"),
         ["GET /api/v1/health-insights/user/{userId}"] = p => Get($"/api/v1/health-insights/user/{p.UserId}"),
@@ -119,6 +123,11 @@ public sealed class AccessWalkTests(GatewayStackFixture f) : IClassFixture<Gatew
         WaitFor(() => Count("SELECT count(*) FROM streamhealth.health_metrics WHERE user_id = $1", a.UserId) >= 1,
             TimeSpan.FromSeconds(60), () => "A's own metric did not land");
         Assert.Equal(0, Count("SELECT count(*) FROM streamhealth.health_metrics WHERE user_id = $1", b.UserId));
+        WaitFor(() => Count("SELECT count(*) FROM insights.nutrition_logs WHERE user_id = $1", a.UserId) >= 1,
+            TimeSpan.FromSeconds(60), () => "A's own meal did not land");
+        Assert.Equal(0, Count("SELECT count(*) FROM insights.nutrition_logs WHERE user_id = $1", b.UserId));
+        Assert.True(Count("SELECT count(*) FROM insights.goals WHERE user_id = $1", a.UserId) >= 1, "A's own goal was not stored");
+        Assert.Equal(0, Count("SELECT count(*) FROM insights.goals WHERE user_id = $1", b.UserId));
     }
 
     [Fact]

@@ -31,6 +31,7 @@ public sealed class GatewayStackFixture : IAsyncLifetime
     public TestRegistry Registry => _registry;
     private CgmPipeline _cgm = null!;
     private StreamHealth.Runtime.Sinks.SinkRunner _metricsSink = null!;
+    private StreamHealth.Runtime.Sinks.SinkRunner _nutritionSink = null!;
     private ConnectionMultiplexer _redis = null!;
     private StoreQueryServer _queries = null!;
     private StreamMetricsReporter[] _reporters = [];
@@ -48,9 +49,12 @@ public sealed class GatewayStackFixture : IAsyncLifetime
             Postgres, _redis, Logs).Start();
         _cgm = new CgmPipeline(new StreamHostOptions { SchemaRegistry = _registry.Connection, BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = Path.Combine(_stateDir, "c") },
             Postgres, _redis, Logs, new CgmPipelineOptions { EmitIntervalMs = 100, MinForecastRequestIntervalMs = 500 }).Start();
-        // insights.metrics → streamhealth.health_metrics, as `up` and `run` run it beside the workloads.
+        // insights.metrics → streamhealth.health_metrics and insights.nutrition → insights.nutrition_logs, as `up` and `run`
+        // run them beside the workloads.
         _metricsSink = StreamHealth.Insights.Metrics.HealthMetricPostgresWriter.CreateSink(Kafka.BootstrapServers, Postgres, _registry.Connection, Logs);
         _metricsSink.Start();
+        _nutritionSink = StreamHealth.Insights.Nutrition.NutritionLogPostgresWriter.CreateSink(Kafka.BootstrapServers, Postgres, _registry.Connection, Logs);
+        _nutritionSink.Start();
         // The hosts publish their reports (with where they answer interactive queries) to a hash of this stack's own.
         var metricsKey = $"streamhealth:streams:test:{Guid.NewGuid():N}";
         _queries = await StoreQueryServer.StartAsync([_weights.Host, _cgm.Host], "http://127.0.0.1:0", null, Logs);
@@ -148,6 +152,7 @@ public sealed class GatewayStackFixture : IAsyncLifetime
         _weights.Dispose();
         _cgm.Dispose();
         _metricsSink.Dispose();
+        _nutritionSink.Dispose();
         _registry?.Dispose();
         _redis.Dispose();
         await Postgres.DisposeAsync();

@@ -185,6 +185,8 @@ public sealed class HostileInputPropertyTests(GatewayStackFixture f) : IClassFix
                 ["user_id"] = user, ["type"] = "heart_rate", ["value"] = 61, ["unit"] = "bpm",
                 ["recorded_at"] = DateTimeOffset.UtcNow.AddMinutes(-5).ToString("O"), ["metric_id"] = Guid.NewGuid().ToString("N"),
             },
+            "/api/v1/nutrition-logs" => JsonSerializer.SerializeToNode(NutritionLogsApiTests.Meal(user, DateTimeOffset.UtcNow.AddMinutes(-5), Guid.NewGuid().ToString("N")))!,
+            "/api/v1/health-goals" => JsonSerializer.SerializeToNode(HealthGoalsApiTests.StepsGoal(user, Guid.NewGuid().ToString("N")))!,
             "/draw_a_plot" => new JsonObject { ["handle"] = "no-such-handle", ["index"] = 0 },
             "/cache_management" => new JsonObject { ["action"] = "info" },
             _ => new JsonObject(),

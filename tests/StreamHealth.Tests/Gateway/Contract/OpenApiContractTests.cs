@@ -43,6 +43,10 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
         ["GET /api/v1/recommendations/{userId}"] = [200, 400, 401, 403, 404, 429, 503],
         ["GET /api/v1/health-insights/user/{userId}"] = [200, 400, 401, 403, 429, 503],
         ["GET /api/v1/cache"] = [200, 401, 403, 429],
+        ["POST /api/v1/nutrition-logs"] = [202, 400, 401, 403, 409, 413, 429, 503],
+        ["GET /api/v1/nutrition-logs/user/{userId}"] = [200, 400, 401, 403, 429, 503],
+        ["POST /api/v1/health-goals"] = [200, 201, 400, 401, 403, 409, 413, 422, 429, 503],
+        ["GET /api/v1/health-goals/user/{userId}"] = [200, 400, 401, 403, 429, 503],
     };
 
     [Fact]
@@ -153,6 +157,15 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
             new("GET", $"/api/v1/recommendations/{weightUser}"), new("GET", $"/api/v1/recommendations/{weightUser}?days=0"),
             new("GET", $"/api/v1/health-insights/user/{weightUser}"), new("GET", $"/api/v1/health-insights/user/{weightUser}?from=soon"),
             new("GET", "/api/v1/cache"), new("GET", "/api/v1/cache", ApiKey: null),
+            new("POST", "/api/v1/nutrition-logs", Json(JsonSerializer.Serialize(NutritionLogsApiTests.Meal(weightUser, now.AddMinutes(-40), "contract-meal-" + weightUser)))),
+            new("POST", "/api/v1/nutrition-logs", Json(JsonSerializer.Serialize(NutritionLogsApiTests.Meal(weightUser, now.AddMinutes(-41), "contract-meal-" + weightUser)))),
+            new("POST", "/api/v1/nutrition-logs", Json($$"""{"user_id":"{{weightUser}}","meal":"brunch"}""")),
+            new("GET", $"/api/v1/nutrition-logs/user/{weightUser}"), new("GET", $"/api/v1/nutrition-logs/user/{weightUser}?limit=0"),
+            new("POST", "/api/v1/health-goals", Json(JsonSerializer.Serialize(HealthGoalsApiTests.StepsGoal(weightUser, "contract-goal-" + weightUser)))),
+            new("POST", "/api/v1/health-goals", Json(JsonSerializer.Serialize(HealthGoalsApiTests.StepsGoal(weightUser, "contract-goal-" + weightUser)))),
+            new("POST", "/api/v1/health-goals", Json($$"""{"user_id":"{{weightUser}}","goal_id":"contract-goal-{{weightUser}}","metric":"steps","target":12000,"unit":"steps","period":"day","direction":"at_least"}""")),
+            new("POST", "/api/v1/health-goals", Json($$"""{"user_id":"{{weightUser}}","metric":"steps","target":-1}""")),
+            new("GET", $"/api/v1/health-goals/user/{weightUser}"), new("GET", "/api/v1/health-goals/user/bad%20id"),
             new("GET", "/api/v1/users/bad%20id"), new("GET", $"/api/v1/users/{Guid.NewGuid():N}"), new("GET", $"/api/v1/users/{Guid.NewGuid():N}", ApiKey: null),
         };
         var failures = new List<string>();
