@@ -21,6 +21,7 @@ public static class StreamHealthCli
                 "migrate" => await MigrateVerb.RunAsync(),
                 "dump" => await DumpVerb.RunAsync(args[1..]),
                 "schemas" => SchemasVerb.Run(args[1..]),
+                "audit" => await AuditVerb.RunAsync(args[1..]),
                 _ => Usage(),
             };
         }
@@ -50,6 +51,11 @@ public static class StreamHealthCli
               schemas check [DIR]              are the schemas (compiled, or DIR/*.avsc) compatible with the registered ones
                                                (the subject's level at SchemaRegistry:Url, old readers keep reading, enum symbols append-only)
               schemas register                 register every topic's Avro key and value schema at SchemaRegistry:Url
+              audit verify [--from-seq N]      walk the hash chain of the personal-data audit trail (audit.events): OK with the row
+                                               count, or the first broken seq and why (changed row, deleted row); exit 0/1
+              audit prune [--older-than-days N]
+                                               delete audit rows older than N days (default Audit:RetentionDays, 2557 ≈ 7 years),
+                                               recording where the chain was cut so verify still passes
             configuration: streamhealth.json beside the binary, overridden by STREAMHEALTH_Section__Key variables
             """);
         return 2;
