@@ -23,7 +23,11 @@ public static class AuditVerb
         {
             case "verify":
             {
-                var from = args.Has("--from-seq") ? (long?)Math.Max(1, args.GetInt("--from-seq", 1)) : null;
+                long? from = null;
+                if (args.Has("--from-seq"))
+                    from = long.TryParse(args.Get("--from-seq"), NumberStyles.None, CultureInfo.InvariantCulture, out var seq) && seq >= 1
+                        ? seq
+                        : throw new UsageException($"option --from-seq = '{args.Get("--from-seq")}' is not a seq (a number from 1)");
                 var verdict = await AuditLog.VerifyAsync(db, from);
                 output.WriteLine(verdict);
                 return verdict.Intact ? 0 : 1;

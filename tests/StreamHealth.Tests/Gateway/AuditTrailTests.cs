@@ -124,6 +124,8 @@ public sealed class AuditTrailTests
         Assert.Equal(0, code);
         Assert.Contains("audit chain OK: 10 rows, seq 1..10", text);
         Assert.Contains("OK: 5 rows, seq 6..10", (await VerbAsync(options, "verify", "--from-seq", "6")).Text);
+        Assert.Contains("--from-seq = 'six'", (await Assert.ThrowsAsync<UsageException>(() => VerbAsync(options, "verify", "--from-seq", "six"))).Message);
+        Assert.Contains("verify", (await Assert.ThrowsAsync<UsageException>(() => VerbAsync(options, "check"))).Message);
 
         // Changed: an outcome rewritten to hide a refusal.
         await TamperAsync(db, "UPDATE audit.events SET outcome = 403 WHERE seq = 5");
