@@ -50,7 +50,7 @@ public static class AuditTrail
         var subject = rule switch
         {
             { Source: SubjectSource.Route } => http.GetRouteValue(rule.Subject!) as string,
-            { Source: SubjectSource.Body } => http.Items[Access.SubjectItem] as string,
+            { Source: SubjectSource.Body } => http.Items.TryGetValue(Access.SubjectItem, out var authorized) ? authorized as string : null,
             // What a person's own token stores or reads through a caller rule is that person's.
             { Kind: AccessKind.Caller } => user.PersonalUserId(),
             _ => null,

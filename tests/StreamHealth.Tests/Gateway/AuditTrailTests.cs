@@ -90,6 +90,12 @@ public sealed class AuditTrailTests
         var verdict = await AuditLog.VerifyAsync(db);
         Assert.True(verdict.Intact, verdict.ToString());
         Assert.Equal(expected.Length, verdict.Rows);
+
+        // Shutdown drains: requests answered just before it are recorded, not dropped with the process.
+        for (var i = 0; i < 20; i++) Assert.Equal(HttpStatusCode.Forbidden, (await own.GetAsync($"/api/v1/users/{b}")).StatusCode);
+        await app.DisposeAsync();
+        Assert.Equal(expected.Length + 20, (await RowsAsync(db)).Count);
+        Assert.True((await AuditLog.VerifyAsync(db)).Intact);
     }
 
     [Fact]
