@@ -44,9 +44,7 @@ public static class AuditTrail
     internal static AuditEntry Entry(HttpContext http, AccessRule rule, int status)
     {
         var user = http.User;
-        var actor = user.PersonalUserId() is { } userId ? "user:" + userId
-            : user.IsService() ? "service:" + user.Identity!.Name
-            : "anonymous";
+        var actor = user.PersonalUserId() is not null || user.IsService() ? user.OwnerKey() : "anonymous";
         var subject = rule switch
         {
             { Source: SubjectSource.Route } => http.GetRouteValue(rule.Subject!) as string,
