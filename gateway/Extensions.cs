@@ -65,6 +65,10 @@ public static class Extensions
         builder.Services.AddWeightCommands();
         builder.Services.AddHealthMetrics();
         RecommendationsApi.AddRecommendations(builder.Services);
+        // One writer of the audit trail per gateway (replicas share the chain through its advisory lock).
+        builder.Services.AddSingleton(sp => new Audit.AuditWriter(sp.GetRequiredService<NpgsqlDataSource>(),
+            sp.GetRequiredService<StreamHealthOptions>(), sp.GetRequiredService<ILogger<Audit.AuditWriter>>()));
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<Audit.AuditWriter>());
         builder.Services.AddSingleton(sp => new Cgm.CgmReadingsPublisher(sp.GetRequiredService<StreamHealthOptions>(),
             sp.GetRequiredService<SchemaRegistryConnection>()));
         builder.Services.AddSingleton(sp => new Cgm.ForecastEngine(
@@ -82,6 +86,8 @@ public static class Extensions
         if (gateway.DevelopmentKeyEnabled)
             app.Logger.LogWarning("Gateway:ApiKeys holds the local development key from {File} (every scope); it is refused outside Development",
                 GatewayOptions.DevelopmentFileName);
+        // Personal-data requests are audited whatever answers them, so this wraps everything below.
+        Audit.AuditTrail.UseAuditTrail(app);
         // Every 503 says when to come back (a handler's own problem as much as an outage the exception handler maps).
         app.Use((http, next) =>
         {

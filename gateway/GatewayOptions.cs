@@ -50,6 +50,49 @@ public sealed class GatewayIdentityOptions
     }
 }
 
+/// <summary>Keys of the personal fields encrypted at rest (Gateway:Encryption; <see cref="Identity.FieldEncryption"/>).</summary>
+public sealed class GatewayEncryptionOptions
+{
+    public const string Section = GatewayOptions.Section + ":Encryption";
+    /// <summary>The key id and key gateway.Development.json ships for the local stack; refused anywhere else.</summary>
+    public const string DevelopmentKeyId = "local-dev";
+    public const string DevelopmentKey = "bG9jYWwtZGV2LWZpZWxkLWtleS1jaGFuZ2UtbWUtMDE=";
+
+    /// <summary>Key id → base64 of a random 32-byte key (a secret: from the environment or a secret store). Old ids stay
+    /// while values sealed with them remain: they still decrypt.</summary>
+    public Dictionary<string, string> Keys { get; set; } = new(StringComparer.Ordinal);
+    /// <summary>The key new values are sealed with.</summary>
+    public string ActiveKeyId { get; set; } = "";
+
+    /// <summary>Built by <see cref="Validate"/> when the keys are valid.</summary>
+    public Identity.FieldEncryption? Encryption { get; private set; }
+
+    internal void Validate(List<string> errors, bool development)
+    {
+        var keys = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+        foreach (var (id, text) in Keys)
+        {
+            // An empty value is how an environment variable switches an inherited key off.
+            if (string.IsNullOrEmpty(text)) continue;
+            if (Identity.FieldEncryption.CheckKeyId(id) is { } badId) { errors.Add($"{Section}:Keys: {badId}"); continue; }
+            var key = new byte[Identity.FieldEncryption.KeyBytes + 1];
+            if (!Convert.TryFromBase64String(text.Trim(), key, out var length) || length != Identity.FieldEncryption.KeyBytes)
+                errors.Add($"{Section}:Keys:{id} is not the base64 of {Identity.FieldEncryption.KeyBytes} bytes (openssl rand -base64 32)");
+            else if (!development && text.Trim() == DevelopmentKey)
+                errors.Add($"{Section}:Keys:{id} is the local development key of gateway.Development.json; set a secret of its own outside Development");
+            else keys[id] = key[..length];
+        }
+        if (string.IsNullOrEmpty(ActiveKeyId))
+            errors.Add($"{Section}:ActiveKeyId is not set: give the gateway a key for date of birth and medical history " +
+                       "(STREAMHEALTH_Gateway__Encryption__Keys__<id>=<base64 of 32 random bytes>, STREAMHEALTH_Gateway__Encryption__ActiveKeyId=<id>)");
+        else if (!keys.ContainsKey(ActiveKeyId))
+        {
+            if (!Keys.ContainsKey(ActiveKeyId)) errors.Add($"{Section}:ActiveKeyId = {ActiveKeyId}: no such key in {Section}:Keys");
+        }
+        else Encryption = new Identity.FieldEncryption(keys, ActiveKeyId);
+    }
+}
+
 /// <summary>One level of the chained rate limit: a token bucket of <see cref="Burst"/> tokens, refilled by
 /// <see cref="PermitsPerSecond"/> each second, per partition of the level (the whole gateway, an IP address, a caller, or an
 /// endpoint for a caller).</summary>
@@ -127,6 +170,7 @@ public sealed class GatewayOptions
     public GatewayRateLimitOptions RateLimit { get; } = new();
     public GatewayCgmOptions Cgm { get; } = new();
     public GatewayIdentityOptions Identity { get; } = new();
+    public GatewayEncryptionOptions Encryption { get; } = new();
 
     public bool DevelopmentKeyEnabled => ApiKeys.Any(c => c.Key == DevelopmentKey);
 
@@ -149,6 +193,7 @@ public sealed class GatewayOptions
             configuration.GetSection(GatewayRateLimitOptions.Section).Bind(options.RateLimit);
             configuration.GetSection(GatewayCgmOptions.Section).Bind(options.Cgm);
             configuration.GetSection(GatewayIdentityOptions.Section).Bind(options.Identity);
+            configuration.GetSection(GatewayEncryptionOptions.Section).Bind(options.Encryption);
         }
         catch (InvalidOperationException e)
         {
@@ -158,6 +203,7 @@ public sealed class GatewayOptions
         options.RateLimit.Validate(configuration, errors);
         options.Cgm.Validate(errors);
         options.Identity.Validate(errors, development);
+        options.Encryption.Validate(errors, development);
         if (!development && options.DevelopmentKeyEnabled)
             errors.Add($"{Section}:ApiKeys holds the local development key '{DevelopmentKey}'; it is valid only in the Development environment");
         if (errors.Count > 0) throw new ConfigurationException("configuration error: " + string.Join("; ", errors));

@@ -73,7 +73,7 @@ public static class RecommendationsApi
     {
         services.AddSingleton<PersonalCache>();
         services.AddSingleton(sp => RecommendationRules.Bind(sp.GetRequiredService<IConfiguration>()));
-        services.AddSingleton(sp => new ProfileFacts(sp.GetRequiredService<NpgsqlDataSource>(), static (_, _) => null));
+        services.AddSingleton<ProfileFacts>();
         services.AddSingleton<RecommendationService>();
     }
 

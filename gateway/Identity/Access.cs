@@ -76,6 +76,8 @@ public static class Access
     public const string ScopeClaim = "scope";
     public const string CareTeamUserClaim = "care_team_user";
     public const string BearerAuthenticationType = "Bearer";
+    /// <summary>HttpContext.Items key of the person a body-subject request turned out to be about (the audit trail's subject).</summary>
+    public const string SubjectItem = "streamhealth.subject";
 
     public static readonly AccessRule Public = new(AccessKind.Public, "");
     /// <summary>The fallback policy's rule: no credential and no scope satisfies it.</summary>
@@ -135,9 +137,13 @@ public static class Access
     }
 
     /// <summary>For rules whose person is in the body: after reading it, the handler asks here; null means go on,
-    /// otherwise the 403 to answer. Nothing has been written or sent before this call.</summary>
-    public static Task<IResult?> AuthorizeSubjectAsync(this HttpContext http, string userId) =>
-        AuthorizeAsync(http, new AccessSubject(userId, []));
+    /// otherwise the 403 to answer. Nothing has been written or sent before this call. The person is recorded
+    /// (<see cref="SubjectItem"/>) either way: a refused attempt on someone's data is audited as about them.</summary>
+    public static Task<IResult?> AuthorizeSubjectAsync(this HttpContext http, string userId)
+    {
+        http.Items[SubjectItem] = userId;
+        return AuthorizeAsync(http, new AccessSubject(userId, []));
+    }
 
     /// <summary>For <see cref="AccessKind.OwnedResource"/>: once the resource is loaded, whether the caller owns it.</summary>
     public static Task<IResult?> AuthorizeOwnersAsync(this HttpContext http, IReadOnlyCollection<string> owners) =>

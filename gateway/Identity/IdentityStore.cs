@@ -12,23 +12,73 @@ public sealed class IdentityStore(NpgsqlDataSource db)
 
     public enum RedeemOutcome { Redeemed, Reused, Invalid }
 
-    /// <summary>The new user's id, or null when the (normalised) address is taken.</summary>
-    public async Task<(string UserId, DateTime CreatedAt)?> CreateUserAsync(string email, string passwordHash, CancellationToken ct)
+    /// <summary>A profile as stored: date of birth and medical history only as their <see cref="FieldEncryption"/>
+    /// envelopes, so whatever holds one of these (a cache) holds no plaintext.</summary>
+    public sealed record StoredProfile(string UserId, string Email, DateTime CreatedAt, string TimeZone, string? Sex,
+        string? DateOfBirthEnvelope, string? MedicalHistoryEnvelope, DateTime? ProfileUpdatedAt);
+
+    /// <summary>The profile columns to write, personal health data already sealed.</summary>
+    public sealed record SealedProfile(string TimeZone, string? Sex, string? DateOfBirthEnvelope, string? MedicalHistoryEnvelope);
+
+    /// <summary>A new account's id: 32 hex digits, inside the id rule. Chosen before the insert because the sealed
+    /// profile fields are bound to it.</summary>
+    public static string NewUserId() => Guid.NewGuid().ToString("N");
+
+    /// <summary>The account's creation time, or null when the (normalised) address is taken. <paramref name="profile"/>
+    /// null: the column defaults (time zone UTC, nothing else).</summary>
+    public async Task<DateTime?> CreateUserAsync(string userId, string email, string passwordHash, SealedProfile? profile, CancellationToken ct)
     {
         await using var cmd = db.CreateCommand("""
-            INSERT INTO identity.users (user_id, email, password_hash) VALUES ($1, $2, $3)
+            INSERT INTO identity.users (user_id, email, password_hash, time_zone, sex, date_of_birth_enc, medical_history_enc, profile_updated_at)
+            VALUES ($1, $2, $3, coalesce($4, 'UTC'), $5, $6, $7, CASE WHEN $4 IS NULL THEN NULL ELSE now() END)
             ON CONFLICT (email) DO NOTHING RETURNING created_at
             """);
-        var userId = Guid.NewGuid().ToString("N");
         cmd.Parameters.Add(new NpgsqlParameter { Value = userId });
         cmd.Parameters.Add(new NpgsqlParameter { Value = email });
         cmd.Parameters.Add(new NpgsqlParameter { Value = passwordHash });
+        AddProfile(cmd, profile);
         var created = await cmd.ExecuteScalarAsync(ct);
-        return created is DateTime at ? (userId, DateTime.SpecifyKind(at, DateTimeKind.Utc)) : null;
+        return created is DateTime at ? DateTime.SpecifyKind(at, DateTimeKind.Utc) : null;
     }
 
+    /// <summary>Replaces the profile; the new profile_updated_at, or null when there is no such account.</summary>
+    public async Task<DateTime?> UpdateProfileAsync(string userId, SealedProfile profile, CancellationToken ct)
+    {
+        await using var cmd = db.CreateCommand("""
+            UPDATE identity.users SET time_zone = $2, sex = $3, date_of_birth_enc = $4, medical_history_enc = $5, profile_updated_at = now()
+            WHERE user_id = $1 RETURNING profile_updated_at
+            """);
+        cmd.Parameters.Add(new NpgsqlParameter { Value = userId });
+        AddProfile(cmd, profile);
+        return await cmd.ExecuteScalarAsync(ct) is DateTime at ? DateTime.SpecifyKind(at, DateTimeKind.Utc) : null;
+    }
+
+    /// <summary>The one read of a profile (what a profile cache wraps): sealed fields stay sealed.</summary>
+    public async Task<StoredProfile?> FindProfileAsync(string userId, CancellationToken ct)
+    {
+        await using var cmd = db.CreateCommand("""
+            SELECT user_id, email, created_at, time_zone, sex, date_of_birth_enc, medical_history_enc, profile_updated_at
+            FROM identity.users WHERE user_id = $1
+            """);
+        cmd.Parameters.Add(new NpgsqlParameter { Value = userId });
+        await using var reader = await cmd.ExecuteReaderAsync(ct);
+        if (!await reader.ReadAsync(ct)) return null;
+        return new StoredProfile(reader.GetString(0), reader.GetString(1), DateTime.SpecifyKind(reader.GetDateTime(2), DateTimeKind.Utc),
+            reader.GetString(3), reader.IsDBNull(4) ? null : reader.GetString(4), reader.IsDBNull(5) ? null : reader.GetString(5),
+            reader.IsDBNull(6) ? null : reader.GetString(6), reader.IsDBNull(7) ? null : DateTime.SpecifyKind(reader.GetDateTime(7), DateTimeKind.Utc));
+    }
+
+    private static void AddProfile(NpgsqlCommand cmd, SealedProfile? profile)
+    {
+        cmd.Parameters.Add(Text(profile?.TimeZone));
+        cmd.Parameters.Add(Text(profile?.Sex));
+        cmd.Parameters.Add(Text(profile?.DateOfBirthEnvelope));
+        cmd.Parameters.Add(Text(profile?.MedicalHistoryEnvelope));
+    }
+
+    private static NpgsqlParameter Text(string? value) => new() { Value = (object?)value ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text };
+
     public Task<Account?> FindByEmailAsync(string email, CancellationToken ct) => FindAsync("email", email, ct);
-    public Task<Account?> FindByIdAsync(string userId, CancellationToken ct) => FindAsync("user_id", userId, ct);
 
     private async Task<Account?> FindAsync(string column, string value, CancellationToken ct)
     {

@@ -1,4 +1,5 @@
-using Npgsql;
+using System.Globalization;
+using StreamHealth.Gateway.Identity;
 
 namespace StreamHealth.Gateway.Insights;
 
@@ -16,20 +17,20 @@ public sealed record PersonFacts(string TimeZoneId, TimeZoneInfo TimeZone, strin
     }
 }
 
-/// <summary>Reads <see cref="PersonFacts"/> from identity.users.</summary>
-public sealed class ProfileFacts(NpgsqlDataSource pg, Func<string, string, DateOnly?> decryptBirthDate)
+/// <summary><see cref="PersonFacts"/> from the person's profile (the cached, sealed one; the date of birth decrypted here).</summary>
+public sealed class ProfileFacts(ProfileReader profiles, GatewayOptions gateway)
 {
-    /// <summary>Null when the person has no account.</summary>
+    /// <summary>Null when the person has no account. A date of birth this gateway's keys cannot open throws
+    /// <see cref="FieldDecryptionException"/> (a key missing from Gateway:Encryption), as the profile read does.</summary>
     public async Task<PersonFacts?> FindAsync(string userId, CancellationToken ct)
     {
-        await using var cmd = pg.CreateCommand("SELECT time_zone, sex, date_of_birth_enc FROM identity.users WHERE user_id = $1");
-        cmd.Parameters.Add(new NpgsqlParameter { Value = userId });
-        await using var reader = await cmd.ExecuteReaderAsync(ct);
-        if (!await reader.ReadAsync(ct)) return null;
-        var zoneId = reader.GetString(0);
+        if (await profiles.FindAsync(userId, ct) is not { } profile) return null;
         // The profile write validates the zone; one that this machine's tz database lacks (another host wrote it) counts as UTC.
-        var known = TimeZoneInfo.TryFindSystemTimeZoneById(zoneId, out var zone);
-        return new PersonFacts(known ? zoneId : "UTC", known ? zone! : TimeZoneInfo.Utc, reader.IsDBNull(1) ? null : reader.GetString(1),
-            reader.IsDBNull(2) ? null : decryptBirthDate(userId, reader.GetString(2)));
+        var known = TimeZoneInfo.TryFindSystemTimeZoneById(profile.TimeZone, out var zone);
+        DateOnly? born = profile.DateOfBirthEnvelope is { } sealedDate
+            ? DateOnly.ParseExact(gateway.Encryption.Encryption!.Decrypt(sealedDate, userId, ProfileInput.DateOfBirthField), "yyyy-MM-dd",
+                CultureInfo.InvariantCulture)
+            : null;
+        return new PersonFacts(known ? profile.TimeZone : "UTC", known ? zone! : TimeZoneInfo.Utc, profile.Sex, born);
     }
 }

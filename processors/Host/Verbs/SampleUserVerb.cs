@@ -38,6 +38,11 @@ internal static class SampleUserVerb
         var accessToken = token.GetProperty("access_token").GetString()!;
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", accessToken);
 
+        // The profile the rules personalise on (age band 40-64, female thresholds); UTC, as the sample days are.
+        var profile = await http.PutAsJsonAsync($"/api/v1/users/{userId}/profile",
+            new { time_zone = "UTC", sex = "female", date_of_birth = "1979-04-12", medical_history = "sample person: none" });
+        if (!profile.IsSuccessStatusCode) return Fail("profile", profile);
+
         var metrics = SampleMetrics(userId, days, DateTimeOffset.UtcNow);
         var refused = 0;
         // A few at a time: the gateway answers each after the broker's ack.

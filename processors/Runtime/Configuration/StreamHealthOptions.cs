@@ -207,6 +207,24 @@ public sealed class SamplesOptions
     }
 }
 
+/// <summary>The audit trail of personal data (audit.events; gateway/Audit, `streamhealth audit`).</summary>
+public sealed class AuditOptions
+{
+    public const string Section = "Audit";
+    /// <summary>How long audit rows are kept: `streamhealth audit prune` deletes older ones. 2557 days ≈ 7 years, the
+    /// retention the seed cites for health records' access logs.</summary>
+    public int RetentionDays { get; set; } = 2_557;
+    /// <summary>Entries a gateway holds while PostgreSQL cannot take them (about 1 KiB each); a full queue makes requests
+    /// wait rather than lose an entry.</summary>
+    public int QueueCapacity { get; set; } = 10_000;
+
+    internal void Validate(List<string> errors)
+    {
+        if (RetentionDays is < 1 or > 36_500) errors.Add($"{Section}:RetentionDays = {RetentionDays}: must be 1-36500");
+        if (QueueCapacity is < 100 or > 1_000_000) errors.Add($"{Section}:QueueCapacity = {QueueCapacity}: must be 100-1000000");
+    }
+}
+
 internal static class OptionChecks
 {
     public static bool IsPort(int port) => port is >= 1 and <= 65535;
@@ -272,6 +290,7 @@ public sealed class StreamHealthOptions
     public SamplesOptions Samples { get; } = new();
     public InputOptions Input { get; } = new();
     public SchemaRegistryOptions SchemaRegistry { get; } = new();
+    public AuditOptions Audit { get; } = new();
 
     /// <summary>The configuration sources every StreamHealth process uses, in precedence order.</summary>
     public static IConfigurationBuilder AddSources(IConfigurationBuilder builder, IEnumerable<KeyValuePair<string, string?>>? overrides = null)
@@ -312,6 +331,7 @@ public sealed class StreamHealthOptions
             configuration.GetSection(SamplesOptions.Section).Bind(options.Samples);
             configuration.GetSection(InputOptions.Section).Bind(options.Input);
             configuration.GetSection(SchemaRegistryOptions.Section).Bind(options.SchemaRegistry);
+            configuration.GetSection(AuditOptions.Section).Bind(options.Audit);
         }
         catch (InvalidOperationException e)
         {
@@ -327,6 +347,7 @@ public sealed class StreamHealthOptions
         options.Streams.Validate(errors);
         options.Samples.Validate(errors);
         options.Input.Validate(errors);
+        options.Audit.Validate(errors);
         if (errors.Count > 0) throw new ConfigurationException("configuration error: " + string.Join("; ", errors));
         return options;
     }

@@ -182,7 +182,11 @@ public sealed class WeightCommandsApiTests(WeightGatewayFixture f) : IClassFixtu
     [Fact]
     public async Task Process_is_a_503_problem_naming_kafka_when_the_gateway_cannot_reach_it()
     {
-        var settings = LocalServices.Overrides(LocalServices.NewDatabaseName("gateway_nokafka"), "127.0.0.1:1");   // nothing listens there
+        // Migrated as every deployment's is: the audit trail records this request (an unmigrated database would hold its
+        // entry, retried, until the host's shutdown timeout).
+        var database = LocalServices.NewDatabaseName("gateway_nokafka");
+        await PostgresMigrator.MigrateAsync(LocalServices.PostgresConnectionString(database));
+        var settings = LocalServices.Overrides(database, "127.0.0.1:1");   // nothing listens there
         await using var app = new WebApplicationFactory<Program>().WithWebHostBuilder(b => b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(settings)));
         using var client = app.CreateClient();
         client.DefaultRequestHeaders.Add("X-Api-Key", "dev-key-change-me");

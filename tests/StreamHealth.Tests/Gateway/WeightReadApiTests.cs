@@ -291,10 +291,18 @@ public sealed class WeightReadApiTests(WeightReadApiTests.Stores stores) : IClas
         await using (var devKey = Gateway(false, "Production", signing, ("Gateway:ApiKeys:0:Key", "dev-key-change-me")))
             Assert.Contains("Gateway:ApiKeys holds the local development key", Assert.ThrowsAny<Exception>(() => devKey.CreateClient()).ToString());
 
+        // The field-encryption key likewise: required, and the dev key is refused.
+        await using (var noFieldKey = Gateway(false, "Production", signing))
+            Assert.Contains("Gateway:Encryption:ActiveKeyId is not set", Assert.ThrowsAny<Exception>(() => noFieldKey.CreateClient()).ToString());
+        await using (var devFieldKey = Gateway(false, "Production", signing, ("Gateway:Encryption:ActiveKeyId", "local-dev"),
+                         ("Gateway:Encryption:Keys:local-dev", StreamHealth.Gateway.GatewayEncryptionOptions.DevelopmentKey)))
+            Assert.Contains("Gateway:Encryption:Keys:local-dev is the local development key", Assert.ThrowsAny<Exception>(() => devFieldKey.CreateClient()).ToString());
+
         // Production with its own secrets: the dev key is unknown, its own key works within its scopes.
         var productionKey = "prod-" + Guid.NewGuid().ToString("N");
         await using var production = Gateway(false, "Production", signing, ("Gateway:ApiKeys:0:Key", productionKey),
-            ("Gateway:ApiKeys:0:Scopes", "weights:read"));
+            ("Gateway:ApiKeys:0:Scopes", "weights:read"), ("Gateway:Encryption:ActiveKeyId", "k1"),
+            ("Gateway:Encryption:Keys:k1", Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32))));
         Assert.Equal(HttpStatusCode.Unauthorized, (await Send(production, HttpMethod.Get, $"/api/weight/{user}/latest", "dev-key-change-me")).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await Send(production, HttpMethod.Get, $"/api/weight/{user}/latest", productionKey)).StatusCode);
         Assert.Equal(HttpStatusCode.Forbidden, (await Send(production, HttpMethod.Get, $"/api/v1/cgm/{user}/latest", productionKey)).StatusCode);

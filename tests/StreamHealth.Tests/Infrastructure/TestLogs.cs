@@ -3,8 +3,9 @@ using Microsoft.Extensions.Logging;
 
 namespace StreamHealth.Tests.Infrastructure;
 
-/// <summary>Collects log lines of the code under test so a failing assertion can show them.</summary>
-public sealed class TestLogs : ILoggerProvider, ILoggerFactory
+/// <summary>Collects log lines of the code under test so a failing assertion can show them (from Information up, or
+/// from <paramref name="minimum"/> for a test about what is logged at all).</summary>
+public sealed class TestLogs(LogLevel minimum = LogLevel.Information) : ILoggerProvider, ILoggerFactory
 {
     private readonly ConcurrentQueue<string> _lines = new();
 
@@ -20,16 +21,16 @@ public sealed class TestLogs : ILoggerProvider, ILoggerFactory
         return $"{Tail(30)}\n(full log: {path})";
     }
 
-    public ILogger CreateLogger(string categoryName) => new Logger(categoryName, _lines);
+    public ILogger CreateLogger(string categoryName) => new Logger(categoryName, _lines, minimum);
 
     public void AddProvider(ILoggerProvider provider) { }
 
     public void Dispose() { }
 
-    private sealed class Logger(string category, ConcurrentQueue<string> lines) : ILogger
+    private sealed class Logger(string category, ConcurrentQueue<string> lines, LogLevel minimum) : ILogger
     {
         public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-        public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Information;
+        public bool IsEnabled(LogLevel logLevel) => logLevel >= minimum;
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
         {
             if (IsEnabled(logLevel)) lines.Enqueue($"{DateTime.UtcNow:HH:mm:ss.fff} {logLevel} {category}: {formatter(state, exception)}{(exception is null ? "" : " " + exception)}");

@@ -113,6 +113,34 @@ public sealed class RecommendationsApiTests(RecommendationsApiTests.Stores store
     }
 
     [Fact]
+    public async Task A_profile_write_personalises_the_rules_and_drops_the_cached_answer_and_profile()
+    {
+        var (user, token) = await SignUpAsync();
+        await SeedDaysAsync(user, "steps", 7000, days: 4);
+        var client = Bearer(token);
+        var assumed = await GetJsonAsync(client, $"/api/v1/recommendations/{user}");
+        Assert.Equal("40-64", assumed.GetProperty("age_band").GetString());
+        Assert.Equal("low_step_count", assumed.GetProperty("recommendations")[0].GetProperty("rule").GetString());
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync($"/api/v1/users/{user}")).StatusCode);   // cached now
+
+        // 71 years old: 6,000 steps a day is the target from 65, so 7,000 is enough.
+        var born = DateOnly.FromDateTime(DateTime.UtcNow).AddYears(-71).ToString("yyyy-MM-dd");
+        var put = await client.PutAsJsonAsync($"/api/v1/users/{user}/profile", new { time_zone = "Europe/Paris", sex = "female", date_of_birth = born });
+        Assert.Equal(HttpStatusCode.OK, put.StatusCode);
+        var personal = await GetJsonAsync(client, $"/api/v1/recommendations/{user}");
+        Assert.Equal("65+", personal.GetProperty("age_band").GetString());
+        Assert.Equal("Europe/Paris", personal.GetProperty("time_zone").GetString());
+        Assert.Empty(personal.GetProperty("recommendations").EnumerateArray());
+        // The profile read after the write is the new one, not the cached old one; the cache keeps it sealed.
+        var profile = await GetJsonAsync(client, $"/api/v1/users/{user}");
+        Assert.Equal(born, profile.GetProperty("date_of_birth").GetString());
+        var cached = await stores.Redis.GetDatabase().HashGetAsync($"insights:profile:{user}", "sealed");
+        Assert.True(cached.HasValue);
+        Assert.DoesNotContain(born, System.Text.Encoding.UTF8.GetString((byte[])cached!));
+        Assert.Contains("v1.", System.Text.Encoding.UTF8.GetString((byte[])cached!));
+    }
+
+    [Fact]
     public async Task A_load_that_raced_an_invalidation_does_not_put_the_old_answer_back()
     {
         var (user, _) = await SignUpAsync();

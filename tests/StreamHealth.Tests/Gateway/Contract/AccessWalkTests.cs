@@ -54,6 +54,10 @@ public sealed class AccessWalkTests(GatewayStackFixture f) : IClassFixture<Gatew
         ["GET /api/v1/recommendations/{userId}"] = p => Get($"/api/v1/recommendations/{p.UserId}"),
         ["GET /api/v1/health-insights/user/{userId}"] = p => Get($"/api/v1/health-insights/user/{p.UserId}"),
         ["GET /api/v1/cache"] = _ => Get("/api/v1/cache"),
+        ["PUT /api/v1/users/{userId}/profile"] = p => new(HttpMethod.Put, $"/api/v1/users/{p.UserId}/profile")
+        {
+            Content = JsonContent.Create(new { time_zone = "Europe/Paris", date_of_birth = "1980-02-29", medical_history = "walk" }),
+        },
         ["POST /process_unified"] = _ => Post("/process_unified", Csv(200)),
         ["POST /quick_plot"] = _ => Post("/quick_plot", Csv(200)),
         ["POST /draw_a_plot"] = p => Post("/draw_a_plot", JsonContent.Create(new { handle = p.Handle, index = 0 })),

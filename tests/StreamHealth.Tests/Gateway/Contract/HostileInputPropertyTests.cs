@@ -189,6 +189,10 @@ public sealed class HostileInputPropertyTests(GatewayStackFixture f) : IClassFix
             "/api/v1/health-goals" => JsonSerializer.SerializeToNode(HealthGoalsApiTests.StepsGoal(user, Guid.NewGuid().ToString("N")))!,
             "/draw_a_plot" => new JsonObject { ["handle"] = "no-such-handle", ["index"] = 0 },
             "/cache_management" => new JsonObject { ["action"] = "info" },
+            "/api/v1/users/{userId}/profile" => new JsonObject
+            {
+                ["time_zone"] = "Europe/Paris", ["sex"] = "female", ["date_of_birth"] = "1980-02-29", ["medical_history"] = "none",
+            },
             _ => new JsonObject(),
         };
     }

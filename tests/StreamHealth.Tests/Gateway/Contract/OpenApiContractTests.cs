@@ -37,6 +37,7 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
         ["POST /api/v1/users/register"] = [201, 400, 409, 413, 429, 503],
         ["POST /api/v1/auth/token"] = [200, 400, 413, 429, 503],
         ["GET /api/v1/users/{userId}"] = [200, 400, 401, 403, 404, 429, 503],
+        ["PUT /api/v1/users/{userId}/profile"] = [200, 400, 401, 403, 404, 413, 429, 503],
         ["POST /api/v1/health-metrics"] = [202, 400, 401, 403, 409, 413, 429, 503],
         ["GET /api/v1/health-metrics/{metricId}"] = [200, 400, 401, 403, 404, 429, 503],
         ["GET /api/v1/health-metrics/user/{userId}"] = [200, 400, 401, 403, 429, 503],
@@ -187,6 +188,9 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
             lookup.Parameters.Add(new Npgsql.NpgsqlParameter { Value = email });
             if (await lookup.ExecuteScalarAsync() is string registered)
             {
+                await SendAndCheckAsync(new("PUT", $"/api/v1/users/{registered}/profile",
+                    Json("""{"time_zone":"Europe/Paris","sex":"female","date_of_birth":"1980-02-29","medical_history":"none"}""")));
+                await SendAndCheckAsync(new("PUT", $"/api/v1/users/{registered}/profile", Json("""{"time_zone":"Nowhere/Atlantis"}""")));
                 await SendAndCheckAsync(new("GET", $"/api/v1/users/{registered}"));
                 await SendAndCheckAsync(new("GET", $"/api/v1/recommendations/{registered}"));
             }

@@ -1,0 +1,157 @@
+using Npgsql;
+using NpgsqlTypes;
+
+namespace StreamHealth.Runtime.Audit;
+
+/// <summary>audit.events and audit.anchors (schemas/sql/V0012__audit.sql): appending a batch to the chain, walking it,
+/// and retention pruning. The chain maths is <see cref="AuditChain"/>.</summary>
+public static class AuditLog
+{
+    /// <summary>What <see cref="VerifyAsync"/> found. <see cref="BrokenSeq"/> null: the chain is intact.</summary>
+    public sealed record Verdict(long Rows, long? FirstSeq, long? LastSeq, long? AnchorSeq, long? BrokenSeq, string? Reason)
+    {
+        public bool Intact => BrokenSeq is null;
+
+        public override string ToString() => Intact
+            ? $"audit chain OK: {Rows} rows" + (Rows > 0 ? $", seq {FirstSeq}..{LastSeq}" : "")
+              + (AnchorSeq is { } anchor ? $", continuing the anchor of pruned rows through seq {anchor}" : "")
+            : $"audit chain broken at seq {BrokenSeq}: {Reason} ({Rows} rows verified before it)";
+    }
+
+    /// <summary>Appends <paramref name="entries"/> in one transaction under <see cref="AuditChain.LockKey"/>: the last
+    /// hash is read inside the lock, so concurrent appenders (gateway replicas) build one linear chain.</summary>
+    public static async Task AppendAsync(NpgsqlDataSource db, IReadOnlyList<AuditEntry> entries, CancellationToken ct = default)
+    {
+        if (entries.Count == 0) return;
+        await using var conn = await db.OpenConnectionAsync(ct);
+        await using var tx = await conn.BeginTransactionAsync(ct);
+        await using (var lockCmd = new NpgsqlCommand($"SELECT pg_advisory_xact_lock({AuditChain.LockKey})", conn, tx))
+            await lockCmd.ExecuteNonQueryAsync(ct);
+        long lastSeq = 0;
+        var prevHash = AuditChain.GenesisHash;
+        // The chain's end: the last row, or where pruning cut it when every row was pruned.
+        await using (var last = new NpgsqlCommand("""
+            SELECT seq, hash FROM (
+              (SELECT seq, hash FROM audit.events ORDER BY seq DESC LIMIT 1)
+              UNION ALL
+              (SELECT through_seq, hash FROM audit.anchors ORDER BY through_seq DESC LIMIT 1)) ends
+            ORDER BY seq DESC LIMIT 1
+            """, conn, tx))
+        await using (var reader = await last.ExecuteReaderAsync(ct))
+            if (await reader.ReadAsync(ct))
+            {
+                lastSeq = reader.GetInt64(0);
+                prevHash = reader.GetFieldValue<byte[]>(1);
+            }
+
+        var n = entries.Count;
+        var seqs = new long[n];
+        var ats = new DateTime[n];
+        var actors = new string[n];
+        var subjects = new string[n];
+        var actions = new string[n];
+        var resources = new string[n];
+        var outcomes = new int[n];
+        var prevHashes = new byte[n][];
+        var hashes = new byte[n][];
+        for (var i = 0; i < n; i++)
+        {
+            var entry = entries[i].Normalised();
+            seqs[i] = lastSeq + 1 + i;
+            (ats[i], actors[i], subjects[i], actions[i], resources[i], outcomes[i]) =
+                (entry.At, entry.Actor, entry.Subject, entry.Action, entry.Resource, entry.Outcome);
+            prevHashes[i] = prevHash;
+            prevHash = hashes[i] = AuditChain.Hash(seqs[i], entry, prevHash);
+        }
+        await using (var insert = new NpgsqlCommand("""
+            INSERT INTO audit.events (seq, at, actor, subject, action, resource, outcome, prev_hash, hash)
+            SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::bytea[], $9::bytea[])
+            """, conn, tx))
+        {
+            insert.Parameters.Add(new NpgsqlParameter { Value = seqs, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Bigint });
+            insert.Parameters.Add(new NpgsqlParameter { Value = ats, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.TimestampTz });
+            insert.Parameters.Add(new NpgsqlParameter { Value = actors, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+            insert.Parameters.Add(new NpgsqlParameter { Value = subjects, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+            insert.Parameters.Add(new NpgsqlParameter { Value = actions, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+            insert.Parameters.Add(new NpgsqlParameter { Value = resources, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+            insert.Parameters.Add(new NpgsqlParameter { Value = outcomes, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Integer });
+            insert.Parameters.Add(new NpgsqlParameter { Value = prevHashes, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Bytea });
+            insert.Parameters.Add(new NpgsqlParameter { Value = hashes, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Bytea });
+            await insert.ExecuteNonQueryAsync(ct);
+        }
+        await tx.CommitAsync(ct);
+    }
+
+    /// <summary>Walks the chain in seq order, one row in memory at a time, from the latest anchor (or the first row), or
+    /// from <paramref name="fromSeq"/> trusting the row before it. Stops at the first row that is missing (a gap in
+    /// seq: deleted), does not follow its predecessor (prev_hash: the one before was deleted or replaced), or whose
+    /// content no longer matches its hash (changed).</summary>
+    public static async Task<Verdict> VerifyAsync(NpgsqlDataSource db, long? fromSeq = null, CancellationToken ct = default)
+    {
+        await using var conn = await db.OpenConnectionAsync(ct);
+        long? anchorSeq = null;
+        var expectedPrev = AuditChain.GenesisHash;
+        await using (var anchor = new NpgsqlCommand("SELECT through_seq, hash FROM audit.anchors ORDER BY through_seq DESC LIMIT 1", conn))
+        await using (var reader = await anchor.ExecuteReaderAsync(ct))
+            if (await reader.ReadAsync(ct))
+            {
+                anchorSeq = reader.GetInt64(0);
+                expectedPrev = reader.GetFieldValue<byte[]>(1);
+            }
+        var expectedSeq = (anchorSeq ?? 0) + 1;
+        var previousWhat = anchorSeq is null ? "the chain's start (32 zero bytes)" : $"the anchor of pruned rows through seq {anchorSeq}";
+        if (fromSeq is { } from && from > expectedSeq)
+        {
+            await using var before = new NpgsqlCommand("SELECT hash FROM audit.events WHERE seq = $1", conn);
+            before.Parameters.Add(new NpgsqlParameter { Value = from - 1 });
+            if (await before.ExecuteScalarAsync(ct) is not byte[] hash)
+                return new Verdict(0, null, null, anchorSeq, from - 1, $"row {from - 1}, before --from-seq {from}, is missing (deleted)");
+            expectedSeq = from;
+            expectedPrev = hash;
+            previousWhat = $"row {from - 1}";
+        }
+
+        long rows = 0;
+        long? first = null, last = null;
+        await using var walk = new NpgsqlCommand("""
+            SELECT seq, at, actor, subject, action, resource, outcome, prev_hash, hash FROM audit.events WHERE seq >= $1 ORDER BY seq
+            """, conn);
+        walk.Parameters.Add(new NpgsqlParameter { Value = expectedSeq });
+        await using var rowsReader = await walk.ExecuteReaderAsync(ct);
+        while (await rowsReader.ReadAsync(ct))
+        {
+            var seq = rowsReader.GetInt64(0);
+            if (seq != expectedSeq)
+                return new Verdict(rows, first, last, anchorSeq, expectedSeq, seq == expectedSeq + 1
+                    ? $"row {expectedSeq} is missing (deleted); the chain continues at seq {seq}"
+                    : $"rows {expectedSeq}..{seq - 1} are missing (deleted); the chain continues at seq {seq}");
+            var entry = new AuditEntry(DateTime.SpecifyKind(rowsReader.GetDateTime(1), DateTimeKind.Utc), rowsReader.GetString(2), rowsReader.GetString(3),
+                rowsReader.GetString(4), rowsReader.GetString(5), rowsReader.GetInt32(6));
+            var prevHash = rowsReader.GetFieldValue<byte[]>(7);
+            var hash = rowsReader.GetFieldValue<byte[]>(8);
+            if (!prevHash.AsSpan().SequenceEqual(expectedPrev))
+                return new Verdict(rows, first, last, anchorSeq, seq,
+                    $"prev_hash does not match the hash of {previousWhat}: a row before it was deleted, replaced or re-hashed");
+            if (!AuditChain.Hash(seq, entry, prevHash).AsSpan().SequenceEqual(hash))
+                return new Verdict(rows, first, last, anchorSeq, seq, "hash mismatch: the row was changed after it was written");
+            rows++;
+            first ??= seq;
+            last = seq;
+            expectedSeq = seq + 1;
+            expectedPrev = hash;
+            previousWhat = $"row {seq}";
+        }
+        return new Verdict(rows, first, last, anchorSeq, null, null);
+    }
+
+    /// <summary>Deletes the rows recorded before <paramref name="cutoffUtc"/> (a prefix of the chain) through
+    /// audit.prune, which records the anchor verify continues from.</summary>
+    public static async Task<(long PrunedRows, long? ThroughSeq)> PruneAsync(NpgsqlDataSource db, DateTime cutoffUtc, CancellationToken ct = default)
+    {
+        await using var cmd = db.CreateCommand("SELECT pruned_rows, through_seq FROM audit.prune($1)");
+        cmd.Parameters.Add(new NpgsqlParameter { Value = cutoffUtc, NpgsqlDbType = NpgsqlDbType.TimestampTz });
+        await using var reader = await cmd.ExecuteReaderAsync(ct);
+        await reader.ReadAsync(ct);
+        return (reader.GetInt64(0), reader.IsDBNull(1) ? null : reader.GetInt64(1));
+    }
+}
