@@ -25,6 +25,7 @@ public static class Topics
     public const string SensorsMetrics = "sensors.metrics";
     public const string SensorsAnomalies = "sensors.anomalies";
     public const string InsightsMetrics = "insights.metrics";
+    public const string InsightsDaily = "insights.daily";
 
     public const string DeadLetterSuffix = ".dlq";
     public const int DefaultPartitions = 4;
@@ -49,6 +50,7 @@ public static class Topics
         new(CallLogsEntries, AvroSchemas.For(CallLogsEntries), DefaultPartitions),
         new(SensorsMetrics, AvroSchemas.For(SensorsMetrics), DefaultPartitions),
         new(SensorsAnomalies, AvroSchemas.For(SensorsAnomalies), DefaultPartitions),
+        new(InsightsDaily, AvroSchemas.For(InsightsDaily), DefaultPartitions),
     ];
 
     public static readonly IReadOnlyList<TopicSpec> All = BuildAll();

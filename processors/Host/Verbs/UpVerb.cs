@@ -8,6 +8,7 @@ using StreamHealth.Runtime.Storage;
 using StreamHealth.Runtime.Streams;
 using Microsoft.Extensions.Configuration;
 using StreamHealth.Cgm.Pipeline;
+using StreamHealth.Insights.Aggregates;
 using StreamHealth.Insights.Metrics;
 using StreamHealth.Forecast;
 using StreamHealth.Forecast.Inference;
@@ -17,7 +18,7 @@ using StreamHealth.Weight.Pipeline;
 namespace StreamHealth.Host.Verbs;
 
 /// <summary>`streamhealth up`: the local stack's processes-in-one: embedded Kafka (unless a broker is
-/// configured), migrations, Redis check, the weights and CGM pipelines, the forecaster, and sample producers. compose/local/up.sh starts PostgreSQL and
+/// configured), migrations, Redis check, the weights, CGM and insights pipelines, the forecaster, and sample producers. compose/local/up.sh starts PostgreSQL and
 /// Redis before it and the gateway after it.</summary>
 internal static class UpVerb
 {
@@ -69,14 +70,17 @@ internal static class UpVerb
             using var metricsSink = HealthMetricPostgresWriter.CreateSink(bootstrap, postgres, schemas, logs, options.Streams.SessionTimeoutMs,
                 options.Input.TimeRule);
             metricsSink.Start();
+            using var insights = new InsightsPipeline(HostOptions(), postgres, redis, logs, InsightsOptions.Load(configuration),
+                sessionTimeoutMs: options.Streams.SessionTimeoutMs).Start();
             var upLog = logs.CreateLogger("StreamHealth.Up");
             var metricsInterval = TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs);
             Console.WriteLine($"weights   Kalman topology + PostgreSQL/Redis sinks, state in {options.State.Directory}");
             Console.WriteLine("cgm       5-minute window topology + readings→PostgreSQL, latest→Redis sinks; forecast requests on cgm.forecast-requests");
-            Console.WriteLine("insights  insights.metrics→PostgreSQL streamhealth.health_metrics sink");
+            Console.WriteLine("insights  insights.metrics→PostgreSQL streamhealth.health_metrics sink; daily aggregates topology → insights.daily " +
+                              "→ insights.daily_metrics/metric_summaries sink (then the cached summaries are invalidated)");
             using var forecaster = StartForecaster(configuration, new ForecastConsumerSettings(bootstrap, options.Streams.SessionTimeoutMs,
                 options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor)), schemas, postgres, redis, logs);
-            await using var queries = await StoreQueryServer.StartAsync([weights.Host, cgm.Host], options.Streams.QueryListenUrl,
+            await using var queries = await StoreQueryServer.StartAsync([weights.Host, cgm.Host, insights.Host], options.Streams.QueryListenUrl,
                 options.Streams.QueryAdvertisedUrl, logs);
             // Each report carries its sinks' progress (the forecaster's with CGM's), so a stalled one shows in /health, and
             // where the gateway's interactive queries reach this process.
@@ -87,6 +91,9 @@ internal static class UpVerb
                 upLog, redis.GetDatabase(), metricsInterval,
                 RunVerb.SinkHealths(forecaster is null ? [cgm.PostgresSink, cgm.RedisSink]
                     : [cgm.PostgresSink, cgm.RedisSink, forecaster.PostgresSink, forecaster.RedisSink], options.Streams.StallAfterMs),
+                options.Streams.MetricsKey, queries.Url);
+            using var insightsReporter = new StreamMetricsReporter($"up-{Environment.ProcessId}-insights", [InsightsTopology.ApplicationId], insights.Host,
+                upLog, redis.GetDatabase(), metricsInterval, RunVerb.SinkHealths([insights.Sink], options.Streams.StallAfterMs),
                 options.Streams.MetricsKey, queries.Url);
 
             var producers = new List<Task>();
