@@ -36,7 +36,7 @@ public static class HealthMetricsApi
         [property: JsonPropertyName("type"), Description("steps, heart_rate, sleep_hours, weight, water_ml or calories")] string Type,
         [property: JsonPropertyName("value")] double Value,
         [property: JsonPropertyName("unit"), Description("steps: steps or count; heart_rate: bpm or /min; sleep_hours: h, hours or min; weight: kg, lb or lbs; water_ml: ml or l; calories: kcal")] string Unit,
-        [property: JsonPropertyName("recorded_at"), Description("ISO-8601 date-time with an offset")] DateTimeOffset RecordedAt,
+        [property: JsonPropertyName("recorded_at"), Description("ISO-8601 date-time with an offset. A numeric offset (+01:00, -05:00, +00:00) is the person's local time and decides the local day of the daily aggregates; with Z the person's profile time zone does")] DateTimeOffset RecordedAt,
         [property: JsonPropertyName("metric_id"), Description("optional idempotency id, " + InputRules.IdRuleText)] string? MetricId);
 
     public sealed record Metric(
@@ -98,14 +98,43 @@ public static class HealthMetricsApi
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .RequireAccess(Access.OwnData("userId", Scopes.MetricsRead));
+
+        metrics.MapGet("/user/{userId}/summary", SummaryAsync).WithName("GetHealthMetricsSummary")
+            .WithSummary("A person's daily aggregates for the last `days` local days and their rolling 7- and 30-day summaries")
+            .WithDescription("Aggregated by the insights topology by the person's local day (recorded_at's offset, or the profile time zone " +
+                             "when it was Z), each metric_id counted once; a late record (within Insights:GraceHours, 48 h by default) " +
+                             "updates its day. The window ends with the person's local today, or their latest local day with data when " +
+                             "later. Values in each type's stored unit. A person with no metrics gets empty lists, not 404.")
+            .Produces<InsightsSummary>()
+            .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
+            .RequireAccess(Access.OwnData("userId", Scopes.MetricsRead));
         return metrics;
+    }
+
+    public const int DefaultSummaryDays = 7;
+    public const int MaxSummaryDays = 90;
+
+    private static async Task<IResult> SummaryAsync(
+        [Description(InputRules.IdRuleText)] string userId,
+        [Description("Local days of daily aggregates, 1-90; default 7")] string? days,
+        NpgsqlDataSource pg, CancellationToken ct)
+    {
+        var errors = new Dictionary<string, string[]>();
+        ApiInput.ValidateUserId(userId, errors);
+        var dayCount = DefaultSummaryDays;
+        if (days is not null && (!int.TryParse(days, NumberStyles.None, CultureInfo.InvariantCulture, out dayCount) || dayCount is < 1 or > MaxSummaryDays))
+            errors["days"] = [$"'{ApiInput.Shorten(days)}' is not a whole number of days from 1 to {MaxSummaryDays}."];
+        if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+        return TypedResults.Ok(await InsightsQueries.LoadSummaryAsync(pg, userId, dayCount, ct));
     }
 
     public static IServiceCollection AddHealthMetrics(this IServiceCollection services) =>
         services.AddSingleton(sp => new HealthMetricsPublisher(sp.GetRequiredService<StreamHealthOptions>(),
-            sp.GetRequiredService<StreamHealth.Runtime.SchemaRegistry.SchemaRegistryConnection>()));
+                sp.GetRequiredService<StreamHealth.Runtime.SchemaRegistry.SchemaRegistryConnection>()))
+            .AddSingleton(sp => new UserTimeZones(sp.GetRequiredService<NpgsqlDataSource>()));
 
-    private static async Task<IResult> PostAsync(HttpRequest http, HealthMetricsPublisher publisher, StreamHealthOptions options,
+    private static async Task<IResult> PostAsync(HttpRequest http, HealthMetricsPublisher publisher, UserTimeZones zones, StreamHealthOptions options,
         NpgsqlDataSource postgres, ILoggerFactory loggers, CancellationToken ct)
     {
         var (body, bad) = await ReadAsync(http, MaxBodyBytes, ct);
@@ -137,6 +166,7 @@ public static class HealthMetricsApi
         else if (type is not null && unit is not null && !type.Conversions.ContainsKey(unit.ToLowerInvariant()))
             errors["unit"] = [$"unit = {InputRules.Quote(unit)}: {type.Name} takes {type.UnitsText}"];
         long recordedAtMs = 0;
+        int? localOffsetMinutes = null;
         var timeText = String(body, "recorded_at", required: true, errors);
         if (timeText is not null)
         {
@@ -144,18 +174,26 @@ public static class HealthMetricsApi
                 errors["recorded_at"] = [$"recorded_at = {InputRules.Quote(timeText)}: must be an ISO-8601 date-time with an offset, such as 2026-01-31T07:30:00Z"];
             else if (options.Input.TimeRule.Check("recorded_at", time, DateTimeOffset.UtcNow) is { } problem)
                 errors["recorded_at"] = [problem];
-            else recordedAtMs = time.ToUnixTimeMilliseconds();
+            else
+            {
+                recordedAtMs = time.ToUnixTimeMilliseconds();
+                // "Z" says the instant, not where the person was (clients serialise UTC so); a numeric offset, "+00:00" included, is
+                // the person's local time and decides the local day. Without one the profile's time zone does.
+                if (timeText[^1] is not ('Z' or 'z')) localOffsetMinutes = (int)time.Offset.TotalMinutes;
+            }
         }
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
         if (await http.HttpContext.AuthorizeSubjectAsync(userId!) is { } forbidden) return forbidden;
         if (!publisher.Configured)
             return TypedResults.Problem("Kafka:BootstrapServers is not configured; nothing was sent",
                 statusCode: StatusCodes.Status503ServiceUnavailable, title: "Health metrics pipeline unavailable");
+        // The subject's zone, also when a service key writes for them (PostgreSQL down: the shared 503, nothing sent).
+        localOffsetMinutes ??= await zones.OffsetMinutesAsync(userId!, DateTimeOffset.FromUnixTimeMilliseconds(recordedAtMs), ct);
 
         var metric = new HealthMetric
         {
             metric_id = metricId ?? Guid.NewGuid().ToString("N"), user_id = userId!, metric = type!.Name, value = stored, unit = type.Unit,
-            event_time_unix_ms = AvroTime.FromUnixMs(recordedAtMs),
+            event_time_unix_ms = AvroTime.FromUnixMs(recordedAtMs), utc_offset_minutes = localOffsetMinutes.Value,
         };
         if (await EventIdClaims.ClaimAsync(postgres, HealthMetricPostgresWriter.EventIdWorkload, "metric_id", metric.metric_id, metric.user_id,
                 HealthMetricTypes.Fingerprint(metric.metric, recordedAtMs, metric.value, metric.unit), "metric",
