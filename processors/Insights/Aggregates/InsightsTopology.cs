@@ -82,9 +82,8 @@ public static class InsightsTopology
                 .StateStore(Stores.KeyValueStoreBuilder(Stores.PersistentKeyValueStore(DayStore), new StringSerDes(),
                         new FencedSerDes<InsightsUserState>(InsightsUserStateSerDes.Instance))
                     .WithCachingEnabled())
-                .StateStore(Stores.KeyValueStoreBuilder(Stores.PersistentKeyValueStore(SeenStore), new StringSerDes(), SeenMetricSerDes.Instance)
-                    .WithCachingEnabled())
                 .Build(),
+            MoreStores = [Stores.KeyValueStoreBuilder(Stores.PersistentKeyValueStore(SeenStore), new StringSerDes(), SeenMetricSerDes.Instance).WithCachingEnabled()],
         };
     }
 
@@ -128,8 +127,10 @@ public static class InsightsTopology
         protected override void Init()
         {
             _decoded.Clear();
-            _states = (IKeyValueStore<string, Fenced<InsightsUserState>>)Context.GetStateStore(DayStore);
-            _seen = (IKeyValueStore<string, SeenMetric>)Context.GetStateStore(SeenStore);
+            _states = (IKeyValueStore<string, Fenced<InsightsUserState>>)(Context.GetStateStore(DayStore)
+                ?? throw new InvalidOperationException($"store {DayStore} is not connected to the processor"));
+            _seen = (IKeyValueStore<string, SeenMetric>)(Context.GetStateStore(SeenStore)
+                ?? throw new InvalidOperationException($"store {SeenStore} is not connected to the processor"));
             Context.Schedule(TimeSpan.FromMinutes(_options.SeenPruneIntervalMinutes), PunctuationType.PROCESSING_TIME,
                 now => Punctuation(PruneSeen, now));
         }

@@ -46,6 +46,7 @@ public sealed class AccessWalkTests(GatewayStackFixture f) : IClassFixture<Gatew
         })),
         ["GET /api/v1/health-metrics/{metricId}"] = p => Get($"/api/v1/health-metrics/walk-{p.UserId}"),
         ["GET /api/v1/health-metrics/user/{userId}"] = p => Get($"/api/v1/health-metrics/user/{p.UserId}"),
+        ["GET /api/v1/health-metrics/user/{userId}/summary"] = p => Get($"/api/v1/health-metrics/user/{p.UserId}/summary?days=30"),
         ["GET /api/v1/users/{userId}"] = p => Get($"/api/v1/users/{p.UserId}"),
         ["POST /process_unified"] = _ => Post("/process_unified", Csv(200)),
         ["POST /quick_plot"] = _ => Post("/quick_plot", Csv(200)),

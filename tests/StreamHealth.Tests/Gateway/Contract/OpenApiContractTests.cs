@@ -40,6 +40,7 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
         ["POST /api/v1/health-metrics"] = [202, 400, 401, 403, 409, 413, 429, 503],
         ["GET /api/v1/health-metrics/{metricId}"] = [200, 400, 401, 403, 404, 429, 503],
         ["GET /api/v1/health-metrics/user/{userId}"] = [200, 400, 401, 403, 429, 503],
+        ["GET /api/v1/health-metrics/user/{userId}/summary"] = [200, 400, 401, 403, 429, 503],
     };
 
     [Fact]
@@ -147,6 +148,7 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
             new("POST", "/api/v1/health-metrics", Json($$"""{"user_id":"{{weightUser}}","type":"heart_rate","value":400,"unit":"bpm","recorded_at":"{{now:O}}"}""")),
             new("GET", $"/api/v1/health-metrics/user/{weightUser}"), new("GET", $"/api/v1/health-metrics/user/{weightUser}?cursor=x"),
             new("GET", "/api/v1/health-metrics/no-such-metric"), new("GET", "/api/v1/health-metrics/bad%20id"),
+            new("GET", $"/api/v1/health-metrics/user/{weightUser}/summary?days=30"), new("GET", $"/api/v1/health-metrics/user/{weightUser}/summary?days=91"),
             new("GET", "/api/v1/users/bad%20id"), new("GET", $"/api/v1/users/{Guid.NewGuid():N}"), new("GET", $"/api/v1/users/{Guid.NewGuid():N}", ApiKey: null),
         };
         var failures = new List<string>();
