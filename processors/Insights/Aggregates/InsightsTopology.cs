@@ -162,7 +162,10 @@ public static class InsightsTopology
                 SkipAlreadyApplied();
                 if (seen is null) _seen.Put(seenKey, new SeenMetric(m.metric, localDate, record.Partition, record.Offset, fingerprint));
                 if (entry.Value.Find(m.metric) is { } counted && counted.IndexOf(localDate) is var at and >= 0)
-                    Emit(userId, m.metric, counted, at, m.metric_id);
+                {
+                    var (replayKey, replayValue) = Encode(userId, m.metric, counted, at, timeMs);
+                    EmitBytes(_sinkTopic, replayKey, replayValue, timeMs, OutputId(userId, m.metric_id));
+                }
                 return;
             }
             if (seen is not null)
@@ -189,7 +192,7 @@ public static class InsightsTopology
                 var index = DailyFold.Add(days, localDate, m.utc_offset_minutes, m.value, timeMs);
                 state.StreamTimeUnixMs = Math.Max(state.StreamTimeUnixMs, timeMs);
                 // Serialised before any store write: an output that cannot be (the registry unreachable) changes nothing.
-                var (key, value) = Encode(userId, m.metric, days, index);
+                var (key, value) = Encode(userId, m.metric, days, index, timeMs);
                 // The day (with its fence) before the seen id: see the class summary for what each crash point leaves.
                 var next = new Fenced<InsightsUserState>(record.Offset, state);
                 _states.Put(userId, next);
@@ -207,18 +210,12 @@ public static class InsightsTopology
         /// <summary>The output id sinks see: one per counted metric id, whatever replays it.</summary>
         private static string OutputId(string userId, string metricId) => $"insights-daily:{userId}:{metricId}";
 
-        private void Emit(string userId, string metric, MetricDays days, int index, string metricId)
-        {
-            var (key, value) = Encode(userId, metric, days, index);
-            EmitBytes(_sinkTopic, key, value, days[index].LastTimeUnixMs, OutputId(userId, metricId));
-        }
-
-        private (byte[] Key, byte[] Value) Encode(string userId, string metric, MetricDays days, int index)
+        private (byte[] Key, byte[] Value) Encode(string userId, string metric, MetricDays days, int index, long eventTimeUnixMs)
         {
             ref readonly var day = ref days[index];
             var aggregate = new AvroRecords.Insights.DailyMetricAggregate
             {
-                user_id = userId, metric = metric, unit = HealthMetricTypes.Find(metric)!.Unit,
+                event_time_unix_ms = AvroTime.FromUnixMs(eventTimeUnixMs), user_id = userId, metric = metric, unit = HealthMetricTypes.Find(metric)!.Unit,
                 local_date = DailyFold.ToDateOnly(day.LocalDate).ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc),
                 day_start_unix_ms = AvroTime.FromUnixMs(day.DayStartUnixMs), utc_offset_minutes = day.UtcOffsetMinutes,
                 count = day.Count, total = day.Total, min = day.Min, max = day.Max, mean = day.Mean,

@@ -266,7 +266,7 @@ public sealed class InsightsAggregatesTests(GatewayStackFixture f) : IClassFixtu
         };
         var value = f.Registry.Connection.SerDes<StreamHealth.Schemas.Avro.Insights.DailyMetricAggregate>().Serialize(new()
         {
-            user_id = user, metric = "sleep_hours", unit = "h", local_date = date, day_start_unix_ms = date, utc_offset_minutes = 0,
+            event_time_unix_ms = date.AddHours(7), user_id = user, metric = "sleep_hours", unit = "h", local_date = date, day_start_unix_ms = date, utc_offset_minutes = 0,
             count = 1, total = 7, min = 7, max = 7, mean = 7, last_value = 7, last_time_unix_ms = date.AddHours(7), week = Window(7), month = Window(30),
         }, new SerializationContext(MessageComponentType.Value, Topics.InsightsDaily));
         var started = System.Diagnostics.Stopwatch.StartNew();
