@@ -116,6 +116,15 @@ public sealed class InsightsAggregatesTests(GatewayStackFixture f) : IClassFixtu
         var fromD = await f.Client().GetFromJsonAsync<JsonElement>($"{Path}user/{nyUser}/summary?days={todayInNewYork.DayNumber - d.DayNumber + 1}");
         Assert.Equal(d.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture), fromD.GetProperty("from_date").GetString());
         Assert.Single(fromD.GetProperty("daily").EnumerateArray());
+
+        foreach (var (query, field) in new[] { ($"{nyUser}/summary?days=0", "days"), ($"{nyUser}/summary?days=91", "days"),
+                     ($"{nyUser}/summary?days=seven", "days"), ("bad%20id/summary", "userId") })
+        {
+            var response = await f.Client().GetAsync($"{Path}user/{query}");
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{query}: {(int)response.StatusCode} {text}");
+            Assert.Contains(field, JsonDocument.Parse(text).RootElement.GetProperty("errors").EnumerateObject().Select(p => p.Name));
+        }
     }
 
     [Fact]
