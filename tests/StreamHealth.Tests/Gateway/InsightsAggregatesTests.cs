@@ -172,8 +172,42 @@ public sealed class InsightsAggregatesTests(GatewayStackFixture f) : IClassFixtu
         Assert.Equal(days.Count, week.Value.DaysWithData);
     }
 
+    [Fact]
+    public async Task Records_produced_past_the_gateway_that_break_the_rules_or_reuse_an_id_are_dead_lettered_with_the_reason()
+    {
+        var user = GatewayStackFixture.NewUser("topology-dlq");
+        var keys = f.Registry.Connection.SerDes<StreamHealth.Schemas.Avro.Common.UserKey>();
+        var values = f.Registry.Connection.SerDes<StreamHealth.Schemas.Avro.Insights.HealthMetric>();
+        var at = DateTime.UtcNow.AddMinutes(-20);
+        byte[] Value(string id, string owner, string type, double value, string unit, int offsetMinutes = 0) => values.Serialize(new StreamHealth.Schemas.Avro.Insights.HealthMetric
+        {
+            event_time_unix_ms = at, metric_id = id, user_id = owner, metric = type, value = value, unit = unit, utc_offset_minutes = offsetMinutes,
+        }, new SerializationContext(MessageComponentType.Value, Topics.InsightsMetrics));
+        var key = keys.Serialize(new StreamHealth.Schemas.Avro.Common.UserKey { user_id = user }, new SerializationContext(MessageComponentType.Key, Topics.InsightsMetrics));
+        using (var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = f.Kafka.BootstrapServers }).Build())
+        {
+            foreach (var value in new[]
+                     {
+                         Value($"{user}-ok", user, "steps", 300, "steps"),
+                         Value($"{user}-ok", user, "steps", 301, "steps"),                  // the id again, other content
+                         Value($"{user}-offset", user, "steps", 10, "steps", 15 * 60),      // beyond +14:00
+                         Value($"{user}-mood", user, "mood", 3, "points"),                   // no such type
+                         Value($"{user}-lb", user, "weight", 176, "lb"),                     // not the stored unit
+                         Value($"{user}-theirs", "someone-else", "steps", 10, "steps"),      // body and key disagree
+                         Value($"{user}-last", user, "steps", 200, "steps"),
+                     })
+                await producer.ProduceAsync(Topics.InsightsMetrics, new Message<byte[], byte[]> { Key = key, Value = value });
+        }
+        WaitFor(() => Days(user, "steps") is [{ Count: 2 }], TimeSpan.FromSeconds(60), () => Describe(Days(user, "steps")));
+        Assert.Equal(500, Days(user, "steps").Single().Total);
+        var letters = DeadLetters(user, atLeast: 5);
+        foreach (var reason in new[] { "was already counted for this person for another metric", "utc_offset_minutes = 900", "metric = 'mood'",
+                     "unit = 'lb'", "does not match the record key" })
+            Assert.True(letters.Any(l => l.Contains(reason, StringComparison.Ordinal)), $"no dead letter saying '{reason}': {string.Join(" | ", letters)}");
+    }
+
     /// <summary>The dead letters of <paramref name="user"/>'s records on insights.metrics.dlq (the topology's reasons).</summary>
-    private List<string> DeadLetters(string user)
+    private List<string> DeadLetters(string user, int atLeast = 1)
     {
         var key = f.Registry.Connection.SerDes<StreamHealth.Schemas.Avro.Common.UserKey>()
             .Serialize(new StreamHealth.Schemas.Avro.Common.UserKey { user_id = user }, new SerializationContext(MessageComponentType.Key, Topics.InsightsMetrics));
@@ -186,7 +220,7 @@ public sealed class InsightsAggregatesTests(GatewayStackFixture f) : IClassFixtu
         var letters = new List<string>();
         var deadline = DateTime.UtcNow.AddSeconds(30);
         var ends = 0;
-        while (DateTime.UtcNow < deadline && (ends < Topics.DefaultPartitions || letters.Count == 0))
+        while (DateTime.UtcNow < deadline && (ends < Topics.DefaultPartitions || letters.Count < atLeast))
         {
             if (consumer.Consume(TimeSpan.FromMilliseconds(200)) is not { } r) continue;
             if (r.IsPartitionEOF)
