@@ -22,7 +22,8 @@ namespace StreamHealth.Gateway.Apis;
 /// <summary>/api/v1/health-metrics: a person's health metrics (steps, heart rate, sleep, weight, water, calories). POST
 /// validates (<see cref="HealthMetricTypes"/>), claims the metric id and answers 202 once insights.metrics has the record;
 /// the insights sink stores it in streamhealth.health_metrics, which the GETs read. Values are stored and returned in
-/// each type's own unit.</summary>
+/// each type's own unit. The record carries the person's local offset (recorded_at's, or their profile time zone's when it
+/// is Z), which decides the local day of the insights topology's daily aggregates that GET …/summary reads.</summary>
 public static class HealthMetricsApi
 {
     public const int MaxBodyBytes = 16 * 1024;
@@ -70,7 +71,8 @@ public static class HealthMetricsApi
                              "weight as the weights workload's bounds); it is stored in the type's own unit (weight in kg). 202 once " +
                              "insights.metrics has acknowledged the record; `GET /{metricId}` shows it when the insights sink has stored it " +
                              "(about a second). `metric_id` (generated when absent) names one metric of one user: re-sending the same " +
-                             "metric is accepted again and stored once, the same id with other content is a 409.")
+                             "metric is accepted again and stored once, the same id with other content is a 409. The metric counts towards the " +
+                             "person's local day: recorded_at's numeric offset, or with Z the profile time zone.")
             .Accepts<MetricRequest>("application/json")
             .Produces<Metric>(StatusCodes.Status202Accepted)
             .ProducesValidationProblem()
