@@ -30,6 +30,7 @@ public static class AvroSchemas
         Of<Avro.Common.UserKey, Avro.CallLogs.HealthEntry>(Topics.CallLogsEntries),
         Of<Avro.Common.SensorKey, Avro.Sensors.SensorMetric>(Topics.SensorsMetrics),
         Of<Avro.Common.SensorKey, Avro.Sensors.SensorAnomaly>(Topics.SensorsAnomalies),
+        Of<Avro.Common.UserKey, Avro.Insights.DailyMetricAggregate>(Topics.InsightsDaily),
     ];
 
     private static readonly Dictionary<string, AvroTopicSchemas> ByTopic = All.ToDictionary(t => t.Topic, StringComparer.Ordinal);

@@ -26,6 +26,7 @@ public static class Topics
     public const string SensorsAnomalies = "sensors.anomalies";
     public const string InsightsMetrics = "insights.metrics";
     public const string InsightsNutrition = "insights.nutrition";
+    public const string InsightsDaily = "insights.daily";
 
     public const string DeadLetterSuffix = ".dlq";
     public const int DefaultPartitions = 4;
@@ -51,6 +52,7 @@ public static class Topics
         new(CallLogsEntries, AvroSchemas.For(CallLogsEntries), DefaultPartitions),
         new(SensorsMetrics, AvroSchemas.For(SensorsMetrics), DefaultPartitions),
         new(SensorsAnomalies, AvroSchemas.For(SensorsAnomalies), DefaultPartitions),
+        new(InsightsDaily, AvroSchemas.For(InsightsDaily), DefaultPartitions),
     ];
 
     public static readonly IReadOnlyList<TopicSpec> All = BuildAll();

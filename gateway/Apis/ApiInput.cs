@@ -52,6 +52,15 @@ internal static class ApiInput
         return TimeSpan.Zero;
     }
 
+    /// <summary>A window of whole local days, 1 to <paramref name="maxDays"/> (<paramref name="defaultDays"/> when absent).</summary>
+    public static int ParseDays(string? value, int defaultDays, int maxDays, Dictionary<string, string[]> errors, string field = "days")
+    {
+        if (value is null) return defaultDays;
+        if (int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var days) && days >= 1 && days <= maxDays) return days;
+        errors[field] = [$"'{Shorten(value)}' is not a whole number of days from 1 to {maxDays}."];
+        return defaultDays;
+    }
+
     /// <summary>A client's value as an error may quote it: control characters escaped, at most 64 characters.</summary>
     public static string Shorten(string value) => InputRules.Quote(value)[1..^1];
 }

@@ -20,7 +20,8 @@ namespace StreamHealth.Gateway.Apis;
 /// <summary>/api/v1/health-metrics: a person's health metrics (steps, heart rate, sleep, weight, water, calories). POST
 /// validates (<see cref="HealthMetricTypes"/>), claims the metric id and answers 202 once insights.metrics has the record;
 /// the insights sink stores it in streamhealth.health_metrics, which the GETs read. Values are stored and returned in
-/// each type's own unit.</summary>
+/// each type's own unit. The record carries the person's local offset (recorded_at's, or their profile time zone's when it
+/// is Z), which decides the local day of the insights topology's daily aggregates that GET …/summary reads.</summary>
 public static class HealthMetricsApi
 {
     public const int MaxBodyBytes = 16 * 1024;
@@ -34,7 +35,7 @@ public static class HealthMetricsApi
         [property: JsonPropertyName("type"), Description("steps, heart_rate, sleep_hours, weight, water_ml or calories")] string Type,
         [property: JsonPropertyName("value")] double Value,
         [property: JsonPropertyName("unit"), Description("steps: steps or count; heart_rate: bpm or /min; sleep_hours: h, hours or min; weight: kg, lb or lbs; water_ml: ml or l; calories: kcal")] string Unit,
-        [property: JsonPropertyName("recorded_at"), Description("ISO-8601 date-time with an offset")] DateTimeOffset RecordedAt,
+        [property: JsonPropertyName("recorded_at"), Description("ISO-8601 date-time with an offset. A numeric offset (+01:00, -05:00, +00:00) is the person's local time and decides the local day of the daily aggregates; with Z the person's profile time zone does")] DateTimeOffset RecordedAt,
         [property: JsonPropertyName("metric_id"), Description("optional idempotency id, " + InputRules.IdRuleText)] string? MetricId);
 
     public sealed record Metric(
@@ -67,7 +68,8 @@ public static class HealthMetricsApi
                              "weight as the weights workload's bounds); it is stored in the type's own unit (weight in kg). 202 once " +
                              "insights.metrics has acknowledged the record; `GET /{metricId}` shows it when the insights sink has stored it " +
                              "(about a second). `metric_id` (generated when absent) names one metric of one user: re-sending the same " +
-                             "metric is accepted again and stored once, the same id with other content is a 409.")
+                             "metric is accepted again and stored once, the same id with other content is a 409. The metric counts towards the " +
+                             "person's local day: recorded_at's numeric offset, or with Z the profile time zone.")
             .Accepts<MetricRequest>("application/json")
             .Produces<Metric>(StatusCodes.Status202Accepted)
             .ProducesValidationProblem()
@@ -95,14 +97,44 @@ public static class HealthMetricsApi
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .RequireAccess(Access.OwnData("userId", Scopes.MetricsRead));
+
+        metrics.MapGet("/user/{userId}/summary", SummaryAsync).WithName("GetHealthMetricsSummary")
+            .WithSummary("A person's daily aggregates for the last `days` local days and their rolling 7- and 30-day summaries")
+            .WithDescription("Aggregated by the insights topology by the person's local day (recorded_at's offset, or the profile time zone " +
+                             "when it was Z), each metric_id counted once; a late record (within Insights:GraceHours, 48 h by default) " +
+                             "updates its day. The window ends with the person's local today, or their latest local day with data when " +
+                             "later. Values in each type's stored unit. A person with no metrics gets empty lists, not 404.")
+            .Produces<InsightsSummary>()
+            .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
+            .RequireAccess(Access.OwnData("userId", Scopes.MetricsRead));
         return metrics;
+    }
+
+    public const int DefaultSummaryDays = 7;
+    public const int MaxSummaryDays = 90;
+
+    private static async Task<IResult> SummaryAsync(
+        [Description(InputRules.IdRuleText)] string userId,
+        [Description("Local days of daily aggregates, 1-90; default 7")] string? days,
+        NpgsqlDataSource pg, PersonalCache cache, CancellationToken ct)
+    {
+        var errors = new Dictionary<string, string[]>();
+        ApiInput.ValidateUserId(userId, errors);
+        var dayCount = ApiInput.ParseDays(days, DefaultSummaryDays, MaxSummaryDays, errors);
+        if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+        // Five minutes in Redis; the insights sink drops the person's entries when it stores new aggregates.
+        var json = await cache.GetOrLoadJsonAsync(CacheTier.MetricSummaries, userId, dayCount.ToString(CultureInfo.InvariantCulture),
+            token => InsightsQueries.LoadSummaryAsync(pg, userId, dayCount, token)!, ct);
+        return TypedResults.Bytes(json!, "application/json");
     }
 
     public static IServiceCollection AddHealthMetrics(this IServiceCollection services) =>
         services.AddSingleton(sp => new InsightsPublisher(sp.GetRequiredService<StreamHealthOptions>(),
-            sp.GetRequiredService<StreamHealth.Runtime.SchemaRegistry.SchemaRegistryConnection>()));
+                sp.GetRequiredService<StreamHealth.Runtime.SchemaRegistry.SchemaRegistryConnection>()))
+            .AddSingleton(sp => new UserTimeZones(sp.GetRequiredService<NpgsqlDataSource>()));
 
-    private static async Task<IResult> PostAsync(HttpRequest http, InsightsPublisher publisher, StreamHealthOptions options,
+    private static async Task<IResult> PostAsync(HttpRequest http, InsightsPublisher publisher, UserTimeZones zones, StreamHealthOptions options,
         NpgsqlDataSource postgres, ILoggerFactory loggers, CancellationToken ct)
     {
         var (body, bad) = await ReadAsync(http, MaxBodyBytes, ct);
@@ -126,17 +158,19 @@ public static class HealthMetricsApi
         }
         else if (type is not null && unit is not null && !type.Conversions.ContainsKey(unit.ToLowerInvariant()))
             errors["unit"] = [$"unit = {InputRules.Quote(unit)}: {type.Name} takes {type.UnitsText}"];
-        var recordedAtMs = EventTime(body, "recorded_at", options.Input.TimeRule, errors) ?? 0;
+        var recordedAtMs = EventTime(body, "recorded_at", options.Input.TimeRule, errors, out var localOffsetMinutes) ?? 0;
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
         if (await http.HttpContext.AuthorizeSubjectAsync(userId!) is { } forbidden) return forbidden;
         if (!publisher.Configured)
             return TypedResults.Problem("Kafka:BootstrapServers is not configured; nothing was sent",
                 statusCode: StatusCodes.Status503ServiceUnavailable, title: "Health metrics pipeline unavailable");
+        // The subject's zone, also when a service key writes for them (PostgreSQL down: the shared 503, nothing sent).
+        localOffsetMinutes ??= await zones.OffsetMinutesAsync(userId!, DateTimeOffset.FromUnixTimeMilliseconds(recordedAtMs), ct);
 
         var metric = new HealthMetric
         {
             metric_id = metricId ?? Guid.NewGuid().ToString("N"), user_id = userId!, metric = type!.Name, value = stored, unit = type.Unit,
-            event_time_unix_ms = AvroTime.FromUnixMs(recordedAtMs),
+            event_time_unix_ms = AvroTime.FromUnixMs(recordedAtMs), utc_offset_minutes = localOffsetMinutes.Value,
         };
         await publisher.PrepareAsync<HealthMetric>(Topics.InsightsMetrics);
         if (await EventIdClaims.ClaimAsync(postgres, HealthMetricPostgresWriter.EventIdWorkload, "metric_id", metric.metric_id, metric.user_id,

@@ -113,15 +113,26 @@ internal static class JsonBodyInput
 
     /// <summary>The event time at <paramref name="field"/> (required: an ISO-8601 date-time with an offset, within the
     /// event-time rule) in Unix milliseconds; null with an error naming the field otherwise.</summary>
-    public static long? EventTime(JsonElement body, string field, EventTimeRule rule, Dictionary<string, string[]> errors)
+    public static long? EventTime(JsonElement body, string field, EventTimeRule rule, Dictionary<string, string[]> errors) =>
+        EventTime(body, field, rule, errors, out _);
+
+    /// <summary>As <see cref="EventTime(JsonElement, string, EventTimeRule, Dictionary{string, string[]})"/>, with the
+    /// person's local offset when the time carries a numeric one. "Z" says the instant, not where the person was (clients
+    /// serialise UTC so): then <paramref name="localOffsetMinutes"/> is null and the profile's time zone decides.</summary>
+    public static long? EventTime(JsonElement body, string field, EventTimeRule rule, Dictionary<string, string[]> errors, out int? localOffsetMinutes)
     {
+        localOffsetMinutes = null;
         var text = String(body, field, required: true, errors);
         if (text is null) return null;
         if (!body.GetProperty(field).TryGetDateTimeOffset(out var time) || !HasOffset(text))
             errors[field] = [$"{field} = {InputRules.Quote(text)}: must be an ISO-8601 date-time with an offset, such as 2026-01-31T07:30:00Z"];
         else if (rule.Check(field, time, DateTimeOffset.UtcNow) is { } problem)
             errors[field] = [problem];
-        else return time.ToUnixTimeMilliseconds();
+        else
+        {
+            if (text[^1] is not ('Z' or 'z')) localOffsetMinutes = (int)time.Offset.TotalMinutes;
+            return time.ToUnixTimeMilliseconds();
+        }
         return null;
     }
 

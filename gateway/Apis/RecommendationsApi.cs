@@ -84,7 +84,7 @@ public static class RecommendationsApi
     {
         var errors = new Dictionary<string, string[]>();
         ApiInput.ValidateUserId(userId, errors);
-        var window = ParseDays(days, errors);
+        var window = ApiInput.ParseDays(days, DefaultDays, MaxDays, errors);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
         var json = await cache.GetOrLoadJsonAsync(CacheTier.Recommendations, userId, window.ToString(CultureInfo.InvariantCulture),
             token => recommendations.GenerateAsync(userId, window, token), ct);
@@ -129,13 +129,5 @@ public static class RecommendationsApi
                     System.Text.Json.JsonDocument.Parse(reader.GetString(7)).RootElement.Clone()));
         }
         return TypedResults.Ok(new InsightHistory(userId, fromUtc, toUtc, rows));
-    }
-
-    private static int ParseDays(string? days, Dictionary<string, string[]> errors)
-    {
-        if (days is null) return DefaultDays;
-        if (int.TryParse(days, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n is >= 1 and <= MaxDays) return n;
-        errors["days"] = [$"'{ApiInput.Shorten(days)}' is not a whole number of days from 1 to {MaxDays}."];
-        return DefaultDays;
     }
 }

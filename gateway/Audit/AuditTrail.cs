@@ -181,6 +181,8 @@ public sealed class AuditWriter(NpgsqlDataSource db, int capacity, ILogger<Audit
         _queue.Writer.TryComplete();
         _abandon.Cancel();
         await _loop;
-        _abandon.Dispose();
+        // _abandon is not disposed: a drain's registration on the host's shutdown token may still fire after this (its
+        // continuation can run after ours), and Cancel on a disposed source throws on a timer thread, killing the process.
+        // A source without a timer holds nothing that needs disposing.
     }
 }

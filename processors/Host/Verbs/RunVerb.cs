@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Npgsql;
 using StreamHealth.Runtime.Sinks;
 using StreamHealth.Cgm.Pipeline;
+using StreamHealth.Insights.Aggregates;
 using StreamHealth.Insights.Metrics;
 using StreamHealth.Insights.Nutrition;
 using StreamHealth.Weight.Pipeline;
@@ -38,7 +39,7 @@ internal static class RunVerb
         using var redis = ConnectionMultiplexer.Connect(options.Redis.ConnectionOptions());   // abortConnect=false: publishing retries
         using var schemas = SchemaRegistryConnection.Connect(options.SchemaRegistry);
         // One line naming the URL, not a stream client failing in a loop; only when a topology here reads or writes Avro
-        // (weights and CGM, whose sinks run beside them, do; the reference key-sum topology does not).
+        // (weights, CGM and insights, whose sinks run beside them, do; the reference key-sum topology does not).
         if (topologies.Any(t => t.RequiresSchemaRegistry))
             await schemas.EnsureReachableAsync();
         using var host = new StreamHost(new StreamHostOptions
@@ -73,9 +74,12 @@ internal static class RunVerb
             sinks.Add(pg);
             sinks.Add(cache);
         }
+        if (names.Contains("insights"))
+            sinks.Add(InsightsPipeline.CreateSink(InsightsPipelineNames.Default, options.Kafka.BootstrapServers, postgres, redis, schemas, logs,
+                options.Streams.SessionTimeoutMs).Sink);
         // insights.metrics and insights.nutrition have no topology of theirs, only PostgreSQL sinks: they run beside the Avro
         // workloads (every such host joins each sink's one consumer group, so the partitions are shared, not read twice).
-        if (names.Contains("weights") || names.Contains("cgm"))
+        if (names.Contains("weights") || names.Contains("cgm") || names.Contains("insights"))
         {
             sinks.Add(HealthMetricPostgresWriter.CreateSink(options.Kafka.BootstrapServers, postgres, schemas, logs,
                 options.Streams.SessionTimeoutMs, options.Input.TimeRule));

@@ -8,6 +8,7 @@ using StreamHealth.Runtime.Storage;
 using StreamHealth.Runtime.Streams;
 using Microsoft.Extensions.Configuration;
 using StreamHealth.Cgm.Pipeline;
+using StreamHealth.Insights.Aggregates;
 using StreamHealth.Insights.Metrics;
 using StreamHealth.Insights.Nutrition;
 using StreamHealth.Forecast;
@@ -18,7 +19,7 @@ using StreamHealth.Weight.Pipeline;
 namespace StreamHealth.Host.Verbs;
 
 /// <summary>`streamhealth up`: the local stack's processes-in-one: embedded Kafka (unless a broker is
-/// configured), migrations, Redis check, the weights and CGM pipelines, the forecaster, and sample producers. compose/local/up.sh starts PostgreSQL and
+/// configured), migrations, Redis check, the weights, CGM and insights pipelines, the forecaster, and sample producers. compose/local/up.sh starts PostgreSQL and
 /// Redis before it and the gateway after it.</summary>
 internal static class UpVerb
 {
@@ -73,14 +74,18 @@ internal static class UpVerb
             using var nutritionSink = NutritionLogPostgresWriter.CreateSink(bootstrap, postgres, schemas, logs, options.Streams.SessionTimeoutMs,
                 options.Input.TimeRule);
             nutritionSink.Start();
+            using var insights = new InsightsPipeline(HostOptions(), postgres, redis, logs, InsightsOptions.Load(configuration),
+                sessionTimeoutMs: options.Streams.SessionTimeoutMs).Start();
             var upLog = logs.CreateLogger("StreamHealth.Up");
             var metricsInterval = TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs);
             Console.WriteLine($"weights   Kalman topology + PostgreSQL/Redis sinks, state in {options.State.Directory}");
             Console.WriteLine("cgm       5-minute window topology + readings→PostgreSQL, latest→Redis sinks; forecast requests on cgm.forecast-requests");
-            Console.WriteLine("insights  insights.metrics→PostgreSQL streamhealth.health_metrics, insights.nutrition→insights.nutrition_logs sinks");
+            Console.WriteLine("insights  insights.metrics→PostgreSQL streamhealth.health_metrics, insights.nutrition→insights.nutrition_logs sinks; " +
+                              "daily aggregates topology → insights.daily → insights.daily_metrics/metric_summaries sink (then the cached " +
+                              "summaries and recommendations are invalidated)");
             using var forecaster = StartForecaster(configuration, new ForecastConsumerSettings(bootstrap, options.Streams.SessionTimeoutMs,
                 options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor)), schemas, postgres, redis, logs);
-            await using var queries = await StoreQueryServer.StartAsync([weights.Host, cgm.Host], options.Streams.QueryListenUrl,
+            await using var queries = await StoreQueryServer.StartAsync([weights.Host, cgm.Host, insights.Host], options.Streams.QueryListenUrl,
                 options.Streams.QueryAdvertisedUrl, logs);
             // Each report carries its sinks' progress (the forecaster's with CGM's), so a stalled one shows in /health, and
             // where the gateway's interactive queries reach this process.
@@ -91,6 +96,9 @@ internal static class UpVerb
                 upLog, redis.GetDatabase(), metricsInterval,
                 RunVerb.SinkHealths(forecaster is null ? [cgm.PostgresSink, cgm.RedisSink]
                     : [cgm.PostgresSink, cgm.RedisSink, forecaster.PostgresSink, forecaster.RedisSink], options.Streams.StallAfterMs),
+                options.Streams.MetricsKey, queries.Url);
+            using var insightsReporter = new StreamMetricsReporter($"up-{Environment.ProcessId}-insights", [InsightsTopology.ApplicationId], insights.Host,
+                upLog, redis.GetDatabase(), metricsInterval, RunVerb.SinkHealths([insights.Sink], options.Streams.StallAfterMs),
                 options.Streams.MetricsKey, queries.Url);
 
             var producers = new List<Task>();

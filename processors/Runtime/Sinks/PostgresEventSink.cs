@@ -8,7 +8,7 @@ using StreamHealth.Runtime.Validation;
 namespace StreamHealth.Runtime.Sinks;
 
 /// <summary>What <see cref="PostgresEventSink{T}"/> needs to know of one workload: how a record decodes, what it
-/// refuses, how an event's id is claimed, and the insert. Everything else (dead letters, the claim, the transaction)
+/// refuses, how an event's id is claimed (if its records are events), the insert, and what follows a commit. Everything else (dead letters, the claim, the transaction)
 /// is the same for every workload and lives in the sink.</summary>
 public sealed class PostgresEventWorkload<T>
 {
@@ -34,39 +34,72 @@ public sealed class PostgresEventWorkload<T>
     /// <see cref="Refuse"/>.</summary>
     public Func<T, long, bool>? Skip { get; init; }
 
-    /// <summary>The workload's name in streamhealth.event_ids (<see cref="EventIds"/>).</summary>
-    public required string EventIdWorkload { get; init; }
+    /// <summary>The workload's name in streamhealth.event_ids (<see cref="EventIds"/>); with it <see cref="EventIdField"/>,
+    /// <see cref="EventKind"/>, <see cref="EventId"/> and <see cref="Fingerprint"/> are required. Null for a workload whose records
+    /// are not events but the latest state of something (an aggregate the sink upserts, e.g. insights.daily): nothing to claim.</summary>
+    public string? EventIdWorkload { get; init; }
 
     /// <summary>The id's field name as a conflict's reason names it, e.g. "measurement_id".</summary>
-    public required string EventIdField { get; init; }
+    public string? EventIdField { get; init; }
 
     /// <summary>The kind of event a conflict's reason names (<see cref="EventIds.ConflictReason"/>), e.g.
     /// "measurement (time, value, unit or source differ)".</summary>
-    public required string EventKind { get; init; }
+    public string? EventKind { get; init; }
 
-    public required Func<T, string> EventId { get; init; }
+    public Func<T, string>? EventId { get; init; }
     public required Func<T, string> UserId { get; init; }
 
     /// <summary>What makes a retry the same event: equal fingerprints under one id are a retry, different ones a
     /// conflict.</summary>
-    public required Func<T, string> Fingerprint { get; init; }
+    public Func<T, string>? Fingerprint { get; init; }
 
-    /// <summary>The INSERT of the stored rows, idempotent (ON CONFLICT DO NOTHING: a retried or replayed batch),
-    /// its parameters added by <see cref="AddParameters"/>.</summary>
+    /// <summary>The statement storing the rows, idempotent (a retried or replayed batch): an INSERT … ON CONFLICT DO NOTHING for
+    /// events, an upsert that keeps each key's last row of the batch for state), its parameters added by
+    /// <see cref="AddParameters"/>.</summary>
     public required string InsertSql { get; init; }
 
     /// <summary>Adds <see cref="InsertSql"/>'s parameters for the rows (<see cref="EventRows{T}.Column"/>).</summary>
     public required Action<NpgsqlParameterCollection, EventRows<T>> AddParameters { get; init; }
+
+    /// <summary>Runs after the batch's transaction committed, with the rows it stored (e.g. invalidating a cache of what they
+    /// changed). It must not throw for an outage of its own: the rows are stored, and a throw would make the runner write them
+    /// again and stall on that outage.</summary>
+    public Action<EventRows<T>>? AfterCommit { get; init; }
+
+    internal void Validate()
+    {
+        if (EventIdWorkload is null) return;
+        var missing = new List<string>();
+        if (EventIdField is null) missing.Add(nameof(EventIdField));
+        if (EventKind is null) missing.Add(nameof(EventKind));
+        if (EventId is null) missing.Add(nameof(EventId));
+        if (Fingerprint is null) missing.Add(nameof(Fingerprint));
+        if (missing.Count > 0)
+            throw new ArgumentException($"sink {SinkName}: EventIdWorkload is set, so {string.Join(", ", missing)} must be too");
+    }
 }
 
 /// <summary>A result topic → PostgreSQL table sink, the same for every workload (<see cref="PostgresEventWorkload{T}"/>).
 /// Each event id is claimed in streamhealth.event_ids so an event is stored once whatever its time; idempotent (a retry
-/// or replay is the same claim and the insert's ON CONFLICT DO NOTHING) and all-or-nothing per batch. A record that
+/// or replay is the same claim and the insert's ON CONFLICT DO NOTHING; a state workload's upsert of the same rows) and
+/// all-or-nothing per batch, followed by the workload's <see cref="PostgresEventWorkload{T}.AfterCommit"/>. A record that
 /// does not decode, that the workload refuses, or whose id another user or another event owns goes to
 /// streamhealth.dead_letters with the reason in the batch's transaction: nothing is dropped silently. A batch
 /// PostgreSQL refuses throws, and the runner finds the refused record (<see cref="SinkErrors"/>).</summary>
-public sealed class PostgresEventSink<T>(NpgsqlDataSource db, PostgresEventWorkload<T> workload, ILogger? log = null) : ISinkWriter
+public sealed class PostgresEventSink<T> : ISinkWriter
 {
+    private readonly NpgsqlDataSource db;
+    private readonly PostgresEventWorkload<T> workload;
+    private readonly ILogger? log;
+
+    public PostgresEventSink(NpgsqlDataSource db, PostgresEventWorkload<T> workload, ILogger? log = null)
+    {
+        workload.Validate();
+        this.db = db;
+        this.workload = workload;
+        this.log = log;
+    }
+
     public string Name => workload.SinkName;
 
     public void Write(IReadOnlyList<SinkRecord> batch)
@@ -97,29 +130,7 @@ public sealed class PostgresEventSink<T>(NpgsqlDataSource db, PostgresEventWorkl
         }
         using var connection = db.OpenConnection();
         using var tx = connection.BeginTransaction();
-        // An event id is one event of one user whatever its time; a table's key (id, time) cannot say so, the registry
-        // does. A conflicting record (produced straight onto the topic) is dead-lettered in this transaction, never
-        // stored beside the first.
-        var ids = new string[rows.Count];
-        var users = new string[rows.Count];
-        var fingerprints = new string[rows.Count];
-        for (var i = 0; i < rows.Count; i++)
-        {
-            ids[i] = workload.EventId(rows[i].Value);
-            users[i] = workload.UserId(rows[i].Value);
-            fingerprints[i] = workload.Fingerprint(rows[i].Value);
-        }
-        var claims = EventIds.Claim(connection, tx, workload.EventIdWorkload, ids, users, fingerprints);
-        // Conflicts are rare: the owned rows are compacted in place rather than copied.
-        var owned = 0;
-        for (var i = 0; i < rows.Count; i++)
-        {
-            if (EventIds.ConflictReason(claims[i], workload.EventIdField, ids[i], workload.EventKind) is { } conflict)
-                dead.Add((rows[i].Record, conflict));
-            else
-                rows[owned++] = rows[i];
-        }
-        rows.RemoveRange(owned, rows.Count - owned);
+        if (workload.EventIdWorkload is not null) ClaimEventIds(connection, tx, rows, dead);
         if (rows.Count > 0)
         {
             using var insert = new NpgsqlCommand(workload.InsertSql, connection, tx);
@@ -129,6 +140,36 @@ public sealed class PostgresEventSink<T>(NpgsqlDataSource db, PostgresEventWorkl
         foreach (var (record, message) in dead)
             DeadLetters.Insert(connection, tx, record, Name, message, log);
         tx.Commit();
+        if (rows.Count > 0) workload.AfterCommit?.Invoke(new EventRows<T>(rows));
+    }
+
+    /// <summary>Claims each row's event id, moving the rows whose id another user or another event owns to
+    /// <paramref name="dead"/>. An event id is one event of one user whatever its time; a table's key (id, time) cannot say so,
+    /// the registry does. A conflicting record (produced straight onto the topic) is dead-lettered in this transaction, never
+    /// stored beside the first.</summary>
+    private void ClaimEventIds(NpgsqlConnection connection, NpgsqlTransaction tx, List<(SinkRecord Record, T Value)> rows,
+        List<(SinkRecord Record, string Error)> dead)
+    {
+        var ids = new string[rows.Count];
+        var users = new string[rows.Count];
+        var fingerprints = new string[rows.Count];
+        for (var i = 0; i < rows.Count; i++)
+        {
+            ids[i] = workload.EventId!(rows[i].Value);
+            users[i] = workload.UserId(rows[i].Value);
+            fingerprints[i] = workload.Fingerprint!(rows[i].Value);
+        }
+        var claims = EventIds.Claim(connection, tx, workload.EventIdWorkload!, ids, users, fingerprints);
+        // Conflicts are rare: the owned rows are compacted in place rather than copied.
+        var owned = 0;
+        for (var i = 0; i < rows.Count; i++)
+        {
+            if (EventIds.ConflictReason(claims[i], workload.EventIdField!, ids[i], workload.EventKind!) is { } conflict)
+                dead.Add((rows[i].Record, conflict));
+            else
+                rows[owned++] = rows[i];
+        }
+        rows.RemoveRange(owned, rows.Count - owned);
     }
 }
 

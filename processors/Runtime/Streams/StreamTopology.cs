@@ -1,6 +1,7 @@
 using Streamiz.Kafka.Net;
 using Streamiz.Kafka.Net.Processors.Public;
 using Streamiz.Kafka.Net.SerDes;
+using Streamiz.Kafka.Net.State;
 using Streamiz.Kafka.Net.Stream;
 
 namespace StreamHealth.Runtime.Streams;
@@ -20,6 +21,10 @@ public sealed class StreamTopology
     /// <summary>The processor and its stores, given the host's services (one processor instance per task).</summary>
     public required Func<ProcessorServices, TransformerSupplier<byte[], byte[], byte[], Emission>> Processor { get; init; }
 
+    /// <summary>State stores of the processor beyond the one its <c>TransformerBuilder</c> carries (which takes one): added to the
+    /// topology and connected to the processor by name (Streamiz's <c>AddStateStore</c> and <c>Transform</c>'s store names).</summary>
+    public IReadOnlyList<IStoreBuilder> MoreStores { get; init; } = [];
+
     /// <summary>Whether the processor's serdes need the host's schema registry connection (an Avro source or sink topic):
     /// a host without one refuses the topology instead of dead-lettering every record.</summary>
     public bool RequiresSchemaRegistry { get; init; }
@@ -32,9 +37,10 @@ public sealed class StreamTopology
     public Topology Build(ProcessorServices services)
     {
         var builder = new StreamBuilder();
+        foreach (var store in MoreStores) builder.AddStateStore(store);
         // Bytes in: the processor decodes, so an undecodable record is dead-lettered like any other (see StreamProcessor).
         builder.Stream(SourceTopic, new ByteArraySerDes(), new ByteArraySerDes(), ApplicationId + "-source")
-            .Transform(Processor(services), ProcessorName)
+            .Transform(Processor(services), ProcessorName, [.. MoreStores.Select(store => store.Name)])
             .To(EmissionRouting.Instance, new ByteArraySerDes(), EmissionSerDes.Instance, EmissionRouting.Instance, ApplicationId + "-sink");
         return builder.Build();
     }

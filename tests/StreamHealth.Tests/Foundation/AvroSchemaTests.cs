@@ -187,6 +187,9 @@ public sealed class AvroSchemaTests
                 return Enum.Parse(type, e.Symbols[^1]);
             case LogicalSchema { LogicalTypeName: TimestampMillis }:
                 return new DateTime(2026, 3, 1, 12, 0, 0, DateTimeKind.Utc).AddMilliseconds(seed * 1_001);
+            case LogicalSchema { LogicalTypeName: "date" }:
+                // Whole days: the date logical type keeps nothing finer.
+                return new DateTime(2026, 3, 1, 0, 0, 0, DateTimeKind.Utc).AddDays(seed);
             case PrimitiveSchema primitive:
                 return primitive.Tag switch
                 {

@@ -17,22 +17,8 @@ namespace StreamHealth.Tests.Gateway;
 /// <summary>The profile (issue 15): PUT /api/v1/users/{userId}/profile, the profile fields at registration and in GET,
 /// date of birth and medical history encrypted at rest with rotating keys, and never in a log line. Real PostgreSQL and
 /// Redis; one migrated database for the class.</summary>
-public sealed class ProfileApiTests(ProfileApiTests.Database database) : IClassFixture<ProfileApiTests.Database>
+public sealed class ProfileApiTests(MigratedDatabase database) : IClassFixture<MigratedDatabase>
 {
-    public sealed class Database : IAsyncLifetime
-    {
-        public string Name { get; } = LocalServices.NewDatabaseName("gateway_profile");
-        public NpgsqlDataSource Postgres { get; private set; } = null!;
-
-        public async Task InitializeAsync()
-        {
-            await PostgresMigrator.MigrateAsync(LocalServices.PostgresConnectionString(Name));
-            Postgres = NpgsqlDataSource.Create(LocalServices.PostgresConnectionString(Name));
-        }
-
-        public async Task DisposeAsync() => await Postgres.DisposeAsync();
-    }
-
     private const string Password = "Correct-horse-9";
     // Distinctive values, so that a search of logs, answers and audit rows cannot match anything else.
     private const string DateOfBirth = "1961-04-12";

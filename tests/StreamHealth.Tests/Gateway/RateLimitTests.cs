@@ -12,7 +12,7 @@ namespace StreamHealth.Tests.Gateway;
 /// <summary>The chained rate limits (Gateway:RateLimit): each level is tried with a small limit while the others keep
 /// their defaults, on a real Kestrel so that requests come from real addresses (127.0.0.1 and 127.0.0.2). The requests are
 /// ones the gateway answers without PostgreSQL or Kafka (a 400 for a bad route value): the limiter runs before any handler.</summary>
-public sealed class RateLimitTests
+public sealed class RateLimitTests(MigratedDatabase database) : IClassFixture<MigratedDatabase>
 {
     private const string KeyA = "rate-limit-key-a-0123456789";
     private const string KeyB = "rate-limit-key-b-0123456789";
@@ -164,7 +164,7 @@ public sealed class RateLimitTests
 
     /// <summary>A gateway on Kestrel with two service keys (every scope a request below needs) and the given Gateway:RateLimit
     /// settings (keys relative to it unless they start with "Gateway:").</summary>
-    private static Gateway Start(params (string Key, string Value)[] settings)
+    private Gateway Start(params (string Key, string Value)[] settings)
     {
         var app = Factory(settings);
         app.UseKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, 0));
@@ -174,10 +174,10 @@ public sealed class RateLimitTests
         return new Gateway(app, address.TrimEnd('/'));
     }
 
-    private static WebApplicationFactory<Program> Factory(params (string Key, string Value)[] settings)
+    private WebApplicationFactory<Program> Factory(params (string Key, string Value)[] settings)
     {
-        // No database is created: nothing here reaches a handler's storage.
-        var all = LocalServices.Overrides(LocalServices.NewDatabaseName("ratelimit"));
+        // Nothing here reaches a handler's storage, but every request is audited.
+        var all = LocalServices.Overrides(database.Name);
         foreach (var (index, key) in new[] { (0, KeyA), (1, KeyB) })
         {
             all[$"Gateway:ApiKeys:{index}:Key"] = key;

@@ -102,6 +102,21 @@ public sealed class AvroCompatibilityTests
     }
 
     [Fact]
+    public void HealthMetrics_utc_offset_minutes_is_a_compatible_evolution_both_ways()
+    {
+        var current = StreamHealth.Schemas.AvroSchemas.For(StreamHealth.Schemas.Topics.InsightsMetrics).Value;
+        var node = System.Text.Json.Nodes.JsonNode.Parse(current.ToString())!;
+        var fields = node["fields"]!.AsArray();
+        var offset = fields.Single(f => f!["name"]!.GetValue<string>() == "utc_offset_minutes")!;
+        Assert.Equal(0, offset["default"]!.GetValue<int>());
+        fields.Remove(offset);
+        var before = global::Avro.Schema.Parse(node.ToJsonString());
+        // New readers read old records (the offset defaults to UTC); old readers skip the new field.
+        Assert.Empty(AvroCompatibility.ReadProblems(current, before));
+        Assert.Empty(AvroCompatibility.ReadProblems(before, current));
+    }
+
+    [Fact]
     public void An_unknown_level_name_does_not_parse()
     {
         Assert.False(CompatibilityLevels.TryParse("SIDEWAYS", out _));

@@ -50,6 +50,7 @@ public sealed class AccessWalkTests(GatewayStackFixture f) : IClassFixture<Gatew
         ["GET /api/v1/nutrition-logs/user/{userId}"] = p => Get($"/api/v1/nutrition-logs/user/{p.UserId}"),
         ["POST /api/v1/health-goals"] = p => Post("/api/v1/health-goals/", JsonContent.Create(HealthGoalsApiTests.StepsGoal(p.UserId))),
         ["GET /api/v1/health-goals/user/{userId}"] = p => Get($"/api/v1/health-goals/user/{p.UserId}"),
+        ["GET /api/v1/health-metrics/user/{userId}/summary"] = p => Get($"/api/v1/health-metrics/user/{p.UserId}/summary?days=30"),
         ["GET /api/v1/users/{userId}"] = p => Get($"/api/v1/users/{p.UserId}"),
         ["GET /api/v1/recommendations/{userId}"] = p => Get($"/api/v1/recommendations/{p.UserId}"),
         ["GET /api/v1/health-insights/user/{userId}"] = p => Get($"/api/v1/health-insights/user/{p.UserId}"),

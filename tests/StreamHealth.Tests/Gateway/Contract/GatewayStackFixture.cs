@@ -8,6 +8,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using StackExchange.Redis;
 using StreamHealth.Cgm.Pipeline;
+using StreamHealth.Insights.Aggregates;
 using StreamHealth.Runtime.Storage;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Tests.Infrastructure;
@@ -17,7 +18,7 @@ using static StreamHealth.Tests.Infrastructure.StreamTestKit;
 namespace StreamHealth.Tests.Gateway.Contract;
 
 /// <summary>The whole gateway in front of everything it talks to, as deployed: one embedded Kafka with the
-/// catalogue topics, the weights and CGM topologies with their PostgreSQL and Redis sinks, a database of its own.</summary>
+/// catalogue topics, the weights, CGM and insights topologies with their PostgreSQL and Redis sinks, a database of its own.</summary>
 public sealed class GatewayStackFixture : IAsyncLifetime
 {
     public const string ApiKey = "dev-key-change-me";
@@ -33,6 +34,10 @@ public sealed class GatewayStackFixture : IAsyncLifetime
     private StreamHealth.Runtime.Sinks.SinkRunner _metricsSink = null!;
     private StreamHealth.Runtime.Sinks.SinkRunner _nutritionSink = null!;
     private ConnectionMultiplexer _redis = null!;
+    private InsightsPipeline _insights = null!;
+    /// <summary>The insights aggregates topology and its sink (<see cref="RestartInsights"/> replaces them).</summary>
+    public InsightsPipeline Insights => _insights;
+    public IConnectionMultiplexer Redis => _redis;
     private StoreQueryServer _queries = null!;
     private StreamMetricsReporter[] _reporters = [];
     private readonly string _stateDir = Directory.CreateTempSubdirectory("streamhealth-gateway-contract-").FullName;
@@ -55,6 +60,7 @@ public sealed class GatewayStackFixture : IAsyncLifetime
         _metricsSink.Start();
         _nutritionSink = StreamHealth.Insights.Nutrition.NutritionLogPostgresWriter.CreateSink(Kafka.BootstrapServers, Postgres, _registry.Connection, Logs);
         _nutritionSink.Start();
+        _insights = StartInsights();
         // The hosts publish their reports (with where they answer interactive queries) to a hash of this stack's own.
         var metricsKey = $"streamhealth:streams:test:{Guid.NewGuid():N}";
         _queries = await StoreQueryServer.StartAsync([_weights.Host, _cgm.Host], "http://127.0.0.1:0", null, Logs);
@@ -76,6 +82,20 @@ public sealed class GatewayStackFixture : IAsyncLifetime
             .Features.Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()!.Addresses;
         BaseUrl = addresses.Single().TrimEnd('/');
         WaitFor(() => _weights.Host.Metrics.ActiveTasks == 4, TimeSpan.FromSeconds(60), () => "weights tasks not assigned");
+    }
+
+    private InsightsPipeline StartInsights() =>
+        new InsightsPipeline(new StreamHostOptions { SchemaRegistry = _registry.Connection, BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = Path.Combine(_stateDir, "i") },
+            Postgres, _redis, Logs).Start();
+
+    /// <summary>Stops the insights topology and its sink gracefully, runs <paramref name="whileStopped"/>, and starts them again on the
+    /// same state directory, as a redeployed processors pod does; returns once its tasks are assigned again.</summary>
+    public void RestartInsights(Action? whileStopped = null)
+    {
+        _insights.Dispose();
+        whileStopped?.Invoke();
+        _insights = StartInsights();
+        WaitFor(() => _insights.Host.Metrics.ActiveTasks == 4, TimeSpan.FromSeconds(60), () => "insights tasks not assigned after the restart");
     }
 
     /// <summary>Where the gateway listens (Kestrel on a free loopback port).</summary>
@@ -153,6 +173,7 @@ public sealed class GatewayStackFixture : IAsyncLifetime
         _cgm.Dispose();
         _metricsSink.Dispose();
         _nutritionSink.Dispose();
+        _insights.Dispose();
         _registry?.Dispose();
         _redis.Dispose();
         await Postgres.DisposeAsync();

@@ -48,6 +48,7 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
         ["GET /api/v1/nutrition-logs/user/{userId}"] = [200, 400, 401, 403, 429, 503],
         ["POST /api/v1/health-goals"] = [200, 201, 400, 401, 403, 409, 413, 422, 429, 503],
         ["GET /api/v1/health-goals/user/{userId}"] = [200, 400, 401, 403, 429, 503],
+        ["GET /api/v1/health-metrics/user/{userId}/summary"] = [200, 400, 401, 403, 429, 503],
     };
 
     [Fact]
@@ -167,6 +168,7 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
             new("POST", "/api/v1/health-goals", Json($$"""{"user_id":"{{weightUser}}","goal_id":"contract-goal-{{weightUser}}","metric":"steps","target":12000,"unit":"steps","period":"day","direction":"at_least"}""")),
             new("POST", "/api/v1/health-goals", Json($$"""{"user_id":"{{weightUser}}","metric":"steps","target":-1}""")),
             new("GET", $"/api/v1/health-goals/user/{weightUser}"), new("GET", "/api/v1/health-goals/user/bad%20id"),
+            new("GET", $"/api/v1/health-metrics/user/{weightUser}/summary?days=30"), new("GET", $"/api/v1/health-metrics/user/{weightUser}/summary?days=91"),
             new("GET", "/api/v1/users/bad%20id"), new("GET", $"/api/v1/users/{Guid.NewGuid():N}"), new("GET", $"/api/v1/users/{Guid.NewGuid():N}", ApiKey: null),
         };
         var failures = new List<string>();
