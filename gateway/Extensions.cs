@@ -101,8 +101,13 @@ public static class Extensions
         });
         app.UseExceptionHandler();
         app.UseStatusCodePages();
-        app.UseDefaultFiles();
-        app.UseStaticFiles();
+        // The dashboard's files: not looked for under /api (a file-system probe per API request cost ~5 % of the cached
+        // recommendations' throughput, RESULTS "Insights API").
+        app.UseWhen(http => !http.Request.Path.StartsWithSegments("/api"), files =>
+        {
+            files.UseDefaultFiles();
+            files.UseStaticFiles();
+        });
         // Authentication names the client, the rate limiter partitions by it (or by IP when there is
         // none), and only then does authorization turn a missing or unknown key into 401.
         app.UseAuthentication();
