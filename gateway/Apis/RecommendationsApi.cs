@@ -5,6 +5,7 @@ using Npgsql;
 using StreamHealth.Gateway.Identity;
 using StreamHealth.Gateway.Insights;
 using StreamHealth.Insights.Recommendations;
+using StreamHealth.Runtime.Configuration;
 using StreamHealth.Runtime.Validation;
 
 namespace StreamHealth.Gateway.Apis;
@@ -96,19 +97,15 @@ public static class RecommendationsApi
     private static async Task<IResult> GetHistoryAsync(
         [Description(InputRules.IdRuleText)] string userId,
         [Description("ISO-8601 date-time, inclusive; default `to` minus 30 days")] string? from,
-        [Description("ISO-8601 date-time, exclusive; default now")] string? to,
+        [Description("ISO-8601 date-time, exclusive; default now plus the allowed clock skew")] string? to,
         [Description("most insights, 1-500; default 50")] string? limit,
-        NpgsqlDataSource pg, CancellationToken ct)
+        StreamHealthOptions options, NpgsqlDataSource pg, CancellationToken ct)
     {
         var errors = new Dictionary<string, string[]>();
         ApiInput.ValidateUserId(userId, errors);
-        var toUtc = ApiInput.ParseTime(to, "to", errors) ?? DateTime.UtcNow.AddSeconds(1);
-        var fromUtc = ApiInput.ParseTime(from, "from", errors) ?? toUtc.AddDays(-30);
-        if (!errors.ContainsKey("from") && !errors.ContainsKey("to") && fromUtc > toUtc)
-            errors["from"] = [$"'{fromUtc:O}' is after to = '{toUtc:O}'."];
-        var count = DefaultLimit;
-        if (limit is not null && (!int.TryParse(limit, NumberStyles.None, CultureInfo.InvariantCulture, out count) || count is < 1 or > MaxLimit))
-            errors["limit"] = [$"'{ApiInput.Shorten(limit)}' is not a whole number from 1 to {MaxLimit}."];
+        // The range and limit rules of every per-person list (newest first here, so no cursor).
+        var page = KeysetPaging.Parse(from, to, limit, cursor: null, TimeSpan.FromDays(30), DefaultLimit, MaxLimit, options.Input.TimeRule, errors);
+        var (fromUtc, toUtc, count) = (page.FromUtc, page.ToUtc, page.Limit);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
         await using var cmd = pg.CreateCommand("""
             SELECT insight_id, generated_at, window_days, rule, priority, title, reason, figures::text FROM insights.generated
