@@ -138,6 +138,27 @@ public sealed class GatewayRateLimitOptions
     }
 }
 
+/// <summary>The in-process near cache in front of Redis (Gateway:NearCache; <see cref="Insights.PersonalCache"/>): each gateway
+/// keeps the answers it read or loaded for up to <see cref="Seconds"/>, dropped at once when a
+/// <see cref="StreamHealth.Runtime.Caching.CacheInvalidation"/> announcement names their key. A Redis hit costs a round
+/// trip to Redis; a near hit costs a dictionary lookup, which is what lets one gateway serve the cached answers of people
+/// whose dashboards poll at tens of thousands of requests per second (RESULTS "Insights API").</summary>
+public sealed class GatewayNearCacheOptions
+{
+    public const string Section = GatewayOptions.Section + ":NearCache";
+    /// <summary>Longest a near copy lives (never beyond its tier's own time to live): the bound on staleness should an
+    /// announcement be lost without the subscription failing. 0 switches the near cache off.</summary>
+    public int Seconds { get; set; } = 60;
+    /// <summary>People held per tier; above it, expired copies are swept and, if that is not enough, the tier is emptied.</summary>
+    public int MaxPeople { get; set; } = 10_000;
+
+    internal void Validate(List<string> errors)
+    {
+        if (Seconds is < 0 or > 3_600) errors.Add($"{Section}:Seconds = {Seconds}: must be 0-3600");
+        if (MaxPeople is < 1 or > 1_000_000) errors.Add($"{Section}:MaxPeople = {MaxPeople}: must be 1-1000000");
+    }
+}
+
 /// <summary>CGM upload endpoints (Gateway:Cgm).</summary>
 public sealed class GatewayCgmOptions
 {
@@ -171,6 +192,7 @@ public sealed class GatewayOptions
     public GatewayCgmOptions Cgm { get; } = new();
     public GatewayIdentityOptions Identity { get; } = new();
     public GatewayEncryptionOptions Encryption { get; } = new();
+    public GatewayNearCacheOptions NearCache { get; } = new();
 
     public bool DevelopmentKeyEnabled => ApiKeys.Any(c => c.Key == DevelopmentKey);
 
@@ -194,6 +216,7 @@ public sealed class GatewayOptions
             configuration.GetSection(GatewayCgmOptions.Section).Bind(options.Cgm);
             configuration.GetSection(GatewayIdentityOptions.Section).Bind(options.Identity);
             configuration.GetSection(GatewayEncryptionOptions.Section).Bind(options.Encryption);
+            configuration.GetSection(GatewayNearCacheOptions.Section).Bind(options.NearCache);
         }
         catch (InvalidOperationException e)
         {
@@ -204,6 +227,7 @@ public sealed class GatewayOptions
         options.Cgm.Validate(errors);
         options.Identity.Validate(errors, development);
         options.Encryption.Validate(errors, development);
+        options.NearCache.Validate(errors);
         if (!development && options.DevelopmentKeyEnabled)
             errors.Add($"{Section}:ApiKeys holds the local development key '{DevelopmentKey}'; it is valid only in the Development environment");
         if (errors.Count > 0) throw new ConfigurationException("configuration error: " + string.Join("; ", errors));

@@ -43,8 +43,8 @@ public static class RecommendationsApi
             .WithDescription("Six rule families (low step count, insufficient sleep, elevated resting heart rate, weight management from " +
                              "the weight filter's trend, poor nutrition, low water intake) with thresholds by age band and sex " +
                              "(recommendation-rules.json), evaluated on the daily aggregates of the insights topology. At most 5, by " +
-                             "priority (1 = act now); each with a plain-language reason and the figures it used. Cached in Redis for an " +
-                             "hour; the insights sink drops the cache when the person's aggregates change. Each generated answer is kept " +
+                             "priority (1 = act now); each with a plain-language reason and the figures it used. Cached for an hour " +
+                             "(near, in the gateway, and in Redis); the insights sink drops both when the person's aggregates change. Each generated answer is kept " +
                              "(GET /api/v1/health-insights/user/{userId}). 404 when no account has this id.")
             .Produces<RecommendationsAnswer>()
             .ProducesValidationProblem()
@@ -64,7 +64,7 @@ public static class RecommendationsApi
 
         app.MapGet("/api/v1/cache", (PersonalCache cache) => TypedResults.Ok(cache.Stats()))
             .WithTags("Insights").WithName("CacheStats")
-            .WithSummary("Hits, misses, errors, hit rate and error rate of each Redis cache tier since this gateway started")
+            .WithSummary("Hits (near hits, from this gateway's memory, among them), misses, errors, hit rate and error rate of each cache tier since this gateway started")
             .Produces<IReadOnlyList<CacheStats>>()
             .ProducesProblem(StatusCodes.Status429TooManyRequests)
             .RequireAccess(Access.Service(Scopes.Admin));

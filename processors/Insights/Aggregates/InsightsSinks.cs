@@ -4,6 +4,7 @@ using Npgsql;
 using NpgsqlTypes;
 using StackExchange.Redis;
 using StreamHealth.Insights.Metrics;
+using StreamHealth.Runtime.Caching;
 using StreamHealth.Runtime.SchemaRegistry;
 using StreamHealth.Runtime.Sinks;
 using StreamHealth.Runtime.Streams;
@@ -13,8 +14,9 @@ using DailyMetricAggregate = StreamHealth.Schemas.Avro.Insights.DailyMetricAggre
 
 namespace StreamHealth.Insights.Aggregates;
 
-/// <summary>The gateway's cached answers that a person's aggregates feed, deleted by exact key (never a pattern) once a batch's
-/// rows are committed, so the next read recomputes them. The keys are the contract with the gateway's cache.</summary>
+/// <summary>The gateway's cached answers that a person's aggregates feed, dropped by exact key (never a pattern) once a batch's
+/// rows are committed, through <see cref="CacheInvalidation"/> (Redis and every gateway's near copies), so the next read
+/// recomputes them. The keys are the contract with the gateway's cache.</summary>
 public sealed class InsightsCacheInvalidation(IConnectionMultiplexer redis, ILogger? log = null)
 {
     public static string SummaryKey(string userId) => "insights:summary:" + userId;
@@ -29,7 +31,7 @@ public sealed class InsightsCacheInvalidation(IConnectionMultiplexer redis, ILog
     /// <summary>Keys Redis answered as deleted (existing ones only).</summary>
     public long Deleted => Interlocked.Read(ref _deleted);
 
-    /// <summary>Sends one DEL of the people's keys and returns without waiting: an outage must not hold the sink (the rows are
+    /// <summary>Drops the people's keys (one script per 1,000 keys) and returns without waiting: an outage must not hold the sink (the rows are
     /// already committed); a failure is logged and counted when it comes.</summary>
     public Task Invalidate(IReadOnlyCollection<string> userIds)
     {
@@ -44,7 +46,7 @@ public sealed class InsightsCacheInvalidation(IConnectionMultiplexer redis, ILog
         Task<long> delete;
         try
         {
-            delete = redis.GetDatabase().KeyDeleteAsync(keys);
+            delete = CacheInvalidation.DropAsync(redis.GetDatabase(), keys);
         }
         catch (Exception e) when (e is RedisException or TimeoutException)
         {
@@ -61,7 +63,7 @@ public sealed class InsightsCacheInvalidation(IConnectionMultiplexer redis, ILog
     private void Failed(Exception e, int keys)
     {
         Interlocked.Increment(ref _failures);
-        _log.LogWarning("insights cache: DEL of {Keys} keys failed ({Error}); the entries expire by their TTLs", keys, e.Message);
+        _log.LogWarning("insights cache: dropping {Keys} keys failed ({Error}); the entries expire by their TTLs", keys, e.Message);
     }
 }
 

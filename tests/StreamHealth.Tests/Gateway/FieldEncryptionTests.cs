@@ -114,5 +114,8 @@ public sealed class FieldEncryptionTests
         Assert.Equal("", Errors(true, dev));
         Assert.Contains("local development key", Errors(false, dev));
         Assert.Equal("", Errors(false, ("Gateway:Encryption:Keys:k1", Convert.ToBase64String(KeyA)), ("Gateway:Encryption:ActiveKeyId", "k1")));
+        // The near cache's settings are named too (not a key, but the same Bind).
+        Assert.Contains("Gateway:NearCache:Seconds = -1: must be 0-3600", Errors(true, dev.Append(("Gateway:NearCache:Seconds", "-1")).ToArray()));
+        Assert.Contains("Gateway:NearCache:MaxPeople = 0", Errors(true, dev.Append(("Gateway:NearCache:MaxPeople", "0")).ToArray()));
     }
 }

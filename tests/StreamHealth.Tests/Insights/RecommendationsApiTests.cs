@@ -8,13 +8,15 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using StackExchange.Redis;
+using StreamHealth.Runtime.Caching;
 using StreamHealth.Runtime.Storage;
 using StreamHealth.Tests.Infrastructure;
 
 namespace StreamHealth.Tests.Insights;
 
 /// <summary>GET /api/v1/recommendations and /api/v1/health-insights over real PostgreSQL and Redis: rules evaluated on
-/// the stored daily aggregates, the answer cached in Redis until the person's data changes (the insights sink's DEL),
+/// the stored daily aggregates, the answer cached near (in the gateway) and in Redis until the person's data changes (the
+/// insights sink's drop: a DEL and an announcement every gateway hears),
 /// PostgreSQL answering when Redis is down, and nobody reading another person's recommendations.</summary>
 public sealed class RecommendationsApiTests(RecommendationsApiTests.Stores stores) : IClassFixture<RecommendationsApiTests.Stores>
 {
@@ -97,10 +99,14 @@ public sealed class RecommendationsApiTests(RecommendationsApiTests.Stores store
         Assert.NotEqual(first.GetProperty("generated_at").GetString(),
             (await GetJsonAsync(client, $"/api/v1/recommendations/{user}?days=30")).GetProperty("generated_at").GetString());
 
-        // What the insights sink does after it stores new aggregates: one DEL of the person's key.
+        // A bare DEL of the Redis key is not an invalidation: this gateway's near copy still answers (and says so).
         await stores.Redis.GetDatabase().KeyDeleteAsync($"insights:recs:{user}");
-        var fresh = await GetJsonAsync(client, $"/api/v1/recommendations/{user}");
-        Assert.NotEqual(first.GetProperty("generated_at").GetString(), fresh.GetProperty("generated_at").GetString());
+        var near = await GetJsonAsync(client, $"/api/v1/recommendations/{user}");
+        Assert.Equal(first.GetProperty("generated_at").GetString(), near.GetProperty("generated_at").GetString());
+
+        // What the insights sink does after it stores new aggregates: the drop, which every gateway hears.
+        await CacheInvalidation.DropAsync(stores.Redis.GetDatabase(), [(RedisKey)$"insights:recs:{user}"]);
+        var fresh = await FreshAsync(client, user, first.GetProperty("generated_at").GetString()!);
         Assert.Empty(fresh.GetProperty("recommendations").EnumerateArray());
         var ttl = await stores.Redis.GetDatabase().KeyTimeToLiveAsync($"insights:recs:{user}");
         Assert.NotNull(ttl);
@@ -108,8 +114,53 @@ public sealed class RecommendationsApiTests(RecommendationsApiTests.Stores store
 
         var stats = await GetJsonAsync(Key(), "/api/v1/cache");
         var tier = stats.EnumerateArray().Single(t => t.GetProperty("tier").GetString() == "recommendations");
-        Assert.True(tier.GetProperty("hits").GetInt64() >= 1);
+        Assert.True(tier.GetProperty("near_hits").GetInt64() >= 2);
+        Assert.True(tier.GetProperty("hits").GetInt64() >= tier.GetProperty("near_hits").GetInt64());
         Assert.True(tier.GetProperty("misses").GetInt64() >= 3);
+    }
+
+    [Fact]
+    public async Task The_near_cache_holds_at_most_its_configured_people_and_still_answers_everyone()
+    {
+        await using var small = stores.Gateway(("Gateway:NearCache:MaxPeople", "2"));
+        var cache = small.Services.GetRequiredService<StreamHealth.Gateway.Insights.PersonalCache>();
+        StreamTestKit.WaitFor(() => cache.NearListening, TimeSpan.FromSeconds(10), () => "gateway subscribed to the drops");
+        var people = new List<string>();
+        for (var i = 0; i < 5; i++)
+        {
+            var (user, token) = await SignUpAsync();
+            await SeedDaysAsync(user, "steps", 1000 + i, days: 3);
+            var client = BearerOn(small, token);
+            for (var read = 0; read < 2; read++)
+                Assert.Equal(1000 + i, (await GetJsonAsync(client, $"/api/v1/recommendations/{user}")).GetProperty("recommendations")[0]
+                    .GetProperty("figures").GetProperty("steps_per_day").GetDouble());
+            people.Add(user);
+        }
+        var held = people.Count(u => cache.HoldsNear(StreamHealth.Gateway.Insights.CacheTier.Recommendations, u));
+        Assert.InRange(held, 1, 2);
+    }
+
+    [Fact]
+    public async Task A_drop_reaches_the_near_copies_of_every_gateway()
+    {
+        var (user, token) = await SignUpAsync();
+        await SeedDaysAsync(user, "steps", 2500, days: 3);
+        await using var second = stores.Gateway();
+        var tier = StreamHealth.Gateway.Insights.CacheTier.Recommendations;
+        var caches = new[] { stores.App, second }.Select(a => a.Services.GetRequiredService<StreamHealth.Gateway.Insights.PersonalCache>()).ToArray();
+        StreamTestKit.WaitFor(() => caches.All(c => c.NearListening), TimeSpan.FromSeconds(10), () => "both gateways subscribed to the drops");
+        var clients = new[] { Bearer(token), BearerOn(second, token) };
+        // The first gateway loads and stores; the second takes the Redis copy; both then hold it near.
+        var answers = new List<string>();
+        foreach (var client in clients) answers.Add((await GetJsonAsync(client, $"/api/v1/recommendations/{user}")).GetProperty("generated_at").GetString()!);
+        Assert.Equal(answers[0], answers[1]);
+        Assert.All(caches, c => Assert.True(c.HoldsNear(tier, user)));
+
+        await CacheInvalidation.DropAsync(stores.Redis.GetDatabase(), [(RedisKey)$"insights:recs:{user}"]);
+        StreamTestKit.WaitFor(() => caches.All(c => !c.HoldsNear(tier, user)), TimeSpan.FromSeconds(5), () => "near copies dropped on both gateways");
+        await SeedDaysAsync(user, "steps", 9000, days: 3, replace: true);
+        foreach (var client in clients)
+            Assert.Empty((await GetJsonAsync(client, $"/api/v1/recommendations/{user}")).GetProperty("recommendations").EnumerateArray());
     }
 
     [Fact]
@@ -146,17 +197,22 @@ public sealed class RecommendationsApiTests(RecommendationsApiTests.Stores store
         var (user, _) = await SignUpAsync();
         var cache = stores.App.Services.GetRequiredService<StreamHealth.Gateway.Insights.PersonalCache>();
         var tier = StreamHealth.Gateway.Insights.CacheTier.Recommendations;
+        StreamTestKit.WaitFor(() => cache.NearListening, TimeSpan.FromSeconds(10), () => "gateway subscribed to the drops");
         // The load reads the old data, then the sink drops the key before the load stores its answer.
         var answered = await cache.GetOrLoadJsonAsync(tier, user, "7", async _ =>
         {
-            await stores.Redis.GetDatabase().KeyDeleteAsync(tier.Key(user));
+            await CacheInvalidation.DropAsync(stores.Redis.GetDatabase(), [tier.Key(user)]);
             return new { old = true };
         }, CancellationToken.None);
         Assert.Equal("{\"old\":true}", System.Text.Encoding.UTF8.GetString(answered!));
         Assert.False(await stores.Redis.GetDatabase().HashExistsAsync(tier.Key(user), "7"));
-        // Without a race the answer is stored.
+        Assert.False(cache.HoldsNear(tier, user));
+        // Without a race the answer is stored, in Redis and near, and the next read is the stored one.
         await cache.GetOrLoadJsonAsync(tier, user, "7", _ => Task.FromResult<object?>(new { old = false }), CancellationToken.None);
         Assert.True(await stores.Redis.GetDatabase().HashExistsAsync(tier.Key(user), "7"));
+        Assert.True(cache.HoldsNear(tier, user));
+        var again = await cache.GetOrLoadJsonAsync<object>(tier, user, "7", _ => throw new InvalidOperationException("loaded although cached"), CancellationToken.None);
+        Assert.Equal("{\"old\":false}", System.Text.Encoding.UTF8.GetString(again!));
     }
 
     [Fact]
@@ -260,11 +316,27 @@ public sealed class RecommendationsApiTests(RecommendationsApiTests.Stores store
         return (token.GetProperty("user_id").GetString()!, token.GetProperty("access_token").GetString()!);
     }
 
-    private HttpClient Bearer(string token)
+    private HttpClient Bearer(string token) => BearerOn(stores.App, token);
+
+    private static HttpClient BearerOn(WebApplicationFactory<Program> app, string token)
     {
-        var client = stores.App.CreateClient();
+        var client = app.CreateClient();
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
         return client;
+    }
+
+    /// <summary>The answer once it is not the one generated at <paramref name="staleGeneratedAt"/>: a drop reaches the
+    /// gateway's near copy through Redis pub/sub, a moment after the DEL.</summary>
+    private static async Task<JsonElement> FreshAsync(HttpClient client, string user, string staleGeneratedAt)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        while (true)
+        {
+            var answer = await GetJsonAsync(client, $"/api/v1/recommendations/{user}");
+            if (answer.GetProperty("generated_at").GetString() != staleGeneratedAt) return answer;
+            Assert.True(DateTime.UtcNow < deadline, "the drop did not reach the gateway's near copy within 5 s");
+            await Task.Delay(20);
+        }
     }
 
     private HttpClient Key()
