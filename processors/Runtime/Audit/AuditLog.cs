@@ -44,40 +44,29 @@ public static class AuditLog
                 prevHash = reader.GetFieldValue<byte[]>(1);
             }
 
-        var n = entries.Count;
-        var seqs = new long[n];
-        var ats = new DateTime[n];
-        var actors = new string[n];
-        var subjects = new string[n];
-        var actions = new string[n];
-        var resources = new string[n];
-        var outcomes = new int[n];
-        var prevHashes = new byte[n][];
-        var hashes = new byte[n][];
-        for (var i = 0; i < n; i++)
+        // COPY (binary) rather than an INSERT of arrays: no statement to parse or plan and no array decoding, the cheapest
+        // way into PostgreSQL for a gateway that audits every request (RESULTS "Insights API").
+        await using (var copy = await conn.BeginBinaryImportAsync(
+            "COPY audit.events (seq, at, actor, subject, action, resource, outcome, prev_hash, hash) FROM STDIN (FORMAT BINARY)", ct))
         {
-            var entry = entries[i].Normalised();
-            seqs[i] = lastSeq + 1 + i;
-            (ats[i], actors[i], subjects[i], actions[i], resources[i], outcomes[i]) =
-                (entry.At, entry.Actor, entry.Subject, entry.Action, entry.Resource, entry.Outcome);
-            prevHashes[i] = prevHash;
-            prevHash = hashes[i] = AuditChain.Hash(seqs[i], entry, prevHash);
-        }
-        await using (var insert = new NpgsqlCommand("""
-            INSERT INTO audit.events (seq, at, actor, subject, action, resource, outcome, prev_hash, hash)
-            SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::bytea[], $9::bytea[])
-            """, conn, tx))
-        {
-            insert.Parameters.Add(new NpgsqlParameter { Value = seqs, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Bigint });
-            insert.Parameters.Add(new NpgsqlParameter { Value = ats, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.TimestampTz });
-            insert.Parameters.Add(new NpgsqlParameter { Value = actors, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
-            insert.Parameters.Add(new NpgsqlParameter { Value = subjects, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
-            insert.Parameters.Add(new NpgsqlParameter { Value = actions, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
-            insert.Parameters.Add(new NpgsqlParameter { Value = resources, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
-            insert.Parameters.Add(new NpgsqlParameter { Value = outcomes, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Integer });
-            insert.Parameters.Add(new NpgsqlParameter { Value = prevHashes, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Bytea });
-            insert.Parameters.Add(new NpgsqlParameter { Value = hashes, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Bytea });
-            await insert.ExecuteNonQueryAsync(ct);
+            for (var i = 0; i < entries.Count; i++)
+            {
+                var entry = entries[i].Normalised();
+                var seq = lastSeq + 1 + i;
+                var hash = AuditChain.Hash(seq, entry, prevHash);
+                await copy.StartRowAsync(ct);
+                await copy.WriteAsync(seq, NpgsqlDbType.Bigint, ct);
+                await copy.WriteAsync(entry.At, NpgsqlDbType.TimestampTz, ct);
+                await copy.WriteAsync(entry.Actor, NpgsqlDbType.Text, ct);
+                await copy.WriteAsync(entry.Subject, NpgsqlDbType.Text, ct);
+                await copy.WriteAsync(entry.Action, NpgsqlDbType.Text, ct);
+                await copy.WriteAsync(entry.Resource, NpgsqlDbType.Text, ct);
+                await copy.WriteAsync(entry.Outcome, NpgsqlDbType.Integer, ct);
+                await copy.WriteAsync(prevHash, NpgsqlDbType.Bytea, ct);
+                await copy.WriteAsync(hash, NpgsqlDbType.Bytea, ct);
+                prevHash = hash;
+            }
+            await copy.CompleteAsync(ct);
         }
         await tx.CommitAsync(ct);
     }

@@ -217,11 +217,15 @@ public sealed class AuditOptions
     /// <summary>Entries a gateway holds while PostgreSQL cannot take them (about 1 KiB each); a full queue makes requests
     /// wait rather than lose an entry.</summary>
     public int QueueCapacity { get; set; } = 10_000;
+    /// <summary>How long a gateway's audit batch waits after its first entry for more (or until 500): an entry reaches
+    /// PostgreSQL this much later, and under load each transaction carries hundreds of rows instead of a few.</summary>
+    public int BatchLingerMilliseconds { get; set; } = 20;
 
     internal void Validate(List<string> errors)
     {
         if (RetentionDays is < 1 or > 36_500) errors.Add($"{Section}:RetentionDays = {RetentionDays}: must be 1-36500");
         if (QueueCapacity is < 100 or > 1_000_000) errors.Add($"{Section}:QueueCapacity = {QueueCapacity}: must be 100-1000000");
+        if (BatchLingerMilliseconds is < 0 or > 1_000) errors.Add($"{Section}:BatchLingerMilliseconds = {BatchLingerMilliseconds}: must be 0-1000");
     }
 }
 
