@@ -13,8 +13,9 @@ public sealed class InsightsPublisher(StreamHealthOptions options, SchemaRegistr
 {
     private readonly Lazy<IProducer<byte[], byte[]>> _producer = new(() => new ProducerBuilder<byte[], byte[]>(new ProducerConfig
     {
-        // Idempotence implies acks=all: the delivery report a request waits for means every in-sync replica has it.
-        BootstrapServers = options.Kafka.BootstrapServers, EnableIdempotence = true, LingerMs = 1, ClientId = "gateway-insights",
+        // Idempotence implies acks=all: the delivery report a request waits for means every in-sync replica has it. Nagle off:
+        // a request waits on each small produce, which Nagle would hold back for the previous one's ACK.
+        BootstrapServers = options.Kafka.BootstrapServers, EnableIdempotence = true, LingerMs = 1, ClientId = "gateway-insights", SocketNagleDisable = true,
         // A request waits for its acknowledgement; past this the broker is treated as unreachable (503), not waited on.
         MessageTimeoutMs = 10_000,
     }).Build());

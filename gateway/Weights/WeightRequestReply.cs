@@ -55,7 +55,7 @@ public sealed class WeightRequestReply : IHostedService, IDisposable
         if (string.IsNullOrEmpty(_kafka.BootstrapServers)) return Task.CompletedTask;   // /health reports Kafka as unset
         _producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig
         {
-            BootstrapServers = _kafka.BootstrapServers, EnableIdempotence = true, LingerMs = 0, ClientId = "gateway-weights",
+            BootstrapServers = _kafka.BootstrapServers, EnableIdempotence = true, LingerMs = 0, ClientId = "gateway-weights", SocketNagleDisable = true,
         }).Build();
         _reader = new Thread(ReadReplies) { Name = "weight-replies", IsBackground = true };
         _reader.Start();
