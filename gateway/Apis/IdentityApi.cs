@@ -105,11 +105,13 @@ public static class IdentityApi
             .WithTags("Identity").WithName("GetUser")
             .WithSummary("A person's own profile")
             .WithDescription("The account and its profile, date of birth and medical history decrypted: to the person's own token or " +
-                             "an `admin` key only.")
+                             "an `admin` key only. 500 when a stored field cannot be decrypted with this gateway's keys (a key id " +
+                             "missing from Gateway:Encryption:Keys, or an altered value): a fault of the deployment, not of the request.")
             .Produces<UserProfile>()
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status429TooManyRequests)
+            .ProducesProblem(StatusCodes.Status500InternalServerError)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .RequireAccess(Access.OwnData("userId", Scopes.Admin));
 

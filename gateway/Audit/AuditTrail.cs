@@ -85,6 +85,9 @@ public sealed class AuditWriter(NpgsqlDataSource db, int capacity, ILogger<Audit
     private Task _loop = Task.CompletedTask;
     private long _written;
     private volatile bool _draining;
+    private long _nextWitnessTicks;
+    /// <summary>How often the chain's head is logged as a witness.</summary>
+    public static readonly TimeSpan WitnessInterval = TimeSpan.FromMinutes(1);
     private int _disposed;
 
     public AuditWriter(NpgsqlDataSource db, StreamHealthOptions options, ILogger<AuditWriter> log)
@@ -144,8 +147,9 @@ public sealed class AuditWriter(NpgsqlDataSource db, int capacity, ILogger<Audit
         {
             try
             {
-                await AuditLog.AppendAsync(db, batch, _abandon.Token);
+                var head = await AuditLog.AppendAsync(db, batch, _abandon.Token);
                 Interlocked.Add(ref _written, batch.Count);
+                LogWitness(head);
                 if (attempt > 1) log.LogInformation("audit: {Count} held entries written after {Attempts} attempts", batch.Count, attempt);
                 return;
             }
@@ -168,6 +172,16 @@ public sealed class AuditWriter(NpgsqlDataSource db, int capacity, ILogger<Audit
             catch (OperationCanceledException) { }
             delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, LongestRetry.Ticks));
         }
+    }
+
+    // The chain alone cannot show its newest rows deleted: a witness of its head, once a minute, in the logs (kept apart from
+    // PostgreSQL), is what `streamhealth audit verify --witness` checks the chain against.
+    private void LogWitness(AuditLog.Witness? head)
+    {
+        var now = Environment.TickCount64;
+        if (head is null || now < _nextWitnessTicks) return;
+        _nextWitnessTicks = now + (long)WitnessInterval.TotalMilliseconds;
+        log.LogInformation("audit chain witness {Witness}: `streamhealth audit verify --witness` with it finds newer rows deleted", head.ToString());
     }
 
     public Task StartingAsync(CancellationToken ct) => Task.CompletedTask;

@@ -55,8 +55,10 @@ public static class StreamHealthCli
               sample-user --gateway URL [--email E] [--password P] [--days N]
                                                register (or sign in) a sample person through the gateway, send N days (14) of their
                                                health metrics through the API, print a token and the recommendations URL
-              audit verify [--from-seq N]      walk the hash chain of the personal-data audit trail (audit.events): OK with the row
-                                               count, or the first broken seq and why (changed row, deleted row); exit 0/1
+              audit verify [--from-seq N] [--witness SEQ:HASH]
+                                               walk the hash chain of the personal-data audit trail (audit.events): OK with the row
+                                               count, or the first broken seq and why (changed row, deleted row; with a witness the
+                                               gateway logged, the newest rows deleted or a re-hashed tail); exit 0/1
               audit prune [--older-than-days N]
                                                delete audit rows older than N days (default Audit:RetentionDays, 2557 ≈ 7 years),
                                                recording where the chain was cut so verify still passes

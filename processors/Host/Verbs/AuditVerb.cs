@@ -11,7 +11,8 @@ public static class AuditVerb
 {
     public static Task<int> RunAsync(string[] argv) => RunAsync(argv, StreamHealthOptions.Load(), Console.Out);
 
-    /// <summary>verify: exit 0 with "OK" and the row count, 1 naming the first broken seq and why. prune: deletes rows
+    /// <summary>verify: exit 0 with "OK" and the row count, 1 naming the first broken seq and why (with --witness SEQ:HASH,
+    /// a row the gateway logged must still be there, unchanged: the newest rows deleted are found too). prune: deletes rows
     /// older than --older-than-days (default Audit:RetentionDays) and records the anchor; exit 0.</summary>
     public static async Task<int> RunAsync(string[] argv, StreamHealthOptions options, TextWriter output)
     {
@@ -28,7 +29,19 @@ public static class AuditVerb
                     from = long.TryParse(args.Get("--from-seq"), NumberStyles.None, CultureInfo.InvariantCulture, out var seq) && seq >= 1
                         ? seq
                         : throw new UsageException($"option --from-seq = '{args.Get("--from-seq")}' is not a seq (a number from 1)");
-                var verdict = await AuditLog.VerifyAsync(db, from);
+                AuditLog.Witness? witness = null;
+                if (args.Has("--witness"))
+                    witness = AuditLog.Witness.Parse(args.Get("--witness")!)
+                              ?? throw new UsageException($"option --witness = '{args.Get("--witness")}' is not SEQ:HASH (a seq and 64 hex digits, as the gateway logs it)");
+                AuditLog.Verdict verdict;
+                try
+                {
+                    verdict = await AuditLog.VerifyAsync(db, from, witness);
+                }
+                catch (ArgumentException e)
+                {
+                    throw new UsageException("option --witness: " + e.Message);
+                }
                 output.WriteLine(verdict);
                 return verdict.Intact ? 0 : 1;
             }
@@ -45,7 +58,7 @@ public static class AuditVerb
                 return 0;
             }
             default:
-                throw new UsageException("audit needs 'verify [--from-seq N]' or 'prune [--older-than-days N]'");
+                throw new UsageException("audit needs 'verify [--from-seq N] [--witness SEQ:HASH]' or 'prune [--older-than-days N]'");
         }
     }
 }

@@ -18,11 +18,38 @@ public static class AuditLog
             : $"audit chain broken at seq {BrokenSeq}: {Reason} ({Rows} rows verified before it)";
     }
 
-    /// <summary>Appends <paramref name="entries"/> in one transaction under <see cref="AuditChain.LockKey"/>: the last
-    /// hash is read inside the lock, so concurrent appenders (gateway replicas) build one linear chain.</summary>
-    public static async Task AppendAsync(NpgsqlDataSource db, IReadOnlyList<AuditEntry> entries, CancellationToken ct = default)
+    /// <summary>A row of the chain as seen at some time, <c>SEQ:HASH</c> (hash in hex): kept outside PostgreSQL (the gateway
+    /// logs one a minute), it lets <see cref="VerifyAsync"/> find what the chain alone cannot, the newest rows deleted (or
+    /// the whole chain rewritten) since.</summary>
+    public sealed record Witness(long Seq, byte[] Hash)
     {
-        if (entries.Count == 0) return;
+        public override string ToString() => $"{Seq}:{Convert.ToHexStringLower(Hash)}";
+
+        /// <summary>Null when <paramref name="text"/> is not <c>SEQ:HASH</c> with a seq from 1 and 64 hex digits.</summary>
+        public static Witness? Parse(string text)
+        {
+            var colon = text.IndexOf(':');
+            if (colon < 1 || !long.TryParse(text.AsSpan(0, colon), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture,
+                    out var seq) || seq < 1) return null;
+            var hex = text.AsSpan(colon + 1);
+            if (hex.Length != AuditChain.HashBytes * 2) return null;
+            try
+            {
+                return new Witness(seq, Convert.FromHexString(hex));
+            }
+            catch (FormatException)
+            {
+                return null;
+            }
+        }
+    }
+
+    /// <summary>Appends <paramref name="entries"/> in one transaction under <see cref="AuditChain.LockKey"/>: the last
+    /// hash is read inside the lock, so concurrent appenders (gateway replicas) build one linear chain. Returns the
+    /// chain's new last row (null when there was nothing to append).</summary>
+    public static async Task<Witness?> AppendAsync(NpgsqlDataSource db, IReadOnlyList<AuditEntry> entries, CancellationToken ct = default)
+    {
+        if (entries.Count == 0) return null;
         await using var conn = await db.OpenConnectionAsync(ct);
         await using var tx = await conn.BeginTransactionAsync(ct);
         await using (var lockCmd = new NpgsqlCommand($"SELECT pg_advisory_xact_lock({AuditChain.LockKey})", conn, tx))
@@ -69,23 +96,27 @@ public static class AuditLog
             await copy.CompleteAsync(ct);
         }
         await tx.CommitAsync(ct);
+        return new Witness(lastSeq + entries.Count, prevHash);
     }
 
     /// <summary>Walks the chain in seq order, one row in memory at a time, from the latest anchor (or the first row), or
     /// from <paramref name="fromSeq"/> trusting the row before it. Stops at the first row that is missing (a gap in
     /// seq: deleted), does not follow its predecessor (prev_hash: the one before was deleted or replaced), or whose
-    /// content no longer matches its hash (changed).</summary>
-    public static async Task<Verdict> VerifyAsync(NpgsqlDataSource db, long? fromSeq = null, CancellationToken ct = default)
+    /// content no longer matches its hash (changed). With a <paramref name="witness"/>, the row it names must still be there
+    /// with its hash: otherwise the newest rows were deleted, or the chain rewritten, since it was taken. A witness before
+    /// the rows walked (pruned, or below <paramref name="fromSeq"/>) cannot be checked: <see cref="ArgumentException"/>.</summary>
+    public static async Task<Verdict> VerifyAsync(NpgsqlDataSource db, long? fromSeq = null, Witness? witness = null, CancellationToken ct = default)
     {
         await using var conn = await db.OpenConnectionAsync(ct);
         long? anchorSeq = null;
+        byte[]? anchorHash = null;
         var expectedPrev = AuditChain.GenesisHash;
         await using (var anchor = new NpgsqlCommand("SELECT through_seq, hash FROM audit.anchors ORDER BY through_seq DESC LIMIT 1", conn))
         await using (var reader = await anchor.ExecuteReaderAsync(ct))
             if (await reader.ReadAsync(ct))
             {
                 anchorSeq = reader.GetInt64(0);
-                expectedPrev = reader.GetFieldValue<byte[]>(1);
+                expectedPrev = anchorHash = reader.GetFieldValue<byte[]>(1);
             }
         var expectedSeq = (anchorSeq ?? 0) + 1;
         var previousWhat = anchorSeq is null ? "the chain's start (32 zero bytes)" : $"the anchor of pruned rows through seq {anchorSeq}";
@@ -123,12 +154,29 @@ public static class AuditLog
                     $"prev_hash does not match the hash of {previousWhat}: a row before it was deleted, replaced or re-hashed");
             if (!AuditChain.Hash(seq, entry, prevHash).AsSpan().SequenceEqual(hash))
                 return new Verdict(rows, first, last, anchorSeq, seq, "hash mismatch: the row was changed after it was written");
+            if (witness is not null && seq == witness.Seq && !hash.AsSpan().SequenceEqual(witness.Hash))
+                return new Verdict(rows, first, last, anchorSeq, seq,
+                    $"the hash differs from the witness {witness}: the chain was rewritten (re-hashed) at or before this row since the witness was taken");
             rows++;
             first ??= seq;
             last = seq;
             expectedSeq = seq + 1;
             expectedPrev = hash;
             previousWhat = $"row {seq}";
+        }
+        if (witness is not null)
+        {
+            if (witness.Seq >= expectedSeq)
+                return new Verdict(rows, first, last, anchorSeq, expectedSeq,
+                    $"the witnessed row {witness.Seq} is missing: the rows after seq {expectedSeq - 1} were deleted since the witness {witness} was taken");
+            if (witness.Seq < (first ?? expectedSeq))
+            {
+                if (witness.Seq != anchorSeq)
+                    throw new ArgumentException($"the witness's seq {witness.Seq} is before the rows verified (from seq {first ?? expectedSeq}): it cannot be checked");
+                if (!anchorHash!.AsSpan().SequenceEqual(witness.Hash))
+                    return new Verdict(rows, first, last, anchorSeq, witness.Seq,
+                        $"the anchor's hash differs from the witness {witness}: the chain was rewritten before it was pruned");
+            }
         }
         return new Verdict(rows, first, last, anchorSeq, null, null);
     }

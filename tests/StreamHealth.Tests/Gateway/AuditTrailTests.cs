@@ -174,6 +174,46 @@ public sealed class AuditTrailTests
     }
 
     [Fact]
+    public async Task A_witness_of_the_head_finds_the_newest_rows_deleted_and_a_rewritten_chain()
+    {
+        await using var db = await NewDatabaseAsync("audit_witness");
+        await AuditLog.AppendAsync(db, Enumerable.Range(1, 5).Select(i => Entry(i)).ToList());
+        var witness = await AuditLog.AppendAsync(db, Enumerable.Range(6, 3).Select(i => Entry(i)).ToList());
+        Assert.Equal(8, witness!.Seq);
+        var parsed = AuditLog.Witness.Parse(witness.ToString());
+        Assert.Equal(8, parsed!.Seq);
+        Assert.Equal(witness.Hash, parsed.Hash);
+        var options = Options(db);
+        Assert.Equal(0, (await VerbAsync(options, "verify", "--witness", witness.ToString())).Code);
+        await AuditLog.AppendAsync(db, [Entry(9)]);
+        Assert.Equal(0, (await VerbAsync(options, "verify", "--witness", witness.ToString())).Code);
+
+        // The newest rows deleted: the chain alone is intact, the witness says what is missing.
+        await TamperAsync(db, "DELETE FROM audit.events WHERE seq >= 7");
+        Assert.True((await AuditLog.VerifyAsync(db)).Intact);
+        var (code, text) = await VerbAsync(options, "verify", "--witness", witness.ToString());
+        Assert.Equal(1, code);
+        Assert.Contains("broken at seq 7: the witnessed row 8 is missing: the rows after seq 6 were deleted", text);
+
+        // Rewritten from a row on and re-hashed to the end (the chain verifies): the witnessed row's hash differs.
+        await using var rewritten = await NewDatabaseAsync("audit_witness_rewrite");
+        await AuditLog.AppendAsync(rewritten, Enumerable.Range(1, 3).Select(i => Entry(i)).ToList());
+        var head = await AuditLog.AppendAsync(rewritten, [Entry(4)]);
+        await TamperAsync(rewritten, "DELETE FROM audit.events WHERE seq >= 3");
+        await AuditLog.AppendAsync(rewritten, [Entry(3) with { Outcome = 403 }, Entry(4)]);
+        Assert.True((await AuditLog.VerifyAsync(rewritten)).Intact);
+        var forged = await AuditLog.VerifyAsync(rewritten, witness: head);
+        Assert.Equal(4, forged.BrokenSeq);
+        Assert.Contains("differs from the witness", forged.Reason);
+
+        // Malformed, or before what is verified: a usage error, not a verdict.
+        foreach (var bad in new[] { "8", "x:" + new string('a', 64), "8:" + new string('a', 63), "0:" + new string('a', 64), "8:" + new string('g', 64) })
+            Assert.Contains("--witness", (await Assert.ThrowsAsync<UsageException>(() => VerbAsync(options, "verify", "--witness", bad))).Message);
+        Assert.Contains("cannot be checked", (await Assert.ThrowsAsync<UsageException>(() =>
+            VerbAsync(options, "verify", "--from-seq", "3", "--witness", "2:" + new string('a', 64)))).Message);
+    }
+
+    [Fact]
     public async Task Prune_deletes_old_rows_through_the_allowed_path_records_an_anchor_and_verify_still_passes()
     {
         await using var db = await NewDatabaseAsync("audit_prune");

@@ -23,16 +23,16 @@ public sealed class IdentityApiTests(IdentityApiTests.Stores stores) : IClassFix
 
     public sealed class Stores : IAsyncLifetime
     {
-        public string Database { get; } = LocalServices.NewDatabaseName("gateway_identity");
+        private readonly MigratedDatabase _database = new();
+        public string Database => _database.Name;
         public WebApplicationFactory<Program> App { get; private set; } = null!;
         /// <summary>The care team's key is assigned this (registered) person.</summary>
         public (string UserId, string Token) Assigned { get; private set; }
-        public NpgsqlDataSource Postgres { get; private set; } = null!;
+        public NpgsqlDataSource Postgres => _database.Postgres;
 
         public async Task InitializeAsync()
         {
-            await PostgresMigrator.MigrateAsync(LocalServices.PostgresConnectionString(Database));
-            Postgres = NpgsqlDataSource.Create(LocalServices.PostgresConnectionString(Database));
+            await _database.InitializeAsync();
             // The care team's assigned person must exist before the key's configuration names it.
             await using (var bootstrap = Gateway(Database))
                 Assigned = await SignUpAsync(bootstrap.CreateClient(), "assigned");
@@ -47,7 +47,7 @@ public sealed class IdentityApiTests(IdentityApiTests.Stores stores) : IClassFix
         public async Task DisposeAsync()
         {
             await App.DisposeAsync();
-            await Postgres.DisposeAsync();
+            await _database.DisposeAsync();
         }
     }
 

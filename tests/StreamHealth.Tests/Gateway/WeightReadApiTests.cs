@@ -15,29 +15,10 @@ namespace StreamHealth.Tests.Gateway;
 
 /// <summary>The /api/weight read endpoints over the real PostgreSQL and Redis of the test profile.
 /// One migrated database for the class; every test uses user ids of its own (Redis is shared).</summary>
-public sealed class WeightReadApiTests(WeightReadApiTests.Stores stores) : IClassFixture<WeightReadApiTests.Stores>
+public sealed class WeightReadApiTests(MigratedDatabase stores) : IClassFixture<MigratedDatabase>
 {
     private const string Key = "tests-key-0123456789abcdef";
     private const string OtherClientKey = "tests-other-client-0123456789";
-
-    public sealed class Stores : IAsyncLifetime
-    {
-        public string Database { get; } = LocalServices.NewDatabaseName("gateway_weight");
-        public ConnectionMultiplexer Redis { get; private set; } = null!;
-        public string ConnectionString => LocalServices.PostgresConnectionString(Database);
-
-        public async Task InitializeAsync()
-        {
-            await PostgresMigrator.MigrateAsync(ConnectionString);
-            Redis = await ConnectionMultiplexer.ConnectAsync(LocalServices.RedisConfiguration);
-        }
-
-        public Task DisposeAsync()
-        {
-            Redis.Dispose();
-            return Task.CompletedTask;
-        }
-    }
 
     private sealed record Row(
         string UserId, string MeasurementId, DateTime MeasuredAt, double RawWeightKg, bool Accepted, double FilteredWeightKg,
@@ -315,7 +296,7 @@ public sealed class WeightReadApiTests(WeightReadApiTests.Stores stores) : IClas
 
     private WebApplicationFactory<Program> Gateway(bool withTestKeys, string environment, params (string Key, string? Value)[] settings)
     {
-        var all = LocalServices.Overrides(stores.Database);
+        var all = LocalServices.Overrides(stores.Name);
         if (withTestKeys)
         {
             all["Gateway:ApiKeys:0:Key"] = Key;

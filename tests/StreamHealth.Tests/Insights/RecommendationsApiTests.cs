@@ -22,17 +22,15 @@ public sealed class RecommendationsApiTests(RecommendationsApiTests.Stores store
 {
     public sealed class Stores : IAsyncLifetime
     {
-        public string Database { get; } = LocalServices.NewDatabaseName("recommendations");
-        public NpgsqlDataSource Postgres { get; private set; } = null!;
-        public ConnectionMultiplexer Redis { get; private set; } = null!;
+        private readonly MigratedDatabase _database = new();
+        public string Database => _database.Name;
+        public NpgsqlDataSource Postgres => _database.Postgres;
+        public ConnectionMultiplexer Redis => _database.Redis;
         public WebApplicationFactory<Program> App { get; private set; } = null!;
 
         public async Task InitializeAsync()
         {
-            var connectionString = LocalServices.PostgresConnectionString(Database);
-            await PostgresMigrator.MigrateAsync(connectionString);
-            Postgres = NpgsqlDataSource.Create(connectionString);
-            Redis = await ConnectionMultiplexer.ConnectAsync(LocalServices.RedisConfiguration);
+            await _database.InitializeAsync();
             App = Gateway();
         }
 
@@ -47,8 +45,7 @@ public sealed class RecommendationsApiTests(RecommendationsApiTests.Stores store
         public async Task DisposeAsync()
         {
             await App.DisposeAsync();
-            Redis.Dispose();
-            await Postgres.DisposeAsync();
+            await _database.DisposeAsync();
         }
     }
 
