@@ -13,7 +13,7 @@ using StreamHealth.Benchmarks.Weight;
 // dotnet run -c Release -- weights-loop [users]          (weights topology end to end, one thread)
 // dotnet run -c Release -- quick-plot [requests]      (POST /quick_plot with a 2-day Dexcom file, gateway process on loopback)
 // dotnet run -c Release -- cgm-loop [copies]          (CGM window topology end to end, one thread, Hall 2018 × copies)
-// dotnet run -c Release -- weight-accuracy [users]     (synthetic cohort: Kalman filter vs moving average)
+// dotnet run -c Release -- weight-accuracy [users] [seed]  (synthetic cohort: Kalman filter vs rolling median and EMA)
 // dotnet run -c Release -- forecast-loop [requests] [model.onnx] [batch sizes] [rates/s] [seconds] [intra-op threads] [max wait ms]
 //                                                      (forecast consumer end to end: throughput and latency per MaxBatchSize)
 // The stream harnesses run Streamiz through StreamHost with its defaults; HARNESS_THREADS, HARNESS_COMMIT_MS,
@@ -34,7 +34,8 @@ return args.FirstOrDefault() switch
         Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "..", "shared", "data"))),
     "cgm-loop" => StreamHealth.Benchmarks.Streams.CgmLoopHarness.Run(args.Length > 1 ? int.Parse(args[1]) : 6,
         Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "..", "shared", "data"))),
-    "weight-accuracy" => WeightAccuracy.Run(args.Length > 1 ? int.Parse(args[1]) : 1_000),
+    "weight-accuracy" => WeightAccuracy.Run(args.Length > 1 ? int.Parse(args[1]) : 1_000,
+        args.Length > 2 ? int.Parse(args[2]) : StreamHealth.Weight.Samples.SyntheticWeightCohort.DefaultSeed),
     "forecast-loop" => StreamHealth.Benchmarks.Streams.ForecastLoopHarness.Run(args.Length > 1 ? int.Parse(args[1]) : 50_000,
         args.Length > 2 ? args[2] : StreamHealth.Forecast.ForecastOptions.DefaultModelPath,
         Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "..", "shared", "data")),

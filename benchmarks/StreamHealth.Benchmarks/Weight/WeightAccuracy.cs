@@ -47,9 +47,11 @@ public static class WeightAccuracy
     public const double MinReturnedWithinOneShare = 0.95;
     public const double MinPrecisionRecall = 0.93;
 
-    public static int Run(int users)
+    /// <param name="seed">The cohort's draw: the default one is what RESULTS reports; another is for developing a rule
+    /// without fitting it to the reported cohort.</param>
+    public static int Run(int users, int seed = SyntheticWeightCohort.DefaultSeed)
     {
-        var cohort = new SyntheticWeightCohort(users);
+        var cohort = new SyntheticWeightCohort(users, seed);
         var options = new WeightFilterOptions();
         var report = Evaluate(cohort, options);
         Print(report, cohort, Console.Out);

@@ -46,6 +46,19 @@ public sealed class WeightFilterOptions
     /// <summary>Reject a measurement when |innovation| / sqrt(innovation variance) exceeds this.</summary>
     public double OutlierGateSigma { get; set; } = 3.5;
 
+    /// <summary>How fast the person's own scatter is learned: each accepted reading moves the noise scale (the multiplier
+    /// of the source's measurement variance) this far towards what its innovation says (covariance matching), so about
+    /// 1 / rate readings make up what is known. People differ: a day-to-day SD of 0.5 kg or 2 kg on the same scale, and
+    /// one source SD for both flagged a noisy person's ordinary readings and let a quiet person's 4-kg typo through.</summary>
+    public double NoiseScaleLearningRate { get; set; } = 0.05;
+
+    /// <summary>The learned noise scale is held within [<see cref="NoiseScaleMin"/>, <see cref="NoiseScaleMax"/>] (a
+    /// variance multiplier: 0.3-4 is an SD of 0.55-2 times the source's).</summary>
+    public double NoiseScaleMin { get; set; } = 0.3;
+
+    /// <inheritdoc cref="NoiseScaleMin"/>
+    public double NoiseScaleMax { get; set; } = 4;
+
     /// <summary>Measurements needed inside <see cref="InitWindowDays"/> before the filter starts.</summary>
     public int InitMinMeasurements { get; set; } = 3;
 
@@ -134,6 +147,11 @@ public sealed class WeightFilterOptions
         }
         NonNegative(nameof(AccelerationNoiseKg2PerDay3), AccelerationNoiseKg2PerDay3);
         Positive(nameof(OutlierGateSigma), OutlierGateSigma);
+        if (!(NoiseScaleLearningRate is >= 0 and <= 1))
+            errors.Add($"{Section}:{nameof(NoiseScaleLearningRate)} = {Format(NoiseScaleLearningRate)}: must be 0-1 (0: the source's noise only)");
+        Positive(nameof(NoiseScaleMin), NoiseScaleMin);
+        if (!(NoiseScaleMin <= 1 && NoiseScaleMax >= 1))
+            errors.Add($"{Section}:{nameof(NoiseScaleMin)} = {Format(NoiseScaleMin)}, {nameof(NoiseScaleMax)} = {Format(NoiseScaleMax)}: the range must hold 1 (the source's own noise)");
         if (InitMinMeasurements is < 1 or > 32)
             errors.Add($"{Section}:{nameof(InitMinMeasurements)} = {InitMinMeasurements}: must be 1-32");
         Positive(nameof(InitWindowDays), InitWindowDays);

@@ -20,13 +20,14 @@ namespace StreamHealth.Weight.Filter;
 /// <item>Older than the newest processed measurement → OUT_OF_ORDER: not used (the filter never rewinds);
 /// only its fingerprint is kept.</item>
 /// <item>No estimate yet: buffered (BUFFERED_FOR_INITIALIZATION, needs_initialization) until
-/// InitMinMeasurements lie within the init window (InitWindowDays, widened to InitCadenceWindowMultiple ×
-/// the person's cadence for people who weigh less often, at most InitMaxWindowDays); then <see cref="RobustBaseline"/> starts the estimate
-/// (INITIALIZED).</item>
+/// InitMinMeasurements that agree (within InitOutlierZ of the noisiest source's SD of one of them) lie within the init
+/// window (InitWindowDays, widened to InitCadenceWindowMultiple × the person's cadence for people who weigh less often,
+/// at most InitMaxWindowDays); then <see cref="RobustBaseline"/> starts the estimate from those (INITIALIZED).</item>
 /// <item>More than ReinitializeGapDays since the last accepted measurement → the estimate is dropped
 /// (REINITIALIZED_AFTER_GAP, needs_reinitialization) and this measurement starts the new buffer.</item>
 /// <item>Predict to the measurement's time; normalised innovation d = |y|/√S within OutlierGateSigma →
-/// ACCEPTED (Kalman update). The trend is held within ±MaxSustainedRateKgPerWeek unless a surgery was
+/// ACCEPTED (Kalman update). R is the source's variance times the person's noise scale, learned from their accepted
+/// readings (NoiseScaleLearningRate, within NoiseScaleMin-NoiseScaleMax). The trend is held within ±MaxSustainedRateKgPerWeek unless a surgery was
 /// declared in the last DeclaredEventDays.</item>
 /// <item>A measurement declaring surgery that misses the gate re-anchors at once (REANCHORED_AFTER_STEP_CHANGE).</item>
 /// <item>Otherwise it is compared with the second track (<see cref="WeightTrack"/>): readings that agree with
@@ -42,6 +43,8 @@ namespace StreamHealth.Weight.Filter;
 public sealed class WeightKalmanFilter
 {
     private const double MsPerDay = 86_400_000.0;
+    /// <summary>Readings kept while looking for InitMinMeasurements that agree (older ones drop out).</summary>
+    private const int MaxInitBuffer = 16;
 
     private readonly double _varianceCareTeam;
     private readonly double _varianceConnectedScale;
@@ -49,6 +52,9 @@ public sealed class WeightKalmanFilter
     private readonly double _varianceUnspecified;
     private readonly double _accelerationNoise;
     private readonly double _gate;
+    private readonly double _noiseLearningRate;
+    private readonly double _noiseScaleMin;
+    private readonly double _noiseScaleMax;
     private readonly int _initMinMeasurements;
     private readonly long _initWindowMs;
     private readonly double _initWindowDays;
@@ -84,6 +90,9 @@ public sealed class WeightKalmanFilter
         _varianceUnspecified = Square(options.MeasurementSdKg.Unspecified);
         _accelerationNoise = options.AccelerationNoiseKg2PerDay3;
         _gate = options.OutlierGateSigma;
+        _noiseLearningRate = options.NoiseScaleLearningRate;
+        _noiseScaleMin = options.NoiseScaleMin;
+        _noiseScaleMax = options.NoiseScaleMax;
         _initMinMeasurements = Math.Min(options.InitMinMeasurements, RobustBaseline.MaxSamples);
         _initWindowDays = options.InitWindowDays;
         _initWindowMs = (long)(options.InitWindowDays * MsPerDay);
@@ -150,6 +159,10 @@ public sealed class WeightKalmanFilter
 
         var core = Load(state);
         core.Predict((time - state.EstimateTimeUnixMs) / MsPerDay, _accelerationNoise);
+        // The person's own scatter (learned below) scales the source's: the gate and the gain are theirs.
+        var sourceVariance = variance;
+        var scale = state.NoiseScale > 0 ? state.NoiseScale : 1.0;
+        variance *= scale;
         var innovationVariance = core.InnovationVariance(variance);
         var innovation = kg - core.WeightKg;
         var normalized = Math.Abs(innovation) / Math.Sqrt(innovationVariance);
@@ -159,6 +172,11 @@ public sealed class WeightKalmanFilter
             return SecondHypothesis(state, in core, time, kg, observation.Source, variance, innovation, normalized);
         }
 
+        // Covariance matching on accepted readings: E[y²] = HPHᵀ + R, so y² less the prior's share, over the source's variance,
+        // estimates the scale. Rejected readings do not count (they are someone else's or a typo); a scale set too low
+        // still learns, since the readings it accepts then spread to its gate's edge.
+        var observed = (innovation * innovation - (innovationVariance - variance)) / sourceVariance;
+        state.NoiseScale = Math.Clamp((1 - _noiseLearningRate) * scale + _noiseLearningRate * observed, _noiseScaleMin, _noiseScaleMax);
         core.Update(innovation, innovationVariance);
         BoundTrend(state, ref core, time);
         NoteUserReading(state, time);
@@ -372,7 +390,24 @@ public sealed class WeightKalmanFilter
         var windowStart = time - (long)(windowDays * MsPerDay);
         while (buffer.Count > 0 && buffer[0].TimeUnixMs < windowStart) buffer.RemoveAt(0);
         buffer.Add(new WeightStateSample { TimeUnixMs = time, WeightKg = kg, Source = source });
-        if (buffer.Count < _initMinMeasurements)
+        while (buffer.Count > MaxInitBuffer) buffer.RemoveAt(0);
+
+        // The estimate starts only from InitMinMeasurements readings that agree with each other (within InitOutlierZ of
+        // the noisiest source's SD around one of them): two pounds-entered-as-kilograms readings among three must not
+        // become the level the person's own readings are then rejected against.
+        var tolerance = 0.0;
+        foreach (var sample in buffer) tolerance = Math.Max(tolerance, MeasurementVarianceKg2(sample.Source));
+        tolerance = _initOutlierZ * Math.Sqrt(tolerance);
+        var center = -1;
+        var agreeing = 0;
+        for (var i = buffer.Count - 1; i >= 0 && buffer.Count >= _initMinMeasurements; i--)
+        {
+            var count = 0;
+            foreach (var sample in buffer)
+                if (Math.Abs(sample.WeightKg - buffer[i].WeightKg) <= tolerance) count++;
+            if (count > agreeing) (center, agreeing) = (i, count);
+        }
+        if (agreeing < _initMinMeasurements)
         {
             return new WeightStep
             {
@@ -384,12 +419,16 @@ public sealed class WeightKalmanFilter
             };
         }
 
-        // The buffer never exceeds the init minimum (it initialises on reaching it), so the stack stays small.
-        Span<BaselineSample> samples = stackalloc BaselineSample[buffer.Count];
-        for (var i = 0; i < buffer.Count; i++)
-            samples[i] = new BaselineSample(buffer[i].TimeUnixMs, buffer[i].WeightKg, MeasurementVarianceKg2(buffer[i].Source));
+        // The agreeing readings, and this one last (the fit leaves it out if it is not one of them).
+        Span<BaselineSample> samples = stackalloc BaselineSample[agreeing + 1];
+        var n = 0;
+        var centerKg = buffer[center].WeightKg;
+        for (var i = 0; i < buffer.Count - 1; i++)
+            if (Math.Abs(buffer[i].WeightKg - centerKg) <= tolerance)
+                samples[n++] = new BaselineSample(buffer[i].TimeUnixMs, buffer[i].WeightKg, MeasurementVarianceKg2(buffer[i].Source));
+        samples[n++] = new BaselineSample(time, kg, variance);
         buffer.Clear();
-        return StartEstimate(state, samples, samples.Length - 1, reasons);
+        return StartEstimate(state, samples[..n], n - 1, reasons);
     }
 
     /// <summary>Fits the robust baseline at the time of <paramref name="samples"/>[<paramref name="current"/>]

@@ -10,9 +10,13 @@ public sealed class WeightStateFormatException(string message, Exception? inner 
 
 /// <summary>Bytes ↔ <see cref="WeightFilterState"/> for the state store, reading every version ever written.</summary>
 /// <remarks>
-/// <para><b>Version 3</b> (current, issue 19): the protobuf message <c>streamhealth.WeightFilterState</c> with
-/// <c>schema_version = 3</c>: a second hypothesis track (<c>second_track</c>), the person's cadence and a
-/// declared event's end. <see cref="Encode"/> always writes it.</para>
+/// <para><b>Version 4</b> (current, issue 19): the protobuf message <c>streamhealth.WeightFilterState</c> with
+/// <c>schema_version = 4</c>: version 3 and the person's own scatter (<c>noise_scale</c>, the measurement variance
+/// multiplier learned from their accepted readings; 0 = not learned yet, read as 1). <see cref="Encode"/> always
+/// writes it.</para>
+/// <para><b>Version 3</b>: the same message without <c>noise_scale</c>: a second hypothesis track
+/// (<c>second_track</c>), the person's cadence and a declared event's end. Upgraded in place: the scatter starts
+/// unlearned (0), as for a new person.</para>
 /// <para><b>Version 2</b>: the same message with <c>schema_version = 2</c>, which kept up to three
 /// <c>pending_rejections</c> instead of a second track. Upgraded in place: the pending rejections become
 /// the second track (level: their median carried along the estimate's trend to the newest; independent
@@ -34,7 +38,8 @@ public sealed class WeightStateFormatException(string message, Exception? inner 
 /// </remarks>
 public static class WeightStateCodec
 {
-    public const uint CurrentSchemaVersion = 3;
+    public const uint CurrentSchemaVersion = 4;
+    public const uint SecondTrackSchemaVersion = 3;
     public const uint PendingRejectionsSchemaVersion = 2;
     public const uint PythonJsonSchemaVersion = 1;
 
@@ -48,7 +53,7 @@ public static class WeightStateCodec
         return state.ToByteArray();
     }
 
-    /// <summary>Reads version 1 (JSON), 2 or 3 (protobuf); the result is always a version-3 state.</summary>
+    /// <summary>Reads version 1 (JSON), 2, 3 or 4 (protobuf); the result is always a version-4 state.</summary>
     /// <exception cref="WeightStateFormatException">Naming what is wrong.</exception>
     public static WeightFilterState Decode(ReadOnlySpan<byte> bytes)
     {
@@ -69,13 +74,18 @@ public static class WeightStateCodec
         }
         catch (InvalidProtocolBufferException e)
         {
-            throw new WeightStateFormatException($"weight filter state ({bytes.Length} bytes) is neither version-2/3 protobuf nor version-1 JSON: {e.Message}", e);
+            throw new WeightStateFormatException($"weight filter state ({bytes.Length} bytes) is neither version-2/3/4 protobuf nor version-1 JSON: {e.Message}", e);
         }
         switch (state.SchemaVersion)
         {
-            case CurrentSchemaVersion:
+            case CurrentSchemaVersion or SecondTrackSchemaVersion:
                 if (state.PendingRejections.Count > 0)
-                    throw new WeightStateFormatException($"weight filter state: version 3 with {state.PendingRejections.Count} pending_rejections; only version 2 kept them");
+                    throw new WeightStateFormatException($"weight filter state: version {state.SchemaVersion} with {state.PendingRejections.Count} pending_rejections; only version 2 kept them");
+                if (state.SchemaVersion == SecondTrackSchemaVersion && state.NoiseScale != 0)
+                    throw new WeightStateFormatException($"weight filter state: version 3 with noise_scale = {state.NoiseScale.ToString(CultureInfo.InvariantCulture)}; only version 4 keeps it");
+                if (!double.IsFinite(state.NoiseScale) || state.NoiseScale < 0)
+                    throw new WeightStateFormatException($"weight filter state: noise_scale = {state.NoiseScale.ToString(CultureInfo.InvariantCulture)}; must be 0 (not learned) or positive");
+                state.SchemaVersion = CurrentSchemaVersion;
                 break;
             case PendingRejectionsSchemaVersion: UpgradeFromPendingRejections(state); break;
             case 0: throw new WeightStateFormatException($"weight filter state: schema_version is missing (0); expected {CurrentSchemaVersion}");

@@ -483,6 +483,71 @@ public sealed class WeightFilterTests
         Assert.Contains("WeightFilter:MaxPlausibleKg = 400: must be above MinPlausibleKg = 500", message);
         Assert.Contains("WeightFilter:MeasurementSdKg:Unspecified = 0.5: must be at least the noisiest known source (1.6)", message);
         Assert.Empty(new WeightFilterOptions().Validate());
+        var scale = new WeightFilterOptions { NoiseScaleLearningRate = 1.5, NoiseScaleMin = 2, NoiseScaleMax = 3 }.Validate();
+        Assert.Contains(scale, e => e.Contains("NoiseScaleLearningRate = 1.5: must be 0-1", StringComparison.Ordinal));
+        Assert.Contains(scale, e => e.Contains("NoiseScaleMin = 2, NoiseScaleMax = 3: the range must hold 1", StringComparison.Ordinal));
+    }
+
+    /// <summary>A person weighing twice a day for <paramref name="days"/> days around 80 kg with day-to-day SD
+    /// <paramref name="sdKg"/> (a fixed draw); how many of the readings after the first 30 days were flagged.</summary>
+    private static (int Flagged, WeightFilterState State) Scatter(WeightKalmanFilter filter, double sdKg, int days)
+    {
+        var random = new Random(4);
+        var state = WeightStateCodec.NewState();
+        var flagged = 0;
+        for (var i = 0; i < days * 2; i++)
+        {
+            var normal = Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble());
+            var step = filter.Process(state, Kg(i * 0.5, Math.Round(80 + sdKg * normal, 1)));
+            if (i >= 60 && !step.Accepted) flagged++;
+        }
+        return (flagged, state);
+    }
+
+    [Fact]
+    public void The_person_s_own_scatter_is_learned_a_noisy_person_s_ordinary_readings_pass_and_a_quiet_person_s_small_typo_is_caught()
+    {
+        var sourceOnly = new WeightKalmanFilter(new WeightFilterOptions { NoiseScaleLearningRate = 0 });
+
+        // Day-to-day SD 2.4 kg on a scale whose source SD is 1.2: its ordinary readings are not outliers.
+        var (noisyFlagged, noisy) = Scatter(_filter, 2.4, 90);
+        var (noisyFlaggedSourceOnly, _) = Scatter(sourceOnly, 2.4, 90);
+        Assert.InRange(noisy.NoiseScale, 2.5, 4);
+        Assert.True(noisyFlagged * 4 <= noisyFlaggedSourceOnly, $"{noisyFlagged} flagged learning the scatter, {noisyFlaggedSourceOnly} with the source's alone");
+
+        // Day-to-day SD 0.3 kg: the scale falls to its floor, and a 3.5-kg typo, inside the source's own gate, is caught.
+        var (_, quiet) = Scatter(_filter, 0.3, 60);
+        var (_, quietSourceOnly) = Scatter(sourceOnly, 0.3, 60);
+        Assert.Equal(0.3, quiet.NoiseScale, 3);
+        Assert.Equal(WeightReasons.Outlier, _filter.Process(quiet, Kg(60, 83.5)).Reasons & WeightReasons.Outlier);
+        Assert.True(sourceOnly.Process(quietSourceOnly, Kg(60, 83.5)).Accepted);
+
+        // Rejected readings teach nothing: a run of typos leaves the scale where it was.
+        var before = quiet.NoiseScale;
+        for (var i = 0; i < 5; i++) _filter.Process(quiet, Kg(60.1 + i * 0.01, 95 + i));
+        Assert.Equal(before, quiet.NoiseScale);
+    }
+
+    [Fact]
+    public void Initialisation_waits_for_readings_that_agree_so_two_typos_among_three_do_not_set_the_level()
+    {
+        // Two readings in pounds entered as kilograms (222.3, 206.5: not even agreeing with each other), then the
+        // person's own: three readings, but no three that agree, so nothing starts until they do.
+        var state = WeightStateCodec.NewState();
+        foreach (var (day, kg) in new[] { (0.0, 222.3), (0.4, 206.5), (1.2, 96.2), (1.4, 97.0) })
+            Assert.True(_filter.Process(state, Kg(day, kg)).NeedsInitialization, $"{kg} kg on day {day}");
+        var started = _filter.Process(state, Kg(1.7, 94.2));
+        Assert.Equal(WeightReasons.Initialized, started.Reasons & WeightReasons.Initialized);
+        Assert.True(started.Accepted);
+        Assert.InRange(started.FilteredWeightKg, 94, 97.5);
+        Assert.True(_filter.Process(state, Kg(2.5, 95.8)).Accepted);
+        Assert.False(_filter.Process(state, Kg(3, 210.2)).Accepted);
+
+        // Three that agree start at once, whatever the buffer held before them.
+        var plain = WeightStateCodec.NewState();
+        _filter.Process(plain, Kg(0, 80.2));
+        _filter.Process(plain, Kg(1, 79.8));
+        Assert.Equal(WeightReasons.Initialized, _filter.Process(plain, Kg(2, 80.0)).Reasons & WeightReasons.Initialized);
     }
 
     [Fact]
@@ -518,7 +583,7 @@ public sealed class WeightFilterTests
         var time = WeightFilterState.Descriptor.FindFieldByNumber(2);
         Assert.Equal(("schema_version", Google.Protobuf.Reflection.FieldType.UInt32), (version.Name, version.FieldType));
         Assert.Equal(("event_time_unix_ms", Google.Protobuf.Reflection.FieldType.Int64), (time.Name, time.FieldType));
-        Assert.Equal(3u, WeightStateCodec.NewState().SchemaVersion);
+        Assert.Equal(4u, WeightStateCodec.NewState().SchemaVersion);
     }
 
     [Fact]
@@ -606,8 +671,21 @@ public sealed class WeightFilterTests
     [Fact]
     public void State_codec_refuses_unknown_protobuf_versions_and_corrupt_rings()
     {
-        var newer = new WeightFilterState { SchemaVersion = 4 }.ToByteArray();
-        Assert.Contains("schema_version = 4 was written by a newer StreamHealth", Assert.Throws<WeightStateFormatException>(() => WeightStateCodec.Decode(newer)).Message);
+        var newer = new WeightFilterState { SchemaVersion = 5 }.ToByteArray();
+        Assert.Contains("schema_version = 5 was written by a newer StreamHealth", Assert.Throws<WeightStateFormatException>(() => WeightStateCodec.Decode(newer)).Message);
+        // Version 3 had no noise scale: it upgrades as unlearned (0, read as 1) and carries on like a current state.
+        var v3 = SteadyUser();
+        v3.NoiseScale = 0;
+        v3.SchemaVersion = 3;
+        var upgraded = WeightStateCodec.Decode(v3.ToByteArray());
+        Assert.Equal((4u, 0.0), (upgraded.SchemaVersion, upgraded.NoiseScale));
+        Assert.True(_filter.Process(upgraded, Kg(30, 80.1)).Accepted);
+        Assert.True(upgraded.NoiseScale > 0);
+        var v3WithScale = new WeightFilterState { SchemaVersion = 3, NoiseScale = 2 }.ToByteArray();
+        Assert.Contains("only version 4 keeps it", Assert.Throws<WeightStateFormatException>(() => WeightStateCodec.Decode(v3WithScale)).Message);
+        foreach (var bad in new[] { -1.0, double.NaN, double.PositiveInfinity })
+            Assert.Contains("noise_scale", Assert.Throws<WeightStateFormatException>(() =>
+                WeightStateCodec.Decode(new WeightFilterState { SchemaVersion = 4, NoiseScale = bad }.ToByteArray())).Message);
         var v3WithPending = new WeightFilterState { SchemaVersion = 3, PendingRejections = { new WeightStateSample { TimeUnixMs = T0, WeightKg = 70 } } };
         Assert.Contains("only version 2 kept them", Assert.Throws<WeightStateFormatException>(() => WeightStateCodec.Decode(v3WithPending.ToByteArray())).Message);
 
@@ -618,7 +696,7 @@ public sealed class WeightFilterTests
         for (var i = 0; i < 17; i++) ring.RecentFingerprints.Add((ulong)i);
         Assert.Contains("recent_fingerprints holds 17; at most 16", Assert.Throws<WeightStateFormatException>(() => WeightStateCodec.Decode(ring.ToByteArray())).Message);
 
-        Assert.Contains("neither version-2/3 protobuf nor version-1 JSON", Assert.Throws<WeightStateFormatException>(() => WeightStateCodec.Decode([0x0A, 0xFF])).Message);
+        Assert.Contains("neither version-2/3/4 protobuf nor version-1 JSON", Assert.Throws<WeightStateFormatException>(() => WeightStateCodec.Decode([0x0A, 0xFF])).Message);
     }
 
     /// <summary>A version-2 state as the issue-4 filter wrote it: initialised at 80 kg, two pending rejections.</summary>
@@ -641,7 +719,7 @@ public sealed class WeightFilterTests
         var v2 = Version2State((21, 100.2), (21 + 1.0 / 1440, 100.0), (22, 99.8));
         var state = WeightStateCodec.Decode(v2.ToByteArray());
 
-        Assert.Equal(3u, state.SchemaVersion);
+        Assert.Equal(WeightStateCodec.CurrentSchemaVersion, state.SchemaVersion);
         Assert.Empty(state.PendingRejections);
         Assert.Equal(80, state.WeightKg);
         Assert.Equal(20u, state.UpdateCount);
@@ -658,7 +736,7 @@ public sealed class WeightFilterTests
         Assert.Null(WeightStateCodec.Decode(Version2State((21, 100), (22, 60)).ToByteArray()).SecondTrack);
         var plain = WeightStateCodec.Decode(Version2State().ToByteArray());
         Assert.Null(plain.SecondTrack);
-        Assert.Equal(3u, plain.SchemaVersion);
+        Assert.Equal(WeightStateCodec.CurrentSchemaVersion, plain.SchemaVersion);
     }
 
     [Fact]
