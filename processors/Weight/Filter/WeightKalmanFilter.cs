@@ -22,7 +22,8 @@ namespace StreamHealth.Weight.Filter;
 /// <item>No estimate yet: buffered (BUFFERED_FOR_INITIALIZATION, needs_initialization) until
 /// InitMinMeasurements that agree (within InitOutlierZ of the noisiest source's SD of one of them) lie within the init
 /// window (InitWindowDays, widened to InitCadenceWindowMultiple × the person's cadence for people who weigh less often,
-/// at most InitMaxWindowDays); then <see cref="RobustBaseline"/> starts the estimate from those (INITIALIZED).</item>
+/// at most InitMaxWindowDays); then <see cref="RobustBaseline"/> starts the estimate from those (INITIALIZED). A
+/// buffered reading that agrees with none before it while two of those agree is reported as an OUTLIER too.</item>
 /// <item>More than ReinitializeGapDays since the last accepted measurement → the estimate is dropped
 /// (REINITIALIZED_AFTER_GAP, needs_reinitialization) and this measurement starts the new buffer.</item>
 /// <item>Predict to the measurement's time; normalised innovation d = |y|/√S within OutlierGateSigma →
@@ -414,7 +415,7 @@ public sealed class WeightKalmanFilter
                 EventTimeUnixMs = time,
                 RawWeightKg = kg,
                 NeedsInitialization = true,
-                Reasons = reasons | WeightReasons.BufferedForInitialization,
+                Reasons = reasons | WeightReasons.BufferedForInitialization | (DisagreesWithAgreeingPair(buffer, tolerance) ? WeightReasons.Outlier : WeightReasons.None),
                 StateChanged = true,
             };
         }
@@ -429,6 +430,22 @@ public sealed class WeightKalmanFilter
         samples[n++] = new BaselineSample(time, kg, variance);
         buffer.Clear();
         return StartEstimate(state, samples[..n], n - 1, reasons);
+    }
+
+    // While buffering: the newest reading agrees with none before it, and two before it agree with each other. Reported as
+    // an OUTLIER now (a stream cannot flag it later); it stays in the buffer, so that if the pair was the mistake, the
+    // readings that follow still start the estimate around it.
+    private static bool DisagreesWithAgreeingPair(Google.Protobuf.Collections.RepeatedField<WeightStateSample> buffer, double tolerance)
+    {
+        var newest = buffer[^1].WeightKg;
+        var pair = false;
+        for (var i = 0; i < buffer.Count - 1; i++)
+        {
+            if (Math.Abs(buffer[i].WeightKg - newest) <= tolerance) return false;
+            for (var j = i + 1; j < buffer.Count - 1 && !pair; j++)
+                pair = Math.Abs(buffer[i].WeightKg - buffer[j].WeightKg) <= tolerance;
+        }
+        return pair;
     }
 
     /// <summary>Fits the robust baseline at the time of <paramref name="samples"/>[<paramref name="current"/>]

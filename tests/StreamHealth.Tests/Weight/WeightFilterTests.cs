@@ -529,6 +529,26 @@ public sealed class WeightFilterTests
     }
 
     [Fact]
+    public void While_buffering_a_reading_that_disagrees_with_an_agreeing_pair_is_reported_as_an_outlier()
+    {
+        var state = WeightStateCodec.NewState();
+        _filter.Process(state, Kg(0, 80.2));
+        _filter.Process(state, Kg(0.5, 79.9));
+        var typo = _filter.Process(state, Kg(1, 176.5));                 // pounds entered as kilograms
+        Assert.True(typo.NeedsInitialization);
+        Assert.False(typo.Accepted);
+        Assert.Equal(WeightReasons.Outlier | WeightReasons.BufferedForInitialization, typo.Reasons);
+        var started = _filter.Process(state, Kg(1.5, 80.1));
+        Assert.Equal(WeightReasons.Initialized, started.Reasons);
+        Assert.InRange(started.FilteredWeightKg, 79.8, 80.3);
+
+        // No agreeing pair before it yet: nothing to call it an outlier against.
+        var early = WeightStateCodec.NewState();
+        Assert.Equal(WeightReasons.BufferedForInitialization, _filter.Process(early, Kg(0, 176.5)).Reasons);
+        Assert.Equal(WeightReasons.BufferedForInitialization, _filter.Process(early, Kg(0.5, 80.2)).Reasons);
+    }
+
+    [Fact]
     public void Initialisation_waits_for_readings_that_agree_so_two_typos_among_three_do_not_set_the_level()
     {
         // Two readings in pounds entered as kilograms (222.3, 206.5: not even agreeing with each other), then the
