@@ -119,7 +119,7 @@ public sealed class PersonalCache : IDisposable
                 {
                     Interlocked.Increment(ref counts.Hits);
                     HitCounter.Add(1, new KeyValuePair<string, object?>("tier", tier.Name), new KeyValuePair<string, object?>("layer", "redis"));
-                    KeepNear(near, slot, userId, variant, hit, tier, storedAtMs);
+                    KeepNear(index, near, slot, userId, variant, hit, tier, storedAtMs);
                     return hit;
                 }
                 epoch = await ClaimEpochAsync(db, key, tier);
@@ -143,7 +143,7 @@ public sealed class PersonalCache : IDisposable
             {
                 // -1: the epoch is gone, the key was dropped while this loaded: the answer may be old, keep it nowhere.
                 if ((long)await db.ScriptEvaluateAsync(StoreIfEpoch, [key], [EpochField, epoch, variant, entry]) >= 0)
-                    KeepNear(near, slot, userId, variant, json, tier, nowMs);
+                    KeepNear(index, near, slot, userId, variant, json, tier, nowMs);
             }
             catch (Exception e) when (e is RedisException or TimeoutException)
             {
@@ -288,10 +288,10 @@ public sealed class PersonalCache : IDisposable
 
     // Keeps a copy only if the slot taken before Redis was read is still the person's (no announcement since) and the
     // near cache is still the one the load began with (not dropped whole since).
-    private void KeepNear(NearTier? near, NearSlot? slot, string userId, string variant, byte[] json, CacheTier tier, long storedAtMs)
+    private void KeepNear(int index, NearTier? near, NearSlot? slot, string userId, string variant, byte[] json, CacheTier tier, long storedAtMs)
     {
         if (near is null || slot is null || Volatile.Read(ref _listening) == 0) return;
-        if (!ReferenceEquals(Volatile.Read(ref _near[IndexOf(tier)]), near)
+        if (!ReferenceEquals(Volatile.Read(ref _near[index]), near)
             || !near.Slots.TryGetValue(userId, out var current) || !ReferenceEquals(current, slot)) return;
         // Never past the tier's own time to live, counted from when the answer was made.
         var ageMs = Math.Max(0, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - storedAtMs);

@@ -23,6 +23,9 @@ public static class CacheInvalidation
     /// (no line breaks), so the announcement splits back into exactly these keys.</summary>
     public static async Task<long> DropAsync(IDatabaseAsync db, IReadOnlyList<RedisKey> keys)
     {
+        // One script's worth already in an array (a person's keys): sent as it is.
+        if (keys is RedisKey[] { Length: <= KeysPerScript } whole)
+            return whole.Length == 0 ? 0 : (long)await db.ScriptEvaluateAsync(DropAndAnnounce, whole, [Channel, Separator.ToString()]);
         long deleted = 0;
         for (var start = 0; start < keys.Count; start += KeysPerScript)
         {

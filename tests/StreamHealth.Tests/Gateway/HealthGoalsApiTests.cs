@@ -24,12 +24,6 @@ public sealed class HealthGoalsApiTests(GatewayStackFixture f) : IClassFixture<G
         ["direction"] = "at_least",
     };
 
-    private static Dictionary<string, object?> With(Dictionary<string, object?> goal, string field, object? value)
-    {
-        goal[field] = value;
-        return goal;
-    }
-
     [Fact]
     public async Task Goals_are_stored_and_read_back_with_progress_in_the_persons_local_period()
     {

@@ -28,12 +28,6 @@ public sealed class NutritionLogsApiTests(GatewayStackFixture f) : IClassFixture
         ["fiber_g"] = 12.5, ["sugar_g"] = 8, ["sodium_mg"] = 900,
     };
 
-    private static Dictionary<string, object?> With(Dictionary<string, object?> meal, string field, object? value)
-    {
-        meal[field] = value;
-        return meal;
-    }
-
     [Fact]
     public async Task A_logged_meal_is_stored_by_the_sink_and_read_back_by_user()
     {

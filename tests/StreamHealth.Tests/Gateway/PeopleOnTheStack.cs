@@ -43,5 +43,13 @@ internal static class PeopleOnTheStack
         return JsonDocument.Parse(text).RootElement;
     }
 
+    /// <summary><paramref name="body"/> with <paramref name="field"/> set to <paramref name="value"/> (null: JSON null), for
+    /// the one-field-wrong cases of a request body.</summary>
+    public static Dictionary<string, object?> With(Dictionary<string, object?> body, string field, object? value)
+    {
+        body[field] = value;
+        return body;
+    }
+
     public static IEnumerable<string> ErrorFields(JsonElement problem) => problem.GetProperty("errors").EnumerateObject().Select(p => p.Name);
 }
