@@ -206,6 +206,17 @@ public sealed class AuditTrailTests
         Assert.Equal(4, forged.BrokenSeq);
         Assert.Contains("differs from the witness", forged.Reason);
 
+        // The gateway's writer logs the witness of what it wrote (at most once a minute): the line verify takes.
+        await using var logged = await NewDatabaseAsync("audit_witness_log");
+        var logs = new TestLogs();
+        var writer = new AuditWriter(logged, 100, new Microsoft.Extensions.Logging.Logger<AuditWriter>(logs));
+        writer.Start();
+        for (var i = 1; i <= 3; i++) await writer.EnqueueAsync(Entry(i));
+        await writer.DrainAsync(CancellationToken.None);
+        var line = System.Text.RegularExpressions.Regex.Match(logs.Text, @"audit chain witness (\d+:[0-9a-f]{64})");
+        Assert.True(line.Success, logs.Text);
+        Assert.Equal(0, (await VerbAsync(Options(logged), "verify", "--witness", line.Groups[1].Value)).Code);
+
         // Malformed, or before what is verified: a usage error, not a verdict.
         foreach (var bad in new[] { "8", "x:" + new string('a', 64), "8:" + new string('a', 63), "0:" + new string('a', 64), "8:" + new string('g', 64) })
             Assert.Contains("--witness", (await Assert.ThrowsAsync<UsageException>(() => VerbAsync(options, "verify", "--witness", bad))).Message);
