@@ -23,6 +23,7 @@ public static class StreamHealthCli
                 "schemas" => SchemasVerb.Run(args[1..]),
                 "sample-user" => await SampleUserVerb.RunAsync(args[1..]),
                 "audit" => await AuditVerb.RunAsync(args[1..]),
+                "sensors" => await SensorsVerb.RunAsync(args[1..]),
                 _ => Usage(),
             };
         }
@@ -62,6 +63,8 @@ public static class StreamHealthCli
               audit prune [--older-than-days N]
                                                delete audit rows older than N days (default Audit:RetentionDays, 2557 ≈ 7 years),
                                                recording where the chain was cut so verify still passes
+              sensors nab DIR [--per-series]   the sensors' streaming anomaly detector over a Numenta Anomaly Benchmark layout
+                                               (DIR/data, DIR/labels/combined_windows.json), scored with NAB's three profiles
             configuration: streamhealth.json beside the binary, overridden by STREAMHEALTH_Section__Key variables
             """);
         return 2;
