@@ -5,6 +5,7 @@ using StreamHealth.Runtime.Streams.Reference;
 using Microsoft.Extensions.Configuration;
 using StreamHealth.Cgm.Pipeline;
 using StreamHealth.Insights.Aggregates;
+using StreamHealth.Sensors.Metrics;
 using StreamHealth.Weight.Pipeline;
 
 namespace StreamHealth.Host.Topologies;
@@ -12,14 +13,14 @@ namespace StreamHealth.Host.Topologies;
 /// <summary>The topologies `streamhealth run --topology NAME` can start, by name.</summary>
 internal static class TopologyCatalog
 {
-    public static readonly IReadOnlyList<string> Names = ["weights", "cgm", "insights", "key-sum"];
+    public static readonly IReadOnlyList<string> Names = ["weights", "cgm", "insights", "sensors", "key-sum"];
 
-    /// <summary>The changelogs of the catalogue's workload topologies (weights, cgm, insights), read from their descriptions, with
+    /// <summary>The changelogs of the catalogue's workload topologies (weights, cgm, insights, sensors), read from their descriptions, with
     /// their source's partition count: the embedded broker creates them up front (it cannot create topics on request).</summary>
     public static IEnumerable<(string Topic, int Partitions)> InternalTopics(IConfiguration configuration, IReadOnlyDictionary<string, int> partitionOverrides)
     {
         var args = new Args([]);
-        foreach (var name in new[] { "weights", "cgm", "insights" })
+        foreach (var name in new[] { "weights", "cgm", "insights", "sensors" })
         {
             var topology = Create(name, args, configuration);
             var partitions = partitionOverrides.TryGetValue(topology.SourceTopic, out var p) ? p : StreamHealth.Schemas.Topics.Get(topology.SourceTopic).Partitions;
@@ -32,6 +33,7 @@ internal static class TopologyCatalog
         "weights" => WeightTopology.Create(WeightTopology.FilterOptions(configuration), timeRule: StreamHealthOptions.Bind(configuration).Input.TimeRule),
         "cgm" => CgmTopology.Create(CgmTopology.Options(configuration)),
         "insights" => InsightsTopology.Create(InsightsOptions.Load(configuration)),
+        "sensors" => SensorsTopology.Create(SensorsOptions.Load(configuration)),
         // Reference fold used by the crash/rebalance tests and the load harness. --kill-in-flush N: the process SIGKILLs
         // itself inside the Nth store flush that has writes (in the middle of a commit), for the crash-recovery test.
         "key-sum" => KeySumTopology.Create(

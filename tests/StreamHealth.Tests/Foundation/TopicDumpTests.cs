@@ -28,7 +28,7 @@ public sealed class TopicDumpTests(EmbeddedKafkaFixture kafka) : IClassFixture<E
             {
                 var reading = new AvroSensors.SensorReading
                 {
-                    event_time_unix_ms = DateTime.UnixEpoch.AddMilliseconds(t0 + i * 1000), node_id = "n1", flow_l_per_s = i, pressure_kpa = 300, reading_id = $"r{i}",
+                    event_time_unix_ms = DateTime.UnixEpoch.AddMilliseconds(t0 + i * 1000), node_id = "n1", district_id = "d1", metric = "flow", value = i, unit = "L/s", reading_id = $"r{i}",
                 };
                 producer.Produce(topic.Name, new Message<byte[], byte[]>
                 {

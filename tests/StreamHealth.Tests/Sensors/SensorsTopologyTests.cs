@@ -1,0 +1,189 @@
+using System.Text;
+using Confluent.Kafka;
+using StreamHealth.Runtime.Streams;
+using StreamHealth.Schemas;
+using StreamHealth.Sensors.Metrics;
+using StreamHealth.Tests.Infrastructure;
+using static StreamHealth.Tests.Infrastructure.StreamTestKit;
+using SensorKey = StreamHealth.Schemas.Avro.Common.SensorKey;
+using SensorMetric = StreamHealth.Schemas.Avro.Sensors.SensorMetric;
+using SensorReading = StreamHealth.Schemas.Avro.Sensors.SensorReading;
+
+namespace StreamHealth.Tests.Sensors;
+
+/// <summary>The sensors topology on real parts: embedded Kafka, RocksDB stores, the stand-in schema registry on the test's
+/// PostgreSQL database; readings in, final window results and dead letters out.</summary>
+public sealed class SensorsTopologyFixture : IDisposable
+{
+    public EmbeddedKafkaFixture Kafka { get; } = new();
+    public TestRegistry Registry { get; }
+    public TestLogs Logs { get; } = new();
+    public string Readings { get; }
+    public string Metrics { get; }
+    public StreamHost Host { get; }
+    private readonly string _stateDir = Directory.CreateTempSubdirectory("streamhealth-sensors-").FullName;
+
+    public SensorsTopologyFixture()
+    {
+        Readings = Kafka.NewTopic("sensr", 2);
+        Metrics = Kafka.NewTopic("sensm", 2);
+        Kafka.Cluster.CreateTopic(Readings + Topics.DeadLetterSuffix, 1);
+        var connectionString = LocalServices.PostgresConnectionString(LocalServices.NewDatabaseName("sensors_topology"));
+        StreamHealth.Runtime.Storage.PostgresMigrator.MigrateAsync(connectionString).GetAwaiter().GetResult();
+        Registry = TestRegistry.Start(connectionString);
+        Host = new StreamHost(new StreamHostOptions
+        {
+            SchemaRegistry = Registry.Connection, BootstrapServers = Kafka.BootstrapServers, StateDirectory = _stateDir, CommitIntervalMs = 200,
+            CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions),
+        }, [SensorsTopology.Create(new SensorsOptions { GraceMinutes = 2 }, Readings + "-app", Readings, Metrics)], Logs);
+        Host.Start();
+    }
+
+    public byte[] Key(string node) => Registry.Connection.SerDes<SensorKey>().Serialize(new SensorKey { node_id = node },
+        new SerializationContext(MessageComponentType.Key, Readings));
+
+    public void Send(string node, IEnumerable<SensorReading> readings) => SendRaw(node, readings.Select(r => Registry.Value(Readings, r)));
+
+    public void SendRaw(string node, IEnumerable<byte[]> values)
+    {
+        using var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = Kafka.BootstrapServers, EnableIdempotence = true }).Build();
+        var key = Key(node);
+        foreach (var value in values) p.Produce(Readings, new Message<byte[], byte[]> { Key = key, Value = value });
+        if (p.Flush(TimeSpan.FromSeconds(10)) > 0) throw new TimeoutException("readings not acknowledged");
+    }
+
+    /// <summary>Every record of <paramref name="topic"/> keyed by <paramref name="node"/> until <paramref name="enough"/> or the wait ends.</summary>
+    public List<Message<byte[], byte[]>> Drain(string topic, string node, TimeSpan wait, Func<List<Message<byte[], byte[]>>, bool> enough)
+    {
+        var found = new List<Message<byte[], byte[]>>();
+        using var c = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig
+        {
+            BootstrapServers = Kafka.BootstrapServers, GroupId = "drain-" + Guid.NewGuid().ToString("N"), AutoOffsetReset = AutoOffsetReset.Earliest,
+        }).Build();
+        c.Subscribe(topic);
+        var key = Key(node);
+        var deadline = DateTime.UtcNow + wait;
+        while (DateTime.UtcNow < deadline && !enough(found))
+            if (c.Consume(TimeSpan.FromMilliseconds(100)) is { } r && r.Message.Key.AsSpan().SequenceEqual(key)) found.Add(r.Message);
+        return found;
+    }
+
+    public List<SensorMetric> Windows(string node, Func<List<SensorMetric>, bool> enough, int seconds = 60)
+    {
+        var decoded = new List<SensorMetric>();
+        Drain(Metrics, node, TimeSpan.FromSeconds(seconds), found =>
+        {
+            decoded = [.. found.Select(m => Registry.Read<SensorMetric>(Metrics, m.Value))];
+            return enough(decoded);
+        });
+        return decoded;
+    }
+
+    public void Dispose()
+    {
+        Host.Dispose();
+        Registry.Dispose();
+        Kafka.Dispose();
+        Directory.Delete(_stateDir, recursive: true);
+    }
+}
+
+public sealed class SensorsTopologyTests(SensorsTopologyFixture f) : IClassFixture<SensorsTopologyFixture>
+{
+    // Recent, so the event-time rule (not ahead of the receiving clock) holds; aligned to an hour.
+    private static readonly long T0 = DateTimeOffset.UtcNow.AddDays(-2).ToUnixTimeMilliseconds() / 3_600_000 * 3_600_000;
+
+    private static string N(string name) => $"{name}-{Guid.NewGuid():N}"[..(name.Length + 9)];
+
+    private static SensorReading Reading(string node, long timeMs, double value, string metric = "flow", string unit = "L/s", string district = "d-north",
+        string? id = null) => new()
+    {
+        event_time_unix_ms = AvroTime.FromUnixMs(timeMs), node_id = node, district_id = district, metric = metric, value = value, unit = unit,
+        reading_id = id ?? $"{node}-{metric}-{timeMs}",
+    };
+
+    [Fact]
+    public void Each_window_is_emitted_once_with_exact_statistics_duplicates_and_late_readings_counted()
+    {
+        var node = N("node");
+        // Every 10 s for 2 h 10 min, values cycling 0..59 (L/s), sent in order; then a reading past 2 h 13 min closes the second hour.
+        // Reading 200 comes in m³/h (3.6 m³/h = 1 L/s): converted, it is the same value as the others.
+        var sent = Enumerable.Range(0, 6 * 130)
+            .Select(i => i == 200 ? Reading(node, T0 + i * 10_000L, 3.6 * (i % 60), unit: "m3/h") : Reading(node, T0 + i * 10_000L, i % 60))
+            .ToList();
+        // A repeat of reading 95's event time with another value, after reading 99: counted once, as the first.
+        sent.Insert(100, Reading(node, T0 + 95 * 10_000L, 1000, id: "repeat"));
+        // Late within the 2-minute grace: +5 s after +70 s has been seen (the first minute is still open).
+        sent.Insert(8, Reading(node, T0 + 5_000, 7.5));
+        sent.Add(Reading(node, T0 + 2 * 3_600_000 + 13 * 60_000, 1));
+        f.Send(node, sent);
+
+        var lastMinute = T0 + 2 * 3_600_000 + 10 * 60_000;
+        var windows = f.Windows(node, w => w.Any(x => x.window_minutes == 1 && AvroTime.ToUnixMs(x.window_start_unix_ms) == lastMinute));
+        var hours = windows.Where(w => w.window_minutes == 60).OrderBy(w => w.window_start_unix_ms).ToList();
+        Assert.Equal(2, hours.Count);
+        // Hour 1: 360 readings on the 10-s grid plus the late one at +5 s; the repeat's 1000 is kept out.
+        var values = Enumerable.Range(0, 360).Select(i => (double)(i % 60)).Append(7.5).Order().ToArray();
+        var first = hours[0];
+        Assert.Equal(T0, AvroTime.ToUnixMs(first.window_start_unix_ms));
+        Assert.Equal(T0 + 3_600_000, AvroTime.ToUnixMs(first.event_time_unix_ms));
+        Assert.Equal((361, 1, 1), (first.reading_count, first.duplicate_count, first.late_count));
+        Assert.Equal(("flow", "L/s", "d-north"), (first.metric, first.unit, first.district_id));
+        Assert.Equal(values.Min(), first.min);
+        Assert.Equal(values.Max(), first.max);
+        Assert.Equal(values.Average(), first.mean, 9);
+        Assert.Equal(Math.Sqrt(values.Select(v => (v - values.Average()) * (v - values.Average())).Average()), first.stddev, 9);
+        Assert.Equal(values[180], first.p50, 9);                                  // position 0.5 × 360
+        Assert.Equal(values[342] + (values[343] - values[342]) * 0.0, first.p95, 9); // position 0.95 × 360 = 342
+        // Every window of each size exactly once, and the 1-minute windows of the first hour hold 6 readings each (7 in the first).
+        foreach (var size in new[] { 1, 15, 60 })
+        {
+            var ofSize = windows.Where(w => w.window_minutes == size).ToList();
+            Assert.Equal(ofSize.Count, ofSize.Select(w => w.window_start_unix_ms).Distinct().Count());
+        }
+        var minutes = windows.Where(w => w.window_minutes == 1).OrderBy(w => w.window_start_unix_ms).ToList();
+        Assert.Equal(7, minutes[0].reading_count);
+        Assert.Equal(1, minutes[0].late_count);
+        Assert.All(minutes.Skip(1).Take(59), m => Assert.Equal(6, m.reading_count));
+        // +2 h 13 min with a 2-minute grace closes the minutes through +2 h 10 min (131), the last of them empty (no reading
+        // between +2 h 9 min 50 s and +2 h 13 min); quarter hours through +1 h 45 min (8); hours through +1 h (2).
+        Assert.Equal(131, minutes.Count);
+        Assert.Equal(0, minutes[^1].reading_count);
+        Assert.True(double.IsNaN(minutes[^1].mean));
+        Assert.Equal(8, windows.Count(w => w.window_minutes == 15));
+        var m33 = minutes.Single(m => AvroTime.ToUnixMs(m.window_start_unix_ms) == T0 + 33 * 60_000);
+        Assert.Equal(Enumerable.Range(198, 6).Average(i => i % 60), m33.mean, 9);
+    }
+
+    [Fact]
+    public void Bad_readings_go_to_the_dead_letter_topic_naming_the_problem()
+    {
+        var node = N("bad");
+        var good = Reading(node, T0, 10);
+        var cases = new (SensorReading Reading, string Reason)[]
+        {
+            (Reading(node, T0 + 1_000, 5, metric: "voltage"), "metric = 'voltage': not one of flow, pressure, level, chlorine, turbidity"),
+            (Reading(node, T0 + 2_000, 5, unit: "kg"), "unit = 'kg': not a unit of flow"),
+            (Reading(node, T0 + 3_000, double.NaN), "not a finite number"),
+            (Reading(node, T0 + 4_000, 3e9, metric: "pressure", unit: "kPa"), "outside what a pressure sensor can report"),
+            (Reading(node, T0 + 5_000, -1, metric: "chlorine", unit: "mg/L"), "outside what a chlorine sensor can report"),
+            (Reading("someone-else", T0 + 6_000, 5), "does not match the record key"),
+            (Reading(node, DateTimeOffset.UtcNow.AddDays(3).ToUnixTimeMilliseconds(), 5), "ahead of the receiving clock"),
+            (Reading(node, T0 + 7_000, 5, district: "d-south"), "reports to district 'd-north'"),
+            (Reading(node, T0 + 8_000, 5, id: "bad\u0000id"), "reading_id = "),
+        };
+        f.Send(node, [good, .. cases.Select(c => c.Reading), Reading(node, T0 + 10 * 60_000, 11)]);
+        // Far past the grace: the first minute is closed; a reading for it now is dead-lettered as late, not dropped.
+        f.Send(node, [Reading(node, T0 + 30_000, 12)]);
+        var dead = f.Drain(f.Readings + Topics.DeadLetterSuffix, node, TimeSpan.FromSeconds(60), d => d.Count >= cases.Length + 1);
+        var reasons = dead.Select(d => d.Headers.TryGetLastBytes(StreamHeaders.Error, out var e) ? Encoding.UTF8.GetString(e) : "").ToList();
+        Assert.Equal(cases.Length + 1, reasons.Count);
+        for (var i = 0; i < cases.Length; i++) Assert.Contains(cases[i].Reason, reasons[i]);
+        Assert.Contains("its windows closed", reasons[^1]);
+        Assert.Contains("beyond the 2-minute grace", reasons[^1]);
+        // The good readings still made their windows: the first minute holds only the reading at T0.
+        var windows = f.Windows(node, w => w.Any(x => x.window_minutes == 1 && AvroTime.ToUnixMs(x.window_start_unix_ms) == T0));
+        var firstMinute = windows.Single(x => x.window_minutes == 1 && AvroTime.ToUnixMs(x.window_start_unix_ms) == T0);
+        Assert.Equal((1, 10.0), (firstMinute.reading_count, firstMinute.mean));
+    }
+}
