@@ -1,23 +1,142 @@
 using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Confluent.Kafka;
+using StreamHealth.Runtime.Configuration;
+using StreamHealth.Runtime.SchemaRegistry;
+using StreamHealth.Runtime.Streams;
+using StreamHealth.Schemas;
 using StreamHealth.Sensors.Anomalies;
 using StreamHealth.Sensors.Anomalies.Nab;
+using StreamHealth.Sensors.Simulation;
 
 namespace StreamHealth.Host.Verbs;
 
 /// <summary>`streamhealth sensors nab DIR`: the sensors' streaming anomaly detector, run reading by reading over every
-/// series of a Numenta Anomaly Benchmark layout, scored with NAB's rules under its three profiles.</summary>
+/// series of a Numenta Anomaly Benchmark layout, scored with NAB's rules under its three profiles.
+/// `streamhealth sensors simulate`: the simulated water network's readings and ground truth, to files and/or sensors.readings.</summary>
 internal static class SensorsVerb
 {
-    public static Task<int> RunAsync(string[] argv) => Task.FromResult(argv.FirstOrDefault() switch
+    private const string Usage = "usage: streamhealth sensors nab DIR [--per-series] | sensors simulate [--days N] [--districts N] [--meters N] " +
+                                 "[--step-seconds N] [--seed N] [--start ISO-8601] [--out DIR] [--produce]";
+
+    public static async Task<int> RunAsync(string[] argv) => argv.FirstOrDefault() switch
     {
         "nab" => Nab(argv[1..], Console.Out),
-        _ => throw new UsageException("usage: streamhealth sensors nab DIR [--per-series]"),
-    });
+        "simulate" => await SimulateAsync(argv[1..]),
+        _ => throw new UsageException(Usage),
+    };
+
+    internal static async Task<int> SimulateAsync(string[] argv)
+    {
+        var args = new Args(argv, "--produce");
+        if (args.Positional.Count != 0) throw new UsageException(Usage);
+        var days = args.GetInt("--days", 7);
+        DateTimeOffset start;
+        if (args.Get("--start") is { } startText)
+        {
+            if (!DateTimeOffset.TryParse(startText, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out start))
+                throw new UsageException($"--start = '{startText}': not an ISO-8601 date-time");
+        }
+        else start = DateTimeOffset.UtcNow.AddDays(-days);   // recent data, ending now: the event-time rule accepts it
+        SimulationOptions options;
+        NetworkSimulator simulator;
+        try
+        {
+            options = new SimulationOptions
+            {
+                Days = days, Districts = args.GetInt("--districts", 3), MetersPerDistrict = args.GetInt("--meters", 4),
+                StepSeconds = args.GetInt("--step-seconds", 60), Seed = args.GetInt("--seed", 1), StartUnixMs = start.ToUnixTimeMilliseconds(),
+            };
+            simulator = new NetworkSimulator(options);
+        }
+        catch (ArgumentOutOfRangeException e) { throw new UsageException($"--{e.ParamName}: {e.Message.Split(" (Parameter")[0]}"); }
+        var outDir = args.Get("--out");
+        if (outDir is null && !args.Has("--produce")) throw new UsageException("sensors simulate: give --out DIR, --produce, or both");
+
+        StreamWriter? csv = null;
+        if (outDir is not null)
+        {
+            Directory.CreateDirectory(outDir);
+            var json = new JsonSerializerOptions { WriteIndented = true };
+            File.WriteAllText(Path.Combine(outDir, "network.json"), JsonSerializer.Serialize(simulator.Nodes, json));
+            File.WriteAllText(Path.Combine(outDir, "events.json"), JsonSerializer.Serialize(simulator.Events, json));
+            csv = new StreamWriter(Path.Combine(outDir, "readings.csv"), append: false, new UTF8Encoding(false));
+            csv.WriteLine("node_id,district_id,metric,time,value,unit,reading_id");
+        }
+        IProducer<byte[], byte[]>? producer = null;
+        SchemaRegistryConnection? registry = null;
+        var settings = StreamHealthOptions.Load();
+        if (args.Has("--produce"))
+        {
+            if (string.IsNullOrEmpty(settings.Kafka.BootstrapServers))
+                throw new ConfigurationException("Kafka:BootstrapServers is empty: --produce needs a running cluster (`streamhealth kafka` or `up`)");
+            registry = SchemaRegistryConnection.Connect(settings.SchemaRegistry);
+            await registry.EnsureReachableAsync();
+            producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig
+            {
+                BootstrapServers = settings.Kafka.BootstrapServers, EnableIdempotence = true, LingerMs = 5, QueueBufferingMaxMessages = 1_000_000,
+            }).Build();
+        }
+        var count = 0L;
+        var failed = 0L;
+        try
+        {
+            var keys = registry?.SerDes<StreamHealth.Schemas.Avro.Common.SensorKey>();
+            var values = registry?.SerDes<StreamHealth.Schemas.Avro.Sensors.SensorReading>();
+            var keyContext = new SerializationContext(MessageComponentType.Key, Topics.SensorsReadings);
+            var valueContext = new SerializationContext(MessageComponentType.Value, Topics.SensorsReadings);
+            foreach (var r in simulator.Readings())
+            {
+                count++;
+                csv?.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{r.NodeId},{r.DistrictId},{r.Metric},{DateTimeOffset.FromUnixTimeMilliseconds(r.TimeUnixMs):yyyy-MM-ddTHH:mm:ssZ},{r.Value:R},{r.Unit},{r.ReadingId}"));
+                if (producer is null) continue;
+                var record = new StreamHealth.Schemas.Avro.Sensors.SensorReading
+                {
+                    event_time_unix_ms = AvroTime.FromUnixMs(r.TimeUnixMs), node_id = r.NodeId, district_id = r.DistrictId, metric = r.Metric,
+                    value = r.Value, unit = r.Unit, reading_id = r.ReadingId,
+                };
+                var message = new Message<byte[], byte[]>
+                {
+                    Key = keys!.Serialize(new StreamHealth.Schemas.Avro.Common.SensorKey { node_id = r.NodeId }, keyContext),
+                    Value = values!.Serialize(record, valueContext),
+                };
+                while (true)
+                {
+                    try
+                    {
+                        producer.Produce(Topics.SensorsReadings, message, report => { if (report.Error.IsError) Interlocked.Increment(ref failed); });
+                        break;
+                    }
+                    catch (ProduceException<byte[], byte[]> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
+                    {
+                        producer.Poll(TimeSpan.FromMilliseconds(100));   // the local queue is full: let deliveries drain it
+                    }
+                }
+            }
+            if (producer is not null && producer.Flush(TimeSpan.FromMinutes(2)) > 0)
+                throw new UsageException("sensors simulate: the cluster did not acknowledge every reading within 2 minutes");
+            if (failed > 0) throw new UsageException($"sensors simulate: {failed} readings were not delivered (see the cluster's log)");
+        }
+        finally
+        {
+            csv?.Dispose();
+            producer?.Dispose();
+            registry?.Dispose();
+        }
+        Console.WriteLine($"simulated {simulator.Nodes.Count} nodes in {options.Districts} districts over {days} days from {start:yyyy-MM-ddTHH:mm}Z: " +
+                          $"{count:N0} readings, {simulator.Events.Count} injected events" +
+                          (outDir is null ? "" : $"; {Path.Combine(outDir, "readings.csv")}, events.json (ground truth), network.json") +
+                          (producer is null ? "" : $"; produced onto {Topics.SensorsReadings}"));
+        return 0;
+    }
 
     internal static int Nab(string[] argv, TextWriter output)
     {
         var args = new Args(argv, "--per-series");
-        if (args.Positional.Count != 1) throw new UsageException("usage: streamhealth sensors nab DIR [--per-series]");
+        if (args.Positional.Count != 1) throw new UsageException(Usage);
         IReadOnlyList<NabSeries> corpus;
         try { corpus = NabCorpus.Load(args.Positional[0]); }
         catch (InvalidDataException e) { throw new UsageException(e.Message); }
