@@ -35,7 +35,7 @@ public sealed class SensorsTopologyFixture : IDisposable
         {
             SchemaRegistry = Registry.Connection, BootstrapServers = Kafka.BootstrapServers, StateDirectory = _stateDir, CommitIntervalMs = 200,
             CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions),
-        }, [SensorsTopology.Create(new SensorsOptions { GraceMinutes = 2 }, Readings + "-app", Readings, Metrics)], Logs);
+        }, [SensorsTopology.Create(new SensorsOptions { GraceMinutes = 2, KeepMinutesAfterClose = 10 }, Readings + "-app", Readings, Metrics)], Logs);
         Host.Start();
     }
 
@@ -153,6 +153,14 @@ public sealed class SensorsTopologyTests(SensorsTopologyFixture f) : IClassFixtu
         Assert.Equal(8, windows.Count(w => w.window_minutes == 15));
         var m33 = minutes.Single(m => AvroTime.ToUnixMs(m.window_start_unix_ms) == T0 + 33 * 60_000);
         Assert.Equal(Enumerable.Range(198, 6).Average(i => i % 60), m33.mean, 9);
+
+        // Kept 10 minutes after their hour closed (+2 h 2 min), the minutes of both emitted hours are gone from the store by
+        // +2 h 13 min; those of the open third hour are there.
+        bool Stored(long minute) => f.Host.TryQuery<string, MinuteBucket>(f.Readings + "-app", SensorsTopology.MinuteStore,
+            SensorWindows.BucketKey(SensorWindows.SeriesKey(node, "flow"), minute), out _, TimeSpan.FromSeconds(2));
+        WaitFor(() => !Stored(T0 + 3_600_000 + 59 * 60_000), TimeSpan.FromSeconds(20), () => "the last minute of the second hour is still stored");
+        Assert.False(Stored(T0));
+        Assert.True(Stored(T0 + 2 * 3_600_000 + 5 * 60_000));
     }
 
     [Fact]
