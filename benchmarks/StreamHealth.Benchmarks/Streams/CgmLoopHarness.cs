@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using Confluent.Kafka;
 using StreamHealth.Benchmarks.Kafka;
@@ -70,14 +69,10 @@ public static class CgmLoopHarness
             using var host = new StreamHost(options,
                 [CgmTopology.Create(new CgmPipelineOptions(), names.ApplicationId, names.ReadingsTopic, names.LatestTopic, names.RequestsTopic)], HarnessHost.Logs());
             host.Start();
-            while (host.Metrics.Processed == 0) Thread.Sleep(1);
-            var first = host.Metrics.Processed;
-            var sw = Stopwatch.StartNew();
-            while (host.Metrics.Processed < records) Thread.Sleep(1);
-            var seconds = sw.Elapsed.TotalSeconds;
+            var perSecond = HarnessHost.RecordsPerSecond(host, records);
             var snapshot = host.Metrics.Snapshot();
             Console.WriteLine($"CGM window topology, {HarnessHost.Describe(options)}, 8 partitions, {copies * people.Count:N0} users (Hall 2018 × {copies}), embedded Kafka (same process):");
-            Console.WriteLine($"  {records:N0} readings: {(records - first) / seconds,10:N0} readings/s end to end " +
+            Console.WriteLine($"  {records:N0} readings: {perSecond,10:N0} readings/s end to end " +
                               $"(process p50 {snapshot.ProcessP50Us:F0} µs, p99 {snapshot.ProcessP99Us:F0} µs, dead letters {host.Metrics.DeadLettered})");
             return host.Metrics.DeadLettered == 0 ? 0 : 1;
         }

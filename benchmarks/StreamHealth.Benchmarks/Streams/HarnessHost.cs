@@ -44,6 +44,17 @@ internal static class HarnessHost
         Enum.TryParse<LogLevel>(Environment.GetEnvironmentVariable("HARNESS_LOG"), ignoreCase: true, out var level)
             ? new StderrLogs(level) : NullLoggerFactory.Instance;
 
+    /// <summary>Waits for the host's first processed record, then times it to <paramref name="records"/>: records per second from
+    /// the first processed record to the last (pre-produced input, so the clock measures processing, not producing).</summary>
+    public static double RecordsPerSecond(StreamHost host, long records)
+    {
+        while (host.Metrics.Processed == 0) Thread.Sleep(1);
+        var first = host.Metrics.Processed;
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        while (host.Metrics.Processed < records) Thread.Sleep(1);
+        return (records - first) / sw.Elapsed.TotalSeconds;
+    }
+
     /// <summary>The settings a run used, for its report line.</summary>
     public static string Describe(StreamHostOptions o) =>
         $"Streamiz, {o.ThreadsPerTopology} stream thread{(o.ThreadsPerTopology == 1 ? "" : "s")}, commit every {o.CommitIntervalMs} ms, " +

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Confluent.Kafka;
 using StreamHealth.Benchmarks.Kafka;
 using StreamHealth.Runtime.Kafka;
@@ -10,8 +9,8 @@ using StreamHealth.Sensors.Simulation;
 namespace StreamHealth.Benchmarks.Streams;
 
 /// <summary>Load harness: the sensors windowed-metrics topology end to end on ONE stream thread against the embedded Kafka
-/// (same process). The simulator's network (<c>districts</c> districts of 7 nodes, 24 series each... see
-/// <see cref="NetworkSimulator"/>) over <c>days</c> days at one reading per minute per series, with its late, duplicate and
+/// (same process). The simulator's network (<c>districts</c> districts of 7 nodes and 8 series each, <see cref="NetworkSimulator"/>)
+/// over <c>days</c> days at one reading per minute per series, with its late, duplicate and
 /// out-of-order deliveries and its sensor faults, is pre-produced onto a readings topic keyed by node (Avro, the stand-in
 /// registry over BENCH_PG); the clock runs from the first processed record to the last. Every reading is decoded,
 /// validated, converted, put into its minute in RocksDB, and each closed 1-, 15- and 60-minute window is computed from its
@@ -65,15 +64,11 @@ public static class SensorsLoopHarness
             var options = HarnessHost.Options(cluster, stateDir, registry: registry);
             using var host = new StreamHost(options, [SensorsTopology.Create(new SensorsOptions(), "sensors-bench", readingsTopic, metricsTopic)], HarnessHost.Logs());
             host.Start();
-            while (host.Metrics.Processed == 0) Thread.Sleep(1);
-            var first = host.Metrics.Processed;
-            var sw = Stopwatch.StartNew();
-            while (host.Metrics.Processed < records) Thread.Sleep(1);
-            var seconds = sw.Elapsed.TotalSeconds;
+            var perSecond = HarnessHost.RecordsPerSecond(host, records);
             var snapshot = host.Metrics.Snapshot();
             Console.WriteLine($"sensors windowed metrics, {HarnessHost.Describe(options)}, 8 partitions, {simulator.Nodes.Count} nodes " +
                               $"({districts} simulated districts, {days} days, 1 reading/min per series), embedded Kafka (same process):");
-            Console.WriteLine($"  {records:N0} readings: {(records - first) / seconds,10:N0} readings/s end to end, {host.Metrics.Emitted:N0} windows and dead letters out " +
+            Console.WriteLine($"  {records:N0} readings: {perSecond,10:N0} readings/s end to end, {host.Metrics.Emitted:N0} windows and dead letters out " +
                               $"(process p50 {snapshot.ProcessP50Us:F0} µs, p99 {snapshot.ProcessP99Us:F0} µs, dead letters {host.Metrics.DeadLettered}: " +
                               "the simulator's deliveries later than the grace)");
             return 0;

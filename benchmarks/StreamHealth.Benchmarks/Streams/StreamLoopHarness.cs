@@ -51,12 +51,7 @@ public static class StreamLoopHarness
         {
             using var host = new StreamHost(HarnessHost.Options(cluster, stateDir, commitIntervalMs), [KeySumTopology.Create(source, appId)], HarnessHost.Logs());
             host.Start();
-            while (host.Metrics.Processed == 0) Thread.Sleep(1);
-            var sw = Stopwatch.StartNew();
-            var first = host.Metrics.Processed;
-            while (host.Metrics.Processed < records) Thread.Sleep(1);
-            var seconds = sw.Elapsed.TotalSeconds;
-            return (records - first) / seconds;
+            return HarnessHost.RecordsPerSecond(host, records);
         }
         finally
         {

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Confluent.Kafka;
 using StreamHealth.Benchmarks.Kafka;
 using StreamHealth.Runtime.Kafka;
@@ -60,13 +59,9 @@ public static class WeightLoopHarness
             using var host = new StreamHost(options,
                 [WeightTopology.Create(null, names.ApplicationId, names.RawTopic, names.FilteredTopic)], HarnessHost.Logs());
             host.Start();
-            while (host.Metrics.Processed == 0) Thread.Sleep(1);
-            var first = host.Metrics.Processed;
-            var sw = Stopwatch.StartNew();
-            while (host.Metrics.Processed < records) Thread.Sleep(1);
-            var seconds = sw.Elapsed.TotalSeconds;
+            var perSecond = HarnessHost.RecordsPerSecond(host, records);
             Console.WriteLine($"weights topology, {HarnessHost.Describe(options)}, 4 partitions, {users:N0} synthetic users, embedded Kafka (same process):");
-            Console.WriteLine($"  {records:N0} measurements: {(records - first) / seconds,10:N0} measurements/s end to end " +
+            Console.WriteLine($"  {records:N0} measurements: {perSecond,10:N0} measurements/s end to end " +
                               $"(process p50 {host.Metrics.Snapshot().ProcessP50Us:F0} µs, p99 {host.Metrics.Snapshot().ProcessP99Us:F0} µs, dead letters {host.Metrics.DeadLettered})");
             return host.Metrics.DeadLettered == 0 ? 0 : 1;
         }
