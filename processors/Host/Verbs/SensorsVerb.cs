@@ -9,6 +9,7 @@ using StreamHealth.Runtime.Streams;
 using StreamHealth.Schemas;
 using StreamHealth.Sensors.Anomalies;
 using StreamHealth.Sensors.Anomalies.Nab;
+using StreamHealth.Sensors.Predictions;
 using StreamHealth.Sensors.Simulation;
 
 namespace StreamHealth.Host.Verbs;
@@ -19,12 +20,13 @@ namespace StreamHealth.Host.Verbs;
 internal static class SensorsVerb
 {
     private const string Usage = "usage: streamhealth sensors nab DIR [--per-series] | sensors simulate [--days N] [--districts N] [--meters N] " +
-                                 "[--step-seconds N] [--seed N] [--start ISO-8601] [--out DIR] [--produce]";
+                                 "[--step-seconds N] [--seed N] [--start ISO-8601] [--out DIR] [--produce] | sensors predict-check [--days N] [--seed N] [--nab DIR]";
 
     public static async Task<int> RunAsync(string[] argv) => argv.FirstOrDefault() switch
     {
         "nab" => Nab(argv[1..], Console.Out),
         "simulate" => await SimulateAsync(argv[1..]),
+        "predict-check" => PredictCheck(argv[1..], Console.Out),
         _ => throw new UsageException(Usage),
     };
 
@@ -132,6 +134,53 @@ internal static class SensorsVerb
                           (producer is null ? "" : $"; produced onto {Topics.SensorsReadings}"));
         return 0;
     }
+
+    /// <summary>The flow predictions (Holt-Winters, daily season) against the seasonal-naive forecast on each simulated district's
+    /// inflow and, with --nab, on NAB's real series (those with a daily cycle are the ones the issue's bar is about).</summary>
+    internal static int PredictCheck(string[] argv, TextWriter output)
+    {
+        var args = new Args(argv);
+        if (args.Positional.Count != 0) throw new UsageException(Usage);
+        var days = args.GetInt("--days", 30);
+        NetworkSimulator simulator;
+        try { simulator = new NetworkSimulator(new SimulationOptions { Days = days, Seed = args.GetInt("--seed", 1), StartUnixMs = 1_780_272_000_000 }); }
+        catch (ArgumentOutOfRangeException e) { throw new UsageException($"--{e.ParamName}: {e.Message.Split(" (Parameter")[0]}"); }
+        var scores = new List<(string Source, PredictionScore Score)>();
+        foreach (var district in simulator.Nodes.Where(n => n.Kind == "inflow"))
+        {
+            var readings = simulator.Readings().Where(r => r.NodeId == district.NodeId && r.Metric == "flow").Select(r => (r.TimeUnixMs, r.Value));
+            scores.Add(("simulator", PredictionCheck.Score($"{district.NodeId} flow (L/s)", PredictionCheck.Hourly(readings))));
+        }
+        if (args.Get("--nab") is { } nab)
+        {
+            IReadOnlyList<NabSeries> corpus;
+            try { corpus = NabCorpus.Load(nab); }
+            catch (InvalidDataException e) { throw new UsageException(e.Message); }
+            foreach (var series in corpus.Where(c => c.Name.StartsWith("real", StringComparison.Ordinal)))
+            {
+                var hourly = PredictionCheck.Hourly(series.Timestamps.Select((t, i) => (PredictionCheck.NabTime(t), series.Values[i])));
+                if (hourly.Length < 5 * PredictionCheck.Season) continue;
+                scores.Add(("NAB", PredictionCheck.Score(series.Name, hourly)));
+            }
+        }
+        output.WriteLine($"flow predictions: Holt-Winters (additive, damped trend, a daily or weekly season) fitted on the first {PredictionCheck.TrainingFraction:P0} of each");
+        output.WriteLine("hourly series, then 24 h ahead from every midnight of the rest, against the seasonal-naive forecast (the same hour the day");
+        output.WriteLine("before); MASE scaled by the training part's seasonal-naive MAE; relative MAE = model / seasonal naive on the same forecasts");
+        output.WriteLine();
+        output.WriteLine("| source | series | hours | daily ACF | season (h) | forecasts | MASE model | MASE seasonal naive | relative MAE | 80 % covered | 95 % covered |");
+        output.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|");
+        foreach (var (source, s) in scores)
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {source} | {s.Series} | {s.Hours} | {s.DailyAutocorrelation:F2} | {s.SeasonHours} | {s.Forecasts} | {s.ModelMase:F3} | {s.SeasonalNaiveMase:F3} | {s.RelativeMae:F3} | {s.Coverage80:P0} | {s.Coverage95:P0} |"));
+        var daily = scores.Where(x => x.Source == "NAB" && x.Score.DailyAutocorrelation >= DailySeasonality).ToList();
+        output.WriteLine();
+        output.WriteLine($"simulator: {scores.Count(x => x.Source == "simulator" && x.Score.BeatsSeasonalNaive)}/{scores.Count(x => x.Source == "simulator")} series beat seasonal naive" +
+                         (args.Get("--nab") is null ? "" : $"; NAB real series with a daily cycle (ACF at 24 h ≥ {DailySeasonality}): {daily.Count(x => x.Score.BeatsSeasonalNaive)}/{daily.Count}"));
+        return 0;
+    }
+
+    /// <summary>A series "has daily seasonality" when its training part's autocorrelation at 24 hours is at least this.</summary>
+    internal const double DailySeasonality = 0.3;
 
     internal static int Nab(string[] argv, TextWriter output)
     {
