@@ -194,4 +194,77 @@ public sealed class SensorsTopologyTests(SensorsTopologyFixture f) : IClassFixtu
         var firstMinute = windows.Single(x => x.window_minutes == 1 && AvroTime.ToUnixMs(x.window_start_unix_ms) == T0);
         Assert.Equal((1, 10.0), (firstMinute.reading_count, firstMinute.mean));
     }
+
+    [Fact]
+    public void Records_processed_again_after_a_restart_count_nothing_twice_and_emit_the_same_windows_under_the_same_ids()
+    {
+        var node = N("replay");
+        var app = f.Readings + "-replay-" + Guid.NewGuid().ToString("N")[..6];
+        var stateDir = Directory.CreateTempSubdirectory("streamhealth-sensors-replay-").FullName;
+        StreamHost Host() => new(new StreamHostOptions
+        {
+            SchemaRegistry = f.Registry.Connection, BootstrapServers = f.Kafka.BootstrapServers, StateDirectory = stateDir, CommitIntervalMs = 200,
+            CreateInternalTopic = (topic, partitions) => f.Kafka.Cluster.CreateTopic(topic, partitions),
+        }, [SensorsTopology.Create(new SensorsOptions { GraceMinutes = 2 }, app, f.Readings, f.Metrics)], f.Logs);
+        try
+        {
+            // 75 minutes every 10 s, then a second copy of the last 20 readings (minutes 71-74) with other values, which are
+            // duplicates by event time, and a reading at +80 min that closes those minutes and the first hour.
+            var sent = Enumerable.Range(0, 6 * 75).Select(i => Reading(node, T0 + i * 10_000L, i % 7)).ToList();
+            f.Send(node, [.. sent, .. sent.TakeLast(20).Select(r => Reading(node, AvroTime.ToUnixMs(r.event_time_unix_ms), 99, id: "retry")),
+                Reading(node, T0 + 80 * 60_000L, 1)]);
+            var partitions = Enumerable.Range(0, 2).Select(p => new TopicPartition(f.Readings, p)).ToList();
+            long End() => Progress(f.Kafka.BootstrapServers, app, f.Readings, 2).End;
+            long Committed() => Progress(f.Kafka.BootstrapServers, app, f.Readings, 2).Committed;
+            using (var first = Host())
+            {
+                first.Start();
+                WaitFor(() => Committed() == End(), TimeSpan.FromSeconds(60), () => $"first run: committed {Committed()} of {End()}");
+            }
+            // As after a crash that lost the commits but not the local state: the group's offsets back to the start.
+            // (As a member of the group: the embedded broker takes no commit from outside it.)
+            using (var c = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig
+                   {
+                       BootstrapServers = f.Kafka.BootstrapServers, GroupId = app, EnableAutoCommit = false, SessionTimeoutMs = 6_000,
+                   }).Build())
+            {
+                c.Subscribe(f.Readings);
+                WaitFor(() => { c.Consume(TimeSpan.FromMilliseconds(200)); return c.Assignment.Count == 2; }, TimeSpan.FromSeconds(60),
+                    () => $"the reset consumer got {c.Assignment.Count} of 2 partitions");
+                c.Commit(partitions.Select(tp => new TopicPartitionOffset(tp, 0)));
+                c.Close();
+            }
+            Assert.Equal(0, Committed());
+            using (var second = Host())
+            {
+                second.Start();
+                WaitFor(() => Committed() == End(), TimeSpan.FromSeconds(60), () => $"second run: committed {Committed()} of {End()}");
+            }
+
+            var outputs = f.Drain(f.Metrics, node, TimeSpan.FromSeconds(10), _ => false)
+                .Select(m => (Id: Encoding.UTF8.GetString(m.Headers.GetLastBytes(StreamHeaders.OutputId)), Window: f.Registry.Read<SensorMetric>(f.Metrics, m.Value)))
+                .ToList();
+            var byId = outputs.GroupBy(o => o.Id).ToList();
+            Assert.Contains(byId, g => g.Count() > 1);                                // the replay emitted windows again …
+            Assert.All(byId, g => Assert.Single(g.Select(o => (o.Window.reading_count, o.Window.duplicate_count, o.Window.mean, o.Window.p95)).Distinct()));
+            var hour = Assert.Single(byId, g => g.First().Window.window_minutes == 60).First().Window;   // … each the same, once per id
+            Assert.Equal((360, 0), (hour.reading_count, hour.duplicate_count));     // the retries fell in minutes 71-74, past the hour
+            Assert.Equal(Enumerable.Range(0, 360).Average(i => i % 7), hour.mean, 9);
+            // The retries of minute 71 came after +74 min 50 s: that minute had closed (72 min + 2 min grace), so those two are
+            // dead letters; the 18 of minutes 72-74 count once each, as duplicates, their values kept out.
+            var retried = byId.Select(g => g.First().Window).Where(w => w.window_minutes == 1 && w.duplicate_count > 0).ToList();
+            Assert.Equal(18, retried.Sum(w => w.duplicate_count));
+            Assert.Equal([6, 6, 6], retried.Select(w => w.reading_count));
+            Assert.All(retried, w => Assert.True(w.max < 99));
+            var dead = f.Drain(f.Readings + Topics.DeadLetterSuffix, node, TimeSpan.FromSeconds(5), _ => false);
+            // Exactly those two, with the reason. (A dead letter is at least once: a failed record moves no fence, so a record
+            // read again after a restart can be dead-lettered again; the source offset in its headers tells the copies apart.)
+            Assert.Equal(2, dead.Select(d => Encoding.UTF8.GetString(d.Headers.GetLastBytes(StreamHeaders.SourceOffset))).Distinct().Count());
+            Assert.All(dead, d => Assert.Contains("its windows closed", Encoding.UTF8.GetString(d.Headers.GetLastBytes(StreamHeaders.Error))));
+        }
+        finally
+        {
+            Directory.Delete(stateDir, recursive: true);
+        }
+    }
 }
