@@ -53,7 +53,7 @@ internal static class SensorsVerb
             };
             simulator = new NetworkSimulator(options);
         }
-        catch (ArgumentOutOfRangeException e) { throw new UsageException($"--{e.ParamName}: {e.Message.Split(" (Parameter")[0]}"); }
+        catch (ArgumentOutOfRangeException e) { throw SettingError(e); }
         var outDir = args.Get("--out");
         if (outDir is null && !args.Has("--produce")) throw new UsageException("sensors simulate: give --out DIR, --produce, or both");
 
@@ -142,9 +142,11 @@ internal static class SensorsVerb
         var args = new Args(argv);
         if (args.Positional.Count != 0) throw new UsageException(Usage);
         var days = args.GetInt("--days", 30);
+        // Five days at least: 70 % of them must hold three daily seasons to fit the model.
+        if (days < 5) throw new UsageException($"--days = {days}: predict-check needs at least 5 days");
         NetworkSimulator simulator;
         try { simulator = new NetworkSimulator(new SimulationOptions { Days = days, Seed = args.GetInt("--seed", 1), StartUnixMs = 1_780_272_000_000 }); }
-        catch (ArgumentOutOfRangeException e) { throw new UsageException($"--{e.ParamName}: {e.Message.Split(" (Parameter")[0]}"); }
+        catch (ArgumentOutOfRangeException e) { throw SettingError(e); }
         var scores = new List<(string Source, PredictionScore Score)>();
         foreach (var district in simulator.Nodes.Where(n => n.Kind == "inflow"))
         {
@@ -177,6 +179,18 @@ internal static class SensorsVerb
         output.WriteLine($"simulator: {scores.Count(x => x.Source == "simulator" && x.Score.BeatsSeasonalNaive)}/{scores.Count(x => x.Source == "simulator")} series beat seasonal naive" +
                          (args.Get("--nab") is null ? "" : $"; NAB real series with a daily cycle (ACF at 24 h ≥ {DailySeasonality}): {daily.Count(x => x.Score.BeatsSeasonalNaive)}/{daily.Count}"));
         return 0;
+    }
+
+    /// <summary>A simulator setting out of range, named as its option (SimulationOptions.StepSeconds → --step-seconds).</summary>
+    private static UsageException SettingError(ArgumentOutOfRangeException e)
+    {
+        var option = e.ParamName switch
+        {
+            nameof(SimulationOptions.MetersPerDistrict) => "meters",
+            { } name => string.Concat(name.Select((c, i) => char.IsUpper(c) ? (i > 0 ? "-" : "") + char.ToLowerInvariant(c) : c.ToString())),
+            null => "?",
+        };
+        return new UsageException($"--{option}: {e.Message.Split(" (Parameter")[0]}");
     }
 
     /// <summary>A series "has daily seasonality" when its training part's autocorrelation at 24 hours is at least this.</summary>

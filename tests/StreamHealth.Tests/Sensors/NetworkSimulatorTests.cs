@@ -76,7 +76,7 @@ public sealed class NetworkSimulatorTests
 
             var bad = Repo.Run("dotnet", [ChildHost.HostDll, "sensors", "simulate", "--days", "0", "--out", dir]);
             Assert.Equal(2, bad.ExitCode);
-            Assert.Contains("--Days", bad.StdErr);
+            Assert.Contains("--days: 1-3660", bad.StdErr);
             Assert.Equal(2, Repo.Run("dotnet", [ChildHost.HostDll, "sensors", "simulate", "--start", "yesterday", "--out", dir]).ExitCode);
             Assert.Contains("give --out DIR, --produce, or both", Repo.Run("dotnet", [ChildHost.HostDll, "sensors", "simulate"]).StdErr);
         }

@@ -78,5 +78,8 @@ public sealed class PredictionTests
         Assert.Contains("| simulator | dma-01-inflow flow (L/s) | 672 |", stdout);
         Assert.Contains("| NAB | realKnownCause/nyc_taxi.csv | 5160 |", stdout);
         Assert.Matches(@"NAB real series with a daily cycle \(ACF at 24 h ≥ 0.3\): \d+/\d+", stdout);
+        var tooShort = Repo.Run("dotnet", [ChildHost.HostDll, "sensors", "predict-check", "--days", "3"]);
+        Assert.Equal(2, tooShort.ExitCode);
+        Assert.Contains("--days = 3: predict-check needs at least 5 days", tooShort.StdErr);
     }
 }
