@@ -140,6 +140,7 @@ public static class SensorsTopology
 
         protected override void Init()
         {
+            _reEmittedFrom.Clear();
             _series = (IKeyValueStore<string, Fenced<SensorSeriesState>>)(Context.GetStateStore(SeriesStore)
                 ?? throw new InvalidOperationException($"store {SeriesStore} is not connected to the processor"));
             _minutes = (IKeyValueStore<string, MinuteBucket>)(Context.GetStateStore(MinuteStore)
@@ -230,17 +231,28 @@ public static class SensorsTopology
             state.PurgeFromUnixMs = Math.Max(state.PurgeFromUnixMs, Math.Min(limit, state.NextWindowStartUnixMs[2]));
         }
 
-        /// <summary>The closed windows from the one holding <paramref name="timeUnixMs"/> on, per size, whose minutes are still kept.</summary>
+        // Per series replayed since this task started: per size, the earliest window already emitted again. A replay after a
+        // crash reads the records since the last commit in order; the first of a series emits again every window from its own
+        // on, and the later ones only windows before that (a late record's), so the replay costs the windows once, not once
+        // per record.
+        private readonly Dictionary<string, long[]> _reEmittedFrom = new(StringComparer.Ordinal);
+
+        /// <summary>The closed windows from the one holding <paramref name="timeUnixMs"/> on, per size, whose minutes are still
+        /// kept and which this task has not emitted again already.</summary>
         private List<(long WindowEnd, string OutputId, byte[] Value)> ReEmit(string nodeId, SensorQuantity quantity, SensorSeriesState state, long timeUnixMs)
         {
             var again = new List<(long, string, byte[])>();
+            var seriesKey = SensorWindows.SeriesKey(nodeId, quantity.Metric);
+            if (!_reEmittedFrom.TryGetValue(seriesKey, out var emittedFrom))
+                _reEmittedFrom[seriesKey] = emittedFrom = [.. state.NextWindowStartUnixMs];
             for (var i = 0; i < SensorWindows.SizesMinutes.Length; i++)
             {
                 var minutes = SensorWindows.SizesMinutes[i];
                 var sizeMs = minutes * SensorWindows.MinuteMs;
                 var from = Math.Max(SensorWindows.Floor(timeUnixMs, sizeMs), state.PurgeFromUnixMs);
-                for (var start = from; start < state.NextWindowStartUnixMs[i]; start += sizeMs)
+                for (var start = from; start < Math.Min(emittedFrom[i], state.NextWindowStartUnixMs[i]); start += sizeMs)
                     again.Add(Encode(nodeId, quantity, state, minutes, start));
+                emittedFrom[i] = Math.Min(emittedFrom[i], from);
             }
             return again;
         }
