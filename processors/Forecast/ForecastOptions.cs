@@ -129,7 +129,7 @@ public sealed class ForecastOptions
         try
         {
             options = configuration.GetSection(Section).Get<ForecastOptions>() ?? new ForecastOptions();
-            options.TimeRule = (configuration.GetSection(InputOptions.Section).Get<InputOptions>() ?? new InputOptions()).TimeRule;
+            options.TimeRule = InputOptions.TimeRuleOf(configuration);
         }
         catch (InvalidOperationException e)
         {

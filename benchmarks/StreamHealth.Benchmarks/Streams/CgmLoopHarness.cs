@@ -1,6 +1,5 @@
 using System.Globalization;
 using Confluent.Kafka;
-using StreamHealth.Benchmarks.Kafka;
 using StreamHealth.Cgm;
 using StreamHealth.Cgm.Formats;
 using StreamHealth.Cgm.Pipeline;

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using Confluent.Kafka;
-using StreamHealth.Benchmarks.Kafka;
 using StreamHealth.Forecast;
 using StreamHealth.Forecast.Inference;
 using StreamHealth.Forecast.Service;

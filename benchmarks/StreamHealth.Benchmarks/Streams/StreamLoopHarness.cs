@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using Confluent.Kafka;
-using StreamHealth.Benchmarks.Kafka;
 using StreamHealth.Runtime.Kafka;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Runtime.Streams.Reference;

@@ -1,5 +1,4 @@
 using Confluent.Kafka;
-using StreamHealth.Benchmarks.Kafka;
 using StreamHealth.Runtime.Kafka;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Schemas;

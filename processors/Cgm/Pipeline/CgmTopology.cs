@@ -82,8 +82,7 @@ public static class CgmTopology
     {
         var options = Microsoft.Extensions.Configuration.ConfigurationBinder.Get<CgmPipelineOptions>(configuration.GetSection(CgmPipelineOptions.Section))
             ?? new CgmPipelineOptions();
-        var input = Microsoft.Extensions.Configuration.ConfigurationBinder.Get<InputOptions>(configuration.GetSection(InputOptions.Section)) ?? new InputOptions();
-        options.TimeRule = input.TimeRule;
+        options.TimeRule = InputOptions.TimeRuleOf(configuration);
         options.Validate();
         return options;
     }

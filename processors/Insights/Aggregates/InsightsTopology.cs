@@ -36,7 +36,7 @@ public sealed class InsightsOptions
     public static InsightsOptions Load(IConfiguration configuration)
     {
         var options = configuration.GetSection(Section).Get<InsightsOptions>() ?? new InsightsOptions();
-        options.TimeRule = (configuration.GetSection(InputOptions.Section).Get<InputOptions>() ?? new InputOptions()).TimeRule;
+        options.TimeRule = InputOptions.TimeRuleOf(configuration);
         options.Validate();
         return options;
     }

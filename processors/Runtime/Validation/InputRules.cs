@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Globalization;
 using System.Text;
+using Microsoft.Extensions.Configuration;
 
 namespace StreamHealth.Runtime.Validation;
 
@@ -17,6 +18,11 @@ public sealed class InputOptions
     public int MaxAheadSeconds { get; set; } = 300;
 
     public EventTimeRule TimeRule => new(EarliestEventTime.ToUnixTimeMilliseconds(), MaxAheadSeconds * 1000L);
+
+    /// <summary>The event-time rule of <paramref name="configuration"/>'s "Input" section (the defaults when it has none), for a
+    /// component whose own options carry the rule it applies.</summary>
+    public static EventTimeRule TimeRuleOf(IConfiguration configuration) =>
+        (configuration.GetSection(Section).Get<InputOptions>() ?? new InputOptions()).TimeRule;
 
     internal void Validate(List<string> errors)
     {

@@ -41,7 +41,7 @@ public sealed class SensorsOptions
     public static SensorsOptions Load(IConfiguration configuration)
     {
         var options = configuration.GetSection(Section).Get<SensorsOptions>() ?? new SensorsOptions();
-        options.TimeRule = (configuration.GetSection(InputOptions.Section).Get<InputOptions>() ?? new InputOptions()).TimeRule;
+        options.TimeRule = InputOptions.TimeRuleOf(configuration);
         options.Validate();
         return options;
     }

@@ -1,4 +1,5 @@
 using Confluent.Kafka;
+using StreamHealth.Runtime.Kafka;
 
 namespace StreamHealth.Tests.Infrastructure;
 
@@ -19,18 +20,7 @@ public static class StreamTestKit
             var key = $"k{random.Next(keys)}";
             var amount = (long)random.Next(1, 1000);
             reference[key] = reference.GetValueOrDefault(key) + amount;
-            while (true)
-            {
-                try
-                {
-                    p.Produce(topic, new Message<string, long> { Key = key, Value = amount });
-                    break;
-                }
-                catch (ProduceException<string, long> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
-                {
-                    p.Poll(TimeSpan.FromMilliseconds(10));
-                }
-            }
+            p.ProduceBlocking(topic, new Message<string, long> { Key = key, Value = amount });
             if (perSecond > 0 && i % 1000 == 999)
             {
                 var ahead = started.AddSeconds((i + 1.0) / perSecond) - DateTime.UtcNow;
