@@ -1,5 +1,4 @@
 using Confluent.Kafka;
-using StreamHealth.Benchmarks.Kafka;
 using StreamHealth.Runtime.Kafka;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Schemas;
@@ -47,12 +46,7 @@ public static class SensorsLoopHarness
             {
                 if (!keyBytes.TryGetValue(r.NodeId, out var key))
                     keyBytes[r.NodeId] = key = keys.Serialize(new StreamHealth.Schemas.Avro.Common.SensorKey { node_id = r.NodeId }, keyContext);
-                var reading = new StreamHealth.Schemas.Avro.Sensors.SensorReading
-                {
-                    event_time_unix_ms = AvroTime.FromUnixMs(r.TimeUnixMs), node_id = r.NodeId, district_id = r.DistrictId, metric = r.Metric,
-                    value = r.Value, unit = r.Unit, reading_id = r.ReadingId,
-                };
-                p.ProduceBlocking(readingsTopic, new Message<byte[], byte[]> { Key = key, Value = values.Serialize(reading, valueContext) });
+                p.ProduceBlocking(readingsTopic, new Message<byte[], byte[]> { Key = key, Value = values.Serialize(r.ToAvro(), valueContext) });
                 records++;
             }
             p.Flush(TimeSpan.FromMinutes(1));

@@ -5,7 +5,7 @@ using System.Text.Json;
 using Confluent.Kafka;
 using StreamHealth.Runtime.Configuration;
 using StreamHealth.Runtime.SchemaRegistry;
-using StreamHealth.Runtime.Streams;
+using StreamHealth.Runtime.Kafka;
 using StreamHealth.Schemas;
 using StreamHealth.Sensors.Anomalies;
 using StreamHealth.Sensors.Anomalies.Nab;
@@ -95,28 +95,12 @@ internal static class SensorsVerb
                 csv?.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"{r.NodeId},{r.DistrictId},{r.Metric},{DateTimeOffset.FromUnixTimeMilliseconds(r.TimeUnixMs):yyyy-MM-ddTHH:mm:ssZ},{r.Value:R},{r.Unit},{r.ReadingId}"));
                 if (producer is null) continue;
-                var record = new StreamHealth.Schemas.Avro.Sensors.SensorReading
-                {
-                    event_time_unix_ms = AvroTime.FromUnixMs(r.TimeUnixMs), node_id = r.NodeId, district_id = r.DistrictId, metric = r.Metric,
-                    value = r.Value, unit = r.Unit, reading_id = r.ReadingId,
-                };
                 var message = new Message<byte[], byte[]>
                 {
                     Key = keys!.Serialize(new StreamHealth.Schemas.Avro.Common.SensorKey { node_id = r.NodeId }, keyContext),
-                    Value = values!.Serialize(record, valueContext),
+                    Value = values!.Serialize(r.ToAvro(), valueContext),
                 };
-                while (true)
-                {
-                    try
-                    {
-                        producer.Produce(Topics.SensorsReadings, message, report => { if (report.Error.IsError) Interlocked.Increment(ref failed); });
-                        break;
-                    }
-                    catch (ProduceException<byte[], byte[]> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
-                    {
-                        producer.Poll(TimeSpan.FromMilliseconds(100));   // the local queue is full: let deliveries drain it
-                    }
-                }
+                producer.ProduceBlocking(Topics.SensorsReadings, message, report => { if (report.Error.IsError) Interlocked.Increment(ref failed); });
             }
             if (producer is not null && producer.Flush(TimeSpan.FromMinutes(2)) > 0)
                 throw new UsageException("sensors simulate: the cluster did not acknowledge every reading within 2 minutes");
@@ -148,11 +132,11 @@ internal static class SensorsVerb
         try { simulator = new NetworkSimulator(new SimulationOptions { Days = days, Seed = args.GetInt("--seed", 1), StartUnixMs = 1_780_272_000_000 }); }
         catch (ArgumentOutOfRangeException e) { throw SettingError(e); }
         var scores = new List<(string Source, PredictionScore Score)>();
+        // One run of the simulator for every district's inflow.
+        var inflows = simulator.Readings().Where(r => r.Metric == "flow" && r.NodeId.EndsWith("-inflow", StringComparison.Ordinal))
+            .GroupBy(r => r.NodeId).ToDictionary(g => g.Key, g => g.Select(r => (r.TimeUnixMs, r.Value)).ToList());
         foreach (var district in simulator.Nodes.Where(n => n.Kind == "inflow"))
-        {
-            var readings = simulator.Readings().Where(r => r.NodeId == district.NodeId && r.Metric == "flow").Select(r => (r.TimeUnixMs, r.Value));
-            scores.Add(("simulator", PredictionCheck.Score($"{district.NodeId} flow (L/s)", PredictionCheck.Hourly(readings))));
-        }
+            scores.Add(("simulator", PredictionCheck.Score($"{district.NodeId} flow (L/s)", PredictionCheck.Hourly(inflows[district.NodeId]))));
         if (args.Get("--nab") is { } nab)
         {
             IReadOnlyList<NabSeries> corpus;

@@ -174,8 +174,7 @@ public static class SensorsTopology
                 // Counted before a crash, which may have lost the windows it closed: emit again, from the minutes as they stand,
                 // every closed window from the one holding this reading on (the sinks drop repeats by output id).
                 SkipAlreadyApplied();
-                foreach (var (windowEnd, outputId, bytes) in ReEmit(nodeId, quantity, state, timeMs))
-                    EmitBytes(_sinkTopic, SensorKeyBytes(nodeId), bytes, windowEnd, outputId);
+                Emit(nodeId, ReEmit(nodeId, seriesKey, quantity, state, timeMs));
                 return;
             }
             var minuteStart = SensorWindows.Floor(timeMs, SensorWindows.MinuteMs);
@@ -203,12 +202,20 @@ public static class SensorsTopology
             var previousStreamTime = state.StreamTimeUnixMs == long.MinValue ? timeMs : state.StreamTimeUnixMs;
             state.StreamTimeUnixMs = Math.Max(state.StreamTimeUnixMs, timeMs);
             // Serialised before the state is written: a window that cannot be encoded (the registry unreachable) changes nothing.
-            var closed = CloseWindows(nodeId, quantity, state, previousStreamTime);
+            var closed = CloseWindows(nodeId, seriesKey, quantity, state, previousStreamTime);
             // Before the state is written, which records how far the purge went (only minutes of windows emitted hours ago go).
             Purge(seriesKey, state, previousStreamTime);
             _series.Put(seriesKey, new Fenced<SensorSeriesState>(record.Offset, state));
-            foreach (var (windowEnd, outputId, bytes) in closed)
-                EmitBytes(_sinkTopic, SensorKeyBytes(nodeId), bytes, windowEnd, outputId);
+            Emit(nodeId, closed);
+        }
+
+        /// <summary>Emits a record's windows under the node's key (serialised once for all of them).</summary>
+        private void Emit(string nodeId, List<(long WindowEnd, string OutputId, byte[] Value)> windows)
+        {
+            if (windows.Count == 0) return;
+            var key = _keys.Serialize(new AvroRecords.Common.SensorKey { node_id = nodeId },
+                new Confluent.Kafka.SerializationContext(Confluent.Kafka.MessageComponentType.Key, _sinkTopic));
+            foreach (var (windowEnd, outputId, value) in windows) EmitBytes(_sinkTopic, key, value, windowEnd, outputId);
         }
 
         private const long HourMs = 60 * SensorWindows.MinuteMs;
@@ -220,7 +227,7 @@ public static class SensorsTopology
             var limit = Math.Min(state.NextWindowStartUnixMs[2], SensorWindows.Floor(state.StreamTimeUnixMs - _options.GraceMs - keepMs, HourMs));
             for (var hour = state.PurgeFromUnixMs; hour < limit; hour += HourMs)
             {
-                if (hour > previousStreamTime) { hour = limit; break; }    // no reading after the previous stream time: nothing stored
+                if (hour > previousStreamTime) break;    // no reading after the previous stream time: nothing stored
                 using (var range = _minutes.Range(SensorWindows.BucketKey(seriesKey, hour), SensorWindows.BucketKey(seriesKey, hour + HourMs - SensorWindows.MinuteMs)))
                     while (range.MoveNext())
                         if (range.Current is { Key: { } key }) _purged.Add(key);
@@ -239,10 +246,10 @@ public static class SensorsTopology
 
         /// <summary>The closed windows from the one holding <paramref name="timeUnixMs"/> on, per size, whose minutes are still
         /// kept and which this task has not emitted again already.</summary>
-        private List<(long WindowEnd, string OutputId, byte[] Value)> ReEmit(string nodeId, SensorQuantity quantity, SensorSeriesState state, long timeUnixMs)
+        private List<(long WindowEnd, string OutputId, byte[] Value)> ReEmit(string nodeId, string seriesKey, SensorQuantity quantity,
+            SensorSeriesState state, long timeUnixMs)
         {
             var again = new List<(long, string, byte[])>();
-            var seriesKey = SensorWindows.SeriesKey(nodeId, quantity.Metric);
             if (!_reEmittedFrom.TryGetValue(seriesKey, out var emittedFrom))
                 _reEmittedFrom[seriesKey] = emittedFrom = [.. state.NextWindowStartUnixMs];
             for (var i = 0; i < SensorWindows.SizesMinutes.Length; i++)
@@ -251,18 +258,18 @@ public static class SensorsTopology
                 var sizeMs = minutes * SensorWindows.MinuteMs;
                 var from = Math.Max(SensorWindows.Floor(timeUnixMs, sizeMs), state.PurgeFromUnixMs);
                 for (var start = from; start < Math.Min(emittedFrom[i], state.NextWindowStartUnixMs[i]); start += sizeMs)
-                    again.Add(Encode(nodeId, quantity, state, minutes, start));
+                    again.Add(Encode(nodeId, seriesKey, quantity, state, minutes, start));
                 emittedFrom[i] = Math.Min(emittedFrom[i], from);
             }
             return again;
         }
 
         /// <summary>The windows the series' new stream time closes, oldest first per size, encoded; advances the emission
-        /// position and lists the minutes no longer needed (their hour emitted). Readings so far are at or before
+        /// position. Readings so far are at or before
         /// <paramref name="previousStreamTime"/>, so later windows are empty: after a silence only the newest
         /// <see cref="SensorsOptions.MaxEmptyWindows"/> of those are emitted.</summary>
-        private List<(long WindowEnd, string OutputId, byte[] Value)> CloseWindows(string nodeId, SensorQuantity quantity, SensorSeriesState state,
-            long previousStreamTime)
+        private List<(long WindowEnd, string OutputId, byte[] Value)> CloseWindows(string nodeId, string seriesKey, SensorQuantity quantity,
+            SensorSeriesState state, long previousStreamTime)
         {
             var closed = new List<(long, string, byte[])>();
             for (var i = 0; i < SensorWindows.SizesMinutes.Length; i++)
@@ -280,7 +287,7 @@ public static class SensorsTopology
                         if (_options.MaxEmptyWindows == 0 || firstKept > newestClosed) break;
                         if (firstKept > start) start = firstKept;
                     }
-                    closed.Add(Encode(nodeId, quantity, state, minutes, start));
+                    closed.Add(Encode(nodeId, seriesKey, quantity, state, minutes, start));
                 }
                 state.NextWindowStartUnixMs[i] = Math.Max(start, newestClosed + sizeMs);
             }
@@ -292,10 +299,11 @@ public static class SensorsTopology
             $"sensors-metrics:{nodeId}:{metric}:{minutes}:{windowStartUnixMs}";
 
         /// <summary>One window's final result, computed from its minutes and encoded.</summary>
-        private (long WindowEnd, string OutputId, byte[] Value) Encode(string nodeId, SensorQuantity quantity, SensorSeriesState state, int minutes, long start)
+        private (long WindowEnd, string OutputId, byte[] Value) Encode(string nodeId, string seriesKey, SensorQuantity quantity, SensorSeriesState state,
+            int minutes, long start)
         {
             var sizeMs = minutes * SensorWindows.MinuteMs;
-            var (stats, duplicates, lates) = Statistics(SensorWindows.SeriesKey(nodeId, quantity.Metric), start, minutes);
+            var (stats, duplicates, lates) = Statistics(seriesKey, start, minutes);
             var metric = new AvroRecords.Sensors.SensorMetric
             {
                 event_time_unix_ms = AvroTime.FromUnixMs(start + sizeMs), node_id = nodeId, district_id = state.DistrictId,
@@ -332,10 +340,6 @@ public static class SensorsTopology
             }
             return (WindowStatistics.Compute(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_values)), duplicates, lates);
         }
-
-        private byte[] SensorKeyBytes(string nodeId) =>
-            _keys.Serialize(new AvroRecords.Common.SensorKey { node_id = nodeId },
-                new Confluent.Kafka.SerializationContext(Confluent.Kafka.MessageComponentType.Key, _sinkTopic));
     }
 }
 

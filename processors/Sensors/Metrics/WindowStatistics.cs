@@ -24,7 +24,8 @@ public readonly record struct WindowStatistics(int Count, double Min, double Max
             Percentile(values, 0.50), Percentile(values, 0.95));
     }
 
-    private static double Percentile(ReadOnlySpan<double> sorted, double q)
+    /// <summary>The q-quantile of sorted values, interpolating linearly between order statistics at position q·(n−1).</summary>
+    public static double Percentile(ReadOnlySpan<double> sorted, double q)
     {
         var position = q * (sorted.Length - 1);
         var below = (int)Math.Floor(position);

@@ -1,3 +1,5 @@
+using StreamHealth.Sensors.Metrics;
+
 namespace StreamHealth.Sensors.Predictions;
 
 /// <summary>Smoothing parameters of <see cref="HoltWinters"/>: level α, trend β, season γ, trend damping φ.</summary>
@@ -115,7 +117,7 @@ public sealed class HoltWinters
     public double PointForecast(int h) => Ready ? Point(_seen - 1, h) : throw new InvalidOperationException("the model is not ready");
 
     /// <summary>Mean squared error of the 1 … <paramref name="horizon"/>-step forecasts made over <paramref name="series"/> for
-    /// targets at or after step <paramref name="scoreFrom"/>: the yardstick to choose between season lengths.</summary>
+    /// targets at or after step <paramref name="scoreFrom"/>: the yardstick to fit the parameters and to choose the season length.</summary>
     public static double HorizonMse(IReadOnlyList<double> series, HoltWintersParameters p, int seasonLength, int horizon, int scoreFrom)
     {
         var model = new HoltWinters(p, seasonLength, 1);
@@ -154,18 +156,10 @@ public sealed class HoltWinters
             }
             var sorted = e.ToArray();
             Array.Sort(sorted);
-            result[h - 1] = new ForecastPoint(h, point, point + Quantile(sorted, 0.10), point + Quantile(sorted, 0.90),
-                point + Quantile(sorted, 0.025), point + Quantile(sorted, 0.975));
+            result[h - 1] = new ForecastPoint(h, point, point + WindowStatistics.Percentile(sorted, 0.10), point + WindowStatistics.Percentile(sorted, 0.90),
+                point + WindowStatistics.Percentile(sorted, 0.025), point + WindowStatistics.Percentile(sorted, 0.975));
         }
         return result;
-    }
-
-    private static double Quantile(double[] sorted, double q)
-    {
-        var position = q * (sorted.Length - 1);
-        var below = (int)Math.Floor(position);
-        var above = Math.Min(below + 1, sorted.Length - 1);
-        return sorted[below] + (sorted[above] - sorted[below]) * (position - below);
     }
 
     /// <summary>Parameters with the lowest squared error over the forecast horizon (1 … <paramref name="horizon"/> steps ahead
@@ -173,19 +167,15 @@ public sealed class HoltWinters
     public static HoltWintersParameters Fit(IReadOnlyList<double> training, int seasonLength, int horizon)
     {
         if (training.Count < 3 * seasonLength) throw new ArgumentException($"fitting needs three seasons ({3 * seasonLength} observations), got {training.Count}", nameof(training));
-        var best = (Sse: double.MaxValue, P: new HoltWintersParameters(0.2, 0.01, 0.1, 0.98));
+        var best = (Mse: double.MaxValue, P: new HoltWintersParameters(0.2, 0.01, 0.1, 0.98));
         foreach (var alpha in new[] { 0.02, 0.05, 0.1, 0.2, 0.3, 0.5 })
         foreach (var beta in new[] { 0.0, 0.01, 0.05 })
         foreach (var gamma in new[] { 0.01, 0.05, 0.1, 0.2, 0.3, 0.5 })
         foreach (var phi in new[] { 0.8, 0.9, 0.98 })
         {
             var p = new HoltWintersParameters(alpha, beta, gamma, phi);
-            var model = new HoltWinters(p, seasonLength, horizon);
-            foreach (var v in training) model.Update(v);
-            var sse = 0.0;
-            for (var h = 1; h <= horizon; h++)
-                foreach (var e in model._errors[h]) sse += e * e;
-            if (sse < best.Sse) best = (sse, p);
+            var mse = HorizonMse(training, p, seasonLength, horizon, scoreFrom: 0);
+            if (mse < best.Mse) best = (mse, p);
         }
         return best.P;
     }

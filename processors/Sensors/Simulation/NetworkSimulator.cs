@@ -52,7 +52,15 @@ public sealed record SimulatedEvent(
     [property: JsonPropertyName("unit")] string Unit);
 
 /// <summary>One reading as delivered (in delivery order, which is not always event-time order).</summary>
-public readonly record struct SimulatedReading(string NodeId, string DistrictId, string Metric, long TimeUnixMs, double Value, string Unit, string ReadingId);
+public readonly record struct SimulatedReading(string NodeId, string DistrictId, string Metric, long TimeUnixMs, double Value, string Unit, string ReadingId)
+{
+    /// <summary>The reading as producers send it onto sensors.readings.</summary>
+    public StreamHealth.Schemas.Avro.Sensors.SensorReading ToAvro() => new()
+    {
+        event_time_unix_ms = StreamHealth.Runtime.Streams.AvroTime.FromUnixMs(TimeUnixMs), node_id = NodeId, district_id = DistrictId, metric = Metric,
+        value = Value, unit = Unit, reading_id = ReadingId,
+    };
+}
 
 /// <summary>
 /// A small water network for development and tests: districts (district metered areas) fed through one inflow meter each
@@ -161,32 +169,34 @@ public sealed class NetworkSimulator
         var held = new List<(long DueUnixMs, SimulatedReading Reading)>();     // late readings, delivered when their due time comes
         SimulatedReading? swapped = null;
         var sequence = 0L;
+        var districts = Nodes.GroupBy(n => n.DistrictId)
+            .Select(g => (Id: g.Key, Nodes: g.Count(), Meters: g.Where(n => n.Kind == "meter").ToList())).ToList();
         for (var step = 0L; step < _steps; step++)
         {
             var t = _start + step * _stepMs;
             var factor = DemandFactor(t);
-            foreach (var district in Nodes.GroupBy(n => n.DistrictId))
+            foreach (var district in districts)
             {
                 var meters = 0.0;
                 var values = new Dictionary<(string Node, string Metric), double>();
-                foreach (var meter in district.Where(n => n.Kind == "meter"))
+                foreach (var meter in district.Meters)
                 {
                     var v = Math.Max(0, baseDemand[meter.NodeId] * factor * (1 + 0.08 * Gaussian(rng)));
                     meters += v;
                     values[(meter.NodeId, "flow")] = v;
                 }
                 // Unmetered use and the real losses of a sound network: 6 % of the metered flow plus 0.3 L/s.
-                var losses = 0.06 * meters + 0.3 + Losses(district.Key, t);
+                var losses = 0.06 * meters + 0.3 + Losses(district.Id, t);
                 var inflow = meters + losses + 0.05 * Gaussian(rng);
-                var inflowNode = $"{district.Key}-inflow";
+                var inflowNode = $"{district.Id}-inflow";
                 values[(inflowNode, "flow")] = inflow;
                 values[(inflowNode, "pressure")] = 420 + 3 * Gaussian(rng);
-                values[($"{district.Key}-critical", "pressure")] = 420 - 18 - 1.1 * inflow * inflow / district.Count() + 2 * Gaussian(rng);
-                values[($"{district.Key}-chlorine", "chlorine")] = 0.45 - 0.05 * factor + 0.01 * Gaussian(rng);
+                values[($"{district.Id}-critical", "pressure")] = 420 - 18 - 1.1 * inflow * inflow / district.Nodes + 2 * Gaussian(rng);
+                values[($"{district.Id}-chlorine", "chlorine")] = 0.45 - 0.05 * factor + 0.01 * Gaussian(rng);
                 foreach (var ((node, metric), clean) in values)
                 {
                     if (Faulted(node, metric, t, clean) is not { } value) continue;
-                    var reading = new SimulatedReading(node, district.Key, metric, t, Math.Round(value, 4), Unit(metric), $"{node}-{metric}-{t}");
+                    var reading = new SimulatedReading(node, district.Id, metric, t, Math.Round(value, 4), Unit(metric), $"{node}-{metric}-{t}");
                     sequence++;
                     var u = rng.NextDouble();
                     if (u < _options.LateFraction) { held.Add((t + (2 + rng.Next(20)) * 60_000L, reading)); continue; }
