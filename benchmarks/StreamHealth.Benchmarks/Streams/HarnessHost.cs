@@ -31,9 +31,12 @@ internal static class HarnessHost
 
     /// <summary>The stand-in schema registry for a harness whose topics are Avro (the weights'), over the PostgreSQL at
     /// BENCH_PG (default the local stack's, 127.0.0.1:55432), with auto-registration; dispose the server after the connection.</summary>
+    /// <summary>The PostgreSQL the harnesses use (BENCH_PG, else the dev stack's).</summary>
+    public static string Postgres => Environment.GetEnvironmentVariable("BENCH_PG") ?? "Host=127.0.0.1;Port=55432;Database=streamhealth;Username=postgres";
+
     public static (SchemaRegistryServer Server, SchemaRegistryConnection Connection) Registry()
     {
-        var pg = Environment.GetEnvironmentVariable("BENCH_PG") ?? "Host=127.0.0.1;Port=55432;Database=streamhealth;Username=postgres";
+        var pg = Postgres;
         PostgresMigrator.MigrateAsync(pg).GetAwaiter().GetResult();
         var server = SchemaRegistryServer.StartAsync(pg, "http://127.0.0.1:0").GetAwaiter().GetResult();
         return (server, SchemaRegistryConnection.Connect(server.Url, autoRegister: true));

@@ -3,6 +3,7 @@ using StreamHealth.Runtime.Kafka;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Schemas;
 using StreamHealth.Sensors.Metrics;
+using StreamHealth.Sensors.Network;
 using StreamHealth.Sensors.Simulation;
 
 namespace StreamHealth.Benchmarks.Streams;
@@ -35,6 +36,8 @@ public static class SensorsLoopHarness
         {
             Districts = districts, Days = days, StartUnixMs = DateTimeOffset.UtcNow.AddDays(-days - 1).ToUnixTimeMilliseconds(),
         });
+        using var postgres = Npgsql.NpgsqlDataSource.Create(HarnessHost.Postgres);
+        NodeRegistry.RegisterAsync(postgres, simulator.RegisteredNodes).GetAwaiter().GetResult();
         var records = 0;
         var keyBytes = new Dictionary<string, byte[]>();
         using (var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig
@@ -56,7 +59,7 @@ public static class SensorsLoopHarness
         try
         {
             var options = HarnessHost.Options(cluster, stateDir, registry: registry);
-            using var host = new StreamHost(options, [SensorsTopology.Create(new SensorsOptions(), "sensors-bench", readingsTopic, metricsTopic)], HarnessHost.Logs());
+            using var host = new StreamHost(options, [SensorsTopology.Create(new NodeRegistry(postgres, NodeRegistry.DefaultRefresh), new SensorsOptions(), "sensors-bench", readingsTopic, metricsTopic)], HarnessHost.Logs());
             host.Start();
             var perSecond = HarnessHost.RecordsPerSecond(host, records);
             var snapshot = host.Metrics.Snapshot();

@@ -6,6 +6,7 @@ using Microsoft.Extensions.Configuration;
 using StreamHealth.Cgm.Pipeline;
 using StreamHealth.Insights.Aggregates;
 using StreamHealth.Sensors.Metrics;
+using StreamHealth.Sensors.Network;
 using StreamHealth.Weight.Pipeline;
 
 namespace StreamHealth.Host.Topologies;
@@ -20,20 +21,22 @@ internal static class TopologyCatalog
     public static IEnumerable<(string Topic, int Partitions)> InternalTopics(IConfiguration configuration, IReadOnlyDictionary<string, int> partitionOverrides)
     {
         var args = new Args([]);
+        // Building a topology connects to nothing (the sensors node registry reads on the first record).
+        using var postgres = Npgsql.NpgsqlDataSource.Create(StreamHealthOptions.Bind(configuration).Postgres.ConnectionString);
         foreach (var name in new[] { "weights", "cgm", "insights", "sensors" })
         {
-            var topology = Create(name, args, configuration);
+            var topology = Create(name, args, configuration, postgres);
             var partitions = partitionOverrides.TryGetValue(topology.SourceTopic, out var p) ? p : StreamHealth.Schemas.Topics.Get(topology.SourceTopic).Partitions;
             foreach (var changelog in topology.ChangelogTopics()) yield return (changelog, partitions);
         }
     }
 
-    public static StreamTopology Create(string name, Args args, IConfiguration configuration) => name switch
+    public static StreamTopology Create(string name, Args args, IConfiguration configuration, Npgsql.NpgsqlDataSource postgres) => name switch
     {
         "weights" => WeightTopology.Create(WeightTopology.FilterOptions(configuration), timeRule: StreamHealthOptions.Bind(configuration).Input.TimeRule),
         "cgm" => CgmTopology.Create(CgmTopology.Options(configuration)),
         "insights" => InsightsTopology.Create(InsightsOptions.Load(configuration)),
-        "sensors" => SensorsTopology.Create(SensorsOptions.Load(configuration)),
+        "sensors" => Sensors(configuration, postgres),
         // Reference fold used by the crash/rebalance tests and the load harness. --kill-in-flush N: the process SIGKILLs
         // itself inside the Nth store flush that has writes (in the middle of a commit), for the crash-recovery test.
         "key-sum" => KeySumTopology.Create(
@@ -42,4 +45,10 @@ internal static class TopologyCatalog
             args.GetInt("--kill-in-flush", 0) is > 0 and var kill ? new StoreFaults { KillInFlush = kill } : null),
         _ => throw new UsageException($"unknown topology '{name}' (known: {string.Join(", ", Names)})"),
     };
+
+    private static StreamTopology Sensors(IConfiguration configuration, Npgsql.NpgsqlDataSource postgres)
+    {
+        var options = SensorsOptions.Load(configuration);
+        return SensorsTopology.Create(new NodeRegistry(postgres, options.RegistryRefresh), options);
+    }
 }

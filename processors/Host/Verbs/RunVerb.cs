@@ -31,7 +31,8 @@ internal static class RunVerb
         if (names.Length == 0)
             throw new UsageException($"run needs --topology NAME[,NAME] or Streams:Topologies in the configuration (known: {string.Join(", ", TopologyCatalog.Names)})");
         var configuration = StreamHealthOptions.AddSources(new ConfigurationBuilder()).Build();
-        var topologies = names.Select(n => TopologyCatalog.Create(n, args, configuration)).ToList();
+        using var postgres = NpgsqlDataSource.Create(options.Postgres.ConnectionString);
+        var topologies = names.Select(n => TopologyCatalog.Create(n, args, configuration, postgres)).ToList();
         var hostId = args.Get("--host-id") ?? $"{Environment.MachineName}-{Environment.ProcessId}";
 
         using var logs = ConsoleLogs.Create();
@@ -58,7 +59,6 @@ internal static class RunVerb
             RequireInternalTopics = options.Kafka.Flavor == KafkaFlavor.Embedded,
         }, topologies, logs);
         // The sinks of each workload run beside its topology (own consumer groups, own back-pressure).
-        using var postgres = NpgsqlDataSource.Create(options.Postgres.ConnectionString);
         var sinks = new List<SinkRunner>();
         if (names.Contains("weights"))
         {
@@ -77,6 +77,14 @@ internal static class RunVerb
         if (names.Contains("insights"))
             sinks.Add(InsightsPipeline.CreateSink(InsightsPipelineNames.Default, options.Kafka.BootstrapServers, postgres, redis, schemas, logs,
                 options.Streams.SessionTimeoutMs).Sink);
+        if (names.Contains("sensors"))
+        {
+            var (pg, cache) = StreamHealth.Sensors.Metrics.SensorMetricsSinks.Create(StreamHealth.Sensors.Metrics.SensorsPipelineNames.Default,
+                options.Kafka.BootstrapServers, postgres, redis, schemas, logs, options.Streams.SessionTimeoutMs);
+            sinks.Add(pg);
+            sinks.Add(cache);
+        }
+        using var sensorsRetention = names.Contains("sensors") ? StreamHealth.Sensors.Metrics.SensorsPipeline.Retention(postgres, logs) : null;
         // insights.metrics and insights.nutrition have no topology of theirs, only PostgreSQL sinks: they run beside the Avro
         // workloads (every such host joins each sink's one consumer group, so the partitions are shared, not read twice).
         if (names.Contains("weights") || names.Contains("cgm") || names.Contains("insights"))

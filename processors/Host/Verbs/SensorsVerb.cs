@@ -76,6 +76,9 @@ internal static class SensorsVerb
                 throw new ConfigurationException("Kafka:BootstrapServers is empty: --produce needs a running cluster (`streamhealth kafka` or `up`)");
             registry = SchemaRegistryConnection.Connect(settings.SchemaRegistry);
             await registry.EnsureReachableAsync();
+            // The topology dead-letters readings of nodes the registry does not have: the network is registered first.
+            await using (var postgres = Npgsql.NpgsqlDataSource.Create(settings.Postgres.ConnectionString))
+                await StreamHealth.Sensors.Network.NodeRegistry.RegisterAsync(postgres, simulator.RegisteredNodes);
             producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig
             {
                 BootstrapServers = settings.Kafka.BootstrapServers, EnableIdempotence = true, LingerMs = 5, QueueBufferingMaxMessages = 1_000_000,

@@ -11,6 +11,7 @@ using StreamHealth.Cgm.Pipeline;
 using StreamHealth.Insights.Aggregates;
 using StreamHealth.Insights.Metrics;
 using StreamHealth.Insights.Nutrition;
+using StreamHealth.Sensors.Metrics;
 using StreamHealth.Forecast;
 using StreamHealth.Forecast.Inference;
 using StreamHealth.Forecast.Service;
@@ -76,6 +77,9 @@ internal static class UpVerb
             nutritionSink.Start();
             using var insights = new InsightsPipeline(HostOptions(), postgres, redis, logs, InsightsOptions.Load(configuration),
                 sessionTimeoutMs: options.Streams.SessionTimeoutMs).Start();
+            using var sensors = new SensorsPipeline(HostOptions(), postgres, redis, logs, SensorsOptions.Load(configuration),
+                sessionTimeoutMs: options.Streams.SessionTimeoutMs).Start();
+            using var sensorsRetention = SensorsPipeline.Retention(postgres, logs);
             var upLog = logs.CreateLogger("StreamHealth.Up");
             var metricsInterval = TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs);
             Console.WriteLine($"weights   Kalman topology + PostgreSQL/Redis sinks, state in {options.State.Directory}");
@@ -83,9 +87,11 @@ internal static class UpVerb
             Console.WriteLine("insights  insights.metrics→PostgreSQL streamhealth.health_metrics, insights.nutrition→insights.nutrition_logs sinks; " +
                               "daily aggregates topology → insights.daily → insights.daily_metrics/metric_summaries sink (then the cached " +
                               "summaries and recommendations are invalidated)");
+            Console.WriteLine("sensors   1/15/60-minute window topology (readings checked against sensors.nodes) + metrics→PostgreSQL sensors.window_metrics, " +
+                              "latest windows→Redis sinks; retention hourly");
             using var forecaster = StartForecaster(configuration, new ForecastConsumerSettings(bootstrap, options.Streams.SessionTimeoutMs,
                 options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor)), schemas, postgres, redis, logs);
-            await using var queries = await StoreQueryServer.StartAsync([weights.Host, cgm.Host, insights.Host], options.Streams.QueryListenUrl,
+            await using var queries = await StoreQueryServer.StartAsync([weights.Host, cgm.Host, insights.Host, sensors.Host], options.Streams.QueryListenUrl,
                 options.Streams.QueryAdvertisedUrl, logs);
             // Each report carries its sinks' progress (the forecaster's with CGM's), so a stalled one shows in /health, and
             // where the gateway's interactive queries reach this process.
@@ -100,12 +106,18 @@ internal static class UpVerb
             using var insightsReporter = new StreamMetricsReporter($"up-{Environment.ProcessId}-insights", [InsightsTopology.ApplicationId], insights.Host,
                 upLog, redis.GetDatabase(), metricsInterval, RunVerb.SinkHealths([insights.Sink], options.Streams.StallAfterMs),
                 options.Streams.MetricsKey, queries.Url);
+            using var sensorsReporter = new StreamMetricsReporter($"up-{Environment.ProcessId}-sensors", [SensorsTopology.ApplicationId], sensors.Host,
+                upLog, redis.GetDatabase(), metricsInterval, RunVerb.SinkHealths([sensors.PostgresSink, sensors.RedisSink], options.Streams.StallAfterMs),
+                options.Streams.MetricsKey, queries.Url);
 
             var producers = new List<Task>();
             if (options.Samples.Enabled)
             {
                 producers.Add(WeightSamples.RunAsync(bootstrap, schemas, options.Samples.WeightsPerSecond, Shutdown.Token));
                 Console.WriteLine($"samples   {options.Samples.WeightsPerSecond} weigh-ins/s onto weights.raw ({WeightSamples.Users} synthetic people, e.g. {WeightSamples.ExampleUser})");
+                producers.Add(SensorSamples.RunAsync(bootstrap, schemas, postgres, Shutdown.Token));
+                Console.WriteLine($"samples   a simulated water network ({SensorSamples.Districts} districts) onto sensors.readings: the last " +
+                                  $"{SensorSamples.BackfillHours} h at once, then each reading at its time");
                 producers.Add(HealthMetricSamples.RunAsync(bootstrap, schemas, options.Samples.MetricsPerSecond, Shutdown.Token));
                 Console.WriteLine($"samples   {options.Samples.MetricsPerSecond} health metrics/s onto insights.metrics");
                 var (cgmReadings, cgmDescription) = CgmSamples.Load(options.Samples.DataDirectory, options.Samples.CgmFile);

@@ -5,6 +5,7 @@ using Streamiz.Kafka.Net.State;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Runtime.Validation;
 using StreamHealth.Schemas;
+using StreamHealth.Sensors.Network;
 using StreamHealth.Sensors.Readings;
 using AvroRecords = StreamHealth.Schemas.Avro;
 
@@ -23,8 +24,13 @@ public sealed class SensorsOptions
     /// <summary>How long an hour's minutes are kept after the hour closed (in the node's event time), so that a record processed
     /// again after a crash can emit the windows it closed once more: minutes.</summary>
     public double KeepMinutesAfterClose { get; set; } = 120;
+    /// <summary>How often the node registry (sensors.nodes) is read again: seconds. A reading naming a node the registry does
+    /// not have reloads it at once (at most once a second) before the reading is dead-lettered.</summary>
+    public double RegistryRefreshSeconds { get; set; } = 10;
     /// <summary>The platform's event-time rule (section "Input").</summary>
     public EventTimeRule TimeRule { get; set; } = EventTimeRule.Default;
+
+    public TimeSpan RegistryRefresh => TimeSpan.FromSeconds(RegistryRefreshSeconds);
 
     public long GraceMs => (long)(GraceMinutes * 60_000);
 
@@ -34,6 +40,8 @@ public sealed class SensorsOptions
             throw new ArgumentException($"{Section}:GraceMinutes = {GraceMinutes}: must be 0-1440 minutes");
         if (!double.IsFinite(KeepMinutesAfterClose) || KeepMinutesAfterClose is < 0 or > 7 * 24 * 60)
             throw new ArgumentException($"{Section}:KeepMinutesAfterClose = {KeepMinutesAfterClose}: must be 0-10080 minutes");
+        if (!double.IsFinite(RegistryRefreshSeconds) || RegistryRefreshSeconds is < 1 or > 3_600)
+            throw new ArgumentException($"{Section}:RegistryRefreshSeconds = {RegistryRefreshSeconds}: must be 1-3600 seconds");
         if (MaxEmptyWindows is < 0 or > 10_000)
             throw new ArgumentException($"{Section}:MaxEmptyWindows = {MaxEmptyWindows}: must be 0-10000");
     }
@@ -66,7 +74,8 @@ public static class SensorWindows
 /// (key SensorKey, one <see cref="AvroRecords.Sensors.SensorMetric"/> per window, emitted once, when the window closes).
 /// <list type="bullet">
 /// <item>Readings are converted to the metric's canonical unit (<see cref="SensorQuantities"/>); an unknown metric or unit, an
-/// impossible value, a bad id or an event time outside the input rules is dead-lettered with the reason.</item>
+/// impossible value, a bad id, an event time outside the input rules, a node the registry (<see cref="NodeRegistry"/>) does not
+/// have, has in another district, has retired or does not register for the metric is dead-lettered with the reason.</item>
 /// <item>State: each series' minutes in a RocksDB store (<see cref="MinuteBucket"/>, one per minute with readings), and each
 /// series' stream time and emission position (<see cref="SensorSeriesState"/>, with the applied-offset fence). The 15- and
 /// 60-minute windows are computed from their minutes when they close, so all sizes count the same readings; a minute is deleted
@@ -88,12 +97,12 @@ public static class SensorsTopology
     public const string SeriesStore = "sensors-series";
     public const string MinuteStore = "sensors-minutes";
 
-    public static StreamTopology Create(SensorsOptions? options = null, string applicationId = ApplicationId,
+    public static StreamTopology Create(NodeRegistry registry, SensorsOptions? options = null, string applicationId = ApplicationId,
         string sourceTopic = Topics.SensorsReadings, string sinkTopic = Topics.SensorsMetrics)
     {
         options ??= new SensorsOptions();
         options.Validate();
-        var settings = new SensorsProcessorSettings(options, sinkTopic);
+        var settings = new SensorsProcessorSettings(options, registry, sinkTopic);
         return new StreamTopology
         {
             ApplicationId = applicationId,
@@ -114,11 +123,12 @@ public static class SensorsTopology
         };
     }
 
-    public sealed record SensorsProcessorSettings(SensorsOptions Options, string SinkTopic);
+    public sealed record SensorsProcessorSettings(SensorsOptions Options, NodeRegistry Registry, string SinkTopic);
 
     public sealed class SensorsProcessor : StreamProcessor<AvroRecords.Common.SensorKey, AvroRecords.Sensors.SensorReading>
     {
         private readonly SensorsOptions _options = null!;
+        private readonly NodeRegistry _registry = null!;
         private readonly string _sinkTopic = "";
         private readonly AvroSerDes<AvroRecords.Common.SensorKey> _keys = null!;
         private readonly AvroSerDes<AvroRecords.Sensors.SensorMetric> _metrics = null!;
@@ -133,6 +143,7 @@ public static class SensorsTopology
             : base(services, services.Schemas.SerDes<AvroRecords.Common.SensorKey>(), services.Schemas.SerDes<AvroRecords.Sensors.SensorReading>(), "sensors-windows")
         {
             _options = settings.Options;
+            _registry = settings.Registry;
             _sinkTopic = settings.SinkTopic;
             _keys = services.Schemas.SerDes<AvroRecords.Common.SensorKey>();
             _metrics = services.Schemas.SerDes<AvroRecords.Sensors.SensorMetric>();
@@ -162,13 +173,21 @@ public static class SensorsTopology
                 throw new SensorInputException(bad);
             if (SensorQuantities.Convert(r.metric, r.value, r.unit, out var quantity, out var value) is { } badValue)
                 throw new SensorInputException(badValue);
+            if (_registry.Find(nodeId) is not { } node)
+                throw new SensorInputException($"node_id {InputRules.Quote(nodeId)}: not a registered node (register it in sensors.nodes first)");
+            if (node.DistrictId != r.district_id)
+                throw new SensorInputException($"district_id {InputRules.Quote(r.district_id)}: node {InputRules.Quote(nodeId)} is registered in district " +
+                                               $"{InputRules.Quote(node.DistrictId)}; moving a node is a new node id");
+            if (!node.Metrics.Contains(quantity.Metric))
+                throw new SensorInputException($"metric = {InputRules.Quote(quantity.Metric)}: node {InputRules.Quote(nodeId)} is registered for " +
+                                               $"{string.Join(", ", node.Metrics)} only");
+            if (node.RetiredAtUnixMs is { } retiredAt && timeMs >= retiredAt)
+                throw new SensorInputException($"event_time = {InputRules.FormatTime(timeMs)}: node {InputRules.Quote(nodeId)} was retired at " +
+                                               InputRules.FormatTime(retiredAt));
 
             var seriesKey = SensorWindows.SeriesKey(nodeId, quantity.Metric);
-            var entry = _series.Get(seriesKey) ?? new Fenced<SensorSeriesState>(-1, new SensorSeriesState { DistrictId = r.district_id });
+            var entry = _series.Get(seriesKey) ?? new Fenced<SensorSeriesState>(-1, new SensorSeriesState { DistrictId = node.DistrictId });
             var state = entry.Value;
-            if (state.DistrictId != r.district_id)
-                throw new SensorInputException($"district_id {InputRules.Quote(r.district_id)}: node {InputRules.Quote(nodeId)} reports to district " +
-                                               $"{InputRules.Quote(state.DistrictId)}; moving a node is a new node id");
             if (record.Offset <= entry.AppliedOffset)
             {
                 // Counted before a crash, which may have lost the windows it closed: emit again, from the minutes as they stand,

@@ -83,6 +83,10 @@ public sealed class NetworkSimulator
     public IReadOnlyList<SimulatedNode> Nodes { get; }
     public IReadOnlyList<SimulatedEvent> Events { get; }
 
+    /// <summary>The network as the node registry holds it (sensors.nodes): each node reports every step.</summary>
+    public IReadOnlyList<Network.SensorNode> RegisteredNodes =>
+        [.. Nodes.Select(n => new Network.SensorNode(n.NodeId, n.DistrictId, n.Kind, n.Metrics, _options.StepSeconds))];
+
     public NetworkSimulator(SimulationOptions options)
     {
         options.Validate();

@@ -75,7 +75,7 @@ public sealed class SensorMetricsTests
         Assert.Equal((state.StreamTimeUnixMs, state.DistrictId, state.PurgeFromUnixMs), (decoded.StreamTimeUnixMs, decoded.DistrictId, decoded.PurgeFromUnixMs));
         Assert.Equal([1L, 2, 3], decoded.NextWindowStartUnixMs);
         Assert.Throws<FormatException>(() => SensorSeriesStateSerDes.Instance.Decode([2]));
-        Assert.Equal(["sensors-sensors-minutes-changelog", "sensors-sensors-series-changelog"], SensorsTopology.Create().ChangelogTopics().Order());
+        Assert.Equal(["sensors-sensors-minutes-changelog", "sensors-sensors-series-changelog"], SensorsTopology.Create(new StreamHealth.Sensors.Network.NodeRegistry(Npgsql.NpgsqlDataSource.Create("Host=unused"), TimeSpan.FromSeconds(10))).ChangelogTopics().Order());
         Assert.Equal(-60_000 + 0, SensorWindows.Floor(-1, 60_000));              // floor, not truncation, before 1970
         Assert.Equal("n-1|flow|000001800000000", SensorWindows.BucketKey(SensorWindows.SeriesKey("n-1", "flow"), 1_800_000_000));
     }

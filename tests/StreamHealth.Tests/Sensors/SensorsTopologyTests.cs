@@ -1,8 +1,11 @@
 using System.Text;
 using Confluent.Kafka;
+using Npgsql;
+using StackExchange.Redis;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Schemas;
 using StreamHealth.Sensors.Metrics;
+using StreamHealth.Sensors.Network;
 using StreamHealth.Tests.Infrastructure;
 using static StreamHealth.Tests.Infrastructure.StreamTestKit;
 using SensorKey = StreamHealth.Schemas.Avro.Common.SensorKey;
@@ -11,16 +14,21 @@ using SensorReading = StreamHealth.Schemas.Avro.Sensors.SensorReading;
 
 namespace StreamHealth.Tests.Sensors;
 
-/// <summary>The sensors topology on real parts: embedded Kafka, RocksDB stores, the stand-in schema registry on the test's
-/// PostgreSQL database; readings in, final window results and dead letters out.</summary>
+/// <summary>The sensors pipeline on real parts: embedded Kafka, RocksDB stores, the stand-in schema registry and the node
+/// registry on the test's PostgreSQL database, the PostgreSQL and Redis sinks; readings in, final window results, rows, cached
+/// latest windows and dead letters out.</summary>
 public sealed class SensorsTopologyFixture : IDisposable
 {
     public EmbeddedKafkaFixture Kafka { get; } = new();
     public TestRegistry Registry { get; }
+    public NpgsqlDataSource Postgres { get; }
+    public ConnectionMultiplexer Redis { get; }
+    public NodeRegistry Nodes { get; }
+    public SensorsPipeline Pipeline { get; }
     public TestLogs Logs { get; } = new();
     public string Readings { get; }
     public string Metrics { get; }
-    public StreamHost Host { get; }
+    public StreamHost Host => Pipeline.Host;
     private readonly string _stateDir = Directory.CreateTempSubdirectory("streamhealth-sensors-").FullName;
 
     public SensorsTopologyFixture()
@@ -31,12 +39,24 @@ public sealed class SensorsTopologyFixture : IDisposable
         var connectionString = LocalServices.PostgresConnectionString(LocalServices.NewDatabaseName("sensors_topology"));
         StreamHealth.Runtime.Storage.PostgresMigrator.MigrateAsync(connectionString).GetAwaiter().GetResult();
         Registry = TestRegistry.Start(connectionString);
-        Host = new StreamHost(new StreamHostOptions
+        Postgres = NpgsqlDataSource.Create(connectionString);
+        Redis = ConnectionMultiplexer.Connect(LocalServices.RedisConfiguration);
+        Nodes = new NodeRegistry(Postgres, NodeRegistry.DefaultRefresh);
+        Pipeline = new SensorsPipeline(new StreamHostOptions
         {
             SchemaRegistry = Registry.Connection, BootstrapServers = Kafka.BootstrapServers, StateDirectory = _stateDir, CommitIntervalMs = 200,
             CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions),
-        }, [SensorsTopology.Create(new SensorsOptions { GraceMinutes = 2, KeepMinutesAfterClose = 10 }, Readings + "-app", Readings, Metrics)], Logs);
-        Host.Start();
+        }, Postgres, Redis, Logs, new SensorsOptions { GraceMinutes = 2, KeepMinutesAfterClose = 10 },
+            new SensorsPipelineNames(Readings + "-app", Readings, Metrics)).Start();
+    }
+
+    /// <summary>Registers <paramref name="node"/> in sensors.nodes (district d-north, flow, pressure and chlorine, every 10 s), and
+    /// waits out <see cref="NodeRegistry.MissReloadInterval"/>, after which the registry finds it.</summary>
+    public string Register(string node)
+    {
+        NodeRegistry.RegisterAsync(Postgres, [new SensorNode(node, "d-north", "inflow", ["flow", "pressure", "chlorine"], 10)]).GetAwaiter().GetResult();
+        Thread.Sleep(NodeRegistry.MissReloadInterval + TimeSpan.FromMilliseconds(100));
+        return node;
     }
 
     public byte[] Key(string node) => Registry.Connection.SerDes<SensorKey>().Serialize(new SensorKey { node_id = node },
@@ -81,8 +101,10 @@ public sealed class SensorsTopologyFixture : IDisposable
 
     public void Dispose()
     {
-        Host.Dispose();
+        Pipeline.Dispose();
         Registry.Dispose();
+        Redis.Dispose();
+        Postgres.Dispose();
         Kafka.Dispose();
         Directory.Delete(_stateDir, recursive: true);
     }
@@ -104,7 +126,8 @@ public sealed class SensorsTopologyTests(SensorsTopologyFixture f) : IClassFixtu
         };
     }
 
-    private static string N(string name) => $"{name}-{Guid.NewGuid():N}"[..(name.Length + 9)];
+    /// <summary>A new node id, registered.</summary>
+    private string N(string name) => f.Register($"{name}-{Guid.NewGuid():N}"[..(name.Length + 9)]);
 
     private static SensorReading Reading(string node, long timeMs, double value, string metric = "flow", string unit = "L/s", string district = "d-north",
         string? id = null) => new()
@@ -188,8 +211,9 @@ public sealed class SensorsTopologyTests(SensorsTopologyFixture f) : IClassFixtu
             (Reading(node, T0 + 5_000, -1, metric: "chlorine", unit: "mg/L"), "outside what a chlorine sensor can report"),
             (Reading("someone-else", T0 + 6_000, 5), "does not match the record key"),
             (Reading(node, DateTimeOffset.UtcNow.AddDays(3).ToUnixTimeMilliseconds(), 5), "ahead of the receiving clock"),
-            (Reading(node, T0 + 7_000, 5, district: "d-south"), "reports to district 'd-north'"),
+            (Reading(node, T0 + 7_000, 5, district: "d-south"), "is registered in district 'd-north'"),
             (Reading(node, T0 + 8_000, 5, id: "bad\u0000id"), "reading_id = "),
+            (Reading(node, T0 + 9_000, 5, metric: "level", unit: "m"), "is registered for flow, pressure, chlorine only"),
         };
         f.Send(node, [good, .. cases.Select(c => c.Reading), Reading(node, T0 + 10 * 60_000, 11)]);
         // Far past the grace: the first minute is closed; a reading for it now is dead-lettered as late, not dropped.
@@ -216,7 +240,7 @@ public sealed class SensorsTopologyTests(SensorsTopologyFixture f) : IClassFixtu
         {
             SchemaRegistry = f.Registry.Connection, BootstrapServers = f.Kafka.BootstrapServers, StateDirectory = stateDir, CommitIntervalMs = 200,
             CreateInternalTopic = (topic, partitions) => f.Kafka.Cluster.CreateTopic(topic, partitions),
-        }, [SensorsTopology.Create(new SensorsOptions { GraceMinutes = 2 }, app, f.Readings, f.Metrics)], f.Logs);
+        }, [SensorsTopology.Create(f.Nodes, new SensorsOptions { GraceMinutes = 2 }, app, f.Readings, f.Metrics)], f.Logs);
         try
         {
             // 75 minutes every 10 s, then a second copy of the last 20 readings (minutes 71-74) with other values, which are
@@ -281,5 +305,64 @@ public sealed class SensorsTopologyTests(SensorsTopologyFixture f) : IClassFixtu
         {
             Directory.Delete(stateDir, recursive: true);
         }
+    }
+
+    [Fact]
+    public void A_reading_of_an_unregistered_node_is_dead_lettered_and_the_node_counts_once_registered()
+    {
+        var node = $"ghost-{Guid.NewGuid():N}"[..14];
+        f.Send(node, [Reading(node, T0, 10)]);
+        var dead = f.Drain(f.Readings + Topics.DeadLetterSuffix, node, TimeSpan.FromSeconds(60), d => d.Count >= 1);
+        Assert.Contains($"node_id '{node}': not a registered node",
+            Encoding.UTF8.GetString(Assert.Single(dead).Headers.GetLastBytes(StreamHeaders.Error)));
+        // Registered now: the registry is read again on a miss (at most once a second), not only every refresh.
+        f.Register(node);
+        f.Send(node, [Reading(node, T0 + 60_000, 20), Reading(node, T0 + 5 * 60_000, 21)]);
+        var windows = f.Windows(node, w => w.Any(x => x.window_minutes == 1 && AvroTime.ToUnixMs(x.window_start_unix_ms) == T0 + 60_000));
+        Assert.Equal((1, 20.0), windows.Where(x => x.window_minutes == 1).Select(x => (x.reading_count, x.mean)).First());
+    }
+
+    [Fact]
+    public async Task Final_windows_reach_postgresql_once_each_and_the_cache_holds_each_metrics_newest_window()
+    {
+        var node = N("sink");
+        // 40 minutes of flow every 10 s and pressure every minute, then readings at +50 min close minute 40's windows (2-min grace).
+        var sent = Enumerable.Range(0, 6 * 40).Select(i => Reading(node, T0 + i * 10_000L, i % 6))
+            .Concat(Enumerable.Range(0, 40).Select(i => Reading(node, T0 + i * 60_000L, 400 + i, metric: "pressure", unit: "kPa")))
+            .Append(Reading(node, T0 + 50 * 60_000L, 1)).Append(Reading(node, T0 + 50 * 60_000L, 450, metric: "pressure", unit: "kPa"))
+            .ToList();
+        f.Send(node, sent);
+        long Rows(string sql)
+        {
+            using var command = f.Postgres.CreateCommand(sql);
+            command.Parameters.AddWithValue(node);
+            return (long)command.ExecuteScalar()!;
+        }
+        // Minutes 0-47 of each metric (48 + 48), quarter hours 0-30 (3 + 3); no hour closed yet.
+        WaitFor(() => Rows("SELECT count(*) FROM sensors.window_metrics WHERE node_id = $1") == 102, TimeSpan.FromSeconds(60),
+            () => $"{Rows("SELECT count(*) FROM sensors.window_metrics WHERE node_id = $1")} rows of 102");
+        // Minutes 0-39 hold readings; 40-47 are empty and stored with NULL statistics, not NaN. Every full flow quarter hour and the
+        // partial one (minutes 30-39) has the mean of 0..5.
+        Assert.Equal(80, Rows("SELECT count(*) FROM sensors.window_metrics WHERE node_id = $1 AND window_minutes = 1 AND reading_count > 0"));
+        Assert.Equal(16, Rows("SELECT count(*) FROM sensors.window_metrics WHERE node_id = $1 AND window_minutes = 1 AND reading_count = 0 AND mean IS NULL"));
+        Assert.Equal(3, Rows("SELECT count(*) FROM sensors.window_metrics WHERE node_id = $1 AND metric = 'flow' AND window_minutes = 15 AND abs(mean - 2.5) < 1e-9"));
+
+        List<NodeWindowView> cached = [];
+        WaitFor(() => (cached = SensorLatestCache.ReadAsync(f.Redis.GetDatabase(), node).GetAwaiter().GetResult())
+            .Count(w => w.WindowMinutes == 1 && w.WindowStart.ToUnixTimeMilliseconds() == T0 + 47 * 60_000
+                        || w.WindowMinutes == 15 && w.WindowStart.ToUnixTimeMilliseconds() == T0 + 30 * 60_000) == 4, TimeSpan.FromSeconds(30),
+            () => $"the cache holds {string.Join(", ", cached.Select(w => $"{w.Metric}:{w.WindowMinutes}@{w.WindowStart:HH:mm}"))}");
+        Assert.Equal([("flow", 1), ("flow", 15), ("pressure", 1), ("pressure", 15)], cached.Select(w => (w.Metric, w.WindowMinutes)));
+        var quarter = cached.Single(w => w is { Metric: "pressure", WindowMinutes: 15 });
+        Assert.Equal((T0 + 30 * 60_000, 10, 434.5), (quarter.WindowStart.ToUnixTimeMilliseconds(), quarter.ReadingCount, quarter.Mean));
+        Assert.Equal(("kPa", "d-north"), (quarter.Unit, quarter.DistrictId));
+        // A re-emitted older window never replaces a newer one in the cache.
+        var older = new SensorMetric
+        {
+            event_time_unix_ms = AvroTime.FromUnixMs(T0 + 15 * 60_000), window_start_unix_ms = AvroTime.FromUnixMs(T0), node_id = node, district_id = "d-north",
+            metric = "pressure", unit = "kPa", window_minutes = 15, reading_count = 15, min = 1, max = 1, mean = 1, stddev = 0, p50 = 1, p95 = 1,
+        };
+        Assert.Equal(0, (int)await SensorLatestCache.WriteAsync(f.Redis.GetDatabase(), older));
+        Assert.Equal(434.5, (await SensorLatestCache.ReadAsync(f.Redis.GetDatabase(), node)).Single(w => w is { Metric: "pressure", WindowMinutes: 15 }).Mean);
     }
 }
