@@ -16,6 +16,7 @@ app.MapNutritionLogsApi();
 app.MapHealthGoalsApi();
 app.MapRecommendationsApi();
 app.MapForecastApi();
+app.MapSensorsApi();
 app.MapIdentityApi();
 app.Run();
 

@@ -29,9 +29,13 @@ public static class Scopes
     public const string GoalsWrite = "goals:write";
     /// <summary>Read weights, CGM and forecasts of the people listed in the key's CareTeamUsers, and no one else.</summary>
     public const string CareTeamRead = "care-team:read";
+    /// <summary>Read the water network's nodes, metrics, history and status (operators' dashboards).</summary>
+    public const string NetworkRead = "network:read";
+    /// <summary>Register and describe the water network's nodes (operators).</summary>
+    public const string NetworkWrite = "network:write";
     /// <summary>Forecast cache management and dataset deletion, and every stored dataset.</summary>
     public const string Admin = "admin";
 
     public static readonly FrozenSet<string> All =
-        new[] { WeightsRead, WeightsWrite, CgmRead, CgmWrite, MetricsRead, MetricsWrite, NutritionRead, NutritionWrite, GoalsRead, GoalsWrite, InsightsRead, CareTeamRead, Admin }.ToFrozenSet(StringComparer.Ordinal);
+        new[] { WeightsRead, WeightsWrite, CgmRead, CgmWrite, MetricsRead, MetricsWrite, NutritionRead, NutritionWrite, GoalsRead, GoalsWrite, InsightsRead, NetworkRead, NetworkWrite, CareTeamRead, Admin }.ToFrozenSet(StringComparer.Ordinal);
 }

@@ -63,6 +63,14 @@ public sealed class AccessWalkTests(GatewayStackFixture f) : IClassFixture<Gatew
         ["POST /quick_plot"] = _ => Post("/quick_plot", Csv(200)),
         ["POST /draw_a_plot"] = p => Post("/draw_a_plot", JsonContent.Create(new { handle = p.Handle, index = 0 })),
         ["POST /cache_management"] = _ => Post("/cache_management", JsonContent.Create(new { action = "info" })),
+        ["GET /api/v1/nodes"] = _ => Get("/api/v1/nodes"),
+        ["PUT /api/v1/nodes/{nodeId}"] = p => new(HttpMethod.Put, $"/api/v1/nodes/walk-{p.UserId}")
+        {
+            Content = JsonContent.Create(new { district_id = "dma-walk", kind = "meter", metrics = new[] { "flow" }, cadence_seconds = 60 }),
+        },
+        ["GET /api/v1/nodes/{nodeId}/metrics"] = p => Get($"/api/v1/nodes/walk-{p.UserId}/metrics"),
+        ["GET /api/v1/nodes/{nodeId}/history"] = p => Get($"/api/v1/nodes/walk-{p.UserId}/history"),
+        ["GET /api/v1/status"] = _ => Get("/api/v1/status"),
     };
 
     [Fact]

@@ -46,6 +46,11 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
         ["GET /api/v1/cache"] = [200, 401, 403, 429],
         ["POST /api/v1/nutrition-logs"] = [202, 400, 401, 403, 409, 413, 429, 503],
         ["GET /api/v1/nutrition-logs/user/{userId}"] = [200, 400, 401, 403, 429, 503],
+        ["GET /api/v1/nodes"] = [200, 400, 401, 403, 429, 503],
+        ["PUT /api/v1/nodes/{nodeId}"] = [200, 400, 401, 403, 409, 413, 429, 503],
+        ["GET /api/v1/nodes/{nodeId}/metrics"] = [200, 400, 401, 403, 404, 429, 503],
+        ["GET /api/v1/nodes/{nodeId}/history"] = [200, 400, 401, 403, 404, 429, 503],
+        ["GET /api/v1/status"] = [200, 401, 403, 429, 503],
         ["POST /api/v1/health-goals"] = [200, 201, 400, 401, 403, 409, 413, 422, 429, 503],
         ["GET /api/v1/health-goals/user/{userId}"] = [200, 400, 401, 403, 429, 503],
         ["GET /api/v1/health-metrics/user/{userId}/summary"] = [200, 400, 401, 403, 429, 503],
@@ -170,6 +175,14 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
             new("GET", $"/api/v1/health-goals/user/{weightUser}"), new("GET", "/api/v1/health-goals/user/bad%20id"),
             new("GET", $"/api/v1/health-metrics/user/{weightUser}/summary?days=30"), new("GET", $"/api/v1/health-metrics/user/{weightUser}/summary?days=91"),
             new("GET", "/api/v1/users/bad%20id"), new("GET", $"/api/v1/users/{Guid.NewGuid():N}"), new("GET", $"/api/v1/users/{Guid.NewGuid():N}", ApiKey: null),
+            new("PUT", $"/api/v1/nodes/contract-{weightUser}", Json("""{"district_id":"dma-contract","kind":"meter","metrics":["flow"],"cadence_seconds":60}""")),
+            new("PUT", $"/api/v1/nodes/contract-{weightUser}", Json("""{"district_id":"dma-elsewhere","kind":"meter","metrics":["flow"],"cadence_seconds":60}""")),
+            new("PUT", $"/api/v1/nodes/contract-{weightUser}", Json("""{"district_id":"dma-contract","kind":"pump"}""")),
+            new("GET", "/api/v1/nodes"), new("GET", "/api/v1/nodes?district_id=%01"),
+            new("GET", $"/api/v1/nodes/contract-{weightUser}/metrics"), new("GET", "/api/v1/nodes/no-such-node/metrics"), new("GET", "/api/v1/nodes/bad%20id/metrics"),
+            new("GET", $"/api/v1/nodes/contract-{weightUser}/history"), new("GET", $"/api/v1/nodes/contract-{weightUser}/history?window_minutes=7"),
+            new("GET", "/api/v1/nodes/no-such-node/history"),
+            new("GET", "/api/v1/status"),
         };
         var failures = new List<string>();
         var seen = new Dictionary<string, List<int>>();
