@@ -202,10 +202,10 @@ internal static class SensorsVerb
         output.WriteLine($"leaks-check: seeds {string.Join(",", seeds)} × {days} days × {districts} districts from 2026-06-01 ({runs.Sum(r => r.Windows):N0} windows, " +
                          $"{runs.Sum(r => r.LateDropped):N0} readings late beyond the grace dropped, {seconds:0} s; largest state {s.StateBytesMax:N0} bytes)");
         output.WriteLine();
-        output.WriteLine("| leak kind | injected | detected | within bar | bar | median delay | max delay |");
-        output.WriteLine("|---|---|---|---|---|---|---|");
+        output.WriteLine("| leak kind | injected | detected | within bar | bar | median delay | max delay | started less than the bar before the end (not scored) |");
+        output.WriteLine("|---|---|---|---|---|---|---|---|");
         foreach (var l in s.Leaks)
-            output.WriteLine($"| {l.Kind} | {l.Injected} | {l.Detected} | {l.WithinBar} | {(l.Kind == "burst" ? "15 min" : "3 d")} | {Delay(l.MedianDelay)} | {Delay(l.MaxDelay)} |");
+            output.WriteLine($"| {l.Kind} | {l.Injected} | {l.Detected} | {l.WithinBar} | {(l.Kind == "burst" ? "15 min" : "3 d")} | {Delay(l.MedianDelay)} | {Delay(l.MaxDelay)} | {l.StartedTooLate} |");
         output.WriteLine();
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"leak anomalies: {s.LeakAnomalies}, true (overlapping an injected leak in their district) {s.TruePositives}, precision {s.Precision:0.000} (bar 0.9); false ones during a sensor fault: {s.FalseOverlappingFaults}"));

@@ -73,7 +73,13 @@ public sealed class DistrictAnalyzer
         public double Reference, Threshold, PeakExcess;
         public int Calm;
         public long CalmStartMinute;
+        /// <summary>The burst's flow: the mean excess over its first <see cref="StepMinutes"/> usable minutes.</summary>
+        public double StepSum;
+        public int StepCount;
+        public double Step => StepCount > 0 ? StepSum / StepCount : PeakExcess;
     }
+
+    private const int StepMinutes = 30;
 
     // Night flow: the current quarter-hour's net flow, the current night's minimum and the history of nights.
     private long _quarterStartMinute = long.MinValue;
@@ -444,7 +450,7 @@ public sealed class DistrictAnalyzer
             if (s.SlotStatus[slot] is SeriesState.Usable or SeriesState.Valued) metersAllValued++;
             if (s.SlotStatus[slot] == SeriesState.Usable) { metered += s.SlotValue[slot]; metersMeasured++; }
             else if (double.IsFinite(demand) && s.TryShare(out var share, out _)) metered += demand * share;
-            else if (s.Baseline.TryExpected(minuteUnixMs + _options.LocalOffsetMinutes * MinuteMs, out var median, out _)) metered += median;
+            else if (s.Baseline.TryExpected(minuteUnixMs + _options.LocalOffsetMinutes * MinuteMs, out var median, out _, dayFallback: true)) metered += median;
             else if (double.IsFinite(s.LastUsableValue)) metered += s.LastUsableValue;
             else meteredKnown = false;
         }
@@ -476,7 +482,7 @@ public sealed class DistrictAnalyzer
 
         HeadLossMinute(slot);
         Burst(minute, burstInflowKnown && inflows > 0 && meteredKnown ? burstInflow - metered : double.NaN);
-        NightMinute(minute, balance);
+        NightMinute(minute, NightBalance(balance));
         if ((minute + 1) % 15 == 0) CloseQuarter(minute + 1 - 15);
 
         // Missing windows, reported once the balance stopped waiting for them, then the slot is free for minute + 32.
@@ -497,7 +503,7 @@ public sealed class DistrictAnalyzer
         foreach (var s in _series)
         {
             if (!(s.InBalance && s.Kind == NodeKind.Inflow)) continue;
-            if (s.Baseline.TryExpected(minuteUnixMs + _options.LocalOffsetMinutes * MinuteMs, out var median, out _)) total += median;
+            if (s.Baseline.TryExpected(minuteUnixMs + _options.LocalOffsetMinutes * MinuteMs, out var median, out _, dayFallback: true)) total += median;
             else if (double.IsFinite(s.LastUsableValue)) total += s.LastUsableValue;
             else return double.NaN;
         }
@@ -515,7 +521,6 @@ public sealed class DistrictAnalyzer
         _balance[index] = balance;
         _balanceMinute[index] = minute;
         if (!double.IsFinite(balance)) return;     // no balance this minute: the runs neither grow nor break
-        if (BurstOpen) _nightSpoiled = true;
 
         // Resolution, newest first: a burst is over when the net flow is back within half its threshold of the flow before it.
         for (var i = _bursts.Count - 1; i >= 0; i--)
@@ -523,7 +528,10 @@ public sealed class DistrictAnalyzer
             var b = _bursts[i];
             var excess = balance - b.Reference;
             b.PeakExcess = Math.Max(b.PeakExcess, excess);
-            if (excess < b.Threshold / 2)
+            if (b.StepCount < StepMinutes) { b.StepSum += excess; b.StepCount++; }
+            // Over when more than half its flow is gone (not when the net flow is back to the reference: a background leak
+            // growing under a day-long burst would keep it open for ever).
+            if (excess < Math.Max(b.Threshold, b.Step) / 2)
             {
                 if (b.Calm++ == 0) b.CalmStartMinute = minute;
             }
@@ -552,7 +560,6 @@ public sealed class DistrictAnalyzer
         _burstRun = 0;
         var burst = new OpenBurst { StartMinute = _burstRunStartMinute, Reference = reference, Threshold = threshold, PeakExcess = over };
         _bursts.Add(burst);
-        _nightSpoiled = true;
         _outputs.Anomalies.Add(BurstEvent(burst, AnomalyState.Open, null, balance,
             Text($"net flow {balance:0.00} L/s, {over:0.00} above its reference {reference:0.00} (threshold {threshold:0.00}) for {_options.BurstMinutes} minutes")));
     }
@@ -595,6 +602,19 @@ public sealed class DistrictAnalyzer
 
     // ───────────────────────────── minimum night flow ─────────────────────────────
 
+    /// <summary>The net flow without the open bursts' flow (their steps), so that a burst open at night neither hides nor
+    /// fakes the night's minimum; NaN while a burst's step is still being measured or it may be ending.</summary>
+    private double NightBalance(double balance)
+    {
+        foreach (var b in _bursts)
+        {
+            // Still measuring its step, or perhaps repaired (calm minutes pending): its flow is not known this minute.
+            if (b.StepCount < 10 || b.Calm > 0) return double.NaN;
+            balance -= b.Step;
+        }
+        return balance;
+    }
+
     private void NightMinute(long minute, double balance)
     {
         var quarter = minute - (((minute % 15) + 15) % 15);
@@ -625,7 +645,7 @@ public sealed class DistrictAnalyzer
                 _nightDay = localDay;
                 _nightMin = double.NaN;
                 _nightQuarters = 0;
-                _nightSpoiled = BurstOpen;
+                _nightSpoiled = false;
             }
             if (_quarterStartMinute == startMinute && _quarterBalanceCount >= 10)
             {
@@ -923,6 +943,8 @@ public sealed class DistrictAnalyzer
             w.Double(b.PeakExcess);
             w.Int(b.Calm);
             w.Long(b.CalmStartMinute);
+            w.Double(b.StepSum);
+            w.Int(b.StepCount);
         }
         w.Long(_quarterStartMinute);
         w.Double(_quarterBalanceSum);
@@ -991,7 +1013,7 @@ public sealed class DistrictAnalyzer
         var bursts = r.Int();
         if (bursts is < 0 or > MaxOpenBursts) throw new FormatException($"district analyser state: {bursts} open bursts");
         for (var i = 0; i < bursts; i++)
-            a._bursts.Add(new OpenBurst { StartMinute = r.Long(), Reference = r.Double(), Threshold = r.Double(), PeakExcess = r.Double(), Calm = r.Int(), CalmStartMinute = r.Long() });
+            a._bursts.Add(new OpenBurst { StartMinute = r.Long(), Reference = r.Double(), Threshold = r.Double(), PeakExcess = r.Double(), Calm = r.Int(), CalmStartMinute = r.Long(), StepSum = r.Double(), StepCount = r.Int() });
         a._quarterStartMinute = r.Long();
         a._quarterBalanceSum = r.Double();
         a._quarterBalanceCount = r.Int();

@@ -170,9 +170,10 @@ public static class LeakCheck
         return run;
     }
 
-    /// <summary>Detection of one kind of leak: injected, detected (by an anomaly of the same kind in the district reported
+    /// <summary>Detection of one kind of leak: injected (those starting less than the bar before the run's end apart, in
+    /// <see cref="LeakScore.StartedTooLate"/>), detected (by an anomaly of the same kind in the district reported
     /// while the leak was active), within the bar, and the delays from the leak's start to the report.</summary>
-    public sealed record LeakScore(string Kind, int Injected, int Detected, int WithinBar, TimeSpan? MedianDelay, TimeSpan? MaxDelay);
+    public sealed record LeakScore(string Kind, int Injected, int StartedTooLate, int Detected, int WithinBar, TimeSpan? MedianDelay, TimeSpan? MaxDelay);
 
     public sealed record FaultScore(string Kind, int Injected, int Flagged, TimeSpan? MedianDelay, TimeSpan? MaxDelay, int ReportedAsLeak);
 
@@ -189,12 +190,14 @@ public static class LeakCheck
         foreach (var kind in LeakKinds)
         {
             var delays = new List<TimeSpan>();
-            var injected = 0;
+            int injected = 0, tooLate = 0;
             var bar = kind == NetworkSimulator.Burst ? BurstBar : BackgroundBar;
             var anomalyKind = kind == NetworkSimulator.Burst ? AnomalyKind.Burst : AnomalyKind.BackgroundLeak;
             foreach (var run in runs)
                 foreach (var e in run.Events.Where(e => e.Kind == kind))
                 {
+                    // A leak starting less than its bar before the run's end cannot be judged against the bar.
+                    if (e.StartUnixMs + (long)bar.TotalMilliseconds > run.EndUnixMs) { tooLate++; continue; }
                     injected++;
                     var reports = run.Anomalies.Where(a => a.Opened.Kind == anomalyKind && a.Opened.DistrictId == e.DistrictId
                                                             && a.ReportedUnixMs >= e.StartUnixMs && a.ReportedUnixMs < e.EndUnixMs + 3_600_000)
@@ -205,7 +208,7 @@ public static class LeakCheck
                     if (delay > bar) misses.Add($"seed {run.Seed} {kind} {e.DistrictId} from {Time(e.StartUnixMs)} ({e.Magnitude} {e.Unit}): detected after {Format(delay)}");
                 }
             delays.Sort();
-            leaks.Add(new LeakScore(kind, injected, delays.Count, delays.Count(d => d <= bar),
+            leaks.Add(new LeakScore(kind, injected, tooLate, delays.Count, delays.Count(d => d <= bar),
                 delays.Count == 0 ? null : delays[delays.Count / 2], delays.Count == 0 ? null : delays[^1]));
         }
 

@@ -24,49 +24,61 @@ internal static class Robust
 }
 
 /// <summary>
-/// A robust seasonal baseline of one series: per local time-of-week slot (hour of the day × workday or weekend, 48 slots)
-/// the last <see cref="Depth"/> 15-minute means, and their median and MAD as the expected value and its spread. Learned
-/// online from usable windows only, so a fault does not teach it. Bounded: 48 × 12 floats.
+/// A robust seasonal baseline of one series: per local hour of the week (168 slots) the last <see cref="WeekDepth"/>
+/// 15-minute means, and their median and MAD as the expected value and its spread; until an hour of the week has
+/// <see cref="MinSamples"/>, the hour of the day over every day stands in (for estimates only: the checks and the residual
+/// wait for the week's slot, as days of the week differ — weekends, markets, the simulator's Fridays). Learned online from
+/// usable windows only, so a fault does not teach it. Bounded: 168 × 6 + 24 × 8 floats.
 /// </summary>
 internal sealed class SeasonalBaseline
 {
-    public const int Slots = 48, Depth = 12;
-    /// <summary>Samples a slot needs before it gives an expectation (one day of a workday slot: 4 quarter-hours).</summary>
+    public const int WeekSlots = 168, WeekDepth = 6, DaySlots = 24, DayDepth = 8;
+    /// <summary>Samples a slot needs before it gives an expectation (one hour's four quarter-hours).</summary>
     public const int MinSamples = 4;
     private const long DayMs = 86_400_000, HourMs = 3_600_000;
 
-    private readonly float[] _values = new float[Slots * Depth];
-    private readonly byte[] _counts = new byte[Slots];   // samples held, ≤ Depth
-    private readonly byte[] _next = new byte[Slots];     // ring position of the next sample
+    private readonly float[] _week = new float[WeekSlots * WeekDepth];
+    private readonly byte[] _weekCount = new byte[WeekSlots], _weekNext = new byte[WeekSlots];
+    private readonly float[] _day = new float[DaySlots * DayDepth];
+    private readonly byte[] _dayCount = new byte[DaySlots], _dayNext = new byte[DaySlots];
 
-    public static int Slot(long localTimeUnixMs)
+    /// <summary>Hour of the week, 0 = Monday 00:00 local (1970-01-01 was a Thursday).</summary>
+    public static int WeekSlot(long localTimeUnixMs)
     {
-        var days = Math.Floor(localTimeUnixMs / (double)DayMs);
-        var weekday = (int)(((long)days + 3) % 7 + 7) % 7;     // 0 = Monday (1970-01-01 was a Thursday)
-        var hour = (int)((localTimeUnixMs - (long)days * DayMs) / HourMs);
-        return (weekday >= 5 ? 24 : 0) + hour;
+        var hours = (long)Math.Floor(localTimeUnixMs / (double)HourMs);
+        return (int)(((hours + 3 * 24) % WeekSlots + WeekSlots) % WeekSlots);
     }
 
     public void Add(long localTimeUnixMs, double value)
     {
-        var slot = Slot(localTimeUnixMs);
-        _values[slot * Depth + _next[slot]] = (float)value;
-        _next[slot] = (byte)((_next[slot] + 1) % Depth);
-        if (_counts[slot] < Depth) _counts[slot]++;
+        var week = WeekSlot(localTimeUnixMs);
+        var day = week % 24;
+        Push(_week, _weekCount, _weekNext, week, WeekDepth, value);
+        Push(_day, _dayCount, _dayNext, day, DayDepth, value);
     }
 
-    /// <summary>The slot's median and robust SD, or false while it has fewer than <see cref="MinSamples"/> samples.</summary>
-    public bool TryExpected(long localTimeUnixMs, out double median, out double sigma)
+    private static void Push(float[] values, byte[] counts, byte[] next, int slot, int depth, double value)
     {
-        var slot = Slot(localTimeUnixMs);
-        int n = _counts[slot];
-        if (n < MinSamples)
-        {
-            (median, sigma) = (double.NaN, double.NaN);
-            return false;
-        }
-        Span<double> scratch = stackalloc double[Depth];
-        for (var i = 0; i < n; i++) scratch[i] = _values[slot * Depth + i];
+        values[slot * depth + next[slot]] = (float)value;
+        next[slot] = (byte)((next[slot] + 1) % depth);
+        if (counts[slot] < depth) counts[slot]++;
+    }
+
+    /// <summary>The hour of the week's median and robust SD, or false while it has fewer than <see cref="MinSamples"/>
+    /// samples (or, with <paramref name="dayFallback"/>, the hour of the day's while that one has them).</summary>
+    public bool TryExpected(long localTimeUnixMs, out double median, out double sigma, bool dayFallback = false)
+    {
+        var week = WeekSlot(localTimeUnixMs);
+        if (_weekCount[week] >= MinSamples) return Expected(_week, _weekCount[week], week, WeekDepth, out median, out sigma);
+        if (dayFallback && _dayCount[week % 24] >= MinSamples) return Expected(_day, _dayCount[week % 24], week % 24, DayDepth, out median, out sigma);
+        (median, sigma) = (double.NaN, double.NaN);
+        return false;
+    }
+
+    private static bool Expected(float[] values, int n, int slot, int depth, out double median, out double sigma)
+    {
+        Span<double> scratch = stackalloc double[DayDepth];
+        for (var i = 0; i < n; i++) scratch[i] = values[slot * depth + i];
         (median, var mad) = Robust.MedianMad(scratch[..n]);
         sigma = Robust.MadToSigma * mad;
         return true;
@@ -74,20 +86,27 @@ internal sealed class SeasonalBaseline
 
     internal void Write(StateWriter w)
     {
-        w.Floats(_values);
-        foreach (var c in _counts) w.Byte(c);
-        foreach (var n in _next) w.Byte(n);
+        w.Floats(_week);
+        w.Floats(_day);
+        foreach (var c in _weekCount) w.Byte(c);
+        foreach (var c in _weekNext) w.Byte(c);
+        foreach (var c in _dayCount) w.Byte(c);
+        foreach (var c in _dayNext) w.Byte(c);
     }
 
     internal static SeasonalBaseline Read(ref StateReader r)
     {
-        var baseline = new SeasonalBaseline();
-        var values = r.Floats();
-        if (values.Length != baseline._values.Length) throw new FormatException($"seasonal baseline: {values.Length} values, expected {baseline._values.Length}");
-        values.CopyTo(baseline._values, 0);
-        for (var i = 0; i < Slots; i++) baseline._counts[i] = Math.Min(r.Byte(), (byte)Depth);
-        for (var i = 0; i < Slots; i++) baseline._next[i] = (byte)(r.Byte() % Depth);
-        return baseline;
+        var b = new SeasonalBaseline();
+        var week = r.Floats();
+        var day = r.Floats();
+        if (week.Length != b._week.Length || day.Length != b._day.Length) throw new FormatException($"seasonal baseline: {week.Length} + {day.Length} values");
+        week.CopyTo(b._week, 0);
+        day.CopyTo(b._day, 0);
+        for (var i = 0; i < WeekSlots; i++) b._weekCount[i] = Math.Min(r.Byte(), (byte)WeekDepth);
+        for (var i = 0; i < WeekSlots; i++) b._weekNext[i] = (byte)(r.Byte() % WeekDepth);
+        for (var i = 0; i < DaySlots; i++) b._dayCount[i] = Math.Min(r.Byte(), (byte)DayDepth);
+        for (var i = 0; i < DaySlots; i++) b._dayNext[i] = (byte)(r.Byte() % DayDepth);
+        return b;
     }
 }
 
