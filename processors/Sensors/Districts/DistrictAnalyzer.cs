@@ -51,7 +51,7 @@ public sealed class DistrictAnalyzer
     public string DistrictId { get; }
 
     // The balance's minutes: the next minute to compute and the newest minute end any required series has reached.
-    private long _nextMinute = long.MinValue;
+    private long _nextMinute = long.MinValue, _firstMinute = long.MinValue;
     private long _watermarkMinute = long.MinValue;
 
     // Burst detection: the recent net flows (NaN where a minute had no balance) by minute.
@@ -380,7 +380,7 @@ public sealed class DistrictAnalyzer
 
     private void StoreMinute(SeriesState s, long minute, double value, byte status)
     {
-        if (_nextMinute == long.MinValue) _nextMinute = minute;
+        if (_nextMinute == long.MinValue) _nextMinute = _firstMinute = minute;
         if (minute < _nextMinute) return;               // too late: that minute's balance is computed already
         while (minute >= _nextMinute + SeriesState.MinuteRing) FinalizeMinute();   // a node far ahead: stop waiting for the oldest minutes
         var slot = (int)(minute % SeriesState.MinuteRing);
@@ -396,6 +396,8 @@ public sealed class DistrictAnalyzer
     private bool Ready(long minute)
     {
         if (_watermarkMinute >= minute + 1 + _options.BalanceWaitMinutes) return true;
+        // The first minutes wait out the whole wait: the district's nodes are still being discovered.
+        if (minute <= _firstMinute + _options.BalanceWaitMinutes) return false;
         var slot = (int)(minute % SeriesState.MinuteRing);
         // Every series alive in the last hour, not only the balance's: a window arriving after its minute was balanced
         // would be reported missing.
@@ -437,7 +439,7 @@ public sealed class DistrictAnalyzer
         Span<double> implied = stackalloc double[_series.Count];
         var impliedCount = 0;
         foreach (var s in _series)
-            if (s.InBalance && s.Kind == NodeKind.Meter && s.SlotStatus[slot] is SeriesState.Usable or SeriesState.Valued && s.TryShare(out var share, out _))
+            if (s.InBalance && s.Kind == NodeKind.Meter && s.SlotStatus[slot] == SeriesState.Usable && s.TryShare(out var share, out _))
                 implied[impliedCount++] = s.SlotValue[slot] / share;
         var demand = impliedCount > 0 ? Robust.Median(implied[..impliedCount]) : double.NaN;
         double metered = 0;
@@ -756,8 +758,9 @@ public sealed class DistrictAnalyzer
                 Span<double> implied = stackalloc double[_series.Count];
                 var n = 0;
                 foreach (var s in _series)
-                    if (s.InBalance && s.Kind == NodeKind.Meter && s.TryShare(out var share, out _)) implied[n++] = s.QuarterSum / share;
-                var demand = n >= 3 ? Robust.Median(implied[..n]) : double.NaN;
+                    if (s.InBalance && s.Kind == NodeKind.Meter && !s.Drifting && s.TryShare(out var share, out _)) implied[n++] = s.QuarterSum / share;
+                // A meter flagged as drifting is left out (with three meters, the median of the other two is their mean).
+                var demand = n >= 2 ? Robust.Median(implied[..n]) : double.NaN;
                 foreach (var s in _series)
                 {
                     if (!(s.InBalance && s.Kind == NodeKind.Meter)) continue;
@@ -928,6 +931,7 @@ public sealed class DistrictAnalyzer
         w.Int(_series.Count);
         foreach (var s in _series) s.Write(w);
         w.Long(_nextMinute);
+        w.Long(_firstMinute);
         w.Long(_watermarkMinute);
         w.Doubles(_balance);
         foreach (var m in _balanceMinute) w.Long(m);
@@ -1002,6 +1006,7 @@ public sealed class DistrictAnalyzer
         if (count > a._options.MaxSeries) throw new FormatException($"district analyser state: {count} series, more than MaxSeries = {a._options.MaxSeries}");
         for (var i = 0; i < count; i++) a._series.Add(SeriesState.Read(ref r));
         a._nextMinute = r.Long();
+        a._firstMinute = r.Long();
         a._watermarkMinute = r.Long();
         var balance = r.Doubles();
         if (balance.Length != BalanceRing) throw new FormatException($"district analyser state: {balance.Length} balance minutes, expected {BalanceRing}");
