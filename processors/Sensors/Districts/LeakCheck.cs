@@ -262,10 +262,6 @@ public static class LeakCheck
                             && p.StartUnixMs < e.EndUnixMs + 3_600_000 && p.StartUnixMs + 60_000 > e.StartUnixMs - 3_600_000))
                         flagged++;
             clean[rule] = minuteVerdicts == 0 ? 0 : flagged / (double)minuteVerdicts;
-            if (Environment.GetEnvironmentVariable("LEAKS_DEBUG") is not null)
-                foreach (var g in runs.SelectMany(run => run.Problems.Where(p => p.Rule == rule && p.Minutes == 1 && !run.Events.Any(e => e.NodeId == p.NodeId && e.Metric == p.Metric
-                            && p.StartUnixMs < e.EndUnixMs + 3_600_000 && p.StartUnixMs + 60_000 > e.StartUnixMs - 3_600_000))).GroupBy(p => (p.NodeId, p.Metric)))
-                    Console.Error.WriteLine($"clean {rule} {g.Key}: {g.Count()} first {Time(g.Min(p => p.StartUnixMs))} last {Time(g.Max(p => p.StartUnixMs))}");
         }
 
         int residuals = 0, residualsOverlapping = 0;
@@ -284,7 +280,7 @@ public static class LeakCheck
     }
 
     public static string Format(TimeSpan? delay) => delay is not { } d ? "–"
-        : d.TotalHours >= 24 ? $"{d.TotalDays:0.0} d" : d.TotalMinutes >= 120 ? $"{d.TotalHours:0.0} h" : $"{d.TotalMinutes:0} min";
+        : d.TotalHours >= 24 ? $"{d.TotalDays:0.00} d" : d.TotalMinutes >= 120 ? $"{d.TotalHours:0.0} h" : $"{d.TotalMinutes:0} min";
 
     private static string Time(long unixMs) => DateTimeOffset.FromUnixTimeMilliseconds(unixMs).ToString("MM-dd HH:mm", System.Globalization.CultureInfo.InvariantCulture);
 }
