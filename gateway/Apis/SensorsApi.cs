@@ -40,7 +40,7 @@ public static class SensorsApi
     /// <summary>The body of PUT /api/v1/nodes/{node_id} (for the API description; the handler reads it field by field).</summary>
     public sealed record NodeRequest(
         [property: JsonPropertyName("district_id"), Description(InputRules.IdRuleText + "; a registered node never moves district")] string DistrictId,
-        [property: JsonPropertyName("kind"), Description("inflow, meter, pressure_logger, quality_probe or reservoir")] string Kind,
+        [property: JsonPropertyName("kind"), Description("inflow, meter, pressure_logger or quality_probe")] string Kind,
         [property: JsonPropertyName("metrics"), Description("what it measures: flow, pressure, level, chlorine, turbidity")] IReadOnlyList<string> Metrics,
         [property: JsonPropertyName("cadence_seconds"), Description("how often it reports, 1-86400 s")] int CadenceSeconds,
         [property: JsonPropertyName("name")] string? Name,

@@ -9,7 +9,7 @@ CREATE SCHEMA IF NOT EXISTS sensors;
 CREATE TABLE IF NOT EXISTS sensors.nodes (
   node_id          text        PRIMARY KEY,
   district_id      text        NOT NULL,
-  kind             text        NOT NULL CHECK (kind IN ('inflow', 'meter', 'pressure_logger', 'quality_probe', 'reservoir')),
+  kind             text        NOT NULL CHECK (kind IN ('inflow', 'meter', 'pressure_logger', 'quality_probe')),
   metrics          text[]      NOT NULL CHECK (cardinality(metrics) > 0),
   cadence_seconds  int         NOT NULL CHECK (cadence_seconds BETWEEN 1 AND 86400),
   name             text,

@@ -9,6 +9,7 @@ using StreamHealth.Runtime.Kafka;
 using StreamHealth.Schemas;
 using StreamHealth.Sensors.Anomalies;
 using StreamHealth.Sensors.Anomalies.Nab;
+using StreamHealth.Sensors.Districts;
 using StreamHealth.Sensors.Predictions;
 using StreamHealth.Sensors.Simulation;
 
@@ -20,13 +21,15 @@ namespace StreamHealth.Host.Verbs;
 internal static class SensorsVerb
 {
     private const string Usage = "usage: streamhealth sensors nab DIR [--per-series] | sensors simulate [--days N] [--districts N] [--meters N] " +
-                                 "[--step-seconds N] [--seed N] [--start ISO-8601] [--out DIR] [--produce] | sensors predict-check [--days N] [--seed N] [--nab DIR]";
+                                 "[--step-seconds N] [--seed N] [--start ISO-8601] [--out DIR] [--produce] | sensors predict-check [--days N] [--seed N] [--nab DIR] | " +
+                                 "sensors leaks-check [--days N] [--seeds N|A,B,…] [--districts N] [--misses]";
 
     public static async Task<int> RunAsync(string[] argv) => argv.FirstOrDefault() switch
     {
         "nab" => Nab(argv[1..], Console.Out),
         "simulate" => await SimulateAsync(argv[1..]),
         "predict-check" => PredictCheck(argv[1..], Console.Out),
+        "leaks-check" => LeaksCheck(argv[1..], Console.Out),
         _ => throw new UsageException(Usage),
     };
 
@@ -165,6 +168,66 @@ internal static class SensorsVerb
         output.WriteLine();
         output.WriteLine($"simulator: {scores.Count(x => x.Source == "simulator" && x.Score.BeatsSeasonalNaive)}/{scores.Count(x => x.Source == "simulator")} series beat seasonal naive" +
                          (args.Get("--nab") is null ? "" : $"; NAB real series with a daily cycle (ACF at 24 h ≥ {DailySeasonality}): {daily.Count(x => x.Score.BeatsSeasonalNaive)}/{daily.Count}"));
+        return 0;
+    }
+
+    /// <summary>Leak detection and data quality (<see cref="DistrictAnalyzer"/>) on the simulator against its ground truth:
+    /// per seed a run of --days over --districts, windowed in process as the topology would, each district's analyser fed in
+    /// the order its windows close.</summary>
+    internal static int LeaksCheck(string[] argv, TextWriter output)
+    {
+        var args = new Args(argv, "--misses");
+        if (args.Positional.Count != 0) throw new UsageException(Usage);
+        var days = args.GetInt("--days", 30);
+        if (days < 5) throw new UsageException($"--days = {days}: leaks-check needs at least 5 days (events start after day 2, a background leak takes up to 3)");
+        var districts = args.GetInt("--districts", 3);
+        int[] seeds;
+        var seedsText = args.Get("--seeds") ?? "5";
+        if (seedsText.Contains(','))
+        {
+            seeds = seedsText.Split(',').Select(t => int.TryParse(t, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v
+                : throw new UsageException($"--seeds = '{seedsText}': '{t}' is not an integer")).ToArray();
+        }
+        else if (int.TryParse(seedsText, NumberStyles.Integer, CultureInfo.InvariantCulture, out var count) && count is >= 1 and <= 1000)
+            seeds = Enumerable.Range(1, count).ToArray();
+        else throw new UsageException($"--seeds = '{seedsText}': a count (1-1000) or a comma-separated list of seeds");
+
+        var clock = Stopwatch.StartNew();
+        var runs = new List<LeakCheckRun>();
+        foreach (var seed in seeds)
+        {
+            try { runs.Add(LeakCheck.Run(new SimulationOptions { Days = days, Districts = districts, Seed = seed, StartUnixMs = 1_780_272_000_000 })); }
+            catch (ArgumentOutOfRangeException e) { throw SettingError(e); }
+        }
+        var s = LeakCheck.Score(runs);
+        var seconds = clock.Elapsed.TotalSeconds;
+        string Delay(TimeSpan? d) => LeakCheck.Format(d);
+        output.WriteLine($"leaks-check: seeds {string.Join(",", seeds)} × {days} days × {districts} districts from 2026-06-01 ({runs.Sum(r => r.Windows):N0} windows, " +
+                         $"{runs.Sum(r => r.LateDropped):N0} readings late beyond the grace dropped, {seconds:0} s; largest state {s.StateBytesMax:N0} bytes)");
+        output.WriteLine();
+        output.WriteLine("| leak kind | injected | detected | within bar | bar | median delay | max delay | started less than the bar before the end (not scored) |");
+        output.WriteLine("|---|---|---|---|---|---|---|---|");
+        foreach (var l in s.Leaks)
+            output.WriteLine($"| {l.Kind} | {l.Injected} | {l.Detected} | {l.WithinBar} | {(l.Kind == "burst" ? "15 min" : "3 d")} | {Delay(l.MedianDelay)} | {Delay(l.MaxDelay)} | {l.StartedTooLate} |");
+        output.WriteLine();
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"leak anomalies: {s.LeakAnomalies}, true (overlapping an injected leak in their district) {s.TruePositives}, precision {s.Precision:0.000} (bar 0.9); false ones during a sensor fault: {s.FalseOverlappingFaults}"));
+        output.WriteLine();
+        output.WriteLine("| sensor fault | injected | flagged by quality | median delay | max delay | reported as a leak |");
+        output.WriteLine("|---|---|---|---|---|---|");
+        foreach (var f in s.Faults)
+            output.WriteLine($"| {f.Kind} | {f.Injected} | {f.Flagged} | {Delay(f.MedianDelay)} | {Delay(f.MaxDelay)} | {f.ReportedAsLeak} |");
+        output.WriteLine();
+        output.WriteLine("minutes flagged on series with no fault within an hour (of " + $"{runs.Sum(r => r.MinuteVerdicts):N0} minute verdicts): " +
+                         string.Join(", ", s.CleanMinutesFlagged.Select(kv => string.Create(CultureInfo.InvariantCulture, $"{kv.Key} {kv.Value:P3}"))));
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"residual anomalies: {s.ResidualAnomalies} ({s.ResidualOverlappingEvents} overlapping an injected leak or fault in their district); " +
+            $"non-revenue water {s.MeanNonRevenuePercent:0.0} % of inflow on average over the days, completeness {s.MeanCompleteness:P1}"));
+        if (args.Has("--misses") && s.Misses.Count > 0)
+        {
+            output.WriteLine();
+            foreach (var m in s.Misses) output.WriteLine("- " + m);
+        }
         return 0;
     }
 

@@ -11,7 +11,7 @@ namespace StreamHealth.Sensors.Network;
 public sealed record SensorNode(string NodeId, string DistrictId, string Kind, IReadOnlyList<string> Metrics, int CadenceSeconds,
     string? Name = null, double? Latitude = null, double? Longitude = null, long? RetiredAtUnixMs = null)
 {
-    public static readonly IReadOnlyList<string> Kinds = ["inflow", "meter", "pressure_logger", "quality_probe", "reservoir"];
+    public static readonly IReadOnlyList<string> Kinds = ["inflow", "meter", "pressure_logger", "quality_probe"];
 
     /// <summary>Why the node cannot be registered (naming the field), or null.</summary>
     public string? Check()
