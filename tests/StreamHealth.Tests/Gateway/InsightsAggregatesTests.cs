@@ -138,8 +138,9 @@ public sealed class InsightsAggregatesTests(GatewayStackFixture f) : IClassFixtu
         await PostAsync(user, "water_ml", 300, "ml", IsoZ(yesterdayNoon.AddHours(1)), user + "-w2");
         var streamTime = now.AddMinutes(-30);
         await PostAsync(user, "water_ml", 100, "ml", IsoZ(streamTime), user + "-now");
-        // Its day ended at most 16 h before the stream time: inside the 48 h grace.
-        var withinGrace = streamTime.AddHours(-40);
+        // Noon of the day before yesterday: its day ended 24-48 h before the stream time, inside the 48 h grace, and it is never
+        // yesterday's (40 h before the stream time was, from 16:00 UTC on, and counted a third record there).
+        var withinGrace = DateOnly.FromDateTime(streamTime).AddDays(-2).ToDateTime(new TimeOnly(12, 0), DateTimeKind.Utc);
         await PostAsync(user, "water_ml", 700, "ml", IsoZ(withinGrace), user + "-late-ok");
         // Its day ended at least 72 h before: beyond the grace.
         var beyondGrace = streamTime.AddDays(-4);
