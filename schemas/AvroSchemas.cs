@@ -29,7 +29,10 @@ public static class AvroSchemas
         Of<Avro.Common.UserKey, Avro.Cgm.CgmLatest>(Topics.CgmLatest),
         Of<Avro.Common.UserKey, Avro.CallLogs.HealthEntry>(Topics.CallLogsEntries),
         Of<Avro.Common.SensorKey, Avro.Sensors.SensorMetric>(Topics.SensorsMetrics),
-        Of<Avro.Common.SensorKey, Avro.Sensors.SensorAnomaly>(Topics.SensorsAnomalies),
+        Of<Avro.Common.DistrictKey, Avro.Sensors.SensorMetric>(Topics.SensorsDistrictWindows),
+        Of<Avro.Common.DistrictKey, Avro.Sensors.SensorAnomaly>(Topics.SensorsAnomalies),
+        Of<Avro.Common.SensorKey, Avro.Sensors.SensorQuality>(Topics.SensorsQuality),
+        Of<Avro.Common.DistrictKey, Avro.Sensors.DistrictEfficiency>(Topics.SensorsEfficiency),
         Of<Avro.Common.UserKey, Avro.Insights.DailyMetricAggregate>(Topics.InsightsDaily),
     ];
 

@@ -24,6 +24,10 @@ public static class Topics
     public const string SensorsReadings = "sensors.readings";
     public const string SensorsMetrics = "sensors.metrics";
     public const string SensorsAnomalies = "sensors.anomalies";
+    /// <summary>sensors.metrics' windows again, keyed by district: the repartition the district analysis reads.</summary>
+    public const string SensorsDistrictWindows = "sensors.district-windows";
+    public const string SensorsQuality = "sensors.quality";
+    public const string SensorsEfficiency = "sensors.efficiency";
     public const string InsightsMetrics = "insights.metrics";
     public const string InsightsNutrition = "insights.nutrition";
     public const string InsightsDaily = "insights.daily";
@@ -51,9 +55,15 @@ public static class Topics
         new(CgmLatest, AvroSchemas.For(CgmLatest), DefaultPartitions),
         new(CallLogsEntries, AvroSchemas.For(CallLogsEntries), DefaultPartitions),
         new(SensorsMetrics, AvroSchemas.For(SensorsMetrics), DefaultPartitions),
+        new(SensorsDistrictWindows, AvroSchemas.For(SensorsDistrictWindows), DefaultPartitions),
         new(SensorsAnomalies, AvroSchemas.For(SensorsAnomalies), DefaultPartitions),
+        new(SensorsQuality, AvroSchemas.For(SensorsQuality), DefaultPartitions),
+        new(SensorsEfficiency, AvroSchemas.For(SensorsEfficiency), DefaultPartitions),
         new(InsightsDaily, AvroSchemas.For(InsightsDaily), DefaultPartitions),
     ];
+
+    /// <summary>Results that a later stage's topology reads: like the ingest topics, each has a dead-letter topic.</summary>
+    public static readonly IReadOnlyList<string> StageInputs = [SensorsDistrictWindows];
 
     public static readonly IReadOnlyList<TopicSpec> All = BuildAll();
 
@@ -75,7 +85,7 @@ public static class Topics
     {
         var all = new List<TopicSpec>(Ingest);
         all.AddRange(Results);
-        foreach (var t in Ingest)
+        foreach (var t in Ingest.Concat(Results.Where(r => StageInputs.Contains(r.Name))))
             all.Add(new TopicSpec(DeadLetterOf(t.Name), null, t.Partitions));
         return all;
     }

@@ -1,5 +1,5 @@
--- Water-network sensors (issue 16): the node registry, the windowed metrics the sensors topology emits, anomalies with their
--- lifecycle, flow predictions, and retention for the time series (computed metrics 90 days, predictions 30 days, anomalies
+-- Water-network sensors (issue 16): the node registry, the windowed metrics the sensors topology emits, their data quality,
+-- the districts' efficiency, anomalies with their lifecycle, flow predictions, and retention for the time series (computed metrics 90 days, predictions 30 days, anomalies
 -- until resolved plus 30 days).
 CREATE SCHEMA IF NOT EXISTS sensors;
 
@@ -60,6 +60,9 @@ CREATE TABLE IF NOT EXISTS sensors.anomalies (
   score            double precision NOT NULL,
   state            text             NOT NULL CHECK (state IN ('open', 'acknowledged', 'resolved')),
   reason           text             NOT NULL,
+  observed         double precision,            -- in unit: a leak's net flow, a residual's 15-minute mean
+  expected         double precision,            -- in unit: the reference it departs from
+  unit             text,
   acknowledged_at  timestamptz,
   acknowledged_by  text,
   resolved_at      timestamptz,
@@ -68,6 +71,41 @@ CREATE TABLE IF NOT EXISTS sensors.anomalies (
 );
 CREATE INDEX IF NOT EXISTS anomalies_open ON sensors.anomalies (state, started_at DESC) WHERE state <> 'resolved';
 CREATE INDEX IF NOT EXISTS anomalies_district ON sensors.anomalies (district_id, started_at DESC);
+
+-- Data quality of each 15- and 60-minute window of each node's metric, from the district analysis (sensors.quality). A
+-- window judged before its data arrived (missing) is judged again when it does: the later verdict replaces the row.
+-- problems names the rules that found one; checks holds every rule's score and reason.
+SELECT streamhealth.create_time_series('sensors', 'window_quality', $cols$
+  node_id          text             NOT NULL,
+  district_id      text             NOT NULL,
+  metric           text             NOT NULL,
+  window_minutes   int              NOT NULL CHECK (window_minutes IN (15, 60)),
+  window_start     timestamptz      NOT NULL,
+  window_end       timestamptz      NOT NULL,
+  usable           boolean          NOT NULL,
+  score            double precision NOT NULL CHECK (score BETWEEN 0 AND 1),   -- the lowest rule score
+  problems         text[]           NOT NULL,
+  checks           jsonb            NOT NULL,
+  PRIMARY KEY (node_id, metric, window_minutes, window_start)
+$cols$, 'window_start');
+
+-- Network efficiency: each district's water balance per UTC day and over the rolling days ending with it (sensors.efficiency).
+SELECT streamhealth.create_time_series('sensors', 'efficiency', $cols$
+  district_id                 text             NOT NULL,
+  day_start                   timestamptz      NOT NULL,
+  inflow_m3                   double precision NOT NULL,
+  metered_m3                  double precision NOT NULL,
+  non_revenue_m3              double precision NOT NULL,
+  non_revenue_percent         double precision NOT NULL,
+  completeness                double precision NOT NULL,
+  rolling_days                int              NOT NULL,
+  rolling_inflow_m3           double precision NOT NULL,
+  rolling_metered_m3          double precision NOT NULL,
+  rolling_non_revenue_m3      double precision NOT NULL,
+  rolling_non_revenue_percent double precision NOT NULL,
+  rolling_completeness        double precision NOT NULL,
+  PRIMARY KEY (district_id, day_start)
+$cols$, 'day_start');
 
 -- Flow predictions: for each node and issue time, the next 24 hours hourly with 80 % and 95 % intervals (L/s).
 SELECT streamhealth.create_time_series('sensors', 'predictions', $cols$
@@ -143,6 +181,8 @@ END
 $fn$;
 
 SELECT streamhealth.set_retention('sensors', 'window_metrics', interval '90 days');
+SELECT streamhealth.set_retention('sensors', 'window_quality', interval '90 days');
+SELECT streamhealth.set_retention('sensors', 'efficiency', interval '90 days');
 SELECT streamhealth.set_retention('sensors', 'predictions', interval '30 days');
 
 -- Anomalies are kept until resolved plus 30 days: a plain table (an open anomaly must never be dropped with a chunk).

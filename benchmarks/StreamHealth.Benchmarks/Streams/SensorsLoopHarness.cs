@@ -20,10 +20,11 @@ public static class SensorsLoopHarness
     public static int Run(int districts, int days)
     {
         using var cluster = EmbeddedKafkaCluster.Start(1, topics: []);
-        const string readingsTopic = "sensors-bench.readings", metricsTopic = "sensors-bench.metrics";
+        const string readingsTopic = "sensors-bench.readings", metricsTopic = "sensors-bench.metrics", districtTopic = "sensors-bench.district-windows";
         // 8 partitions keep each under the embedded broker's ~5 MiB per-partition retention.
         cluster.CreateTopic(readingsTopic, 8);
         cluster.CreateTopic(metricsTopic, 8);
+        cluster.CreateTopic(districtTopic, 8);
         cluster.CreateTopic(readingsTopic + Topics.DeadLetterSuffix, 1);
         var (registryServer, registry) = HarnessHost.Registry();
         using var registryConnection = registry;
@@ -59,7 +60,7 @@ public static class SensorsLoopHarness
         try
         {
             var options = HarnessHost.Options(cluster, stateDir, registry: registry);
-            using var host = new StreamHost(options, [SensorsTopology.Create(new NodeRegistry(postgres, NodeRegistry.DefaultRefresh), new SensorsOptions(), "sensors-bench", readingsTopic, metricsTopic)], HarnessHost.Logs());
+            using var host = new StreamHost(options, [SensorsTopology.Create(new NodeRegistry(postgres, NodeRegistry.DefaultRefresh), new SensorsOptions(), "sensors-bench", readingsTopic, metricsTopic, districtTopic)], HarnessHost.Logs());
             host.Start();
             var perSecond = HarnessHost.RecordsPerSecond(host, records);
             var snapshot = host.Metrics.Snapshot();

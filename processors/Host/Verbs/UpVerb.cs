@@ -88,7 +88,8 @@ internal static class UpVerb
                               "daily aggregates topology → insights.daily → insights.daily_metrics/metric_summaries sink (then the cached " +
                               "summaries and recommendations are invalidated)");
             Console.WriteLine("sensors   1/15/60-minute window topology (readings checked against sensors.nodes) + metrics→PostgreSQL sensors.window_metrics, " +
-                              "latest windows→Redis sinks; retention hourly");
+                              "latest windows→Redis sinks; district analysis (quality, leaks, efficiency) → sensors.window_quality, " +
+                              "sensors.anomalies, sensors.efficiency; retention hourly");
             using var forecaster = StartForecaster(configuration, new ForecastConsumerSettings(bootstrap, options.Streams.SessionTimeoutMs,
                 options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor)), schemas, postgres, redis, logs);
             await using var queries = await StoreQueryServer.StartAsync([weights.Host, cgm.Host, insights.Host, sensors.Host], options.Streams.QueryListenUrl,
@@ -106,8 +107,9 @@ internal static class UpVerb
             using var insightsReporter = new StreamMetricsReporter($"up-{Environment.ProcessId}-insights", [InsightsTopology.ApplicationId], insights.Host,
                 upLog, redis.GetDatabase(), metricsInterval, RunVerb.SinkHealths([insights.Sink], options.Streams.StallAfterMs),
                 options.Streams.MetricsKey, queries.Url);
-            using var sensorsReporter = new StreamMetricsReporter($"up-{Environment.ProcessId}-sensors", [SensorsTopology.ApplicationId], sensors.Host,
-                upLog, redis.GetDatabase(), metricsInterval, RunVerb.SinkHealths([sensors.PostgresSink, sensors.RedisSink], options.Streams.StallAfterMs),
+            using var sensorsReporter = new StreamMetricsReporter($"up-{Environment.ProcessId}-sensors",
+                [SensorsTopology.ApplicationId, sensors.Names.DistrictsApplicationId], sensors.Host,
+                upLog, redis.GetDatabase(), metricsInterval, RunVerb.SinkHealths(sensors.Sinks, options.Streams.StallAfterMs),
                 options.Streams.MetricsKey, queries.Url);
 
             var producers = new List<Task>();

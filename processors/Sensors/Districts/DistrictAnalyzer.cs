@@ -44,7 +44,7 @@ public sealed class DistrictAnalyzer
     private const int BalanceRing = 75, ReferenceLagMinutes = 15, HeadLossRing = 192, NightRing = 28;
     private const string Ok = "ok";
 
-    private readonly DistrictAnalyzerOptions _options;
+    private DistrictAnalyzerOptions _options;
     private readonly DistrictOutputs _outputs = new();
     private readonly List<SeriesState> _series = [];
 
@@ -123,6 +123,13 @@ public sealed class DistrictAnalyzer
         DistrictId = districtId;
         Array.Fill(_balance, double.NaN);
         Array.Fill(_balanceMinute, long.MinValue);
+    }
+
+    /// <summary>Replaces the settings while the analyser lives (the node registry's cadences change); validated first.</summary>
+    public void UseOptions(DistrictAnalyzerOptions options)
+    {
+        options.Validate();
+        _options = options;
     }
 
     /// <summary>Applies one closed window; returns what it produced. The returned object is reused by the next call.</summary>

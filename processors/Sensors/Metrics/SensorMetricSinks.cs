@@ -41,10 +41,14 @@ public sealed record NodeWindowView(
     public static double? Stat(double v) => double.IsFinite(v) ? v : null;
 }
 
-/// <summary>Names of one sensors pipeline's topics and sink groups (production uses <see cref="Default"/>; tests give each its own).</summary>
-public sealed record SensorsPipelineNames(string ApplicationId, string ReadingsTopic, string MetricsTopic)
+/// <summary>Names of one sensors pipeline's topics, applications and sink groups (production uses <see cref="Default"/>; tests give
+/// each its own).</summary>
+public sealed record SensorsPipelineNames(string ApplicationId, string ReadingsTopic, string MetricsTopic, StreamHealth.Sensors.Districts.DistrictTopics Districts)
 {
-    public static readonly SensorsPipelineNames Default = new(SensorsTopology.ApplicationId, Topics.SensorsReadings, Topics.SensorsMetrics);
+    public static readonly SensorsPipelineNames Default =
+        new(SensorsTopology.ApplicationId, Topics.SensorsReadings, Topics.SensorsMetrics, StreamHealth.Sensors.Districts.DistrictTopics.Default);
+    /// <summary>The district analysis' application (sensors-districts by default).</summary>
+    public string DistrictsApplicationId => ApplicationId + "-districts";
     public string PostgresSinkGroup => ApplicationId + "-metrics-postgres-sink";
     public string RedisSinkGroup => ApplicationId + "-metrics-redis-sink";
 }

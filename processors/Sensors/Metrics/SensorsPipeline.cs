@@ -4,12 +4,14 @@ using StackExchange.Redis;
 using StreamHealth.Runtime.Sinks;
 using StreamHealth.Runtime.Storage;
 using StreamHealth.Runtime.Streams;
+using StreamHealth.Sensors.Districts;
 using StreamHealth.Sensors.Network;
 
 namespace StreamHealth.Sensors.Metrics;
 
-/// <summary>The sensors slice in one process: the windows topology on a StreamHost (with the node registry it checks readings
-/// against) and the sensors.metrics → PostgreSQL and → Redis sinks, as `up` runs them and the tests start and restart them.</summary>
+/// <summary>The sensors slice in one process: the windows topology and the district analysis on a StreamHost (both with the node
+/// registry), the sensors.metrics → PostgreSQL and → Redis sinks and the district results → PostgreSQL sinks, as `up` runs them
+/// and the tests start and restart them.</summary>
 public sealed class SensorsPipeline : IDisposable
 {
     public StreamHost Host { get; }
@@ -24,10 +26,22 @@ public sealed class SensorsPipeline : IDisposable
         options ??= new SensorsOptions();
         var registry = hostOptions.SchemaRegistry
             ?? throw new ArgumentException("the sensors topics are Avro: StreamHostOptions.SchemaRegistry must be set", nameof(hostOptions));
-        Host = new StreamHost(hostOptions, [SensorsTopology.Create(new NodeRegistry(postgres, options.RegistryRefresh, logs.CreateLogger("StreamHealth.Sensors.Registry")),
-            options, names.ApplicationId, names.ReadingsTopic, names.MetricsTopic)], logs);
+        var nodes = new NodeRegistry(postgres, options.RegistryRefresh, logs.CreateLogger("StreamHealth.Sensors.Registry"));
+        Host = new StreamHost(hostOptions,
+        [
+            SensorsTopology.Create(nodes, options, names.ApplicationId, names.ReadingsTopic, names.MetricsTopic, names.Districts.Windows),
+            DistrictTopology.Create(nodes, options.Districts, names.DistrictsApplicationId, names.Districts),
+        ], logs);
         (PostgresSink, RedisSink) = SensorMetricsSinks.Create(names, hostOptions.BootstrapServers, postgres, redis, registry, logs, sessionTimeoutMs);
+        DistrictSinks = Districts.DistrictSinks.Create(names.Districts, names.DistrictsApplicationId, hostOptions.BootstrapServers, postgres, registry, logs,
+            sessionTimeoutMs);
     }
+
+    /// <summary>The district analysis' sinks: anomalies, quality and efficiency → PostgreSQL.</summary>
+    public IReadOnlyList<SinkRunner> DistrictSinks { get; }
+
+    /// <summary>Every sink of the pipeline, for health reports.</summary>
+    public IReadOnlyList<SinkRunner> Sinks => [PostgresSink, RedisSink, .. DistrictSinks];
 
     /// <summary>The sensors tables' retention (V0013: window metrics 90 days, predictions 30, anomalies until resolved plus 30),
     /// hourly, for the hosts that run the sensors sinks.</summary>
@@ -37,8 +51,7 @@ public sealed class SensorsPipeline : IDisposable
     public SensorsPipeline Start()
     {
         Host.Start();
-        PostgresSink.Start();
-        RedisSink.Start();
+        foreach (var sink in Sinks) sink.Start();
         return this;
     }
 
@@ -46,7 +59,6 @@ public sealed class SensorsPipeline : IDisposable
     public void Dispose()
     {
         Host.Dispose();
-        PostgresSink.Dispose();
-        RedisSink.Dispose();
+        foreach (var sink in Sinks) sink.Dispose();
     }
 }

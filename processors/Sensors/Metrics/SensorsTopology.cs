@@ -27,8 +27,13 @@ public sealed class SensorsOptions
     /// <summary>How often the node registry (sensors.nodes) is read again: seconds. A reading naming a node the registry does
     /// not have reloads it at once (at most once a second) before the reading is dead-lettered.</summary>
     public double RegistryRefreshSeconds { get; set; } = 10;
+    /// <summary>The night window and the time-of-day baselines of the district analysis are local: local time minus UTC, minutes.</summary>
+    public int LocalOffsetMinutes { get; set; }
     /// <summary>The platform's event-time rule (section "Input").</summary>
     public EventTimeRule TimeRule { get; set; } = EventTimeRule.Default;
+
+    /// <summary>The district analysis' settings (its detectors' defaults, with <see cref="LocalOffsetMinutes"/>).</summary>
+    public Districts.DistrictAnalyzerOptions Districts => new() { LocalOffsetMinutes = LocalOffsetMinutes };
 
     public TimeSpan RegistryRefresh => TimeSpan.FromSeconds(RegistryRefreshSeconds);
 
@@ -42,6 +47,8 @@ public sealed class SensorsOptions
             throw new ArgumentException($"{Section}:KeepMinutesAfterClose = {KeepMinutesAfterClose}: must be 0-10080 minutes");
         if (!double.IsFinite(RegistryRefreshSeconds) || RegistryRefreshSeconds is < 1 or > 3_600)
             throw new ArgumentException($"{Section}:RegistryRefreshSeconds = {RegistryRefreshSeconds}: must be 1-3600 seconds");
+        if (LocalOffsetMinutes is < -14 * 60 or > 14 * 60)
+            throw new ArgumentException($"{Section}:LocalOffsetMinutes = {LocalOffsetMinutes}: must be -840 to 840 minutes");
         if (MaxEmptyWindows is < 0 or > 10_000)
             throw new ArgumentException($"{Section}:MaxEmptyWindows = {MaxEmptyWindows}: must be 0-10000");
     }
@@ -71,7 +78,8 @@ public static class SensorWindows
 }
 
 /// <summary>sensors.readings (key SensorKey) → per node and metric, tumbling windows of 1, 15 and 60 minutes → sensors.metrics
-/// (key SensorKey, one <see cref="AvroRecords.Sensors.SensorMetric"/> per window, emitted once, when the window closes).
+/// (key SensorKey, one <see cref="AvroRecords.Sensors.SensorMetric"/> per window, emitted once, when the window closes), and the
+/// same windows keyed by district → sensors.district-windows (the district analysis' input).
 /// <list type="bullet">
 /// <item>Readings are converted to the metric's canonical unit (<see cref="SensorQuantities"/>); an unknown metric or unit, an
 /// impossible value, a bad id, an event time outside the input rules, a node the registry (<see cref="NodeRegistry"/>) does not
@@ -98,17 +106,17 @@ public static class SensorsTopology
     public const string MinuteStore = "sensors-minutes";
 
     public static StreamTopology Create(NodeRegistry registry, SensorsOptions? options = null, string applicationId = ApplicationId,
-        string sourceTopic = Topics.SensorsReadings, string sinkTopic = Topics.SensorsMetrics)
+        string sourceTopic = Topics.SensorsReadings, string sinkTopic = Topics.SensorsMetrics, string districtTopic = Topics.SensorsDistrictWindows)
     {
         options ??= new SensorsOptions();
         options.Validate();
-        var settings = new SensorsProcessorSettings(options, registry, sinkTopic);
+        var settings = new SensorsProcessorSettings(options, registry, sinkTopic, districtTopic);
         return new StreamTopology
         {
             ApplicationId = applicationId,
             SourceTopic = sourceTopic,
             ProcessorName = "sensors-windows",
-            SinkTopics = [sinkTopic],
+            SinkTopics = [sinkTopic, districtTopic],
             RequiresSchemaRegistry = true,
             Processor = services => TransformerBuilder.New<byte[], byte[], byte[], Emission>()
                 .Transformer<SensorsProcessor>(services, settings)
@@ -123,14 +131,15 @@ public static class SensorsTopology
         };
     }
 
-    public sealed record SensorsProcessorSettings(SensorsOptions Options, NodeRegistry Registry, string SinkTopic);
+    public sealed record SensorsProcessorSettings(SensorsOptions Options, NodeRegistry Registry, string SinkTopic, string DistrictTopic);
 
     public sealed class SensorsProcessor : StreamProcessor<AvroRecords.Common.SensorKey, AvroRecords.Sensors.SensorReading>
     {
         private readonly SensorsOptions _options = null!;
         private readonly NodeRegistry _registry = null!;
-        private readonly string _sinkTopic = "";
+        private readonly string _sinkTopic = "", _districtTopic = "";
         private readonly AvroSerDes<AvroRecords.Common.SensorKey> _keys = null!;
+        private readonly AvroSerDes<AvroRecords.Common.DistrictKey> _districtKeys = null!;
         private readonly AvroSerDes<AvroRecords.Sensors.SensorMetric> _metrics = null!;
         private IKeyValueStore<string, Fenced<SensorSeriesState>> _series = null!;
         private IKeyValueStore<string, MinuteBucket> _minutes = null!;
@@ -145,7 +154,9 @@ public static class SensorsTopology
             _options = settings.Options;
             _registry = settings.Registry;
             _sinkTopic = settings.SinkTopic;
+            _districtTopic = settings.DistrictTopic;
             _keys = services.Schemas.SerDes<AvroRecords.Common.SensorKey>();
+            _districtKeys = services.Schemas.SerDes<AvroRecords.Common.DistrictKey>();
             _metrics = services.Schemas.SerDes<AvroRecords.Sensors.SensorMetric>();
         }
 
@@ -193,7 +204,7 @@ public static class SensorsTopology
                 // Counted before a crash, which may have lost the windows it closed: emit again, from the minutes as they stand,
                 // every closed window from the one holding this reading on (the sinks drop repeats by output id).
                 SkipAlreadyApplied();
-                Emit(nodeId, ReEmit(nodeId, seriesKey, quantity, state, timeMs));
+                Emit(nodeId, state.DistrictId, ReEmit(nodeId, seriesKey, quantity, state, timeMs));
                 return;
             }
             var minuteStart = SensorWindows.Floor(timeMs, SensorWindows.MinuteMs);
@@ -225,16 +236,24 @@ public static class SensorsTopology
             // Before the state is written, which records how far the purge went (only minutes of windows emitted hours ago go).
             Purge(seriesKey, state, previousStreamTime);
             _series.Put(seriesKey, new Fenced<SensorSeriesState>(record.Offset, state));
-            Emit(nodeId, closed);
+            Emit(nodeId, state.DistrictId, closed);
         }
 
-        /// <summary>Emits a record's windows under the node's key (serialised once for all of them).</summary>
-        private void Emit(string nodeId, List<(long WindowEnd, string OutputId, byte[] Value)> windows)
+        /// <summary>Emits a record's windows under the node's key on the metrics topic and under the district's on the district
+        /// topic (the repartition the district analysis reads: Kafka Streams' through-topic, written by the same task so a window
+        /// reaches both or, after a crash, is emitted again to both); each key serialised once for all of them.</summary>
+        private void Emit(string nodeId, string districtId, List<(long WindowEnd, string OutputId, byte[] Value)> windows)
         {
             if (windows.Count == 0) return;
             var key = _keys.Serialize(new AvroRecords.Common.SensorKey { node_id = nodeId },
                 new Confluent.Kafka.SerializationContext(Confluent.Kafka.MessageComponentType.Key, _sinkTopic));
-            foreach (var (windowEnd, outputId, value) in windows) EmitBytes(_sinkTopic, key, value, windowEnd, outputId);
+            var districtKey = _districtKeys.Serialize(new AvroRecords.Common.DistrictKey { district_id = districtId },
+                new Confluent.Kafka.SerializationContext(Confluent.Kafka.MessageComponentType.Key, _districtTopic));
+            foreach (var (windowEnd, outputId, value) in windows)
+            {
+                EmitBytes(_sinkTopic, key, value, windowEnd, outputId);
+                EmitBytes(_districtTopic, districtKey, value, windowEnd, "district-" + outputId);
+            }
         }
 
         private const long HourMs = 60 * SensorWindows.MinuteMs;

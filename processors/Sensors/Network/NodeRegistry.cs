@@ -48,6 +48,10 @@ public sealed class NodeRegistry(NpgsqlDataSource db, TimeSpan refresh, ILogger?
     /// it is younger than this, so a flood of readings from unknown nodes costs one query a second, not one each.</summary>
     public static readonly TimeSpan MissReloadInterval = TimeSpan.FromSeconds(1);
 
+    /// <summary>Every registered node as the snapshot has them (reloaded as <see cref="Find"/> says); the same instance until the
+    /// next reload, so a caller can tell a new snapshot by reference.</summary>
+    public IReadOnlyDictionary<string, SensorNode> Nodes => Current();
+
     /// <summary>The registered node, or null when none has the id.</summary>
     public SensorNode? Find(string nodeId)
     {

@@ -28,6 +28,7 @@ public sealed class SensorsTopologyFixture : IDisposable
     public TestLogs Logs { get; } = new();
     public string Readings { get; }
     public string Metrics { get; }
+    public StreamHealth.Sensors.Districts.DistrictTopics Districts { get; }
     public StreamHost Host => Pipeline.Host;
     private readonly string _stateDir = Directory.CreateTempSubdirectory("streamhealth-sensors-").FullName;
 
@@ -36,6 +37,9 @@ public sealed class SensorsTopologyFixture : IDisposable
         Readings = Kafka.NewTopic("sensr", 2);
         Metrics = Kafka.NewTopic("sensm", 2);
         Kafka.Cluster.CreateTopic(Readings + Topics.DeadLetterSuffix, 1);
+        Districts = new StreamHealth.Sensors.Districts.DistrictTopics(Kafka.NewTopic("sensd", 2), Kafka.NewTopic("sensa", 2), Kafka.NewTopic("sensq", 2),
+            Kafka.NewTopic("sense", 2));
+        Kafka.Cluster.CreateTopic(Districts.Windows + Topics.DeadLetterSuffix, 1);
         var connectionString = LocalServices.PostgresConnectionString(LocalServices.NewDatabaseName("sensors_topology"));
         StreamHealth.Runtime.Storage.PostgresMigrator.MigrateAsync(connectionString).GetAwaiter().GetResult();
         Registry = TestRegistry.Start(connectionString);
@@ -47,7 +51,7 @@ public sealed class SensorsTopologyFixture : IDisposable
             SchemaRegistry = Registry.Connection, BootstrapServers = Kafka.BootstrapServers, StateDirectory = _stateDir, CommitIntervalMs = 200,
             CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions),
         }, Postgres, Redis, Logs, new SensorsOptions { GraceMinutes = 2, KeepMinutesAfterClose = 10 },
-            new SensorsPipelineNames(Readings + "-app", Readings, Metrics)).Start();
+            new SensorsPipelineNames(Readings + "-app", Readings, Metrics, Districts)).Start();
     }
 
     /// <summary>Registers <paramref name="node"/> in sensors.nodes (district d-north, flow, pressure and chlorine, every 10 s), and
@@ -240,7 +244,7 @@ public sealed class SensorsTopologyTests(SensorsTopologyFixture f) : IClassFixtu
         {
             SchemaRegistry = f.Registry.Connection, BootstrapServers = f.Kafka.BootstrapServers, StateDirectory = stateDir, CommitIntervalMs = 200,
             CreateInternalTopic = (topic, partitions) => f.Kafka.Cluster.CreateTopic(topic, partitions),
-        }, [SensorsTopology.Create(f.Nodes, new SensorsOptions { GraceMinutes = 2 }, app, f.Readings, f.Metrics)], f.Logs);
+        }, [SensorsTopology.Create(f.Nodes, new SensorsOptions { GraceMinutes = 2 }, app, f.Readings, f.Metrics, f.Districts.Windows)], f.Logs);
         try
         {
             // 75 minutes every 10 s, then a second copy of the last 20 readings (minutes 71-74) with other values, which are
