@@ -64,7 +64,8 @@ CREATE TABLE IF NOT EXISTS sensors.anomalies (
   expected         double precision,            -- in unit: the reference it departs from
   unit             text,
   acknowledged_at  timestamptz,
-  acknowledged_by  text,
+  acknowledged_by  text,                        -- the credential's name
+  acknowledged_note text,
   resolved_at      timestamptz,
   updated_at       timestamptz      NOT NULL DEFAULT now(),
   CHECK ((state = 'resolved') = (resolved_at IS NOT NULL))

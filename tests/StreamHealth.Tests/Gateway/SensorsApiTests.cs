@@ -130,4 +130,106 @@ public sealed class SensorsApiTests(GatewayStackFixture f) : IClassFixture<Gatew
         Assert.Equal(HttpStatusCode.Forbidden, (await person.PutAsJsonAsync($"/api/v1/nodes/{node}", Node("dma-api"))).StatusCode);
         Assert.Equal(HttpStatusCode.Unauthorized, (await f.Client(apiKey: null).GetAsync("/api/v1/status")).StatusCode);
     }
+
+    private async Task ExecuteAsync(string sql, params object[] args)
+    {
+        await using var command = f.Postgres.CreateCommand(sql);
+        foreach (var a in args) command.Parameters.AddWithValue(a);
+        await command.ExecuteNonQueryAsync();
+    }
+
+    [Fact]
+    public async Task Anomalies_are_listed_acknowledged_once_and_a_resolved_one_cannot_be()
+    {
+        var client = f.Client();
+        var district = GatewayStackFixture.NewUser("dma");
+        var open = district + ":burst:1";
+        var resolved = district + ":burst:2";
+        await ExecuteAsync("""
+            INSERT INTO sensors.anomalies (anomaly_id, kind, district_id, started_at, severity, score, state, reason, observed, expected, unit)
+            VALUES ($1, 'burst', $2, now() - interval '20 minutes', 'high', 7.5, 'open', 'net flow up 2.1 L/s', 2.6, 0.5, 'L/s')
+            """, open, district);
+        await ExecuteAsync("""
+            INSERT INTO sensors.anomalies (anomaly_id, kind, district_id, started_at, ended_at, severity, score, state, reason, resolved_at)
+            VALUES ($1, 'burst', $2, now() - interval '2 days', now() - interval '1 day', 'medium', 4, 'resolved', 'net flow up 1 L/s', now() - interval '1 day')
+            """, resolved, district);
+
+        var list = await JsonAsync(await client.GetAsync($"/api/v1/anomalies?district_id={district}"), HttpStatusCode.OK);
+        Assert.Equal([open, resolved], list.GetProperty("anomalies").EnumerateArray().Select(a => a.GetProperty("anomaly_id").GetString()));
+        var onlyOpen = await JsonAsync(await client.GetAsync($"/api/v1/anomalies?district_id={district}&state=open"), HttpStatusCode.OK);
+        var first = Assert.Single(onlyOpen.GetProperty("anomalies").EnumerateArray());
+        Assert.Equal((2.6, 0.5, "L/s"), (first.GetProperty("observed").GetDouble(), first.GetProperty("expected").GetDouble(), first.GetProperty("unit").GetString()));
+
+        var acknowledged = await JsonAsync(await client.PostAsJsonAsync($"/api/v1/anomalies/{open}/acknowledge", new { note = "crew sent" }), HttpStatusCode.OK);
+        Assert.Equal(("acknowledged", "crew sent"), (acknowledged.GetProperty("state").GetString(), acknowledged.GetProperty("acknowledged_note").GetString()));
+        Assert.Equal("local-dev", acknowledged.GetProperty("acknowledged_by").GetString());
+        var at = acknowledged.GetProperty("acknowledged_at").GetDateTimeOffset();
+        // Again: nothing changes, not even the time.
+        var again = await JsonAsync(await client.PostAsJsonAsync($"/api/v1/anomalies/{open}/acknowledge", new { }), HttpStatusCode.OK);
+        Assert.Equal(at, again.GetProperty("acknowledged_at").GetDateTimeOffset());
+        Assert.Contains("resolved", (await ProblemAsync(await client.PostAsJsonAsync($"/api/v1/anomalies/{resolved}/acknowledge", new { }), HttpStatusCode.Conflict))
+            .GetProperty("detail").GetString());
+        await ProblemAsync(await client.PostAsJsonAsync("/api/v1/anomalies/no-such-anomaly/acknowledge", new { }), HttpStatusCode.NotFound);
+        Assert.Contains("note", ErrorFields(await ProblemAsync(await client.PostAsJsonAsync($"/api/v1/anomalies/{open}/acknowledge", new { note = "a\u0000b" }),
+            HttpStatusCode.BadRequest)));
+        Assert.Contains("body", ErrorFields(await ProblemAsync(await client.PostAsync($"/api/v1/anomalies/{open}/acknowledge", null), HttpStatusCode.BadRequest)));
+        foreach (var (query, field) in new[] { ("state=closed", "state"), ("kind=flood", "kind"), ("limit=0", "limit"), ("district_id=%00", "district_id") })
+            Assert.Contains(field, ErrorFields(await ProblemAsync(await client.GetAsync($"/api/v1/anomalies?{query}"), HttpStatusCode.BadRequest)));
+    }
+
+    [Fact]
+    public async Task Quality_efficiency_and_the_network_now_are_served_from_the_stored_results()
+    {
+        var client = f.Client();
+        var district = GatewayStackFixture.NewUser("dmq");
+        var inflow = GatewayStackFixture.NewUser("inflow");
+        var meter = GatewayStackFixture.NewUser("meter");
+        await JsonAsync(await client.PutAsJsonAsync($"/api/v1/nodes/{inflow}", Node(district, "inflow", "flow", "pressure")), HttpStatusCode.OK);
+        await JsonAsync(await client.PutAsJsonAsync($"/api/v1/nodes/{meter}", Node(district, "meter", "flow")), HttpStatusCode.OK);
+        var quarter = Hour.AddMinutes(-30);
+        foreach (var (node, metric, mean) in new[] { (inflow, "flow", 6.5), (meter, "flow", 5.0), (inflow, "pressure", 410.0) })
+            await ExecuteAsync("""
+                INSERT INTO sensors.window_metrics (node_id, district_id, metric, unit, window_minutes, window_start, window_end, reading_count,
+                    duplicate_count, late_count, mean, source_partition, source_offset)
+                VALUES ($1, $2, $3, 'L/s', 15, $4, $4 + interval '15 minutes', 15, 0, 0, $5, 0, 0)
+                """, node, district, metric, quarter, mean);
+        // Two quarters judged: one clean, one stuck and incomplete.
+        await ExecuteAsync("""
+            INSERT INTO sensors.window_quality (node_id, district_id, metric, window_minutes, window_start, window_end, usable, score, problems, checks) VALUES
+              ($1, $2, 'flow', 15, $3, $3 + interval '15 minutes', true, 0.9, '{}', '{"flatline": {"score": 0.9, "problem": false, "reason": "moving"}}'),
+              ($1, $2, 'flow', 15, $3 + interval '15 minutes', $3 + interval '30 minutes', false, 0.1, '{flatline,completeness}',
+               '{"flatline": {"score": 0.1, "problem": true, "reason": "unchanged for 15 min"}}')
+            """, meter, district, quarter.AddMinutes(-15));
+        await ExecuteAsync("""
+            INSERT INTO sensors.efficiency (district_id, day_start, inflow_m3, metered_m3, non_revenue_m3, non_revenue_percent, completeness, rolling_days,
+                rolling_inflow_m3, rolling_metered_m3, rolling_non_revenue_m3, rolling_non_revenue_percent, rolling_completeness)
+            VALUES ($1, date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - interval '1 day', 500, 420, 80, 16, 0.99, 1, 500, 420, 80, 16, 0.99)
+            """, district);
+
+        var quality = await JsonAsync(await client.GetAsync($"/api/v1/quality/{meter}?from={Hour.AddHours(-3):O}"), HttpStatusCode.OK);
+        Assert.Equal((2, 0.5), (quality.GetProperty("windows_judged").GetInt32(), quality.GetProperty("usable_fraction").GetDouble()));
+        Assert.Equal(1, quality.GetProperty("problems_by_rule").GetProperty("flatline").GetInt32());
+        var newest = quality.GetProperty("windows")[0];
+        Assert.False(newest.GetProperty("usable").GetBoolean());
+        Assert.Equal("unchanged for 15 min", newest.GetProperty("checks").GetProperty("flatline").GetProperty("reason").GetString());
+
+        var efficiency = await JsonAsync(await client.GetAsync($"/api/v1/network/efficiency?district_id={district}&days=3"), HttpStatusCode.OK);
+        var day = Assert.Single(efficiency.GetProperty("days").EnumerateArray());
+        Assert.Equal((80.0, 16.0), (day.GetProperty("non_revenue_m3").GetDouble(), day.GetProperty("non_revenue_percent").GetDouble()));
+
+        var network = await JsonAsync(await client.GetAsync("/api/v1/network/metrics"), HttpStatusCode.OK);
+        var now = Assert.Single(network.GetProperty("districts").EnumerateArray(), d => d.GetProperty("district_id").GetString() == district);
+        Assert.Equal((2, 6.5, 5.0, 410.0), (now.GetProperty("nodes").GetInt32(), now.GetProperty("inflow_l_per_s").GetDouble(),
+            now.GetProperty("metered_l_per_s").GetDouble(), now.GetProperty("min_pressure_kpa").GetDouble()));
+        Assert.Equal(1.5, now.GetProperty("net_flow_l_per_s").GetDouble(), 9);
+
+        var dashboard = await JsonAsync(await client.GetAsync("/api/v1/dashboard/summary"), HttpStatusCode.OK);
+        Assert.True(dashboard.GetProperty("status").GetProperty("nodes").GetInt32() >= 2);
+        Assert.Contains(dashboard.GetProperty("latest_efficiency").EnumerateArray(), e => e.GetProperty("district_id").GetString() == district);
+        Assert.True(dashboard.GetProperty("open_anomalies_by_severity").TryGetProperty("critical", out _));
+
+        Assert.Contains("window_minutes", ErrorFields(await ProblemAsync(await client.GetAsync($"/api/v1/quality/{meter}?window_minutes=1"), HttpStatusCode.BadRequest)));
+        await ProblemAsync(await client.GetAsync("/api/v1/quality/no-such-node"), HttpStatusCode.NotFound);
+        Assert.Contains("days", ErrorFields(await ProblemAsync(await client.GetAsync("/api/v1/network/efficiency?days=91"), HttpStatusCode.BadRequest)));
+    }
 }

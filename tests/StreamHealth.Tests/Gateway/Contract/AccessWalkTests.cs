@@ -71,6 +71,12 @@ public sealed class AccessWalkTests(GatewayStackFixture f) : IClassFixture<Gatew
         ["GET /api/v1/nodes/{nodeId}/metrics"] = p => Get($"/api/v1/nodes/walk-{p.UserId}/metrics"),
         ["GET /api/v1/nodes/{nodeId}/history"] = p => Get($"/api/v1/nodes/walk-{p.UserId}/history"),
         ["GET /api/v1/status"] = _ => Get("/api/v1/status"),
+        ["GET /api/v1/anomalies"] = _ => Get("/api/v1/anomalies"),
+        ["POST /api/v1/anomalies/{anomalyId}/acknowledge"] = p => Post($"/api/v1/anomalies/walk-{p.UserId}/acknowledge", JsonContent.Create(new { note = "walk" })),
+        ["GET /api/v1/quality/{nodeId}"] = p => Get($"/api/v1/quality/walk-{p.UserId}"),
+        ["GET /api/v1/network/efficiency"] = _ => Get("/api/v1/network/efficiency"),
+        ["GET /api/v1/network/metrics"] = _ => Get("/api/v1/network/metrics"),
+        ["GET /api/v1/dashboard/summary"] = _ => Get("/api/v1/dashboard/summary"),
     };
 
     [Fact]

@@ -51,6 +51,12 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
         ["GET /api/v1/nodes/{nodeId}/metrics"] = [200, 400, 401, 403, 404, 429, 503],
         ["GET /api/v1/nodes/{nodeId}/history"] = [200, 400, 401, 403, 404, 429, 503],
         ["GET /api/v1/status"] = [200, 401, 403, 429, 503],
+        ["GET /api/v1/anomalies"] = [200, 400, 401, 403, 429, 503],
+        ["POST /api/v1/anomalies/{anomalyId}/acknowledge"] = [200, 400, 401, 403, 404, 409, 429, 503],
+        ["GET /api/v1/quality/{nodeId}"] = [200, 400, 401, 403, 404, 429, 503],
+        ["GET /api/v1/network/efficiency"] = [200, 400, 401, 403, 429, 503],
+        ["GET /api/v1/network/metrics"] = [200, 401, 403, 429, 503],
+        ["GET /api/v1/dashboard/summary"] = [200, 401, 403, 429, 503],
         ["POST /api/v1/health-goals"] = [200, 201, 400, 401, 403, 409, 413, 422, 429, 503],
         ["GET /api/v1/health-goals/user/{userId}"] = [200, 400, 401, 403, 429, 503],
         ["GET /api/v1/health-metrics/user/{userId}/summary"] = [200, 400, 401, 403, 429, 503],
@@ -183,9 +189,25 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
             new("GET", $"/api/v1/nodes/contract-{weightUser}/history"), new("GET", $"/api/v1/nodes/contract-{weightUser}/history?window_minutes=7"),
             new("GET", "/api/v1/nodes/no-such-node/history"),
             new("GET", "/api/v1/status"),
+            new("GET", "/api/v1/anomalies"), new("GET", "/api/v1/anomalies?state=closed"),
+            new("POST", $"/api/v1/anomalies/contract-{weightUser}/acknowledge", Json("""{"note":"checked"}""")),
+            new("POST", "/api/v1/anomalies/no-such-anomaly/acknowledge", Json("{}")), new("POST", "/api/v1/anomalies/bad%20id/acknowledge", Json("{}")),
+            new("GET", $"/api/v1/quality/contract-{weightUser}"), new("GET", $"/api/v1/quality/contract-{weightUser}?window_minutes=1"),
+            new("GET", "/api/v1/quality/no-such-node"),
+            new("GET", "/api/v1/network/efficiency"), new("GET", "/api/v1/network/efficiency?days=0"),
+            new("GET", "/api/v1/network/metrics"), new("GET", "/api/v1/dashboard/summary"),
         };
         var failures = new List<string>();
         var seen = new Dictionary<string, List<int>>();
+        // An open anomaly for the acknowledgement to succeed on (the district analysis writes them; none has run here).
+        await using (var anomaly = f.Postgres.CreateCommand("""
+            INSERT INTO sensors.anomalies (anomaly_id, kind, district_id, started_at, severity, score, state, reason)
+            VALUES ($1, 'burst', 'dma-contract', now(), 'high', 7, 'open', 'contract')
+            """))
+        {
+            anomaly.Parameters.Add(new Npgsql.NpgsqlParameter { Value = $"contract-{weightUser}" });
+            await anomaly.ExecuteNonQueryAsync();
+        }
         foreach (var c in cases) await SendAndCheckAsync(c);
         // The latest reads answer 200 once the sinks have stored what the requests above sent.
         await EventuallyAsync(new("GET", $"/api/weight/{weightUser}i/latest"));
