@@ -33,6 +33,7 @@ public static class AvroSchemas
         Of<Avro.Common.DistrictKey, Avro.Sensors.SensorAnomaly>(Topics.SensorsAnomalies),
         Of<Avro.Common.SensorKey, Avro.Sensors.SensorQuality>(Topics.SensorsQuality),
         Of<Avro.Common.DistrictKey, Avro.Sensors.DistrictEfficiency>(Topics.SensorsEfficiency),
+        Of<Avro.Common.SensorKey, Avro.Sensors.SensorPrediction>(Topics.SensorsPredictions),
         Of<Avro.Common.UserKey, Avro.Insights.DailyMetricAggregate>(Topics.InsightsDaily),
     ];
 

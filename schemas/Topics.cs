@@ -28,6 +28,7 @@ public static class Topics
     public const string SensorsDistrictWindows = "sensors.district-windows";
     public const string SensorsQuality = "sensors.quality";
     public const string SensorsEfficiency = "sensors.efficiency";
+    public const string SensorsPredictions = "sensors.predictions";
     public const string InsightsMetrics = "insights.metrics";
     public const string InsightsNutrition = "insights.nutrition";
     public const string InsightsDaily = "insights.daily";
@@ -59,6 +60,7 @@ public static class Topics
         new(SensorsAnomalies, AvroSchemas.For(SensorsAnomalies), DefaultPartitions),
         new(SensorsQuality, AvroSchemas.For(SensorsQuality), DefaultPartitions),
         new(SensorsEfficiency, AvroSchemas.For(SensorsEfficiency), DefaultPartitions),
+        new(SensorsPredictions, AvroSchemas.For(SensorsPredictions), DefaultPartitions),
         new(InsightsDaily, AvroSchemas.For(InsightsDaily), DefaultPartitions),
     ];
 

@@ -143,6 +143,22 @@ public static class SensorsApi
         [property: JsonPropertyName("districts")] IReadOnlyList<DistrictNow> Districts,
         [property: JsonPropertyName("latest_efficiency")] IReadOnlyList<EfficiencyDay> LatestEfficiency);
 
+    public sealed record PredictionHour(
+        [property: JsonPropertyName("hour_start")] DateTimeOffset HourStart,
+        [property: JsonPropertyName("mean")] double Mean,
+        [property: JsonPropertyName("lower_80")] double? Lower80,
+        [property: JsonPropertyName("upper_80")] double? Upper80,
+        [property: JsonPropertyName("lower_95")] double? Lower95,
+        [property: JsonPropertyName("upper_95")] double? Upper95);
+
+    public sealed record NodePrediction(
+        [property: JsonPropertyName("node_id")] string NodeId,
+        [property: JsonPropertyName("metric")] string Metric,
+        [property: JsonPropertyName("unit")] string Unit,
+        [property: JsonPropertyName("issued_at"), Description("the end of the newest hour the forecast knew; null before the node's first forecast")] DateTimeOffset? IssuedAt,
+        [property: JsonPropertyName("method"), Description("holt_winters_daily, seasonal_naive_daily or seasonal_naive_weekly: the forecaster that did best on the node's last week")] string? Method,
+        [property: JsonPropertyName("hours")] IReadOnlyList<PredictionHour> Hours);
+
     public static RouteGroupBuilder MapSensorsApi(this IEndpointRouteBuilder app)
     {
         var api = app.MapGroup("/api/v1").WithTags("Water network").ProducesProblem(StatusCodes.Status429TooManyRequests);
@@ -240,6 +256,18 @@ public static class SensorsApi
         api.MapGet("/dashboard/summary", DashboardAsync).WithName("GetNetworkDashboardSummary")
             .WithSummary("The network dashboard's summary: status, open anomalies by severity, quality problems in the last hour, districts now, latest efficiency")
             .Produces<DashboardSummary>()
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
+            .RequireAccess(Access.Service(Scopes.NetworkRead));
+
+        api.MapGet("/predictions/{nodeId}", PredictionAsync).WithName("GetNodePrediction")
+            .WithSummary("A node's newest flow forecast: the next 24 hours with 80 % and 95 % intervals (L/s)")
+            .WithDescription("Issued by the district analysis as each hour of an inflow's or meter's flow closes, once the node has three days " +
+                             "of history; the hours of bursts and of windows its quality rules found unusable are left out of what the model " +
+                             "learns. Intervals are null while the node has too few past errors to give them; `issued_at` is null before the " +
+                             "node's first forecast.")
+            .Produces<NodePrediction>()
+            .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .RequireAccess(Access.Service(Scopes.NetworkRead));
 
@@ -631,5 +659,31 @@ public static class SensorsApi
         await using (var reader = await command.ExecuteReaderAsync(ct))
             while (await reader.ReadAsync(ct)) latest.Add(ReadEfficiency(reader));
         return TypedResults.Ok(new DashboardSummary(status, bySeverity, problems, await DistrictsNowAsync(pg, ct), latest));
+    }
+
+    private static async Task<IResult> PredictionAsync([Description(InputRules.IdRuleText)] string nodeId, NpgsqlDataSource pg, CancellationToken ct)
+    {
+        if (NodeIdProblem(nodeId) is { } errors) return TypedResults.ValidationProblem(errors);
+        if (await FindNodeAsync(pg, nodeId, ct) is null) return UnknownNode(nodeId);
+        // The newest issue only (the primary key's order: node, metric, issue time).
+        await using var command = pg.CreateCommand("""
+            SELECT issued_at, method, target_time, mean, lower_80, upper_80, lower_95, upper_95 FROM sensors.predictions
+            WHERE node_id = $1 AND metric = 'flow'
+              AND issued_at = (SELECT max(issued_at) FROM sensors.predictions WHERE node_id = $1 AND metric = 'flow')
+            ORDER BY target_time
+            """);
+        command.Parameters.AddWithValue(nodeId);
+        DateTimeOffset? issued = null;
+        string? method = null;
+        var hours = new List<PredictionHour>();
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        while (await reader.ReadAsync(ct))
+        {
+            double? Number(int i) => reader.IsDBNull(i) ? null : reader.GetDouble(i);
+            issued = new DateTimeOffset(reader.GetDateTime(0));
+            method = reader.GetString(1);
+            hours.Add(new PredictionHour(new DateTimeOffset(reader.GetDateTime(2)), reader.GetDouble(3), Number(4), Number(5), Number(6), Number(7)));
+        }
+        return TypedResults.Ok(new NodePrediction(nodeId, "flow", "L/s", issued, method, hours));
     }
 }

@@ -108,17 +108,20 @@ SELECT streamhealth.create_time_series('sensors', 'efficiency', $cols$
   PRIMARY KEY (district_id, day_start)
 $cols$, 'day_start');
 
--- Flow predictions: for each node and issue time, the next 24 hours hourly with 80 % and 95 % intervals (L/s).
+-- Flow predictions (sensors.predictions): for each node and issue time (the end of the newest hour the forecast knew), the next
+-- 24 hours with 80 % and 95 % intervals (L/s; NULL while the node has too few past errors to give them) and the forecaster.
 SELECT streamhealth.create_time_series('sensors', 'predictions', $cols$
   node_id          text             NOT NULL,
+  district_id      text             NOT NULL,
   metric           text             NOT NULL,
   issued_at        timestamptz      NOT NULL,
-  target_time      timestamptz      NOT NULL,
+  target_time      timestamptz      NOT NULL,   -- the forecast hour's start
+  method           text             NOT NULL,
   mean             double precision NOT NULL,
-  lower_80         double precision NOT NULL,
-  upper_80         double precision NOT NULL,
-  lower_95         double precision NOT NULL,
-  upper_95         double precision NOT NULL,
+  lower_80         double precision,
+  upper_80         double precision,
+  lower_95         double precision,
+  upper_95         double precision,
   PRIMARY KEY (node_id, metric, issued_at, target_time)
 $cols$, 'issued_at');
 

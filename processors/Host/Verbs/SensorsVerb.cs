@@ -168,6 +168,25 @@ internal static class SensorsVerb
         output.WriteLine();
         output.WriteLine($"simulator: {scores.Count(x => x.Source == "simulator" && x.Score.BeatsSeasonalNaive)}/{scores.Count(x => x.Source == "simulator")} series beat seasonal naive" +
                          (args.Get("--nab") is null ? "" : $"; NAB real series with a daily cycle (ACF at 24 h ≥ {DailySeasonality}): {daily.Count(x => x.Score.BeatsSeasonalNaive)}/{daily.Count}"));
+
+        // The pipeline's predictor, fed as the district analysis feeds it, on the same simulated network.
+        var simulation = new SimulationOptions { Days = days, Seed = args.GetInt("--seed", 1), StartUnixMs = 1_780_272_000_000 };
+        var streaming = FlowPredictionCheck.Run(simulation);
+        var unfiltered = FlowPredictionCheck.Run(simulation, excludeUnusable: false).ToDictionary(x => x.NodeId);
+        output.WriteLine();
+        output.WriteLine($"the pipeline's predictor (NodePredictor: {NodePredictor.HistoryHours / 24} days of hourly flow, daily season, refitted daily), a forecast from every " +
+                         "midnight from day 4, against the hour's true mean flow; relative MAE = model / seasonal naive (the same hour the day before); " +
+                         "\"all hours\": fed every hour, \"excluding\": without the hours of bursts the district analysis detected and of windows its " +
+                         "quality rules found unusable (as the pipeline feeds it)");
+        output.WriteLine();
+        output.WriteLine("| node | kind | forecasts | MAE model (L/s) | MAE seasonal naive (L/s) | relative MAE, excluding | relative MAE, all hours | 80 % covered | 95 % covered |");
+        output.WriteLine("|---|---|---|---|---|---|---|---|---|");
+        foreach (var x in streaming)
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {x.NodeId} | {x.Kind} | {x.Forecasts} | {x.ModelMae:F3} | {x.NaiveMae:F3} | {x.RelativeMae:F3} | {(unfiltered.TryGetValue(x.NodeId, out var u) ? u.RelativeMae : double.NaN):F3} | {x.Coverage80:P0} | {x.Coverage95:P0} |"));
+        output.WriteLine();
+        output.WriteLine($"the pipeline's predictor: {streaming.Count(x => x.RelativeMae < 1)}/{streaming.Count} nodes beat seasonal naive " +
+                         $"(inflows {streaming.Count(x => x.Kind == "inflow" && x.RelativeMae < 1)}/{streaming.Count(x => x.Kind == "inflow")})");
         return 0;
     }
 

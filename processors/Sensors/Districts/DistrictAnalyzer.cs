@@ -63,7 +63,8 @@ public sealed class DistrictAnalyzer
     // Open bursts, oldest first: a second burst on top of an open one is a burst of its own (at most MaxOpenBursts).
     private const int MaxOpenBursts = 4;
     private readonly List<OpenBurst> _bursts = [];
-    private bool BurstOpen => _bursts.Count > 0;
+    /// <summary>Whether a burst is open in the district now (at the analyser's balance time).</summary>
+    public bool BurstOpen => _bursts.Count > 0;
 
     /// <summary>One open burst: where it started, the net flow before it (its reference) and its threshold, the peak
     /// excess, and the run of calm minutes that will resolve it.</summary>

@@ -9,6 +9,7 @@ using DistrictEfficiency = StreamHealth.Schemas.Avro.Sensors.DistrictEfficiency;
 using DistrictKey = StreamHealth.Schemas.Avro.Common.DistrictKey;
 using SensorAnomaly = StreamHealth.Schemas.Avro.Sensors.SensorAnomaly;
 using SensorKey = StreamHealth.Schemas.Avro.Common.SensorKey;
+using SensorPrediction = StreamHealth.Schemas.Avro.Sensors.SensorPrediction;
 using SensorQuality = StreamHealth.Schemas.Avro.Sensors.SensorQuality;
 
 namespace StreamHealth.Sensors.Districts;
@@ -22,11 +23,14 @@ namespace StreamHealth.Sensors.Districts;
 /// <item>sensors.quality → sensors.window_quality by node, metric, size and window start (a later verdict replaces an earlier
 /// one: a missing window judged again when its data came).</item>
 /// <item>sensors.efficiency → sensors.efficiency by district and day.</item>
+/// <item>sensors.predictions → sensors.predictions, a row per forecast hour, by node, metric, issue time and hour (a forecast is
+/// deterministic for its inputs: a repeat inserts nothing).</item>
 /// </list>
 /// A record that does not decode, or whose value's district or node is not its key's, is dead-lettered with the reason.</summary>
 public static class DistrictSinks
 {
-    public const string AnomaliesName = "sensors-anomalies-postgres", QualityName = "sensors-quality-postgres", EfficiencyName = "sensors-efficiency-postgres";
+    public const string AnomaliesName = "sensors-anomalies-postgres", QualityName = "sensors-quality-postgres", EfficiencyName = "sensors-efficiency-postgres",
+        PredictionsName = "sensors-predictions-postgres";
 
     public static ISinkWriter Anomalies(NpgsqlDataSource db, SchemaRegistryConnection registry, ILogger? log = null)
     {
@@ -158,6 +162,42 @@ public static class DistrictSinks
         }, log);
     }
 
+    public static ISinkWriter Predictions(NpgsqlDataSource db, SchemaRegistryConnection registry, ILogger? log = null)
+    {
+        var keys = registry.SerDes<SensorKey>();
+        var values = registry.SerDes<SensorPrediction>();
+        return new PostgresEventSink<SensorPrediction>(db, new PostgresEventWorkload<SensorPrediction>
+        {
+            SinkName = PredictionsName,
+            Decode = record => Checked(keys.ReadKey(record.Key, record.Topic).node_id, values.ReadValue(record.Value, record.Topic), p => p.node_id),
+            DecodeFailure = "cannot decode sensors.predictions record",
+            Refuse = static (p, _) => p.points.Count is > 0 and <= 168 ? null : $"points: {p.points.Count} hours, expected 1-168",
+            UserId = static p => p.node_id,
+            // A record holds its hours; each becomes a row (its points travel as one JSON array per record, NaN as null).
+            InsertSql = """
+                INSERT INTO sensors.predictions (node_id, district_id, metric, issued_at, target_time, method, mean, lower_80, upper_80, lower_95, upper_95)
+                SELECT u.node, u.district, u.metric, u.issued, to_timestamp((p->>'t')::bigint / 1000.0), u.method, (p->>'m')::float8,
+                       (p->>'l80')::float8, (p->>'u80')::float8, (p->>'l95')::float8, (p->>'u95')::float8
+                FROM unnest(@nodes, @districts, @metrics, @issued, @methods, @points) AS u(node, district, metric, issued, method, points),
+                     jsonb_array_elements(u.points::jsonb) p
+                ON CONFLICT (node_id, metric, issued_at, target_time) DO NOTHING
+                """,
+            AddParameters = static (p, rows) =>
+            {
+                p.Add(rows.Column("nodes", static (_, f) => f.node_id));
+                p.Add(rows.Column("districts", static (_, f) => f.district_id));
+                p.Add(rows.Column("metrics", static (_, f) => f.metric));
+                p.Add(rows.Timestamps("issued", static (_, f) => AvroTime.ToUnixMs(f.event_time_unix_ms)));
+                p.Add(rows.Column("methods", static (_, f) => f.method));
+                p.Add(rows.Column("points", static (_, f) => JsonSerializer.Serialize(f.points.Select(x => new
+                {
+                    t = AvroTime.ToUnixMs(x.hour_start_unix_ms), m = Finite(x.mean), l80 = FiniteOrNull(x.lower_80), u80 = FiniteOrNull(x.upper_80),
+                    l95 = FiniteOrNull(x.lower_95), u95 = FiniteOrNull(x.upper_95),
+                }))));
+            },
+        }, log);
+    }
+
     /// <summary>The value, when its own id is the record key's (a record produced straight onto the topic may disagree).</summary>
     private static T Checked<T>(string keyId, T value, Func<T, string> id) =>
         id(value) == keyId ? value : throw new FormatException($"the value's id '{id(value)}' is not the record key's '{keyId}'");
@@ -182,5 +222,7 @@ public static class DistrictSinks
             Quality(postgres, registry, logs.CreateLogger("StreamHealth.Sinks." + QualityName)), postgres, logs, sessionTimeoutMs),
         SinkRunner.For(bootstrapServers, topics.Efficiency, groupPrefix + "-efficiency-postgres-sink",
             Efficiency(postgres, registry, logs.CreateLogger("StreamHealth.Sinks." + EfficiencyName)), postgres, logs, sessionTimeoutMs),
+        SinkRunner.For(bootstrapServers, topics.Predictions, groupPrefix + "-predictions-postgres-sink",
+            Predictions(postgres, registry, logs.CreateLogger("StreamHealth.Sinks." + PredictionsName)), postgres, logs, sessionTimeoutMs),
     ];
 }

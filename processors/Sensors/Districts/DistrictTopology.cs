@@ -8,20 +8,24 @@ using StreamHealth.Runtime.Streams;
 using StreamHealth.Runtime.Validation;
 using StreamHealth.Schemas;
 using StreamHealth.Sensors.Network;
+using StreamHealth.Sensors.Predictions;
 using AvroRecords = StreamHealth.Schemas.Avro;
 
 namespace StreamHealth.Sensors.Districts;
 
 /// <summary>The topics of one district analysis (production uses <see cref="Default"/>; tests give each their own).</summary>
-public sealed record DistrictTopics(string Windows, string Anomalies, string Quality, string Efficiency)
+public sealed record DistrictTopics(string Windows, string Anomalies, string Quality, string Efficiency, string Predictions)
 {
-    public static readonly DistrictTopics Default = new(Topics.SensorsDistrictWindows, Topics.SensorsAnomalies, Topics.SensorsQuality, Topics.SensorsEfficiency);
+    public static readonly DistrictTopics Default =
+        new(Topics.SensorsDistrictWindows, Topics.SensorsAnomalies, Topics.SensorsQuality, Topics.SensorsEfficiency, Topics.SensorsPredictions);
 }
 
 /// <summary>sensors.district-windows (key DistrictKey: every closed window of every node of the district, from the windows
 /// topology) → one <see cref="DistrictAnalyzer"/> per district → sensors.quality (key SensorKey: each 15- and 60-minute window's
 /// data quality), sensors.anomalies (key DistrictKey: bursts, background leaks and residuals as they open and resolve) and
-/// sensors.efficiency (key DistrictKey: each closed day's water balance).
+/// sensors.efficiency (key DistrictKey: each closed day's water balance), and each inflow's and meter's flow forecast for the next
+/// 24 hours as each hour of its flow closes → sensors.predictions (key SensorKey; <see cref="NodePredictor"/>, fed without the
+/// hours the quality rules find unusable and, for an inflow, the hours of a burst: <see cref="FlowPredictions"/>).
 /// <list type="bullet">
 /// <item>A node's kind (its role in the water balance) and reporting cadence come from the node registry; a window of a node the
 /// registry does not have, or whose district disagrees with the key, is dead-lettered with the reason.</item>
@@ -46,6 +50,7 @@ public static class DistrictTopology
     public const string StateStore = "sensors-district-state";
     public const string OutboxStore = "sensors-district-outbox";
     public const string PendingStore = "sensors-district-pending";
+    public const string PredictorStore = "sensors-district-predictors";
     /// <summary>A node sending nothing for this long (wall clock; at least three of its reporting intervals) is not waited for.</summary>
     public static readonly TimeSpan IdleAfter = TimeSpan.FromSeconds(30);
     /// <summary>How far behind the newest processed offset a record's outputs are kept: far more records than one commit interval
@@ -64,7 +69,7 @@ public static class DistrictTopology
             ApplicationId = applicationId,
             SourceTopic = topics.Windows,
             ProcessorName = "sensors-districts",
-            SinkTopics = [topics.Anomalies, topics.Quality, topics.Efficiency],
+            SinkTopics = [topics.Anomalies, topics.Quality, topics.Efficiency, topics.Predictions],
             RequiresSchemaRegistry = true,
             Processor = services => TransformerBuilder.New<byte[], byte[], byte[], Emission>()
                 .Transformer<DistrictProcessor>(services, settings)
@@ -77,6 +82,7 @@ public static class DistrictTopology
                 Stores.KeyValueStoreBuilder(Stores.PersistentKeyValueStore(OutboxStore), new StringSerDes(), new ByteArraySerDes()),
                 // Uncached: released by range scans (a cached store's scan costs its whole cache).
                 Stores.KeyValueStoreBuilder(Stores.PersistentKeyValueStore(PendingStore), new StringSerDes(), new ByteArraySerDes()),
+                Stores.KeyValueStoreBuilder(Stores.PersistentKeyValueStore(PredictorStore), new StringSerDes(), new ByteArraySerDes()).WithCachingEnabled(),
             ],
         };
     }
@@ -100,6 +106,12 @@ public static class DistrictTopology
         AnomalySeverity.Low => "low", AnomalySeverity.Medium => "medium", AnomalySeverity.High => "high", _ => "critical",
     };
 
+    public static string MethodName(NodePredictor.Method method) => method switch
+    {
+        NodePredictor.Method.HoltWintersDaily => "holt_winters_daily", NodePredictor.Method.SeasonalNaiveDaily => "seasonal_naive_daily",
+        _ => "seasonal_naive_weekly",
+    };
+
     public static string RuleName(QualityRule rule) => rule switch
     {
         QualityRule.Completeness => "completeness", QualityRule.OutOfRange => "out_of_range", QualityRule.Flatline => "flatline",
@@ -114,6 +126,8 @@ public static class DistrictTopology
         private readonly AvroSerDes<AvroRecords.Sensors.SensorAnomaly> _anomalies = null!;
         private readonly AvroSerDes<AvroRecords.Sensors.SensorQuality> _quality = null!;
         private readonly AvroSerDes<AvroRecords.Sensors.DistrictEfficiency> _efficiency = null!;
+        private readonly AvroSerDes<AvroRecords.Sensors.SensorPrediction> _predictions = null!;
+        private IKeyValueStore<string, byte[]> _predictors = null!;
         private IKeyValueStore<string, Fenced<DistrictAnalyzer>> _state = null!;
         private IKeyValueStore<string, byte[]> _outbox = null!;
         private IKeyValueStore<string, byte[]> _pending = null!;
@@ -141,6 +155,7 @@ public static class DistrictTopology
             _anomalies = services.Schemas.SerDes<AvroRecords.Sensors.SensorAnomaly>();
             _quality = services.Schemas.SerDes<AvroRecords.Sensors.SensorQuality>();
             _efficiency = services.Schemas.SerDes<AvroRecords.Sensors.DistrictEfficiency>();
+            _predictions = services.Schemas.SerDes<AvroRecords.Sensors.SensorPrediction>();
         }
 
         protected override void Init()
@@ -153,6 +168,8 @@ public static class DistrictTopology
                 ?? throw new InvalidOperationException($"store {OutboxStore} is not connected to the processor"));
             _pending = (IKeyValueStore<string, byte[]>)(Context.GetStateStore(PendingStore)
                 ?? throw new InvalidOperationException($"store {PendingStore} is not connected to the processor"));
+            _predictors = (IKeyValueStore<string, byte[]>)(Context.GetStateStore(PredictorStore)
+                ?? throw new InvalidOperationException($"store {PredictorStore} is not connected to the processor"));
             _progress.Clear();
         }
 
@@ -245,8 +262,40 @@ public static class DistrictTopology
                         _released.Add(key);
                         windows.Add(NodeWindowCodec.Decode(value));
                     }
-            foreach (var w in windows) Encode(analyzer.Add(w));
+            foreach (var w in windows)
+            {
+                var outputs = analyzer.Add(w);
+                Encode(outputs);
+                if (FlowPredictions.Feeds(w)) Predict(districtId, w, FlowPredictions.HourValue(w, outputs, analyzer));
+            }
             foreach (var key in _released) _pending.Delete(key);
+        }
+
+        /// <summary>Adds the node's hour to its predictor and, when the hour is new, emits the forecast from it.</summary>
+        private void Predict(string districtId, in NodeWindow w, double hourValue)
+        {
+            var key = w.NodeId + "|" + w.Metric;
+            var predictor = _predictors.Get(key) is { } saved ? NodePredictor.Restore(saved) : new NodePredictor();
+            if (!predictor.Add(w.WindowStartUnixMs, hourValue)) return;
+            var points = predictor.Forecast();
+            _predictors.Put(key, predictor.Save());
+            if (points is null) return;
+            var issued = w.WindowEndUnixMs;
+            var value = new AvroRecords.Sensors.SensorPrediction
+            {
+                event_time_unix_ms = AvroTime.FromUnixMs(issued), node_id = w.NodeId, district_id = districtId, metric = w.Metric, unit = "L/s",
+                method = MethodName(predictor.LastMethod), points = [],
+            };
+            foreach (var p in points)
+                value.points.Add(new AvroRecords.Sensors.SensorPredictionPoint
+                {
+                    hour_start_unix_ms = AvroTime.FromUnixMs(issued + (p.Horizon - 1) * 3_600_000L), mean = p.Point, lower_80 = p.Low80, upper_80 = p.High80,
+                    lower_95 = p.Low95, upper_95 = p.High95,
+                });
+            var topic = _settings.Topics.Predictions;
+            _emissions.Add((topic, _nodeKeys.Serialize(new AvroRecords.Common.SensorKey { node_id = w.NodeId }, new SerializationContext(MessageComponentType.Key, topic)),
+                _predictions.Serialize(value, new SerializationContext(MessageComponentType.Value, topic)), issued,
+                $"sensors-prediction:{w.NodeId}:{w.Metric}:{issued}"));
         }
 
         private Fenced<DistrictAnalyzer> Load(string districtId)

@@ -223,6 +223,22 @@ public sealed class SensorsApiTests(GatewayStackFixture f) : IClassFixture<Gatew
             now.GetProperty("metered_l_per_s").GetDouble(), now.GetProperty("min_pressure_kpa").GetDouble()));
         Assert.Equal(1.5, now.GetProperty("net_flow_l_per_s").GetDouble(), 9);
 
+        // Predictions: none yet (200, no hours), then the newest issue only, in hour order, null where an interval is unknown.
+        var none = await JsonAsync(await client.GetAsync($"/api/v1/predictions/{meter}"), HttpStatusCode.OK);
+        Assert.Equal((System.Text.Json.JsonValueKind.Null, 0), (none.GetProperty("issued_at").ValueKind, none.GetProperty("hours").GetArrayLength()));
+        foreach (var (issued, mean) in new[] { (Hour.AddHours(-1), 1.0), (Hour, 2.0) })
+            for (var h = 0; h < 24; h++)
+                await ExecuteAsync("""
+                    INSERT INTO sensors.predictions (node_id, district_id, metric, issued_at, target_time, method, mean, lower_80, upper_80, lower_95, upper_95)
+                    VALUES ($1, $2, 'flow', $3, $4, 'seasonal_naive_weekly', $5, NULL, NULL, NULL, NULL)
+                    """, meter, district, issued, issued.AddHours(h), mean + h);
+        var prediction = await JsonAsync(await client.GetAsync($"/api/v1/predictions/{meter}"), HttpStatusCode.OK);
+        Assert.Equal(("seasonal_naive_weekly", 24), (prediction.GetProperty("method").GetString(), prediction.GetProperty("hours").GetArrayLength()));
+        Assert.Equal(new DateTimeOffset(Hour), prediction.GetProperty("issued_at").GetDateTimeOffset());
+        Assert.Equal(Enumerable.Range(0, 24).Select(h => 2.0 + h), prediction.GetProperty("hours").EnumerateArray().Select(x => x.GetProperty("mean").GetDouble()));
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, prediction.GetProperty("hours")[0].GetProperty("lower_80").ValueKind);
+        await ProblemAsync(await client.GetAsync("/api/v1/predictions/no-such-node"), HttpStatusCode.NotFound);
+
         var dashboard = await JsonAsync(await client.GetAsync("/api/v1/dashboard/summary"), HttpStatusCode.OK);
         Assert.True(dashboard.GetProperty("status").GetProperty("nodes").GetInt32() >= 2);
         Assert.Contains(dashboard.GetProperty("latest_efficiency").EnumerateArray(), e => e.GetProperty("district_id").GetString() == district);

@@ -16,7 +16,7 @@ using SensorReading = StreamHealth.Schemas.Avro.Sensors.SensorReading;
 namespace StreamHealth.Tests.Sensors;
 
 /// <summary>The whole sensors pipeline on real parts over four simulated days of one district with one injected burst: readings →
-/// windows → the district analysis → anomalies, window quality and efficiency in PostgreSQL.</summary>
+/// windows → the district analysis → anomalies, window quality, efficiency and flow predictions in PostgreSQL.</summary>
 public sealed class SensorsDistrictPipelineFixture : IDisposable
 {
     public EmbeddedKafkaFixture Kafka { get; } = new();
@@ -32,7 +32,7 @@ public sealed class SensorsDistrictPipelineFixture : IDisposable
     public SensorsDistrictPipelineFixture()
     {
         var readings = Kafka.NewTopic("dsr");
-        var districts = new DistrictTopics(Kafka.NewTopic("dsd"), Kafka.NewTopic("dsa"), Kafka.NewTopic("dsq"), Kafka.NewTopic("dse"));
+        var districts = new DistrictTopics(Kafka.NewTopic("dsd"), Kafka.NewTopic("dsa"), Kafka.NewTopic("dsq"), Kafka.NewTopic("dse"), Kafka.NewTopic("dsp"));
         Kafka.Cluster.CreateTopic(readings + Topics.DeadLetterSuffix, 1);
         Kafka.Cluster.CreateTopic(districts.Windows + Topics.DeadLetterSuffix, 1);
         var connectionString = LocalServices.PostgresConnectionString(LocalServices.NewDatabaseName("sensors_districts"));
@@ -153,5 +153,30 @@ public sealed class SensorsDistrictPipelineTests(SensorsDistrictPipelineFixture 
         Assert.InRange(first.Nrw, 0.06 * first.Metered + 0.3 * 86.4 - 8, 0.06 * first.Metered + 0.3 * 86.4 + 8);
         var burstDay = days.Single(d => burst.StartUnixMs >= d.Day && burst.StartUnixMs < d.Day + 86_400_000);
         Assert.True(burstDay.Nrw > first.Nrw + 5, $"the burst's day lost {burstDay.Nrw:F1} m³, the first {first.Nrw:F1}");
+    }
+
+    [Fact]
+    public void Every_inflow_and_meter_gets_a_24_hour_forecast_each_hour_once_it_has_three_days()
+    {
+        // The predictor starts after 72 hours: from the fourth day on, a forecast per node and hour (the hour ending at the end of
+        // the run's data is never closed, nor are the hours within the grace of it).
+        var flowNodes = f.Simulator.Nodes.Count(n => n.Kind is "inflow" or "meter");
+        WaitFor(() => f.Count("SELECT count(DISTINCT node_id) FROM sensors.predictions") == flowNodes
+                      && f.Count("SELECT count(DISTINCT issued_at) FROM sensors.predictions") >= 20, TimeSpan.FromMinutes(3),
+            () => $"{f.Count("SELECT count(DISTINCT node_id) FROM sensors.predictions")} nodes, {f.Count("SELECT count(DISTINCT issued_at) FROM sensors.predictions")} issues");
+        // Each forecast is 24 consecutive hours from its issue time.
+        Assert.Equal(0, f.Count("""
+            SELECT count(*) FROM (SELECT node_id, issued_at, count(*) AS n, min(target_time) AS first, max(target_time) AS last
+                                  FROM sensors.predictions GROUP BY node_id, issued_at) x
+            WHERE n <> 24 OR first <> issued_at OR last <> issued_at + interval '23 hours'
+            """));
+        Assert.Equal(0, f.Count("SELECT count(*) FROM sensors.predictions WHERE issued_at < (SELECT min(window_start) FROM sensors.window_quality) + interval '71 hours'"));
+        // Intervals hold the mean, the 95 % one the 80 % one, where the node has enough past errors to give them.
+        Assert.Equal(0, f.Count("""
+            SELECT count(*) FROM sensors.predictions
+            WHERE lower_80 IS NOT NULL AND NOT (lower_95 <= lower_80 AND lower_80 <= upper_80 AND upper_80 <= upper_95)
+            """));
+        Assert.Equal(0, f.Count("SELECT count(*) FROM sensors.predictions WHERE NOT (mean BETWEEN -1 AND 30)"));
+        Assert.Equal(0, f.Count("SELECT count(*) FROM sensors.predictions WHERE method NOT IN ('holt_winters_daily', 'seasonal_naive_daily', 'seasonal_naive_weekly')"));
     }
 }

@@ -38,7 +38,7 @@ public sealed class SensorsTopologyFixture : IDisposable
         Metrics = Kafka.NewTopic("sensm", 2);
         Kafka.Cluster.CreateTopic(Readings + Topics.DeadLetterSuffix, 1);
         Districts = new StreamHealth.Sensors.Districts.DistrictTopics(Kafka.NewTopic("sensd", 2), Kafka.NewTopic("sensa", 2), Kafka.NewTopic("sensq", 2),
-            Kafka.NewTopic("sense", 2));
+            Kafka.NewTopic("sense", 2), Kafka.NewTopic("sensp", 2));
         Kafka.Cluster.CreateTopic(Districts.Windows + Topics.DeadLetterSuffix, 1);
         var connectionString = LocalServices.PostgresConnectionString(LocalServices.NewDatabaseName("sensors_topology"));
         StreamHealth.Runtime.Storage.PostgresMigrator.MigrateAsync(connectionString).GetAwaiter().GetResult();

@@ -77,6 +77,7 @@ public sealed class AccessWalkTests(GatewayStackFixture f) : IClassFixture<Gatew
         ["GET /api/v1/network/efficiency"] = _ => Get("/api/v1/network/efficiency"),
         ["GET /api/v1/network/metrics"] = _ => Get("/api/v1/network/metrics"),
         ["GET /api/v1/dashboard/summary"] = _ => Get("/api/v1/dashboard/summary"),
+        ["GET /api/v1/predictions/{nodeId}"] = p => Get($"/api/v1/predictions/walk-{p.UserId}"),
     };
 
     [Fact]

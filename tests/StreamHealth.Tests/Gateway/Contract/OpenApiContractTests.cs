@@ -57,6 +57,7 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
         ["GET /api/v1/network/efficiency"] = [200, 400, 401, 403, 429, 503],
         ["GET /api/v1/network/metrics"] = [200, 401, 403, 429, 503],
         ["GET /api/v1/dashboard/summary"] = [200, 401, 403, 429, 503],
+        ["GET /api/v1/predictions/{nodeId}"] = [200, 400, 401, 403, 404, 429, 503],
         ["POST /api/v1/health-goals"] = [200, 201, 400, 401, 403, 409, 413, 422, 429, 503],
         ["GET /api/v1/health-goals/user/{userId}"] = [200, 400, 401, 403, 429, 503],
         ["GET /api/v1/health-metrics/user/{userId}/summary"] = [200, 400, 401, 403, 429, 503],
@@ -196,6 +197,7 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
             new("GET", "/api/v1/quality/no-such-node"),
             new("GET", "/api/v1/network/efficiency"), new("GET", "/api/v1/network/efficiency?days=0"),
             new("GET", "/api/v1/network/metrics"), new("GET", "/api/v1/dashboard/summary"),
+            new("GET", $"/api/v1/predictions/contract-{weightUser}"), new("GET", "/api/v1/predictions/no-such-node"), new("GET", "/api/v1/predictions/bad%20id"),
         };
         var failures = new List<string>();
         var seen = new Dictionary<string, List<int>>();
