@@ -96,4 +96,34 @@ public static class FlowPredictionCheck
         }
         return scores;
     }
+
+    /// <summary>The predictor on one hourly series (NaN: missing), as the pipeline would feed it hour by hour: a forecast from every
+    /// 24th hour from the fourth day on, scored against the series over the next 24 hours, beside the seasonal-naive forecast.</summary>
+    public static FlowPredictionScore? Score(string name, IReadOnlyList<double> hourly)
+    {
+        var predictor = new NodePredictor();
+        double model = 0, naive = 0;
+        int n = 0, in80 = 0, in95 = 0, withIntervals = 0, issued = 0;
+        for (var t = 0; t < hourly.Count; t++)
+        {
+            predictor.Add(t * HourMs, hourly[t]);
+            if (t < 3 * 24 - 1 || (t + 1) % 24 != 0 || predictor.Forecast() is not { } points) continue;
+            issued++;
+            foreach (var p in points)
+            {
+                var target = t + p.Horizon;
+                if (target >= hourly.Count || double.IsNaN(hourly[target]) || double.IsNaN(hourly[target - 24])) continue;
+                var y = hourly[target];
+                model += Math.Abs(y - p.Point);
+                naive += Math.Abs(y - hourly[target - 24]);
+                n++;
+                if (double.IsNaN(p.Low80)) continue;
+                withIntervals++;
+                if (y >= p.Low80 && y <= p.High80) in80++;
+                if (y >= p.Low95 && y <= p.High95) in95++;
+            }
+        }
+        return n == 0 ? null : new FlowPredictionScore(name, "NAB", issued, model / n, naive / n,
+            withIntervals == 0 ? double.NaN : (double)in80 / withIntervals, withIntervals == 0 ? double.NaN : (double)in95 / withIntervals);
+    }
 }
