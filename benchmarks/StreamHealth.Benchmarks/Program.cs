@@ -14,6 +14,7 @@ using StreamHealth.Benchmarks.Weight;
 // dotnet run -c Release -- quick-plot [requests]      (POST /quick_plot with a 2-day Dexcom file, gateway process on loopback)
 // dotnet run -c Release -- cgm-loop [copies]          (CGM window topology end to end, one thread, Hall 2018 × copies)
 // dotnet run -c Release -- sensors-loop [districts] [days]  (sensors windowed metrics end to end, one thread, simulated network)
+// dotnet run -c Release -- sensors-api [nodes] [seconds] [requests/s]  (GET /api/v1/nodes/{id}/metrics from the cache, open loop; needs the dev services)
 // dotnet run -c Release -- weight-accuracy [users] [seed]  (synthetic cohort: Kalman filter vs rolling median and EMA)
 // dotnet run -c Release -- forecast-loop [requests] [model.onnx] [batch sizes] [rates/s] [seconds] [intra-op threads] [max wait ms]
 //                                                      (forecast consumer end to end: throughput and latency per MaxBatchSize)
@@ -35,6 +36,8 @@ return args.FirstOrDefault() switch
         Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "..", "shared", "data"))),
     "cgm-loop" => StreamHealth.Benchmarks.Streams.CgmLoopHarness.Run(args.Length > 1 ? int.Parse(args[1]) : 6,
         Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "..", "shared", "data"))),
+    "sensors-api" => StreamHealth.Benchmarks.Sensors.SensorsApiHarness.Run(args.Length > 1 ? int.Parse(args[1]) : 500, args.Length > 2 ? int.Parse(args[2]) : 30,
+        args.Length > 3 ? int.Parse(args[3]) : 1_000),
     "sensors-loop" => StreamHealth.Benchmarks.Streams.SensorsLoopHarness.Run(args.Length > 1 ? int.Parse(args[1]) : 3, args.Length > 2 ? int.Parse(args[2]) : 2),
     "weight-accuracy" => WeightAccuracy.Run(args.Length > 1 ? int.Parse(args[1]) : 1_000,
         args.Length > 2 ? int.Parse(args[2]) : StreamHealth.Weight.Samples.SyntheticWeightCohort.DefaultSeed),

@@ -139,29 +139,10 @@ public static class InsightsApiHarness
         }
         // Three seconds at the rate first, not counted: the gateway's JIT tiers up the path (a fresh process's first second
         // is tier-0 code and background compiles) as it would have long before in service.
-        Task.WaitAll([.. Paced(postsPerSecond * 3, out _)]);
-        var total = postsPerSecond * seconds;
-        var posts = Paced(total, out var sentAt);
+        Task.WaitAll([.. OpenLoop.Paced(postsPerSecond, postsPerSecond * 3, Post, out _)]);
+        var posts = OpenLoop.Paced(postsPerSecond, postsPerSecond * seconds, Post, out var sentAt);
         Task.WaitAll([.. posts]);
         var results = posts.Select(t => t.Result).ToList();
-
-        List<Task<(double Ms, int Status)>> Paced(int count, out double[] sentAtSeconds)
-        {
-            var sent = new List<Task<(double Ms, int Status)>>(count);
-            sentAtSeconds = new double[count];
-            var paced = Stopwatch.StartNew();
-            for (var n = 0; n < count; n++)
-            {
-                var due = TimeSpan.FromSeconds((double)n / postsPerSecond);
-                // Whole milliseconds only: a shorter Thread.Sleep is a sched_yield, and a loop of them kept a core busy (the
-                // pacer took CPU from the gateway it measures). A request goes out at most 1 ms before its time.
-                var wait = (due - paced.Elapsed).TotalMilliseconds;
-                if (wait >= 1) Thread.Sleep((int)wait);
-                sentAtSeconds[n] = paced.Elapsed.TotalSeconds;
-                sent.Add(Post());
-            }
-            return sent;
-        }
         var accepted = results.Where(r => r.Status == 202).Select(r => r.Ms).Order().ToArray();
         Console.WriteLine($"POST /api/v1/health-metrics/ at {postsPerSecond} requests/s for {seconds} s (open loop, bearer tokens, 202 after the broker's ack):");
         Console.WriteLine($"  {results.Count:N0} requests, {accepted.Length:N0} × 202, others: " +

@@ -85,3 +85,28 @@ internal static class HarnessHost
         }
     }
 }
+
+/// <summary>An open-loop load: requests sent at a fixed rate whatever the answers' latency (a closed loop would slow down with
+/// the server and hide its tail), each timed from when it was sent.</summary>
+internal static class OpenLoop
+{
+    /// <summary>Sends <paramref name="count"/> requests at <paramref name="perSecond"/>; returns their tasks and when each went out
+    /// (seconds from the start).</summary>
+    public static List<Task<(double Ms, int Status)>> Paced(int perSecond, int count, Func<Task<(double Ms, int Status)>> send, out double[] sentAtSeconds)
+    {
+        var sent = new List<Task<(double Ms, int Status)>>(count);
+        sentAtSeconds = new double[count];
+        var paced = System.Diagnostics.Stopwatch.StartNew();
+        for (var n = 0; n < count; n++)
+        {
+            var due = TimeSpan.FromSeconds((double)n / perSecond);
+            // Whole milliseconds only: a shorter Thread.Sleep is a sched_yield, and a loop of them kept a core busy (the
+            // pacer took CPU from the gateway it measures). A request goes out at most 1 ms before its time.
+            var wait = (due - paced.Elapsed).TotalMilliseconds;
+            if (wait >= 1) Thread.Sleep((int)wait);
+            sentAtSeconds[n] = paced.Elapsed.TotalSeconds;
+            sent.Add(send());
+        }
+        return sent;
+    }
+}
