@@ -51,6 +51,10 @@ public static class DistrictTopology
     public const string OutboxStore = "sensors-district-outbox";
     public const string PendingStore = "sensors-district-pending";
     public const string PredictorStore = "sensors-district-predictors";
+    /// <summary>How often (wall clock) districts whose nodes went silent release what waited for them.</summary>
+    public static readonly TimeSpan ReleaseInterval = TimeSpan.FromSeconds(5);
+    /// <summary>How long (event time) released windows stay in the pending store before they are deleted.</summary>
+    public static readonly TimeSpan PendingKeep = TimeSpan.FromDays(3);
     /// <summary>A node sending nothing for this long (wall clock; at least three of its reporting intervals) is not waited for.</summary>
     public static readonly TimeSpan IdleAfter = TimeSpan.FromSeconds(30);
     /// <summary>How far behind the newest processed offset a record's outputs are kept: far more records than one commit interval
@@ -74,7 +78,7 @@ public static class DistrictTopology
             Processor = services => TransformerBuilder.New<byte[], byte[], byte[], Emission>()
                 .Transformer<DistrictProcessor>(services, settings)
                 .StateStore(Stores.KeyValueStoreBuilder(Stores.PersistentKeyValueStore(StateStore), new StringSerDes(),
-                        new FencedSerDes<DistrictAnalyzer>(new DistrictAnalyzerSerDes(options)))
+                        new FencedSerDes<DistrictState>(new DistrictStateSerDes(options)))
                     .WithCachingEnabled())
                 .Build(),
             MoreStores =
@@ -128,7 +132,7 @@ public static class DistrictTopology
         private readonly AvroSerDes<AvroRecords.Sensors.DistrictEfficiency> _efficiency = null!;
         private readonly AvroSerDes<AvroRecords.Sensors.SensorPrediction> _predictions = null!;
         private IKeyValueStore<string, byte[]> _predictors = null!;
-        private IKeyValueStore<string, Fenced<DistrictAnalyzer>> _state = null!;
+        private IKeyValueStore<string, Fenced<DistrictState>> _state = null!;
         private IKeyValueStore<string, byte[]> _outbox = null!;
         private IKeyValueStore<string, byte[]> _pending = null!;
         // Per district and node: the newest window end seen and when (wall clock, Environment.TickCount64) it came. In memory: after a
@@ -137,7 +141,7 @@ public static class DistrictTopology
         private readonly List<string> _released = [];
         // The task's analysers, as the store holds them (each Put is the whole analyser; the store's cache absorbs the rewrites
         // until the commit): kept decoded, so a window costs an encode, not a decode and an encode.
-        private readonly Dictionary<string, Fenced<DistrictAnalyzer>> _analyzers = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, Fenced<DistrictState>> _analyzers = new(StringComparer.Ordinal);
         private readonly List<(string Topic, byte[] Key, byte[] Value, long TimeUnixMs, string OutputId)> _emissions = [];
         private IReadOnlyDictionary<string, SensorNode>? _optionsFrom;
         private DistrictAnalyzerOptions _options = null!;
@@ -162,7 +166,7 @@ public static class DistrictTopology
         {
             _analyzers.Clear();
             _purgedBelow = -1;
-            _state = (IKeyValueStore<string, Fenced<DistrictAnalyzer>>)(Context.GetStateStore(StateStore)
+            _state = (IKeyValueStore<string, Fenced<DistrictState>>)(Context.GetStateStore(StateStore)
                 ?? throw new InvalidOperationException($"store {StateStore} is not connected to the processor"));
             _outbox = (IKeyValueStore<string, byte[]>)(Context.GetStateStore(OutboxStore)
                 ?? throw new InvalidOperationException($"store {OutboxStore} is not connected to the processor"));
@@ -171,6 +175,9 @@ public static class DistrictTopology
             _predictors = (IKeyValueStore<string, byte[]>)(Context.GetStateStore(PredictorStore)
                 ?? throw new InvalidOperationException($"store {PredictorStore} is not connected to the processor"));
             _progress.Clear();
+            // Nodes that went silent release what waited for them, also when nothing else arrives (the end of a backfill, a
+            // district whose every node stopped).
+            Context.Schedule(ReleaseInterval, PunctuationType.PROCESSING_TIME, now => Punctuation(ReleaseIdle, now));
         }
 
         protected override void Process(in InputRecord<AvroRecords.Common.DistrictKey, AvroRecords.Sensors.SensorMetric> record)
@@ -196,16 +203,18 @@ public static class DistrictTopology
                     foreach (var e in DecodeOutbox(kept)) EmitBytes(e.Topic, e.Key, e.Value, e.TimeUnixMs, e.OutputId);
                 return;
             }
-            var analyzer = entry.Value;
-            analyzer.UseOptions(CurrentOptions());
+            var state = entry.Value;
+            state.Analyzer.UseOptions(CurrentOptions());
             _emissions.Clear();
             var window = NodeWindow.FromAvro(m, NodeKinds.Parse(node.Kind));
-            _pending.Put(PendingKey(districtId, window), NodeWindowCodec.Encode(window));
             Track(districtId, window, node.CadenceSeconds);
             try
             {
-                ReleaseInto(analyzer, districtId);
-                var applied = new Fenced<DistrictAnalyzer>(record.Offset, analyzer);
+                // Later than what was released already: straight to the analyser (which judges a late window itself).
+                if (window.WindowEndUnixMs <= state.ReleasedThroughUnixMs) Apply(state, districtId, window);
+                else _pending.Put(PendingKey(districtId, window), NodeWindowCodec.Encode(window));
+                Release(state, districtId);
+                var applied = new Fenced<DistrictState>(record.Offset, state);
                 _state.Put(districtId, applied);
                 _analyzers[districtId] = applied;
                 if (_emissions.Count > 0) _outbox.Put(OutboxKey(record.Offset), EncodeOutbox(_emissions));
@@ -218,6 +227,39 @@ public static class DistrictTopology
             }
             foreach (var e in _emissions) EmitBytes(e.Topic, e.Key, e.Value, e.TimeUnixMs, e.OutputId);
             Purge(record.Offset);
+        }
+
+        /// <summary>Punctuation: each district whose watermark moved because nodes went silent releases its pending windows. The
+        /// outputs join the outbox entry of the district's last applied record, so a replay of that record after a crash sends
+        /// them again; the released position is in the same store value as the analyser, so a crash before the next commit
+        /// forgets both and this runs again with the same result.</summary>
+        private void ReleaseIdle(long now)
+        {
+            foreach (var districtId in _progress.Keys)
+            {
+                var entry = Load(districtId);
+                if (entry.AppliedOffset < 0 || Watermark(districtId) <= entry.Value.ReleasedThroughUnixMs) continue;
+                _emissions.Clear();
+                try
+                {
+                    entry.Value.Analyzer.UseOptions(CurrentOptions());
+                    Release(entry.Value, districtId);
+                    _state.Put(districtId, entry);
+                    if (_emissions.Count > 0)
+                    {
+                        var key = OutboxKey(entry.AppliedOffset);
+                        var all = _outbox.Get(key) is { } kept ? DecodeOutbox(kept) : [];
+                        all.AddRange(_emissions);
+                        _outbox.Put(key, EncodeOutbox(all));
+                    }
+                }
+                catch
+                {
+                    _analyzers.Remove(districtId);
+                    throw;
+                }
+                foreach (var e in _emissions) EmitBytes(e.Topic, e.Key, e.Value, e.TimeUnixMs, e.OutputId);
+            }
         }
 
         private void Track(string districtId, in NodeWindow window, int cadenceSeconds)
@@ -248,27 +290,48 @@ public static class DistrictTopology
             return watermark;
         }
 
-        /// <summary>Feeds the analyser the district's pending windows up to its watermark, in window-end order, and encodes what
-        /// they produce.</summary>
-        private void ReleaseInto(DistrictAnalyzer analyzer, string districtId)
+        /// <summary>Feeds the analyser the district's pending windows after what it released already, up to its watermark, in
+        /// window-end order, and encodes what they produce. The pending windows stay (the released position moves instead, in
+        /// the analyser's store value, so a crash forgets both or neither); <see cref="PurgePending"/> deletes them days later.</summary>
+        private void Release(DistrictState state, string districtId)
         {
             var watermark = Watermark(districtId);
-            _released.Clear();
+            if (watermark <= state.ReleasedThroughUnixMs) return;
             var windows = new List<NodeWindow>();
-            using (var range = _pending.Range(districtId + "|", watermark == long.MaxValue ? districtId + "}" : PendingPrefix(districtId, watermark) + "~"))
+            var from = state.ReleasedThroughUnixMs == long.MinValue ? districtId + "|" : PendingPrefix(districtId, state.ReleasedThroughUnixMs) + "~";
+            using (var range = _pending.Range(from, watermark == long.MaxValue ? districtId + "}" : PendingPrefix(districtId, watermark) + "~"))
                 while (range.MoveNext())
-                    if (range.Current is { Key: { } key, Value: { } value })
-                    {
-                        _released.Add(key);
-                        windows.Add(NodeWindowCodec.Decode(value));
-                    }
-            foreach (var w in windows)
-            {
-                var outputs = analyzer.Add(w);
-                Encode(outputs);
-                if (FlowPredictions.Feeds(w)) Predict(districtId, w, FlowPredictions.HourValue(w, outputs, analyzer));
-            }
+                    if (range.Current is { Value: { } value }) windows.Add(NodeWindowCodec.Decode(value));
+            foreach (var w in windows) Apply(state, districtId, w);
+            var releasedThrough = watermark != long.MaxValue ? watermark : windows.Count > 0 ? windows[^1].WindowEndUnixMs : state.ReleasedThroughUnixMs;
+            state.ReleasedThroughUnixMs = Math.Max(state.ReleasedThroughUnixMs, releasedThrough);
+            PurgePending(districtId, state.ReleasedThroughUnixMs);
+        }
+
+        private void Apply(DistrictState state, string districtId, in NodeWindow w)
+        {
+            var outputs = state.Analyzer.Add(w);
+            Encode(outputs);
+            if (FlowPredictions.Feeds(w)) Predict(districtId, w, FlowPredictions.HourValue(w, outputs, state.Analyzer));
+        }
+
+        // Per district: the window end up to which the pending store was purged.
+        private readonly Dictionary<string, long> _pendingPurgedThrough = new(StringComparer.Ordinal);
+
+        /// <summary>Deletes the district's pending windows released more than <see cref="PendingKeep"/> (of event time) before its
+        /// released position, an hour's worth at a time: long enough that no crash can take the released position back past them.</summary>
+        private void PurgePending(string districtId, long releasedThroughUnixMs)
+        {
+            if (releasedThroughUnixMs == long.MinValue) return;
+            var bound = releasedThroughUnixMs - (long)PendingKeep.TotalMilliseconds;
+            var purged = _pendingPurgedThrough.GetValueOrDefault(districtId, long.MinValue);
+            if (bound - purged < 3_600_000) return;
+            _released.Clear();
+            using (var range = _pending.Range(districtId + "|", PendingPrefix(districtId, bound) + "~"))
+                while (range.MoveNext())
+                    if (range.Current is { Key: { } key }) _released.Add(key);
             foreach (var key in _released) _pending.Delete(key);
+            _pendingPurgedThrough[districtId] = bound;
         }
 
         /// <summary>Adds the node's hour to its predictor and, when the hour is new, emits the forecast from it.</summary>
@@ -298,10 +361,10 @@ public static class DistrictTopology
                 $"sensors-prediction:{w.NodeId}:{w.Metric}:{issued}"));
         }
 
-        private Fenced<DistrictAnalyzer> Load(string districtId)
+        private Fenced<DistrictState> Load(string districtId)
         {
             if (_analyzers.TryGetValue(districtId, out var entry)) return entry;
-            entry = _state.Get(districtId) ?? new Fenced<DistrictAnalyzer>(-1, new DistrictAnalyzer(districtId, _settings.Options));
+            entry = _state.Get(districtId) ?? new Fenced<DistrictState>(-1, new DistrictState(new DistrictAnalyzer(districtId, _settings.Options)));
             _analyzers[districtId] = entry;
             return entry;
         }
@@ -495,5 +558,30 @@ public static class NodeWindowCodec
             BinaryPrimitives.ReadInt32BigEndian(bytes[13..]), BinaryPrimitives.ReadInt32BigEndian(bytes[17..]), BinaryPrimitives.ReadInt32BigEndian(bytes[21..]),
             BinaryPrimitives.ReadDoubleBigEndian(d), BinaryPrimitives.ReadDoubleBigEndian(d[8..]), BinaryPrimitives.ReadDoubleBigEndian(d[16..]),
             BinaryPrimitives.ReadDoubleBigEndian(d[24..]), BinaryPrimitives.ReadDoubleBigEndian(d[32..]), BinaryPrimitives.ReadDoubleBigEndian(d[40..]));
+    }
+}
+
+/// <summary>A district's state in the store: its analyser and the window end up to which its pending windows were released to it
+/// (in one value, so a crash keeps or forgets both).</summary>
+public sealed class DistrictState(DistrictAnalyzer analyzer)
+{
+    public DistrictAnalyzer Analyzer { get; } = analyzer;
+    public long ReleasedThroughUnixMs { get; set; } = long.MinValue;
+}
+
+/// <summary>[released through: int64 big-endian][the analyser's own format].</summary>
+public sealed class DistrictStateSerDes(DistrictAnalyzerOptions? options = null) : CodecSerDes<DistrictState>
+{
+    public override byte[] Encode(DistrictState value, int headroom)
+    {
+        var bytes = value.Analyzer.Save(headroom + 8);
+        BinaryPrimitives.WriteInt64BigEndian(bytes.AsSpan(headroom), value.ReleasedThroughUnixMs);
+        return bytes;
+    }
+
+    public override DistrictState Decode(ReadOnlySpan<byte> data)
+    {
+        if (data.Length < 8) throw new FormatException($"district state: {data.Length} bytes");
+        return new DistrictState(DistrictAnalyzer.Restore(data[8..], options)) { ReleasedThroughUnixMs = BinaryPrimitives.ReadInt64BigEndian(data) };
     }
 }

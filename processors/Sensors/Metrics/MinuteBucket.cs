@@ -13,7 +13,10 @@ public readonly record struct BucketReading(long TimeUnixMs, double Value, long 
 public sealed class MinuteBucket
 {
     public List<BucketReading> Readings { get; } = [];
-    public int DuplicateCount { get; set; }
+    /// <summary>The source offsets of the repeats (readings whose event time was already counted): a repeat processed again after
+    /// a crash is known by its offset and not counted twice.</summary>
+    public List<long> DuplicateOffsets { get; } = [];
+    public int DuplicateCount => DuplicateOffsets.Count;
     public int LateCount { get; set; }
 
     /// <summary>How a reading changed the bucket.</summary>
@@ -23,12 +26,13 @@ public sealed class MinuteBucket
     /// reading with an event time already counted is a duplicate: counted as such, its value kept out (the first counts).</summary>
     public Outcome Add(long timeUnixMs, double value, long sourceOffset, bool late)
     {
+        if (DuplicateOffsets.Contains(sourceOffset)) return Outcome.AlreadyApplied;
         foreach (var r in Readings)
         {
             if (r.SourceOffset == sourceOffset) return Outcome.AlreadyApplied;
             if (r.TimeUnixMs == timeUnixMs)
             {
-                DuplicateCount++;
+                DuplicateOffsets.Add(sourceOffset);
                 return Outcome.Duplicate;
             }
         }
@@ -38,23 +42,24 @@ public sealed class MinuteBucket
     }
 }
 
-/// <summary>[format 1][duplicates int32][late int32][count int32] then per reading [time int64][value float64][offset int64],
-/// little-endian. A format of its own (not Avro): it never leaves the store.</summary>
+/// <summary>[format 2][late int32][count int32][duplicates int32] then per reading [time int64][value float64][offset int64], then
+/// per duplicate [offset int64]; little-endian. A format of its own (not Avro): it never leaves the store. Format 1 (a duplicate
+/// count without offsets) is still read, its repeats given offsets no record has.</summary>
 public sealed class MinuteBucketSerDes : CodecSerDes<MinuteBucket>
 {
     public static readonly MinuteBucketSerDes Instance = new();
-    private const byte Format = 1;
+    private const byte Format = 2;
     private const int Header = 13;
     private const int ReadingBytes = 24;
 
     public override byte[] Encode(MinuteBucket value, int headroom)
     {
-        var bytes = new byte[headroom + Header + value.Readings.Count * ReadingBytes];
+        var bytes = new byte[headroom + Header + value.Readings.Count * ReadingBytes + value.DuplicateOffsets.Count * 8];
         var span = bytes.AsSpan(headroom);
         span[0] = Format;
-        BinaryPrimitives.WriteInt32LittleEndian(span[1..], value.DuplicateCount);
-        BinaryPrimitives.WriteInt32LittleEndian(span[5..], value.LateCount);
-        BinaryPrimitives.WriteInt32LittleEndian(span[9..], value.Readings.Count);
+        BinaryPrimitives.WriteInt32LittleEndian(span[1..], value.LateCount);
+        BinaryPrimitives.WriteInt32LittleEndian(span[5..], value.Readings.Count);
+        BinaryPrimitives.WriteInt32LittleEndian(span[9..], value.DuplicateOffsets.Count);
         var at = Header;
         foreach (var r in value.Readings)
         {
@@ -63,19 +68,39 @@ public sealed class MinuteBucketSerDes : CodecSerDes<MinuteBucket>
             BinaryPrimitives.WriteInt64LittleEndian(span[(at + 16)..], r.SourceOffset);
             at += ReadingBytes;
         }
+        foreach (var offset in value.DuplicateOffsets)
+        {
+            BinaryPrimitives.WriteInt64LittleEndian(span[at..], offset);
+            at += 8;
+        }
         return bytes;
     }
 
     public override MinuteBucket Decode(ReadOnlySpan<byte> data)
     {
-        if (data.Length < Header || data[0] != Format) throw new FormatException($"minute bucket: format {(data.Length > 0 ? data[0] : -1)} of {data.Length} bytes, expected format {Format}");
-        var count = BinaryPrimitives.ReadInt32LittleEndian(data[9..]);
-        if (count < 0 || data.Length != Header + (long)count * ReadingBytes) throw new FormatException($"minute bucket: {data.Length} bytes for {count} readings");
-        var bucket = new MinuteBucket
+        if (data.Length < Header || data[0] is not (1 or Format))
+            throw new FormatException($"minute bucket: format {(data.Length > 0 ? data[0] : -1)} of {data.Length} bytes, expected format {Format}");
+        var bucket = new MinuteBucket();
+        int count, duplicates;
+        if (data[0] == 1)
         {
-            DuplicateCount = BinaryPrimitives.ReadInt32LittleEndian(data[1..]),
-            LateCount = BinaryPrimitives.ReadInt32LittleEndian(data[5..]),
-        };
+            // [format 1][duplicates][late][count]: the repeats' offsets were not kept.
+            duplicates = BinaryPrimitives.ReadInt32LittleEndian(data[1..]);
+            bucket.LateCount = BinaryPrimitives.ReadInt32LittleEndian(data[5..]);
+            count = BinaryPrimitives.ReadInt32LittleEndian(data[9..]);
+            if (count < 0 || duplicates < 0 || data.Length != Header + (long)count * ReadingBytes)
+                throw new FormatException($"minute bucket: {data.Length} bytes for {count} readings");
+            for (var i = 0; i < duplicates; i++) bucket.DuplicateOffsets.Add(-1 - i);
+        }
+        else
+        {
+            bucket.LateCount = BinaryPrimitives.ReadInt32LittleEndian(data[1..]);
+            count = BinaryPrimitives.ReadInt32LittleEndian(data[5..]);
+            duplicates = BinaryPrimitives.ReadInt32LittleEndian(data[9..]);
+            if (count < 0 || duplicates < 0 || data.Length != Header + (long)count * ReadingBytes + (long)duplicates * 8)
+                throw new FormatException($"minute bucket: {data.Length} bytes for {count} readings and {duplicates} repeats");
+            for (var i = 0; i < duplicates; i++) bucket.DuplicateOffsets.Add(BinaryPrimitives.ReadInt64LittleEndian(data[(Header + count * ReadingBytes + i * 8)..]));
+        }
         bucket.Readings.Capacity = count;
         for (var i = 0; i < count; i++)
         {

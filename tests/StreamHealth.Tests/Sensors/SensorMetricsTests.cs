@@ -55,11 +55,17 @@ public sealed class SensorMetricsTests
         Assert.Equal(MinuteBucket.Outcome.Added, b.Add(1_000, 5, sourceOffset: 10, late: false));
         Assert.Equal(MinuteBucket.Outcome.Duplicate, b.Add(1_000, 6, sourceOffset: 11, late: false));
         Assert.Equal(MinuteBucket.Outcome.AlreadyApplied, b.Add(1_000, 5, sourceOffset: 10, late: false));
+        // The repeat processed again after a crash (its series' fence lost, its minute kept): known by its offset, not counted twice.
+        Assert.Equal(MinuteBucket.Outcome.AlreadyApplied, b.Add(1_000, 6, sourceOffset: 11, late: false));
         Assert.Equal(MinuteBucket.Outcome.Added, b.Add(2_000, 7, sourceOffset: 12, late: true));
         Assert.Equal((2, 1, 1), (b.Readings.Count, b.DuplicateCount, b.LateCount));
         var decoded = MinuteBucketSerDes.Instance.Decode(MinuteBucketSerDes.Instance.Encode(b));
         Assert.Equal(b.Readings, decoded.Readings);
         Assert.Equal((1, 1), (decoded.DuplicateCount, decoded.LateCount));
+        Assert.Equal(MinuteBucket.Outcome.AlreadyApplied, decoded.Add(1_000, 6, sourceOffset: 11, late: false));
+        // Format 1 (a count of repeats, no offsets) is still read.
+        byte[] formatOne = [1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        Assert.Equal((0, 2, 0), MinuteBucketSerDes.Instance.Decode(formatOne) is var old ? (old.Readings.Count, old.DuplicateCount, old.LateCount) : default);
         Assert.Throws<FormatException>(() => MinuteBucketSerDes.Instance.Decode([1, 0, 0]));
         Assert.Throws<FormatException>(() => MinuteBucketSerDes.Instance.Decode([.. MinuteBucketSerDes.Instance.Encode(b), 0]));
     }
