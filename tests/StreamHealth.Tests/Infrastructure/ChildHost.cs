@@ -28,6 +28,20 @@ public sealed class ChildHost : IDisposable
         }
     }
 
+    /// <summary>The settings of a `run` child against the test's broker, its own database on the test PostgreSQL, the test Redis
+    /// and a schema registry: what every crash test passes.</summary>
+    public static Dictionary<string, string> RunEnvironment(string bootstrapServers, string stateDirectory, string database, string registryUrl) => new()
+    {
+        ["STREAMHEALTH_Kafka__BootstrapServers"] = bootstrapServers,
+        ["STREAMHEALTH_State__Directory"] = stateDirectory,
+        ["STREAMHEALTH_Postgres__Port"] = LocalServices.PostgresPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["STREAMHEALTH_Postgres__Database"] = database,
+        ["STREAMHEALTH_Redis__Port"] = LocalServices.RedisPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["STREAMHEALTH_Streams__SessionTimeoutMs"] = "3000",
+        ["STREAMHEALTH_SchemaRegistry__Url"] = registryUrl,
+        ["STREAMHEALTH_SchemaRegistry__AutoRegister"] = "true",
+    };
+
     public static ChildHost Start(IEnumerable<string> args, IDictionary<string, string> env)
     {
         var psi = new ProcessStartInfo("dotnet")

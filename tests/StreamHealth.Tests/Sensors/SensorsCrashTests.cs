@@ -32,17 +32,7 @@ public sealed class SensorsCrashTests(EmbeddedKafkaFixture kafka) : IClassFixtur
         foreach (var topology in new[] { SensorsTopology.Create(nodes), DistrictTopology.Create(nodes) })
             foreach (var changelog in topology.ChangelogTopics()) kafka.Cluster.CreateTopic(changelog, Topics.DefaultPartitions);
         var stateDir = Directory.CreateTempSubdirectory("streamhealth-sensors-kill-").FullName;
-        var env = new Dictionary<string, string>
-        {
-            ["STREAMHEALTH_Kafka__BootstrapServers"] = kafka.BootstrapServers,
-            ["STREAMHEALTH_State__Directory"] = stateDir,
-            ["STREAMHEALTH_Postgres__Port"] = LocalServices.PostgresPort.ToString(),
-            ["STREAMHEALTH_Postgres__Database"] = database,
-            ["STREAMHEALTH_Redis__Port"] = LocalServices.RedisPort.ToString(),
-            ["STREAMHEALTH_Streams__SessionTimeoutMs"] = "3000",
-            ["STREAMHEALTH_SchemaRegistry__Url"] = registry.Url,
-            ["STREAMHEALTH_SchemaRegistry__AutoRegister"] = "true",
-        };
+        var env = ChildHost.RunEnvironment(kafka.BootstrapServers, stateDir, database, registry.Url);
         string[] args = ["run", "--topology", "sensors,sensors-districts", "--host-id", "sensors-kill-test"];
 
         var start = DateTimeOffset.UtcNow.AddDays(-2).AddHours(-1).ToUnixTimeMilliseconds() / 3_600_000 * 3_600_000;

@@ -22,17 +22,7 @@ public sealed class WeightCrashTests(EmbeddedKafkaFixture kafka) : IClassFixture
         await PostgresMigrator.MigrateAsync(connectionString);
         using var registry = TestRegistry.Start(connectionString);
         var stateDir = Directory.CreateTempSubdirectory("streamhealth-weights-kill-").FullName;
-        var env = new Dictionary<string, string>
-        {
-            ["STREAMHEALTH_Kafka__BootstrapServers"] = kafka.BootstrapServers,
-            ["STREAMHEALTH_State__Directory"] = stateDir,
-            ["STREAMHEALTH_Postgres__Port"] = LocalServices.PostgresPort.ToString(),
-            ["STREAMHEALTH_Postgres__Database"] = database,
-            ["STREAMHEALTH_Redis__Port"] = LocalServices.RedisPort.ToString(),
-            ["STREAMHEALTH_Streams__SessionTimeoutMs"] = "3000",
-            ["STREAMHEALTH_SchemaRegistry__Url"] = registry.Url,
-            ["STREAMHEALTH_SchemaRegistry__AutoRegister"] = "true",
-        };
+        var env = ChildHost.RunEnvironment(kafka.BootstrapServers, stateDir, database, registry.Url);
         string[] args = ["run", "--topology", "weights", "--host-id", "weights-kill-test"];
 
         var run = Guid.NewGuid().ToString("N")[..8];
