@@ -56,16 +56,25 @@ public sealed class SensorsDistrictPipelineFixture : IDisposable
             CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions),
         }, Postgres, Redis, Logs, new SensorsOptions(), new SensorsPipelineNames(readings + "-app", readings, Kafka.NewTopic("dsm"), districts)).Start();
 
+        // A day at a time, each once the district stage has read the windows of the one before: all of a district's windows go
+        // to one partition of the district topic, and the embedded broker keeps about 5 MiB a partition (four days at once,
+        // ~44k windows, would let a lagging district stage find its oldest windows gone). A real cluster keeps days.
         using var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = Kafka.BootstrapServers, LingerMs = 5 }).Build();
         var keys = Registry.Connection.SerDes<SensorKey>();
         var values = Registry.Connection.SerDes<SensorReading>();
-        foreach (var r in Simulator.Readings())
-            producer.ProduceBlocking(readings, new Message<byte[], byte[]>
-            {
-                Key = keys.Serialize(new SensorKey { node_id = r.NodeId }, new SerializationContext(MessageComponentType.Key, readings)),
-                Value = values.Serialize(r.ToAvro(), new SerializationContext(MessageComponentType.Value, readings)),
-            });
-        if (producer.Flush(TimeSpan.FromMinutes(1)) > 0) throw new TimeoutException("readings not acknowledged");
+        foreach (var day in Simulator.Readings().GroupBy(r => (r.TimeUnixMs - start) / 86_400_000))
+        {
+            foreach (var r in day)
+                producer.ProduceBlocking(readings, new Message<byte[], byte[]>
+                {
+                    Key = keys.Serialize(new SensorKey { node_id = r.NodeId }, new SerializationContext(MessageComponentType.Key, readings)),
+                    Value = values.Serialize(r.ToAvro(), new SerializationContext(MessageComponentType.Value, readings)),
+                });
+            if (producer.Flush(TimeSpan.FromMinutes(1)) > 0) throw new TimeoutException("readings not acknowledged");
+            WaitFor(() => Progress(Kafka.BootstrapServers, Pipeline.Names.ApplicationId, readings, 4) is var w && w.Committed == w.End
+                          && Progress(Kafka.BootstrapServers, Pipeline.Names.DistrictsApplicationId, districts.Windows, 4) is var d && d.Committed == d.End,
+                TimeSpan.FromMinutes(2), () => $"day {day.Key}: the stages did not catch up");
+        }
     }
 
     public long Count(string sql)
