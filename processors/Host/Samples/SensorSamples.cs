@@ -19,7 +19,12 @@ internal static class SensorSamples
 
     public static async Task RunAsync(string bootstrap, SchemaRegistryConnection registry, NpgsqlDataSource postgres, CancellationToken ct)
     {
+        // After an earlier `up` (the dev database and broker keep what it sent), from where it stopped: readings older than a
+        // node's newest closed window would only be dead-lettered as late.
         var start = DateTimeOffset.UtcNow.AddHours(-BackfillHours);
+        await using (var latest = postgres.CreateCommand(
+                         "SELECT max(window_end) FROM sensors.window_metrics WHERE node_id LIKE 'dma-%' AND window_start > now() - interval '1 day'"))
+            if (await latest.ExecuteScalarAsync(ct) is DateTime stored && new DateTimeOffset(stored) > start) start = new DateTimeOffset(stored).AddMinutes(10);
         var simulator = new NetworkSimulator(new SimulationOptions
         {
             Districts = Districts, Days = 30, StartUnixMs = start.ToUnixTimeMilliseconds(), Seed = (int)(start.ToUnixTimeSeconds() % 100_000),
