@@ -173,7 +173,8 @@ public static class SensorsApi
         api.MapPut("/nodes/{nodeId}", PutNodeAsync).WithName("PutNode")
             .WithSummary("Register a node or update its description")
             .WithDescription("The sensors topology dead-letters readings of a node it does not know (\"not a registered node\"); a node is " +
-                             "known to it within a second of this call. A node never changes district: moving it is a new node id (409).")
+                             "known to it within a second of this call. A node never changes district: moving it is a new node id (409). A " +
+                             "district holds at most 64 series (node and metric): one more is a 409 too.")
             .Accepts<NodeRequest>("application/json")
             .Produces<NodeView>()
             .ProducesValidationProblem()
@@ -342,7 +343,7 @@ public static class SensorsApi
         }
         catch (ArgumentException e)
         {
-            return TypedResults.Problem(e.Message, statusCode: StatusCodes.Status409Conflict, title: "Node registered elsewhere");
+            return TypedResults.Problem(e.Message, statusCode: StatusCodes.Status409Conflict, title: "Node not registered");
         }
         return TypedResults.Ok(NodeView.From(await FindNodeAsync(pg, nodeId, ct) ?? node));
     }

@@ -41,7 +41,8 @@ public static class SensorsApiHarness
         using var redis = ConnectionMultiplexer.Connect(redisConfiguration);
         var run = DateTime.UtcNow.Ticks.ToString("x", System.Globalization.CultureInfo.InvariantCulture)[^6..];
         var ids = Enumerable.Range(0, nodes).Select(i => $"bench-{run}-{i:D5}").ToList();
-        NodeRegistry.RegisterAsync(db, [.. ids.Select(id => new SensorNode(id, $"bench-dma-{run}", "inflow", ["flow", "pressure"], 60))]).GetAwaiter().GetResult();
+        // Ten nodes a district (a district holds at most 64 series).
+        NodeRegistry.RegisterAsync(db, [.. ids.Select((id, i) => new SensorNode(id, $"bench-dma-{run}-{i / 10}", "inflow", ["flow", "pressure"], 60))]).GetAwaiter().GetResult();
         var hour = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 3_600_000 * 3_600_000;
         var writes = new List<Task>();
         foreach (var id in ids)
@@ -49,7 +50,7 @@ public static class SensorsApiHarness
                 foreach (var minutes in new[] { 1, 15, 60 })
                     writes.Add(SensorLatestCache.WriteAsync(redis.GetDatabase(), new SensorMetric
                     {
-                        node_id = id, district_id = $"bench-dma-{run}", metric = metric, unit = unit, window_minutes = minutes,
+                        node_id = id, district_id = "bench", metric = metric, unit = unit, window_minutes = minutes,
                         window_start_unix_ms = AvroTime.FromUnixMs(hour - minutes * 60_000L), event_time_unix_ms = AvroTime.FromUnixMs(hour),
                         reading_count = minutes, min = 1, max = 3, mean = 2, stddev = 0.5, p50 = 2, p95 = 2.9,
                     }));
@@ -82,9 +83,9 @@ public static class SensorsApiHarness
         Console.WriteLine($"  {results.Count:N0} requests, {ok.Length:N0} × 200 from the cache, others: " +
                           string.Join(", ", results.Where(r => r.Status != 200).GroupBy(r => r.Status).Select(g => $"{g.Count()} × {(g.Key == 0 ? "not from the cache" : g.Key)}")));
         // The harness's nodes out of the dev registry and cache again (the dashboard of `up` lists every registered node).
-        using (var remove = db.CreateCommand("DELETE FROM sensors.nodes WHERE district_id = $1"))
+        using (var remove = db.CreateCommand("DELETE FROM sensors.nodes WHERE district_id LIKE $1"))
         {
-            remove.Parameters.AddWithValue($"bench-dma-{run}");
+            remove.Parameters.AddWithValue($"bench-dma-{run}-%");
             remove.ExecuteNonQuery();
         }
         redis.GetDatabase().KeyDelete([.. ids.Select(id => SensorLatestCache.Key(id))]);

@@ -126,6 +126,19 @@ public sealed class DistrictAnalyzer
         Array.Fill(_balanceMinute, long.MinValue);
     }
 
+    /// <summary>Whether the analyser follows this node's metric already.</summary>
+    public bool HasSeries(string nodeId, string metric)
+    {
+        foreach (var s in _series) if (s.NodeId == nodeId && s.Metric == metric) return true;
+        return false;
+    }
+
+    /// <summary>How many series (node and metric) the analyser follows; at most <see cref="DistrictAnalyzerOptions.MaxSeries"/>.</summary>
+    public int SeriesCount => _series.Count;
+
+    /// <summary>The most series a district's analyser follows.</summary>
+    public int MaxSeries => _options.MaxSeries;
+
     /// <summary>Replaces the settings while the analyser lives (the node registry's cadences change); validated first.</summary>
     public void UseOptions(DistrictAnalyzerOptions options)
     {

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using Microsoft.Extensions.Logging;
 using Confluent.Kafka;
 using Streamiz.Kafka.Net.Processors.Public;
 using Streamiz.Kafka.Net.SerDes;
@@ -125,6 +126,7 @@ public static class DistrictTopology
     public sealed class DistrictProcessor : StreamProcessor<AvroRecords.Common.DistrictKey, AvroRecords.Sensors.SensorMetric>
     {
         private readonly Settings _settings = null!;
+        private readonly ILogger _log = null!;
         private readonly AvroSerDes<AvroRecords.Common.DistrictKey> _districtKeys = null!;
         private readonly AvroSerDes<AvroRecords.Common.SensorKey> _nodeKeys = null!;
         private readonly AvroSerDes<AvroRecords.Sensors.SensorAnomaly> _anomalies = null!;
@@ -139,6 +141,9 @@ public static class DistrictTopology
         // restart the nodes are waited for from their first window on.
         private readonly Dictionary<string, Dictionary<string, (long LastEndUnixMs, long ArrivedAtTicks, long IdleMs)>> _progress = new(StringComparer.Ordinal);
         private readonly List<string> _released = [];
+        // Per district: the series waiting in the pending store that its analyser does not follow yet (counted against its
+        // MaxSeries before they wait). In memory: after a restart the few waiting then are caught at release (Apply).
+        private readonly Dictionary<string, HashSet<string>> _newSeries = new(StringComparer.Ordinal);
         // The task's analysers, as the store holds them (each Put is the whole analyser; the store's cache absorbs the rewrites
         // until the commit): kept decoded, so a window costs an encode, not a decode and an encode.
         private readonly Dictionary<string, Fenced<DistrictState>> _analyzers = new(StringComparer.Ordinal);
@@ -154,6 +159,7 @@ public static class DistrictTopology
                 "sensors-districts")
         {
             _settings = settings;
+            _log = services.Log;
             _districtKeys = services.Schemas.SerDes<AvroRecords.Common.DistrictKey>();
             _nodeKeys = services.Schemas.SerDes<AvroRecords.Common.SensorKey>();
             _anomalies = services.Schemas.SerDes<AvroRecords.Sensors.SensorAnomaly>();
@@ -175,6 +181,7 @@ public static class DistrictTopology
             _predictors = (IKeyValueStore<string, byte[]>)(Context.GetStateStore(PredictorStore)
                 ?? throw new InvalidOperationException($"store {PredictorStore} is not connected to the processor"));
             _progress.Clear();
+            _newSeries.Clear();
             // Nodes that went silent release what waited for them, also when nothing else arrives (the end of a backfill, a
             // district whose every node stopped).
             Context.Schedule(ReleaseInterval, PunctuationType.PROCESSING_TIME, now => Punctuation(ReleaseIdle, now));
@@ -193,6 +200,13 @@ public static class DistrictTopology
                 throw new DistrictInputException($"node_id {InputRules.Quote(m.node_id)}: not a registered node");
             if (node.DistrictId != districtId)
                 throw new DistrictInputException($"node {InputRules.Quote(m.node_id)} is registered in district {InputRules.Quote(node.DistrictId)}");
+            // Everything the analyser would refuse is refused here, before the window waits: a window it threw on when released
+            // would throw again on every release after it (a poison window holding the district back).
+            if (!node.Metrics.Contains(m.metric))
+                throw new DistrictInputException($"metric = {InputRules.Quote(m.metric)}: node {InputRules.Quote(m.node_id)} is registered for {string.Join(", ", node.Metrics)} only");
+            var windowStartMs = AvroTime.ToUnixMs(m.window_start_unix_ms);
+            if (windowStartMs % (m.window_minutes * 60_000L) != 0 || AvroTime.ToUnixMs(m.event_time_unix_ms) != windowStartMs + m.window_minutes * 60_000L)
+                throw new DistrictInputException($"window {InputRules.FormatTime(windowStartMs)}: not a {m.window_minutes}-minute window (start on its boundary, end one size later)");
 
             var entry = Load(districtId);
             if (record.Offset <= entry.AppliedOffset)
@@ -207,6 +221,15 @@ public static class DistrictTopology
             state.Analyzer.UseOptions(CurrentOptions());
             _emissions.Clear();
             var window = NodeWindow.FromAvro(m, NodeKinds.Parse(node.Kind));
+            if (!state.Analyzer.HasSeries(window.NodeId, window.Metric))
+            {
+                var waiting = _newSeries.TryGetValue(districtId, out var set) ? set : _newSeries[districtId] = new HashSet<string>(StringComparer.Ordinal);
+                var series = window.NodeId + "|" + window.Metric;
+                if (!waiting.Contains(series) && state.Analyzer.SeriesCount + waiting.Count >= state.Analyzer.MaxSeries)
+                    throw new DistrictInputException($"district {InputRules.Quote(districtId)} has {state.Analyzer.MaxSeries} series (node and metric) already; " +
+                                                     $"{InputRules.Quote(window.NodeId)} {window.Metric} would be one more than its analysis follows");
+                waiting.Add(series);
+            }
             Track(districtId, window, node.CadenceSeconds);
             try
             {
@@ -310,7 +333,20 @@ public static class DistrictTopology
 
         private void Apply(DistrictState state, string districtId, in NodeWindow w)
         {
-            var outputs = state.Analyzer.Add(w);
+            DistrictOutputs outputs;
+            try
+            {
+                outputs = state.Analyzer.Add(w);
+            }
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+            {
+                // Checked before it waited, so only after a restart (the waiting new series are counted in memory): logged and
+                // counted, never thrown, or the window would be applied and throw again on every release after it.
+                _log.LogError("district {District}: window {Node} {Metric} {Minutes} min at {Start} left out of the analysis: {Error}", districtId,
+                    w.NodeId, w.Metric, w.WindowMinutes, InputRules.FormatTime(w.WindowStartUnixMs), e.Message);
+                return;
+            }
+            if (_newSeries.TryGetValue(districtId, out var waiting)) waiting.Remove(w.NodeId + "|" + w.Metric);
             Encode(outputs);
             if (FlowPredictions.Feeds(w)) Predict(districtId, w, FlowPredictions.HourValue(w, outputs, state.Analyzer));
         }

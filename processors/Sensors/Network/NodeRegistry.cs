@@ -44,6 +44,10 @@ public sealed class NodeRegistry(NpgsqlDataSource db, TimeSpan refresh, ILogger?
 
     public static readonly TimeSpan DefaultRefresh = TimeSpan.FromSeconds(10);
 
+    /// <summary>The most series (node and metric) a district may register: what its analysis follows (<see
+    /// cref="Districts.DistrictAnalyzerOptions.MaxSeries"/>).</summary>
+    public static readonly int MaxSeriesPerDistrict = new Districts.DistrictAnalyzerOptions().MaxSeries;
+
     /// <summary>How soon after its registration a node's readings are accepted at the latest: a miss reloads the snapshot unless
     /// it is younger than this, so a flood of readings from unknown nodes costs one query a second, not one each.</summary>
     public static readonly TimeSpan MissReloadInterval = TimeSpan.FromSeconds(1);
@@ -104,7 +108,8 @@ public sealed class NodeRegistry(NpgsqlDataSource db, TimeSpan refresh, ILogger?
     }
 
     /// <summary>Registers or updates nodes (all or none). A node already registered in another district is refused: moving a
-    /// node is a new node id, or its history would mix two places.</summary>
+    /// node is a new node id, or its history would mix two places. So is a registration that gives a district more series
+    /// than <see cref="MaxSeriesPerDistrict"/>.</summary>
     public static async Task RegisterAsync(NpgsqlDataSource db, IReadOnlyList<SensorNode> nodes, CancellationToken cancel = default)
     {
         foreach (var node in nodes)
@@ -131,6 +136,20 @@ public sealed class NodeRegistry(NpgsqlDataSource db, TimeSpan refresh, ILogger?
             upsert.Parameters.AddWithValue((object?)node.Longitude ?? DBNull.Value);
             if (await upsert.ExecuteScalarAsync(cancel) is null)
                 throw new ArgumentException($"node {InputRules.Quote(node.NodeId)} is registered in another district; moving a node is a new node id");
+        }
+        // A district's analysis follows a bounded number of series (its state is rewritten with every window): a registration
+        // past it is refused here, rather than the district's windows being dead-lettered later.
+        await using (var cap = new NpgsqlCommand("""
+            SELECT district_id, sum(cardinality(metrics))::int FROM sensors.nodes
+            WHERE district_id = ANY($1) AND retired_at IS NULL GROUP BY district_id HAVING sum(cardinality(metrics)) > $2 LIMIT 1
+            """, connection, tx))
+        {
+            cap.Parameters.AddWithValue(nodes.Select(n => n.DistrictId).Distinct().ToArray());
+            cap.Parameters.AddWithValue(MaxSeriesPerDistrict);
+            await using var reader = await cap.ExecuteReaderAsync(cancel);
+            if (await reader.ReadAsync(cancel))
+                throw new ArgumentException($"district {InputRules.Quote(reader.GetString(0))} would have {reader.GetInt32(1)} series (node and metric); " +
+                                            $"its analysis follows at most {MaxSeriesPerDistrict}: split it into smaller districts");
         }
         await tx.CommitAsync(cancel);
     }

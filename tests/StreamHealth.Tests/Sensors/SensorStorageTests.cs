@@ -60,6 +60,14 @@ public sealed class SensorStorageTests : IAsyncLifetime
                  })
             Assert.Contains(problem, (await Assert.ThrowsAsync<ArgumentException>(() => NodeRegistry.RegisterAsync(_db, [node]))).Message);
         Assert.Equal(1, await Count("SELECT count(*) FROM sensors.nodes"));
+
+        // A district's analysis follows at most 64 series: 32 nodes of two metrics fill dma-c, one more is refused (and nothing
+        // of its batch is stored).
+        await NodeRegistry.RegisterAsync(_db, [.. Enumerable.Range(0, 32).Select(i => new SensorNode($"c-{i}", "dma-c", "inflow", ["flow", "pressure"], 60))]);
+        var full = await Assert.ThrowsAsync<ArgumentException>(() => NodeRegistry.RegisterAsync(_db,
+            [new SensorNode("c-extra", "dma-c", "meter", ["flow"], 60), new SensorNode("d-1", "dma-d", "meter", ["flow"], 60)]));
+        Assert.Contains("district 'dma-c' would have 65 series", full.Message);
+        Assert.Equal(0, await Count("SELECT count(*) FROM sensors.nodes WHERE node_id IN ('c-extra', 'd-1')"));
     }
 
     [Fact]

@@ -369,4 +369,43 @@ public sealed class SensorsTopologyTests(SensorsTopologyFixture f) : IClassFixtu
         Assert.Equal(0, (int)await SensorLatestCache.WriteAsync(f.Redis.GetDatabase(), older));
         Assert.Equal(434.5, (await SensorLatestCache.ReadAsync(f.Redis.GetDatabase(), node)).Single(w => w is { Metric: "pressure", WindowMinutes: 15 }).Mean);
     }
+
+    [Fact]
+    public void A_window_the_district_analysis_would_refuse_is_dead_lettered_before_it_waits_and_the_district_goes_on()
+    {
+        var node = N("dpoison");
+        var districtKey = f.Registry.Connection.SerDes<StreamHealth.Schemas.Avro.Common.DistrictKey>().Serialize(
+            new StreamHealth.Schemas.Avro.Common.DistrictKey { district_id = "d-north" }, new SerializationContext(MessageComponentType.Key, f.Districts.Windows));
+        SensorMetric Window(string metric, long start, int minutes) => new()
+        {
+            event_time_unix_ms = AvroTime.FromUnixMs(start + minutes * 60_000L), window_start_unix_ms = AvroTime.FromUnixMs(start), node_id = node,
+            district_id = "d-north", metric = metric, unit = "L/s", window_minutes = minutes, reading_count = 1, min = 1, max = 1, mean = 1, stddev = 0, p50 = 1, p95 = 1,
+        };
+        var bad = new (SensorMetric Window, string Reason)[]
+        {
+            (Window("level", T0, 1), "is registered for flow, pressure, chlorine only"),
+            (Window("flow", T0 + 30_000, 1), "not a 1-minute window"),
+            (Window("flow", T0 + 5 * 60_000, 15), "not a 15-minute window"),
+        };
+        using (var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = f.Kafka.BootstrapServers }).Build())
+        {
+            foreach (var (w, _) in bad) p.Produce(f.Districts.Windows, new Message<byte[], byte[]> { Key = districtKey, Value = f.Registry.Value(f.Districts.Windows, w) });
+            p.Flush(TimeSpan.FromSeconds(10));
+        }
+        var reasons = new List<string>();
+        using var c = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig
+        {
+            BootstrapServers = f.Kafka.BootstrapServers, GroupId = "drain-" + Guid.NewGuid().ToString("N"), AutoOffsetReset = AutoOffsetReset.Earliest,
+        }).Build();
+        c.Subscribe(f.Districts.Windows + Topics.DeadLetterSuffix);
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (DateTime.UtcNow < deadline && reasons.Count(r => r.Contains(node, StringComparison.Ordinal) || bad.Any(b => r.Contains(b.Reason))) < bad.Length)
+            if (c.Consume(TimeSpan.FromMilliseconds(100)) is { } r)
+            {
+                var reason = Encoding.UTF8.GetString(r.Message.Headers.GetLastBytes(StreamHeaders.Error));
+                if (f.Registry.Read<SensorMetric>(f.Districts.Windows, r.Message.Value).node_id == node) reasons.Add(reason);
+            }
+        Assert.Equal(bad.Length, reasons.Count);
+        foreach (var (_, reason) in bad) Assert.Contains(reasons, r => r.Contains(reason, StringComparison.Ordinal));
+    }
 }
