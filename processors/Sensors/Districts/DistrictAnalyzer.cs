@@ -142,6 +142,9 @@ public sealed class DistrictAnalyzer
     /// <summary>Replaces the settings while the analyser lives (the node registry's cadences change); validated first.</summary>
     public void UseOptions(DistrictAnalyzerOptions options)
     {
+        // Called for every window with the processor's current settings: validated once per instance, not per window (the
+        // validation walks every node's cadence).
+        if (ReferenceEquals(options, _options)) return;
         options.Validate();
         _options = options;
     }
@@ -1091,12 +1094,4 @@ public sealed class DistrictAnalyzer
         r.End();
         return a;
     }
-}
-
-/// <summary>The analyser as a store value (Streamiz serdes): <see cref="DistrictAnalyzer.Save"/> and
-/// <see cref="DistrictAnalyzer.Restore"/> with the component's options.</summary>
-public sealed class DistrictAnalyzerSerDes(DistrictAnalyzerOptions? options = null) : StreamHealth.Runtime.Streams.CodecSerDes<DistrictAnalyzer>
-{
-    public override byte[] Encode(DistrictAnalyzer value, int headroom) => value.Save(headroom);
-    public override DistrictAnalyzer Decode(ReadOnlySpan<byte> data) => DistrictAnalyzer.Restore(data, options);
 }
