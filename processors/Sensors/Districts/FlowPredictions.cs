@@ -74,25 +74,15 @@ public static class FlowPredictionCheck
         var scores = new List<FlowPredictionScore>();
         foreach (var (node, list) in forecasts.OrderBy(f => f.Key, StringComparer.Ordinal))
         {
-            double model = 0, naive = 0;
-            int n = 0, in80 = 0, in95 = 0, withIntervals = 0;
+            var tally = new ForecastTally();
             foreach (var (issued, points) in list)
                 foreach (var p in points)
                 {
                     var hour = issued + (p.Horizon - 1) * HourMs;
                     if (!truth.TryGetValue((node, hour), out var actual) || !truth.TryGetValue((node, hour - DayMs), out var dayBefore)) continue;
-                    var y = actual.Sum / actual.Count;
-                    model += Math.Abs(y - p.Point);
-                    naive += Math.Abs(y - dayBefore.Sum / dayBefore.Count);
-                    n++;
-                    if (double.IsNaN(p.Low80)) continue;
-                    withIntervals++;
-                    if (y >= p.Low80 && y <= p.High80) in80++;
-                    if (y >= p.Low95 && y <= p.High95) in95++;
+                    tally.Add(actual.Sum / actual.Count, dayBefore.Sum / dayBefore.Count, p);
                 }
-            if (n == 0) continue;
-            scores.Add(new FlowPredictionScore(node, NodeKinds.Name(kinds[node]), list.Count, model / n, naive / n,
-                withIntervals == 0 ? double.NaN : (double)in80 / withIntervals, withIntervals == 0 ? double.NaN : (double)in95 / withIntervals));
+            if (tally.Count > 0) scores.Add(Scored(node, NodeKinds.Name(kinds[node]), list.Count, tally));
         }
         return scores;
     }
@@ -102,8 +92,8 @@ public static class FlowPredictionCheck
     public static FlowPredictionScore? Score(string name, IReadOnlyList<double> hourly)
     {
         var predictor = new NodePredictor();
-        double model = 0, naive = 0;
-        int n = 0, in80 = 0, in95 = 0, withIntervals = 0, issued = 0;
+        var tally = new ForecastTally();
+        var issued = 0;
         for (var t = 0; t < hourly.Count; t++)
         {
             predictor.Add(t * HourMs, hourly[t]);
@@ -113,17 +103,12 @@ public static class FlowPredictionCheck
             {
                 var target = t + p.Horizon;
                 if (target >= hourly.Count || double.IsNaN(hourly[target]) || double.IsNaN(hourly[target - 24])) continue;
-                var y = hourly[target];
-                model += Math.Abs(y - p.Point);
-                naive += Math.Abs(y - hourly[target - 24]);
-                n++;
-                if (double.IsNaN(p.Low80)) continue;
-                withIntervals++;
-                if (y >= p.Low80 && y <= p.High80) in80++;
-                if (y >= p.Low95 && y <= p.High95) in95++;
+                tally.Add(hourly[target], hourly[target - 24], p);
             }
         }
-        return n == 0 ? null : new FlowPredictionScore(name, "NAB", issued, model / n, naive / n,
-            withIntervals == 0 ? double.NaN : (double)in80 / withIntervals, withIntervals == 0 ? double.NaN : (double)in95 / withIntervals);
+        return tally.Count == 0 ? null : Scored(name, "NAB", issued, tally);
     }
+
+    private static FlowPredictionScore Scored(string name, string kind, int forecasts, ForecastTally tally) =>
+        new(name, kind, forecasts, tally.ModelMae, tally.NaiveMae, tally.Coverage80, tally.Coverage95);
 }

@@ -12,6 +12,31 @@ public sealed record PredictionScore(string Series, int Hours, int Forecasts, do
     public bool BeatsSeasonalNaive => ModelMase < SeasonalNaiveMase;
 }
 
+/// <summary>The errors of forecasts against the truth, beside the seasonal-naive forecast's on the same targets, and how often
+/// the truth fell in the 80 % and 95 % intervals (of the points that have them): what every prediction check reports.</summary>
+public sealed class ForecastTally
+{
+    private double _model, _naive;
+    private int _in80, _in95, _withIntervals;
+
+    public int Count { get; private set; }
+    public double ModelMae => _model / Count;
+    public double NaiveMae => _naive / Count;
+    public double Coverage80 => _withIntervals == 0 ? double.NaN : (double)_in80 / _withIntervals;
+    public double Coverage95 => _withIntervals == 0 ? double.NaN : (double)_in95 / _withIntervals;
+
+    public void Add(double truth, double seasonalNaive, in ForecastPoint p)
+    {
+        _model += Math.Abs(truth - p.Point);
+        _naive += Math.Abs(truth - seasonalNaive);
+        Count++;
+        if (double.IsNaN(p.Low80)) return;
+        _withIntervals++;
+        if (truth >= p.Low80 && truth <= p.High80) _in80++;
+        if (truth >= p.Low95 && truth <= p.High95) _in95++;
+    }
+}
+
 /// <summary>The issue-16 check of the flow predictions: hourly series, the first 70 % to fit the parameters, then from every
 /// midnight of the rest (rolling origin) the next 24 hours forecast, against the seasonal-naive forecast (the same hour
 /// the day before). The model keeps updating through the test part, as it does on the stream.</summary>
@@ -39,28 +64,17 @@ public static class PredictionCheck
         scale /= split - Season;
         if (scale == 0) scale = 1e-9;
         var model = new HoltWinters(parameters, season, Horizon);
-        double modelError = 0, naiveError = 0;
-        int n = 0, in80 = 0, in95 = 0, withIntervals = 0, forecasts = 0;
+        var tally = new ForecastTally();
+        var forecasts = 0;
         for (var t = 0; t < hourly.Count; t++)
         {
             model.Update(hourly[t]);
             // An origin at every 24th hour of the test part with 24 hours ahead still in the data.
             if (t < split || (t - split) % Season != Season - 1 || t + Horizon >= hourly.Count || !model.Ready) continue;
             forecasts++;
-            foreach (var f in model.Forecast())
-            {
-                var truth = hourly[t + f.Horizon];
-                modelError += Math.Abs(truth - f.Point);
-                naiveError += Math.Abs(truth - hourly[t + f.Horizon - Season]);
-                n++;
-                if (double.IsNaN(f.Low80)) continue;
-                withIntervals++;
-                if (truth >= f.Low80 && truth <= f.High80) in80++;
-                if (truth >= f.Low95 && truth <= f.High95) in95++;
-            }
+            foreach (var f in model.Forecast()) tally.Add(hourly[t + f.Horizon], hourly[t + f.Horizon - Season], f);
         }
-        return new PredictionScore(name, hourly.Count, forecasts, modelError / n / scale, naiveError / n / scale,
-            withIntervals == 0 ? double.NaN : (double)in80 / withIntervals, withIntervals == 0 ? double.NaN : (double)in95 / withIntervals,
+        return new PredictionScore(name, hourly.Count, forecasts, tally.ModelMae / scale, tally.NaiveMae / scale, tally.Coverage80, tally.Coverage95,
             Autocorrelation(training, Season), parameters, season);
     }
 
