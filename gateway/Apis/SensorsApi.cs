@@ -285,16 +285,11 @@ public static class SensorsApi
 
     private static async Task<SensorNode?> FindNodeAsync(NpgsqlDataSource pg, string nodeId, CancellationToken ct)
     {
-        await using var command = pg.CreateCommand(
-            "SELECT node_id, district_id, kind, metrics, cadence_seconds, name, latitude, longitude, retired_at FROM sensors.nodes WHERE node_id = $1");
+        await using var command = pg.CreateCommand($"SELECT {NodeRegistry.Columns} FROM sensors.nodes WHERE node_id = $1");
         command.Parameters.AddWithValue(nodeId);
         await using var reader = await command.ExecuteReaderAsync(ct);
-        return await reader.ReadAsync(ct) ? ReadNode(reader) : null;
+        return await reader.ReadAsync(ct) ? NodeRegistry.Read(reader) : null;
     }
-
-    private static SensorNode ReadNode(NpgsqlDataReader r) => new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetFieldValue<string[]>(3), r.GetInt32(4),
-        r.IsDBNull(5) ? null : r.GetString(5), r.IsDBNull(6) ? null : r.GetDouble(6), r.IsDBNull(7) ? null : r.GetDouble(7),
-        r.IsDBNull(8) ? null : new DateTimeOffset(r.GetDateTime(8)).ToUnixTimeMilliseconds());
 
     private static IResult UnknownNode(string nodeId) =>
         TypedResults.Problem($"node_id {InputRules.Quote(nodeId)}: not a registered node", statusCode: StatusCodes.Status404NotFound, title: "Unknown node");
@@ -304,12 +299,11 @@ public static class SensorsApi
         if (district_id is not null && InputRules.CheckId("district_id", district_id) is { } bad)
             return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["district_id"] = [bad] });
         await using var command = pg.CreateCommand(
-            "SELECT node_id, district_id, kind, metrics, cadence_seconds, name, latitude, longitude, retired_at FROM sensors.nodes " +
-            "WHERE $1::text IS NULL OR district_id = $1 ORDER BY district_id, node_id");
+            $"SELECT {NodeRegistry.Columns} FROM sensors.nodes WHERE $1::text IS NULL OR district_id = $1 ORDER BY district_id, node_id");
         command.Parameters.Add(new NpgsqlParameter { Value = (object?)district_id ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
         var nodes = new List<NodeView>();
         await using var reader = await command.ExecuteReaderAsync(ct);
-        while (await reader.ReadAsync(ct)) nodes.Add(NodeView.From(ReadNode(reader)));
+        while (await reader.ReadAsync(ct)) nodes.Add(NodeView.From(NodeRegistry.Read(reader)));
         return TypedResults.Ok(new NodeList(nodes));
     }
 

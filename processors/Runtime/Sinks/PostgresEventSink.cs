@@ -181,6 +181,11 @@ public static class PostgresEventSink
 
     /// <summary>The record's key, or a <see cref="FormatException"/> (a dead letter) when it has none.</summary>
     public static byte[] Key(SinkRecord record) => record.Key ?? throw new FormatException("record has no key");
+
+    /// <summary><paramref name="value"/>, when its own <paramref name="field"/> is the record key's id; else a
+    /// <see cref="FormatException"/> (a dead letter): a record produced straight onto a topic may disagree with its key.</summary>
+    public static T KeyedBy<T>(string keyId, T value, string field, Func<T, string> valueId) =>
+        valueId(value) == keyId ? value : throw new FormatException($"value's {field} '{valueId(value)}' is not the record key's '{keyId}'");
 }
 
 /// <summary>The rows a <see cref="PostgresEventSink{T}"/> stores from one batch (decoded, not refused, owning their id),

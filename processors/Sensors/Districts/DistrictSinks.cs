@@ -39,7 +39,8 @@ public static class DistrictSinks
         return new PostgresEventSink<SensorAnomaly>(db, new PostgresEventWorkload<SensorAnomaly>
         {
             SinkName = AnomaliesName,
-            Decode = record => Checked(keys.ReadKey(record.Key, record.Topic).district_id, values.ReadValue(record.Value, record.Topic), a => a.district_id),
+            Decode = record => PostgresEventSink.KeyedBy(keys.ReadKey(record.Key, record.Topic).district_id, values.ReadValue(record.Value, record.Topic),
+                "district_id", static a => a.district_id),
             DecodeFailure = "cannot decode sensors.anomalies record",
             Refuse = static (a, _) => a.state is "open" or "resolved" ? null : $"state = '{a.state}': not open or resolved",
             UserId = static a => a.district_id,
@@ -87,7 +88,8 @@ public static class DistrictSinks
         return new PostgresEventSink<SensorQuality>(db, new PostgresEventWorkload<SensorQuality>
         {
             SinkName = QualityName,
-            Decode = record => Checked(keys.ReadKey(record.Key, record.Topic).node_id, values.ReadValue(record.Value, record.Topic), q => q.node_id),
+            Decode = record => PostgresEventSink.KeyedBy(keys.ReadKey(record.Key, record.Topic).node_id, values.ReadValue(record.Value, record.Topic),
+                "node_id", static q => q.node_id),
             DecodeFailure = "cannot decode sensors.quality record",
             Refuse = static (q, _) => q.window_minutes is 15 or 60 ? null : $"window_minutes = {q.window_minutes}: not 15 or 60",
             UserId = static q => q.node_id,
@@ -126,7 +128,8 @@ public static class DistrictSinks
         return new PostgresEventSink<DistrictEfficiency>(db, new PostgresEventWorkload<DistrictEfficiency>
         {
             SinkName = EfficiencyName,
-            Decode = record => Checked(keys.ReadKey(record.Key, record.Topic).district_id, values.ReadValue(record.Value, record.Topic), e => e.district_id),
+            Decode = record => PostgresEventSink.KeyedBy(keys.ReadKey(record.Key, record.Topic).district_id, values.ReadValue(record.Value, record.Topic),
+                "district_id", static e => e.district_id),
             DecodeFailure = "cannot decode sensors.efficiency record",
             UserId = static e => e.district_id,
             InsertSql = """
@@ -169,7 +172,8 @@ public static class DistrictSinks
         return new PostgresEventSink<SensorPrediction>(db, new PostgresEventWorkload<SensorPrediction>
         {
             SinkName = PredictionsName,
-            Decode = record => Checked(keys.ReadKey(record.Key, record.Topic).node_id, values.ReadValue(record.Value, record.Topic), p => p.node_id),
+            Decode = record => PostgresEventSink.KeyedBy(keys.ReadKey(record.Key, record.Topic).node_id, values.ReadValue(record.Value, record.Topic),
+                "node_id", static p => p.node_id),
             DecodeFailure = "cannot decode sensors.predictions record",
             Refuse = static (p, _) => p.points.Count is > 0 and <= 168 ? null : $"points: {p.points.Count} hours, expected 1-168",
             UserId = static p => p.node_id,
@@ -197,10 +201,6 @@ public static class DistrictSinks
             },
         }, log);
     }
-
-    /// <summary>The value, when its own id is the record key's (a record produced straight onto the topic may disagree).</summary>
-    private static T Checked<T>(string keyId, T value, Func<T, string> id) =>
-        id(value) == keyId ? value : throw new FormatException($"the value's id '{id(value)}' is not the record key's '{keyId}'");
 
     // A NaN (a percentage of no inflow) is stored as 0 where the column cannot be NULL, as NULL where it can.
     private static double Finite(double v) => double.IsFinite(v) ? v : 0;

@@ -67,13 +67,8 @@ public static class SensorMetricsPostgresWriter
     private static PostgresEventWorkload<SensorMetric> Describe(AvroSerDes<SensorKey> keys, AvroSerDes<SensorMetric> values) => new()
     {
         SinkName = Name,
-        Decode = record =>
-        {
-            var node = keys.ReadKey(record.Key, record.Topic).node_id;
-            var metric = values.ReadValue(record.Value, record.Topic);
-            return metric.node_id == node ? metric
-                : throw new FormatException($"value's node_id '{metric.node_id}' is not the record key's '{node}'");
-        },
+        Decode = record => PostgresEventSink.KeyedBy(keys.ReadKey(record.Key, record.Topic).node_id, values.ReadValue(record.Value, record.Topic),
+            "node_id", static m => m.node_id),
         DecodeFailure = "cannot decode sensors.metrics record",
         Refuse = static (m, _) => m.window_minutes is 1 or 15 or 60 ? null : $"window_minutes = {m.window_minutes}: not 1, 15 or 60",
         UserId = static m => m.node_id,

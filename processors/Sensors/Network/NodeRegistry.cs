@@ -93,17 +93,21 @@ public sealed class NodeRegistry(NpgsqlDataSource db, TimeSpan refresh, ILogger?
         }
     }
 
+    /// <summary>The columns <see cref="Read"/> reads, in its order, for a SELECT over sensors.nodes (the gateway's reads use it too).</summary>
+    public const string Columns = "node_id, district_id, kind, metrics, cadence_seconds, name, latitude, longitude, retired_at";
+
+    /// <summary>A row of <see cref="Columns"/> as a node.</summary>
+    public static SensorNode Read(NpgsqlDataReader r) => new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetFieldValue<string[]>(3), r.GetInt32(4),
+        r.IsDBNull(5) ? null : r.GetString(5), r.IsDBNull(6) ? null : r.GetDouble(6), r.IsDBNull(7) ? null : r.GetDouble(7),
+        r.IsDBNull(8) ? null : new DateTimeOffset(r.GetDateTime(8)).ToUnixTimeMilliseconds());
+
     /// <summary>Every node of sensors.nodes.</summary>
     public static List<SensorNode> Load(NpgsqlDataSource db)
     {
-        using var command = db.CreateCommand(
-            "SELECT node_id, district_id, kind, metrics, cadence_seconds, name, latitude, longitude, retired_at FROM sensors.nodes");
+        using var command = db.CreateCommand($"SELECT {Columns} FROM sensors.nodes");
         using var reader = command.ExecuteReader();
         var nodes = new List<SensorNode>();
-        while (reader.Read())
-            nodes.Add(new SensorNode(reader.GetString(0), reader.GetString(1), reader.GetString(2), reader.GetFieldValue<string[]>(3), reader.GetInt32(4),
-                reader.IsDBNull(5) ? null : reader.GetString(5), reader.IsDBNull(6) ? null : reader.GetDouble(6), reader.IsDBNull(7) ? null : reader.GetDouble(7),
-                reader.IsDBNull(8) ? null : new DateTimeOffset(reader.GetDateTime(8)).ToUnixTimeMilliseconds()));
+        while (reader.Read()) nodes.Add(Read(reader));
         return nodes;
     }
 
