@@ -290,8 +290,14 @@ internal static class SensorsVerb
         for (var s = 0; s < corpus.Count; s++)
         {
             var series = corpus[s];
-            // The detector learns its range over NAB's probation, the part of each series NAB does not score.
-            var detector = new ContextNoveltyDetector(new ContextNoveltyOptions { ProbationReadings = Math.Max(2, NabScorer.ProbationLength(series.Values.Length)) });
+            // NAB hands its detectors each file's minimum and maximum before the first reading (inputMin, inputMax);
+            // the rest period is a quarter of NAB's probation, so it scales with the series as NAB's own detectors'.
+            var detector = new ContextNoveltyDetector(new ContextNoveltyOptions
+            {
+                Minimum = series.Values.Min(),
+                Maximum = series.Values.Max(),
+                RestReadings = NabScorer.ProbationLength(series.Values.Length) / 4,
+            });
             scores[s] = new double[series.Values.Length];
             for (var i = 0; i < series.Values.Length; i++) scores[s][i] = detector.Update(series.Values[i]);
             readings += series.Values.Length;
@@ -299,7 +305,7 @@ internal static class SensorsVerb
         var detectSeconds = clock.Elapsed.TotalSeconds;
 
         output.WriteLine($"NAB: {corpus.Count} series, {readings:N0} readings, {corpus.Sum(c => c.Windows.Length)} anomaly windows ({args.Positional[0]})");
-        output.WriteLine($"detector: context novelty (streaming, one pass), {readings / Math.Max(detectSeconds, 1e-9):N0} readings/s");
+        output.WriteLine($"detector: context novelty (streaming, one pass, range = the file's min and max as NAB gives), {readings / Math.Max(detectSeconds, 1e-9):N0} readings/s");
         output.WriteLine();
         output.WriteLine("| profile | score | raw | threshold | windows detected | false-positive readings |");
         output.WriteLine("|---|---|---|---|---|---|");
