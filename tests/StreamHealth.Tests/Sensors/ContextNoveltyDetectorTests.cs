@@ -85,7 +85,9 @@ public sealed class ContextNoveltyDetectorTests
     {
         var d = new ContextNoveltyDetector(new ContextNoveltyOptions { Minimum = 5, Maximum = 5, RestReadings = 10 });
         var scores = Enumerable.Range(0, 200).Select(_ => d.Update(5)).ToList();
-        Assert.All(scores.Skip(20), s => Assert.True(s < 0.5, $"scored {s}"));
+        // A reading at which no remembered context predicted anything scores 0.5 (nothing confirmed, nothing new):
+        // on a flat line every other reading is such, still below the suppression level.
+        Assert.All(scores.Skip(20), s => Assert.True(s <= 0.5, $"scored {s}"));
         Assert.True(d.Update(6) > 0.9);
     }
 
