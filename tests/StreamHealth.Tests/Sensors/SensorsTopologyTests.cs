@@ -202,6 +202,36 @@ public sealed class SensorsTopologyTests(SensorsTopologyFixture f) : IClassFixtu
     }
 
     [Fact]
+    public void Windows_reach_the_district_topic_on_the_partition_of_their_district_key_not_of_their_node()
+    {
+        // The district analysis keeps a district's state in one task, so every window of a district must land on the partition
+        // its district key hashes to, whichever partition the node's readings came from. A node whose own key hashes to the
+        // other partition makes a sink that keeps the source partition (Streamiz's DefaultStreamPartitioner without
+        // reshuffling) fail here.
+        var districtKey = f.Registry.Connection.SerDes<StreamHealth.Schemas.Avro.Common.DistrictKey>().Serialize(
+            new StreamHealth.Schemas.Avro.Common.DistrictKey { district_id = "d-north" }, new SerializationContext(MessageComponentType.Key, f.Districts.Windows));
+        var districtPartition = KeyPartitioner.PartitionOf(districtKey, 2);
+        var node = Enumerable.Range(0, 100).Select(_ => $"part-{Guid.NewGuid():N}"[..14])
+            .First(n => KeyPartitioner.PartitionOf(f.Key(n), 2) != districtPartition);
+        f.Register(node);
+        f.Send(node, Enumerable.Range(0, 6 * 20).Select(i => Reading(node, T0 + i * 10_000L, i)));
+
+        using var c = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig
+        {
+            BootstrapServers = f.Kafka.BootstrapServers, GroupId = "district-partition-" + Guid.NewGuid().ToString("N"), AutoOffsetReset = AutoOffsetReset.Earliest,
+        }).Build();
+        c.Subscribe(f.Districts.Windows);
+        var partitions = new List<int>();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (DateTime.UtcNow < deadline && partitions.Count < 15)
+            if (c.Consume(TimeSpan.FromMilliseconds(100)) is { } r && f.Registry.Read<SensorMetric>(f.Districts.Windows, r.Message.Value).node_id == node)
+                partitions.Add(r.Partition.Value);
+        Assert.True(partitions.Count >= 15, $"{partitions.Count} windows of {node} on the district topic");
+        Assert.All(partitions, p => Assert.Equal(districtPartition, p));
+        Assert.Equal(KeyPartitioner.PartitionOf(f.Key(node), 2), 1 - districtPartition);
+    }
+
+    [Fact]
     public void Bad_readings_go_to_the_dead_letter_topic_naming_the_problem()
     {
         var node = N("bad");
