@@ -17,41 +17,15 @@ namespace StreamHealth.Tests.Sensors;
 /// <summary>The sensors pipeline on real parts: embedded Kafka, RocksDB stores, the stand-in schema registry and the node
 /// registry on the test's PostgreSQL database, the PostgreSQL and Redis sinks; readings in, final window results, rows, cached
 /// latest windows and dead letters out.</summary>
-public sealed class SensorsTopologyFixture : IDisposable
+public sealed class SensorsTopologyFixture : SensorsPipelineFixture
 {
-    public EmbeddedKafkaFixture Kafka { get; } = new();
-    public TestRegistry Registry { get; }
-    public NpgsqlDataSource Postgres { get; }
-    public ConnectionMultiplexer Redis { get; }
     public NodeRegistry Nodes { get; }
-    public SensorsPipeline Pipeline { get; }
-    public TestLogs Logs { get; } = new();
-    public string Readings { get; }
-    public string Metrics { get; }
-    public StreamHealth.Sensors.Districts.DistrictTopics Districts { get; }
     public StreamHost Host => Pipeline.Host;
-    private readonly string _stateDir = Directory.CreateTempSubdirectory("streamhealth-sensors-").FullName;
 
-    public SensorsTopologyFixture()
+    public SensorsTopologyFixture() : base("sensors_topology", partitions: 2)
     {
-        Readings = Kafka.NewTopic("sensr", 2);
-        Metrics = Kafka.NewTopic("sensm", 2);
-        Kafka.Cluster.CreateTopic(Readings + Topics.DeadLetterSuffix, 1);
-        Districts = new StreamHealth.Sensors.Districts.DistrictTopics(Kafka.NewTopic("sensd", 2), Kafka.NewTopic("sensa", 2), Kafka.NewTopic("sensq", 2),
-            Kafka.NewTopic("sense", 2), Kafka.NewTopic("sensp", 2));
-        Kafka.Cluster.CreateTopic(Districts.Windows + Topics.DeadLetterSuffix, 1);
-        var connectionString = LocalServices.PostgresConnectionString(LocalServices.NewDatabaseName("sensors_topology"));
-        StreamHealth.Runtime.Storage.PostgresMigrator.MigrateAsync(connectionString).GetAwaiter().GetResult();
-        Registry = TestRegistry.Start(connectionString);
-        Postgres = NpgsqlDataSource.Create(connectionString);
-        Redis = ConnectionMultiplexer.Connect(LocalServices.RedisConfiguration);
         Nodes = new NodeRegistry(Postgres, NodeRegistry.DefaultRefresh);
-        Pipeline = new SensorsPipeline(new StreamHostOptions
-        {
-            SchemaRegistry = Registry.Connection, BootstrapServers = Kafka.BootstrapServers, StateDirectory = _stateDir, CommitIntervalMs = 200,
-            CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions),
-        }, Postgres, Redis, Logs, new SensorsOptions { GraceMinutes = 2, KeepMinutesAfterClose = 10 },
-            new SensorsPipelineNames(Readings + "-app", Readings, Metrics, Districts)).Start();
+        StartPipeline(new SensorsOptions { GraceMinutes = 2, KeepMinutesAfterClose = 10 });
     }
 
     /// <summary>Registers <paramref name="node"/> in sensors.nodes (district d-north, flow, pressure and chlorine, every 10 s), and
@@ -101,16 +75,6 @@ public sealed class SensorsTopologyFixture : IDisposable
             return enough(decoded);
         });
         return decoded;
-    }
-
-    public void Dispose()
-    {
-        Pipeline.Dispose();
-        Registry.Dispose();
-        Redis.Dispose();
-        Postgres.Dispose();
-        Kafka.Dispose();
-        Directory.Delete(_stateDir, recursive: true);
     }
 }
 
