@@ -156,7 +156,7 @@ public static class SensorsApi
         [property: JsonPropertyName("metric")] string Metric,
         [property: JsonPropertyName("unit")] string Unit,
         [property: JsonPropertyName("issued_at"), Description("the end of the newest hour the forecast knew; null before the node's first forecast")] DateTimeOffset? IssuedAt,
-        [property: JsonPropertyName("method"), Description("holt_winters_daily, seasonal_naive_daily or seasonal_naive_weekly: the forecaster that did best on the node's last week")] string? Method,
+        [property: JsonPropertyName("method"), Description("holt_winters_daily, seasonal_naive_daily, seasonal_naive_weekly or combined: the forecaster that did best on the node's last week")] string? Method,
         [property: JsonPropertyName("hours")] IReadOnlyList<PredictionHour> Hours);
 
     public static RouteGroupBuilder MapSensorsApi(this IEndpointRouteBuilder app)

@@ -157,6 +157,6 @@ public sealed class SensorsDistrictPipelineTests(SensorsDistrictPipelineFixture 
             WHERE lower_80 IS NOT NULL AND NOT (lower_95 <= lower_80 AND lower_80 <= upper_80 AND upper_80 <= upper_95)
             """));
         Assert.Equal(0, f.Count("SELECT count(*) FROM sensors.predictions WHERE NOT (mean BETWEEN -1 AND 30)"));
-        Assert.Equal(0, f.Count("SELECT count(*) FROM sensors.predictions WHERE method NOT IN ('holt_winters_daily', 'seasonal_naive_daily', 'seasonal_naive_weekly')"));
+        Assert.Equal(0, f.Count("SELECT count(*) FROM sensors.predictions WHERE method NOT IN ('holt_winters_daily', 'seasonal_naive_daily', 'seasonal_naive_weekly', 'combined')"));
     }
 }
