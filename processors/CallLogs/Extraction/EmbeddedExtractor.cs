@@ -6,7 +6,8 @@ namespace StreamHealth.CallLogs.Extraction;
 /// mentions (longest phrase first; body-part pain patterns; one-edit typos of drug names), then per turn of the
 /// patient, a family member or an unlabelled speaker, read each mention's attributes from its sentence. A clinician's
 /// turn yields nothing itself: its questions ("Any chest pain?") are kept so that a bare "No." or "Yes, 25 mg every
-/// morning." in the next turn is read against them. See Extraction/README.md for the rules and their known limits.
+/// morning." in the next turn is read against them. The labelling conventions it follows, and its measured
+/// accuracy and known misses, are in benchmarks/data/calllogs/README.md and benchmarks/RESULTS.md.
 /// </summary>
 public sealed partial class EmbeddedExtractor : IHealthEntryExtractor
 {
