@@ -175,6 +175,12 @@ public static class CallWebhookApi
                 return TypedResults.Problem($"{Topics.CallLogsRaw} did not acknowledge the event ({e.Error.Reason}); nothing was kept, retry it",
                     statusCode: StatusCodes.Status503ServiceUnavailable, title: "Call-log pipeline unavailable");
             }
+            catch
+            {
+                // Whatever else stopped the produce (the registry, a bug): the claim must not make the provider's retry a duplicate.
+                await claims.ReleaseAsync(key, pending);
+                throw;
+            }
             var answer = new CallCompletedAccepted(eventId!, callId!, known.Name, receivedAt, Duplicate: false);
             try
             {

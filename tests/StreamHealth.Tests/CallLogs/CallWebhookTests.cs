@@ -42,9 +42,10 @@ public sealed class CallWebhookStack : IAsyncLifetime
     }
 
     /// <summary>A gateway on these services (Kafka at <paramref name="bootstrap"/>) listening on a free loopback port.</summary>
-    public (WebApplicationFactory<Program> App, string BaseUrl) StartGateway(string bootstrap)
+    public (WebApplicationFactory<Program> App, string BaseUrl) StartGateway(string bootstrap, string? redisPort = null)
     {
         var settings = Services.Registry.With(LocalServices.Overrides(Services.Database, bootstrap));
+        if (redisPort is not null) settings["Redis:Port"] = redisPort;
         var providers = GatewayCallWebhookOptions.Section + ":Providers:";
         settings[providers + Acme.Name + ":Secret"] = Acme.Secret;
         settings[providers + Tight.Name + ":Secret"] = Tight.Secret;
@@ -385,11 +386,34 @@ public sealed class CallWebhookTests(CallWebhookStack f) : IClassFixture<CallWeb
             Assert.Contains("retry", problem.GetProperty("detail").GetString());
             Assert.True(refused.Headers.Contains("Retry-After"));
         }
+        // Released at once, not left to expire (a pending claim would hold the retry below for up to 30 s).
+        var eventId = JsonDocument.Parse(body).RootElement.GetProperty("event_id").GetString()!;
+        Assert.False(await f.Services.Redis.GetDatabase().KeyExistsAsync(CallEventClaims.Key(f.Acme.Name, eventId)));
 
         using var gateway = f.Client();
+        var watch = System.Diagnostics.Stopwatch.StartNew();
         using var retried = await f.Acme.DeliverAsync(gateway, body);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), $"the retry waited {watch.Elapsed}");
         Assert.Equal(HttpStatusCode.Accepted, retried.StatusCode);
         Assert.False((await ReadJsonAsync(retried)).GetProperty("duplicate").GetBoolean());
+        Assert.Single(f.Records(call));
+    }
+
+    [Fact]
+    public async Task When_redis_cannot_hold_the_event_id_the_answer_is_503_and_nothing_is_produced()
+    {
+        var (down, downUrl) = f.StartGateway(f.Services.Kafka.BootstrapServers, redisPort: "1");   // nothing listens there
+        await using var _ = down;
+        using var broken = f.Client(downUrl);
+        var call = NewCall();
+        var body = f.Acme.CompleteCall(call, null, DateTimeOffset.UtcNow);
+        using var refused = await f.Acme.DeliverAsync(broken, body);
+        Assert.Contains("Redis", (await ProblemAsync(refused, HttpStatusCode.ServiceUnavailable)).GetProperty("title").GetString());
+        Assert.True(refused.Headers.Contains("Retry-After"));
+        // Without the replay guard nothing is produced unguarded.
+        Assert.Empty(f.Records(call));
+        using var gateway = f.Client();
+        Assert.Equal(HttpStatusCode.Accepted, (await f.Acme.DeliverAsync(gateway, body)).StatusCode);
         Assert.Single(f.Records(call));
     }
 
