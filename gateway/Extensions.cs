@@ -64,6 +64,7 @@ public static class Extensions
         builder.Services.AddSingleton<Streams.InteractiveQueries>();
         builder.Services.AddWeightCommands();
         builder.Services.AddHealthMetrics();
+        builder.Services.AddCallWebhooks();
         RecommendationsApi.AddRecommendations(builder.Services);
         // One writer of the audit trail per gateway (replicas share the chain through its advisory lock).
         builder.Services.AddSingleton(sp => new Audit.AuditWriter(sp.GetRequiredService<NpgsqlDataSource>(),

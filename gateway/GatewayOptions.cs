@@ -173,6 +173,77 @@ public sealed class GatewayCgmOptions
     }
 }
 
+/// <summary>One call provider that may send signed webhooks (Gateway:CallWebhooks:Providers:&lt;name&gt;; the name is what the
+/// provider sends in X-StreamHealth-Provider and what calllogs.raw records).</summary>
+public sealed class CallProviderOptions
+{
+    /// <summary>HS256 wants a key of at least its 256-bit output; 32 characters of a random secret give that.</summary>
+    public const int MinimumSecretLength = 32;
+
+    /// <summary>The HMAC-SHA256 key shared with the provider (a secret: from the environment or a secret store, never logged).</summary>
+    public string Secret { get; set; } = "";
+    /// <summary>The key being rotated out, still accepted until it is removed (empty: none), so that a rotation needs no
+    /// moment when both sides switch at once.</summary>
+    public string PreviousSecret { get; set; } = "";
+    /// <summary>Sustained webhooks per second from this provider; above it the gateway answers 429 with Retry-After.</summary>
+    public int RequestsPerSecond { get; set; } = 50;
+    /// <summary>Webhooks this provider may send at once after being idle (a provider catching up after an outage sends bursts).</summary>
+    public int Burst { get; set; } = 100;
+    /// <summary>False refuses the provider's webhooks (401) without removing its secret.</summary>
+    public bool Enabled { get; set; } = true;
+
+    internal void Validate(string path, List<string> errors, bool development)
+    {
+        // Switched off (how an environment variable retires an inherited provider): its other settings are not used.
+        if (!Enabled) return;
+        if (Secret.Length < MinimumSecretLength)
+            errors.Add($"{path}:Secret is {(Secret.Length == 0 ? "not set" : $"{Secret.Length} characters")}: give each provider a random secret of at least " +
+                       $"{MinimumSecretLength} characters (STREAMHEALTH_{path.Replace(":", "__", StringComparison.Ordinal)}__Secret)");
+        foreach (var (name, secret) in new[] { ("Secret", Secret), ("PreviousSecret", PreviousSecret) })
+        {
+            // Secrets mounted from files often end in a newline that the provider does not sign with.
+            if (secret.Any(char.IsWhiteSpace)) errors.Add($"{path}:{name} contains whitespace (a trailing newline from a secret file?)");
+            if (!development && secret == GatewayCallWebhookOptions.DevelopmentSecret)
+                errors.Add($"{path}:{name} is the local development secret of gateway.Development.json; set a secret of its own outside Development");
+        }
+        if (PreviousSecret.Length is > 0 and < MinimumSecretLength)
+            errors.Add($"{path}:PreviousSecret is {PreviousSecret.Length} characters; at least {MinimumSecretLength} are required (empty: none)");
+        if (RequestsPerSecond is < 1 or > 100_000) errors.Add($"{path}:RequestsPerSecond = {RequestsPerSecond}: must be 1-100000");
+        // A bucket smaller than a second's refill would cap the rate at Burst, whatever RequestsPerSecond says.
+        if (Burst < RequestsPerSecond || Burst > 1_000_000) errors.Add($"{path}:Burst = {Burst}: must be {RequestsPerSecond} (RequestsPerSecond)-1000000");
+    }
+}
+
+/// <summary>Signed call-provider webhooks (Gateway:CallWebhooks; <see cref="Apis.CallWebhookApi"/>).</summary>
+public sealed class GatewayCallWebhookOptions
+{
+    public const string Section = GatewayOptions.Section + ":CallWebhooks";
+    /// <summary>The secret gateway.Development.json ships for its "local-dev" provider; refused anywhere else.</summary>
+    public const string DevelopmentSecret = "local-dev-call-provider-secret-change-me-0123";
+
+    /// <summary>Provider name (an id: <see cref="StreamHealth.Runtime.Validation.InputRules.IdRuleText"/>) → its settings.</summary>
+    public Dictionary<string, CallProviderOptions> Providers { get; set; } = new(StringComparer.Ordinal);
+    /// <summary>Largest webhook body. The notice carries ids only (a few hundred bytes); larger bodies are answered 413
+    /// after reading at most this many bytes and one more.</summary>
+    public int MaxBodyBytes { get; set; } = 16 * 1024;
+    /// <summary>How long an accepted event id is remembered (a repeat within it is acknowledged, not produced again). Far
+    /// beyond the 5-minute replay window, so that it also covers a provider's own retries of an answer it never received.</summary>
+    public int DedupeHours { get; set; } = 72;
+
+    internal void Validate(List<string> errors, bool development)
+    {
+        foreach (var (name, provider) in Providers)
+        {
+            var path = $"{Section}:Providers:{name}";
+            if (!StreamHealth.Runtime.Validation.InputRules.IsValidId(name))
+                errors.Add($"{Section}:Providers: '{name}' is not a valid provider name ({StreamHealth.Runtime.Validation.InputRules.IdRuleText})");
+            provider.Validate(path, errors, development);
+        }
+        if (MaxBodyBytes is < 1024 or > 1024 * 1024) errors.Add($"{Section}:MaxBodyBytes = {MaxBodyBytes}: must be 1024-1048576");
+        if (DedupeHours is < 1 or > 24 * 90) errors.Add($"{Section}:DedupeHours = {DedupeHours}: must be 1-2160");
+    }
+}
+
 /// <summary>Gateway-only settings, section "Gateway" of the same configuration as <see cref="StreamHealthOptions"/>:
 /// gateway/gateway.json (local defaults, copied beside the binary) overridden by STREAMHEALTH_Gateway__… variables.</summary>
 public sealed class GatewayOptions
@@ -193,6 +264,7 @@ public sealed class GatewayOptions
     public GatewayIdentityOptions Identity { get; } = new();
     public GatewayEncryptionOptions Encryption { get; } = new();
     public GatewayNearCacheOptions NearCache { get; } = new();
+    public GatewayCallWebhookOptions CallWebhooks { get; } = new();
 
     public bool DevelopmentKeyEnabled => ApiKeys.Any(c => c.Key == DevelopmentKey);
 
@@ -217,6 +289,7 @@ public sealed class GatewayOptions
             configuration.GetSection(GatewayIdentityOptions.Section).Bind(options.Identity);
             configuration.GetSection(GatewayEncryptionOptions.Section).Bind(options.Encryption);
             configuration.GetSection(GatewayNearCacheOptions.Section).Bind(options.NearCache);
+            configuration.GetSection(GatewayCallWebhookOptions.Section).Bind(options.CallWebhooks);
         }
         catch (InvalidOperationException e)
         {
@@ -228,6 +301,7 @@ public sealed class GatewayOptions
         options.Identity.Validate(errors, development);
         options.Encryption.Validate(errors, development);
         options.NearCache.Validate(errors);
+        options.CallWebhooks.Validate(errors, development);
         if (!development && options.DevelopmentKeyEnabled)
             errors.Add($"{Section}:ApiKeys holds the local development key '{DevelopmentKey}'; it is valid only in the Development environment");
         if (errors.Count > 0) throw new ConfigurationException("configuration error: " + string.Join("; ", errors));

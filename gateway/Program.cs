@@ -18,6 +18,7 @@ app.MapRecommendationsApi();
 app.MapForecastApi();
 app.MapSensorsApi();
 app.MapIdentityApi();
+app.MapCallWebhookApi();
 app.Run();
 
 public partial class Program;

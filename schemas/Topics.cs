@@ -19,7 +19,10 @@ public static class Topics
     public const string CgmForecastRequests = "cgm.forecast-requests";
     public const string CgmForecasts = "cgm.forecasts";
     public const string CgmLatest = "cgm.latest";
+    /// <summary>A provider's notice that a call ended (ids only: the signed webhook's content).</summary>
     public const string CallLogsRaw = "calllogs.raw";
+    /// <summary>The call with its transcript, fetched from the provider by the call id of a calllogs.raw notice.</summary>
+    public const string CallLogsCalls = "calllogs.calls";
     public const string CallLogsEntries = "calllogs.entries";
     public const string SensorsReadings = "sensors.readings";
     public const string SensorsMetrics = "sensors.metrics";
@@ -54,6 +57,7 @@ public static class Topics
         new(WeightsFiltered, AvroSchemas.For(WeightsFiltered), DefaultPartitions),
         new(CgmForecasts, AvroSchemas.For(CgmForecasts), DefaultPartitions),
         new(CgmLatest, AvroSchemas.For(CgmLatest), DefaultPartitions),
+        new(CallLogsCalls, AvroSchemas.For(CallLogsCalls), DefaultPartitions),
         new(CallLogsEntries, AvroSchemas.For(CallLogsEntries), DefaultPartitions),
         new(SensorsMetrics, AvroSchemas.For(SensorsMetrics), DefaultPartitions),
         new(SensorsDistrictWindows, AvroSchemas.For(SensorsDistrictWindows), DefaultPartitions),
@@ -64,8 +68,9 @@ public static class Topics
         new(InsightsDaily, AvroSchemas.For(InsightsDaily), DefaultPartitions),
     ];
 
-    /// <summary>Results that a later stage's topology reads: like the ingest topics, each has a dead-letter topic.</summary>
-    public static readonly IReadOnlyList<string> StageInputs = [SensorsDistrictWindows];
+    /// <summary>Results that a later stage's topology reads: like the ingest topics, each has a dead-letter topic. A call's
+    /// transcript is the provider's text, fetched from outside: the extraction that reads calllogs.calls dead-letters what it cannot parse.</summary>
+    public static readonly IReadOnlyList<string> StageInputs = [SensorsDistrictWindows, CallLogsCalls];
 
     public static readonly IReadOnlyList<TopicSpec> All = BuildAll();
 

@@ -15,6 +15,8 @@ using StreamHealth.Benchmarks.Weight;
 // dotnet run -c Release -- cgm-loop [copies]          (CGM window topology end to end, one thread, Hall 2018 × copies)
 // dotnet run -c Release -- sensors-loop [districts] [days]  (sensors windowed metrics end to end, one thread, simulated network)
 // dotnet run -c Release -- sensors-api [nodes] [seconds] [requests/s]  (GET /api/v1/nodes/{id}/metrics from the cache, open loop; needs the dev services)
+// dotnet run -c Release -- call-webhook [seconds] [webhooks/s]  (POST /webhooks/call-completed signed, 202 after acks=all, open loop;
+//                                                      BENCH_PG, BENCH_REDIS_PORT: a PostgreSQL and Redis of the local stack)
 // dotnet run -c Release -- weight-accuracy [users] [seed]  (synthetic cohort: Kalman filter vs rolling median and EMA)
 // dotnet run -c Release -- forecast-loop [requests] [model.onnx] [batch sizes] [rates/s] [seconds] [intra-op threads] [max wait ms]
 //                                                      (forecast consumer end to end: throughput and latency per MaxBatchSize)
@@ -38,6 +40,8 @@ return args.FirstOrDefault() switch
         Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "..", "..", "shared", "data"))),
     "sensors-api" => StreamHealth.Benchmarks.Sensors.SensorsApiHarness.Run(args.Length > 1 ? int.Parse(args[1]) : 500, args.Length > 2 ? int.Parse(args[2]) : 30,
         args.Length > 3 ? int.Parse(args[3]) : 1_000),
+    "call-webhook" => StreamHealth.Benchmarks.CallLogs.CallWebhookHarness.Run(args.Length > 1 ? int.Parse(args[1]) : 30,
+        args.Length > 2 ? int.Parse(args[2]) : 200),
     "sensors-loop" => StreamHealth.Benchmarks.Streams.SensorsLoopHarness.Run(args.Length > 1 ? int.Parse(args[1]) : 3, args.Length > 2 ? int.Parse(args[2]) : 2),
     "weight-accuracy" => WeightAccuracy.Run(args.Length > 1 ? int.Parse(args[1]) : 1_000,
         args.Length > 2 ? int.Parse(args[2]) : StreamHealth.Weight.Samples.SyntheticWeightCohort.DefaultSeed),

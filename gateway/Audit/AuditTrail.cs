@@ -44,13 +44,17 @@ public static class AuditTrail
     internal static AuditEntry Entry(HttpContext http, AccessRule rule, int status)
     {
         var user = http.User;
-        var actor = user.PersonalUserId() is not null || user.IsService() ? user.OwnerKey() : "anonymous";
+        var actor = user.PersonalUserId() is not null || user.IsService() ? user.OwnerKey()
+            : rule.Kind == AccessKind.Signed && http.Items.TryGetValue(Access.SignedCallerItem, out var signer) && signer is string signedBy ? signedBy
+            : "anonymous";
         var subject = rule switch
         {
             { Source: SubjectSource.Route } => http.GetRouteValue(rule.Subject!) as string,
             { Source: SubjectSource.Body } => http.Items.TryGetValue(Access.SubjectItem, out var authorized) ? authorized as string : null,
             // What a person's own token stores or reads through a caller rule is that person's.
             { Kind: AccessKind.Caller } => user.PersonalUserId(),
+            // The patient a verified webhook names (when it names one).
+            { Kind: AccessKind.Signed } => http.Items.TryGetValue(Access.SubjectItem, out var patient) ? patient as string : null,
             _ => null,
         } ?? "";
         var method = http.Request.Method;

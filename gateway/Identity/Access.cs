@@ -23,6 +23,9 @@ public enum AccessKind
     OwnedResource,
     /// <summary>Service credentials with the scope only (cache management: <c>admin</c>).</summary>
     Service,
+    /// <summary>A partner system outside our users and keys (a call provider's webhook): the request carries its own
+    /// signature, which the handler verifies. No token or API key admits it, and none is needed to reach the handler.</summary>
+    Signed,
 }
 
 /// <summary>Where an <see cref="AccessKind.OwnData"/> rule finds the person: a route value (checked before the
@@ -43,7 +46,7 @@ public sealed record AccessRule(AccessKind Kind, string Scope, SubjectSource Sou
     /// <summary>Scopes that admit a service key (for any person, except care-team:read: for its list).</summary>
     public IReadOnlyList<string> ServiceScopes => Kind switch
     {
-        AccessKind.Public => [],
+        AccessKind.Public or AccessKind.Signed => [],
         AccessKind.OwnedResource when Scope != Scopes.Admin => [Scope, Scopes.Admin],
         _ when AdmitsCareTeam => [Scope, Scopes.CareTeamRead],
         _ => [Scope],
@@ -58,6 +61,7 @@ public sealed record AccessRule(AccessKind Kind, string Scope, SubjectSource Sou
             AccessKind.OwnData => "own-data",
             AccessKind.Caller => "caller",
             AccessKind.OwnedResource => "owned-resource",
+            AccessKind.Signed => "signed",
             _ => "service",
         } };
         if (Subject is not null) node["subject"] = (Source == SubjectSource.Route ? "path:" : "body:") + Subject;
@@ -78,8 +82,12 @@ public static class Access
     public const string BearerAuthenticationType = "Bearer";
     /// <summary>HttpContext.Items key of the person a body-subject request turned out to be about (the audit trail's subject).</summary>
     public const string SubjectItem = "streamhealth.subject";
+    /// <summary>HttpContext.Items key of who signed a <see cref="AccessKind.Signed"/> request, once verified
+    /// (<c>provider:NAME</c>): the audit trail's actor.</summary>
+    public const string SignedCallerItem = "streamhealth.signed-caller";
 
     public static readonly AccessRule Public = new(AccessKind.Public, "");
+    public static readonly AccessRule Signed = new(AccessKind.Signed, "");
     /// <summary>The fallback policy's rule: no credential and no scope satisfies it.</summary>
     internal static readonly AccessRule Undeclared = new(AccessKind.Service, "undeclared-endpoint");
     public static AccessRule OwnData(string routeParameter, string scope) => new(AccessKind.OwnData, scope, SubjectSource.Route, routeParameter);
@@ -92,7 +100,8 @@ public static class Access
     public static TBuilder RequireAccess<TBuilder>(this TBuilder builder, AccessRule rule) where TBuilder : IEndpointConventionBuilder
     {
         builder.WithMetadata(rule);
-        return rule.Kind == AccessKind.Public
+        // A signed request is authenticated by its handler (the signature covers the body, which only the handler reads).
+        return rule.Kind is AccessKind.Public or AccessKind.Signed
             ? builder.AllowAnonymous()
             : builder.RequireAuthorization(p => p.RequireAuthenticatedUser().AddRequirements(new AccessRequirement(rule)));
     }
@@ -115,7 +124,8 @@ public static class Access
     /// subject could admit it, and the handler decides again with the subject.</summary>
     public static bool Allows(ClaimsPrincipal user, AccessRule rule, AccessSubject? subject)
     {
-        if (rule.Kind == AccessKind.Public) return true;
+        // A signed request's handler decides (it alone reads the signed body); no credential of ours changes that.
+        if (rule.Kind is AccessKind.Public or AccessKind.Signed) return true;
         if (user.PersonalUserId() is { } userId)
             return rule.Kind switch
             {
@@ -179,6 +189,9 @@ public static class Access
             .AddRequirements(new AccessRequirement(Undeclared)).Build());
     }
 
+    /// <summary>The security scheme of the call providers' signed webhooks in the OpenAPI document.</summary>
+    public const string CallWebhookSignatureScheme = "CallProviderSignature";
+
     /// <summary>x-access on every operation, its security alternatives, and its 401/403 responses.</summary>
     internal static void DescribeInOpenApi(OpenApiOptions options)
     {
@@ -200,6 +213,15 @@ public static class Access
                 BearerFormat = "JWT",
                 Description = "A person's access token from POST /api/v1/auth/token: that person's data only.",
             };
+            document.Components.SecuritySchemes[CallWebhookSignatureScheme] = new OpenApiSecurityScheme
+            {
+                Type = SecuritySchemeType.ApiKey,
+                In = ParameterLocation.Header,
+                Name = CallLogs.WebhookSignature.SignatureHeader,
+                Description = $"A call provider's signature: sha256= and the lowercase hex HMAC-SHA256, keyed with the provider's secret " +
+                              $"(Gateway:CallWebhooks:Providers), of {CallLogs.WebhookSignature.TimestampHeader}, a '.' and the raw body; " +
+                              $"{CallLogs.WebhookSignature.ProviderHeader} names the provider.",
+            };
             return Task.CompletedTask;
         });
         options.AddOperationTransformer(async (operation, context, ct) =>
@@ -208,6 +230,12 @@ public static class Access
             operation.Extensions ??= new Dictionary<string, IOpenApiExtension>();
             operation.Extensions["x-access"] = new JsonNodeExtension(rule.ToOpenApi());
             if (rule.Kind == AccessKind.Public) return;
+            if (rule.Kind == AccessKind.Signed)
+            {
+                operation.Security ??= [];
+                operation.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(CallWebhookSignatureScheme, context.Document)] = [] });
+                return;
+            }
             operation.Security ??= [];
             operation.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(ApiKeyAuthentication.Scheme, context.Document)] = [] });
             if (rule.AdmitsPersonalTokens)

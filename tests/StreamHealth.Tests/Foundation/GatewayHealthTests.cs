@@ -37,7 +37,8 @@ public sealed class GatewayHealthTests(EmbeddedKafkaFixture kafka) : IClassFixtu
         Assert.Equal("StreamHealth.Schemas.Avro.Cgm.CgmLatest", schemas["cgm.latest"]);
         Assert.Equal("StreamHealth.Schemas.Avro.Cgm.CgmForecastRequest", schemas["cgm.forecast-requests"]);
         Assert.Equal("StreamHealth.Schemas.Avro.Cgm.CgmForecast", schemas["cgm.forecasts"]);
-        Assert.Equal("StreamHealth.Schemas.Avro.CallLogs.CallLog", schemas["calllogs.raw"]);
+        Assert.Equal("StreamHealth.Schemas.Avro.CallLogs.CallCompleted", schemas["calllogs.raw"]);
+        Assert.Equal("StreamHealth.Schemas.Avro.CallLogs.CallLog", schemas["calllogs.calls"]);
         Assert.Contains("StreamHealth", await client.GetStringAsync("/"));
     }
 

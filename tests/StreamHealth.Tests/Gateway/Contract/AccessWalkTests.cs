@@ -78,6 +78,11 @@ public sealed class AccessWalkTests(GatewayStackFixture f) : IClassFixture<Gatew
         ["GET /api/v1/network/metrics"] = _ => Get("/api/v1/network/metrics"),
         ["GET /api/v1/dashboard/summary"] = _ => Get("/api/v1/dashboard/summary"),
         ["GET /api/v1/predictions/{nodeId}"] = p => Get($"/api/v1/predictions/walk-{p.UserId}"),
+        // Unsigned: no credential of ours may stand in for a provider's signature.
+        ["POST /webhooks/call-completed"] = p => Post("/webhooks/call-completed", JsonContent.Create(new
+        {
+            event_id = $"walk-{p.UserId}", call_id = $"walk-{p.UserId}", patient_id = p.UserId, occurred_at = DateTimeOffset.UtcNow.ToString("O"),
+        })),
     };
 
     [Fact]
@@ -118,6 +123,11 @@ public sealed class AccessWalkTests(GatewayStackFixture f) : IClassFixture<Gatew
                     // Another person's handle is answered like one that does not exist.
                     if (othersData.Status != 404) problems.Add($"{name}: A's token on B's dataset → {othersData}");
                     if (!Through(own) || own.Status == 404) problems.Add($"{name}: A's token on A's dataset → {own}");
+                    break;
+                case "signed":
+                    // Only the provider's signature admits: a person's token and the all-scopes service key are refused alike.
+                    if (own.Status != 401) problems.Add($"{name}: a person's token on a signed operation → {own}");
+                    if (service.Status != 401) problems.Add($"{name}: a service key on a signed operation → {service}");
                     break;
                 case "service":
                     if (own.Status != 403) problems.Add($"{name}: a person's token on a service-only operation → {own}");

@@ -61,6 +61,7 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
         ["POST /api/v1/health-goals"] = [200, 201, 400, 401, 403, 409, 413, 422, 429, 503],
         ["GET /api/v1/health-goals/user/{userId}"] = [200, 400, 401, 403, 429, 503],
         ["GET /api/v1/health-metrics/user/{userId}/summary"] = [200, 400, 401, 403, 429, 503],
+        ["POST /webhooks/call-completed"] = [200, 202, 400, 401, 409, 413, 429, 503],
     };
 
     [Fact]
@@ -198,6 +199,11 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
             new("GET", "/api/v1/network/efficiency"), new("GET", "/api/v1/network/efficiency?days=0"),
             new("GET", "/api/v1/network/metrics"), new("GET", "/api/v1/dashboard/summary"),
             new("GET", $"/api/v1/predictions/contract-{weightUser}"), new("GET", "/api/v1/predictions/no-such-node"), new("GET", "/api/v1/predictions/bad%20id"),
+            // Signed by the local-dev provider of gateway.Development.json: accepted, repeated (a duplicate), tampered, malformed.
+            Webhook($$"""{"event_id":"contract-{{weightUser}}","call_id":"contract-{{weightUser}}","occurred_at":"{{now.AddMinutes(-3):O}}"}"""),
+            Webhook($$"""{"event_id":"contract-{{weightUser}}","call_id":"contract-{{weightUser}}","occurred_at":"{{now.AddMinutes(-3):O}}"}"""),
+            Webhook($$"""{"event_id":"contract-{{weightUser}}","call_id":"contract-{{weightUser}}","occurred_at":"{{now.AddMinutes(-3):O}}"}""", tamper: true),
+            Webhook("""{"event_id":"contract-bad","call_id":"a b","occurred_at":"soon"}"""),
         };
         var failures = new List<string>();
         var seen = new Dictionary<string, List<int>>();
@@ -257,6 +263,7 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
         {
             using var request = new HttpRequestMessage(new HttpMethod(c.Method), c.Path) { Content = c.Body?.Invoke() };
             request.Headers.Remove("X-Api-Key");
+            c.Prepare?.Invoke(request);
             using var anonymous = f.Client(c.ApiKey);
             using var response = await anonymous.SendAsync(request);
             var body = await response.Content.ReadAsStringAsync();
@@ -289,7 +296,22 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
         });
     }
 
-    internal sealed record Case(string Method, string Path, Func<HttpContent>? Body = null, string? ApiKey = GatewayStackFixture.ApiKey);
+    internal sealed record Case(string Method, string Path, Func<HttpContent>? Body = null, string? ApiKey = GatewayStackFixture.ApiKey,
+        Action<HttpRequestMessage>? Prepare = null);
+
+    /// <summary>A call webhook signed now as the local-dev provider (gateway.Development.json) signs it; <paramref name="tamper"/>
+    /// sends a body other than the one signed.</summary>
+    internal static Case Webhook(string json, bool tamper = false) => new("POST", "/webhooks/call-completed", ApiKey: null, Prepare: request =>
+    {
+        // Signed as it is sent: a timestamp taken when the case list was built could be out of the 5-minute window by now.
+        var body = Encoding.UTF8.GetBytes(json);
+        var timestamp = DateTimeOffset.UtcNow.ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var sent = tamper ? Encoding.UTF8.GetBytes(json.Replace("contract-", "contrast-", StringComparison.Ordinal)) : body;
+        request.Content = Raw(sent, "application/json")();
+        request.Headers.Add("X-StreamHealth-Provider", "local-dev");
+        request.Headers.Add("X-StreamHealth-Timestamp", timestamp);
+        request.Headers.Add("X-StreamHealth-Signature", CallLogs.FakeCallProvider.Signature(StreamHealth.Gateway.GatewayCallWebhookOptions.DevelopmentSecret, timestamp, body));
+    });
 
     internal static Func<HttpContent> Json(string json) => () => new StringContent(json, Encoding.UTF8, "application/json");
 
