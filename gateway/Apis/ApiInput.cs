@@ -53,12 +53,28 @@ internal static class ApiInput
     }
 
     /// <summary>A window of whole local days, 1 to <paramref name="maxDays"/> (<paramref name="defaultDays"/> when absent).</summary>
-    public static int ParseDays(string? value, int defaultDays, int maxDays, Dictionary<string, string[]> errors, string field = "days")
+    public static int ParseDays(string? value, int defaultDays, int maxDays, Dictionary<string, string[]> errors, string field = "days") =>
+        ParseCount(value, field, defaultDays, maxDays, errors, " of days");
+
+    /// <summary>A count such as a page's <c>limit</c>: a whole number from 1 to <paramref name="max"/> (<paramref name="defaultValue"/>
+    /// when absent), or errors[<paramref name="field"/>] quoting the value.</summary>
+    public static int ParseCount(string? value, string field, int defaultValue, int max, Dictionary<string, string[]> errors, string unit = "")
     {
-        if (value is null) return defaultDays;
-        if (int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var days) && days >= 1 && days <= maxDays) return days;
-        errors[field] = [$"'{Shorten(value)}' is not a whole number of days from 1 to {maxDays}."];
-        return defaultDays;
+        if (value is null) return defaultValue;
+        if (int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n >= 1 && n <= max) return n;
+        errors[field] = [$"'{Shorten(value)}' is not a whole number{unit} from 1 to {max}."];
+        return defaultValue;
+    }
+
+    /// <summary>A time range <c>from</c> ≤ <c>to</c>: <c>to</c> defaults to <paramref name="defaultTo"/>, <c>from</c> to <c>to</c> −
+    /// <paramref name="defaultRange"/>; errors name the field at fault.</summary>
+    public static (DateTime From, DateTime To) ParseRange(string? from, string? to, TimeSpan defaultRange, DateTime defaultTo, Dictionary<string, string[]> errors)
+    {
+        var toUtc = ParseTime(to, "to", errors) ?? defaultTo;
+        var fromUtc = ParseTime(from, "from", errors) ?? toUtc - defaultRange;
+        if (!errors.ContainsKey("from") && !errors.ContainsKey("to") && fromUtc > toUtc)
+            errors["from"] = [$"'{fromUtc:O}' is after to = '{toUtc:O}'."];
+        return (fromUtc, toUtc);
     }
 
     /// <summary>A client's value as an error may quote it: control characters escaped, at most 64 characters.</summary>

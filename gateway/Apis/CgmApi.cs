@@ -273,13 +273,8 @@ public static class CgmApi
     {
         var errors = new Dictionary<string, string[]>();
         ApiInput.ValidateUserId(userId, errors);
-        var toUtc = ApiInput.ParseTime(to, "to", errors) ?? DateTime.UtcNow;
-        var fromUtc = ApiInput.ParseTime(from, "from", errors) ?? toUtc - DefaultReadingsRange;
-        var rowLimit = DefaultReadingsLimit;
-        if (limit is not null && (!int.TryParse(limit, NumberStyles.None, CultureInfo.InvariantCulture, out rowLimit) || rowLimit is < 1 or > MaxReadingsLimit))
-            errors["limit"] = [$"'{ApiInput.Shorten(limit)}' is not a whole number from 1 to {MaxReadingsLimit}."];
-        if (!errors.ContainsKey("from") && !errors.ContainsKey("to") && fromUtc > toUtc)
-            errors["from"] = [$"'{fromUtc:O}' is after to = '{toUtc:O}'."];
+        var (fromUtc, toUtc) = ApiInput.ParseRange(from, to, DefaultReadingsRange, DateTime.UtcNow, errors);
+        var rowLimit = ApiInput.ParseCount(limit, "limit", DefaultReadingsLimit, MaxReadingsLimit, errors);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
         await using var cmd = pg.CreateCommand("""

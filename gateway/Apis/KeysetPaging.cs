@@ -22,13 +22,8 @@ internal static class KeysetPaging
     public static PageQuery Parse(string? from, string? to, string? limit, string? cursor, TimeSpan defaultRange, int defaultLimit, int maxLimit,
         EventTimeRule timeRule, Dictionary<string, string[]> errors)
     {
-        var toUtc = ApiInput.ParseTime(to, "to", errors) ?? DateTime.UtcNow.AddMilliseconds(timeRule.MaxAheadMs);
-        var fromUtc = ApiInput.ParseTime(from, "from", errors) ?? toUtc - defaultRange;
-        if (!errors.ContainsKey("from") && !errors.ContainsKey("to") && fromUtc > toUtc)
-            errors["from"] = [$"'{fromUtc:O}' is after to = '{toUtc:O}'."];
-        var pageSize = defaultLimit;
-        if (limit is not null && (!int.TryParse(limit, NumberStyles.None, CultureInfo.InvariantCulture, out pageSize) || pageSize < 1 || pageSize > maxLimit))
-            errors["limit"] = [$"'{ApiInput.Shorten(limit)}' is not a whole number from 1 to {maxLimit}."];
+        var (fromUtc, toUtc) = ApiInput.ParseRange(from, to, defaultRange, DateTime.UtcNow.AddMilliseconds(timeRule.MaxAheadMs), errors);
+        var pageSize = ApiInput.ParseCount(limit, "limit", defaultLimit, maxLimit, errors);
         DateTime? afterTime = null;
         var afterId = "";
         if (cursor is not null)

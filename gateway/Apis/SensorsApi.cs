@@ -156,7 +156,7 @@ public static class SensorsApi
         [property: JsonPropertyName("metric")] string Metric,
         [property: JsonPropertyName("unit")] string Unit,
         [property: JsonPropertyName("issued_at"), Description("the end of the newest hour the forecast knew; null before the node's first forecast")] DateTimeOffset? IssuedAt,
-        [property: JsonPropertyName("method"), Description("holt_winters_daily, seasonal_naive_daily or seasonal_naive_weekly: the forecaster that did best on the node's last week")] string? Method,
+        [property: JsonPropertyName("method"), Description("holt_winters_daily, seasonal_naive_daily, seasonal_naive_weekly or combined: the forecaster that did best on the node's last week")] string? Method,
         [property: JsonPropertyName("hours")] IReadOnlyList<PredictionHour> Hours);
 
     public static RouteGroupBuilder MapSensorsApi(this IEndpointRouteBuilder app)
@@ -429,21 +429,13 @@ public static class SensorsApi
     private static readonly string[] States = ["open", "acknowledged", "resolved"];
     private static readonly string[] Kinds = ["burst", "background_leak", "residual"];
 
-    private static int ParseLimit(string? limit, int defaultLimit, int maxLimit, Dictionary<string, string[]> errors)
-    {
-        if (limit is null) return defaultLimit;
-        if (int.TryParse(limit, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n >= 1 && n <= maxLimit) return n;
-        errors["limit"] = [$"limit = {InputRules.Quote(limit)}: a whole number from 1 to {maxLimit}"];
-        return defaultLimit;
-    }
-
     private static async Task<IResult> ListAnomaliesAsync(string? state, string? district_id, string? kind, string? limit, NpgsqlDataSource pg, CancellationToken ct)
     {
         var errors = new Dictionary<string, string[]>();
         if (state is not null && !States.Contains(state)) errors["state"] = [$"state = {InputRules.Quote(state)}: one of open, acknowledged, resolved"];
         if (kind is not null && !Kinds.Contains(kind)) errors["kind"] = [$"kind = {InputRules.Quote(kind)}: one of burst, background_leak, residual"];
         if (district_id is not null && InputRules.CheckId("district_id", district_id) is { } bad) errors["district_id"] = [bad];
-        var rows = ParseLimit(limit, 100, 1_000, errors);
+        var rows = ApiInput.ParseCount(limit, "limit", 100, 1_000, errors);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
         await using var command = pg.CreateCommand($"""
             SELECT {AnomalyColumns} FROM sensors.anomalies
@@ -511,10 +503,8 @@ public static class SensorsApi
         var minutes = 15;
         if (window_minutes is not null && (!int.TryParse(window_minutes, NumberStyles.None, CultureInfo.InvariantCulture, out minutes) || minutes is not (15 or 60)))
             errors["window_minutes"] = [$"window_minutes = {InputRules.Quote(window_minutes)}: must be 15 or 60"];
-        var toUtc = ApiInput.ParseTime(to, "to", errors) ?? DateTime.UtcNow;
-        var fromUtc = ApiInput.ParseTime(from, "from", errors) ?? toUtc - DefaultHistory;
-        if (!errors.ContainsKey("from") && !errors.ContainsKey("to") && fromUtc > toUtc) errors["from"] = [$"'{fromUtc:O}' is after to = '{toUtc:O}'."];
-        var rows = ParseLimit(limit, 96, 1_000, errors);
+        var (fromUtc, toUtc) = ApiInput.ParseRange(from, to, DefaultHistory, DateTime.UtcNow, errors);
+        var rows = ApiInput.ParseCount(limit, "limit", 96, 1_000, errors);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
         if (await FindNodeAsync(pg, nodeId, ct) is null) return UnknownNode(nodeId);
         // The totals count each window once; the per-rule counts count a window under each rule that found a problem in it.

@@ -187,13 +187,8 @@ public static class WeightApi
         // Query values arrive as strings so that a bad one gets a 400 naming it, not a bare binding failure.
         var errors = new Dictionary<string, string[]>();
         ApiInput.ValidateUserId(userId, errors);
-        var toUtc = ApiInput.ParseTime(to, "to", errors) ?? DateTime.UtcNow;
-        var fromUtc = ApiInput.ParseTime(from, "from", errors) ?? toUtc - DefaultHistoryRange;
-        var rowLimit = DefaultHistoryLimit;
-        if (limit is not null && (!int.TryParse(limit, NumberStyles.None, CultureInfo.InvariantCulture, out rowLimit) || rowLimit is < 1 or > MaxHistoryLimit))
-            errors["limit"] = [$"'{ApiInput.Shorten(limit)}' is not a whole number from 1 to {MaxHistoryLimit}."];
-        if (!errors.ContainsKey("from") && !errors.ContainsKey("to") && fromUtc > toUtc)
-            errors["from"] = [$"'{fromUtc:O}' is after to = '{toUtc:O}'."];
+        var (fromUtc, toUtc) = ApiInput.ParseRange(from, to, DefaultHistoryRange, DateTime.UtcNow, errors);
+        var rowLimit = ApiInput.ParseCount(limit, "limit", DefaultHistoryLimit, MaxHistoryLimit, errors);
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
         await using var cmd = pg.CreateCommand("""

@@ -33,24 +33,15 @@ public static class InsightsApiHarness
 
     public static int Run(int people, int seconds, int postsPerSecond, int connections)
     {
-        var pg = Environment.GetEnvironmentVariable("BENCH_PG") ?? "Host=127.0.0.1;Port=55432;Database=streamhealth;Username=postgres";
-        var redisConfiguration = Environment.GetEnvironmentVariable("BENCH_REDIS") ?? "127.0.0.1:56379";
+        var pg = HarnessHost.Postgres;
+        var redisConfiguration = HarnessHost.Redis;
         using var cluster = EmbeddedKafkaCluster.Start(1);
         var (registryServer, registry) = HarnessHost.Registry();
         using var registryConnection = registry;
         using var registryServerStop = new Disposing(() => registryServer.DisposeAsync().AsTask().GetAwaiter().GetResult());
-        using var gateway = GatewayProcess.Start(Url, new Dictionary<string, string>
-        {
-            ["Kafka__BootstrapServers"] = cluster.BootstrapServers,
-            ["SchemaRegistry__Url"] = registryServer.Url,
-            // Registration and sign-in of the harness's people come from one address.
-            ["Gateway__Identity__SignInPermitsPerMinute"] = "100000",
-            // Every request comes from one address and up to 200 callers: the per-IP and global buckets (25k and 50k/s by
-            // default) are raised so that what is measured is the gateway with its limiter, not the limit. The limiter
-            // still runs on every request.
-            ["Gateway__RateLimit__Global__PermitsPerSecond"] = "1000000", ["Gateway__RateLimit__Global__Burst"] = "2000000",
-            ["Gateway__RateLimit__PerIp__PermitsPerSecond"] = "1000000", ["Gateway__RateLimit__PerIp__Burst"] = "2000000",
-        });
+        // Registration and sign-in of the harness's people come from one address too.
+        using var gateway = GatewayProcess.Start(Url, GatewayProcess.LoadSettings(cluster.BootstrapServers, registryServer.Url,
+            ("Gateway__Identity__SignInPermitsPerMinute", "100000")));
         using var db = NpgsqlDataSource.Create(pg);
         using var redis = ConnectionMultiplexer.Connect(redisConfiguration);
         using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 256 }) { BaseAddress = new Uri(Url) };

@@ -24,19 +24,12 @@ public static class SensorsApiHarness
     public static int Run(int nodes, int seconds, int perSecond)
     {
         var pg = HarnessHost.Postgres;
-        var redisConfiguration = Environment.GetEnvironmentVariable("BENCH_REDIS") ?? "127.0.0.1:56379";
+        var redisConfiguration = HarnessHost.Redis;
         using var cluster = EmbeddedKafkaCluster.Start(1);
         var (registryServer, registry) = HarnessHost.Registry();
         using var registryConnection = registry;
         using var registryServerStop = new Disposing(() => registryServer.DisposeAsync().AsTask().GetAwaiter().GetResult());
-        using var gateway = GatewayProcess.Start(Url, new Dictionary<string, string>
-        {
-            ["Kafka__BootstrapServers"] = cluster.BootstrapServers,
-            ["SchemaRegistry__Url"] = registryServer.Url,
-            // One client address: the per-IP and global buckets are raised so the limiter runs but does not refuse.
-            ["Gateway__RateLimit__Global__PermitsPerSecond"] = "1000000", ["Gateway__RateLimit__Global__Burst"] = "2000000",
-            ["Gateway__RateLimit__PerIp__PermitsPerSecond"] = "1000000", ["Gateway__RateLimit__PerIp__Burst"] = "2000000",
-        });
+        using var gateway = GatewayProcess.Start(Url, GatewayProcess.LoadSettings(cluster.BootstrapServers, registryServer.Url));
         using var db = NpgsqlDataSource.Create(pg);
         using var redis = ConnectionMultiplexer.Connect(redisConfiguration);
         var run = DateTime.UtcNow.Ticks.ToString("x", System.Globalization.CultureInfo.InvariantCulture)[^6..];

@@ -51,6 +51,23 @@ internal sealed class GatewayProcess : IDisposable
         return new GatewayProcess(process, url);
     }
 
+    /// <summary>The settings of a load run against <paramref name="bootstrapServers"/> and the registry at
+    /// <paramref name="registryUrl"/>: every request comes from one address and up to a few hundred callers, so the per-IP
+    /// and global buckets (25k and 50k/s by default) are raised and what is measured is the gateway with its limiter, not
+    /// the limit (the limiter still runs on every request). <paramref name="more"/> adds or overrides settings.</summary>
+    public static Dictionary<string, string> LoadSettings(string bootstrapServers, string registryUrl, params (string Key, string Value)[] more)
+    {
+        var settings = new Dictionary<string, string>
+        {
+            ["Kafka__BootstrapServers"] = bootstrapServers,
+            ["SchemaRegistry__Url"] = registryUrl,
+            ["Gateway__RateLimit__Global__PermitsPerSecond"] = "1000000", ["Gateway__RateLimit__Global__Burst"] = "2000000",
+            ["Gateway__RateLimit__PerIp__PermitsPerSecond"] = "1000000", ["Gateway__RateLimit__PerIp__Burst"] = "2000000",
+        };
+        foreach (var (key, value) in more) settings[key] = value;
+        return settings;
+    }
+
     public void Dispose()
     {
         _process.Kill(entireProcessTree: true);

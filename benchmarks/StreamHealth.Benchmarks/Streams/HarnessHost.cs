@@ -34,6 +34,9 @@ internal static class HarnessHost
     /// <summary>The PostgreSQL the harnesses use (BENCH_PG, else the dev stack's).</summary>
     public static string Postgres => Environment.GetEnvironmentVariable("BENCH_PG") ?? "Host=127.0.0.1;Port=55432;Database=streamhealth;Username=postgres";
 
+    /// <summary>The dev Redis (`compose/local/services.sh start dev`), or BENCH_REDIS.</summary>
+    public static string Redis => Environment.GetEnvironmentVariable("BENCH_REDIS") ?? "127.0.0.1:56379";
+
     public static (SchemaRegistryServer Server, SchemaRegistryConnection Connection) Registry()
     {
         var pg = Postgres;

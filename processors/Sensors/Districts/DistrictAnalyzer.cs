@@ -26,8 +26,10 @@ namespace StreamHealth.Sensors.Districts;
 /// <item><b>Background leak</b>: the minimum night flow (the lowest 15-minute net flow in the night window, when legitimate
 /// use is lowest and a leak is the largest share of the flow: the classic indicator) against the median of the previous
 /// normal nights; two consecutive nights above it open a leak. One night is not enough: a sensor fault of a day or less
-/// can raise one night's minimum, not two. Nights with a burst open are skipped; the trend (Theil-Sen slope of the recent
-/// nights, L/s per night) is reported.</item>
+/// can raise one night's minimum, not two. The exception is the first usable night after nights without a balance, when
+/// raised by twice the threshold and nearly all balanced (<see cref="DistrictAnalyzerOptions.NightAfterGapFactor"/>):
+/// the fault that took the night before cannot also raise it. Nights with a burst open are skipped; the trend (Theil-Sen
+/// slope of the recent nights, L/s per night) is reported.</item>
 /// <item><b>Residual</b>: each usable 15-minute mean against its robust seasonal baseline (median and MAD per
 /// time-of-week slot).</item>
 /// <item><b>Efficiency</b>: per UTC day, inflow and metered volumes (mean L/s × 60 s per minute, estimated minutes
@@ -712,14 +714,25 @@ public sealed class DistrictAnalyzer
         var raised = excess > threshold;
         var consecutive = _previousNightDay == _nightDay - 1;
         var nightStartUnixMs = _nightDay * DayMs + _options.NightStartMinute * MinuteMs - _options.LocalOffsetMinutes * MinuteMs;
-        if (!_leakOpen && raised && _previousNightRaised && consecutive)
+        var twoNights = raised && _previousNightRaised && consecutive;
+        // The first usable night after nights without a balance, strongly raised and (nearly) all balanced, stands alone
+        // (DistrictAnalyzerOptions.NightAfterGapFactor says why a fault cannot do this). The first night judged after the
+        // learning nights has no previous night: not a gap.
+        var lostNights = _previousNightDay == long.MinValue ? 0 : _nightDay - _previousNightDay - 1;
+        var nightQuarters = (_options.NightEndMinute - _options.NightStartMinute) / 15;
+        var alone = lostNights > 0 && excess > _options.NightAfterGapFactor * threshold
+            && _nightQuarters >= _options.NightAfterGapMinCoverage * nightQuarters;
+        if (!_leakOpen && (twoNights || alone))
         {
             _leakOpen = true;
             _leakLowNights = 0;
-            _leakStartUnixMs = nightStartUnixMs - DayMs;      // the first raised night
+            _leakStartUnixMs = twoNights ? nightStartUnixMs - DayMs : nightStartUnixMs;      // the first raised night
             _outputs.Anomalies.Add(LeakEvent(AnomalyState.Open, null, mnf, baseline, excess,
                 Text($"minimum night flow {mnf:0.000} L/s, {excess:0.000} above the median {baseline:0.000} of {baselineNights} normal nights ") +
-                Text($"(threshold {threshold:0.000}) two nights running, previous +{_previousNightExcess:0.000}; trend {trend:+0.000;-0.000} L/s per night")));
+                (twoNights
+                    ? Text($"(threshold {threshold:0.000}) two nights running, previous +{_previousNightExcess:0.000}; trend {trend:+0.000;-0.000} L/s per night")
+                    : Text($"(threshold {threshold:0.000}), {excess / threshold:0.0} times it on the first night after {lostNights} without a balance ") +
+                      Text($"({_nightQuarters} of {nightQuarters} quarters balanced); trend {trend:+0.000;-0.000} L/s per night"))));
         }
         else if (_leakOpen)
         {

@@ -5,6 +5,7 @@ using NpgsqlTypes;
 using StreamHealth.Runtime.SchemaRegistry;
 using StreamHealth.Runtime.Sinks;
 using StreamHealth.Runtime.Streams;
+using StreamHealth.Sensors.Metrics;
 using DistrictEfficiency = StreamHealth.Schemas.Avro.Sensors.DistrictEfficiency;
 using DistrictKey = StreamHealth.Schemas.Avro.Common.DistrictKey;
 using SensorAnomaly = StreamHealth.Schemas.Avro.Sensors.SensorAnomaly;
@@ -74,8 +75,8 @@ public static class DistrictSinks
                 p.Add(rows.Column("scores", static (_, a) => Finite(a.score)));
                 p.Add(rows.Column("states", static (_, a) => a.state));
                 p.Add(rows.Column("reasons", static (_, a) => a.reason));
-                p.Add(rows.Column("observed", static (_, a) => FiniteOrNull(a.observed), NpgsqlDbType.Double));
-                p.Add(rows.Column("expected", static (_, a) => FiniteOrNull(a.expected), NpgsqlDbType.Double));
+                p.Add(rows.Column("observed", static (_, a) => NodeWindowView.Stat(a.observed), NpgsqlDbType.Double));
+                p.Add(rows.Column("expected", static (_, a) => NodeWindowView.Stat(a.expected), NpgsqlDbType.Double));
                 p.Add(rows.Column("units", static (_, a) => a.unit));
             },
         }, log);
@@ -195,8 +196,8 @@ public static class DistrictSinks
                 p.Add(rows.Column("methods", static (_, f) => f.method));
                 p.Add(rows.Column("points", static (_, f) => JsonSerializer.Serialize(f.points.Select(x => new
                 {
-                    t = AvroTime.ToUnixMs(x.hour_start_unix_ms), m = Finite(x.mean), l80 = FiniteOrNull(x.lower_80), u80 = FiniteOrNull(x.upper_80),
-                    l95 = FiniteOrNull(x.lower_95), u95 = FiniteOrNull(x.upper_95),
+                    t = AvroTime.ToUnixMs(x.hour_start_unix_ms), m = Finite(x.mean), l80 = NodeWindowView.Stat(x.lower_80), u80 = NodeWindowView.Stat(x.upper_80),
+                    l95 = NodeWindowView.Stat(x.lower_95), u95 = NodeWindowView.Stat(x.upper_95),
                 }))));
             },
         }, log);
@@ -204,7 +205,6 @@ public static class DistrictSinks
 
     // A NaN (a percentage of no inflow) is stored as 0 where the column cannot be NULL, as NULL where it can.
     private static double Finite(double v) => double.IsFinite(v) ? v : 0;
-    private static double? FiniteOrNull(double v) => double.IsFinite(v) ? v : null;
 
     private static double LowestScore(SensorQuality q)
     {

@@ -114,7 +114,7 @@ public static class DistrictTopology
     public static string MethodName(NodePredictor.Method method) => method switch
     {
         NodePredictor.Method.HoltWintersDaily => "holt_winters_daily", NodePredictor.Method.SeasonalNaiveDaily => "seasonal_naive_daily",
-        _ => "seasonal_naive_weekly",
+        NodePredictor.Method.SeasonalNaiveWeekly => "seasonal_naive_weekly", _ => "combined",
     };
 
     public static string RuleName(QualityRule rule) => rule switch

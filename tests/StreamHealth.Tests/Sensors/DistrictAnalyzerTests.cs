@@ -222,6 +222,68 @@ public sealed class LeakDetectionTests
         Assert.DoesNotContain(d.Anomalies, a => a.Anomaly.Kind == AnomalyKind.Burst);
     }
 
+    /// <summary>The inflow stuck from the evening of day 5 to the evening of day 6: night 6 has no balance.</summary>
+    private static Func<string, string, long, double, double?> InflowStuckThroughNight6()
+    {
+        double? stuck = null;
+        var from = SyntheticDistrict.At(5) + 20 * SyntheticDistrict.HourMs;
+        var to = SyntheticDistrict.At(6) + 20 * SyntheticDistrict.HourMs;
+        return (node, metric, t, v) => node == "inflow" && metric == "flow" && t >= from && t < to ? stuck ??= v : v;
+    }
+
+    [Theory]
+    [InlineData(2.0, true)]      // the default: the first night after the lost one opens the leak
+    [InlineData(1000.0, false)]  // without the rule: the two-night confirmation waits for night 8
+    public void A_night_lost_to_a_stuck_inflow_does_not_delay_a_background_leak_by_a_day(double afterGapFactor, bool onNight7)
+    {
+        // The leak starts just after night 5 (01:00-05:00 local) and grows 0.15 L/s a day; night 6 has no balance.
+        var leakFrom = SyntheticDistrict.At(5) + 5.5 * SyntheticDistrict.HourMs;
+        var d = new SyntheticDistrict
+        {
+            Leak = t => t >= leakFrom ? 0.15 * (t - leakFrom) / (double)SyntheticDistrict.DayMs : 0,
+            Fault = InflowStuckThroughNight6(),
+            Options = new DistrictAnalyzerOptions { NightAfterGapFactor = afterGapFactor },
+        }.Init().Run(10 * 1440);
+        Assert.Contains(d.Problems(QualityRule.Flatline, "inflow", "flow"), p => p.Verdict.WindowStartUnixMs >= SyntheticDistrict.At(6));
+        var leak = Assert.Single(d.Anomalies, a => a.Anomaly.Kind == AnomalyKind.BackgroundLeak && a.Anomaly.State == AnomalyState.Open);
+        if (onNight7)
+        {
+            // Reported as night 7 closes (~1.98 days after the start), from night 7 alone.
+            Assert.InRange(leak.Now, SyntheticDistrict.At(7) + 5 * SyntheticDistrict.HourMs, SyntheticDistrict.At(7) + 6 * SyntheticDistrict.HourMs);
+            Assert.Contains("on the first night after 1 without a balance", leak.Anomaly.Reason);
+            Assert.Equal(SyntheticDistrict.At(7) + SyntheticDistrict.HourMs, leak.Anomaly.StartUnixMs);
+        }
+        else
+        {
+            Assert.InRange(leak.Now, SyntheticDistrict.At(8) + 5 * SyntheticDistrict.HourMs, SyntheticDistrict.At(8) + 6 * SyntheticDistrict.HourMs);
+            Assert.Contains("two nights running", leak.Anomaly.Reason);
+        }
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void One_raised_night_is_not_a_background_leak_unless_it_follows_a_lost_night_and_doubles_the_threshold(bool afterLostNight)
+    {
+        // Night 7 alone carries extra net flow (an unflagged fault, say): 0.08 L/s, 1-2 times the threshold (floor 0.05);
+        // 0.4 L/s (8 times) where no night was lost before it.
+        var extra = afterLostNight ? 0.08 : 0.4;
+        var raisedFrom = SyntheticDistrict.At(7) + 0.5 * SyntheticDistrict.HourMs;
+        var raisedTo = SyntheticDistrict.At(7) + 5.5 * SyntheticDistrict.HourMs;
+        SyntheticDistrict Run(double factor) => new SyntheticDistrict
+        {
+            Leak = t => t >= raisedFrom && t < raisedTo ? extra : 0,
+            Fault = afterLostNight ? InflowStuckThroughNight6() : (_, _, _, v) => v,
+            Options = new DistrictAnalyzerOptions { NightAfterGapFactor = factor },
+        }.Init().Run(9 * 1440);
+        Assert.DoesNotContain(Run(2).Anomalies, a => a.Anomaly.Kind == AnomalyKind.BackgroundLeak);
+        // The night was raised: after the lost night, a factor of 1 (one night worth one threshold) would have opened a leak.
+        if (afterLostNight) Assert.Contains(Run(1).Anomalies, a => a.Anomaly.Kind == AnomalyKind.BackgroundLeak);
+        // Below 1 a lone night would need less than two nights do; half a night's quarters is what a night needs to count at all.
+        Assert.Throws<ArgumentOutOfRangeException>(() => new DistrictAnalyzerOptions { NightAfterGapFactor = 0.9 }.Validate());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new DistrictAnalyzerOptions { NightAfterGapMinCoverage = 0.5 }.Validate());
+    }
+
     [Fact]
     public void A_meter_dropout_and_a_meter_spike_are_quality_problems_not_leaks()
     {

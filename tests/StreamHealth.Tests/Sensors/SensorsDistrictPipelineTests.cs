@@ -17,29 +17,14 @@ namespace StreamHealth.Tests.Sensors;
 
 /// <summary>The whole sensors pipeline on real parts over four simulated days of one district with one injected burst: readings →
 /// windows → the district analysis → anomalies, window quality, efficiency and flow predictions in PostgreSQL.</summary>
-public sealed class SensorsDistrictPipelineFixture : IDisposable
+public sealed class SensorsDistrictPipelineFixture : SensorsPipelineFixture
 {
-    public EmbeddedKafkaFixture Kafka { get; } = new();
-    public TestLogs Logs { get; } = new();
-    public TestRegistry Registry { get; }
-    public NpgsqlDataSource Postgres { get; }
-    public ConnectionMultiplexer Redis { get; }
-    public SensorsPipeline Pipeline { get; }
     public NetworkSimulator Simulator { get; }
     public long EndUnixMs { get; }
-    private readonly string _stateDir = Directory.CreateTempSubdirectory("streamhealth-sensors-districts-").FullName;
 
-    public SensorsDistrictPipelineFixture()
+    public SensorsDistrictPipelineFixture() : base("sensors_districts", partitions: 4)
     {
-        var readings = Kafka.NewTopic("dsr");
-        var districts = new DistrictTopics(Kafka.NewTopic("dsd"), Kafka.NewTopic("dsa"), Kafka.NewTopic("dsq"), Kafka.NewTopic("dse"), Kafka.NewTopic("dsp"));
-        Kafka.Cluster.CreateTopic(readings + Topics.DeadLetterSuffix, 1);
-        Kafka.Cluster.CreateTopic(districts.Windows + Topics.DeadLetterSuffix, 1);
-        var connectionString = LocalServices.PostgresConnectionString(LocalServices.NewDatabaseName("sensors_districts"));
-        StreamHealth.Runtime.Storage.PostgresMigrator.MigrateAsync(connectionString).GetAwaiter().GetResult();
-        Registry = TestRegistry.Start(connectionString);
-        Postgres = NpgsqlDataSource.Create(connectionString);
-        Redis = ConnectionMultiplexer.Connect(LocalServices.RedisConfiguration);
+        var (readings, districts) = (Readings, Districts);
         // Four days from midnight UTC, ending at least an hour ago (three closed days for the efficiency), one burst (on the third
         // day: the simulator injects nothing in the first two) and nothing else injected.
         var start = DateTimeOffset.UtcNow.AddDays(-4).AddHours(-1).ToUnixTimeMilliseconds() / 86_400_000 * 86_400_000;
@@ -50,11 +35,7 @@ public sealed class SensorsDistrictPipelineFixture : IDisposable
         });
         EndUnixMs = start + 4 * 86_400_000L;
         NodeRegistry.RegisterAsync(Postgres, Simulator.RegisteredNodes).GetAwaiter().GetResult();
-        Pipeline = new SensorsPipeline(new StreamHostOptions
-        {
-            SchemaRegistry = Registry.Connection, BootstrapServers = Kafka.BootstrapServers, StateDirectory = _stateDir, CommitIntervalMs = 200,
-            CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions),
-        }, Postgres, Redis, Logs, new SensorsOptions(), new SensorsPipelineNames(readings + "-app", readings, Kafka.NewTopic("dsm"), districts)).Start();
+        StartPipeline(new SensorsOptions());
 
         // A day at a time, each once the district stage has read the windows of the one before: all of a district's windows go
         // to one partition of the district topic, and the embedded broker keeps about 5 MiB a partition (four days at once,
@@ -71,8 +52,8 @@ public sealed class SensorsDistrictPipelineFixture : IDisposable
                     Value = values.Serialize(r.ToAvro(), new SerializationContext(MessageComponentType.Value, readings)),
                 });
             if (producer.Flush(TimeSpan.FromMinutes(1)) > 0) throw new TimeoutException("readings not acknowledged");
-            WaitFor(() => Progress(Kafka.BootstrapServers, Pipeline.Names.ApplicationId, readings, 4) is var w && w.Committed == w.End
-                          && Progress(Kafka.BootstrapServers, Pipeline.Names.DistrictsApplicationId, districts.Windows, 4) is var d && d.Committed == d.End,
+            WaitFor(() => Progress(Kafka.BootstrapServers, Pipeline.Names.ApplicationId, readings, Partitions) is var w && w.Committed == w.End
+                          && Progress(Kafka.BootstrapServers, Pipeline.Names.DistrictsApplicationId, districts.Windows, Partitions) is var d && d.Committed == d.End,
                 TimeSpan.FromMinutes(2), () => $"day {day.Key}: the stages did not catch up");
         }
     }
@@ -81,16 +62,6 @@ public sealed class SensorsDistrictPipelineFixture : IDisposable
     {
         using var command = Postgres.CreateCommand(sql);
         return Convert.ToInt64(command.ExecuteScalar());
-    }
-
-    public void Dispose()
-    {
-        Pipeline.Dispose();
-        Registry.Dispose();
-        Redis.Dispose();
-        Postgres.Dispose();
-        Kafka.Dispose();
-        Directory.Delete(_stateDir, recursive: true);
     }
 }
 
@@ -186,6 +157,6 @@ public sealed class SensorsDistrictPipelineTests(SensorsDistrictPipelineFixture 
             WHERE lower_80 IS NOT NULL AND NOT (lower_95 <= lower_80 AND lower_80 <= upper_80 AND upper_80 <= upper_95)
             """));
         Assert.Equal(0, f.Count("SELECT count(*) FROM sensors.predictions WHERE NOT (mean BETWEEN -1 AND 30)"));
-        Assert.Equal(0, f.Count("SELECT count(*) FROM sensors.predictions WHERE method NOT IN ('holt_winters_daily', 'seasonal_naive_daily', 'seasonal_naive_weekly')"));
+        Assert.Equal(0, f.Count("SELECT count(*) FROM sensors.predictions WHERE method NOT IN ('holt_winters_daily', 'seasonal_naive_daily', 'seasonal_naive_weekly', 'combined')"));
     }
 }

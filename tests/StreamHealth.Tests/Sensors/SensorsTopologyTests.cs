@@ -17,41 +17,15 @@ namespace StreamHealth.Tests.Sensors;
 /// <summary>The sensors pipeline on real parts: embedded Kafka, RocksDB stores, the stand-in schema registry and the node
 /// registry on the test's PostgreSQL database, the PostgreSQL and Redis sinks; readings in, final window results, rows, cached
 /// latest windows and dead letters out.</summary>
-public sealed class SensorsTopologyFixture : IDisposable
+public sealed class SensorsTopologyFixture : SensorsPipelineFixture
 {
-    public EmbeddedKafkaFixture Kafka { get; } = new();
-    public TestRegistry Registry { get; }
-    public NpgsqlDataSource Postgres { get; }
-    public ConnectionMultiplexer Redis { get; }
     public NodeRegistry Nodes { get; }
-    public SensorsPipeline Pipeline { get; }
-    public TestLogs Logs { get; } = new();
-    public string Readings { get; }
-    public string Metrics { get; }
-    public StreamHealth.Sensors.Districts.DistrictTopics Districts { get; }
     public StreamHost Host => Pipeline.Host;
-    private readonly string _stateDir = Directory.CreateTempSubdirectory("streamhealth-sensors-").FullName;
 
-    public SensorsTopologyFixture()
+    public SensorsTopologyFixture() : base("sensors_topology", partitions: 2)
     {
-        Readings = Kafka.NewTopic("sensr", 2);
-        Metrics = Kafka.NewTopic("sensm", 2);
-        Kafka.Cluster.CreateTopic(Readings + Topics.DeadLetterSuffix, 1);
-        Districts = new StreamHealth.Sensors.Districts.DistrictTopics(Kafka.NewTopic("sensd", 2), Kafka.NewTopic("sensa", 2), Kafka.NewTopic("sensq", 2),
-            Kafka.NewTopic("sense", 2), Kafka.NewTopic("sensp", 2));
-        Kafka.Cluster.CreateTopic(Districts.Windows + Topics.DeadLetterSuffix, 1);
-        var connectionString = LocalServices.PostgresConnectionString(LocalServices.NewDatabaseName("sensors_topology"));
-        StreamHealth.Runtime.Storage.PostgresMigrator.MigrateAsync(connectionString).GetAwaiter().GetResult();
-        Registry = TestRegistry.Start(connectionString);
-        Postgres = NpgsqlDataSource.Create(connectionString);
-        Redis = ConnectionMultiplexer.Connect(LocalServices.RedisConfiguration);
         Nodes = new NodeRegistry(Postgres, NodeRegistry.DefaultRefresh);
-        Pipeline = new SensorsPipeline(new StreamHostOptions
-        {
-            SchemaRegistry = Registry.Connection, BootstrapServers = Kafka.BootstrapServers, StateDirectory = _stateDir, CommitIntervalMs = 200,
-            CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions),
-        }, Postgres, Redis, Logs, new SensorsOptions { GraceMinutes = 2, KeepMinutesAfterClose = 10 },
-            new SensorsPipelineNames(Readings + "-app", Readings, Metrics, Districts)).Start();
+        StartPipeline(new SensorsOptions { GraceMinutes = 2, KeepMinutesAfterClose = 10 });
     }
 
     /// <summary>Registers <paramref name="node"/> in sensors.nodes (district d-north, flow, pressure and chlorine, every 10 s), and
@@ -101,16 +75,6 @@ public sealed class SensorsTopologyFixture : IDisposable
             return enough(decoded);
         });
         return decoded;
-    }
-
-    public void Dispose()
-    {
-        Pipeline.Dispose();
-        Registry.Dispose();
-        Redis.Dispose();
-        Postgres.Dispose();
-        Kafka.Dispose();
-        Directory.Delete(_stateDir, recursive: true);
     }
 }
 
@@ -199,6 +163,36 @@ public sealed class SensorsTopologyTests(SensorsTopologyFixture f) : IClassFixtu
         WaitFor(() => !Stored(T0 + 3_600_000 + 59 * 60_000), TimeSpan.FromSeconds(20), () => "the last minute of the second hour is still stored");
         Assert.False(Stored(T0));
         Assert.True(Stored(T0 + 2 * 3_600_000 + 5 * 60_000));
+    }
+
+    [Fact]
+    public void Windows_reach_the_district_topic_on_the_partition_of_their_district_key_not_of_their_node()
+    {
+        // The district analysis keeps a district's state in one task, so every window of a district must land on the partition
+        // its district key hashes to, whichever partition the node's readings came from. A node whose own key hashes to the
+        // other partition makes a sink that keeps the source partition (Streamiz's DefaultStreamPartitioner without
+        // reshuffling) fail here.
+        var districtKey = f.Registry.Connection.SerDes<StreamHealth.Schemas.Avro.Common.DistrictKey>().Serialize(
+            new StreamHealth.Schemas.Avro.Common.DistrictKey { district_id = "d-north" }, new SerializationContext(MessageComponentType.Key, f.Districts.Windows));
+        var districtPartition = KeyPartitioner.PartitionOf(districtKey, 2);
+        var node = Enumerable.Range(0, 100).Select(_ => $"part-{Guid.NewGuid():N}"[..14])
+            .First(n => KeyPartitioner.PartitionOf(f.Key(n), 2) != districtPartition);
+        f.Register(node);
+        f.Send(node, Enumerable.Range(0, 6 * 20).Select(i => Reading(node, T0 + i * 10_000L, i)));
+
+        using var c = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig
+        {
+            BootstrapServers = f.Kafka.BootstrapServers, GroupId = "district-partition-" + Guid.NewGuid().ToString("N"), AutoOffsetReset = AutoOffsetReset.Earliest,
+        }).Build();
+        c.Subscribe(f.Districts.Windows);
+        var partitions = new List<int>();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (DateTime.UtcNow < deadline && partitions.Count < 15)
+            if (c.Consume(TimeSpan.FromMilliseconds(100)) is { } r && f.Registry.Read<SensorMetric>(f.Districts.Windows, r.Message.Value).node_id == node)
+                partitions.Add(r.Partition.Value);
+        Assert.True(partitions.Count >= 15, $"{partitions.Count} windows of {node} on the district topic");
+        Assert.All(partitions, p => Assert.Equal(districtPartition, p));
+        Assert.Equal(KeyPartitioner.PartitionOf(f.Key(node), 2), 1 - districtPartition);
     }
 
     [Fact]
