@@ -29,6 +29,8 @@ public static class AvroSchemas
         Of<Avro.Common.UserKey, Avro.Cgm.CgmLatest>(Topics.CgmLatest),
         Of<Avro.Common.CallKey, Avro.CallLogs.CallLog>(Topics.CallLogsCalls),
         Of<Avro.Common.UserKey, Avro.CallLogs.HealthEntry>(Topics.CallLogsEntries),
+        Of<Avro.Common.UserKey, Avro.CallLogs.CheckInCreated>(Topics.CallLogsCheckins),
+        Of<Avro.Common.UserKey, Avro.CallLogs.DashboardRefreshNeeded>(Topics.CallLogsDashboardRefresh),
         Of<Avro.Common.SensorKey, Avro.Sensors.SensorMetric>(Topics.SensorsMetrics),
         Of<Avro.Common.DistrictKey, Avro.Sensors.SensorMetric>(Topics.SensorsDistrictWindows),
         Of<Avro.Common.DistrictKey, Avro.Sensors.SensorAnomaly>(Topics.SensorsAnomalies),

@@ -23,7 +23,13 @@ public static class Topics
     public const string CallLogsRaw = "calllogs.raw";
     /// <summary>The call with its transcript, fetched from the provider by the call id of a calllogs.raw notice.</summary>
     public const string CallLogsCalls = "calllogs.calls";
+    /// <summary>The health entries extracted from each call (HealthEntry: the HealthEntryExtracted event, one per entry).</summary>
     public const string CallLogsEntries = "calllogs.entries";
+    /// <summary>One CheckInCreated per extracted call.</summary>
+    public const string CallLogsCheckins = "calllogs.checkins";
+    /// <summary>DashboardRefreshNeeded: a patient's dashboard has changed (one topic per event type: TopicNameStrategy subjects
+    /// register one value schema per topic).</summary>
+    public const string CallLogsDashboardRefresh = "calllogs.dashboard-refresh";
     public const string SensorsReadings = "sensors.readings";
     public const string SensorsMetrics = "sensors.metrics";
     public const string SensorsAnomalies = "sensors.anomalies";
@@ -59,6 +65,8 @@ public static class Topics
         new(CgmLatest, AvroSchemas.For(CgmLatest), DefaultPartitions),
         new(CallLogsCalls, AvroSchemas.For(CallLogsCalls), DefaultPartitions),
         new(CallLogsEntries, AvroSchemas.For(CallLogsEntries), DefaultPartitions),
+        new(CallLogsCheckins, AvroSchemas.For(CallLogsCheckins), DefaultPartitions),
+        new(CallLogsDashboardRefresh, AvroSchemas.For(CallLogsDashboardRefresh), DefaultPartitions),
         new(SensorsMetrics, AvroSchemas.For(SensorsMetrics), DefaultPartitions),
         new(SensorsDistrictWindows, AvroSchemas.For(SensorsDistrictWindows), DefaultPartitions),
         new(SensorsAnomalies, AvroSchemas.For(SensorsAnomalies), DefaultPartitions),

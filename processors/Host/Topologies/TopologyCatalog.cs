@@ -3,6 +3,7 @@ using StreamHealth.Host.Verbs;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Runtime.Streams.Reference;
 using Microsoft.Extensions.Configuration;
+using StreamHealth.CallLogs.Pipeline;
 using StreamHealth.Cgm.Pipeline;
 using StreamHealth.Insights.Aggregates;
 using StreamHealth.Sensors.Metrics;
@@ -14,16 +15,16 @@ namespace StreamHealth.Host.Topologies;
 /// <summary>The topologies `streamhealth run --topology NAME` can start, by name.</summary>
 internal static class TopologyCatalog
 {
-    public static readonly IReadOnlyList<string> Names = ["weights", "cgm", "insights", "sensors", "sensors-districts", "key-sum"];
+    public static readonly IReadOnlyList<string> Names = ["weights", "cgm", "insights", "sensors", "sensors-districts", "calllogs", "key-sum"];
 
-    /// <summary>The changelogs of the catalogue's workload topologies (weights, cgm, insights, sensors, sensors-districts), read from their descriptions, with
+    /// <summary>The changelogs of the catalogue's workload topologies (weights, cgm, insights, sensors, sensors-districts, calllogs), read from their descriptions, with
     /// their source's partition count: the embedded broker creates them up front (it cannot create topics on request).</summary>
     public static IEnumerable<(string Topic, int Partitions)> InternalTopics(IConfiguration configuration, IReadOnlyDictionary<string, int> partitionOverrides)
     {
         var args = new Args([]);
         // Building a topology connects to nothing (the sensors node registry reads on the first record).
         using var postgres = Npgsql.NpgsqlDataSource.Create(StreamHealthOptions.Bind(configuration).Postgres.ConnectionString);
-        foreach (var name in new[] { "weights", "cgm", "insights", "sensors", "sensors-districts" })
+        foreach (var name in new[] { "weights", "cgm", "insights", "sensors", "sensors-districts", "calllogs" })
         {
             var topology = Create(name, args, configuration, postgres);
             var partitions = partitionOverrides.TryGetValue(topology.SourceTopic, out var p) ? p : StreamHealth.Schemas.Topics.Get(topology.SourceTopic).Partitions;
@@ -38,6 +39,7 @@ internal static class TopologyCatalog
         "insights" => InsightsTopology.Create(InsightsOptions.Load(configuration)),
         "sensors" => Sensors(configuration, postgres),
         "sensors-districts" => SensorsDistricts(configuration, postgres),
+        "calllogs" => CallLogsTopology.Create(new StreamHealth.CallLogs.Extraction.EmbeddedExtractor(), CallLogsOptions.Load(configuration)),
         // Reference fold used by the crash/rebalance tests and the load harness. --kill-in-flush N: the process SIGKILLs
         // itself inside the Nth store flush that has writes (in the middle of a commit), for the crash-recovery test.
         "key-sum" => KeySumTopology.Create(

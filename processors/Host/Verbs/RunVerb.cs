@@ -87,6 +87,9 @@ internal static class RunVerb
         if (names.Contains("sensors-districts"))
             sinks.AddRange(StreamHealth.Sensors.Districts.DistrictSinks.Create(StreamHealth.Sensors.Districts.DistrictTopics.Default,
                 StreamHealth.Sensors.Districts.DistrictTopology.ApplicationId, options.Kafka.BootstrapServers, postgres, schemas, logs, options.Streams.SessionTimeoutMs));
+        if (names.Contains("calllogs"))
+            sinks.AddRange(StreamHealth.CallLogs.Pipeline.CallLogSinks.Create(StreamHealth.CallLogs.Pipeline.CallLogsPipelineNames.Default,
+                options.Kafka.BootstrapServers, postgres, schemas, logs, options.Streams.SessionTimeoutMs));
         using var sensorsRetention = names.Contains("sensors") ? StreamHealth.Sensors.Metrics.SensorsPipeline.Retention(postgres, logs) : null;
         // insights.metrics and insights.nutrition have no topology of theirs, only PostgreSQL sinks: they run beside the Avro
         // workloads (every such host joins each sink's one consumer group, so the partitions are shared, not read twice).

@@ -7,6 +7,7 @@ using StreamHealth.Runtime.Kafka;
 using StreamHealth.Runtime.Storage;
 using StreamHealth.Runtime.Streams;
 using Microsoft.Extensions.Configuration;
+using StreamHealth.CallLogs.Pipeline;
 using StreamHealth.Cgm.Pipeline;
 using StreamHealth.Insights.Aggregates;
 using StreamHealth.Insights.Metrics;
@@ -20,7 +21,7 @@ using StreamHealth.Weight.Pipeline;
 namespace StreamHealth.Host.Verbs;
 
 /// <summary>`streamhealth up`: the local stack's processes-in-one: embedded Kafka (unless a broker is
-/// configured), migrations, Redis check, the weights, CGM and insights pipelines, the forecaster, and sample producers. compose/local/up.sh starts PostgreSQL and
+/// configured), migrations, Redis check, the weights, CGM, insights, sensors and call-log pipelines, the forecaster, and sample producers. compose/local/up.sh starts PostgreSQL and
 /// Redis before it and the gateway after it.</summary>
 internal static class UpVerb
 {
@@ -80,6 +81,8 @@ internal static class UpVerb
             using var sensors = new SensorsPipeline(HostOptions(), postgres, redis, logs, SensorsOptions.Load(configuration),
                 sessionTimeoutMs: options.Streams.SessionTimeoutMs).Start();
             using var sensorsRetention = SensorsPipeline.Retention(postgres, logs);
+            using var calllogs = new CallLogsPipeline(HostOptions(), postgres, logs, CallLogsOptions.Load(configuration),
+                sessionTimeoutMs: options.Streams.SessionTimeoutMs).Start();
             var upLog = logs.CreateLogger("StreamHealth.Up");
             var metricsInterval = TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs);
             Console.WriteLine($"weights   Kalman topology + PostgreSQL/Redis sinks, state in {options.State.Directory}");
@@ -90,9 +93,11 @@ internal static class UpVerb
             Console.WriteLine("sensors   1/15/60-minute window topology (readings checked against sensors.nodes) + metrics→PostgreSQL sensors.window_metrics, " +
                               "latest windows→Redis sinks; district analysis (quality, leaks, efficiency) → sensors.window_quality, " +
                               "sensors.anomalies, sensors.efficiency; retention hourly");
+            Console.WriteLine("calllogs  extraction topology (calllogs.calls → entries, check-ins, dashboard refreshes; once per call id) + " +
+                              "check-ins→calllogs.checkins, entries→calllogs.medication_entries/food_entries/symptom_entries sinks");
             using var forecaster = StartForecaster(configuration, new ForecastConsumerSettings(bootstrap, options.Streams.SessionTimeoutMs,
                 options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor)), schemas, postgres, redis, logs);
-            await using var queries = await StoreQueryServer.StartAsync([weights.Host, cgm.Host, insights.Host, sensors.Host], options.Streams.QueryListenUrl,
+            await using var queries = await StoreQueryServer.StartAsync([weights.Host, cgm.Host, insights.Host, sensors.Host, calllogs.Host], options.Streams.QueryListenUrl,
                 options.Streams.QueryAdvertisedUrl, logs);
             // Each report carries its sinks' progress (the forecaster's with CGM's), so a stalled one shows in /health, and
             // where the gateway's interactive queries reach this process.
@@ -110,6 +115,9 @@ internal static class UpVerb
             using var sensorsReporter = new StreamMetricsReporter($"up-{Environment.ProcessId}-sensors",
                 [SensorsTopology.ApplicationId, sensors.Names.DistrictsApplicationId], sensors.Host,
                 upLog, redis.GetDatabase(), metricsInterval, RunVerb.SinkHealths(sensors.Sinks, options.Streams.StallAfterMs),
+                options.Streams.MetricsKey, queries.Url);
+            using var calllogsReporter = new StreamMetricsReporter($"up-{Environment.ProcessId}-calllogs", [CallLogsTopology.ApplicationId], calllogs.Host,
+                upLog, redis.GetDatabase(), metricsInterval, RunVerb.SinkHealths(calllogs.Sinks, options.Streams.StallAfterMs),
                 options.Streams.MetricsKey, queries.Url);
 
             var producers = new List<Task>();
