@@ -19,9 +19,8 @@ public sealed record CgmPipelineNames(string ApplicationId, string ReadingsTopic
 
 /// <summary>The CGM slice in one process: the window topology on a StreamHost, the readings → PostgreSQL
 /// sink and the latest → Redis sink, each sink its own consumer group.</summary>
-public sealed class CgmPipeline : IDisposable
+public sealed class CgmPipeline : StreamPipeline<CgmPipeline>
 {
-    public StreamHost Host { get; }
     public CgmPipelineNames Names { get; }
     public SinkRunner PostgresSink { get; }
     public SinkRunner RedisSink { get; }
@@ -51,19 +50,5 @@ public sealed class CgmPipeline : IDisposable
             CgmLatestRedisWriter.Create(redis, registry), postgres, logs, sessionTimeoutMs)
     );
 
-    public CgmPipeline Start()
-    {
-        Host.Start();
-        PostgresSink.Start();
-        RedisSink.Start();
-        return this;
-    }
-
-    /// <summary>Stops the topology first (its last outputs reach the topics), then the sinks.</summary>
-    public void Dispose()
-    {
-        Host.Dispose();
-        PostgresSink.Dispose();
-        RedisSink.Dispose();
-    }
+    public override IReadOnlyList<SinkRunner> Sinks => [PostgresSink, RedisSink];
 }

@@ -16,9 +16,8 @@ public sealed record InsightsPipelineNames(string ApplicationId, string MetricsT
 
 /// <summary>The insights aggregates in one process: the topology on a StreamHost plus the insights.daily → PostgreSQL sink (with
 /// the cache invalidation after each commit), as `up` runs them and the tests start and restart them.</summary>
-public sealed class InsightsPipeline : IDisposable
+public sealed class InsightsPipeline : StreamPipeline<InsightsPipeline>
 {
-    public StreamHost Host { get; }
     public SinkRunner Sink { get; }
     public InsightsCacheInvalidation Cache { get; }
     public InsightsPipelineNames Names { get; }
@@ -43,17 +42,5 @@ public sealed class InsightsPipeline : IDisposable
             names.SinkGroup), cache);
     }
 
-    public InsightsPipeline Start()
-    {
-        Host.Start();
-        Sink.Start();
-        return this;
-    }
-
-    /// <summary>Stops the topology first (its last outputs reach the topic), then the sink.</summary>
-    public void Dispose()
-    {
-        Host.Dispose();
-        Sink.Dispose();
-    }
+    public override IReadOnlyList<SinkRunner> Sinks => [Sink];
 }

@@ -12,9 +12,8 @@ namespace StreamHealth.Sensors.Metrics;
 /// <summary>The sensors slice in one process: the windows topology and the district analysis on a StreamHost (both with the node
 /// registry), the sensors.metrics → PostgreSQL and → Redis sinks and the district results → PostgreSQL sinks, as `up` runs them
 /// and the tests start and restart them.</summary>
-public sealed class SensorsPipeline : IDisposable
+public sealed class SensorsPipeline : StreamPipeline<SensorsPipeline>
 {
-    public StreamHost Host { get; }
     public SensorsPipelineNames Names { get; }
     public SinkRunner PostgresSink { get; }
     public SinkRunner RedisSink { get; }
@@ -41,24 +40,10 @@ public sealed class SensorsPipeline : IDisposable
     public IReadOnlyList<SinkRunner> DistrictSinks { get; }
 
     /// <summary>Every sink of the pipeline, for health reports.</summary>
-    public IReadOnlyList<SinkRunner> Sinks => [PostgresSink, RedisSink, .. DistrictSinks];
+    public override IReadOnlyList<SinkRunner> Sinks => [PostgresSink, RedisSink, .. DistrictSinks];
 
     /// <summary>The sensors tables' retention (V0013: window metrics 90 days, predictions 30, anomalies until resolved plus 30),
     /// hourly, for the hosts that run the sensors sinks.</summary>
     public static RetentionJob Retention(NpgsqlDataSource postgres, ILoggerFactory logs) =>
         new(postgres, TimeSpan.FromHours(1), ["SELECT sensors.prune_resolved_anomalies()"], logs.CreateLogger("StreamHealth.Sensors.Retention"));
-
-    public SensorsPipeline Start()
-    {
-        Host.Start();
-        foreach (var sink in Sinks) sink.Start();
-        return this;
-    }
-
-    /// <summary>Stops the topology first (its last outputs reach the topic), then the sinks.</summary>
-    public void Dispose()
-    {
-        Host.Dispose();
-        foreach (var sink in Sinks) sink.Dispose();
-    }
 }

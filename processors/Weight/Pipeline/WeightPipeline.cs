@@ -21,12 +21,11 @@ public sealed record WeightPipelineNames(string ApplicationId, string RawTopic, 
 
 /// <summary>The weights vertical slice in one process: the Kalman topology on a StreamHost plus the
 /// PostgreSQL and Redis sinks of weights.filtered, each sink its own consumer group.</summary>
-public sealed class WeightPipeline : IDisposable
+public sealed class WeightPipeline : StreamPipeline<WeightPipeline>
 {
     private readonly SinkRunner _postgres;
     private readonly SinkRunner _redis;
 
-    public StreamHost Host { get; }
     public WeightPipelineNames Names { get; }
     public SinkRunner PostgresSink => _postgres;
     public SinkRunner RedisSink => _redis;
@@ -54,19 +53,5 @@ public sealed class WeightPipeline : IDisposable
             WeightRedisWriter.Create(redis, registry), postgres, logs, sessionTimeoutMs)
     );
 
-    public WeightPipeline Start()
-    {
-        Host.Start();
-        _postgres.Start();
-        _redis.Start();
-        return this;
-    }
-
-    /// <summary>Stops the topology first (its last outputs reach the topic), then the sinks.</summary>
-    public void Dispose()
-    {
-        Host.Dispose();
-        _postgres.Dispose();
-        _redis.Dispose();
-    }
+    public override IReadOnlyList<SinkRunner> Sinks => [_postgres, _redis];
 }
