@@ -19,6 +19,7 @@ app.MapForecastApi();
 app.MapSensorsApi();
 app.MapIdentityApi();
 app.MapCallWebhookApi();
+app.MapCheckinsApi();
 app.Run();
 
 public partial class Program;

@@ -23,6 +23,8 @@ public static class Scopes
     public const string NutritionRead = "nutrition:read";
     /// <summary>Log any person's meals (a food-diary integration).</summary>
     public const string NutritionWrite = "nutrition:write";
+    /// <summary>Read any person's call-log check-ins and the health entries (medications, foods, symptoms) extracted from them.</summary>
+    public const string CheckinsRead = "checkins:read";
     /// <summary>Read any person's health goals and their progress.</summary>
     public const string GoalsRead = "goals:read";
     /// <summary>Set any person's health goals (a coaching integration).</summary>
@@ -37,5 +39,5 @@ public static class Scopes
     public const string Admin = "admin";
 
     public static readonly FrozenSet<string> All =
-        new[] { WeightsRead, WeightsWrite, CgmRead, CgmWrite, MetricsRead, MetricsWrite, NutritionRead, NutritionWrite, GoalsRead, GoalsWrite, InsightsRead, NetworkRead, NetworkWrite, CareTeamRead, Admin }.ToFrozenSet(StringComparer.Ordinal);
+        new[] { WeightsRead, WeightsWrite, CgmRead, CgmWrite, MetricsRead, MetricsWrite, NutritionRead, NutritionWrite, GoalsRead, GoalsWrite, CheckinsRead, InsightsRead, NetworkRead, NetworkWrite, CareTeamRead, Admin }.ToFrozenSet(StringComparer.Ordinal);
 }
