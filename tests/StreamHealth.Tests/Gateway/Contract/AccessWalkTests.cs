@@ -48,6 +48,8 @@ public sealed class AccessWalkTests(GatewayStackFixture f) : IClassFixture<Gatew
         ["GET /api/v1/health-metrics/user/{userId}"] = p => Get($"/api/v1/health-metrics/user/{p.UserId}"),
         ["POST /api/v1/nutrition-logs"] = p => Post("/api/v1/nutrition-logs/", JsonContent.Create(NutritionLogsApiTests.Meal(p.UserId, DateTimeOffset.UtcNow.AddMinutes(-20)))),
         ["GET /api/v1/nutrition-logs/user/{userId}"] = p => Get($"/api/v1/nutrition-logs/user/{p.UserId}"),
+        ["GET /api/v1/checkins/user/{userId}"] = p => Get($"/api/v1/checkins/user/{p.UserId}"),
+        ["GET /api/v1/health-entries/user/{userId}"] = p => Get($"/api/v1/health-entries/user/{p.UserId}"),
         ["POST /api/v1/health-goals"] = p => Post("/api/v1/health-goals/", JsonContent.Create(HealthGoalsApiTests.StepsGoal(p.UserId))),
         ["GET /api/v1/health-goals/user/{userId}"] = p => Get($"/api/v1/health-goals/user/{p.UserId}"),
         ["GET /api/v1/health-metrics/user/{userId}/summary"] = p => Get($"/api/v1/health-metrics/user/{p.UserId}/summary?days=30"),

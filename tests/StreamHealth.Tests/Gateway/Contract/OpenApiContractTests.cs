@@ -46,6 +46,8 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
         ["GET /api/v1/cache"] = [200, 401, 403, 429],
         ["POST /api/v1/nutrition-logs"] = [202, 400, 401, 403, 409, 413, 429, 503],
         ["GET /api/v1/nutrition-logs/user/{userId}"] = [200, 400, 401, 403, 429, 503],
+        ["GET /api/v1/checkins/user/{userId}"] = [200, 400, 401, 403, 429, 503],
+        ["GET /api/v1/health-entries/user/{userId}"] = [200, 400, 401, 403, 429, 503],
         ["GET /api/v1/nodes"] = [200, 400, 401, 403, 429, 503],
         ["PUT /api/v1/nodes/{nodeId}"] = [200, 400, 401, 403, 409, 413, 429, 503],
         ["GET /api/v1/nodes/{nodeId}/metrics"] = [200, 400, 401, 403, 404, 429, 503],
@@ -176,6 +178,10 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
             new("POST", "/api/v1/nutrition-logs", Json(JsonSerializer.Serialize(NutritionLogsApiTests.Meal(weightUser, now.AddMinutes(-41), "contract-meal-" + weightUser)))),
             new("POST", "/api/v1/nutrition-logs", Json($$"""{"user_id":"{{weightUser}}","meal":"brunch"}""")),
             new("GET", $"/api/v1/nutrition-logs/user/{weightUser}"), new("GET", $"/api/v1/nutrition-logs/user/{weightUser}?limit=0"),
+            new("GET", $"/api/v1/checkins/user/{weightUser}"), new("GET", $"/api/v1/checkins/user/{weightUser}?cursor=x"),
+            new("GET", $"/api/v1/health-entries/user/{weightUser}"), new("GET", $"/api/v1/health-entries/user/{weightUser}?kind=food"),
+            new("GET", $"/api/v1/health-entries/user/{weightUser}?kind=drug"),
+            new("GET", "/api/v1/health-entries/user/bad%20id"), new("GET", $"/api/v1/health-entries/user/{weightUser}", ApiKey: null),
             new("POST", "/api/v1/health-goals", Json(JsonSerializer.Serialize(HealthGoalsApiTests.StepsGoal(weightUser, "contract-goal-" + weightUser)))),
             new("POST", "/api/v1/health-goals", Json(JsonSerializer.Serialize(HealthGoalsApiTests.StepsGoal(weightUser, "contract-goal-" + weightUser)))),
             new("POST", "/api/v1/health-goals", Json($$"""{"user_id":"{{weightUser}}","goal_id":"contract-goal-{{weightUser}}","metric":"steps","target":12000,"unit":"steps","period":"day","direction":"at_least"}""")),
@@ -215,6 +221,23 @@ public sealed class OpenApiContractTests(GatewayStackFixture f) : IClassFixture<
         {
             anomaly.Parameters.Add(new Npgsql.NpgsqlParameter { Value = $"contract-{weightUser}" });
             await anomaly.ExecuteNonQueryAsync();
+        }
+        // A call's check-in and one entry of each kind (the calllogs sinks write them; no call pipeline runs here), so the
+        // reads' pages hold items for their schemas to be checked against, nulls of the other kinds' attributes included.
+        await using (var checkin = f.Postgres.CreateCommand("""
+            WITH c AS (INSERT INTO calllogs.checkins (call_id, patient_id, event_time, provider, duration_s, medication_count, food_count, symptom_count, extractor)
+                       VALUES ($1, $2, now() - interval '1 hour', 'local-dev', 240, 1, 1, 1, 'contract') RETURNING event_time),
+            m AS (INSERT INTO calllogs.medication_entries (entry_id, call_id, patient_id, event_time, generic_name, dose_value, dose_unit, frequency, status, confidence, span_start, span_length, extractor)
+                  SELECT $1 || ':0', $1, $2, event_time, 'metformin', NULL, NULL, NULL, 'unspecified', 0.5, 0, 9, 'contract' FROM c),
+            s AS (INSERT INTO calllogs.symptom_entries (entry_id, call_id, patient_id, event_time, name, present, severity, onset, confidence, span_start, span_length, extractor)
+                  SELECT $1 || ':2', $1, $2, event_time, 'headache', true, '3/10', NULL, 0.8, 20, 8, 'contract' FROM c)
+            INSERT INTO calllogs.food_entries (entry_id, call_id, patient_id, event_time, item, quantity_value, quantity_unit, meal, confidence, span_start, span_length, extractor)
+            SELECT $1 || ':1', $1, $2, event_time, 'oatmeal', 1, 'servings', NULL, 0.7, 10, 7, 'contract' FROM c
+            """))
+        {
+            checkin.Parameters.Add(new Npgsql.NpgsqlParameter { Value = $"contract-call-{weightUser}" });
+            checkin.Parameters.Add(new Npgsql.NpgsqlParameter { Value = weightUser });
+            await checkin.ExecuteNonQueryAsync();
         }
         foreach (var c in cases) await SendAndCheckAsync(c);
         // The latest reads answer 200 once the sinks have stored what the requests above sent.
