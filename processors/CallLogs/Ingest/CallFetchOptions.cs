@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Configuration;
+using StreamHealth.Runtime.Configuration;
 
 namespace StreamHealth.CallLogs.Ingest;
 
@@ -54,10 +55,18 @@ public sealed class CallFetchOptions
             throw new ArgumentException($"{Section}:OutagePauseMs = {OutagePauseMs}: must be 100-3600000 ms");
     }
 
+    /// <summary>The section, checked; a bad setting is a <see cref="ConfigurationException"/> (one line naming it, no stack trace).</summary>
     public static CallFetchOptions Load(IConfiguration configuration)
     {
         var options = configuration.GetSection(Section).Get<CallFetchOptions>() ?? new CallFetchOptions();
-        options.Validate();
+        try
+        {
+            options.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            throw new ConfigurationException(e.Message);
+        }
         return options;
     }
 }

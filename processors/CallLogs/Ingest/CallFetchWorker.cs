@@ -82,6 +82,21 @@ public sealed class CallFetchWorker : IDisposable
     /// <summary>Rounds that ended with the provider unavailable, each pausing a partition.</summary>
     public long Pauses => Interlocked.Read(ref _pauses);
 
+    /// <summary>The worker as a host runs it (<c>run --topology calllogs</c>, <c>up</c>), started; null when no provider is configured:
+    /// then nothing reads calllogs.raw and its notices wait there (nothing is fetched, nothing dropped).</summary>
+    public static CallFetchWorker? StartConfigured(CallFetchOptions options, string bootstrapServers, SchemaRegistryConnection registry,
+        ILoggerFactory logs, int sessionTimeoutMs)
+    {
+        if (options.Providers.Count == 0)
+        {
+            logs.CreateLogger("StreamHealth.CallLogs." + ProcessorName).LogWarning(
+                "{Worker}: no {Section}:Providers configured; notices on {Topic} wait until one is", ProcessorName, CallFetchOptions.Section,
+                Topics.CallLogsRaw);
+            return null;
+        }
+        return new CallFetchWorker(options, CallFetchNames.Default, bootstrapServers, registry, logs, sessionTimeoutMs).Start();
+    }
+
     public CallFetchWorker Start()
     {
         _thread = new Thread(Run) { IsBackground = true, Name = ProcessorName };

@@ -1,6 +1,8 @@
 using System.Text;
 using Confluent.Kafka;
+using Microsoft.Extensions.Configuration;
 using StreamHealth.CallLogs.Ingest;
+using StreamHealth.CallLogs.Pipeline;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Schemas;
 using StreamHealth.Tests.Infrastructure;
@@ -229,5 +231,72 @@ public sealed class CallFetchParsingTests
     {
         var options = new CallFetchOptions { Providers = { ["acme"] = new CallProviderEndpoint { BaseUrl = baseUrl, ApiToken = token } } };
         Assert.Contains("CallLogs:Fetch:Providers:acme:" + message, Assert.Throws<ArgumentException>(options.Validate).Message);
+    }
+}
+
+/// <summary>Notice to rows: the fetch worker feeding the call-log extraction (<see cref="CallLogsPipeline"/>: topology and sinks).</summary>
+public sealed class CallFetchEndToEndTests(CallLogsPipelineFixture f) : IClassFixture<CallLogsPipelineFixture>
+{
+    [Fact]
+    public async Task A_notice_becomes_a_checkin_row_and_its_entries()
+    {
+        var raw = f.Kafka.NewTopic("raw", 1);
+        f.Kafka.Cluster.CreateTopic(Topics.DeadLetterOf(raw), 1);
+        await using var provider = await FakeCallProvider.StartAsync("acme-voice", "unused-webhook-secret-0123456789abcdef");
+        var options = new CallFetchOptions
+        {
+            Providers = { ["acme-voice"] = new CallProviderEndpoint { BaseUrl = provider.BaseUrl, ApiToken = "t0k3n" } },
+            RequestTimeoutMs = 2_000, RetryBudgetMs = 5_000, OutagePauseMs = 500,
+        };
+        using var worker = new CallFetchWorker(options, new CallFetchNames(raw, f.Topics.Calls, "fetch-" + Guid.NewGuid().ToString("N")),
+            f.Kafka.BootstrapServers, f.Registry.Connection, f.Logs).Start();
+
+        var (callId, patient) = ($"e2e-{Guid.NewGuid():N}"[..17], $"patient-{Guid.NewGuid():N}"[..17]);
+        var endedAt = DateTimeOffset.FromUnixTimeSeconds(DateTimeOffset.UtcNow.AddMinutes(-30).ToUnixTimeSeconds());
+        provider.CompleteCall(callId, patient, endedAt, transcript: "Patient: I took my metformin 500 mg this morning.");
+        var notice = new CallCompleted
+        {
+            event_time_unix_ms = AvroTime.FromUnixMs(endedAt.ToUnixTimeMilliseconds()), event_id = "evt-1", call_id = callId, provider = "acme-voice",
+            patient_id = patient, received_at_unix_ms = AvroTime.FromUnixMs(endedAt.ToUnixTimeMilliseconds()), origin = CallLogOrigin.CALL_LOG_ORIGIN_WEBHOOK,
+        };
+        using (var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = f.Kafka.BootstrapServers }).Build())
+        {
+            p.Produce(raw, new Message<byte[], byte[]>
+            {
+                Key = f.Registry.Connection.SerDes<CallKey>().Serialize(new CallKey { call_id = callId }, new SerializationContext(MessageComponentType.Key, raw)),
+                Value = f.Registry.Value(raw, notice),
+            });
+            p.Flush(TimeSpan.FromSeconds(10));
+        }
+
+        f.WaitForCheckin(callId);
+        Assert.Equal(1, f.Count("SELECT count(*) FROM calllogs.checkins WHERE call_id = @call AND provider = 'acme-voice' AND duration_s = 240", callId));
+        Assert.Equal(1, f.Count($"SELECT count(*) FROM calllogs.checkins WHERE call_id = @call AND patient_id = '{patient}'", callId));
+        WaitFor(() => f.Count("SELECT count(*) FROM calllogs.medication_entries WHERE call_id = @call AND generic_name = 'metformin'", callId) == 1,
+            TimeSpan.FromSeconds(60), () => $"no metformin entry for {callId}; logs:\n{f.Logs}");
+        Assert.Equal(1, worker.Fetched);
+    }
+}
+
+public sealed class CallFetchOptionsTests
+{
+    [Fact]
+    public void Providers_bind_from_the_environment_shape_and_a_bad_one_is_a_configuration_error()
+    {
+        var good = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["CallLogs:Fetch:Providers:acme:BaseUrl"] = "https://api.acme.example/v1", ["CallLogs:Fetch:Providers:acme:ApiToken"] = "secret",
+            ["CallLogs:Fetch:MaxAttempts"] = "7",
+        }).Build();
+        var options = CallFetchOptions.Load(good);
+        Assert.Equal(("https://api.acme.example/v1", "secret", 7), (options.Providers["acme"].BaseUrl, options.Providers["acme"].ApiToken, options.MaxAttempts));
+
+        var bad = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["CallLogs:Fetch:Providers:acme:BaseUrl"] = "https://api.acme.example", ["CallLogs:Fetch:RequestTimeoutMs"] = "5",
+            ["CallLogs:Fetch:Providers:acme:ApiToken"] = "secret",
+        }).Build();
+        Assert.Equal("CallLogs:Fetch:RequestTimeoutMs = 5: must be 100-300000 ms",
+            Assert.Throws<StreamHealth.Runtime.Configuration.ConfigurationException>(() => CallFetchOptions.Load(bad)).Message);
     }
 }
