@@ -128,15 +128,26 @@ public sealed class CallFetchWorker : IDisposable
                 ResumeDue(consumer);
                 var r = consumer.Consume(TimeSpan.FromMilliseconds(100));
                 if (r is null || r.IsPartitionEOF) continue;
-                if (Handle(r, producer, stop))
-                    consumer.Commit([new TopicPartitionOffset(r.TopicPartition, r.Offset + 1)]);
-                else if (!stop.IsCancellationRequested)
+                var done = Handle(r, producer, stop);
+                try
                 {
-                    // Back to this notice and wait: the partition's later notices wait behind it, none is skipped.
-                    consumer.Seek(r.TopicPartitionOffset);
-                    consumer.Pause([r.TopicPartition]);
-                    _pausedUntil[r.TopicPartition] = DateTime.UtcNow.AddMilliseconds(_options.OutagePauseMs);
-                    Interlocked.Increment(ref _pauses);
+                    if (done)
+                        consumer.Commit([new TopicPartitionOffset(r.TopicPartition, r.Offset + 1)]);
+                    else if (!stop.IsCancellationRequested)
+                    {
+                        // Back to this notice and wait: the partition's later notices wait behind it, none is skipped.
+                        consumer.Seek(r.TopicPartitionOffset);
+                        consumer.Pause([r.TopicPartition]);
+                        _pausedUntil[r.TopicPartition] = DateTime.UtcNow.AddMilliseconds(_options.OutagePauseMs);
+                        Interlocked.Increment(ref _pauses);
+                    }
+                }
+                catch (KafkaException e)
+                {
+                    // The partition moved to another worker meanwhile (a rebalance): it starts there from the committed offset, so
+                    // this notice is handled again there (its CallLog twice at worst, which the extraction keeps once).
+                    _log.LogInformation("{Worker}: {Topic}[{Partition}]@{Offset}: offset commit or pause skipped ({Reason})", ProcessorName,
+                        r.Topic, r.Partition.Value, r.Offset.Value, e.Error.Reason);
                 }
             }
         }
@@ -213,6 +224,8 @@ public sealed class CallFetchWorker : IDisposable
         var call = result.Call!;
         var patientId = call.PatientId ?? notice.patient_id;
         if (patientId is null) return DeadLetter(r, producer, $"call {callId}: no patient_id, neither in the notice nor in provider {provider.Provider}'s answer");
+        if (InputRules.CheckId("patient_id", patientId) is { } badPatient)
+            return DeadLetter(r, producer, $"provider {provider.Provider}'s answer for call {callId}: {badPatient}");
         var log = new CallLog
         {
             // The call's start: the provider's, else the notice's end less the duration.

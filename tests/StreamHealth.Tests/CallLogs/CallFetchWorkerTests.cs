@@ -154,15 +154,15 @@ public sealed class CallFetchWorkerTests(CallFetchWorkerFixture f) : IClassFixtu
     [Fact]
     public void An_unknown_call_is_dead_lettered_with_the_reason_and_the_next_notice_goes_on()
     {
-        var (unknown, malformed, good, patient) = (Id("unknown"), Id("broken"), Id("good"), Id("patient"));
+        var (unknown, malformed, badPatient, good, patient) = (Id("unknown"), Id("broken"), Id("badpat"), Id("good"), Id("patient"));
         f.Provider.AnswerRaw(malformed, """{"call_id": "someone-else", "transcript": "x", "duration_s": 5}""");
+        f.Provider.AnswerRaw(badPatient, $$"""{"call_id": "{{badPatient}}", "patient_id": "bad id!", "transcript": "x", "duration_s": 5}""");
         f.Provider.CompleteCall(good, patient, EndedAt);
-        var before = f.Provider.Fetches;
-        f.Send(Notice(unknown, patient), Notice(malformed, patient), Notice(good, patient));
+        f.Send(Notice(unknown, patient), Notice(malformed, patient), Notice(badPatient, null), Notice(good, patient));
 
         Assert.Equal(good, WaitForCall(good).call_id);
-        var dead = f.Drain(f.Names.DeadLetterTopic, [unknown, malformed, good], found => found.Count >= 2);
-        Assert.Equal(2, dead.Count);
+        var dead = f.Drain(f.Names.DeadLetterTopic, [unknown, malformed, badPatient, good], found => found.Count >= 3);
+        Assert.Equal(3, dead.Count);
         var unknownLetter = Assert.Single(dead, d => d.Key.AsSpan().SequenceEqual(f.Key(f.Names.RawTopic, unknown)));
         Assert.Equal($"provider {CallFetchWorkerFixture.ProviderName} does not know call {unknown} (HTTP 404)", Header(unknownLetter, StreamHeaders.Error));
         Assert.Equal(CallFetchWorker.ProcessorName, Header(unknownLetter, StreamHeaders.Processor));
@@ -171,9 +171,11 @@ public sealed class CallFetchWorkerTests(CallFetchWorkerFixture f) : IClassFixtu
         Assert.Equal(unknown, f.Registry.Read<CallCompleted>(f.Names.RawTopic, unknownLetter.Value).call_id);
         var malformedLetter = Assert.Single(dead, d => d.Key.AsSpan().SequenceEqual(f.Key(f.Names.RawTopic, malformed)));
         Assert.Contains("malformed call: call_id = 'someone-else', not the call asked for", Header(malformedLetter, StreamHeaders.Error));
+        var badPatientLetter = Assert.Single(dead, d => d.Key.AsSpan().SequenceEqual(f.Key(f.Names.RawTopic, badPatient)));
+        Assert.Contains($"answer for call {badPatient}: patient_id = 'bad id!'", Header(badPatientLetter, StreamHeaders.Error));
         // A refusal is not retried: one fetch each.
-        Assert.Equal(3, f.Provider.Fetches - before);
-        Assert.Empty(f.Drain(f.Names.CallsTopic, [unknown, malformed], _ => true, seconds: 3));
+        Assert.Equal((1, 1, 1), (f.Provider.FetchesOf(unknown), f.Provider.FetchesOf(malformed), f.Provider.FetchesOf(badPatient)));
+        Assert.Empty(f.Drain(f.Names.CallsTopic, [unknown, malformed, badPatient], _ => true, seconds: 3));
     }
 
     [Fact]

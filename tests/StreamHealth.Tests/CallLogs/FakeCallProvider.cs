@@ -24,6 +24,7 @@ public sealed class FakeCallProvider : IAsyncDisposable
     private readonly WebApplication _app;
     private readonly ConcurrentDictionary<string, Call> _calls = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, string> _rawAnswers = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, int> _fetchesOf = new(StringComparer.Ordinal);
     private int _fetches;
 
     /// <summary>One call as the provider holds it.</summary>
@@ -44,6 +45,8 @@ public sealed class FakeCallProvider : IAsyncDisposable
     /// <summary>Added before every transcript answer (a slow provider).</summary>
     public TimeSpan Latency { get; set; }
     public int Fetches => Volatile.Read(ref _fetches);
+    /// <summary>Requests for one call id, answered or not.</summary>
+    public int FetchesOf(string callId) => _fetchesOf.GetValueOrDefault(callId);
     /// <summary>When set, <c>GET /calls/{id}</c> without <c>Authorization: Bearer {ApiToken}</c> answers 401.</summary>
     public string? ApiToken { get; set; }
 
@@ -66,6 +69,7 @@ public sealed class FakeCallProvider : IAsyncDisposable
         {
             var self = provider!;
             Interlocked.Increment(ref self._fetches);
+            self._fetchesOf.AddOrUpdate(callId, 1, static (_, n) => n + 1);
             if (self.Latency > TimeSpan.Zero) await Task.Delay(self.Latency, ct);
             if (self.Outage) return Results.Problem("provider maintenance", statusCode: StatusCodes.Status503ServiceUnavailable);
             if (self.ApiToken is { } token && request.Headers.Authorization.ToString() != "Bearer " + token) return Results.Unauthorized();
