@@ -48,6 +48,10 @@ public sealed class CallProviderClient : IDisposable
         _http.DefaultRequestHeaders.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
     }
 
+    /// <summary>Largest answer read, bytes: the extraction takes transcripts up to 1 MiB at most (CallLogs:MaxTranscriptBytes), and
+    /// JSON escaping can double that; a bigger answer is the provider's bug, refused rather than held in memory.</summary>
+    public const int MaxAnswerBytes = 4 * 1024 * 1024;
+
     public async Task<FetchResult> FetchAsync(string callId, CancellationToken stop)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stop);
@@ -64,8 +68,10 @@ public sealed class CallProviderClient : IDisposable
                 return FetchResult.Unavailable($"provider {Provider} answered HTTP {status} for call {callId}");
             if (!response.IsSuccessStatusCode)
                 return FetchResult.Refused($"provider {Provider} refused call {callId}: HTTP {status}");
-            var body = await response.Content.ReadAsByteArrayAsync(timeout.Token);
-            return Parse(callId, body);
+            var body = await ReadAtMostAsync(response.Content, MaxAnswerBytes + 1, timeout.Token);
+            return body.Length > MaxAnswerBytes
+                ? FetchResult.Refused($"provider {Provider} answered call {callId} with more than {MaxAnswerBytes} bytes")
+                : Parse(callId, body);
         }
         catch (OperationCanceledException) when (!stop.IsCancellationRequested)
         {
@@ -75,6 +81,17 @@ public sealed class CallProviderClient : IDisposable
         {
             return FetchResult.Unavailable($"provider {Provider} unreachable for call {callId}: {e.Message}");
         }
+    }
+
+    private static async Task<byte[]> ReadAtMostAsync(HttpContent content, int limit, CancellationToken ct)
+    {
+        await using var stream = await content.ReadAsStreamAsync(ct);
+        using var buffer = new MemoryStream();
+        var chunk = new byte[16 * 1024];
+        int read;
+        while (buffer.Length < limit && (read = await stream.ReadAsync(chunk.AsMemory(0, (int)Math.Min(chunk.Length, limit - buffer.Length)), ct)) > 0)
+            buffer.Write(chunk, 0, read);
+        return buffer.ToArray();
     }
 
     /// <summary>The provider's answer, checked: a JSON object with call_id (this call), transcript, duration_s and optionally

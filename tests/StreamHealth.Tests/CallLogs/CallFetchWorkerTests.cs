@@ -158,11 +158,15 @@ public sealed class CallFetchWorkerTests(CallFetchWorkerFixture f) : IClassFixtu
         f.Provider.AnswerRaw(malformed, """{"call_id": "someone-else", "transcript": "x", "duration_s": 5}""");
         f.Provider.AnswerRaw(badPatient, $$"""{"call_id": "{{badPatient}}", "patient_id": "bad id!", "transcript": "x", "duration_s": 5}""");
         f.Provider.CompleteCall(good, patient, EndedAt);
-        f.Send(Notice(unknown, patient), Notice(malformed, patient), Notice(badPatient, null), Notice(good, patient));
+        var huge = Id("huge");
+        f.Provider.AnswerRaw(huge, $$"""{"call_id": "{{huge}}", "transcript": "{{new string('a', CallProviderClient.MaxAnswerBytes)}}", "duration_s": 5}""");
+        f.Send(Notice(unknown, patient), Notice(malformed, patient), Notice(badPatient, null), Notice(huge, patient), Notice(good, patient));
 
         Assert.Equal(good, WaitForCall(good).call_id);
-        var dead = f.Drain(f.Names.DeadLetterTopic, [unknown, malformed, badPatient, good], found => found.Count >= 3);
-        Assert.Equal(3, dead.Count);
+        var dead = f.Drain(f.Names.DeadLetterTopic, [unknown, malformed, badPatient, huge, good], found => found.Count >= 4);
+        Assert.Equal(4, dead.Count);
+        Assert.Contains($"answered call {huge} with more than {CallProviderClient.MaxAnswerBytes} bytes",
+            Header(Assert.Single(dead, d => d.Key.AsSpan().SequenceEqual(f.Key(f.Names.RawTopic, huge))), StreamHeaders.Error));
         var unknownLetter = Assert.Single(dead, d => d.Key.AsSpan().SequenceEqual(f.Key(f.Names.RawTopic, unknown)));
         Assert.Equal($"provider {CallFetchWorkerFixture.ProviderName} does not know call {unknown} (HTTP 404)", Header(unknownLetter, StreamHeaders.Error));
         Assert.Equal(CallFetchWorker.ProcessorName, Header(unknownLetter, StreamHeaders.Processor));
@@ -174,8 +178,8 @@ public sealed class CallFetchWorkerTests(CallFetchWorkerFixture f) : IClassFixtu
         var badPatientLetter = Assert.Single(dead, d => d.Key.AsSpan().SequenceEqual(f.Key(f.Names.RawTopic, badPatient)));
         Assert.Contains($"answer for call {badPatient}: patient_id = 'bad id!'", Header(badPatientLetter, StreamHeaders.Error));
         // A refusal is not retried: one fetch each.
-        Assert.Equal((1, 1, 1), (f.Provider.FetchesOf(unknown), f.Provider.FetchesOf(malformed), f.Provider.FetchesOf(badPatient)));
-        Assert.Empty(f.Drain(f.Names.CallsTopic, [unknown, malformed, badPatient], _ => true, seconds: 3));
+        Assert.Equal((1, 1, 1, 1), (f.Provider.FetchesOf(unknown), f.Provider.FetchesOf(malformed), f.Provider.FetchesOf(badPatient), f.Provider.FetchesOf(huge)));
+        Assert.Empty(f.Drain(f.Names.CallsTopic, [unknown, malformed, badPatient, huge], _ => true, seconds: 3));
     }
 
     [Fact]
