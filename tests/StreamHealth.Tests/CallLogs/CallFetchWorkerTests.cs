@@ -50,11 +50,13 @@ public sealed class CallFetchWorkerFixture : IDisposable
         new SerializationContext(MessageComponentType.Key, topic));
 
     /// <summary>Puts notices on the raw topic as the gateway does.</summary>
-    public void Send(params CallCompleted[] notices)
+    public void Send(params CallCompleted[] notices) => SendTo(Names.RawTopic, notices);
+
+    public void SendTo(string rawTopic, params CallCompleted[] notices)
     {
         using var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = Kafka.BootstrapServers, EnableIdempotence = true }).Build();
         foreach (var n in notices)
-            p.Produce(Names.RawTopic, new Message<byte[], byte[]> { Key = Key(Names.RawTopic, n.call_id), Value = Registry.Value(Names.RawTopic, n) });
+            p.Produce(rawTopic, new Message<byte[], byte[]> { Key = Key(rawTopic, n.call_id), Value = Registry.Value(rawTopic, n) });
         if (p.Flush(TimeSpan.FromSeconds(10)) > 0) throw new TimeoutException("notices not acknowledged");
     }
 
@@ -180,6 +182,33 @@ public sealed class CallFetchWorkerTests(CallFetchWorkerFixture f) : IClassFixtu
         // A refusal is not retried: one fetch each.
         Assert.Equal((1, 1, 1, 1), (f.Provider.FetchesOf(unknown), f.Provider.FetchesOf(malformed), f.Provider.FetchesOf(badPatient), f.Provider.FetchesOf(huge)));
         Assert.Empty(f.Drain(f.Names.CallsTopic, [unknown, malformed, badPatient, huge], _ => true, seconds: 3));
+    }
+
+    [Fact]
+    public void A_worker_stopped_during_an_outage_leaves_the_notice_to_the_next_one()
+    {
+        // Its own topics and group: the class's worker must not take the notice.
+        var names = new CallFetchNames(f.Kafka.NewTopic("raw", 1), f.Kafka.NewTopic("calls", 1), "fetch-" + Guid.NewGuid().ToString("N"));
+        f.Kafka.Cluster.CreateTopic(names.DeadLetterTopic, 1);
+        var (callId, patient) = (Id("restart"), Id("patient"));
+        f.Provider.CompleteCall(callId, patient, EndedAt, transcript: "Patient: after the restart.");
+        f.Provider.Outage = true;
+        try
+        {
+            using var first = new CallFetchWorker(f.Options, names, f.Kafka.BootstrapServers, f.Registry.Connection, f.Logs).Start();
+            f.SendTo(names.RawTopic, Notice(callId, patient));
+            WaitFor(() => first.Pauses >= 1, TimeSpan.FromSeconds(60), () => $"the first worker never paused; logs:\n{f.Logs}");
+        }
+        finally
+        {
+            f.Provider.Outage = false;
+        }
+        // The first worker is gone without committing the notice: the next one in the group starts at it.
+        using var second = new CallFetchWorker(f.Options, names, f.Kafka.BootstrapServers, f.Registry.Connection, f.Logs).Start();
+        var call = f.Registry.Read<CallLog>(names.CallsTopic, Assert.Single(f.Drain(names.CallsTopic, [callId], found => found.Count >= 1)).Value);
+        Assert.Equal("Patient: after the restart.", call.transcript);
+        Assert.Equal(1, second.Fetched);
+        Assert.Empty(f.Drain(names.DeadLetterTopic, [callId], _ => true, seconds: 3));
     }
 
     [Fact]
