@@ -33,6 +33,8 @@ internal static class RunVerb
         var configuration = StreamHealthOptions.AddSources(new ConfigurationBuilder()).Build();
         using var postgres = NpgsqlDataSource.Create(options.Postgres.ConnectionString);
         var topologies = names.Select(n => TopologyCatalog.Create(n, args, configuration, postgres)).ToList();
+        // Checked before anything starts: a bad provider setting is one clear line, not a half-started host.
+        var callFetchOptions = names.Contains("calllogs") ? StreamHealth.CallLogs.Ingest.CallFetchOptions.Load(configuration) : null;
         var hostId = args.Get("--host-id") ?? $"{Environment.MachineName}-{Environment.ProcessId}";
 
         using var logs = ConsoleLogs.Create();
@@ -102,6 +104,10 @@ internal static class RunVerb
         }
         host.Start();
         foreach (var sink in sinks) sink.Start();
+        // The call-log extraction's input comes from the transcript fetch worker (calllogs.raw → provider → calllogs.calls).
+        using var callFetch = names.Contains("calllogs")
+            ? StreamHealth.CallLogs.Ingest.CallFetchWorker.StartConfigured(callFetchOptions!, options.Kafka.BootstrapServers, schemas, logs, options.Streams.SessionTimeoutMs)
+            : null;
         log.LogInformation("host {Host} running {Topologies} on {Bootstrap}, state in {State}", hostId,
             string.Join(", ", topologies.Select(t => $"{t.ApplicationId} ({t.SourceTopic})")), options.Kafka.BootstrapServers, options.State.Directory);
         await using var queries = await StoreQueryServer.StartAsync([host], options.Streams.QueryListenUrl, options.Streams.QueryAdvertisedUrl, logs);

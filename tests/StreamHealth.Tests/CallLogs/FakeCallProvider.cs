@@ -23,6 +23,8 @@ public sealed class FakeCallProvider : IAsyncDisposable
 {
     private readonly WebApplication _app;
     private readonly ConcurrentDictionary<string, Call> _calls = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, string> _rawAnswers = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, int> _fetchesOf = new(StringComparer.Ordinal);
     private int _fetches;
 
     /// <summary>One call as the provider holds it.</summary>
@@ -43,6 +45,10 @@ public sealed class FakeCallProvider : IAsyncDisposable
     /// <summary>Added before every transcript answer (a slow provider).</summary>
     public TimeSpan Latency { get; set; }
     public int Fetches => Volatile.Read(ref _fetches);
+    /// <summary>Requests for one call id, answered or not.</summary>
+    public int FetchesOf(string callId) => _fetchesOf.GetValueOrDefault(callId);
+    /// <summary>When set, <c>GET /calls/{id}</c> without <c>Authorization: Bearer {ApiToken}</c> answers 401.</summary>
+    public string? ApiToken { get; set; }
 
     private FakeCallProvider(string name, string secret, WebApplication app, string baseUrl)
     {
@@ -59,12 +65,15 @@ public sealed class FakeCallProvider : IAsyncDisposable
         builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, 0));
         var app = builder.Build();
         FakeCallProvider? provider = null;
-        app.MapGet("/calls/{callId}", async (string callId, CancellationToken ct) =>
+        app.MapGet("/calls/{callId}", async (string callId, HttpRequest request, CancellationToken ct) =>
         {
             var self = provider!;
             Interlocked.Increment(ref self._fetches);
+            self._fetchesOf.AddOrUpdate(callId, 1, static (_, n) => n + 1);
             if (self.Latency > TimeSpan.Zero) await Task.Delay(self.Latency, ct);
             if (self.Outage) return Results.Problem("provider maintenance", statusCode: StatusCodes.Status503ServiceUnavailable);
+            if (self.ApiToken is { } token && request.Headers.Authorization.ToString() != "Bearer " + token) return Results.Unauthorized();
+            if (self._rawAnswers.TryGetValue(callId, out var raw)) return Results.Content(raw, "application/json");
             return self._calls.TryGetValue(callId, out var call)
                 ? Results.Json(new
                 {
@@ -85,6 +94,9 @@ public sealed class FakeCallProvider : IAsyncDisposable
         _calls[callId] = new Call(callId, patientId ?? "unknown", endedAt.AddMinutes(-4), 240, transcript);
         return Notice(eventId ?? "evt-" + Guid.NewGuid().ToString("N"), callId, patientId, endedAt);
     }
+
+    /// <summary>Answers <c>GET /calls/{callId}</c> with <paramref name="body"/> as is (200, application/json): a provider's broken answer.</summary>
+    public void AnswerRaw(string callId, string body) => _rawAnswers[callId] = body;
 
     /// <summary>A notice body as the provider serialises it (extra fields included: the gateway must ignore what it does not read).</summary>
     public static byte[] Notice(string eventId, string callId, string? patientId, DateTimeOffset endedAt) =>

@@ -1,0 +1,305 @@
+using System.Text;
+using Confluent.Kafka;
+using Microsoft.Extensions.Logging;
+using StreamHealth.Runtime.SchemaRegistry;
+using StreamHealth.Runtime.Streams;
+using StreamHealth.Runtime.Validation;
+using StreamHealth.Schemas;
+using CallCompleted = StreamHealth.Schemas.Avro.CallLogs.CallCompleted;
+using CallKey = StreamHealth.Schemas.Avro.Common.CallKey;
+using CallLog = StreamHealth.Schemas.Avro.CallLogs.CallLog;
+
+namespace StreamHealth.CallLogs.Ingest;
+
+/// <summary>The topics and consumer group of one fetch worker (production uses <see cref="Default"/>; tests give each their own).</summary>
+public sealed record CallFetchNames(string RawTopic, string CallsTopic, string GroupId)
+{
+    public static readonly CallFetchNames Default = new(Topics.CallLogsRaw, Topics.CallLogsCalls, CallFetchWorker.ProcessorName);
+    public string DeadLetterTopic => Topics.DeadLetterOf(RawTopic);
+}
+
+/// <summary>calllogs.raw (<see cref="CallCompleted"/> notices, ids only) → <c>GET {provider}/calls/{call_id}</c> → a <see cref="CallLog"/>
+/// with the provider's transcript on calllogs.calls, keyed by the call id.
+/// <para>Why a consumer-group worker and not a Streamiz topology: each record waits on another company's HTTP API, for seconds when
+/// it is slow and for hours when it is down. In a stream thread that wait stalls every task the thread owns (and a wait past
+/// max.poll.interval.ms costs a rebalance), while what an outage needs is per-partition back-pressure: stop reading, keep
+/// the group membership, come back later. A plain consumer does that directly (Pause/Seek/Resume, the <c>SinkRunner</c>
+/// shape), with the offset committed only after the CallLog (or the dead letter) is acknowledged, so a crash repeats a notice
+/// and never loses one; the extraction reading calllogs.calls keeps each call id once, so a repeat is harmless.</para>
+/// <list type="bullet">
+/// <item>Each try has its own timeout (<see cref="CallFetchOptions.RequestTimeoutMs"/>); 5xx, 408, 429, 401/403, timeouts and
+/// connection errors are tried again after an exponential, fully jittered wait, up to <see cref="CallFetchOptions.MaxAttempts"/>
+/// tries within <see cref="CallFetchOptions.RetryBudgetMs"/>.</item>
+/// <item>A round that ends with the provider still unavailable pauses the notice's partition for
+/// <see cref="CallFetchOptions.OutagePauseMs"/>, positioned back at the notice, and tries it again: an outage delays calls and
+/// never drops one (nor dead-letters it). Other partitions go on.</item>
+/// <item>A notice the provider cannot answer (404/410: unknown call; another 4xx; a malformed answer; no patient id anywhere) or
+/// that does not decode goes to calllogs.raw.dlq as it arrived, with the reason in the runtime's dead-letter headers
+/// (<see cref="StreamHeaders.DeadLetter"/>), and the next notice goes on.</item>
+/// </list>
+/// One notice at a time per worker: a transcript fetch is a few hundred ms, far above what a webhook rate needs; more
+/// throughput is more workers in the group (one per partition at most).</summary>
+public sealed class CallFetchWorker : IDisposable
+{
+    public const string ProcessorName = "calllogs-fetch";
+    public const string RefusedErrorType = "call-fetch-refused";
+
+    private readonly CallFetchOptions _options;
+    private readonly CallFetchNames _names;
+    private readonly string _bootstrapServers;
+    private readonly int _sessionTimeoutMs;
+    private readonly ILogger _log;
+    private readonly AvroSerDes<CallKey> _keys;
+    private readonly AvroSerDes<CallCompleted> _notices;
+    private readonly AvroSerDes<CallLog> _calls;
+    private readonly Dictionary<string, CallProviderClient> _providers = new(StringComparer.Ordinal);
+    private readonly Dictionary<TopicPartition, DateTime> _pausedUntil = [];
+    private readonly CancellationTokenSource _stop = new();
+    private Thread? _thread;
+    private long _fetched, _deadLettered, _retries, _pauses;
+
+    public CallFetchWorker(CallFetchOptions options, CallFetchNames names, string bootstrapServers, SchemaRegistryConnection registry,
+        ILoggerFactory logs, int sessionTimeoutMs = 6_000)
+    {
+        options.Validate();
+        _options = options;
+        _names = names;
+        _bootstrapServers = bootstrapServers;
+        _sessionTimeoutMs = sessionTimeoutMs;
+        _log = logs.CreateLogger("StreamHealth.CallLogs." + ProcessorName);
+        _keys = registry.SerDes<CallKey>();
+        _notices = registry.SerDes<CallCompleted>();
+        _calls = registry.SerDes<CallLog>();
+        foreach (var (name, endpoint) in options.Providers)
+            _providers[name] = new CallProviderClient(name, endpoint, TimeSpan.FromMilliseconds(options.RequestTimeoutMs));
+    }
+
+    /// <summary>CallLogs produced (each acknowledged before its notice's offset was committed).</summary>
+    public long Fetched => Interlocked.Read(ref _fetched);
+    public long DeadLettered => Interlocked.Read(ref _deadLettered);
+    /// <summary>Tries after the first, over all notices.</summary>
+    public long Retries => Interlocked.Read(ref _retries);
+    /// <summary>Rounds that ended with the provider unavailable, each pausing a partition.</summary>
+    public long Pauses => Interlocked.Read(ref _pauses);
+
+    /// <summary>The worker as a host runs it (<c>run --topology calllogs</c>, <c>up</c>), started; null when no provider is configured:
+    /// then nothing reads calllogs.raw and its notices wait there (nothing is fetched, nothing dropped).</summary>
+    public static CallFetchWorker? StartConfigured(CallFetchOptions options, string bootstrapServers, SchemaRegistryConnection registry,
+        ILoggerFactory logs, int sessionTimeoutMs)
+    {
+        if (options.Providers.Count == 0)
+        {
+            logs.CreateLogger("StreamHealth.CallLogs." + ProcessorName).LogWarning(
+                "{Worker}: no {Section}:Providers configured; notices on {Topic} wait until one is", ProcessorName, CallFetchOptions.Section,
+                Topics.CallLogsRaw);
+            return null;
+        }
+        return new CallFetchWorker(options, CallFetchNames.Default, bootstrapServers, registry, logs, sessionTimeoutMs).Start();
+    }
+
+    public CallFetchWorker Start()
+    {
+        _thread = new Thread(Run) { IsBackground = true, Name = ProcessorName };
+        _thread.Start();
+        return this;
+    }
+
+    private void Run()
+    {
+        using var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig
+        {
+            BootstrapServers = _bootstrapServers, EnableIdempotence = true, Acks = Acks.All, LingerMs = 0,
+        }).Build();
+        using var consumer = new ConsumerBuilder<byte[]?, byte[]?>(new ConsumerConfig
+        {
+            BootstrapServers = _bootstrapServers, GroupId = _names.GroupId, EnableAutoCommit = false, EnableAutoOffsetStore = false,
+            AutoOffsetReset = AutoOffsetReset.Earliest, SessionTimeoutMs = _sessionTimeoutMs,
+        })
+            // A partition handed to another worker starts there from its committed offset: our pause for it is void.
+            .SetPartitionsRevokedHandler((_, revoked) => { foreach (var p in revoked) _pausedUntil.Remove(p.TopicPartition); })
+            .SetPartitionsLostHandler((_, lost) => { foreach (var p in lost) _pausedUntil.Remove(p.TopicPartition); })
+            .Build();
+        consumer.Subscribe(_names.RawTopic);
+        var stop = _stop.Token;
+        try
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                ResumeDue(consumer);
+                var r = consumer.Consume(TimeSpan.FromMilliseconds(100));
+                if (r is null || r.IsPartitionEOF) continue;
+                var done = Handle(r, producer, stop);
+                try
+                {
+                    if (done)
+                        consumer.Commit([new TopicPartitionOffset(r.TopicPartition, r.Offset + 1)]);
+                    else if (!stop.IsCancellationRequested)
+                    {
+                        // Back to this notice and wait: the partition's later notices wait behind it, none is skipped.
+                        consumer.Seek(r.TopicPartitionOffset);
+                        consumer.Pause([r.TopicPartition]);
+                        _pausedUntil[r.TopicPartition] = DateTime.UtcNow.AddMilliseconds(_options.OutagePauseMs);
+                        Interlocked.Increment(ref _pauses);
+                    }
+                }
+                catch (KafkaException e)
+                {
+                    // The partition moved to another worker meanwhile (a rebalance): it starts there from the committed offset, so
+                    // this notice is handled again there (its CallLog twice at worst, which the extraction keeps once).
+                    _log.LogInformation("{Worker}: {Topic}[{Partition}]@{Offset}: offset commit or pause skipped ({Reason})", ProcessorName,
+                        r.Topic, r.Partition.Value, r.Offset.Value, e.Error.Reason);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested) { }
+        catch (Exception e)
+        {
+            _log.LogCritical(e, "{Worker} stopped", ProcessorName);
+            throw;
+        }
+        finally
+        {
+            consumer.Close();
+        }
+    }
+
+    private void ResumeDue(IConsumer<byte[]?, byte[]?> consumer)
+    {
+        if (_pausedUntil.Count == 0) return;
+        var now = DateTime.UtcNow;
+        List<TopicPartition>? due = null;
+        foreach (var (partition, until) in _pausedUntil)
+            if (until <= now) (due ??= []).Add(partition);
+        if (due is null) return;
+        foreach (var p in due) _pausedUntil.Remove(p);
+        consumer.Resume(due);
+    }
+
+    /// <summary>True when the notice is done (its CallLog or its dead letter acknowledged), false when it must wait (the provider,
+    /// the registry or Kafka unavailable).</summary>
+    private bool Handle(ConsumeResult<byte[]?, byte[]?> r, IProducer<byte[], byte[]> producer, CancellationToken stop)
+    {
+        var topic = r.Topic;
+        CallKey key;
+        CallCompleted notice;
+        try
+        {
+            key = _keys.ReadKey(r.Message.Key, topic);
+            notice = _notices.ReadValue(r.Message.Value, topic);
+        }
+        catch (Exception e) when (ConfluentWire.IsRegistryUnavailable(e))
+        {
+            _log.LogWarning("{Worker}: schema registry unavailable reading {Topic}[{Partition}]@{Offset}; waiting", ProcessorName, topic,
+                r.Partition.Value, r.Offset.Value);
+            return false;
+        }
+        catch (Exception e)
+        {
+            return DeadLetter(r, producer, "cannot decode CallCompleted: " + e.Message);
+        }
+
+        var callId = key.call_id;
+        var bad = (InputRules.CheckId("call_id", callId) is { } badKey ? "record key: " + badKey : null)
+            ?? (notice.call_id != callId ? $"call_id {InputRules.Quote(notice.call_id ?? "")} does not match the record key {InputRules.Quote(callId)}" : null)
+            ?? (notice.patient_id is null ? null : InputRules.CheckId("patient_id", notice.patient_id));
+        if (bad is not null) return DeadLetter(r, producer, bad);
+        if (!_providers.TryGetValue(notice.provider, out var provider))
+        {
+            // The gateway accepts notices only from providers it is configured for: one missing here is our configuration,
+            // so its calls wait for it rather than being dead-lettered.
+            _log.LogError("{Worker}: provider {Provider} of call {CallId} has no {Section}:Providers entry; its notices wait", ProcessorName,
+                notice.provider, callId, CallFetchOptions.Section);
+            return false;
+        }
+
+        var result = FetchWithRetries(provider, callId, stop);
+        if (result.Outcome == FetchOutcome.Refused) return DeadLetter(r, producer, result.Reason!);
+        if (result.Outcome == FetchOutcome.Unavailable)
+        {
+            _log.LogWarning("{Worker}: {Reason}; {Topic}[{Partition}] paused {PauseMs} ms at offset {Offset}", ProcessorName, result.Reason, topic,
+                r.Partition.Value, _options.OutagePauseMs, r.Offset.Value);
+            return false;
+        }
+
+        var call = result.Call!;
+        var patientId = call.PatientId ?? notice.patient_id;
+        if (patientId is null) return DeadLetter(r, producer, $"call {callId}: no patient_id, neither in the notice nor in provider {provider.Provider}'s answer");
+        if (InputRules.CheckId("patient_id", patientId) is { } badPatient)
+            return DeadLetter(r, producer, $"provider {provider.Provider}'s answer for call {callId}: {badPatient}");
+        var log = new CallLog
+        {
+            // The call's start: the provider's, else the notice's end less the duration.
+            event_time_unix_ms = AvroTime.FromUnixMs(call.StartedAtUnixMs ?? AvroTime.ToUnixMs(notice.event_time_unix_ms) - call.DurationSeconds * 1000L),
+            call_id = callId, patient_id = patientId, duration_s = call.DurationSeconds, transcript = call.Transcript,
+            origin = notice.origin, provider = notice.provider,
+        };
+        try
+        {
+            var message = new Message<byte[], byte[]>
+            {
+                Key = _keys.Serialize(key, new SerializationContext(MessageComponentType.Key, _names.CallsTopic)),
+                Value = _calls.Serialize(log, new SerializationContext(MessageComponentType.Value, _names.CallsTopic)),
+                Timestamp = new Timestamp(AvroTime.ToUnixMs(log.event_time_unix_ms), TimestampType.CreateTime),
+                Headers = new Headers { { StreamHeaders.OutputId, Encoding.UTF8.GetBytes("calllogs-call:" + callId) } },
+            };
+            producer.ProduceAsync(_names.CallsTopic, message, stop).GetAwaiter().GetResult();
+        }
+        catch (Exception e) when (e is ProduceException<byte[], byte[]> || ConfluentWire.IsRegistryUnavailable(e))
+        {
+            _log.LogWarning(e, "{Worker}: call {CallId} not acknowledged on {Topic}; the notice waits", ProcessorName, callId, _names.CallsTopic);
+            return false;
+        }
+        Interlocked.Increment(ref _fetched);
+        return true;
+    }
+
+    private FetchResult FetchWithRetries(CallProviderClient provider, string callId, CancellationToken stop)
+    {
+        var deadline = DateTime.UtcNow.AddMilliseconds(_options.RetryBudgetMs);
+        var ceilingMs = (double)_options.InitialBackoffMs;
+        for (var attempt = 1; ; attempt++)
+        {
+            var result = provider.FetchAsync(callId, stop).GetAwaiter().GetResult();
+            if (result.Outcome != FetchOutcome.Unavailable || attempt >= _options.MaxAttempts) return result;
+            var waitMs = Random.Shared.NextDouble() * ceilingMs;
+            ceilingMs = Math.Min(ceilingMs * 2, _options.MaxBackoffMs);
+            // No try that could not finish within the budget: the round ends, the partition pauses.
+            if (DateTime.UtcNow.AddMilliseconds(waitMs + _options.RequestTimeoutMs) > deadline) return result;
+            _log.LogInformation("{Worker}: {Reason}; try {Attempt} of {Max} in {WaitMs:0} ms", ProcessorName, result.Reason, attempt + 1,
+                _options.MaxAttempts, waitMs);
+            stop.WaitHandle.WaitOne(TimeSpan.FromMilliseconds(waitMs));
+            stop.ThrowIfCancellationRequested();
+            Interlocked.Increment(ref _retries);
+        }
+    }
+
+    private bool DeadLetter(ConsumeResult<byte[]?, byte[]?> r, IProducer<byte[], byte[]> producer, string reason)
+    {
+        try
+        {
+            producer.ProduceAsync(_names.DeadLetterTopic, new Message<byte[], byte[]>
+            {
+                Key = r.Message.Key!, Value = r.Message.Value!,
+                Headers = StreamHeaders.DeadLetter(r.Message.Headers, r.Topic, r.Partition.Value, r.Offset.Value, reason, RefusedErrorType, ProcessorName),
+            }).GetAwaiter().GetResult();
+        }
+        catch (ProduceException<byte[], byte[]> e)
+        {
+            _log.LogWarning(e, "{Worker}: dead letter for {Topic}[{Partition}]@{Offset} not acknowledged; the notice waits", ProcessorName, r.Topic,
+                r.Partition.Value, r.Offset.Value);
+            return false;
+        }
+        _log.LogWarning("{Worker}: {Topic}[{Partition}]@{Offset}: {Reason}; sent to {DeadLetterTopic}", ProcessorName, r.Topic, r.Partition.Value,
+            r.Offset.Value, reason, _names.DeadLetterTopic);
+        Interlocked.Increment(ref _deadLettered);
+        return true;
+    }
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        _thread?.Join(TimeSpan.FromSeconds(30));
+        foreach (var client in _providers.Values) client.Dispose();
+        _stop.Dispose();
+    }
+}
