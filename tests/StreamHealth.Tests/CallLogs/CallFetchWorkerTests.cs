@@ -41,7 +41,9 @@ public sealed class CallFetchWorkerFixture : IDisposable
         Options = new CallFetchOptions
         {
             Providers = { [ProviderName] = new CallProviderEndpoint { BaseUrl = Provider.BaseUrl, ApiToken = Token } },
-            RequestTimeoutMs = 500, MaxAttempts = 3, InitialBackoffMs = 50, MaxBackoffMs = 200, RetryBudgetMs = 3_000, OutagePauseMs = 500,
+            // 2 s per request: a refused answer that took longer than a short timeout on a loaded machine would be fetched
+            // again (rightly), and the refusal test counts fetches.
+            RequestTimeoutMs = 2_000, MaxAttempts = 3, InitialBackoffMs = 50, MaxBackoffMs = 200, RetryBudgetMs = 8_000, OutagePauseMs = 500,
         };
         Worker = new CallFetchWorker(Options, Names, Kafka.BootstrapServers, Registry.Connection, Logs).Start();
     }
@@ -217,7 +219,7 @@ public sealed class CallFetchWorkerTests(CallFetchWorkerFixture f) : IClassFixtu
         var (callId, patient) = (Id("slow"), Id("patient"));
         f.Provider.CompleteCall(callId, patient, EndedAt, transcript: "Patient: slow line today.");
         var retries = f.Worker.Retries;
-        f.Provider.Latency = TimeSpan.FromSeconds(2);
+        f.Provider.Latency = TimeSpan.FromSeconds(5);
         try
         {
             f.Send(Notice(callId, patient));
@@ -228,7 +230,7 @@ public sealed class CallFetchWorkerTests(CallFetchWorkerFixture f) : IClassFixtu
             f.Provider.Latency = TimeSpan.Zero;
         }
         Assert.Equal("Patient: slow line today.", WaitForCall(callId).transcript);
-        Assert.Contains($"did not answer for call {callId} within 500 ms", f.Logs.Text);
+        Assert.Contains($"did not answer for call {callId} within 2000 ms", f.Logs.Text);
         Assert.Empty(f.Drain(f.Names.DeadLetterTopic, [callId], _ => true, seconds: 3));
     }
 }
