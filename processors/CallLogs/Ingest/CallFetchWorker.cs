@@ -33,9 +33,13 @@ public sealed record CallFetchNames(string RawTopic, string CallsTopic, string G
 /// <item>A round that ends with the provider still unavailable pauses the notice's partition for
 /// <see cref="CallFetchOptions.OutagePauseMs"/>, positioned back at the notice, and tries it again: an outage delays calls and
 /// never drops one (nor dead-letters it). Other partitions go on.</item>
-/// <item>A notice the provider cannot answer (404/410: unknown call; another 4xx; a malformed answer; no patient id anywhere) or
-/// that does not decode goes to calllogs.raw.dlq as it arrived, with the reason in the runtime's dead-letter headers
-/// (<see cref="StreamHeaders.DeadLetter"/>), and the next notice goes on.</item>
+/// <item>A notice the provider cannot answer (another 4xx; a malformed answer; no patient id anywhere; a 404/410 for a call that
+/// ended more than <see cref="CallFetchOptions.TranscriptWaitMs"/> ago) or that does not decode goes to calllogs.raw.dlq as it
+/// arrived, with the reason in the runtime's dead-letter headers (<see cref="StreamHeaders.DeadLetter"/>), and the next notice
+/// goes on. A 404 for a recent call is a transcript not ready yet: it is waited for like an outage.</item>
+/// <item>A call is fetched once: the ledger (<see cref="CallLedger"/>, calllogs.provider_calls) records it after its CallLog is
+/// acknowledged, and a later notice of a call already fetched (a webhook with a new event id, the hybrid poller's safety net,
+/// a poller's notice repeated by a crash) is committed without a fetch.</item>
 /// </list>
 /// One notice at a time per worker: a transcript fetch is a few hundred ms, far above what a webhook rate needs; more
 /// throughput is more workers in the group (one per partition at most).</summary>
@@ -46,6 +50,7 @@ public sealed class CallFetchWorker : IDisposable
 
     private readonly CallFetchOptions _options;
     private readonly CallFetchNames _names;
+    private readonly CallLedger _ledger;
     private readonly string _bootstrapServers;
     private readonly int _sessionTimeoutMs;
     private readonly ILogger _log;
@@ -56,14 +61,15 @@ public sealed class CallFetchWorker : IDisposable
     private readonly Dictionary<TopicPartition, DateTime> _pausedUntil = [];
     private readonly CancellationTokenSource _stop = new();
     private Thread? _thread;
-    private long _fetched, _deadLettered, _retries, _pauses;
+    private long _fetched, _deadLettered, _retries, _pauses, _alreadyFetched;
 
-    public CallFetchWorker(CallFetchOptions options, CallFetchNames names, string bootstrapServers, SchemaRegistryConnection registry,
+    public CallFetchWorker(CallFetchOptions options, CallFetchNames names, string bootstrapServers, CallLedger ledger, SchemaRegistryConnection registry,
         ILoggerFactory logs, int sessionTimeoutMs = 6_000)
     {
         options.Validate();
         _options = options;
         _names = names;
+        _ledger = ledger;
         _bootstrapServers = bootstrapServers;
         _sessionTimeoutMs = sessionTimeoutMs;
         _log = logs.CreateLogger("StreamHealth.CallLogs." + ProcessorName);
@@ -81,21 +87,8 @@ public sealed class CallFetchWorker : IDisposable
     public long Retries => Interlocked.Read(ref _retries);
     /// <summary>Rounds that ended with the provider unavailable, each pausing a partition.</summary>
     public long Pauses => Interlocked.Read(ref _pauses);
-
-    /// <summary>The worker as a host runs it (<c>run --topology calllogs</c>, <c>up</c>), started; null when no provider is configured:
-    /// then nothing reads calllogs.raw and its notices wait there (nothing is fetched, nothing dropped).</summary>
-    public static CallFetchWorker? StartConfigured(CallFetchOptions options, string bootstrapServers, SchemaRegistryConnection registry,
-        ILoggerFactory logs, int sessionTimeoutMs)
-    {
-        if (options.Providers.Count == 0)
-        {
-            logs.CreateLogger("StreamHealth.CallLogs." + ProcessorName).LogWarning(
-                "{Worker}: no {Section}:Providers configured; notices on {Topic} wait until one is", ProcessorName, CallFetchOptions.Section,
-                Topics.CallLogsRaw);
-            return null;
-        }
-        return new CallFetchWorker(options, CallFetchNames.Default, bootstrapServers, registry, logs, sessionTimeoutMs).Start();
-    }
+    /// <summary>Notices committed without a fetch because the ledger already had the call's transcript published.</summary>
+    public long AlreadyFetched => Interlocked.Read(ref _alreadyFetched);
 
     public CallFetchWorker Start()
     {
@@ -212,7 +205,25 @@ public sealed class CallFetchWorker : IDisposable
             return false;
         }
 
-        var result = FetchWithRetries(provider, callId, stop);
+        var polled = notice.origin == Schemas.Avro.CallLogs.CallLogOrigin.CALL_LOG_ORIGIN_POLLING;
+        try
+        {
+            if (_ledger.IsFetchedAsync(notice.provider, callId, stop).GetAwaiter().GetResult())
+            {
+                Interlocked.Increment(ref _alreadyFetched);
+                _log.LogInformation("{Worker}: call {CallId} of {Provider} was fetched before; notice {EventId} committed without a fetch", ProcessorName,
+                    callId, notice.provider, notice.event_id);
+                return true;
+            }
+        }
+        catch (Exception e) when (e is Npgsql.NpgsqlException or TimeoutException)
+        {
+            _log.LogWarning("{Worker}: PostgreSQL unavailable reading the call ledger ({Reason}); the notice waits", ProcessorName, e.Message);
+            return false;
+        }
+
+        var endedAtMs = AvroTime.ToUnixMs(notice.event_time_unix_ms);
+        var result = FetchWithRetries(provider, callId, endedAtMs, stop);
         if (result.Outcome == FetchOutcome.Refused) return DeadLetter(r, producer, result.Reason!);
         if (result.Outcome == FetchOutcome.Unavailable)
         {
@@ -250,16 +261,30 @@ public sealed class CallFetchWorker : IDisposable
             return false;
         }
         Interlocked.Increment(ref _fetched);
+        try
+        {
+            _ledger.MarkFetchedAsync(notice.provider, callId, DateTimeOffset.FromUnixTimeMilliseconds(endedAtMs), polled, stop).GetAwaiter().GetResult();
+        }
+        catch (Exception e) when (e is Npgsql.NpgsqlException or TimeoutException)
+        {
+            // The CallLog is out: at worst a later notice of this call is fetched again, and the extraction keeps the call once.
+            _log.LogWarning("{Worker}: call {CallId} published but not recorded in the ledger ({Reason})", ProcessorName, callId, e.Message);
+        }
         return true;
     }
 
-    private FetchResult FetchWithRetries(CallProviderClient provider, string callId, CancellationToken stop)
+    private FetchResult FetchWithRetries(CallProviderClient provider, string callId, long endedAtMs, CancellationToken stop)
     {
         var deadline = DateTime.UtcNow.AddMilliseconds(_options.RetryBudgetMs);
         var ceilingMs = (double)_options.InitialBackoffMs;
         for (var attempt = 1; ; attempt++)
         {
             var result = provider.FetchAsync(callId, stop).GetAwaiter().GetResult();
+            if (result.Outcome == FetchOutcome.Missing)
+                result = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - endedAtMs < _options.TranscriptWaitMs
+                    ? FetchResult.Unavailable($"{result.Reason}: the call ended at {DateTimeOffset.FromUnixTimeMilliseconds(endedAtMs):O}, " +
+                                              $"its transcript is waited for {_options.TranscriptWaitMs} ms")
+                    : FetchResult.Refused(result.Reason!);
             if (result.Outcome != FetchOutcome.Unavailable || attempt >= _options.MaxAttempts) return result;
             var waitMs = Random.Shared.NextDouble() * ceilingMs;
             ceilingMs = Math.Min(ceilingMs * 2, _options.MaxBackoffMs);

@@ -2,11 +2,22 @@ using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text.Json;
+using StreamHealth.Runtime.Validation;
 
 namespace StreamHealth.CallLogs.Ingest;
 
 /// <summary>A call as the provider's <c>GET /calls/{id}</c> answers it.</summary>
 public sealed record ProviderCall(string CallId, string? PatientId, long? StartedAtUnixMs, int DurationSeconds, string Transcript);
+
+/// <summary>One call of the provider's listing (<c>GET /calls?completed_since=…</c>).</summary>
+public sealed record ListedCall(string CallId, string? PatientId, DateTimeOffset CompletedAt);
+
+/// <summary>One page of the listing and the token of the next (null on the last page).</summary>
+public sealed record CallPage(IReadOnlyList<ListedCall> Calls, string? NextPageToken);
+
+/// <summary>A listing page, or why there is none: <see cref="FetchOutcome.Unavailable"/> (try the poll again later) or
+/// <see cref="FetchOutcome.Refused"/> (a malformed page: the provider's bug, also tried again later, and logged as an error).</summary>
+public readonly record struct ListResult(FetchOutcome Outcome, CallPage? Page, string? Reason);
 
 public enum FetchOutcome
 {
@@ -14,9 +25,12 @@ public enum FetchOutcome
     Fetched,
     /// <summary>The provider is down, slow or refusing us (5xx, 408, 429, 401/403, a timeout, a connection error): try again later.</summary>
     Unavailable,
-    /// <summary>The notice itself cannot be fetched (404/410: the provider does not know the call; another 4xx; a malformed answer):
-    /// trying again gives the same answer, so it is dead-lettered.</summary>
+    /// <summary>The notice itself cannot be fetched (another 4xx; a malformed answer): trying again gives the same answer, so it
+    /// is dead-lettered.</summary>
     Refused,
+    /// <summary>404/410: the provider does not know the call, or does not have its transcript yet (some providers list a call
+    /// before its transcript is ready). The worker waits for it while the call is recent, then dead-letters it.</summary>
+    Missing,
 }
 
 public readonly record struct FetchResult(FetchOutcome Outcome, ProviderCall? Call, string? Reason)
@@ -61,7 +75,7 @@ public sealed class CallProviderClient : IDisposable
             using var response = await _http.GetAsync("calls/" + Uri.EscapeDataString(callId), HttpCompletionOption.ResponseContentRead, timeout.Token);
             var status = (int)response.StatusCode;
             if (response.StatusCode is HttpStatusCode.NotFound or HttpStatusCode.Gone)
-                return FetchResult.Refused($"provider {Provider} does not know call {callId} (HTTP {status})");
+                return new FetchResult(FetchOutcome.Missing, null, $"provider {Provider} does not know call {callId} (HTTP {status})");
             if (status >= 500 || response.StatusCode is HttpStatusCode.RequestTimeout or HttpStatusCode.TooManyRequests
                     or HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden)
                 // 401/403 are our credentials, not the call: a rotated token must delay calls, not dead-letter them all.
@@ -80,6 +94,74 @@ public sealed class CallProviderClient : IDisposable
         catch (HttpRequestException e)
         {
             return FetchResult.Unavailable($"provider {Provider} unreachable for call {callId}: {e.Message}");
+        }
+    }
+
+    /// <summary>Largest listing page read, bytes (a page of ids and times: 100 calls are about 15 KB).</summary>
+    public const int MaxPageBytes = 1024 * 1024;
+
+    /// <summary>One page of <c>GET /calls?completed_since={ISO 8601}&amp;limit={n}[&amp;page_token={t}]</c>: calls that ended at or
+    /// after <paramref name="completedSince"/>, in any order, possibly repeating calls of other pages (the poller removes repeats).</summary>
+    public async Task<ListResult> ListAsync(DateTimeOffset completedSince, int limit, string? pageToken, CancellationToken stop)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stop);
+        timeout.CancelAfter(_timeout);
+        var query = "calls?completed_since=" + Uri.EscapeDataString(completedSince.UtcDateTime.ToString("O", CultureInfo.InvariantCulture)) +
+                    "&limit=" + limit.ToString(CultureInfo.InvariantCulture) + (pageToken is null ? "" : "&page_token=" + Uri.EscapeDataString(pageToken));
+        try
+        {
+            using var response = await _http.GetAsync(query, HttpCompletionOption.ResponseContentRead, timeout.Token);
+            var status = (int)response.StatusCode;
+            if (!response.IsSuccessStatusCode)
+                return new ListResult(status >= 500 || response.StatusCode is HttpStatusCode.RequestTimeout or HttpStatusCode.TooManyRequests
+                        or HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden ? FetchOutcome.Unavailable : FetchOutcome.Refused,
+                    null, $"provider {Provider} answered HTTP {status} to its call listing");
+            var body = await ReadAtMostAsync(response.Content, MaxPageBytes + 1, timeout.Token);
+            return body.Length > MaxPageBytes
+                ? new ListResult(FetchOutcome.Refused, null, $"provider {Provider} answered its call listing with more than {MaxPageBytes} bytes")
+                : ParsePage(body, pageToken);
+        }
+        catch (OperationCanceledException) when (!stop.IsCancellationRequested)
+        {
+            return new ListResult(FetchOutcome.Unavailable, null, $"provider {Provider} did not answer its call listing within {_timeout.TotalMilliseconds:0} ms");
+        }
+        catch (HttpRequestException e)
+        {
+            return new ListResult(FetchOutcome.Unavailable, null, $"provider {Provider} unreachable for its call listing: {e.Message}");
+        }
+    }
+
+    /// <summary>A listing page, checked: <c>{"calls": [{"call_id", "patient_id"?, "completed_at"}], "next_page_token": string|null}</c>.
+    /// One bad call refuses the whole page (taking up the rest would move the cursor past the bad one).</summary>
+    internal ListResult ParsePage(ReadOnlySpan<byte> body, string? pageToken)
+    {
+        ListResult Malformed(string why) => new(FetchOutcome.Refused, null, $"provider {Provider} answered its call listing with a malformed page: {why}");
+        try
+        {
+            var reader = new Utf8JsonReader(body);
+            using var doc = JsonDocument.ParseValue(ref reader);
+            var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("calls", out var calls) || calls.ValueKind != JsonValueKind.Array)
+                return Malformed("no calls array");
+            var page = new List<ListedCall>(calls.GetArrayLength());
+            foreach (var c in calls.EnumerateArray())
+            {
+                string? Text(string name) => c.ValueKind == JsonValueKind.Object && c.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String
+                    ? v.GetString() : null;
+                var callId = Text("call_id") ?? "";
+                if (InputRules.CheckId("call_id", callId) is { } badId) return Malformed($"call {page.Count}: {badId}");
+                if (Text("completed_at") is not { } completed
+                    || !DateTimeOffset.TryParse(completed, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out var completedAt))
+                    return Malformed($"call {callId}: completed_at missing or not an ISO 8601 time");
+                page.Add(new ListedCall(callId, Text("patient_id"), completedAt));
+            }
+            string? next = root.TryGetProperty("next_page_token", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString() : null;
+            if (next is not null && next == pageToken) return Malformed($"next_page_token repeats this page's token '{next}'");
+            return new ListResult(FetchOutcome.Fetched, new CallPage(page, string.IsNullOrEmpty(next) ? null : next), null);
+        }
+        catch (JsonException e)
+        {
+            return Malformed("not JSON: " + e.Message);
         }
     }
 

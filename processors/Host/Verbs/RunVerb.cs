@@ -105,8 +105,9 @@ internal static class RunVerb
         host.Start();
         foreach (var sink in sinks) sink.Start();
         // The call-log extraction's input comes from the transcript fetch worker (calllogs.raw → provider → calllogs.calls).
-        using var callFetch = names.Contains("calllogs")
-            ? StreamHealth.CallLogs.Ingest.CallFetchWorker.StartConfigured(callFetchOptions!, options.Kafka.BootstrapServers, schemas, logs, options.Streams.SessionTimeoutMs)
+        using var callIngest = names.Contains("calllogs")
+            ? StreamHealth.CallLogs.Ingest.CallIngest.StartConfigured(callFetchOptions!, options.Kafka.BootstrapServers, postgres, schemas, logs,
+                options.Streams.SessionTimeoutMs)
             : null;
         log.LogInformation("host {Host} running {Topologies} on {Bootstrap}, state in {State}", hostId,
             string.Join(", ", topologies.Select(t => $"{t.ApplicationId} ({t.SourceTopic})")), options.Kafka.BootstrapServers, options.State.Directory);

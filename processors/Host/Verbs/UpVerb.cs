@@ -83,8 +83,9 @@ internal static class UpVerb
             using var sensorsRetention = SensorsPipeline.Retention(postgres, logs);
             using var calllogs = new CallLogsPipeline(HostOptions(), postgres, logs, CallLogsOptions.Load(configuration),
                 sessionTimeoutMs: options.Streams.SessionTimeoutMs).Start();
-            using var callFetch = StreamHealth.CallLogs.Ingest.CallFetchWorker.StartConfigured(StreamHealth.CallLogs.Ingest.CallFetchOptions.Load(configuration),
-                bootstrap, schemas, logs, options.Streams.SessionTimeoutMs);
+            var callFetchOptions = StreamHealth.CallLogs.Ingest.CallFetchOptions.Load(configuration);
+            using var callIngest = StreamHealth.CallLogs.Ingest.CallIngest.StartConfigured(callFetchOptions, bootstrap, postgres, schemas, logs,
+                options.Streams.SessionTimeoutMs);
             var upLog = logs.CreateLogger("StreamHealth.Up");
             var metricsInterval = TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs);
             Console.WriteLine($"weights   Kalman topology + PostgreSQL/Redis sinks, state in {options.State.Directory}");
@@ -97,8 +98,7 @@ internal static class UpVerb
                               "sensors.anomalies, sensors.efficiency; retention hourly");
             Console.WriteLine("calllogs  extraction topology (calllogs.calls → entries, check-ins, dashboard refreshes; once per call id) + " +
                               "check-ins→calllogs.checkins, entries→calllogs.medication_entries/food_entries/symptom_entries sinks; " +
-                              (callFetch is null ? "no transcript fetch (no CallLogs:Fetch:Providers configured: notices wait on calllogs.raw)"
-                                  : "transcript fetch calllogs.raw → provider → calllogs.calls"));
+                              callIngest.Describe(callFetchOptions));
             using var forecaster = StartForecaster(configuration, new ForecastConsumerSettings(bootstrap, options.Streams.SessionTimeoutMs,
                 options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor)), schemas, postgres, redis, logs);
             await using var queries = await StoreQueryServer.StartAsync([weights.Host, cgm.Host, insights.Host, sensors.Host, calllogs.Host], options.Streams.QueryListenUrl,

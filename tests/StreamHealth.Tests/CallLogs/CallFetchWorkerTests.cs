@@ -1,6 +1,7 @@
 using System.Text;
 using Confluent.Kafka;
 using Microsoft.Extensions.Configuration;
+using Npgsql;
 using StreamHealth.CallLogs.Ingest;
 using StreamHealth.CallLogs.Pipeline;
 using StreamHealth.Runtime.Streams;
@@ -27,6 +28,8 @@ public sealed class CallFetchWorkerFixture : IDisposable
     public FakeCallProvider Provider { get; }
     public CallFetchNames Names { get; }
     public CallFetchOptions Options { get; }
+    public NpgsqlDataSource Postgres { get; }
+    public CallLedger Ledger { get; }
     public CallFetchWorker Worker { get; }
 
     public CallFetchWorkerFixture()
@@ -36,6 +39,8 @@ public sealed class CallFetchWorkerFixture : IDisposable
         var connectionString = LocalServices.PostgresConnectionString(LocalServices.NewDatabaseName("calllogs_fetch"));
         StreamHealth.Runtime.Storage.PostgresMigrator.MigrateAsync(connectionString).GetAwaiter().GetResult();
         Registry = TestRegistry.Start(connectionString);
+        Postgres = NpgsqlDataSource.Create(connectionString);
+        Ledger = new CallLedger(Postgres);
         Provider = FakeCallProvider.StartAsync(ProviderName, "unused-webhook-secret-0123456789abcdef").GetAwaiter().GetResult();
         Provider.ApiToken = Token;
         Options = new CallFetchOptions
@@ -45,7 +50,7 @@ public sealed class CallFetchWorkerFixture : IDisposable
             // again (rightly), and the refusal test counts fetches.
             RequestTimeoutMs = 2_000, MaxAttempts = 3, InitialBackoffMs = 50, MaxBackoffMs = 200, RetryBudgetMs = 8_000, OutagePauseMs = 500,
         };
-        Worker = new CallFetchWorker(Options, Names, Kafka.BootstrapServers, Registry.Connection, Logs).Start();
+        Worker = new CallFetchWorker(Options, Names, Kafka.BootstrapServers, Ledger, Registry.Connection, Logs).Start();
     }
 
     public byte[] Key(string topic, string callId) => Registry.Connection.SerDes<CallKey>().Serialize(new CallKey { call_id = callId },
@@ -91,6 +96,7 @@ public sealed class CallFetchWorkerFixture : IDisposable
         Worker.Dispose();
         Provider.DisposeAsync().AsTask().GetAwaiter().GetResult();
         Registry.Dispose();
+        Postgres.Dispose();
         Kafka.Dispose();
     }
 }
@@ -197,7 +203,7 @@ public sealed class CallFetchWorkerTests(CallFetchWorkerFixture f) : IClassFixtu
         f.Provider.Outage = true;
         try
         {
-            using var first = new CallFetchWorker(f.Options, names, f.Kafka.BootstrapServers, f.Registry.Connection, f.Logs).Start();
+            using var first = new CallFetchWorker(f.Options, names, f.Kafka.BootstrapServers, f.Ledger, f.Registry.Connection, f.Logs).Start();
             f.SendTo(names.RawTopic, Notice(callId, patient));
             WaitFor(() => first.Pauses >= 1, TimeSpan.FromSeconds(60), () => $"the first worker never paused; logs:\n{f.Logs}");
         }
@@ -206,7 +212,7 @@ public sealed class CallFetchWorkerTests(CallFetchWorkerFixture f) : IClassFixtu
             f.Provider.Outage = false;
         }
         // The first worker is gone without committing the notice: the next one in the group starts at it.
-        using var second = new CallFetchWorker(f.Options, names, f.Kafka.BootstrapServers, f.Registry.Connection, f.Logs).Start();
+        using var second = new CallFetchWorker(f.Options, names, f.Kafka.BootstrapServers, f.Ledger, f.Registry.Connection, f.Logs).Start();
         var call = f.Registry.Read<CallLog>(names.CallsTopic, Assert.Single(f.Drain(names.CallsTopic, [callId], found => found.Count >= 1)).Value);
         Assert.Equal("Patient: after the restart.", call.transcript);
         Assert.Equal(1, second.Fetched);
@@ -286,7 +292,7 @@ public sealed class CallFetchEndToEndTests(CallLogsPipelineFixture f) : IClassFi
             RequestTimeoutMs = 2_000, RetryBudgetMs = 5_000, OutagePauseMs = 500,
         };
         using var worker = new CallFetchWorker(options, new CallFetchNames(raw, f.Topics.Calls, "fetch-" + Guid.NewGuid().ToString("N")),
-            f.Kafka.BootstrapServers, f.Registry.Connection, f.Logs).Start();
+            f.Kafka.BootstrapServers, new CallLedger(f.Postgres), f.Registry.Connection, f.Logs).Start();
 
         var (callId, patient) = ($"e2e-{Guid.NewGuid():N}"[..17], $"patient-{Guid.NewGuid():N}"[..17]);
         var endedAt = DateTimeOffset.FromUnixTimeSeconds(DateTimeOffset.UtcNow.AddMinutes(-30).ToUnixTimeSeconds());

@@ -25,10 +25,15 @@ public sealed class FakeCallProvider : IAsyncDisposable
     private readonly ConcurrentDictionary<string, Call> _calls = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, string> _rawAnswers = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, int> _fetchesOf = new(StringComparer.Ordinal);
-    private int _fetches;
+    private readonly ConcurrentDictionary<string, bool> _unlisted = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, bool> _transcriptPending = new(StringComparer.Ordinal);
+    private int _fetches, _listings;
 
     /// <summary>One call as the provider holds it.</summary>
-    public sealed record Call(string CallId, string PatientId, DateTimeOffset StartedAt, int DurationSeconds, string Transcript);
+    public sealed record Call(string CallId, string PatientId, DateTimeOffset StartedAt, int DurationSeconds, string Transcript)
+    {
+        public DateTimeOffset EndedAt => StartedAt.AddSeconds(DurationSeconds);
+    }
 
     /// <summary>One webhook as sent: its raw body and headers (send it again as is: a replay).</summary>
     public sealed record Delivery(string Provider, string Timestamp, string Signature, byte[] Body)
@@ -47,6 +52,17 @@ public sealed class FakeCallProvider : IAsyncDisposable
     public int Fetches => Volatile.Read(ref _fetches);
     /// <summary>Requests for one call id, answered or not.</summary>
     public int FetchesOf(string callId) => _fetchesOf.GetValueOrDefault(callId);
+    /// <summary>Listing requests (<c>GET /calls?…</c>), answered or not.</summary>
+    public int Listings => Volatile.Read(ref _listings);
+    /// <summary>While true, the listing answers 503.</summary>
+    public bool ListingOutage { get; set; }
+    /// <summary>The listing answers 503 for every page after this many (a provider failing mid-listing); null: never.</summary>
+    public int? ListingFailsAfterPages { get; set; }
+    /// <summary>Every page is served twice (its first next_page_token points to itself once more): duplicate pages.</summary>
+    public bool RepeatPages { get; set; }
+    /// <summary>The listing is ordered by call id, not by end time: out-of-order pages.</summary>
+    public bool ListByCallId { get; set; }
+
     /// <summary>When set, <c>GET /calls/{id}</c> without <c>Authorization: Bearer {ApiToken}</c> answers 401.</summary>
     public string? ApiToken { get; set; }
 
@@ -73,6 +89,7 @@ public sealed class FakeCallProvider : IAsyncDisposable
             if (self.Latency > TimeSpan.Zero) await Task.Delay(self.Latency, ct);
             if (self.Outage) return Results.Problem("provider maintenance", statusCode: StatusCodes.Status503ServiceUnavailable);
             if (self.ApiToken is { } token && request.Headers.Authorization.ToString() != "Bearer " + token) return Results.Unauthorized();
+            if (self._transcriptPending.ContainsKey(callId)) return Results.NotFound();
             if (self._rawAnswers.TryGetValue(callId, out var raw)) return Results.Content(raw, "application/json");
             return self._calls.TryGetValue(callId, out var call)
                 ? Results.Json(new
@@ -81,6 +98,35 @@ public sealed class FakeCallProvider : IAsyncDisposable
                     duration_s = call.DurationSeconds, transcript = call.Transcript,
                 })
                 : Results.NotFound();
+        });
+        // The listing the poller reads: calls that ended at or after completed_since, `limit` a page, page tokens are offsets
+        // ("o12"; "r12" serves offset 12 again when RepeatPages is set).
+        app.MapGet("/calls", (HttpRequest request) =>
+        {
+            var self = provider!;
+            Interlocked.Increment(ref self._listings);
+            if (self.ApiToken is { } token && request.Headers.Authorization.ToString() != "Bearer " + token) return Results.Unauthorized();
+            if (self.ListingOutage) return Results.Problem("provider maintenance", statusCode: StatusCodes.Status503ServiceUnavailable);
+            if (!DateTimeOffset.TryParse(request.Query["completed_since"], CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out var since)
+                || !int.TryParse(request.Query["limit"], CultureInfo.InvariantCulture, out var limit) || limit < 1)
+                return Results.BadRequest("completed_since and limit are required");
+            var pageToken = request.Query["page_token"].ToString();
+            var pageIndex = pageToken.Length == 0 ? 0 : int.Parse(pageToken[1..], CultureInfo.InvariantCulture) / limit;
+            if (self.ListingFailsAfterPages is { } n && pageIndex >= n)
+                return Results.Problem("listing backend failed", statusCode: StatusCodes.Status502BadGateway);
+            var listed = self._calls.Values.Where(c => !self._unlisted.ContainsKey(c.CallId) && c.EndedAt >= since);
+            var ordered = (self.ListByCallId ? listed.OrderBy(c => c.CallId, StringComparer.Ordinal) : listed.OrderBy(c => c.EndedAt).ThenBy(c => c.CallId, StringComparer.Ordinal)).ToList();
+            var offset = pageIndex * limit;
+            var next = offset + limit < ordered.Count ? "o" + (offset + limit).ToString(CultureInfo.InvariantCulture) : null;
+            if (self.RepeatPages && !pageToken.StartsWith('r')) next = "r" + offset.ToString(CultureInfo.InvariantCulture);
+            return Results.Json(new
+            {
+                calls = ordered.Skip(offset).Take(limit).Select(c => new
+                {
+                    call_id = c.CallId, patient_id = c.PatientId, completed_at = c.EndedAt.ToString("O", CultureInfo.InvariantCulture),
+                }),
+                next_page_token = next,
+            });
         });
         await app.StartAsync();
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single().TrimEnd('/');
@@ -94,6 +140,20 @@ public sealed class FakeCallProvider : IAsyncDisposable
         _calls[callId] = new Call(callId, patientId ?? "unknown", endedAt.AddMinutes(-4), 240, transcript);
         return Notice(eventId ?? "evt-" + Guid.NewGuid().ToString("N"), callId, patientId, endedAt);
     }
+
+    /// <summary>Records a call the listing does not show yet (<see cref="List"/> shows it: a provider that lists calls late).</summary>
+    public void CompleteUnlisted(string callId, string patientId, DateTimeOffset endedAt, string transcript = "Took my metformin at 8.")
+    {
+        _unlisted[callId] = true;
+        CompleteCall(callId, patientId, endedAt, transcript: transcript);
+    }
+
+    public void List(string callId) => _unlisted.TryRemove(callId, out _);
+
+    /// <summary>The call's transcript answers 404 until <see cref="ReleaseTranscript"/> (a transcript that appears late).</summary>
+    public void HoldTranscript(string callId) => _transcriptPending[callId] = true;
+
+    public void ReleaseTranscript(string callId) => _transcriptPending.TryRemove(callId, out _);
 
     /// <summary>Answers <c>GET /calls/{callId}</c> with <paramref name="body"/> as is (200, application/json): a provider's broken answer.</summary>
     public void AnswerRaw(string callId, string body) => _rawAnswers[callId] = body;
