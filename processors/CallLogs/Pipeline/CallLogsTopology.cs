@@ -26,9 +26,16 @@ public sealed class CallLogsOptions
     public int MaxDurationSeconds { get; set; } = 24 * 3600;
     /// <summary>The platform's event-time rule (section "Input").</summary>
     public EventTimeRule TimeRule { get; set; } = EventTimeRule.Default;
+    /// <summary>How long an extracted call id is kept in the extraction's store, days (the fetch worker's ledger keeps 30).</summary>
+    public double ExtractedKeepDays { get; set; } = 30;
+    public double ExtractedPruneIntervalMinutes { get; set; } = 60;
 
     public void Validate()
     {
+        if (!double.IsFinite(ExtractedKeepDays) || ExtractedKeepDays is < 0.00001 or > 3650)
+            throw new ArgumentException($"{Section}:ExtractedKeepDays = {ExtractedKeepDays}: must be 0.00001-3650 days");
+        if (!double.IsFinite(ExtractedPruneIntervalMinutes) || ExtractedPruneIntervalMinutes is < 0.01 or > 1440)
+            throw new ArgumentException($"{Section}:ExtractedPruneIntervalMinutes = {ExtractedPruneIntervalMinutes}: must be 0.01-1440 minutes");
         if (MaxTranscriptBytes is < 1024 or > 1024 * 1024)
             throw new ArgumentException($"{Section}:MaxTranscriptBytes = {MaxTranscriptBytes}: must be 1024-1048576 bytes");
         if (MaxDurationSeconds is < 60 or > 7 * 24 * 3600)
@@ -130,9 +137,29 @@ public static class CallLogsTopology
             _refreshes = services.Schemas.SerDes<AvroRecords.CallLogs.DashboardRefreshNeeded>();
         }
 
-        protected override void Init() =>
+        protected override void Init()
+        {
             _calls = (IKeyValueStore<string, ExtractedCall>)(Context.GetStateStore(CallsStore)
                 ?? throw new InvalidOperationException($"store {CallsStore} is not connected to the processor"));
+            Context.Schedule(TimeSpan.FromMinutes(_options.ExtractedPruneIntervalMinutes), PunctuationType.PROCESSING_TIME,
+                now => Punctuation(PruneExtracted, now));
+        }
+
+        /// <summary>Forgets the calls extracted more than <see cref="CallLogsOptions.ExtractedKeepDays"/> ago, so the store holds
+        /// weeks of call ids, not every call ever. By then the fetch worker's ledger (kept as long) has long stopped any repeat
+        /// of the call from reaching calllogs.calls; a replay of older input extracts it again under the same output ids, and
+        /// the sinks store each row once.</summary>
+        private void PruneExtracted(long nowUnixMs)
+        {
+            var before = nowUnixMs - (long)(_options.ExtractedKeepDays * 86_400_000);
+            List<string>? stale = null;
+            foreach (var kv in _calls.All())
+                if (kv.Value.ExtractedAtUnixMs < before) (stale ??= []).Add(kv.Key);
+            if (stale is null) return;
+            foreach (var key in stale) _calls.Delete(key);
+            _log.LogInformation("{Processor}: forgot {Count} calls extracted before {Before:O}", ProcessorName, stale.Count,
+                DateTimeOffset.FromUnixTimeMilliseconds(before));
+        }
 
         protected override void Process(in InputRecord<AvroRecords.Common.CallKey, AvroRecords.CallLogs.CallLog> record)
         {
@@ -171,7 +198,7 @@ public static class CallLogsTopology
             var entriesKey = _keys.Serialize(patient, new SerializationContext(MessageComponentType.Key, _topics.Entries));
             var checkinsKey = _keys.Serialize(patient, new SerializationContext(MessageComponentType.Key, _topics.Checkins));
             var refreshKey = _keys.Serialize(patient, new SerializationContext(MessageComponentType.Key, _topics.DashboardRefresh));
-            _calls.Put(callId, new ExtractedCall(record.Offset, timeMs));
+            _calls.Put(callId, new ExtractedCall(record.Offset, timeMs, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()));
             foreach (var (topic, outputId, value) in outputs)
                 EmitBytes(topic, topic == _topics.Entries ? entriesKey : topic == _topics.Checkins ? checkinsKey : refreshKey, value, timeMs, outputId);
         }
@@ -283,15 +310,18 @@ public static class DashboardReasons
 }
 
 /// <summary>A call id's entry in <see cref="CallLogsTopology.CallsStore"/>: the source offset of the delivery that was extracted
-/// (the same offset again is a replay, another one a redelivery) and the call's start, ms since the Unix epoch.</summary>
-public sealed record ExtractedCall(long SourceOffset, long EventTimeUnixMs);
+/// (the same offset again is a replay, another one a redelivery), the call's start and when it was extracted (the stream
+/// thread's clock; what the store's pruning goes by), ms since the Unix epoch.</summary>
+public sealed record ExtractedCall(long SourceOffset, long EventTimeUnixMs, long ExtractedAtUnixMs);
 
-/// <summary>[format 1][source offset int64][event time int64], little-endian.</summary>
+/// <summary>[format 2][source offset int64][event time int64][extracted at int64], little-endian. Format 1 (without the extraction
+/// time, written before the store was pruned) reads with the call's start as its extraction time.</summary>
 public sealed class ExtractedCallSerDes : CodecSerDes<ExtractedCall>
 {
     public static readonly ExtractedCallSerDes Instance = new();
-    private const byte Format = 1;
-    private const int Bytes = 1 + 8 + 8;
+    private const byte Format = 2;
+    private const int Bytes = 1 + 8 + 8 + 8;
+    private const int Format1Bytes = 1 + 8 + 8;
 
     public override byte[] Encode(ExtractedCall value, int headroom)
     {
@@ -300,14 +330,22 @@ public sealed class ExtractedCallSerDes : CodecSerDes<ExtractedCall>
         span[0] = Format;
         BinaryPrimitives.WriteInt64LittleEndian(span[1..], value.SourceOffset);
         BinaryPrimitives.WriteInt64LittleEndian(span[9..], value.EventTimeUnixMs);
+        BinaryPrimitives.WriteInt64LittleEndian(span[17..], value.ExtractedAtUnixMs);
         return bytes;
     }
 
     public override ExtractedCall Decode(ReadOnlySpan<byte> data)
     {
-        if (data.Length != Bytes || data[0] != Format)
-            throw new FormatException($"extracted-call state of {data.Length} bytes, format {(data.Length > 0 ? data[0] : -1)}: expected {Bytes} bytes of format {Format}");
-        return new ExtractedCall(BinaryPrimitives.ReadInt64LittleEndian(data[1..]), BinaryPrimitives.ReadInt64LittleEndian(data[9..]));
+        if (data.Length == Bytes && data[0] == Format)
+            return new ExtractedCall(BinaryPrimitives.ReadInt64LittleEndian(data[1..]), BinaryPrimitives.ReadInt64LittleEndian(data[9..]),
+                BinaryPrimitives.ReadInt64LittleEndian(data[17..]));
+        if (data.Length == Format1Bytes && data[0] == 1)
+        {
+            var eventTimeMs = BinaryPrimitives.ReadInt64LittleEndian(data[9..]);
+            return new ExtractedCall(BinaryPrimitives.ReadInt64LittleEndian(data[1..]), eventTimeMs, eventTimeMs);
+        }
+        throw new FormatException($"extracted-call state of {data.Length} bytes, format {(data.Length > 0 ? data[0] : -1)}: expected {Bytes} bytes " +
+                                  $"of format {Format} or {Format1Bytes} of format 1");
     }
 }
 

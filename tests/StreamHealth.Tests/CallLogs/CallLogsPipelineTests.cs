@@ -31,27 +31,43 @@ public sealed class CallLogsPipelineFixture : IDisposable
 
     public CallLogsPipelineFixture()
     {
-        Topics = new CallLogsTopics(Kafka.NewTopic("calls", 1), Kafka.NewTopic("entries", 2), Kafka.NewTopic("checkins", 2), Kafka.NewTopic("refresh", 2));
-        Kafka.Cluster.CreateTopic(Topics.Calls + StreamHealth.Schemas.Topics.DeadLetterSuffix, 1);
+        Topics = NewTopics();
         var connectionString = LocalServices.PostgresConnectionString(LocalServices.NewDatabaseName("calllogs_pipeline"));
         StreamHealth.Runtime.Storage.PostgresMigrator.MigrateAsync(connectionString).GetAwaiter().GetResult();
         Registry = TestRegistry.Start(connectionString);
         Postgres = NpgsqlDataSource.Create(connectionString);
-        Pipeline = new CallLogsPipeline(new StreamHostOptions
-        {
-            SchemaRegistry = Registry.Connection, BootstrapServers = Kafka.BootstrapServers, StateDirectory = _stateDir, CommitIntervalMs = 200,
-            CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions),
-        }, Postgres, Logs, new CallLogsOptions(), new CallLogsPipelineNames(Topics.Calls + "-app", Topics)).Start();
+        Pipeline = StartPipeline(Topics, new CallLogsOptions(), _stateDir);
     }
 
-    public byte[] Key(string callId) => Registry.Connection.SerDes<CallKey>().Serialize(new CallKey { call_id = callId },
-        new SerializationContext(MessageComponentType.Key, Topics.Calls));
+    /// <summary>A calls topic of one partition (so that a later call's output proves an earlier one was processed) and its outputs.</summary>
+    public CallLogsTopics NewTopics()
+    {
+        var topics = new CallLogsTopics(Kafka.NewTopic("calls", 1), Kafka.NewTopic("entries", 2), Kafka.NewTopic("checkins", 2), Kafka.NewTopic("refresh", 2));
+        Kafka.Cluster.CreateTopic(topics.Calls + StreamHealth.Schemas.Topics.DeadLetterSuffix, 1);
+        return topics;
+    }
 
-    public void Send(params CallLog[] calls)
+    /// <summary>An extraction with its sinks on this fixture's broker, registry and database.</summary>
+    public CallLogsPipeline StartPipeline(CallLogsTopics topics, CallLogsOptions options, string stateDir) => new CallLogsPipeline(new StreamHostOptions
+    {
+        SchemaRegistry = Registry.Connection, BootstrapServers = Kafka.BootstrapServers, StateDirectory = stateDir, CommitIntervalMs = 200,
+        CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions),
+    }, Postgres, Logs, options, new CallLogsPipelineNames(topics.Calls + "-app", topics)).Start();
+
+    public byte[] Key(string callId, string? callsTopic = null) => Registry.Connection.SerDes<CallKey>().Serialize(new CallKey { call_id = callId },
+        new SerializationContext(MessageComponentType.Key, callsTopic ?? Topics.Calls));
+
+    public void Send(params CallLog[] calls) => SendTo(Topics.Calls, calls);
+
+    public void SendTo(string callsTopic, params CallLog[] calls)
     {
         using var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = Kafka.BootstrapServers, EnableIdempotence = true }).Build();
         foreach (var call in calls)
-            p.Produce(Topics.Calls, new Message<byte[], byte[]> { Key = Key(call.call_id), Value = Registry.Value(Topics.Calls, call) });
+            p.Produce(callsTopic, new Message<byte[], byte[]>
+            {
+                Key = Key(call.call_id, callsTopic),
+                Value = Registry.Value(callsTopic, call),
+            });
         if (p.Flush(TimeSpan.FromSeconds(10)) > 0) throw new TimeoutException("calls not acknowledged");
     }
 
@@ -212,6 +228,51 @@ public sealed class CallLogsPipelineTests(CallLogsPipelineFixture f) : IClassFix
     }
 
     [Fact]
+    public void Extracted_call_ids_are_forgotten_after_the_keep_and_the_tables_still_hold_the_call_once()
+    {
+        var topics = f.NewTopics();
+        var stateDir = Directory.CreateTempSubdirectory("streamhealth-calllogs-prune-").FullName;
+        try
+        {
+            // Kept 3 s, pruned every 0.6 s: what production does in 30 days and hourly.
+            using var pipeline = f.StartPipeline(topics, new CallLogsOptions { ExtractedKeepDays = 3.0 / 86_400, ExtractedPruneIntervalMinutes = 0.01 }, stateDir);
+            var (callId, patient) = (Id("prune"), Id("patient"));
+            var call = Call(callId, patient, "Patient: I took my metformin 500 mg this morning.");
+            f.SendTo(topics.Calls, call);
+            f.WaitForCheckin(callId);
+            WaitFor(() => f.Logs.Text.Contains("forgot 1 calls extracted before"), TimeSpan.FromSeconds(60), () => $"the store was never pruned; logs:\n{f.Logs}");
+            // A redelivery after the keep is extracted again (the store no longer knows it)...
+            var marker = Id("marker");
+            f.SendTo(topics.Calls, call, Call(marker, patient, "Patient: All good."));
+            f.WaitForCheckin(marker);
+            var patientKey = f.Registry.Connection.SerDes<StreamHealth.Schemas.Avro.Common.UserKey>();
+            var checkins = f.Drain(topics.Checkins, k => patientKey.ReadKey(k, topics.Checkins).user_id == patient, found => found.Count >= 3)
+                .Select(m => f.Registry.Read<CheckInCreated>(topics.Checkins, m.Value)).ToList();
+            Assert.Equal(2, checkins.Count(c => c.call_id == callId));
+            // ...under the same ids, so the tables hold it once.
+            Assert.Equal(1, f.Count("SELECT count(*) FROM calllogs.checkins WHERE call_id = @call", callId));
+            Assert.Equal(1, f.Count("SELECT count(*) FROM calllogs.medication_entries WHERE call_id = @call", callId));
+        }
+        finally
+        {
+            Directory.Delete(stateDir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void Extracted_call_state_of_the_first_format_still_reads()
+    {
+        var format1 = new byte[17];
+        format1[0] = 1;
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(format1.AsSpan(1), 42);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(format1.AsSpan(9), T0);
+        Assert.Equal(new ExtractedCall(42, T0, T0), ExtractedCallSerDes.Instance.Decode(format1));
+        var now = new ExtractedCall(7, T0, T0 + 5_000);
+        Assert.Equal(now, ExtractedCallSerDes.Instance.Decode(ExtractedCallSerDes.Instance.Encode(now, 0)));
+        Assert.Throws<FormatException>(() => ExtractedCallSerDes.Instance.Decode(new byte[] { 3, 0, 0 }));
+    }
+
+    [Fact]
     public void The_same_call_delivered_twice_is_extracted_once()
     {
         var (callId, patient) = (Id("twice"), Id("patient"));
@@ -260,7 +321,7 @@ public sealed class CallLogsPipelineTests(CallLogsPipelineFixture f) : IClassFix
         f.WaitForCheckin(good);
 
         string[] bad = ["bad id!", oversized, control, late, mismatch];
-        var keys = bad.Select(f.Key).ToList();
+        var keys = bad.Select(id => f.Key(id)).ToList();
         var dead = f.Drain(f.Topics.Calls + Topics.DeadLetterSuffix, k => keys.Any(key => key.AsSpan().SequenceEqual(k)), found => found.Count >= bad.Length);
         string Reason(string callId) => Encoding.UTF8.GetString(Assert.Single(dead, d => d.Key.AsSpan().SequenceEqual(f.Key(callId)))
             .Headers.GetLastBytes(StreamHeaders.Error));
