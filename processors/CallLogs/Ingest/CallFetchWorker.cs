@@ -2,6 +2,7 @@ using System.Text;
 using Confluent.Kafka;
 using Microsoft.Extensions.Logging;
 using StreamHealth.Runtime.SchemaRegistry;
+using StreamHealth.Runtime.Sinks;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Runtime.Validation;
 using StreamHealth.Schemas;
@@ -43,7 +44,7 @@ public sealed record CallFetchNames(string RawTopic, string CallsTopic, string G
 /// </list>
 /// One notice at a time per worker: a transcript fetch is a few hundred ms, far above what a webhook rate needs; more
 /// throughput is more workers in the group (one per partition at most).</summary>
-public sealed class CallFetchWorker : IDisposable
+public sealed class CallFetchWorker : ISinkHealthSource, IDisposable
 {
     public const string ProcessorName = "calllogs-fetch";
     public const string RefusedErrorType = "call-fetch-refused";
@@ -59,9 +60,14 @@ public sealed class CallFetchWorker : IDisposable
     private readonly AvroSerDes<CallLog> _calls;
     private readonly Dictionary<string, CallProviderClient> _providers = new(StringComparer.Ordinal);
     private readonly Dictionary<TopicPartition, DateTime> _pausedUntil = [];
+    /// <summary>Per partition, the notice waiting to be done again (the consumer's position is already past it).</summary>
+    private readonly Dictionary<TopicPartition, long> _waitingAt = [];
     private readonly CancellationTokenSource _stop = new();
     private Thread? _thread;
     private long _fetched, _deadLettered, _retries, _pauses, _alreadyFetched;
+    private long _lag, _lastProgressUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), _lastErrorUnixMs, _lagComputedAtMs;
+    private int _pausedPartitions;
+    private string? _lastError;
 
     public CallFetchWorker(CallFetchOptions options, CallFetchNames names, string bootstrapServers, CallLedger ledger, SchemaRegistryConnection registry,
         ILoggerFactory logs, int sessionTimeoutMs = 6_000)
@@ -90,6 +96,56 @@ public sealed class CallFetchWorker : IDisposable
     /// <summary>Notices committed without a fetch because the ledger already had the call's transcript published.</summary>
     public long AlreadyFetched => Interlocked.Read(ref _alreadyFetched);
 
+    public TimeSpan StallAfter { get; set; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>The worker's progress for /health and /api/v1/streams, as a sink's: notices waiting, CallLogs written, dead letters,
+    /// whether a partition is paused (the provider down or the ledger unreachable) and the last reason. Stalled: notices wait and
+    /// none was done for <see cref="StallAfter"/> (an outage that lasts shows as "degraded" until it ends).</summary>
+    public SinkHealth Health()
+    {
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var lag = Interlocked.Read(ref _lag);
+        var lastProgress = Interlocked.Read(ref _lastProgressUnixMs);
+        return new SinkHealth(ProcessorName, _names.RawTopic, _names.GroupId, lag, Fetched, DeadLettered, Volatile.Read(ref _pausedPartitions) > 0,
+            lastProgress, Volatile.Read(ref _lastError), Interlocked.Read(ref _lastErrorUnixMs),
+            lag > 0 && now - lastProgress >= (long)StallAfter.TotalMilliseconds);
+    }
+
+    private void Progressed() => Interlocked.Exchange(ref _lastProgressUnixMs, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+
+    private void Failed(string reason)
+    {
+        Volatile.Write(ref _lastError, reason);
+        Interlocked.Exchange(ref _lastErrorUnixMs, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+    }
+
+    /// <summary>Notices between the worker's position and the high watermark over its partitions (local figures, no broker call),
+    /// a few times a second.</summary>
+    private void UpdateLag(IConsumer<byte[]?, byte[]?> consumer)
+    {
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        if (now - _lagComputedAtMs < 250) return;
+        _lagComputedAtMs = now;
+        long lag = 0;
+        try
+        {
+            foreach (var tp in consumer.Assignment)
+            {
+                var high = consumer.GetWatermarkOffsets(tp).High.Value;
+                var position = consumer.Position(tp).Value;
+                var from = _waitingAt.TryGetValue(tp, out var waiting) && (position < 0 || waiting < position) ? waiting : position;
+                if (high >= 0 && from >= 0 && high > from) lag += high - from;
+            }
+        }
+        catch (KafkaException)
+        {
+            return;
+        }
+        Interlocked.Exchange(ref _lag, lag);
+        Volatile.Write(ref _pausedPartitions, _pausedUntil.Count);
+        if (lag == 0) Progressed();
+    }
+
     public CallFetchWorker Start()
     {
         _thread = new Thread(Run) { IsBackground = true, Name = ProcessorName };
@@ -109,8 +165,8 @@ public sealed class CallFetchWorker : IDisposable
             AutoOffsetReset = AutoOffsetReset.Earliest, SessionTimeoutMs = _sessionTimeoutMs,
         })
             // A partition handed to another worker starts there from its committed offset: our pause for it is void.
-            .SetPartitionsRevokedHandler((_, revoked) => { foreach (var p in revoked) _pausedUntil.Remove(p.TopicPartition); })
-            .SetPartitionsLostHandler((_, lost) => { foreach (var p in lost) _pausedUntil.Remove(p.TopicPartition); })
+            .SetPartitionsRevokedHandler((_, revoked) => Forget(revoked))
+            .SetPartitionsLostHandler((_, lost) => Forget(lost))
             .Build();
         consumer.Subscribe(_names.RawTopic);
         var stop = _stop.Token;
@@ -119,17 +175,23 @@ public sealed class CallFetchWorker : IDisposable
             while (!stop.IsCancellationRequested)
             {
                 ResumeDue(consumer);
+                UpdateLag(consumer);
                 var r = consumer.Consume(TimeSpan.FromMilliseconds(100));
                 if (r is null || r.IsPartitionEOF) continue;
                 var done = Handle(r, producer, stop);
                 try
                 {
                     if (done)
+                    {
                         consumer.Commit([new TopicPartitionOffset(r.TopicPartition, r.Offset + 1)]);
+                        _waitingAt.Remove(r.TopicPartition);
+                        Progressed();
+                    }
                     else if (!stop.IsCancellationRequested)
                     {
                         // Back to this notice and wait: the partition's later notices wait behind it, none is skipped.
                         consumer.Seek(r.TopicPartitionOffset);
+                        _waitingAt[r.TopicPartition] = r.Offset.Value;
                         consumer.Pause([r.TopicPartition]);
                         _pausedUntil[r.TopicPartition] = DateTime.UtcNow.AddMilliseconds(_options.OutagePauseMs);
                         Interlocked.Increment(ref _pauses);
@@ -153,6 +215,15 @@ public sealed class CallFetchWorker : IDisposable
         finally
         {
             consumer.Close();
+        }
+    }
+
+    private void Forget(List<TopicPartitionOffset> partitions)
+    {
+        foreach (var p in partitions)
+        {
+            _pausedUntil.Remove(p.TopicPartition);
+            _waitingAt.Remove(p.TopicPartition);
         }
     }
 
@@ -182,6 +253,7 @@ public sealed class CallFetchWorker : IDisposable
         }
         catch (Exception e) when (ConfluentWire.IsRegistryUnavailable(e))
         {
+            Failed("schema registry unavailable");
             _log.LogWarning("{Worker}: schema registry unavailable reading {Topic}[{Partition}]@{Offset}; waiting", ProcessorName, topic,
                 r.Partition.Value, r.Offset.Value);
             return false;
@@ -200,6 +272,7 @@ public sealed class CallFetchWorker : IDisposable
         {
             // The gateway accepts notices only from providers it is configured for: one missing here is our configuration,
             // so its calls wait for it rather than being dead-lettered.
+            Failed($"provider {notice.provider} has no {CallFetchOptions.Section}:Providers entry");
             _log.LogError("{Worker}: provider {Provider} of call {CallId} has no {Section}:Providers entry; its notices wait", ProcessorName,
                 notice.provider, callId, CallFetchOptions.Section);
             return false;
@@ -218,6 +291,7 @@ public sealed class CallFetchWorker : IDisposable
         }
         catch (Exception e) when (e is Npgsql.NpgsqlException or TimeoutException)
         {
+            Failed("PostgreSQL unavailable reading the call ledger: " + e.Message);
             _log.LogWarning("{Worker}: PostgreSQL unavailable reading the call ledger ({Reason}); the notice waits", ProcessorName, e.Message);
             return false;
         }
@@ -227,6 +301,7 @@ public sealed class CallFetchWorker : IDisposable
         if (result.Outcome == FetchOutcome.Refused) return DeadLetter(r, producer, result.Reason!);
         if (result.Outcome == FetchOutcome.Unavailable)
         {
+            Failed(result.Reason!);
             _log.LogWarning("{Worker}: {Reason}; {Topic}[{Partition}] paused {PauseMs} ms at offset {Offset}", ProcessorName, result.Reason, topic,
                 r.Partition.Value, _options.OutagePauseMs, r.Offset.Value);
             return false;
@@ -257,6 +332,7 @@ public sealed class CallFetchWorker : IDisposable
         }
         catch (Exception e) when (e is ProduceException<byte[], byte[]> || ConfluentWire.IsRegistryUnavailable(e))
         {
+            Failed($"call {callId} not acknowledged on {_names.CallsTopic}: {e.Message}");
             _log.LogWarning(e, "{Worker}: call {CallId} not acknowledged on {Topic}; the notice waits", ProcessorName, callId, _names.CallsTopic);
             return false;
         }
@@ -314,6 +390,7 @@ public sealed class CallFetchWorker : IDisposable
                 r.Partition.Value, r.Offset.Value);
             return false;
         }
+        Failed(reason);
         _log.LogWarning("{Worker}: {Topic}[{Partition}]@{Offset}: {Reason}; sent to {DeadLetterTopic}", ProcessorName, r.Topic, r.Partition.Value,
             r.Offset.Value, reason, _names.DeadLetterTopic);
         Interlocked.Increment(ref _deadLettered);

@@ -115,7 +115,7 @@ internal static class RunVerb
         // The report carries every task's and sink's progress (a stalled one makes the gateway's /health "degraded") and
         // where this host answers interactive queries for the partitions it owns.
         using (new StreamMetricsReporter(hostId, [.. topologies.Select(t => t.ApplicationId)], host, log, redis.GetDatabase(),
-                   TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs), SinkHealths(sinks, options.Streams.StallAfterMs), options.Streams.MetricsKey,
+                   TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs), SinkHealths(callIngest?.Fetch is { } fetch ? [.. sinks, fetch] : sinks, options.Streams.StallAfterMs), options.Streams.MetricsKey,
                    queries.Url))
         {
             await Shutdown.WaitAsync();
@@ -128,7 +128,7 @@ internal static class RunVerb
 
     /// <summary>What a host's metrics report says about the sinks running beside it, each judged stalled after
     /// Streams:StallAfterMs like the stream tasks.</summary>
-    internal static Func<IReadOnlyList<SinkHealth>> SinkHealths(IReadOnlyList<SinkRunner> sinks, int stallAfterMs)
+    internal static Func<IReadOnlyList<SinkHealth>> SinkHealths(IReadOnlyList<ISinkHealthSource> sinks, int stallAfterMs)
     {
         foreach (var sink in sinks) sink.StallAfter = TimeSpan.FromMilliseconds(stallAfterMs);
         return () =>

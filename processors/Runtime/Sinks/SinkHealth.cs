@@ -18,3 +18,14 @@ public sealed record SinkHealth(
     string? LastError,
     long LastErrorUnixMs,
     bool Stalled);
+
+/// <summary>Anything that reads a topic in its own consumer group and reports its progress as a sink does: the sinks, and
+/// workers such as the call-log fetch worker, so that one waiting on an outage shows in /health like a stalled sink.</summary>
+public interface ISinkHealthSource
+{
+    /// <summary>Cheap and non-blocking: the latest figures.</summary>
+    SinkHealth Health();
+
+    /// <summary>How long input may wait with no progress before the source reports itself stalled.</summary>
+    TimeSpan StallAfter { get; set; }
+}

@@ -47,7 +47,7 @@ public sealed class SinkOptions
 /// PostgreSQL cannot store, a value Redis answers WRONGTYPE to, a record that does not decode) is written again in halves
 /// until each refused record stands alone; those go to streamhealth.dead_letters with the error, the rest are written,
 /// and the sink commits and moves on: one record never stops a sink.</summary>
-public sealed class SinkRunner : IDisposable
+public sealed class SinkRunner : ISinkHealthSource, IDisposable
 {
     private readonly SinkOptions _options;
     private readonly ISinkWriter _writer;

@@ -149,6 +149,9 @@ public sealed class CallFetchWorkerTests(CallFetchWorkerFixture f) : IClassFixtu
             // Two whole rounds of tries failed (each pausing the partition), far past one round's tries: the worker keeps coming back.
             WaitFor(() => f.Worker.Pauses >= pauses + 2, TimeSpan.FromSeconds(60), () => $"the worker never paused twice; logs:\n{f.Logs}");
             Assert.True(f.Provider.Fetches - fetches > f.Options.MaxAttempts, $"{f.Provider.Fetches - fetches} fetches during the outage");
+            // /health sees it: the partition paused, the notice waiting, the provider's answer as the last error.
+            WaitFor(() => f.Worker.Health() is { Paused: true, Lag: >= 1 }, TimeSpan.FromSeconds(30), () => $"health: {f.Worker.Health()}");
+            Assert.Contains("answered HTTP 503", f.Worker.Health().LastError);
             Assert.Empty(f.Drain(f.Names.CallsTopic, [callId], _ => true, seconds: 3));
         }
         finally
@@ -157,6 +160,7 @@ public sealed class CallFetchWorkerTests(CallFetchWorkerFixture f) : IClassFixtu
         }
         var call = WaitForCall(callId);
         Assert.Equal("Patient: I feel fine.", call.transcript);
+        WaitFor(() => f.Worker.Health() is { Paused: false, Lag: 0, Stalled: false }, TimeSpan.FromSeconds(30), () => $"health: {f.Worker.Health()}");
         Assert.Empty(f.Drain(f.Names.DeadLetterTopic, [callId], _ => true, seconds: 3));
         Assert.Contains("answered HTTP 503", f.Logs.Text);
     }
