@@ -22,6 +22,9 @@ export STREAMHEALTH_Postgres__Port=${STREAMHEALTH_PG_PORT:-55432}
 export STREAMHEALTH_Redis__Port=${STREAMHEALTH_REDIS_PORT:-56379}
 export STREAMHEALTH_State__Directory="$RUN_DIR/state"
 [[ -d "$ROOT/../shared/data" ]] && export STREAMHEALTH_Samples__DataDirectory="$(cd "$ROOT/../shared/data" && pwd)"
+# The sample call provider signs its webhooks to the gateway started below (the ones sent before it is up reach the pipeline
+# through the poller's safety net).
+export STREAMHEALTH_Samples__GatewayUrl="http://127.0.0.1:$GATEWAY_PORT"
 
 pids=()
 cleanup() {
@@ -64,6 +67,7 @@ cat <<INFO
     openapi     http://127.0.0.1:$GATEWAY_PORT/openapi/v1.json   (per-user data: a bearer token from /api/v1/auth/token, or the local-only X-Api-Key: dev-key-change-me)
     cgm         http://127.0.0.1:$GATEWAY_PORT/api/v1/cgm/cgm-sample-dexcom/latest   (the sample Dexcom export, streaming in)
                 curl -s -H 'Content-Type: text/csv' --data-binary @FILE http://127.0.0.1:$GATEWAY_PORT/convert_to_unified   (any CGM export → unified CSV)
+    checkins    http://127.0.0.1:$GATEWAY_PORT/api/v1/health-entries/user/demo-alice   (medications, food and symptoms from the sample provider's check-in calls)
     kafka       $STREAMHEALTH_Kafka__BootstrapServers (embedded)
     postgres    127.0.0.1:$STREAMHEALTH_Postgres__Port/streamhealth   redis 127.0.0.1:$STREAMHEALTH_Redis__Port
     replay      STREAMHEALTH_Kafka__BootstrapServers=$STREAMHEALTH_Kafka__BootstrapServers \\

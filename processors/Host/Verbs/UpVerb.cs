@@ -84,6 +84,14 @@ internal static class UpVerb
             using var calllogs = new CallLogsPipeline(HostOptions(), postgres, logs, CallLogsOptions.Load(configuration),
                 sessionTimeoutMs: options.Streams.SessionTimeoutMs).Start();
             var callFetchOptions = StreamHealth.CallLogs.Ingest.CallFetchOptions.Load(configuration);
+            // With no provider of one's own, the local stack's sample provider (hybrid: webhooks, and the poller for the ones that
+            // never came, with a 30 s grace so that they show within a minute).
+            await using var callSamples = options.Samples.Enabled && callFetchOptions.Providers.Count == 0 ? await CallSamples.StartAsync(logs) : null;
+            if (callSamples is not null)
+            {
+                callFetchOptions.Providers[CallSamples.Provider] = callSamples.Endpoint;
+                callFetchOptions.HybridGraceMs = 30_000;
+            }
             using var callIngest = StreamHealth.CallLogs.Ingest.CallIngest.StartConfigured(callFetchOptions, bootstrap, postgres, schemas, logs,
                 options.Streams.SessionTimeoutMs);
             var upLog = logs.CreateLogger("StreamHealth.Up");
@@ -132,6 +140,13 @@ internal static class UpVerb
                 producers.Add(SensorSamples.RunAsync(bootstrap, schemas, postgres, Shutdown.Token));
                 Console.WriteLine($"samples   a simulated water network ({SensorSamples.Districts} districts) onto sensors.readings: the last " +
                                   $"{SensorSamples.BackfillHours} h at once, then each reading at its time");
+                if (callSamples is not null)
+                {
+                    producers.Add(callSamples.RunAsync(options.Samples.GatewayUrl, TimeSpan.FromSeconds(options.Samples.CallEverySeconds), Shutdown.Token));
+                    Console.WriteLine($"samples   a call provider ({CallSamples.Provider}, hybrid) with {CallSamples.BackfillCalls} check-in calls of the last hour, " +
+                                      $"then one every {options.Samples.CallEverySeconds:0.#} s" +
+                                      (options.Samples.GatewayUrl.Length > 0 ? $", 3 of 4 with a signed webhook to {options.Samples.GatewayUrl}" : ", polled"));
+                }
                 producers.Add(HealthMetricSamples.RunAsync(bootstrap, schemas, options.Samples.MetricsPerSecond, Shutdown.Token));
                 Console.WriteLine($"samples   {options.Samples.MetricsPerSecond} health metrics/s onto insights.metrics");
                 var (cgmReadings, cgmDescription) = CgmSamples.Load(options.Samples.DataDirectory, options.Samples.CgmFile);

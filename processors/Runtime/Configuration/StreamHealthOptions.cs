@@ -193,6 +193,11 @@ public sealed class SamplesOptions
     /// <see cref="DataDirectory"/> (empty: none); its times are moved so that it ends now.</summary>
     public string CgmFile { get; set; } = "cgm/Clarity_Export_synthetic.csv";
     public int CgmReadingsPerSecond { get; set; } = 200;
+    /// <summary>The gateway the sample call provider sends its signed webhooks to (compose/local/up.sh sets it); empty: none, every
+    /// sample call reaches the pipeline through the poller.</summary>
+    public string GatewayUrl { get; set; } = "";
+    /// <summary>Seconds between two sample check-in calls.</summary>
+    public double CallEverySeconds { get; set; } = 20;
 
     internal void Validate(List<string> errors)
     {
@@ -202,6 +207,10 @@ public sealed class SamplesOptions
             errors.Add($"{Section}:MetricsPerSecond = {MetricsPerSecond}: must be 0-100000");
         if (CgmReadingsPerSecond is < 1 or > 1_000_000)
             errors.Add($"{Section}:CgmReadingsPerSecond = {CgmReadingsPerSecond}: must be 1-1000000");
+        if (GatewayUrl.Length > 0 && !Uri.TryCreate(GatewayUrl, UriKind.Absolute, out _))
+            errors.Add($"{Section}:GatewayUrl = {GatewayUrl}: must be an absolute URL");
+        if (!double.IsFinite(CallEverySeconds) || CallEverySeconds is < 0.1 or > 86_400)
+            errors.Add($"{Section}:CallEverySeconds = {CallEverySeconds}: must be 0.1-86400");
         if (WeightsPerSecond is < 0 or > 100_000)
             errors.Add($"{Section}:WeightsPerSecond = {WeightsPerSecond}: must be 0-100000");
     }
