@@ -30,6 +30,10 @@ public sealed record ExtractionResult(
     IReadOnlyList<MedicationEntry> Medications, IReadOnlyList<FoodEntry> Foods, IReadOnlyList<SymptomEntry> Symptoms)
 {
     public static readonly ExtractionResult Empty = new([], [], []);
+
+    /// <summary>Which extractor produced the result when it is not the one called (an LLM extractor's fallback sets the embedded
+    /// extractor's name); null: the one called. The check-in records it; each entry carries its own too.</summary>
+    public string? Extractor { get; init; }
 }
 
 /// <summary>Turns a call transcript (the format of <see cref="TranscriptParser"/>) into the patient's own health entries.
