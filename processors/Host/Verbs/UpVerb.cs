@@ -81,8 +81,11 @@ internal static class UpVerb
             using var sensors = new SensorsPipeline(HostOptions(), postgres, redis, logs, SensorsOptions.Load(configuration),
                 sessionTimeoutMs: options.Streams.SessionTimeoutMs).Start();
             using var sensorsRetention = SensorsPipeline.Retention(postgres, logs);
+            var extractorOptions = StreamHealth.CallLogs.LlmExtraction.ExtractorOptions.Load(configuration);
+            var extractor = extractorOptions.Create(logs.CreateLogger("StreamHealth.CallLogs.Extractor"));
+            using var extractorLifetime = extractor as IDisposable;
             using var calllogs = new CallLogsPipeline(HostOptions(), postgres, logs, CallLogsOptions.Load(configuration),
-                sessionTimeoutMs: options.Streams.SessionTimeoutMs).Start();
+                extractor: extractor, sessionTimeoutMs: options.Streams.SessionTimeoutMs).Start();
             using var callFetch = StreamHealth.CallLogs.Ingest.CallFetchWorker.StartConfigured(StreamHealth.CallLogs.Ingest.CallFetchOptions.Load(configuration),
                 bootstrap, schemas, logs, options.Streams.SessionTimeoutMs);
             var upLog = logs.CreateLogger("StreamHealth.Up");
