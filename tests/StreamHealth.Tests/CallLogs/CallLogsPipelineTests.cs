@@ -19,7 +19,7 @@ namespace StreamHealth.Tests.CallLogs;
 /// <summary>The call-log extraction on real parts for one test class: its own topics on an embedded Kafka (calls with one
 /// partition, so a later call proves an earlier one was processed, and its dead-letter topic), its own migrated PostgreSQL
 /// database with the stand-in schema registry on it, and <see cref="CallLogsPipeline"/> (topology and sinks).</summary>
-public sealed class CallLogsPipelineFixture : IDisposable
+public class CallLogsPipelineFixture : IDisposable
 {
     public EmbeddedKafkaFixture Kafka { get; } = new();
     public TestLogs Logs { get; } = new();
@@ -29,7 +29,10 @@ public sealed class CallLogsPipelineFixture : IDisposable
     public CallLogsPipeline Pipeline { get; }
     private readonly string _stateDir = Directory.CreateTempSubdirectory("streamhealth-calllogs-").FullName;
 
-    public CallLogsPipelineFixture()
+    public CallLogsPipelineFixture() : this(null) { }
+
+    /// <summary>With <paramref name="extractor"/> in the topology instead of the embedded one.</summary>
+    protected CallLogsPipelineFixture(IHealthEntryExtractor? extractor)
     {
         Topics = new CallLogsTopics(Kafka.NewTopic("calls", 1), Kafka.NewTopic("entries", 2), Kafka.NewTopic("checkins", 2), Kafka.NewTopic("refresh", 2));
         Kafka.Cluster.CreateTopic(Topics.Calls + StreamHealth.Schemas.Topics.DeadLetterSuffix, 1);
@@ -41,7 +44,7 @@ public sealed class CallLogsPipelineFixture : IDisposable
         {
             SchemaRegistry = Registry.Connection, BootstrapServers = Kafka.BootstrapServers, StateDirectory = _stateDir, CommitIntervalMs = 200,
             CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions),
-        }, Postgres, Logs, new CallLogsOptions(), new CallLogsPipelineNames(Topics.Calls + "-app", Topics)).Start();
+        }, Postgres, Logs, new CallLogsOptions(), new CallLogsPipelineNames(Topics.Calls + "-app", Topics), extractor).Start();
     }
 
     public byte[] Key(string callId) => Registry.Connection.SerDes<CallKey>().Serialize(new CallKey { call_id = callId },
@@ -88,7 +91,7 @@ public sealed class CallLogsPipelineFixture : IDisposable
         WaitFor(() => Count("SELECT count(*) FROM calllogs.checkins WHERE call_id = @call", callId) == 1, TimeSpan.FromSeconds(60),
             () => $"no check-in row for {callId}; logs:\n{Logs}");
 
-    public void Dispose()
+    public virtual void Dispose()
     {
         Pipeline.Dispose();
         Registry.Dispose();
