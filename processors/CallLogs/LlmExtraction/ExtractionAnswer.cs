@@ -116,8 +116,8 @@ public static class ExtractionAnswer
             var results = new ExtractionResult?[transcripts.Count];
             foreach (var answer in document.RootElement.GetProperty("transcripts").EnumerateArray())
             {
-                var index = answer.GetProperty("index").GetInt32();
-                if (index >= transcripts.Count) { error = $"the answer has transcript index {index}; the batch has {transcripts.Count}"; return null; }
+                // The schema's "integer" takes 1e10 and 2.0 too: read it as an int or refuse it.
+                if (!answer.GetProperty("index").TryGetInt32(out var index) || index >= transcripts.Count) { error = $"the answer has transcript index {answer.GetProperty("index").GetRawText()}; the batch has {transcripts.Count}"; return null; }
                 if (results[index] is not null) { error = $"the answer has transcript index {index} twice"; return null; }
                 results[index] = ReadOne(answer, transcripts[index], extractorName, out error);
                 if (results[index] is null) { error = $"transcript {index}: {error}"; return null; }

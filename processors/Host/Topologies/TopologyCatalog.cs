@@ -26,7 +26,10 @@ internal static class TopologyCatalog
         using var postgres = Npgsql.NpgsqlDataSource.Create(StreamHealthOptions.Bind(configuration).Postgres.ConnectionString);
         foreach (var name in new[] { "weights", "cgm", "insights", "sensors", "sensors-districts", "calllogs" })
         {
-            var topology = Create(name, args, configuration, postgres);
+            // The call-log extractor does not change the changelogs; an endpoint's extractor would only be built to be dropped.
+            var topology = name == "calllogs"
+                ? CallLogsTopology.Create(new StreamHealth.CallLogs.Extraction.EmbeddedExtractor(), CallLogsOptions.Load(configuration))
+                : Create(name, args, configuration, postgres);
             var partitions = partitionOverrides.TryGetValue(topology.SourceTopic, out var p) ? p : StreamHealth.Schemas.Topics.Get(topology.SourceTopic).Partitions;
             foreach (var changelog in topology.ChangelogTopics()) yield return (changelog, partitions);
         }

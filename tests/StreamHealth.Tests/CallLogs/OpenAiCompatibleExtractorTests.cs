@@ -309,3 +309,37 @@ public sealed class OpenAiCompatibleExtractorTests : IAsyncLifetime
         }
     }
 }
+
+/// <summary>The answer's checks on their own (pure: no endpoint).</summary>
+public sealed class ExtractionAnswerTests
+{
+    private const string Transcript = "Patient: Took my Metformin. No headache.";
+
+    private static string Answer(string index, string evidence) => $$"""
+        {"transcripts":[{"index":{{index}},"medications":[{"generic_name":"Metformin","dose_value":null,"dose_unit":null,"frequency":null,
+          "status":"taken","confidence":0.7,"evidence":"{{evidence}}"}],"foods":[],"symptoms":[]}]}
+        """;
+
+    [Fact]
+    public void Evidence_gives_the_span_and_a_differently_cased_quote_is_found_at_its_place()
+    {
+        var exact = ExtractionAnswer.Read(Answer("0", "Metformin"), [Transcript], "openai:m", out var error);
+        Assert.Null(error);
+        var medication = Assert.Single(Assert.Single(exact!).Medications);
+        Assert.Equal((new TranscriptSpan(17, 9), "metformin", "openai:m"), (medication.Span, medication.GenericName, medication.Extractor));
+        var cased = ExtractionAnswer.Read(Answer("0", "took my metformin"), [Transcript], "openai:m", out error);
+        Assert.Null(error);
+        Assert.Equal(new TranscriptSpan(9, 17), Assert.Single(Assert.Single(cased!).Medications).Span);
+    }
+
+    [Theory]
+    [InlineData("1e10", "Metformin", "index")]
+    [InlineData("2.5", "Metformin", "schema")]
+    [InlineData("-1", "Metformin", "schema")]
+    [InlineData("0", "Metformin 500 mg", "does not occur")]
+    public void A_bad_index_or_an_invented_quote_refuses_the_whole_answer(string index, string evidence, string why)
+    {
+        Assert.Null(ExtractionAnswer.Read(Answer(index, evidence), [Transcript], "openai:m", out var error));
+        Assert.Contains(why, error);
+    }
+}
