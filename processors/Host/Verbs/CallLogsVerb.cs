@@ -21,7 +21,7 @@ internal static class CallLogsVerb
         _ => throw new UsageException(Usage),
     });
 
-    internal static int ExtractCheck(string[] argv, TextWriter output, IConfiguration? configuration = null)
+    internal static int ExtractCheck(string[] argv, TextWriter output)
     {
         var args = new Args(argv, "--misses");
         if (args.Positional.Count > 1) throw new UsageException(Usage);
@@ -36,21 +36,10 @@ internal static class CallLogsVerb
         var kind = args.Get("--extractor") ?? ExtractorOptions.Embedded;
         if (kind is not (ExtractorOptions.Embedded or ExtractorOptions.OpenAi))
             throw new UsageException($"calllogs extract-check: --extractor = '{kind}': must be {ExtractorOptions.Embedded} or {ExtractorOptions.OpenAi}");
-        if (kind == ExtractorOptions.OpenAi) return ExtractCheckOpenAi(set, path, args.Has("--misses"), output, configuration);
+        if (kind == ExtractorOptions.OpenAi) return ExtractCheckOpenAi(set, path, args.Has("--misses"), output);
 
         IHealthEntryExtractor extractor = new EmbeddedExtractor();
-        var byPart = new SortedDictionary<string, ExtractionScore>(StringComparer.Ordinal);
-        var countByPart = new SortedDictionary<string, int>(StringComparer.Ordinal);
-        var all = ExtractionScore.Zero;
-        foreach (var checkin in set)
-        {
-            var actual = extractor.Extract(checkin.Transcript);
-            var score = ExtractionScorer.Score(checkin.Expected, actual);
-            byPart[checkin.Part] = byPart.GetValueOrDefault(checkin.Part, ExtractionScore.Zero) + score;
-            countByPart[checkin.Part] = countByPart.GetValueOrDefault(checkin.Part) + 1;
-            all += score;
-            if (args.Has("--misses") && !Perfect(score)) PrintMiss(output, checkin, actual);
-        }
+        var results = set.Select(c => extractor.Extract(c.Transcript)).ToList();
 
         // Throughput: the whole set `repeat` times after one warm-up pass, one thread.
         var transcripts = 0L;
@@ -59,27 +48,31 @@ internal static class CallLogsVerb
             foreach (var checkin in set) { extractor.Extract(checkin.Transcript); transcripts++; }
         clock.Stop();
 
-        output.WriteLine($"calllogs extract-check: {set.Count} labelled transcripts from {path}, extractor {extractor.Name}");
-        foreach (var (part, score) in byPart) PrintTable(output, $"{part} ({countByPart[part]} transcripts)", score);
-        PrintTable(output, $"all ({set.Count} transcripts)", all);
+        PrintScores(output, set, results, args.Has("--misses"), $"calllogs extract-check: {set.Count} labelled transcripts from {path}, extractor {extractor.Name}");
         output.WriteLine($"throughput: {transcripts / clock.Elapsed.TotalSeconds:N0} transcripts/s ({transcripts} extractions in {clock.Elapsed.TotalMilliseconds:N0} ms, one thread)");
         return 0;
     }
 
     /// <summary>The endpoint's extractor (settings CallLogs:Extractor, Kind taken as openai) over the set: every transcript is
     /// submitted at once, so requests carry BatchSize transcripts; one pass (a second would be the cache's), timed whole.</summary>
-    private static int ExtractCheckOpenAi(List<LabelledCheckin> set, string path, bool misses, TextWriter output, IConfiguration? configuration)
+    private static int ExtractCheckOpenAi(List<LabelledCheckin> set, string path, bool misses, TextWriter output)
     {
-        configuration ??= StreamHealthOptions.AddSources(new ConfigurationBuilder()).Build();
-        var section = configuration.GetSection(ExtractorOptions.Section);
-        var options = section.Get<ExtractorOptions>() ?? new ExtractorOptions();
-        options.Kind = ExtractorOptions.OpenAi;
-        try { options.Validate(); }
-        catch (ArgumentException e) { throw new ConfigurationException(e.Message); }
+        var options = ExtractorOptions.Load(StreamHealthOptions.AddSources(new ConfigurationBuilder(),
+            [KeyValuePair.Create(ExtractorOptions.Section + ":Kind", (string?)ExtractorOptions.OpenAi)]).Build());
         using var extractor = new OpenAiCompatibleExtractor(options);
         var clock = Stopwatch.StartNew();
         var results = extractor.ExtractAll(set.Select(c => c.Transcript).ToList());
         clock.Stop();
+        PrintScores(output, set, results, misses, $"calllogs extract-check: {set.Count} labelled transcripts from {path}, extractor {extractor.Name} at {options.BaseUrl}");
+        output.WriteLine($"endpoint: {extractor.Extracted} transcripts from its answers, {extractor.Fallbacks} by the embedded fallback, " +
+                         $"{extractor.Requests} requests ({extractor.Retries} retries, {extractor.RejectedAnswers} answers rejected), " +
+                         $"batch size {options.BatchSize}, {set.Count / clock.Elapsed.TotalSeconds:N1} transcripts/s ({clock.Elapsed.TotalMilliseconds:N0} ms)");
+        return 0;
+    }
+
+    /// <summary>The misses (when asked), then the header and the scores per part and for the whole set.</summary>
+    private static void PrintScores(TextWriter output, List<LabelledCheckin> set, IReadOnlyList<ExtractionResult> results, bool misses, string header)
+    {
         var byPart = new SortedDictionary<string, ExtractionScore>(StringComparer.Ordinal);
         var countByPart = new SortedDictionary<string, int>(StringComparer.Ordinal);
         var all = ExtractionScore.Zero;
@@ -91,13 +84,9 @@ internal static class CallLogsVerb
             all += score;
             if (misses && !Perfect(score)) PrintMiss(output, set[i], results[i]);
         }
-        output.WriteLine($"calllogs extract-check: {set.Count} labelled transcripts from {path}, extractor {extractor.Name} at {options.BaseUrl}");
+        output.WriteLine(header);
         foreach (var (part, score) in byPart) PrintTable(output, $"{part} ({countByPart[part]} transcripts)", score);
         PrintTable(output, $"all ({set.Count} transcripts)", all);
-        output.WriteLine($"endpoint: {extractor.Extracted} transcripts from its answers, {extractor.Fallbacks} by the embedded fallback, " +
-                         $"{extractor.Requests} requests ({extractor.Retries} retries, {extractor.RejectedAnswers} answers rejected), " +
-                         $"batch size {options.BatchSize}, {set.Count / clock.Elapsed.TotalSeconds:N1} transcripts/s ({clock.Elapsed.TotalMilliseconds:N0} ms)");
-        return 0;
     }
 
     private static bool Perfect(ExtractionScore s) =>
