@@ -141,13 +141,13 @@ public sealed class OpenAiCompatibleExtractor : IHealthEntryExtractor, IDisposab
     private async Task BatchLoopAsync()
     {
         var reader = _queue.Reader;
+        List<Pending>? batch = null;
         try
         {
             while (await reader.WaitToReadAsync(_stop.Token))
             {
-                var batch = new List<Pending>(_options.BatchSize);
                 if (!reader.TryRead(out var first)) continue;
-                batch.Add(first);
+                batch = new List<Pending>(_options.BatchSize) { first };
                 using (var window = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token))
                 {
                     window.CancelAfter(_options.MaxBatchWaitMs);
@@ -160,10 +160,12 @@ public sealed class OpenAiCompatibleExtractor : IHealthEntryExtractor, IDisposab
                 }
                 await _inFlight.WaitAsync(_stop.Token);
                 _ = SendAndReleaseAsync(batch);
+                batch = null;
             }
         }
         catch (OperationCanceledException) when (_stop.IsCancellationRequested) { }
-        // Stopped: whatever still waits is extracted here rather than left blocking its caller.
+        // Stopped: the batch being gathered and whatever still waits are extracted here rather than left blocking their callers.
+        foreach (var p in batch ?? []) p.Done.TrySetResult(Fallback(p.Transcript));
         while (reader.TryRead(out var left)) left.Done.TrySetResult(Fallback(left.Transcript));
     }
 

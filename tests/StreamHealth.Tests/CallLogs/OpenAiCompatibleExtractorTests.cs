@@ -271,6 +271,23 @@ public sealed class OpenAiCompatibleExtractorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Disposing_answers_every_waiting_caller_with_the_embedded_extractor()
+    {
+        // One request hangs at the endpoint, one batch waits for a request slot, one waits in the queue: none is left blocked.
+        _endpoint.Fault = Faults.Hang;
+        var extractor = new OpenAiCompatibleExtractor(Options(o => { o.BatchSize = 1; o.MaxConcurrentRequests = 1; o.RequestTimeoutMs = 60_000; }));
+        var waiting = new[] { Metformin, "Patient: I took my metformin 500 mg twice today.", "Patient: metformin 850 mg, skipped it." }
+            .Select(extractor.ExtractAsync).ToList();
+        WaitUntil(() => _endpoint.Requests == 1, () => $"requests {_endpoint.Requests}");
+        extractor.Dispose();
+
+        var results = await Task.WhenAll(waiting).WaitAsync(TimeSpan.FromSeconds(30)); // a bound on a hang, not a timed assertion
+        Assert.All(results, r => Assert.Equal(EmbeddedExtractor.ExtractorName, r.Extractor));
+        Assert.Equal(3, extractor.Fallbacks);
+        Assert.Equal(1, _endpoint.Requests);
+    }
+
+    [Fact]
     public void The_settings_rate_becomes_a_token_bucket_of_Burst_tokens()
     {
         using var limiter = OpenAiCompatibleExtractor.CreateLimiter(Options(o => { o.RequestsPerSecond = 0.01; o.Burst = 3; }));
