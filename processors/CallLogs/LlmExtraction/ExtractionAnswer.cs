@@ -1,13 +1,14 @@
 using System.Text.Json;
 using Json.Schema;
 using StreamHealth.CallLogs.Extraction;
+using StreamHealth.Runtime.Validation;
 
 namespace StreamHealth.CallLogs.LlmExtraction;
 
 /// <summary>What the model is asked (<see cref="SystemPrompt"/>, a strict JSON schema as <c>response_format</c>) and how its answer
 /// is checked before any of it is used. The schema is the first gate (JSON Schema 2020-12, evaluated by JsonSchema.Net: types,
 /// enums of status, meal, dose unit, frequency and severity forms, confidence 0-1, no extra fields); the code then checks what a
-/// schema cannot: each transcript of the batch answered exactly once (no index out of range, none twice, none missing), and
+/// schema cannot: every string passes the platform's text rule (<see cref="InputRules.CheckText"/>), each transcript of the batch answered exactly once (no index out of range, none twice, none missing), and
 /// every entry's <c>evidence</c> quoted from its own transcript, which gives the entry's span. One failed check rejects the
 /// whole answer: a model that breaks the contract in one place is not trusted in the others.</summary>
 public static class ExtractionAnswer
@@ -113,6 +114,8 @@ public static class ExtractionAnswer
                 error = "the answer does not match the schema: " + (first ?? "invalid");
                 return null;
             }
+            // Free text goes to topics and PostgreSQL: the platform's one text rule (no control characters, no unpaired surrogates).
+            if (CheckStrings(document.RootElement, "") is { } badText) { error = badText; return null; }
             var results = new ExtractionResult?[transcripts.Count];
             foreach (var answer in document.RootElement.GetProperty("transcripts").EnumerateArray())
             {
@@ -171,6 +174,24 @@ public static class ExtractionAnswer
         }
         error = null;
         return new TranscriptSpan(at, evidence.Length);
+    }
+
+    private static string? CheckStrings(JsonElement e, string path)
+    {
+        switch (e.ValueKind)
+        {
+            case JsonValueKind.String: return InputRules.CheckText(path, e.GetString(), 500);
+            case JsonValueKind.Object:
+                foreach (var p in e.EnumerateObject())
+                    if (CheckStrings(p.Value, path + "/" + p.Name) is { } bad) return bad;
+                return null;
+            case JsonValueKind.Array:
+                var i = 0;
+                foreach (var item in e.EnumerateArray())
+                    if (CheckStrings(item, path + "/" + i++) is { } bad) return bad;
+                return null;
+            default: return null;
+        }
     }
 
     private static string? Text(JsonElement e, string name) => e.GetProperty(name) is { ValueKind: JsonValueKind.String } v ? v.GetString() : null;

@@ -357,6 +357,7 @@ public sealed class ExtractionAnswerTests
     [InlineData("2.5", "Metformin", "schema")]
     [InlineData("-1", "Metformin", "schema")]
     [InlineData("0", "Metformin 500 mg", "does not occur")]
+    [InlineData("0", "Metformin\\u0000", "control character")]
     public void A_bad_index_or_an_invented_quote_refuses_the_whole_answer(string index, string evidence, string why)
     {
         Assert.Null(ExtractionAnswer.Read(Answer(index, evidence), [Transcript], "openai:m", out var error));
