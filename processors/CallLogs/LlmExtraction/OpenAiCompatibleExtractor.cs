@@ -21,9 +21,13 @@ namespace StreamHealth.CallLogs.LlmExtraction;
 /// after the outputs). So no call is held back to fill a batch after its Extract returned. Instead every caller (each stream
 /// thread, and the checker, which submits the whole labelled set at once through <see cref="ExtractAll"/>) puts its transcript on
 /// one queue and blocks; a background loop takes up to <see cref="ExtractorOptions.BatchSize"/> transcripts, waiting at most
-/// <see cref="ExtractorOptions.MaxBatchWaitMs"/> after the first for company, and sends them in one request. With one stream
-/// thread a batch is one transcript (the wait then only adds MaxBatchWaitMs, small beside the model's answer); with N threads or
-/// partitions' tasks in flight at once, up to N share a request. Identical transcripts in one batch are asked once.</para>
+/// <see cref="ExtractorOptions.MaxBatchWaitMs"/> after the first for company, and sends them in one request. Identical
+/// transcripts in one batch are asked once. What that buys depends on the caller: the checker fills every batch; N stream
+/// threads share requests up to N at a time; but a host today runs one stream thread per topology (Streams:ThreadsPerTopology
+/// must be 1), so in the stage each request carries one transcript, the wait adds MaxBatchWaitMs (20 ms beside a model's second)
+/// and a process extracts about one call per model answer. Batching the stage itself would mean answering records after their
+/// Extract returned (Streamiz's asynchronous processors, with their own request topics), a change of its delivery design that
+/// this extractor does not make.</para>
 /// <para><b>Each request</b> takes a permit of a token bucket (<see cref="ExtractorOptions.RequestsPerSecond"/>, tries included),
 /// runs under <see cref="ExtractorOptions.RequestTimeoutMs"/> (the permit's wait included) and at most
 /// <see cref="ExtractorOptions.MaxConcurrentRequests"/> run at once. 5xx, 408, 429, a timeout, a connection error or an answer
