@@ -66,7 +66,7 @@ public static class StreamHealthCli
                                                recording where the chain was cut so verify still passes
               sensors nab DIR [--per-series]   the sensors' streaming anomaly detector over a Numenta Anomaly Benchmark layout
                                                (DIR/data, DIR/labels/combined_windows.json), scored with NAB's three profiles
-              calllogs extract-check [FILE] [--misses] [--repeat N]
+              calllogs extract-check [FILE] [--misses] [--repeat N] [--extractor embedded|openai]
                                                the embedded call-log extractor on the labelled check-ins (default
                                                benchmarks/data/calllogs/checkins-labelled.jsonl): P/R/F1 per kind and part, throughput
             configuration: streamhealth.json beside the binary, overridden by STREAMHEALTH_Section__Key variables

@@ -30,11 +30,16 @@ public sealed record ExtractionResult(
     IReadOnlyList<MedicationEntry> Medications, IReadOnlyList<FoodEntry> Foods, IReadOnlyList<SymptomEntry> Symptoms)
 {
     public static readonly ExtractionResult Empty = new([], [], []);
+
+    /// <summary>Which extractor produced the result when it is not the one called (an LLM extractor's fallback sets the embedded
+    /// extractor's name); null: the one called. The check-in records it; each entry carries its own too.</summary>
+    public string? Extractor { get; init; }
 }
 
 /// <summary>Turns a call transcript (the format of <see cref="TranscriptParser"/>) into the patient's own health entries.
 /// Implementations must be pure with respect to the transcript (no state kept between calls) and safe to call from
-/// several stream threads; an OpenAI-compatible extractor can implement this beside <see cref="EmbeddedExtractor"/>.</summary>
+/// several stream threads. Two implement it: <see cref="EmbeddedExtractor"/> and, for an OpenAI-compatible endpoint,
+/// StreamHealth.CallLogs.LlmExtraction.OpenAiCompatibleExtractor (which may block its caller for a request).</summary>
 public interface IHealthEntryExtractor
 {
     /// <summary>Recorded in every entry's Extractor field, e.g. "embedded-1".</summary>

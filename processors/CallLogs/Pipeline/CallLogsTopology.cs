@@ -265,7 +265,7 @@ public static class CallLogsTopology
             {
                 event_time_unix_ms = time, call_id = callId, patient_id = call.patient_id, provider = call.provider, duration_s = call.duration_s,
                 medication_count = result.Medications.Count, food_count = result.Foods.Count, symptom_count = result.Symptoms.Count,
-                extractor = _extractor.Name,
+                extractor = result.Extractor ?? _extractor.Name,
             };
             outputs.Add((_topics.Checkins, "calllogs-checkin:" + callId,
                 _checkins.Serialize(checkin, new SerializationContext(MessageComponentType.Value, _topics.Checkins))));

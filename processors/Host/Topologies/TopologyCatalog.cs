@@ -26,7 +26,10 @@ internal static class TopologyCatalog
         using var postgres = Npgsql.NpgsqlDataSource.Create(StreamHealthOptions.Bind(configuration).Postgres.ConnectionString);
         foreach (var name in new[] { "weights", "cgm", "insights", "sensors", "sensors-districts", "calllogs" })
         {
-            var topology = Create(name, args, configuration, postgres);
+            // The call-log extractor does not change the changelogs; an endpoint's extractor would only be built to be dropped.
+            var topology = name == "calllogs"
+                ? CallLogsTopology.Create(new StreamHealth.CallLogs.Extraction.EmbeddedExtractor(), CallLogsOptions.Load(configuration))
+                : Create(name, args, configuration, postgres);
             var partitions = partitionOverrides.TryGetValue(topology.SourceTopic, out var p) ? p : StreamHealth.Schemas.Topics.Get(topology.SourceTopic).Partitions;
             foreach (var changelog in topology.ChangelogTopics()) yield return (changelog, partitions);
         }
@@ -39,7 +42,7 @@ internal static class TopologyCatalog
         "insights" => InsightsTopology.Create(InsightsOptions.Load(configuration)),
         "sensors" => Sensors(configuration, postgres),
         "sensors-districts" => SensorsDistricts(configuration, postgres),
-        "calllogs" => CallLogsTopology.Create(new StreamHealth.CallLogs.Extraction.EmbeddedExtractor(), CallLogsOptions.Load(configuration)),
+        "calllogs" => CallLogsTopology.Create(CallLogsExtractor(configuration), CallLogsOptions.Load(configuration)),
         // Reference fold used by the crash/rebalance tests and the load harness. --kill-in-flush N: the process SIGKILLs
         // itself inside the Nth store flush that has writes (in the middle of a commit), for the crash-recovery test.
         "key-sum" => KeySumTopology.Create(
@@ -48,6 +51,13 @@ internal static class TopologyCatalog
             args.GetInt("--kill-in-flush", 0) is > 0 and var kill ? new StoreFaults { KillInFlush = kill } : null),
         _ => throw new UsageException($"unknown topology '{name}' (known: {string.Join(", ", Names)})"),
     };
+
+    /// <summary>CallLogs:Extractor's choice: embedded unless Kind = openai (then the endpoint, falling back to embedded).</summary>
+    private static StreamHealth.CallLogs.Extraction.IHealthEntryExtractor CallLogsExtractor(IConfiguration configuration)
+    {
+        var options = StreamHealth.CallLogs.LlmExtraction.ExtractorOptions.Load(configuration);
+        return options.Create(options.IsOpenAi ? ConsoleLogs.Create().CreateLogger("calllogs-extractor") : null);
+    }
 
     private static StreamTopology Sensors(IConfiguration configuration, Npgsql.NpgsqlDataSource postgres)
     {

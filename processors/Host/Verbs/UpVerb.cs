@@ -81,8 +81,11 @@ internal static class UpVerb
             using var sensors = new SensorsPipeline(HostOptions(), postgres, redis, logs, SensorsOptions.Load(configuration),
                 sessionTimeoutMs: options.Streams.SessionTimeoutMs).Start();
             using var sensorsRetention = SensorsPipeline.Retention(postgres, logs);
+            var extractorOptions = StreamHealth.CallLogs.LlmExtraction.ExtractorOptions.Load(configuration);
+            var extractor = extractorOptions.Create(logs.CreateLogger("StreamHealth.CallLogs.Extractor"));
+            using var extractorLifetime = extractor as IDisposable;
             using var calllogs = new CallLogsPipeline(HostOptions(), postgres, logs, CallLogsOptions.Load(configuration),
-                sessionTimeoutMs: options.Streams.SessionTimeoutMs).Start();
+                extractor: extractor, sessionTimeoutMs: options.Streams.SessionTimeoutMs).Start();
             var callFetchOptions = StreamHealth.CallLogs.Ingest.CallFetchOptions.Load(configuration);
             // With no provider of one's own, the local stack's sample provider (hybrid: webhooks, and the poller for the ones that
             // never came, with a 30 s grace so that they show within a minute).

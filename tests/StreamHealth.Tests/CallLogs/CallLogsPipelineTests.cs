@@ -19,7 +19,7 @@ namespace StreamHealth.Tests.CallLogs;
 /// <summary>The call-log extraction on real parts for one test class: its own topics on an embedded Kafka (calls with one
 /// partition, so a later call proves an earlier one was processed, and its dead-letter topic), its own migrated PostgreSQL
 /// database with the stand-in schema registry on it, and <see cref="CallLogsPipeline"/> (topology and sinks).</summary>
-public sealed class CallLogsPipelineFixture : IDisposable
+public class CallLogsPipelineFixture : IDisposable
 {
     public EmbeddedKafkaFixture Kafka { get; } = new();
     public TestLogs Logs { get; } = new();
@@ -29,14 +29,17 @@ public sealed class CallLogsPipelineFixture : IDisposable
     public CallLogsPipeline Pipeline { get; }
     private readonly string _stateDir = Directory.CreateTempSubdirectory("streamhealth-calllogs-").FullName;
 
-    public CallLogsPipelineFixture()
+    public CallLogsPipelineFixture() : this(null) { }
+
+    /// <summary>With <paramref name="extractor"/> in the topology instead of the embedded one.</summary>
+    protected CallLogsPipelineFixture(IHealthEntryExtractor? extractor)
     {
         Topics = NewTopics();
         var connectionString = LocalServices.PostgresConnectionString(LocalServices.NewDatabaseName("calllogs_pipeline"));
         StreamHealth.Runtime.Storage.PostgresMigrator.MigrateAsync(connectionString).GetAwaiter().GetResult();
         Registry = TestRegistry.Start(connectionString);
         Postgres = NpgsqlDataSource.Create(connectionString);
-        Pipeline = StartPipeline(Topics, new CallLogsOptions(), _stateDir);
+        Pipeline = StartPipeline(Topics, new CallLogsOptions(), _stateDir, extractor);
     }
 
     /// <summary>A calls topic of one partition (so that a later call's output proves an earlier one was processed) and its outputs.</summary>
@@ -48,11 +51,12 @@ public sealed class CallLogsPipelineFixture : IDisposable
     }
 
     /// <summary>An extraction with its sinks on this fixture's broker, registry and database.</summary>
-    public CallLogsPipeline StartPipeline(CallLogsTopics topics, CallLogsOptions options, string stateDir) => new CallLogsPipeline(new StreamHostOptions
+    public CallLogsPipeline StartPipeline(CallLogsTopics topics, CallLogsOptions options, string stateDir, IHealthEntryExtractor? extractor = null) =>
+        new CallLogsPipeline(new StreamHostOptions
     {
         SchemaRegistry = Registry.Connection, BootstrapServers = Kafka.BootstrapServers, StateDirectory = stateDir, CommitIntervalMs = 200,
         CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions),
-    }, Postgres, Logs, options, new CallLogsPipelineNames(topics.Calls + "-app", topics)).Start();
+    }, Postgres, Logs, options, new CallLogsPipelineNames(topics.Calls + "-app", topics), extractor).Start();
 
     public byte[] Key(string callId, string? callsTopic = null) => Registry.Connection.SerDes<CallKey>().Serialize(new CallKey { call_id = callId },
         new SerializationContext(MessageComponentType.Key, callsTopic ?? Topics.Calls));
@@ -104,7 +108,7 @@ public sealed class CallLogsPipelineFixture : IDisposable
         WaitFor(() => Count("SELECT count(*) FROM calllogs.checkins WHERE call_id = @call", callId) == 1, TimeSpan.FromSeconds(60),
             () => $"no check-in row for {callId}; logs:\n{Logs}");
 
-    public void Dispose()
+    public virtual void Dispose()
     {
         Pipeline.Dispose();
         Registry.Dispose();
