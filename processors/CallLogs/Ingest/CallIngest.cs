@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using StreamHealth.Runtime.SchemaRegistry;
+using StreamHealth.Runtime.Sinks;
 using StreamHealth.Runtime.Storage;
 using StreamHealth.Schemas;
 
@@ -21,6 +22,10 @@ public sealed class CallIngest : IDisposable
         Fetch = fetch;
         Poller = poller;
         _retention = retention;
+        var sources = new List<ISinkHealthSource>(2);
+        if (fetch is not null) sources.Add(fetch);
+        if (poller is not null) sources.Add(poller);
+        HealthSources = sources;
     }
 
     public static CallIngest StartConfigured(CallFetchOptions options, string bootstrapServers, NpgsqlDataSource postgres, SchemaRegistryConnection registry,
@@ -39,6 +44,9 @@ public sealed class CallIngest : IDisposable
         var retention = new RetentionJob(postgres, TimeSpan.FromHours(1), [CallLedger.PruneSql], logs.CreateLogger("StreamHealth.CallLogs.Retention"));
         return new CallIngest(fetch, poller, retention);
     }
+
+    /// <summary>What the host's metrics report carries beside its sinks: the fetch worker and the poller, when running.</summary>
+    public IReadOnlyList<ISinkHealthSource> HealthSources { get; }
 
     /// <summary>One line for a host's start-up banner.</summary>
     public string Describe(CallFetchOptions options) => Fetch is null

@@ -1,6 +1,7 @@
 using Confluent.Kafka;
 using Microsoft.Extensions.Logging;
 using StreamHealth.Runtime.SchemaRegistry;
+using StreamHealth.Runtime.Sinks;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Runtime.Validation;
 using StreamHealth.Schemas;
@@ -32,7 +33,7 @@ public sealed record PollResult(bool Complete, int Listed, int Noticed, int Know
 /// <item>A failed listing (down, slow, malformed) keeps the cursor and waits twice as long each time, jittered, up to
 /// <see cref="CallFetchOptions.PollMaxBackoffMs"/>; what it had already taken up stays taken.</item>
 /// </list></summary>
-public sealed class CallPoller : IDisposable
+public sealed class CallPoller : ISinkHealthSource, IDisposable
 {
     public const string ProcessorName = "calllogs-poll";
     /// <summary>Most pages one poll reads: a listing longer than this is a provider bug (or a look-back far too long).</summary>
@@ -49,7 +50,9 @@ public sealed class CallPoller : IDisposable
     private readonly Dictionary<string, (CallProviderClient Client, CallProviderEndpoint Endpoint)> _polled = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stop = new();
     private Task? _loop;
-    private long _polls, _noticed, _failures;
+    private long _polls, _noticed, _failures, _lastCompleteUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), _lastErrorUnixMs;
+    private int _failingProviders;
+    private string? _lastError;
 
     public CallPoller(CallFetchOptions options, string rawTopic, string bootstrapServers, CallLedger ledger, SchemaRegistryConnection registry,
         ILoggerFactory logs, TimeProvider? clock = null)
@@ -78,6 +81,20 @@ public sealed class CallPoller : IDisposable
     /// <summary>Polls that ended early (listing failed or malformed, Kafka or PostgreSQL unavailable).</summary>
     public long Failures => Interlocked.Read(ref _failures);
 
+    public TimeSpan StallAfter { get; set; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>The poller's progress for /health, as a sink's: notices put on calllogs.raw, whether a provider's listing is failing
+    /// (Lag 1 while one is: its calls wait), the last complete poll and the last reason. Stalled: a listing has kept failing for
+    /// <see cref="StallAfter"/> (a provider down, or a page it keeps sending malformed), so its calls are not being taken up.</summary>
+    public SinkHealth Health()
+    {
+        var failing = Volatile.Read(ref _failingProviders);
+        var lastComplete = Interlocked.Read(ref _lastCompleteUnixMs);
+        return new SinkHealth(ProcessorName, "provider listings", ProcessorName, failing, Noticed, 0, false, lastComplete,
+            Volatile.Read(ref _lastError), Interlocked.Read(ref _lastErrorUnixMs),
+            failing > 0 && _clock.GetUtcNow().ToUnixTimeMilliseconds() - lastComplete >= (long)StallAfter.TotalMilliseconds);
+    }
+
     public CallPoller Start()
     {
         _loop = Task.Run(() => RunAsync(_stop.Token));
@@ -97,6 +114,7 @@ public sealed class CallPoller : IDisposable
                     if (_clock.GetUtcNow() < due[name]) continue;
                     var ok = await PollLeasedAsync(name, stop);
                     failuresInRow[name] = ok ? 0 : failuresInRow[name] + 1;
+                    Volatile.Write(ref _failingProviders, failuresInRow.Values.Count(n => n > 0));
                     due[name] = _clock.GetUtcNow() + NextWait(endpoint.PollIntervalMs, failuresInRow[name]);
                 }
                 await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(1_000, _polled.Values.Min(p => p.Endpoint.PollIntervalMs))), stop);
@@ -157,6 +175,8 @@ public sealed class CallPoller : IDisposable
         PollResult Failed(string why)
         {
             Interlocked.Increment(ref _failures);
+            Volatile.Write(ref _lastError, $"{provider}: {why}");
+            Interlocked.Exchange(ref _lastErrorUnixMs, _clock.GetUtcNow().ToUnixTimeMilliseconds());
             _log.LogWarning("{Poller}: {Provider}: {Reason}; cursor kept, {Noticed} calls taken up before", ProcessorName, provider, why, noticed);
             return new PollResult(false, listed, noticed, known, heldBack, why);
         }
@@ -229,6 +249,7 @@ public sealed class CallPoller : IDisposable
             return Failed("PostgreSQL unavailable moving the cursor: " + e.Message);
         }
         Interlocked.Increment(ref _polls);
+        Interlocked.Exchange(ref _lastCompleteUnixMs, _clock.GetUtcNow().ToUnixTimeMilliseconds());
         if (noticed > 0)
             _log.LogInformation("{Poller}: {Provider}: {Noticed} new calls of {Listed} listed ({Known} already taken up, {HeldBack} held back)",
                 ProcessorName, provider, noticed, listed, known, heldBack);

@@ -115,7 +115,7 @@ internal static class RunVerb
         // The report carries every task's and sink's progress (a stalled one makes the gateway's /health "degraded") and
         // where this host answers interactive queries for the partitions it owns.
         using (new StreamMetricsReporter(hostId, [.. topologies.Select(t => t.ApplicationId)], host, log, redis.GetDatabase(),
-                   TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs), SinkHealths(callIngest?.Fetch is { } fetch ? [.. sinks, fetch] : sinks, options.Streams.StallAfterMs), options.Streams.MetricsKey,
+                   TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs), SinkHealths([.. sinks, .. callIngest?.HealthSources ?? []], options.Streams.StallAfterMs), options.Streams.MetricsKey,
                    queries.Url))
         {
             await Shutdown.WaitAsync();

@@ -132,7 +132,7 @@ internal static class UpVerb
                 upLog, redis.GetDatabase(), metricsInterval, RunVerb.SinkHealths(sensors.Sinks, options.Streams.StallAfterMs),
                 options.Streams.MetricsKey, queries.Url);
             using var calllogsReporter = new StreamMetricsReporter($"up-{Environment.ProcessId}-calllogs", [CallLogsTopology.ApplicationId], calllogs.Host,
-                upLog, redis.GetDatabase(), metricsInterval, RunVerb.SinkHealths(callIngest.Fetch is { } fetch ? [.. calllogs.Sinks, fetch] : calllogs.Sinks, options.Streams.StallAfterMs),
+                upLog, redis.GetDatabase(), metricsInterval, RunVerb.SinkHealths([.. calllogs.Sinks, .. callIngest.HealthSources], options.Streams.StallAfterMs),
                 options.Streams.MetricsKey, queries.Url);
 
             var producers = new List<Task>();

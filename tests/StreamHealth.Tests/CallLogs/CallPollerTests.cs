@@ -248,8 +248,13 @@ public sealed class CallPollerTests(CallFetchWorkerFixture f) : IClassFixture<Ca
         await using var s = await NewProviderAsync(CdcMode.Polling);
         var ids = Calls(s.Provider, "down", 4, DateTimeOffset.UtcNow.AddMinutes(-30));
         s.Provider.ListingOutage = true;
-        using var poller = Poller(s).Start();
+        using var poller = Poller(s);
+        poller.StallAfter = TimeSpan.FromMilliseconds(500);
+        poller.Start();
         WaitFor(() => poller.Failures >= 3, TimeSpan.FromSeconds(60), () => $"{poller.Failures} failed polls; logs:\n{f.Logs}");
+        // /health sees it: a listing failing for longer than StallAfter, with the provider's answer.
+        WaitFor(() => poller.Health() is { Stalled: true, Lag: 1 }, TimeSpan.FromSeconds(30), () => $"health: {poller.Health()}");
+        Assert.Contains("answered HTTP 503 to its call listing", poller.Health().LastError);
         Assert.Equal(0, poller.Noticed);
         // Interval 200 ms, backoff doubling to 1 s: far fewer listings than 200 ms polling would make in the same time.
         var listings = s.Provider.Listings;
@@ -257,6 +262,7 @@ public sealed class CallPollerTests(CallFetchWorkerFixture f) : IClassFixture<Ca
         Assert.InRange(s.Provider.Listings - listings, 1, 8);
         s.Provider.ListingOutage = false;
         WaitFor(() => poller.Noticed >= 4, TimeSpan.FromSeconds(60), () => $"nothing noticed after the outage; logs:\n{f.Logs}");
+        WaitFor(() => poller.Health() is { Stalled: false, Lag: 0 }, TimeSpan.FromSeconds(30), () => $"health: {poller.Health()}");
         Assert.Equal(4, Notices(s, ids, atLeast: 4).Count);
         Assert.Contains("answered HTTP 503 to its call listing", f.Logs.Text);
     }
