@@ -1,3 +1,4 @@
+using Scalar.AspNetCore;
 using StreamHealth.Gateway.Apis;
 using System.Text.Json.Serialization;
 using Confluent.Kafka;
@@ -116,6 +117,11 @@ public static class Extensions
         app.UseAuthorization();
         // /openapi/v1.json stays open like /health: it describes the API, it holds no data.
         app.MapOpenApi().AllowAnonymous();
+        // The API reference over that document, served with the package's own bundled script (nothing fetched from a CDN).
+        app.MapScalarApiReference("/docs", scalar => scalar
+                .WithTitle("StreamHealth API")
+                .WithOpenApiRoutePattern("/openapi/{documentName}.json"))
+            .AllowAnonymous();
     }
 }
 

@@ -65,6 +65,7 @@ cat <<INFO
     dashboard   http://127.0.0.1:$GATEWAY_PORT/
     health      http://127.0.0.1:$GATEWAY_PORT/health
     openapi     http://127.0.0.1:$GATEWAY_PORT/openapi/v1.json   (per-user data: a bearer token from /api/v1/auth/token, or the local-only X-Api-Key: dev-key-change-me)
+    docs        http://127.0.0.1:$GATEWAY_PORT/docs   (the API reference)
     cgm         http://127.0.0.1:$GATEWAY_PORT/api/v1/cgm/cgm-sample-dexcom/latest   (the sample Dexcom export, streaming in)
                 curl -s -H 'Content-Type: text/csv' --data-binary @FILE http://127.0.0.1:$GATEWAY_PORT/convert_to_unified   (any CGM export → unified CSV)
     checkins    http://127.0.0.1:$GATEWAY_PORT/api/v1/health-entries/user/demo-alice   (medications, food and symptoms from the sample provider's check-in calls)

@@ -229,6 +229,27 @@ public sealed class WeightReadApiTests(MigratedDatabase stores) : IClassFixture<
     }
 
     [Fact]
+    public async Task The_api_reference_at_docs_is_open_and_served_without_a_cdn()
+    {
+        await using var app = Gateway();
+        using var client = app.CreateClient();
+        var page = await client.GetAsync("/docs");
+        Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+        var html = await page.Content.ReadAsStringAsync();
+        // Scalar's script resolves the source against the app's root (the page's path less /docs/): /openapi/v1.json.
+        Assert.Contains("\"url\":\"openapi/v1.json\"", html);
+        // Every script it loads is the gateway's own (an air-gapped clinic network still gets its reference).
+        var scripts = System.Text.RegularExpressions.Regex.Matches(html, "<script[^>]*src=\"([^\"]+)\"").Select(m => m.Groups[1].Value).ToList();
+        Assert.NotEmpty(scripts);
+        foreach (var src in scripts)
+        {
+            Assert.DoesNotContain("://", src);
+            var script = await client.GetAsync(new Uri(page.RequestMessage!.RequestUri!, src));
+            Assert.Equal(HttpStatusCode.OK, script.StatusCode);
+        }
+    }
+
+    [Fact]
     public async Task OpenApi_document_lists_the_weight_endpoints_and_the_api_key_scheme()
     {
         await using var app = Gateway();
