@@ -38,6 +38,8 @@ public sealed class CallPoller : ISinkHealthSource, IDisposable
     public const string ProcessorName = "calllogs-poll";
     /// <summary>Most pages one poll reads: a listing longer than this is a provider bug (or a look-back far too long).</summary>
     public const int MaxPagesPerPoll = 1_000;
+    /// <summary>How far ahead of our clock a provider's may be (the platform's Input:MaxAheadSeconds default).</summary>
+    public static readonly TimeSpan FutureSkew = TimeSpan.FromMinutes(5);
 
     private readonly CallFetchOptions _options;
     private readonly string _rawTopic;
@@ -194,9 +196,12 @@ public sealed class CallPoller : ISinkHealthSource, IDisposable
         var lookback = TimeSpan.FromMilliseconds(_options.PollLookbackMs);
         // A provider's first poll starts one look-back ago: calls older than that predate the connector.
         var cursor = stored ?? now - lookback;
-        // Calls that end after the horizon are left for a later poll: in hybrid mode the webhook's grace; in both modes a call
-        // dated in the future (a provider's clock or a bad record), which must not move the cursor past the calls still to come.
+        // Calls that end after the horizon are left for a later poll (in hybrid mode the webhook's grace; in both a provider's
+        // clock a little ahead of ours). A call dated further ahead than any clock skew is a bad record: it is taken up now, so
+        // that the extraction dead-letters it naming its time (never held back for good, which would lose it in silence), and
+        // it does not move the cursor, which would skip the calls still to come.
         var horizon = endpoint.CdcMode == CdcMode.Hybrid ? now - TimeSpan.FromMilliseconds(_options.HybridGraceMs) : now;
+        var absurdAfter = now + FutureSkew;
         var since = cursor - lookback;
         var newCursor = cursor;
         var seen = new HashSet<string>(StringComparer.Ordinal);
@@ -211,7 +216,7 @@ public sealed class CallPoller : ISinkHealthSource, IDisposable
             {
                 listed++;
                 if (!seen.Add(call.CallId)) continue;
-                if (call.CompletedAt > horizon) heldBack++;
+                if (call.CompletedAt > horizon && call.CompletedAt <= absurdAfter) heldBack++;
                 else fresh.Add(call);
             }
             HashSet<string> inLedger;
@@ -227,7 +232,7 @@ public sealed class CallPoller : ISinkHealthSource, IDisposable
             fresh.Sort(static (a, b) => a.CompletedAt.CompareTo(b.CompletedAt));
             foreach (var call in fresh)
             {
-                if (call.CompletedAt > newCursor) newCursor = call.CompletedAt;
+                if (call.CompletedAt > newCursor && call.CompletedAt <= absurdAfter) newCursor = call.CompletedAt;
                 if (inLedger.Contains(call.CallId))
                 {
                     known++;

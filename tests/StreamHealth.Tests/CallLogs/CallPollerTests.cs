@@ -146,6 +146,23 @@ public sealed class CallPollerTests(CallFetchWorkerFixture f) : IClassFixture<Ca
     }
 
     [Fact]
+    public async Task A_call_dated_far_in_the_future_is_taken_up_for_the_extraction_to_refuse_and_does_not_move_the_cursor()
+    {
+        await using var s = await NewProviderAsync(CdcMode.Polling);
+        var now = DateTimeOffset.UtcNow;
+        var (future, soon, normal) = ($"y2999-{Guid.NewGuid():N}"[..14], $"skew-{Guid.NewGuid():N}"[..13], $"ok-{Guid.NewGuid():N}"[..11]);
+        s.Provider.CompleteCall(future, "patient-1", new DateTimeOffset(2999, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        // A provider clock two minutes ahead: held back until it is no longer in the future.
+        s.Provider.CompleteCall(soon, "patient-2", now.AddMinutes(2));
+        s.Provider.CompleteCall(normal, "patient-3", now.AddMinutes(-10));
+        using var poller = Poller(s);
+        var poll = await poller.PollOnceAsync(s.Name, CancellationToken.None);
+        Assert.Equal((true, 2, 1), (poll.Complete, poll.Noticed, poll.HeldBack));
+        Assert.Equal([normal, future], Notices(s, [future, soon, normal], atLeast: 2).Select(n => n.call_id));
+        Assert.Equal(now.AddMinutes(-10).ToUnixTimeMilliseconds(), (await f.Ledger.CursorAsync(s.Name, CancellationToken.None))!.Value.ToUnixTimeMilliseconds());
+    }
+
+    [Fact]
     public async Task Hybrid_takes_up_only_calls_whose_webhook_never_came_and_leaves_recent_ones_to_the_webhook()
     {
         await using var s = await NewProviderAsync(CdcMode.Hybrid);
