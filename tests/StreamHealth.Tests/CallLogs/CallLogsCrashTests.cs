@@ -1,5 +1,4 @@
 using System.Net;
-using System.Text.Json;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.Configuration;
 using Npgsql;
@@ -144,9 +143,7 @@ public sealed class CallLogsCrashTests(GatewayServices services) : IClassFixture
 
     /// <summary>The committed labelled transcripts (varied: medications, foods, symptoms, negations, calls with nothing to extract).</summary>
     private static IEnumerable<string> LabelledTranscripts() =>
-        File.ReadLines(Path.Combine(Repo.Root, "benchmarks", "data", "calllogs", "checkins-labelled.jsonl"))
-            .Where(line => line.Length > 0)
-            .Select(line => JsonDocument.Parse(line).RootElement.GetProperty("transcript").GetString()!);
+        ExtractionScorer.ReadLabelled(Path.Combine(Repo.Root, "benchmarks", "data", "calllogs", "checkins-labelled.jsonl")).Select(c => c.Transcript);
 
     private bool AllCommitted()
     {
