@@ -48,6 +48,7 @@ public sealed class CallFetchWorker : IDisposable
     private readonly CallFetchNames _names;
     private readonly string _bootstrapServers;
     private readonly int _sessionTimeoutMs;
+    private readonly int? _fetchWaitMaxMs;
     private readonly ILogger _log;
     private readonly AvroSerDes<CallKey> _keys;
     private readonly AvroSerDes<CallCompleted> _notices;
@@ -59,13 +60,14 @@ public sealed class CallFetchWorker : IDisposable
     private long _fetched, _deadLettered, _retries, _pauses;
 
     public CallFetchWorker(CallFetchOptions options, CallFetchNames names, string bootstrapServers, SchemaRegistryConnection registry,
-        ILoggerFactory logs, int sessionTimeoutMs = 6_000)
+        ILoggerFactory logs, int sessionTimeoutMs = 6_000, int? fetchWaitMaxMs = null)
     {
         options.Validate();
         _options = options;
         _names = names;
         _bootstrapServers = bootstrapServers;
         _sessionTimeoutMs = sessionTimeoutMs;
+        _fetchWaitMaxMs = fetchWaitMaxMs;
         _log = logs.CreateLogger("StreamHealth.CallLogs." + ProcessorName);
         _keys = registry.SerDes<CallKey>();
         _notices = registry.SerDes<CallCompleted>();
@@ -85,7 +87,7 @@ public sealed class CallFetchWorker : IDisposable
     /// <summary>The worker as a host runs it (<c>run --topology calllogs</c>, <c>up</c>), started; null when no provider is configured:
     /// then nothing reads calllogs.raw and its notices wait there (nothing is fetched, nothing dropped).</summary>
     public static CallFetchWorker? StartConfigured(CallFetchOptions options, string bootstrapServers, SchemaRegistryConnection registry,
-        ILoggerFactory logs, int sessionTimeoutMs)
+        ILoggerFactory logs, int sessionTimeoutMs, int? fetchWaitMaxMs = null)
     {
         if (options.Providers.Count == 0)
         {
@@ -94,7 +96,7 @@ public sealed class CallFetchWorker : IDisposable
                 Topics.CallLogsRaw);
             return null;
         }
-        return new CallFetchWorker(options, CallFetchNames.Default, bootstrapServers, registry, logs, sessionTimeoutMs).Start();
+        return new CallFetchWorker(options, CallFetchNames.Default, bootstrapServers, registry, logs, sessionTimeoutMs, fetchWaitMaxMs).Start();
     }
 
     public CallFetchWorker Start()
@@ -114,6 +116,8 @@ public sealed class CallFetchWorker : IDisposable
         {
             BootstrapServers = _bootstrapServers, GroupId = _names.GroupId, EnableAutoCommit = false, EnableAutoOffsetStore = false,
             AutoOffsetReset = AutoOffsetReset.Earliest, SessionTimeoutMs = _sessionTimeoutMs,
+            // Streams:FetchWaitMaxMs: the embedded broker answers a waiting fetch only when it expires (null: the client's 500 ms).
+            FetchWaitMaxMs = _fetchWaitMaxMs,
         })
             // A partition handed to another worker starts there from its committed offset: our pause for it is void.
             .SetPartitionsRevokedHandler((_, revoked) => { foreach (var p in revoked) _pausedUntil.Remove(p.TopicPartition); })

@@ -84,7 +84,7 @@ internal static class UpVerb
             using var calllogs = new CallLogsPipeline(HostOptions(), postgres, logs, CallLogsOptions.Load(configuration),
                 sessionTimeoutMs: options.Streams.SessionTimeoutMs).Start();
             using var callFetch = StreamHealth.CallLogs.Ingest.CallFetchWorker.StartConfigured(StreamHealth.CallLogs.Ingest.CallFetchOptions.Load(configuration),
-                bootstrap, schemas, logs, options.Streams.SessionTimeoutMs);
+                bootstrap, schemas, logs, options.Streams.SessionTimeoutMs, options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor));
             var upLog = logs.CreateLogger("StreamHealth.Up");
             var metricsInterval = TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs);
             Console.WriteLine($"weights   Kalman topology + PostgreSQL/Redis sinks, state in {options.State.Directory}");
