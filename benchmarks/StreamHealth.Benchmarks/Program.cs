@@ -17,6 +17,8 @@ using StreamHealth.Benchmarks.Weight;
 // dotnet run -c Release -- sensors-api [nodes] [seconds] [requests/s]  (GET /api/v1/nodes/{id}/metrics from the cache, open loop; needs the dev services)
 // dotnet run -c Release -- call-webhook [seconds] [webhooks/s]  (POST /webhooks/call-completed signed, 202 after acks=all, open loop;
 //                                                      BENCH_PG, BENCH_REDIS_PORT: a PostgreSQL and Redis of the local stack)
+// dotnet run -c Release -- call-e2e [seconds] [calls/s]  (signed webhook → gateway → fetch worker → extraction → check-in and entry
+//                                                      rows in PostgreSQL, open loop; latency p50/p99/max; BENCH_PG, BENCH_REDIS_PORT)
 // dotnet run -c Release -- weight-accuracy [users] [seed]  (synthetic cohort: Kalman filter vs rolling median and EMA)
 // dotnet run -c Release -- forecast-loop [requests] [model.onnx] [batch sizes] [rates/s] [seconds] [intra-op threads] [max wait ms]
 //                                                      (forecast consumer end to end: throughput and latency per MaxBatchSize)
@@ -42,6 +44,8 @@ return args.FirstOrDefault() switch
         args.Length > 3 ? int.Parse(args[3]) : 1_000),
     "call-webhook" => StreamHealth.Benchmarks.CallLogs.CallWebhookHarness.Run(args.Length > 1 ? int.Parse(args[1]) : 30,
         args.Length > 2 ? int.Parse(args[2]) : 200),
+    "call-e2e" => StreamHealth.Benchmarks.CallLogs.CallEndToEndHarness.Run(args.Length > 1 ? int.Parse(args[1]) : 30,
+        args.Length > 2 ? int.Parse(args[2]) : 100),
     "sensors-loop" => StreamHealth.Benchmarks.Streams.SensorsLoopHarness.Run(args.Length > 1 ? int.Parse(args[1]) : 3, args.Length > 2 ? int.Parse(args[2]) : 2),
     "weight-accuracy" => WeightAccuracy.Run(args.Length > 1 ? int.Parse(args[1]) : 1_000,
         args.Length > 2 ? int.Parse(args[2]) : StreamHealth.Weight.Samples.SyntheticWeightCohort.DefaultSeed),

@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
-using Npgsql;
 using StreamHealth.Benchmarks.Streams;
 using StreamHealth.Runtime.Kafka;
 using StreamHealth.Runtime.Storage;
@@ -24,26 +23,12 @@ public static class CallWebhookHarness
     {
         var pg = HarnessHost.Postgres;
         PostgresMigrator.MigrateAsync(pg).GetAwaiter().GetResult();
-        var target = new NpgsqlConnectionStringBuilder(pg);
         var secret = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
         using var cluster = EmbeddedKafkaCluster.Start(1);
         var (registryServer, registry) = HarnessHost.Registry();
         using var registryConnection = registry;
         using var registryServerStop = new Disposing(() => registryServer.DisposeAsync().AsTask().GetAwaiter().GetResult());
-        using var gateway = GatewayProcess.Start(Url, new Dictionary<string, string>
-        {
-            ["Kafka__BootstrapServers"] = cluster.BootstrapServers,
-            ["SchemaRegistry__Url"] = registryServer.Url,
-            ["Postgres__Host"] = target.Host!, ["Postgres__Port"] = target.Port.ToString(CultureInfo.InvariantCulture),
-            ["Postgres__Database"] = target.Database!,
-            ["Redis__Port"] = Environment.GetEnvironmentVariable("BENCH_REDIS_PORT") ?? "56379",
-            [$"Gateway__CallWebhooks__Providers__{Provider}__Secret"] = secret,
-            // The harness's event ids leave Redis within the hour.
-            ["Gateway__CallWebhooks__DedupeHours"] = "1",
-            // The provider's bucket above the rate sent: the harness measures the path, not the limit.
-            [$"Gateway__CallWebhooks__Providers__{Provider}__RequestsPerSecond"] = (perSecond * 2).ToString(CultureInfo.InvariantCulture),
-            [$"Gateway__CallWebhooks__Providers__{Provider}__Burst"] = (perSecond * 4).ToString(CultureInfo.InvariantCulture),
-        });
+        using var gateway = GatewayProcess.Start(Url, ProviderWebhook.GatewaySettings(Provider, secret, perSecond, cluster.BootstrapServers, registryServer.Url, pg));
         var key = Encoding.UTF8.GetBytes(secret);
         var run = DateTime.UtcNow.Ticks.ToString("x", CultureInfo.InvariantCulture)[^6..];
         using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 256 }) { BaseAddress = new Uri(Url) };
@@ -51,15 +36,8 @@ public static class CallWebhookHarness
         async Task<(double Ms, int Status)> Post()
         {
             var n = Interlocked.Increment(ref sequence);
-            var body = Encoding.UTF8.GetBytes(
-                $$"""{"event_id":"bench-{{run}}-{{n}}","call_id":"call-{{run}}-{{n}}","patient_id":"patient-{{n % 500}}","occurred_at":"{{DateTimeOffset.UtcNow.AddSeconds(-30):O}}"}""");
-            var timestamp = DateTimeOffset.UtcNow.ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture);
-            var signature = "sha256=" + Convert.ToHexStringLower(HMACSHA256.HashData(key, (byte[])[.. Encoding.ASCII.GetBytes(timestamp + "."), .. body]));
-            using var request = new HttpRequestMessage(HttpMethod.Post, "/webhooks/call-completed") { Content = new ByteArrayContent(body) };
-            request.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
-            request.Headers.Add("X-StreamHealth-Provider", Provider);
-            request.Headers.Add("X-StreamHealth-Timestamp", timestamp);
-            request.Headers.Add("X-StreamHealth-Signature", signature);
+            var body = ProviderWebhook.Notice($"bench-{run}-{n}", $"call-{run}-{n}", $"patient-{n % 500}", DateTimeOffset.UtcNow.AddSeconds(-30));
+            using var request = ProviderWebhook.Request(key, Provider, body);
             var started = Stopwatch.GetTimestamp();
             using var response = await http.SendAsync(request);
             await response.Content.ReadAsByteArrayAsync();

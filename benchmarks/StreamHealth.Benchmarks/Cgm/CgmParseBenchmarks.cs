@@ -80,12 +80,6 @@ public class CgmParseBenchmarks
         return Encoding.UTF8.GetBytes(text.ToString());
     }
 
-    /// <summary>The shared folder beside the checkout (/work/shared): BenchmarkDotNet runs from bin/.</summary>
-    private static string FindShared()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "StreamHealth.sln")))
-                return Path.GetFullPath(Path.Combine(dir.FullName, "..", "shared"));
-        throw new InvalidOperationException("StreamHealth.sln not found above " + AppContext.BaseDirectory);
-    }
+    /// <summary>The shared folder beside the checkout (/work/shared).</summary>
+    private static string FindShared() => Path.GetFullPath(Path.Combine(RepoPaths.Root, "..", "shared"));
 }

@@ -19,8 +19,7 @@ internal sealed class GatewayProcess : IDisposable
     /// <c>Kafka__BootstrapServers</c>) and waits until it answers /health.</summary>
     public static GatewayProcess Start(string url, IReadOnlyDictionary<string, string> settings)
     {
-        var root = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(root, "StreamHealth.sln"))) root = Path.GetDirectoryName(root.TrimEnd('/'))!;
+        var root = RepoPaths.Root;
         var gatewayDll = Path.Combine(root, "gateway", "bin", "Release", "net10.0", "StreamHealth.Gateway.dll");
         if (!File.Exists(gatewayDll)) throw new FileNotFoundException("build the gateway in Release first", gatewayDll);
         var psi = new ProcessStartInfo("dotnet", [gatewayDll, "--urls", url])

@@ -13,8 +13,7 @@ public static class QuickPlotHarness
 {
     public static int Run(int requests, string sharedData)
     {
-        var root = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(root, "StreamHealth.sln"))) root = Path.GetDirectoryName(root.TrimEnd('/'))!;
+        var root = RepoPaths.Root;
         var gatewayDll = Path.Combine(root, "gateway", "bin", "Release", "net10.0", "StreamHealth.Gateway.dll");
         if (!File.Exists(gatewayDll)) throw new FileNotFoundException("build the gateway in Release first", gatewayDll);
         var lines = File.ReadAllLines(Path.Combine(sharedData, "cgm", "Clarity_Export_synthetic.csv"));

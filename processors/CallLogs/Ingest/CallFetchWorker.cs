@@ -54,6 +54,7 @@ public sealed class CallFetchWorker : ISinkHealthSource, IDisposable
     private readonly CallLedger _ledger;
     private readonly string _bootstrapServers;
     private readonly int _sessionTimeoutMs;
+    private readonly int? _fetchWaitMaxMs;
     private readonly ILogger _log;
     private readonly AvroSerDes<CallKey> _keys;
     private readonly AvroSerDes<CallCompleted> _notices;
@@ -70,7 +71,7 @@ public sealed class CallFetchWorker : ISinkHealthSource, IDisposable
     private string? _lastError;
 
     public CallFetchWorker(CallFetchOptions options, CallFetchNames names, string bootstrapServers, CallLedger ledger, SchemaRegistryConnection registry,
-        ILoggerFactory logs, int sessionTimeoutMs = 6_000)
+        ILoggerFactory logs, int sessionTimeoutMs = 6_000, int? fetchWaitMaxMs = null)
     {
         options.Validate();
         _options = options;
@@ -78,6 +79,7 @@ public sealed class CallFetchWorker : ISinkHealthSource, IDisposable
         _ledger = ledger;
         _bootstrapServers = bootstrapServers;
         _sessionTimeoutMs = sessionTimeoutMs;
+        _fetchWaitMaxMs = fetchWaitMaxMs;
         _log = logs.CreateLogger("StreamHealth.CallLogs." + ProcessorName);
         _keys = registry.SerDes<CallKey>();
         _notices = registry.SerDes<CallCompleted>();
@@ -163,6 +165,8 @@ public sealed class CallFetchWorker : ISinkHealthSource, IDisposable
         {
             BootstrapServers = _bootstrapServers, GroupId = _names.GroupId, EnableAutoCommit = false, EnableAutoOffsetStore = false,
             AutoOffsetReset = AutoOffsetReset.Earliest, SessionTimeoutMs = _sessionTimeoutMs,
+            // Streams:FetchWaitMaxMs: the embedded broker answers a waiting fetch only when it expires (null: the client's 500 ms).
+            FetchWaitMaxMs = _fetchWaitMaxMs,
         })
             // A partition handed to another worker starts there from its committed offset: our pause for it is void.
             .SetPartitionsRevokedHandler((_, revoked) => Forget(revoked))

@@ -29,7 +29,7 @@ public sealed class CallIngest : IDisposable
     }
 
     public static CallIngest StartConfigured(CallFetchOptions options, string bootstrapServers, NpgsqlDataSource postgres, SchemaRegistryConnection registry,
-        ILoggerFactory logs, int sessionTimeoutMs)
+        ILoggerFactory logs, int sessionTimeoutMs, int? fetchWaitMaxMs = null)
     {
         if (options.Providers.Count == 0)
         {
@@ -39,7 +39,7 @@ public sealed class CallIngest : IDisposable
             return new CallIngest(null, null, null);
         }
         var ledger = new CallLedger(postgres);
-        var fetch = new CallFetchWorker(options, CallFetchNames.Default, bootstrapServers, ledger, registry, logs, sessionTimeoutMs).Start();
+        var fetch = new CallFetchWorker(options, CallFetchNames.Default, bootstrapServers, ledger, registry, logs, sessionTimeoutMs, fetchWaitMaxMs).Start();
         var poller = options.AnyPolled ? new CallPoller(options, Topics.CallLogsRaw, bootstrapServers, ledger, registry, logs).Start() : null;
         var retention = new RetentionJob(postgres, TimeSpan.FromHours(1), [CallLedger.PruneSql], logs.CreateLogger("StreamHealth.CallLogs.Retention"));
         return new CallIngest(fetch, poller, retention);

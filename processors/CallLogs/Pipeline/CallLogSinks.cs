@@ -180,13 +180,13 @@ public sealed record CallLogsPipelineNames(string ApplicationId, CallLogsTopics 
 public static class CallLogSinks
 {
     public static IReadOnlyList<SinkRunner> Create(CallLogsPipelineNames names, string bootstrapServers, NpgsqlDataSource postgres,
-        SchemaRegistryConnection registry, ILoggerFactory logs, int sessionTimeoutMs = 6_000) =>
+        SchemaRegistryConnection registry, ILoggerFactory logs, int sessionTimeoutMs = 6_000, int? fetchWaitMaxMs = null) =>
     [
         SinkRunner.For(bootstrapServers, names.Topics.Checkins, names.CheckinsSinkGroup,
             CheckInPostgresWriter.Create(postgres, registry, logs.CreateLogger("StreamHealth.Sinks." + CheckInPostgresWriter.Name)),
-            postgres, logs, sessionTimeoutMs),
+            postgres, logs, sessionTimeoutMs, fetchWaitMaxMs),
         SinkRunner.For(bootstrapServers, names.Topics.Entries, names.EntriesSinkGroup,
             HealthEntryPostgresWriter.Create(postgres, registry, logs.CreateLogger("StreamHealth.Sinks." + HealthEntryPostgresWriter.Name)),
-            postgres, logs, sessionTimeoutMs),
+            postgres, logs, sessionTimeoutMs, fetchWaitMaxMs),
     ];
 }

@@ -20,6 +20,7 @@ public sealed class CallLogsPipeline : StreamPipeline<CallLogsPipeline>
         var registry = hostOptions.SchemaRegistry
             ?? throw new ArgumentException("the call-log topics are Avro: StreamHostOptions.SchemaRegistry must be set", nameof(hostOptions));
         Host = new StreamHost(hostOptions, [CallLogsTopology.Create(extractor ?? new EmbeddedExtractor(), options, names.ApplicationId, names.Topics)], logs);
-        Sinks = CallLogSinks.Create(names, hostOptions.BootstrapServers, postgres, registry, logs, sessionTimeoutMs);
+        // The sinks fetch like the stream threads (on the embedded broker a longer wait is latency on every hop).
+        Sinks = CallLogSinks.Create(names, hostOptions.BootstrapServers, postgres, registry, logs, sessionTimeoutMs, hostOptions.FetchWaitMaxMs);
     }
 }

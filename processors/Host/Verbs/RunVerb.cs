@@ -91,7 +91,8 @@ internal static class RunVerb
                 StreamHealth.Sensors.Districts.DistrictTopology.ApplicationId, options.Kafka.BootstrapServers, postgres, schemas, logs, options.Streams.SessionTimeoutMs));
         if (names.Contains("calllogs"))
             sinks.AddRange(StreamHealth.CallLogs.Pipeline.CallLogSinks.Create(StreamHealth.CallLogs.Pipeline.CallLogsPipelineNames.Default,
-                options.Kafka.BootstrapServers, postgres, schemas, logs, options.Streams.SessionTimeoutMs));
+                options.Kafka.BootstrapServers, postgres, schemas, logs, options.Streams.SessionTimeoutMs,
+                options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor)));
         using var sensorsRetention = names.Contains("sensors") ? StreamHealth.Sensors.Metrics.SensorsPipeline.Retention(postgres, logs) : null;
         // insights.metrics and insights.nutrition have no topology of theirs, only PostgreSQL sinks: they run beside the Avro
         // workloads (every such host joins each sink's one consumer group, so the partitions are shared, not read twice).
@@ -107,7 +108,7 @@ internal static class RunVerb
         // The call-log extraction's input comes from the transcript fetch worker (calllogs.raw → provider → calllogs.calls).
         using var callIngest = names.Contains("calllogs")
             ? StreamHealth.CallLogs.Ingest.CallIngest.StartConfigured(callFetchOptions!, options.Kafka.BootstrapServers, postgres, schemas, logs,
-                options.Streams.SessionTimeoutMs)
+                options.Streams.SessionTimeoutMs, options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor))
             : null;
         log.LogInformation("host {Host} running {Topologies} on {Bootstrap}, state in {State}", hostId,
             string.Join(", ", topologies.Select(t => $"{t.ApplicationId} ({t.SourceTopic})")), options.Kafka.BootstrapServers, options.State.Directory);

@@ -96,7 +96,7 @@ internal static class UpVerb
                 callFetchOptions.HybridGraceMs = 30_000;
             }
             using var callIngest = StreamHealth.CallLogs.Ingest.CallIngest.StartConfigured(callFetchOptions, bootstrap, postgres, schemas, logs,
-                options.Streams.SessionTimeoutMs);
+                options.Streams.SessionTimeoutMs, options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor));
             var upLog = logs.CreateLogger("StreamHealth.Up");
             var metricsInterval = TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs);
             Console.WriteLine($"weights   Kalman topology + PostgreSQL/Redis sinks, state in {options.State.Directory}");

@@ -34,6 +34,10 @@ public sealed class SinkOptions
     public TimeSpan InitialBackoff { get; init; } = TimeSpan.FromMilliseconds(100);
     public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(5);
     public int SessionTimeoutMs { get; init; } = 6_000;
+    /// <summary>fetch.wait.max.ms of the sink's consumer (Streams:FetchWaitMaxMs, as the stream threads use); null leaves the
+    /// client's 500 ms. The embedded broker answers a waiting fetch only when this expires, not when data arrives, so there
+    /// 500 ms is up to half a second per hop before the sink even sees a record.</summary>
+    public int? FetchWaitMaxMs { get; init; }
     /// <summary>How long a sink with input waiting may go without progress before <see cref="SinkRunner.Health"/>
     /// calls it stalled (Streams:StallAfterMs).</summary>
     public TimeSpan StallAfter { get; init; } = TimeSpan.FromSeconds(30);
@@ -84,8 +88,11 @@ public sealed class SinkRunner : ISinkHealthSource, IDisposable
     /// consumer group (what every pipeline's result sinks are), archiving the records its store refuses in
     /// streamhealth.dead_letters of <paramref name="deadLetters"/> (PostgreSQL for every sink, whatever its store).</summary>
     public static SinkRunner For(string bootstrapServers, string topic, string groupId, ISinkWriter writer, NpgsqlDataSource deadLetters,
-        ILoggerFactory logs, int sessionTimeoutMs = 6_000) =>
-        new(new SinkOptions { BootstrapServers = bootstrapServers, Topic = topic, GroupId = groupId, SessionTimeoutMs = sessionTimeoutMs },
+        ILoggerFactory logs, int sessionTimeoutMs = 6_000, int? fetchWaitMaxMs = null) =>
+        new(new SinkOptions
+            {
+                BootstrapServers = bootstrapServers, Topic = topic, GroupId = groupId, SessionTimeoutMs = sessionTimeoutMs, FetchWaitMaxMs = fetchWaitMaxMs,
+            },
             writer, logs, new PostgresSinkDeadLetters(deadLetters, logs.CreateLogger($"StreamHealth.Sinks.{writer.Name}")));
 
     public string Name => _writer.Name;
@@ -132,6 +139,7 @@ public sealed class SinkRunner : ISinkHealthSource, IDisposable
                 PartitionAssignmentStrategy = PartitionAssignmentStrategy.CooperativeSticky,
                 SessionTimeoutMs = _options.SessionTimeoutMs,
                 HeartbeatIntervalMs = Math.Max(100, _options.SessionTimeoutMs / 3),
+                FetchWaitMaxMs = _options.FetchWaitMaxMs,
             })
             .SetPartitionsAssignedHandler((_, partitions) =>
             {
