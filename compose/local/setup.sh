@@ -76,5 +76,27 @@ PATCH
   log "built $BROKER_SO"
 fi
 
+# ---- validators of the production shape (compose/validate.sh: Compose schema, Kubernetes schemas, Dockerfile lint) ----
+# npm packages pinned by compose/validate/package-lock.json, installed into .local/deploy-tools; reinstalled only when
+# the lock file changes. kubectl renders k8s/ with its built-in kustomize (v5); Debian's own kubernetes-client (1.20)
+# is too old for the kustomization, so the apt package `kubectl` where the machine's sources carry it.
+TOOLS="$LOCAL/deploy-tools"
+TOOLS_LOCK="$ROOT/compose/validate/package-lock.json"
+if [[ ! -d "$TOOLS/node_modules" || "$(cat "$TOOLS/stamp" 2>/dev/null)" != "$(sha256sum <"$TOOLS_LOCK")" ]]; then
+  log "npm ci the deployment validators into $TOOLS"
+  rm -rf "$TOOLS" && mkdir -p "$TOOLS"
+  cp "$ROOT/compose/validate/package.json" "$TOOLS_LOCK" "$TOOLS/"
+  (cd "$TOOLS" && npm ci --no-audit --no-fund --loglevel=error --cache "$LOCAL/cache/npm" >"$TOOLS/npm.txt" 2>&1) \
+    || { log "npm ci of the deployment validators failed: see $TOOLS/npm.txt"; exit 1; }
+  sha256sum <"$TOOLS_LOCK" >"$TOOLS/stamp"
+fi
+if ! command -v kubectl >/dev/null; then
+  log "apt-get install kubectl"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends kubectl >/dev/null \
+    || { log "no kubectl package in this machine's apt sources: compose/validate.sh cannot render k8s/"; exit 1; }
+fi
+
 # ONNX Runtime comes from NuGet (Microsoft.ML.OnnxRuntime, restored with the solution): nothing to build here.
 log "native dependencies ready"
