@@ -80,6 +80,14 @@ if (compose) {
 
 // ---- Kubernetes ---------------------------------------------------------------------------------------------
 const modelsDir = join(tools, "node_modules", "kubernetes-models");
+// kubernetes-models keeps the schemas of API versions that Kubernetes has since removed (the deprecated-API migration
+// guide): an object on one of them no longer applies to a current cluster.
+const removedApis = {
+  "extensions/v1beta1": "1.22", "apps/v1beta1": "1.16", "apps/v1beta2": "1.16", "networking.k8s.io/v1beta1": "1.22",
+  "rbac.authorization.k8s.io/v1beta1": "1.22", "policy/v1beta1": "1.25", "batch/v1beta1": "1.25",
+  "autoscaling/v2beta1": "1.25", "autoscaling/v2beta2": "1.26", "discovery.k8s.io/v1beta1": "1.25",
+  "node.k8s.io/v1beta1": "1.25", "events.k8s.io/v1beta1": "1.25",
+};
 for (const output of rendered) {
   // compose/validate.sh names each rendering after what it rendered: k8s.yaml, k8s-optional-forecaster-gpu.yaml.
   const file = join(root, `${basename(output, ".yaml")} (kubectl kustomize)`);
@@ -96,6 +104,10 @@ for (const output of rendered) {
     const where = `${object.kind ?? "?"} ${object.metadata?.name ?? "?"}`;
     if (!object.apiVersion || !object.kind) {
       problem(file, `${where}: no apiVersion or kind`);
+      continue;
+    }
+    if (object.apiVersion in removedApis) {
+      problem(file, `${where}: ${object.apiVersion} was removed in Kubernetes ${removedApis[object.apiVersion]}`);
       continue;
     }
     // "apps/v1" → kubernetes-models/apps/v1/Deployment.js; the core group "v1" → kubernetes-models/v1/Service.js.
