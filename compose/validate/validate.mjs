@@ -4,7 +4,8 @@
 //    rules (errors only; off: its key-ordering rules, which are style, and no-build-and-image: `image` beside `build`
 //    names the built image, the tag pushed for k8s), then what the schema cannot say: depends_on and named volumes
 //    refer to what exists, every build's Dockerfile and target exists;
-// 2. every object of each rendered kustomization against the Kubernetes schemas of kubernetes-models;
+// 2. every object of each rendered kustomization against the Kubernetes schemas of kubernetes-models, unknown fields
+//    included (the schemas alone allow them), and no API version Kubernetes has removed;
 // 3. every Dockerfile with dockerfile-utils' linter (the VS Code Docker extension's), then the project's rules:
 //    multi-stage, the image's last stage runs as a non-root user and says HEALTHCHECK (CMD or NONE).
 // Prints one line per problem, naming the file and the field, and exits 1 if there is any.
@@ -121,8 +122,36 @@ for (const output of rendered) {
       new Model(object).validate();
     } catch (e) {
       problem(file, `${where}: ${e.message}`);
+      continue;
     }
+    for (const path of await unknownFields(model, object)) problem(file, `${where}: unknown field ${path}`);
   }
+}
+
+// Unknown fields, as `kubectl apply --validate=strict` would refuse them: the schemas allow extra properties, so the
+// object's schema function (the one the model class validates with) is run once more over proxies that record which
+// properties it reads. It reads every property its schema declares, and enumerates the keys of a map (labels, limits);
+// a key of a plain object that it neither read nor enumerated is one the schema does not know.
+async function unknownFields(modelFile, object) {
+  const source = readFileSync(modelFile, "utf8");
+  const schemaImport = /import\s*\{\s*validate\s*\}\s*from\s*"([^"]+)"/.exec(source);
+  if (!schemaImport) return [];
+  const { validate } = await import(new URL(schemaImport[1], pathToFileURL(modelFile)).href);
+  const tracked = [];
+  const track = (value, path) => {
+    if (Array.isArray(value)) return value.map((item, i) => track(item, `${path}[${i}]`));
+    if (!value || typeof value !== "object") return value;
+    const entry = { path, read: new Set(), enumerated: false, keys: Object.keys(value) };
+    tracked.push(entry);
+    const copy = Object.fromEntries(entry.keys.map((k) => [k, track(value[k], path ? `${path}.${k}` : k)]));
+    return new Proxy(copy, {
+      get: (target, key, receiver) => { if (typeof key === "string") entry.read.add(key); return Reflect.get(target, key, receiver); },
+      has: (target, key) => { if (typeof key === "string") entry.read.add(key); return Reflect.has(target, key); },
+      ownKeys: (target) => { entry.enumerated = true; return Reflect.ownKeys(target); },
+    });
+  };
+  validate(track(object, ""));
+  return tracked.filter((t) => !t.enumerated).flatMap((t) => t.keys.filter((k) => !t.read.has(k)).map((k) => (t.path ? `${t.path}.${k}` : k)));
 }
 
 // ---- Dockerfiles --------------------------------------------------------------------------------------------

@@ -35,10 +35,12 @@ public sealed class DeploymentValidationTests
             "INVALID compose/docker-compose.yml: services.grafana.depends_on: no service 'prometheos'");
         Break("compose/docker-compose.yml", "      target: gpu\n", "      target: cuda\n",
             "INVALID compose/docker-compose.yml: services.forecaster-gpu.build.target: no stage 'cuda' in processors/Host/Dockerfile");
-        // Kubernetes: a Deployment field of the wrong type, an API version that no longer exists, a bad GPU quantity in the
-        // optional patch (only its rendering has it).
+        // Kubernetes: a Deployment field of the wrong type, a misspelt field, an API version that no longer exists, a kind that
+        // does not exist, a bad GPU quantity in the optional patch (only its rendering has it).
         Break("k8s/gateway.yaml", "containerPort: 8080", "containerPort: http-8080",
             "INVALID k8s (kubectl kustomize): Deployment gateway: data/spec/template/spec/containers/0/ports/0/containerPort must be integer");
+        Break("k8s/forecaster.yaml", "terminationGracePeriodSeconds: 30\n", "terminationGracePeriodSecond: 30\n",
+            "INVALID k8s (kubectl kustomize): Deployment forecaster: unknown field spec.template.spec.terminationGracePeriodSecond");
         Break("k8s/processors.yaml", "apiVersion: policy/v1\n", "apiVersion: policy/v1beta1\n",
             "INVALID k8s (kubectl kustomize): PodDisruptionBudget processors: policy/v1beta1 was removed in Kubernetes 1.25");
         Break("k8s/processors.yaml", "kind: NetworkPolicy\n", "kind: NetworkPolicies\n",
