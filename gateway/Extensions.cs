@@ -38,6 +38,7 @@ public static class Extensions
         // "80" is not a number: a client that sends a string where the contract says number gets a 400
         // naming the field, and the document says number, not number-or-string.
         builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.NumberHandling = JsonNumberHandling.Strict);
+        Observability.GatewayTelemetry.Add(builder);
         ApiKeyAuthentication.Add(builder.Services);
         IdentityApi.AddIdentityServices(builder.Services);
         ApiRateLimiting.Add(builder.Services);
@@ -117,6 +118,7 @@ public static class Extensions
         app.UseAuthorization();
         // /openapi/v1.json stays open like /health: it describes the API, it holds no data.
         app.MapOpenApi().AllowAnonymous();
+        Observability.GatewayTelemetry.Map(app);
         // The API reference over that document, served with the package's own bundled script (nothing fetched from a CDN).
         app.MapScalarApiReference("/docs", scalar => scalar
                 .WithTitle("StreamHealth API")

@@ -229,6 +229,24 @@ public sealed class WeightReadApiTests(MigratedDatabase stores) : IClassFixture<
     }
 
     [Fact]
+    public async Task Prometheus_scrapes_metrics_without_credentials()
+    {
+        await using var app = Gateway();
+        using var client = app.CreateClient();
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/openapi/v1.json")).StatusCode);
+        string text = "";
+        // The exporter caches a scrape for a moment: ask until the request above and the probes' gauges are in.
+        StreamTestKit.WaitFor(() => (text = client.GetStringAsync("/metrics").Result).Contains("http_server_request_duration_seconds_count")
+                                    && text.Contains("streamhealth_dependency_up{"), TimeSpan.FromSeconds(30), () => text);
+        // This gateway has PostgreSQL and no Kafka: the probes say so.
+        Assert.Matches(@"streamhealth_dependency_up\{[^}]*dependency=""postgres""[^}]*\} 1", text);
+        Assert.Matches(@"streamhealth_dependency_up\{[^}]*dependency=""kafka""[^}]*\} 0", text);
+        Assert.Contains("http_route=\"/openapi/{documentName}.json\"", text);
+        // Runtime instrumentation: the garbage collector's counts.
+        Assert.Contains("gc_collections", text);
+    }
+
+    [Fact]
     public async Task The_api_reference_at_docs_is_open_and_served_without_a_cdn()
     {
         await using var app = Gateway();
