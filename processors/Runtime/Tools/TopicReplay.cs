@@ -228,8 +228,8 @@ public static class TopicReplay
     /// outside the range keep theirs), so its consumers reprocess from there when they start. The group must be inactive:
     /// moving the offsets of running consumers is undone by their next commit (Kafka's tool refuses too). Real Kafka says
     /// whether it is (DescribeConsumerGroups); the embedded broker cannot describe groups, so there the replay joins the
-    /// group itself and commits as its only member: an assignment of fewer than every partition, or a refused join, means
-    /// another member is there.</summary>
+    /// group itself (with the project's one assignment protocol) and commits as its only member: an assignment of fewer than
+    /// every partition, or a refused join, means another member is there.</summary>
     public static void ResetGroup(string bootstrap, ReplayRange range, string groupId, BrokerCapabilities capabilities, TimeSpan joinTimeout)
     {
         var partitions = PartitionsOf(bootstrap, range.Topic);
@@ -250,9 +250,10 @@ public static class TopicReplay
         using var member = new ConsumerBuilder<byte[]?, byte[]?>(new ConsumerConfig
             {
                 BootstrapServers = bootstrap, GroupId = groupId, EnableAutoCommit = false, EnableAutoOffsetStore = false,
-                // Eager range: a group whose members run another protocol refuses the join (INCONSISTENT_GROUP_PROTOCOL),
-                // one whose members run this one shares the partitions; either way the replay sees it is not alone.
-                PartitionAssignmentStrategy = PartitionAssignmentStrategy.Range,
+                // The protocol every group here speaks (sinks, stream hosts, the forecaster): the embedded broker aborts
+                // (an assertion in its group code) when a member joins with another. A running member keeps its
+                // partitions through the cooperative rebalance, so the replay is assigned fewer than all of them.
+                PartitionAssignmentStrategy = PartitionAssignmentStrategy.CooperativeSticky,
                 SessionTimeoutMs = 6_000, AutoOffsetReset = AutoOffsetReset.Latest,
             })
             .SetErrorHandler((_, e) => joinError ??= e.Reason)
