@@ -62,7 +62,7 @@ public static class StreamHealthCli
                                                inactive group's offsets to its start so its consumers reprocess it
               reset-sink NAME --to-time T [--dry-run]
                                                restart a sink's (inactive) group at T: it re-materialises its table from there
-              sink NAME --group G --table SCHEMA.T
+              sink NAME --group G --table SCHEMA.T [--topic T]
                                                run one registered sink under group G into table T (created like its own) until caught up
               lag [--group G [--topic T]]      committed offset, end offset and lag per group and partition
               dlq replay TOPIC.dlq [--to TOPIC] [--where-error TEXT] [--dry-run]

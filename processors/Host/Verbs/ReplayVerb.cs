@@ -127,8 +127,9 @@ internal static class ReplayVerb
         return result.Skipped.Count > 0 ? 1 : 0;
     }
 
-    /// <summary>`sink NAME --group G --table T`: one registered PostgreSQL sink under group G into table T (created like the
-    /// sink's own), until it has caught up with the topic's end as it was at the start.</summary>
+    /// <summary>`sink NAME --group G --table T [--topic T]`: one registered PostgreSQL sink under group G into table T (created
+    /// like the sink's own), reading its topic or another of the same records (a range `replay … --into topic:` copied), until
+    /// it has caught up with the topic's end as it was at the start.</summary>
     public static int Sink(string[] argv)
     {
         var args = new Args(argv);
@@ -147,7 +148,7 @@ internal static class ReplayVerb
         using var logs = ConsoleLogs.Create();
         var clock = Stopwatch.StartNew();
         var written = WithProgress($"{sink.Name} → {table}", null, progress =>
-            SinkCatalog.RunIntoTable(sink, group, table, bootstrap, db, registry, logs, progress, Shutdown.Token));
+            SinkCatalog.RunIntoTable(sink, group, table, bootstrap, db, registry, logs, progress, Shutdown.Token, args.Get("--topic")));
         Console.Out.WriteLine($"sink {sink.Name} wrote {written} record(s) into {table} under group {group} in {clock.Elapsed.TotalSeconds:0.0} s " +
                               $"({written / Math.Max(clock.Elapsed.TotalSeconds, 0.001):0} records/s)");
         return 0;
