@@ -45,7 +45,7 @@ internal static class ReplayVerb
             return 0;
         }
         var clock = Stopwatch.StartNew();
-        var copied = WithProgress($"{range.Topic} → {target}", range.Total, progress =>
+        var copied = WithProgress($"copy → {target}", range.Total, progress =>
             TopicReplay.CopyToTopic(bootstrap, range, target, rate, progress, Shutdown.Token));
         Console.Out.WriteLine($"copied {copied} record(s) from {range.Topic} onto {target} in {clock.Elapsed.TotalSeconds:0.0} s " +
                               $"({copied / Math.Max(clock.Elapsed.TotalSeconds, 0.001):0} records/s)");
@@ -117,7 +117,7 @@ internal static class ReplayVerb
             throw new UsageException("dlq replay needs exactly one dead-letter topic (a name ending in .dlq)");
         var (bootstrap, _) = Broker(args, "dlq replay");
         var dryRun = args.Has("--dry-run");
-        var result = WithProgress($"{args.Positional[0]} → sources", null, progress =>
+        var result = WithProgress("dead letters", null, progress =>
             TopicReplay.ReplayDeadLetters(bootstrap, args.Positional[0], args.Get("--to"), args.Get("--where-error"), dryRun, progress, Shutdown.Token));
         foreach (var (topic, count) in result.Produced)
             Console.Out.WriteLine($"{(dryRun ? "would re-produce" : "re-produced")} {count} dead letter(s) onto {topic}");
@@ -147,7 +147,7 @@ internal static class ReplayVerb
         using var registry = SchemaRegistryConnection.Connect(options.SchemaRegistry);
         using var logs = ConsoleLogs.Create();
         var clock = Stopwatch.StartNew();
-        var written = WithProgress($"{sink.Name} → {table}", null, progress =>
+        var written = WithProgress($"sink → {table}", null, progress =>
             SinkCatalog.RunIntoTable(sink, group, table, bootstrap, db, registry, logs, progress, Shutdown.Token, args.Get("--topic")));
         Console.Out.WriteLine($"sink {sink.Name} wrote {written} record(s) into {table} under group {group} in {clock.Elapsed.TotalSeconds:0.0} s " +
                               $"({written / Math.Max(clock.Elapsed.TotalSeconds, 0.001):0} records/s)");
@@ -191,7 +191,8 @@ internal static class ReplayVerb
         if (!Console.IsOutputRedirected && !Console.IsErrorRedirected && AnsiConsole.Profile.Capabilities.Interactive)
         {
             return AnsiConsole.Progress()
-                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RecordsColumn(), new RemainingTimeColumn(),
+                    new SpinnerColumn())
                 .Start(ctx =>
                 {
                     var task = ctx.AddTask(Markup.Escape(description), maxValue: Math.Max(1, total ?? 1));
@@ -199,7 +200,6 @@ internal static class ReplayVerb
                     {
                         task.MaxValue = Math.Max(1, all);
                         task.Value = done;
-                        task.Description = Markup.Escape($"{description}  {done:N0}/{all:N0}  {Rate(done)}");
                     });
                 });
         }
@@ -212,4 +212,11 @@ internal static class ReplayVerb
             Console.Error.WriteLine($"{description}: {done:N0}/{all:N0} record(s), {Rate(done)}{eta}");
         });
     }
+}
+
+/// <summary>"12,345/100,000 11,498/s": records done of the total and the rate over the last seconds (Spectre's own speed).</summary>
+internal sealed class RecordsColumn : ProgressColumn
+{
+    public override Spectre.Console.Rendering.IRenderable Render(Spectre.Console.Rendering.RenderOptions options, ProgressTask task, TimeSpan deltaTime) =>
+        new Text($"{task.Value:N0}/{task.MaxValue:N0} {task.Speed ?? 0:N0}/s");
 }
