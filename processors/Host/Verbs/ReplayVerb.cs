@@ -29,6 +29,8 @@ internal static class ReplayVerb
             ? double.TryParse(r, NumberStyles.Float, CultureInfo.InvariantCulture, out var perSecond) && perSecond > 0 ? perSecond
                 : throw new UsageException($"option --rate = '{r}' is not a positive number of records per second")
             : 0;
+        if (kind == "topic" && target == args.Positional[0])
+            throw new UsageException($"replay {target} --into topic:{target}: a topic cannot be replayed onto itself (reprocess it with --into group:NAME)");
         var range = TopicReplay.Resolve(bootstrap, args.Positional[0], Spec(args), capabilities);
         PrintRange(range, args.Has("--dry-run"));
         if (args.Has("--dry-run"))

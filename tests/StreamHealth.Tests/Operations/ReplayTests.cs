@@ -149,6 +149,7 @@ public sealed class ReplayTests(ReplayFixture f, ITestOutputHelper output) : ICl
         var into = Assert.Throws<UsageException>(() => ReplayVerb.Replay([topic, "--from-offset", "0", "--into", "table:x", "--bootstrap", f.Bootstrap]));
         Assert.Contains("--into = 'table:x'", into.Message);
         Assert.Throws<UsageException>(() => ReplayVerb.Replay([topic, "--from-offset", "0", "--into", "topic:x", "--rate", "-3", "--bootstrap", f.Bootstrap]));
+        Assert.Throws<UsageException>(() => ReplayVerb.Replay([topic, "--from-offset", "0", "--into", "topic:" + topic, "--bootstrap", f.Bootstrap]));
         Assert.Throws<UsageException>(() => ReplayVerb.ResetSink(["no-such-sink", "--to-time", "2026-03-01", "--bootstrap", f.Bootstrap]));
         Assert.Throws<UsageException>(() => ReplayVerb.Sink([WeightPostgresWriter.Name, "--group", "g", "--table", WeightPostgresWriter.Table]));
         Assert.Throws<UsageException>(() => ReplayVerb.Sink([WeightPostgresWriter.Name, "--group", "g", "--table", "weights.x; DROP TABLE y"]));
