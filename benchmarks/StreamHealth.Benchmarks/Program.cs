@@ -24,6 +24,8 @@ using StreamHealth.Benchmarks.Weight;
 //                                                      (forecast consumer end to end: throughput and latency per MaxBatchSize)
 // The stream harnesses run Streamiz through StreamHost with its defaults; HARNESS_THREADS, HARNESS_COMMIT_MS,
 // HARNESS_MAX_POLL, HARNESS_FETCH_WAIT_MS and HARNESS_LOG change them (Streams/HarnessHost.cs).
+// dotnet run -c Release -- replay [weights]  (issue 18: N weight results replayed into a new group and table through the built
+//                                          `streamhealth replay` and `sink`, timed, the table compared row for row; BENCH_PG a fresh database)
 // dotnet run -c Release -- soak [requests/s] [seconds]  (mixed valid and hostile traffic against a running stack, then
 //                                                      lag 0, stored = accepted, no 5xx; SOAK_* settings in SoakHarness)
 return args.FirstOrDefault() switch
@@ -55,6 +57,7 @@ return args.FirstOrDefault() switch
         StreamHealth.Benchmarks.Streams.ForecastLoopHarness.ParseList(args.Length > 3 ? args[3] : null, [16, 64, 256, 1024]),
         StreamHealth.Benchmarks.Streams.ForecastLoopHarness.ParseList(args.Length > 4 ? args[4] : null, [2_000, 5_000, 10_000]),
         args.Length > 5 ? int.Parse(args[5]) : 5, args.Length > 6 ? int.Parse(args[6]) : 1, args.Length > 7 ? int.Parse(args[7]) : 10),
+    "replay" => StreamHealth.Benchmarks.Streams.ReplayHarness.Run(args.Length > 1 ? int.Parse(args[1]) : 100_000),
     "soak" => StreamHealth.Benchmarks.Streams.SoakHarness.Run(args.Length > 1 ? int.Parse(args[1]) : 200, args.Length > 2 ? int.Parse(args[2]) : 600),
     _ => Run(args),
 };

@@ -25,10 +25,16 @@ public static class StreamHealthCli
                 "audit" => await AuditVerb.RunAsync(args[1..]),
                 "sensors" => await SensorsVerb.RunAsync(args[1..]),
                 "calllogs" => await CallLogsVerb.RunAsync(args[1..]),
+                "replay" => ReplayVerb.Replay(args[1..]),
+                "reset-sink" => ReplayVerb.ResetSink(args[1..]),
+                "lag" => ReplayVerb.Lag(args[1..]),
+                "dlq" => ReplayVerb.DeadLetters(args[1..]),
+                "sink" => ReplayVerb.Sink(args[1..]),
                 _ => Usage(),
             };
         }
-        catch (Exception e) when (e is ConfigurationException or UnknownTopicException or UsageException or ForecastModelException)
+        catch (Exception e) when (e is ConfigurationException or UnknownTopicException or UsageException or ForecastModelException
+                                   or StreamHealth.Runtime.Tools.ReplayException)
         {
             // A mistake the user can fix: one line naming the setting, never a stack trace.
             Console.Error.WriteLine($"streamhealth: {e.Message}");
@@ -51,6 +57,16 @@ public static class StreamHealthCli
               migrate                          apply PostgreSQL migrations (idempotent)
               dump TOPIC [--max N] [--since ISO-8601] [--follow] [--bootstrap HOST:PORT]
                                                print a topic as JSON lines (key, value, headers, timestamp)
+              replay TOPIC --from-offset N | --from-time T [--to-offset M | --to-time T2] --into topic:NAME | group:NAME
+                     [--rate R] [--dry-run]   copy the range onto a topic (key, value, headers, timestamp; at up to R/s), or set an
+                                               inactive group's offsets to its start so its consumers reprocess it
+              reset-sink NAME --to-time T [--dry-run]
+                                               restart a sink's (inactive) group at T: it re-materialises its table from there
+              sink NAME --group G --table SCHEMA.T [--topic T]
+                                               run one registered sink under group G into table T (created like its own) until caught up
+              lag [--group G [--topic T]]      committed offset, end offset and lag per group and partition
+              dlq replay TOPIC.dlq [--to TOPIC] [--where-error TEXT] [--dry-run]
+                                               re-produce dead letters (their key, value, headers) onto their source topic
               schemas check [DIR]              are the schemas (compiled, or DIR/*.avsc) compatible with the registered ones
                                                (the subject's level at SchemaRegistry:Url, old readers keep reading, enum symbols append-only)
               schemas register                 register every topic's Avro key and value schema at SchemaRegistry:Url

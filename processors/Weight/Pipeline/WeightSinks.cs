@@ -20,11 +20,16 @@ public static class WeightPostgresWriter
     /// <summary>The workload name of weight measurement ids in streamhealth.event_ids (the gateway claims with it too).</summary>
     public const string EventIdWorkload = "weight";
 
-    /// <summary>Values are Avro WeightResults (Confluent wire format) read through <paramref name="registry"/>.</summary>
-    public static ISinkWriter Create(NpgsqlDataSource db, SchemaRegistryConnection registry, ILogger? log = null) =>
-        new PostgresEventSink<WeightResult>(db, Workload(registry.SerDes<StreamHealth.Schemas.Avro.Weights.WeightResult>()), log);
+    /// <summary>The sink's own table.</summary>
+    public const string Table = "weights.measurements";
 
-    private static PostgresEventWorkload<WeightResult> Workload(AvroSerDes<StreamHealth.Schemas.Avro.Weights.WeightResult> values) => new()
+    /// <summary>Values are Avro WeightResults (Confluent wire format) read through <paramref name="registry"/>, stored in
+    /// <paramref name="table"/> (another table of the same columns when a replay re-materialises the measurements beside
+    /// the live table: <see cref="SinkTables"/>).</summary>
+    public static ISinkWriter Create(NpgsqlDataSource db, SchemaRegistryConnection registry, ILogger? log = null, string table = Table) =>
+        new PostgresEventSink<WeightResult>(db, Workload(registry.SerDes<StreamHealth.Schemas.Avro.Weights.WeightResult>(), SinkTables.Checked(table)), log);
+
+    private static PostgresEventWorkload<WeightResult> Workload(AvroSerDes<StreamHealth.Schemas.Avro.Weights.WeightResult> values, string table) => new()
     {
         SinkName = Name,
         Decode = record => WeightWire.ToProto(values.ReadValue(record.Value, record.Topic)),
@@ -36,8 +41,8 @@ public static class WeightPostgresWriter
         UserId = static r => r.UserId,
         Fingerprint = Fingerprint,
         // ON CONFLICT: a retry or a replay of a measurement already stored (same id, hence same time).
-        InsertSql = """
-            INSERT INTO weights.measurements (measurement_id, user_id, measured_at, source, raw_weight_kg, accepted,
+        InsertSql = $$"""
+            INSERT INTO {{table}} (measurement_id, user_id, measured_at, source, raw_weight_kg, accepted,
                 filtered_weight_kg, trend_kg_per_week, confidence, prediction_error_kg, normalized_innovation,
                 needs_initialization, needs_reinitialization, reasons, source_partition, source_offset)
             SELECT id, u, t, s, raw, acc, f, tr, c, e, ni, init, reinit, coalesce(string_to_array(nullif(rs, ''), ','), '{}'), p, o
