@@ -139,7 +139,8 @@ internal static class UpVerb
             if (options.Samples.Enabled)
             {
                 producers.Add(WeightSamples.RunAsync(bootstrap, schemas, options.Samples.WeightsPerSecond, Shutdown.Token));
-                Console.WriteLine($"samples   {options.Samples.WeightsPerSecond} weigh-ins/s onto weights.raw ({WeightSamples.Users} synthetic people, e.g. {WeightSamples.ExampleUser})");
+                Console.WriteLine($"samples   a year of weigh-ins of {WeightSamples.Users} synthetic people (e.g. {WeightSamples.ExampleUser}) ending this week onto " +
+                                  $"weights.raw: the past at {options.Samples.WeightsPerSecond}/s, then each at its time");
                 producers.Add(SensorSamples.RunAsync(bootstrap, schemas, postgres, Shutdown.Token));
                 Console.WriteLine($"samples   a simulated water network ({SensorSamples.Districts} districts) onto sensors.readings: the last " +
                                   $"{SensorSamples.BackfillHours} h at once, then each reading at its time");

@@ -188,7 +188,8 @@ public sealed class SamplesOptions
     public bool Enabled { get; set; } = true;
     public string DataDirectory { get; set; } = "";
     public int MetricsPerSecond { get; set; } = 20;
-    public int WeightsPerSecond { get; set; } = 20;
+    /// <summary>Rate at which the sample weigh-ins already past are sent when `up` starts (later ones go out at their times).</summary>
+    public int WeightsPerSecond { get; set; } = 500;
     /// <summary>CGM export streamed through the CGM pipeline at start-up, relative to
     /// <see cref="DataDirectory"/> (empty: none); its times are moved so that it ends now.</summary>
     public string CgmFile { get; set; } = "cgm/Clarity_Export_synthetic.csv";
