@@ -23,11 +23,14 @@ public sealed class InternalHttpServer : IAsyncDisposable
         Url = url;
     }
 
-    public static async Task<InternalHttpServer> StartAsync(string listenUrl, Action<WebApplication> map, CancellationToken ct = default)
+    /// <param name="services">Services the endpoints need (e.g. OpenTelemetry's exporter), added before the app is built.</param>
+    public static async Task<InternalHttpServer> StartAsync(string listenUrl, Action<WebApplication> map, CancellationToken ct = default,
+        Action<IServiceCollection>? services = null)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
         builder.Logging.ClearProviders();
         builder.WebHost.UseUrls(listenUrl);
+        services?.Invoke(builder.Services);
         var app = builder.Build();
         try
         {

@@ -1,7 +1,11 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
 
 namespace StreamHealth.Runtime.Streams;
 
@@ -67,7 +71,15 @@ public sealed class StoreQueryServer : IAsyncDisposable
     /// <param name="advertisedUrl">The URL to publish (a pod's address); null: the address bound.</param>
     public static async Task<StoreQueryServer> StartAsync(IReadOnlyList<StreamHost> hosts, string listenUrl, string? advertisedUrl, ILoggerFactory logs)
     {
-        var server = await Http.InternalHttpServer.StartAsync(listenUrl, app => app.MapStoreQueryApi(hosts));
+        // The same port serves the Prometheus scrape (/metrics): the host's stream and sink figures (StreamTelemetry) and the
+        // .NET runtime's, in the Prometheus text format.
+        var server = await Http.InternalHttpServer.StartAsync(listenUrl, app =>
+        {
+            app.MapStoreQueryApi(hosts);
+            app.MapPrometheusScrapingEndpoint("/metrics");
+        }, services: services => services.AddOpenTelemetry()
+            .ConfigureResource(r => r.AddService("streamhealth-processors"))
+            .WithMetrics(m => m.AddRuntimeInstrumentation().AddMeter(StreamTelemetry.MeterName).AddPrometheusExporter()));
         var url = string.IsNullOrEmpty(advertisedUrl) ? server.Url : advertisedUrl.TrimEnd('/');
         logs.CreateLogger("StreamHealth.Streams.Queries").LogInformation("interactive queries served on {Bound}, advertised as {Url}", server.Url, url);
         return new StoreQueryServer(server, url);

@@ -85,6 +85,7 @@ public sealed class StreamMetricsReporter : IDisposable
                 now.Processed, now.Emitted, now.DeadLettered, now.Commits, _host.ThreadRestarts,
                 (long)_interval.TotalMilliseconds, tasks, sinks, _queryUrl, _queryUrl is null ? [] : _host.QueryableStores());
             _previous = now;
+            StreamTelemetry.Publish(report);
             _log.LogInformation(
                 "streams {Host}: in {InPerSecond}/s out {OutPerSecond}/s process p50 {P50} µs p99 {P99} µs lag {Lag} tasks {Tasks} restore {Restore:P0} dlq {Dlq} commits {Commits} restarts {Restarts}",
                 _hostId, report.RecordsInPerSecond, report.RecordsOutPerSecond, report.ProcessP50Us, report.ProcessP99Us,
@@ -116,6 +117,7 @@ public sealed class StreamMetricsReporter : IDisposable
     public void Dispose()
     {
         _timer.Dispose();
+        StreamTelemetry.Forget(_hostId);
         if (_redis is null) return;
         try
         {

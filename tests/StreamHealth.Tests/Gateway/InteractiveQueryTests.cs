@@ -99,6 +99,20 @@ public sealed class InteractiveQueryTests(GatewayServices services) : IClassFixt
             WaitFor(() => a.Streams.Metrics.Processed + b.Streams.Metrics.Processed == 5 * users.Count, Eventually,
                 () => $"processed a {a.Streams.Metrics.Processed}, b {b.Streams.Metrics.Processed}");
 
+            // Each host's own Prometheus scrape (its query port, /metrics) counts what it processed, tagged by host.
+            using (var scraper = new HttpClient())
+            {
+                long Processed(Host h, string name)
+                {
+                    var text = scraper.GetStringAsync(h.Queries.Url + "/metrics").Result;
+                    var m = System.Text.RegularExpressions.Regex.Match(text, "streamhealth_stream_processed(?:_total)?\\{[^}]*host=\"" + name + "\"[^}]*\\} (\\d+)");
+                    return m.Success ? long.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) : -1;
+                }
+                WaitFor(() => Processed(a, "iq-host-a") + Processed(b, "iq-host-b") == 5 * users.Count, Eventually,
+                    () => $"scraped processed: a {Processed(a, "iq-host-a")}, b {Processed(b, "iq-host-b")}");
+                Assert.Matches("streamhealth_task_lag\\{[^}]*application=\"weights\"", await scraper.GetStringAsync(a.Queries.Url + "/metrics"));
+            }
+
             // What each host's store holds, read in-process: the reference the gateway's answers must equal.
             var expected = users.ToDictionary(u => u, u => InProcess(u, a, b));
             Assert.All(expected.Values, e => Assert.NotNull(e.State));
