@@ -21,7 +21,7 @@ failed=$(count Failed)
 # A failure scrolls far up a long log: repeat each failed test with its message at the end.
 if [[ ${failed:-0} -gt 0 ]]; then
   echo "failed tests:"
-  awk '/^ +Failed [A-Za-z_]/ { show = 40 } show > 0 { print; show-- }' "$log" | grep -v '^ *at System\.' | head -200
+  awk '/^ +Failed [A-Za-z_]/ { show = 40 } show > 0 { print; show-- }' "$log" | grep -v '^ *at System\.' | head -200 || true
 fi
 rm -f "$log"
 echo "tests: ${passed:-0} passed, ${failed:-0} failed"
