@@ -155,13 +155,22 @@ function weightBand(points) {
 async function loadWeights() {
   const user = $('weights-user').value.trim() || defaults.weights;
   $('weights-user').value = user;
-  const history = await getJson(`/api/weight/${encodeURIComponent(user)}/history?limit=1000`);
+  let history = await getJson(`/api/weight/${encodeURIComponent(user)}/history?limit=1000`);
+  if (!history?.measurements.length) {
+    // Nothing in the default 90 days: show the 90 days up to the person's latest measurement instead.
+    const latest = await getJson(`/api/weight/${encodeURIComponent(user)}/latest`);
+    if (latest) {
+      const to = new Date(Date.parse(latest.timestamp) + 1000);
+      const from = new Date(to.getTime() - 90 * 86_400_000);
+      history = await getJson(`/api/weight/${encodeURIComponent(user)}/history?limit=1000&from=${from.toISOString()}&to=${to.toISOString()}`);
+    }
+  }
   const points = history?.measurements ?? [];
   const latest = points.at(-1);
   $('weights-latest').className = '';
   $('weights-latest').textContent = latest
     ? `${points.length} measurements; latest ${fmt(latest.filtered_weight)} kg (trend ${fmt(latest.trend_kg_per_week, 2)} kg/week) at ${latest.timestamp}`
-    : `no measurements of ${user} in the last 90 days`;
+    : `no measurements of ${user}`;
   const band = weightBand(points);
   plot('weights', {
     series: [{},
@@ -265,6 +274,12 @@ function connect() {
 
 const saved = sessionStorage.getItem('streamhealth-auth');
 if (saved) Object.assign(auth, JSON.parse(saved));
+// On the local stack (a loopback address) the page starts with its development key, so that every panel fills at once;
+// the gateway refuses that key outside Development.
+else if (['127.0.0.1', 'localhost', '[::1]'].includes(location.hostname)) {
+  auth.apiKey = 'dev-key-change-me';
+  $('api-key').value = auth.apiKey;
+}
 showSignedIn();
 connect();
 refreshPanel();
