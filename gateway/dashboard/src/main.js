@@ -78,13 +78,15 @@ $('sign-in').addEventListener('submit', async event => {
 });
 
 // ---- panels --------------------------------------------------------------------------------
+function open(panel) {
+  openPanel = panel;
+  for (const b of document.querySelectorAll('#tabs button')) b.classList.toggle('active', b.dataset.panel === panel);
+  for (const p of document.querySelectorAll('.panel')) p.classList.toggle('active', p.id === `panel-${panel}`);
+  history.replaceState(null, '', `#${panel}`);
+  refreshPanel();
+}
 for (const button of document.querySelectorAll('#tabs button'))
-  button.addEventListener('click', () => {
-    openPanel = button.dataset.panel;
-    for (const b of document.querySelectorAll('#tabs button')) b.classList.toggle('active', b === button);
-    for (const p of document.querySelectorAll('.panel')) p.classList.toggle('active', p.id === `panel-${openPanel}`);
-    refreshPanel();
-  });
+  button.addEventListener('click', () => open(button.dataset.panel));
 for (const form of document.querySelectorAll('.user-form'))
   form.addEventListener('submit', event => { event.preventDefault(); refreshPanel(); });
 
@@ -155,14 +157,14 @@ function weightBand(points) {
 async function loadWeights() {
   const user = $('weights-user').value.trim() || defaults.weights;
   $('weights-user').value = user;
-  let history = await getJson(`/api/weight/${encodeURIComponent(user)}/history?limit=1000`);
+  let history = await getJson(`/api/weight/${encodeURIComponent(user)}/history?limit=10000`);
   if (!history?.measurements.length) {
     // Nothing in the default 90 days: show the 90 days up to the person's latest measurement instead.
     const latest = await getJson(`/api/weight/${encodeURIComponent(user)}/latest`);
     if (latest) {
       const to = new Date(Date.parse(latest.timestamp) + 1000);
       const from = new Date(to.getTime() - 90 * 86_400_000);
-      history = await getJson(`/api/weight/${encodeURIComponent(user)}/history?limit=1000&from=${from.toISOString()}&to=${to.toISOString()}`);
+      history = await getJson(`/api/weight/${encodeURIComponent(user)}/history?limit=10000&from=${from.toISOString()}&to=${to.toISOString()}`);
     }
   }
   const points = history?.measurements ?? [];
@@ -191,10 +193,14 @@ async function loadWeights() {
 async function loadCgm() {
   const user = $('cgm-user').value.trim() || defaults.cgm;
   $('cgm-user').value = user;
-  const [latest, page, forecast] = await Promise.all([
+  const [latest, forecast] = await Promise.all([
     getJson(`/api/v1/cgm/${encodeURIComponent(user)}/latest`),
-    getJson(`/api/v1/cgm/${encodeURIComponent(user)}/readings?from=${new Date(Date.now() - 86_400_000).toISOString()}`),
     getJson(`/api/v1/cgm/${encodeURIComponent(user)}/forecast`).catch(() => null)]);
+  // With a forecast: the 6 h of readings it was made from, then its fan; without: the 24 h up to the latest reading
+  // (a replayed export's readings may be days old).
+  const end = forecast ? Date.parse(forecast.forecast_time) : latest ? Date.parse(latest.time) : Date.now();
+  const from = new Date(end - (forecast ? 6 : 24) * 3_600_000).toISOString(), to = new Date(end + 1000).toISOString();
+  const page = await getJson(`/api/v1/cgm/${encodeURIComponent(user)}/readings?from=${from}&to=${to}`);
   $('cgm-latest').className = '';
   $('cgm-latest').textContent = latest
     ? `latest ${fmt(latest.glucose_mg_dl, 0)} mg/dL ${latest.trend_arrow} at ${latest.time}${forecast ? `; forecast ${forecast.forecast_time} (${forecast.model_version})` : '; no forecast yet'}`
@@ -212,7 +218,7 @@ async function loadCgm() {
   const series = [{}, { label: 'glucose mg/dL', stroke: '#1d4f91', ...pointsOnly, points: dot(4, '#1d4f91') }];
   const data = [x, [...glucose, ...Array(steps).fill(null)]];
   if (forecast) {
-    for (const b of outer) { series.push({ label: `q${b.quantile}`, stroke: 'rgba(27,127,59,0.4)', points: { show: false } }); data.push(pad(b.glucose_mg_dl, times.length)); }
+    for (const b of outer) { series.push({ label: `${Math.round(b.quantile * 100)} %`, stroke: 'rgba(27,127,59,0.4)', points: { show: false } }); data.push(pad(b.glucose_mg_dl, times.length)); }
     series.push({ label: 'forecast median', stroke: '#1b7f3b', width: 2 });
     data.push(pad(forecast.median_mg_dl, times.length));
   }
@@ -282,4 +288,6 @@ else if (['127.0.0.1', 'localhost', '[::1]'].includes(location.hostname)) {
 }
 showSignedIn();
 connect();
-refreshPanel();
+// A panel can be linked to: /#weights, /#cgm, /#network, /#checkins.
+const linked = location.hash.slice(1);
+if (linked in loaders) open(linked); else refreshPanel();
