@@ -64,6 +64,8 @@ public sealed class DashboardBrowserTests(DashboardStack d) : IAsyncLifetime
         await page.ClickAsync("#tabs button[data-panel=weights]");
         await WaitForCountAsync(page, "#weights-chart");
         Assert.True(await page.Locator("#weights-chart canvas").CountAsync() > 0, "the weight chart drew no canvas");
+        // The 140 kg measurement among ~80 kg ones is rejected by the filter and marked as such.
+        Assert.True(int.Parse(await page.GetAttributeAsync("#weights-chart", "data-rejected") ?? "0") > 0, "no rejected measurement is marked");
         await ScreenshotAsync(page, "weights");
 
         await page.ClickAsync("#tabs button[data-panel=cgm]");
