@@ -9,6 +9,7 @@ app.UseStreamHealthDefaults();
 app.MapHealthApi();
 app.MapTopicsApi();
 app.MapStreamsApi();
+app.MapEventsApi();
 app.MapWeightApi();
 app.MapCgmApi();
 app.MapHealthMetricsApi();

@@ -12,7 +12,8 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 # a RHEL soname no Debian 12 package provides (libsasl2-2 ships libsasl2.so.2), so Confluent.Kafka loads the redist's
 # self-contained centos8-librdkafka.so (same 2.16.0, without Kerberos/GSSAPI). The build tools below are only for the
 # embedded broker's own patched librdkafka (next step). wrk drives the insights load harness (benchmarks/, `insights-api`).
-APT_PACKAGES=(postgresql-15 redis-server wrk
+# chromium: the dashboard's browser tests drive Debian's build through Playwright (never a browser download).
+APT_PACKAGES=(postgresql-15 redis-server wrk chromium
               gcc make pkg-config libssl-dev zlib1g-dev libzstd-dev liblz4-dev)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -96,6 +97,19 @@ if ! command -v kubectl >/dev/null; then
   apt-get update -qq >/dev/null
   apt-get install -y -qq --no-install-recommends kubectl >/dev/null \
     || { log "no kubectl package in this machine's apt sources: compose/validate.sh cannot render k8s/"; exit 1; }
+fi
+
+# ---- the dashboard (gateway/dashboard: Vite + uPlot) built into the gateway's web root, gateway/wwwroot (ignored) ----
+# Rebuilt only when the lock file or a source changes; everything it needs is bundled, nothing is fetched at run time.
+DASH="$ROOT/gateway/dashboard"
+DASH_STAMP="$LOCAL/dashboard.stamp"
+dash_hash="$(cd "$DASH" && cat package.json package-lock.json vite.config.js index.html src/* | sha256sum)"
+if [[ ! -f "$ROOT/gateway/wwwroot/index.html" || ! -d "$DASH/node_modules" || "$(cat "$DASH_STAMP" 2>/dev/null)" != "$dash_hash" ]]; then
+  log "npm ci + vite build of the dashboard into gateway/wwwroot"
+  (cd "$DASH" && npm ci --no-audit --no-fund --loglevel=error --cache "$LOCAL/cache/npm" >"$LOCAL/dashboard-build.txt" 2>&1 \
+     && npm run build >>"$LOCAL/dashboard-build.txt" 2>&1) \
+    || { log "the dashboard build failed: see $LOCAL/dashboard-build.txt"; exit 1; }
+  echo "$dash_hash" >"$DASH_STAMP"
 fi
 
 # ONNX Runtime comes from NuGet (Microsoft.ML.OnnxRuntime, restored with the solution): nothing to build here.

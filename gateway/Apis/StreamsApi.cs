@@ -20,14 +20,20 @@ public static class StreamsApi
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .RequireAccess(Access.Public);
 
-    private static IResult GetStreams(OperationsMonitor monitor)
+    private static IResult GetStreams(OperationsMonitor monitor) =>
+        View(monitor, out var unavailable) is { } view
+            ? TypedResults.Ok(view)
+            : TypedResults.Problem(unavailable, statusCode: StatusCodes.Status503ServiceUnavailable);
+
+    /// <summary>The open view of the latest reading (this endpoint's and the dashboard's event stream's), or null with
+    /// why when the reading is too old to show.</summary>
+    public static StreamsView? View(OperationsMonitor monitor, out string unavailable)
     {
         var streams = monitor.Streams;
-        if (!OperationsMonitor.IsFresh(streams.ReadAtUnixMs))
-            return TypedResults.Problem($"stream metrics are published to Redis and cannot be read now ({streams.Error ?? "no reading yet"})",
-                statusCode: StatusCodes.Status503ServiceUnavailable);
+        unavailable = $"stream metrics are published to Redis and cannot be read now ({streams.Error ?? "no reading yet"})";
+        if (!OperationsMonitor.IsFresh(streams.ReadAtUnixMs)) return null;
         // Hosts' query URLs stay internal: the endpoint is open, and the query port has no credentials of its own.
-        return TypedResults.Ok(new StreamsView(streams.Stalled.Count > 0 ? "degraded" : "healthy", streams.ReadAtUnixMs, streams.Stalled,
-            [.. streams.Hosts.Select(h => h with { QueryUrl = null })]));
+        return new StreamsView(streams.Stalled.Count > 0 ? "degraded" : "healthy", streams.ReadAtUnixMs, streams.Stalled,
+            [.. streams.Hosts.Select(h => h with { QueryUrl = null })]);
     }
 }

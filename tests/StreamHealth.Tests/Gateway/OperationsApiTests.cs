@@ -82,10 +82,15 @@ public sealed class OperationsApiTests(GatewayServices services) : IClassFixture
         // The gateway itself stays ready and alive: a stalled sink must not take it out of its Service.
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health/ready")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health/live")).StatusCode);
-        // The dashboard shows the same reading (its Streams table marks stalled rows).
-        var dashboard = await client.GetStringAsync("/");
-        Assert.Contains("fetch('/api/v1/streams')", dashboard);
-        Assert.Contains("p.stalled", dashboard);
+        // The dashboard shows the same reading: its bundled script reads /api/v1/streams and the event stream and marks
+        // stalled rows degraded (tests/StreamHealth.Tests/Dashboard draws them in a browser).
+        var page = await client.GetStringAsync("/");
+        var script = System.Text.RegularExpressions.Regex.Match(page, "src=\"(/assets/[^\"]+\\.js)\"");
+        Assert.True(script.Success, "the dashboard page names no bundled script (run compose/local/setup.sh): " + page);
+        var dashboard = await client.GetStringAsync(script.Groups[1].Value);
+        Assert.Contains("/api/v1/streams", dashboard);
+        Assert.Contains("/api/v1/events/stream", dashboard);
+        Assert.Matches(@"\.stalled\s*\?\s*[`""']degraded", dashboard);
 
         // The sink writes again: healthy as soon as the next report says so.
         sink = sink with { Lag = 0, Written = 52, Paused = false, LastProgressUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), Stalled = false };
