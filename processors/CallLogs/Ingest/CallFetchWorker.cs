@@ -1,6 +1,7 @@
 using System.Text;
 using Confluent.Kafka;
 using Microsoft.Extensions.Logging;
+using StreamHealth.Runtime.Resilience;
 using StreamHealth.Runtime.SchemaRegistry;
 using StreamHealth.Runtime.Sinks;
 using StreamHealth.Runtime.Streams;
@@ -356,7 +357,7 @@ public sealed class CallFetchWorker : ISinkHealthSource, IDisposable
     private FetchResult FetchWithRetries(CallProviderClient provider, string callId, long endedAtMs, CancellationToken stop)
     {
         var deadline = DateTime.UtcNow.AddMilliseconds(_options.RetryBudgetMs);
-        var ceilingMs = (double)_options.InitialBackoffMs;
+        var backoff = new FullJitterBackoff(_options.InitialBackoffMs, _options.MaxBackoffMs);
         for (var attempt = 1; ; attempt++)
         {
             var result = provider.FetchAsync(callId, stop).GetAwaiter().GetResult();
@@ -366,8 +367,7 @@ public sealed class CallFetchWorker : ISinkHealthSource, IDisposable
                                               $"its transcript is waited for {_options.TranscriptWaitMs} ms")
                     : FetchResult.Refused(result.Reason!);
             if (result.Outcome != FetchOutcome.Unavailable || attempt >= _options.MaxAttempts) return result;
-            var waitMs = Random.Shared.NextDouble() * ceilingMs;
-            ceilingMs = Math.Min(ceilingMs * 2, _options.MaxBackoffMs);
+            var waitMs = backoff.NextWaitMs();
             // No try that could not finish within the budget: the round ends, the partition pauses.
             if (DateTime.UtcNow.AddMilliseconds(waitMs + _options.RequestTimeoutMs) > deadline) return result;
             _log.LogInformation("{Worker}: {Reason}; try {Attempt} of {Max} in {WaitMs:0} ms", ProcessorName, result.Reason, attempt + 1,

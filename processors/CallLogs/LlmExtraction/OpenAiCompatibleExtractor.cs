@@ -8,6 +8,7 @@ using System.Threading.RateLimiting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using StreamHealth.CallLogs.Extraction;
+using StreamHealth.Runtime.Resilience;
 
 namespace StreamHealth.CallLogs.LlmExtraction;
 
@@ -212,14 +213,13 @@ public sealed class OpenAiCompatibleExtractor : IHealthEntryExtractor, IDisposab
         if (transcripts.Count == 0) return;
 
         var body = RequestBody(transcripts);
-        var ceilingMs = (double)_options.InitialBackoffMs;
+        var backoff = new FullJitterBackoff(_options.InitialBackoffMs, _options.MaxBackoffMs);
         string? reason = null;
         for (var attempt = 1; attempt <= _options.MaxAttempts; attempt++)
         {
             if (attempt > 1)
             {
-                var waitMs = Random.Shared.NextDouble() * ceilingMs;
-                ceilingMs = Math.Min(ceilingMs * 2, _options.MaxBackoffMs);
+                var waitMs = backoff.NextWaitMs();
                 _log.LogInformation("{Extractor}: {Reason}; try {Attempt} of {Max} in {WaitMs:0} ms", Name, reason, attempt, _options.MaxAttempts, waitMs);
                 await Task.Delay(TimeSpan.FromMilliseconds(waitMs), _stop.Token);
                 Interlocked.Increment(ref _retries);
