@@ -94,7 +94,11 @@ internal static class SampleUserVerb
             for (var h = 8; h < 22; h += 2) Add("steps", 300 + random.Next(0, 500), "steps", day.AddHours(h), h);
             for (var h = 0; h < 24; h++) Add("heart_rate", (h < 7 ? 62 : 74) + random.NextDouble() * 10, "bpm", day.AddHours(h).AddMinutes(15), h);
             for (var h = 9; h < 21; h += 4) Add("water_ml", 250 + random.Next(0, 150), "ml", day.AddHours(h).AddMinutes(30), h);
-            Add("weight", 82.0 + d * -0.02 + random.NextDouble() * 0.4, "kg", day.AddHours(7).AddMinutes(5), 0);
+            // A function of the calendar day, never of how many days ago it was: a re-run on a later day sends each day's metric
+            // again with the same id and value (a retry), where a value counted from today was a new value under an old id (409,
+            // and `up` stopped). n = 1: the ids of the earlier formula's values stay theirs.
+            var dayNumber = (int)(day.UtcDateTime - DateTime.UnixEpoch).TotalDays;
+            Add("weight", 82.0 - 0.02 * (dayNumber % 28) + random.NextDouble() * 0.4, "kg", day.AddHours(7).AddMinutes(5), 1);
         }
         return list;
     }

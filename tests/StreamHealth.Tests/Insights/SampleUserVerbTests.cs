@@ -65,3 +65,22 @@ public sealed class SampleUserVerbTests(GatewayStackFixture f) : IClassFixture<G
         return (T)(await cmd.ExecuteScalarAsync())!;
     }
 }
+
+/// <summary>The sample person's metrics are a function of their calendar day, so `up` run again on a later day repeats them.</summary>
+public sealed class SampleMetricsTests
+{
+    [Fact]
+    public void A_later_day_sends_each_shared_metric_with_the_same_id_and_value()
+    {
+        var today = new DateTimeOffset(2026, 12, 4, 23, 50, 0, TimeSpan.Zero);
+        static Dictionary<string, string> ById(DateTimeOffset now) =>
+            StreamHealth.Host.Verbs.SampleUserVerb.SampleMetrics("0123456789abcdef", 7, now)
+                .Select(m => System.Text.Json.JsonSerializer.SerializeToElement(m))
+                .ToDictionary(e => e.GetProperty("metric_id").GetString()!, e => e.GetRawText());
+        var first = ById(today);
+        var later = ById(today.AddDays(1).AddMinutes(20));
+        var shared = first.Keys.Intersect(later.Keys).ToList();
+        Assert.True(shared.Count >= 5 * 36, $"{shared.Count} shared ids");
+        Assert.All(shared, id => Assert.Equal(first[id], later[id]));
+    }
+}
