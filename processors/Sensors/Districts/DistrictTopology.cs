@@ -423,6 +423,9 @@ public static class DistrictTopology
         {
             foreach (var v in outputs.Quality)
             {
+                // A 1-minute verdict serves the analyser (the quarter hour's own verdict counts its minutes); publishing it sent
+                // one record per series and minute that the sink could only dead-letter (the table holds quarter hours and hours).
+                if (v.WindowMinutes == 1) continue;
                 var checks = new List<AvroRecords.Sensors.SensorQualityCheck>(v.Checks.Length);
                 foreach (var c in v.Checks)
                     checks.Add(new AvroRecords.Sensors.SensorQualityCheck { rule = RuleName(c.Rule), score = c.Score, problem = c.Problem, reason = c.Reason });

@@ -99,6 +99,14 @@ public sealed class QualityRuleTests
             count == 0 ? double.NaN : value, count == 0 ? double.NaN : 0, count == 0 ? double.NaN : value, count == 0 ? double.NaN : max ?? value);
 
     [Fact]
+    public void A_district_whose_every_window_arrives_reports_no_minute_missing()
+    {
+        var d = new SyntheticDistrict().Init().Run(2 * 1440);
+        var minuteVerdicts = d.Quality.Where(q => q.Verdict.WindowMinutes == 1).ToList();
+        Assert.Empty(minuteVerdicts.Where(q => q.Verdict[QualityRule.Completeness].Problem).Take(5).Select(q => $"{q.Verdict.NodeId} {q.Verdict.Metric} {q.Verdict.WindowStartUnixMs}"));
+    }
+
+    [Fact]
     public void Completeness_is_readings_over_the_nodes_cadence()
     {
         var analyzer = new DistrictAnalyzer("d", new DistrictAnalyzerOptions { ReadingsPerMinuteByNode = new Dictionary<string, double> { ["slow"] = 0.25 } });

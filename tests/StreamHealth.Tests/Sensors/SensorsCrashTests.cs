@@ -104,6 +104,8 @@ public sealed class SensorsCrashTests(EmbeddedKafkaFixture kafka) : IClassFixtur
             }
             Assert.True(wrong.Count == 0, $"{wrong.Count} of {expected.Count} windows differ: {string.Join("; ", wrong.Take(5))}");
             Assert.Equal(expected.Count(w => w.WindowMinutes is 15 or 60), Count(db, "SELECT count(*) FROM sensors.window_quality"));
+            // Late, duplicate and out-of-order deliveries and the replay after the kill are all handled, none dead-lettered.
+            Assert.Equal(0, Count(db, "SELECT count(*) FROM streamhealth.dead_letters"));
         }
         finally
         {
