@@ -124,10 +124,12 @@ public static class CgmLatestCache
 /// through <c>registry</c>.</summary>
 public static class CgmLatestRedisWriter
 {
+    public const string Name = "cgm-latest-redis";
+
     public static ISinkWriter Create(IConnectionMultiplexer redis, SchemaRegistryConnection registry)
     {
         var values = registry.SerDes<CgmLatest>();
-        return new RedisWriteThrough<CgmLatest>("cgm-latest-redis", "latest-glucose", redis,
+        return new RedisWriteThrough<CgmLatest>(Name, "latest-glucose", redis,
             record => values.ReadValue(record.Value, record.Topic), l => !string.IsNullOrEmpty(l.user_id), CgmLatestCache.WriteAsync);
     }
 }

@@ -187,10 +187,12 @@ public static class ForecastCache
 /// <summary>cgm.forecasts → <see cref="ForecastCache"/>; values are Avro CgmForecast records read through <c>registry</c>.</summary>
 public static class ForecastRedisWriter
 {
+    public const string Name = "cgm-forecasts-redis";
+
     public static ISinkWriter Create(IConnectionMultiplexer redis, SchemaRegistryConnection registry)
     {
         var values = registry.SerDes<CgmForecast>();
-        return new RedisWriteThrough<CgmForecast>("cgm-forecasts-redis", "forecast", redis,
+        return new RedisWriteThrough<CgmForecast>(Name, "forecast", redis,
             record => values.ReadValue(record.Value, record.Topic), f => !string.IsNullOrEmpty(f.user_id), ForecastCache.WriteAsync);
     }
 }

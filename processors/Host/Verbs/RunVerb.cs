@@ -61,6 +61,38 @@ internal static class RunVerb
             RequireInternalTopics = options.Kafka.Flavor == KafkaFlavor.Embedded,
         }, topologies, logs);
         // The sinks of each workload run beside its topology (own consumer groups, own back-pressure).
+        var sinks = CreateSinks(names, options, postgres, redis, schemas, logs);
+        using var sensorsRetention = names.Contains("sensors") ? StreamHealth.Sensors.Metrics.SensorsPipeline.Retention(postgres, logs) : null;
+        host.Start();
+        foreach (var sink in sinks) sink.Start();
+        // The call-log extraction's input comes from the transcript fetch worker (calllogs.raw → provider → calllogs.calls).
+        using var callIngest = names.Contains("calllogs")
+            ? StreamHealth.CallLogs.Ingest.CallIngest.StartConfigured(callFetchOptions!, options.Kafka.BootstrapServers, postgres, schemas, logs,
+                options.Streams.SessionTimeoutMs, options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor))
+            : null;
+        log.LogInformation("host {Host} running {Topologies} on {Bootstrap}, state in {State}", hostId,
+            string.Join(", ", topologies.Select(t => $"{t.ApplicationId} ({t.SourceTopic})")), options.Kafka.BootstrapServers, options.State.Directory);
+        await using var queries = await StoreQueryServer.StartAsync([host], options.Streams.QueryListenUrl, options.Streams.QueryAdvertisedUrl, logs);
+        // The report carries every task's and sink's progress (a stalled one makes the gateway's /health "degraded") and
+        // where this host answers interactive queries for the partitions it owns.
+        using (new StreamMetricsReporter(hostId, [.. topologies.Select(t => t.ApplicationId)], host, log, redis.GetDatabase(),
+                   TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs), SinkHealths([.. sinks, .. callIngest?.HealthSources ?? []], options.Streams.StallAfterMs), options.Streams.MetricsKey,
+                   queries.Url))
+        {
+            await Shutdown.WaitAsync();
+        }
+        log.LogInformation("host {Host} stopping: finishing the in-flight cycle, committing", hostId);
+        host.Dispose();
+        foreach (var sink in sinks) sink.Dispose();
+        return 0;
+    }
+
+    /// <summary>The sinks that run beside the topologies <paramref name="names"/> (each workload's result sinks, and the
+    /// insights metric and nutrition sinks beside any Avro workload). <see cref="SinkCatalog"/> names the same sinks for the
+    /// operations verbs; a test holds the two together.</summary>
+    internal static List<SinkRunner> CreateSinks(IReadOnlyCollection<string> names, StreamHealthOptions options, NpgsqlDataSource postgres,
+        IConnectionMultiplexer redis, SchemaRegistryConnection schemas, ILoggerFactory logs)
+    {
         var sinks = new List<SinkRunner>();
         if (names.Contains("weights"))
         {
@@ -93,7 +125,6 @@ internal static class RunVerb
             sinks.AddRange(StreamHealth.CallLogs.Pipeline.CallLogSinks.Create(StreamHealth.CallLogs.Pipeline.CallLogsPipelineNames.Default,
                 options.Kafka.BootstrapServers, postgres, schemas, logs, options.Streams.SessionTimeoutMs,
                 options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor)));
-        using var sensorsRetention = names.Contains("sensors") ? StreamHealth.Sensors.Metrics.SensorsPipeline.Retention(postgres, logs) : null;
         // insights.metrics and insights.nutrition have no topology of theirs, only PostgreSQL sinks: they run beside the Avro
         // workloads (every such host joins each sink's one consumer group, so the partitions are shared, not read twice).
         if (names.Contains("weights") || names.Contains("cgm") || names.Contains("insights"))
@@ -103,28 +134,7 @@ internal static class RunVerb
             sinks.Add(NutritionLogPostgresWriter.CreateSink(options.Kafka.BootstrapServers, postgres, schemas, logs,
                 options.Streams.SessionTimeoutMs, options.Input.TimeRule));
         }
-        host.Start();
-        foreach (var sink in sinks) sink.Start();
-        // The call-log extraction's input comes from the transcript fetch worker (calllogs.raw → provider → calllogs.calls).
-        using var callIngest = names.Contains("calllogs")
-            ? StreamHealth.CallLogs.Ingest.CallIngest.StartConfigured(callFetchOptions!, options.Kafka.BootstrapServers, postgres, schemas, logs,
-                options.Streams.SessionTimeoutMs, options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor))
-            : null;
-        log.LogInformation("host {Host} running {Topologies} on {Bootstrap}, state in {State}", hostId,
-            string.Join(", ", topologies.Select(t => $"{t.ApplicationId} ({t.SourceTopic})")), options.Kafka.BootstrapServers, options.State.Directory);
-        await using var queries = await StoreQueryServer.StartAsync([host], options.Streams.QueryListenUrl, options.Streams.QueryAdvertisedUrl, logs);
-        // The report carries every task's and sink's progress (a stalled one makes the gateway's /health "degraded") and
-        // where this host answers interactive queries for the partitions it owns.
-        using (new StreamMetricsReporter(hostId, [.. topologies.Select(t => t.ApplicationId)], host, log, redis.GetDatabase(),
-                   TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs), SinkHealths([.. sinks, .. callIngest?.HealthSources ?? []], options.Streams.StallAfterMs), options.Streams.MetricsKey,
-                   queries.Url))
-        {
-            await Shutdown.WaitAsync();
-        }
-        log.LogInformation("host {Host} stopping: finishing the in-flight cycle, committing", hostId);
-        host.Dispose();
-        foreach (var sink in sinks) sink.Dispose();
-        return 0;
+        return sinks;
     }
 
     /// <summary>What a host's metrics report says about the sinks running beside it, each judged stalled after

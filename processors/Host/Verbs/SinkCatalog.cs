@@ -1,7 +1,9 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Npgsql;
+using StreamHealth.CallLogs.Pipeline;
 using StreamHealth.Cgm.Pipeline;
+using StreamHealth.Forecast.Service;
 using StreamHealth.Insights.Aggregates;
 using StreamHealth.Insights.Metrics;
 using StreamHealth.Insights.Nutrition;
@@ -9,6 +11,8 @@ using StreamHealth.Runtime.SchemaRegistry;
 using StreamHealth.Runtime.Sinks;
 using StreamHealth.Runtime.Tools;
 using StreamHealth.Schemas;
+using StreamHealth.Sensors.Districts;
+using StreamHealth.Sensors.Metrics;
 using StreamHealth.Weight.Pipeline;
 
 namespace StreamHealth.Host.Verbs;
@@ -28,12 +32,24 @@ internal static class SinkCatalog
     [
         new(WeightPostgresWriter.Name, Topics.WeightsFiltered, WeightPipelineNames.Default.PostgresSinkGroup, WeightPostgresWriter.Table,
             (db, registry, log, table) => WeightPostgresWriter.Create(db, registry, log, table)),
-        new("weights-redis", Topics.WeightsFiltered, WeightPipelineNames.Default.RedisSinkGroup, null),
+        new(WeightRedisWriter.Name, Topics.WeightsFiltered, WeightPipelineNames.Default.RedisSinkGroup, null),
         new(CgmReadingsPostgresWriter.Name, Topics.CgmReadings, CgmPipelineNames.Default.PostgresSinkGroup, "cgm.readings"),
-        new("cgm-latest-redis", Topics.CgmLatest, CgmPipelineNames.Default.RedisSinkGroup, null),
+        new(CgmLatestRedisWriter.Name, Topics.CgmLatest, CgmPipelineNames.Default.RedisSinkGroup, null),
+        new(ForecastPostgresWriter.Name, Topics.CgmForecasts, ForecastNames.Default.PostgresSinkGroup, "cgm.forecasts"),
+        new(ForecastRedisWriter.Name, Topics.CgmForecasts, ForecastNames.Default.RedisSinkGroup, null),
         new(InsightsAggregatePostgresWriter.Name, Topics.InsightsDaily, InsightsAggregatePostgresWriter.SinkGroup, "insights.daily_metrics"),
         new(HealthMetricPostgresWriter.Name, Topics.InsightsMetrics, HealthMetricPostgresWriter.SinkGroup, "streamhealth.health_metrics"),
         new(NutritionLogPostgresWriter.Name, Topics.InsightsNutrition, NutritionLogPostgresWriter.SinkGroup, "insights.nutrition_logs"),
+        new(SensorMetricsPostgresWriter.Name, Topics.SensorsMetrics, SensorsPipelineNames.Default.PostgresSinkGroup, "sensors.window_metrics"),
+        new(SensorMetricsRedisWriter.Name, Topics.SensorsMetrics, SensorsPipelineNames.Default.RedisSinkGroup, null),
+        new(DistrictSinks.AnomaliesName, Topics.SensorsAnomalies, DistrictSinks.SinkGroup(DistrictTopology.ApplicationId, "anomalies"), "sensors.anomalies"),
+        new(DistrictSinks.QualityName, Topics.SensorsQuality, DistrictSinks.SinkGroup(DistrictTopology.ApplicationId, "quality"), "sensors.window_quality"),
+        new(DistrictSinks.EfficiencyName, Topics.SensorsEfficiency, DistrictSinks.SinkGroup(DistrictTopology.ApplicationId, "efficiency"), "sensors.efficiency"),
+        new(DistrictSinks.PredictionsName, Topics.SensorsPredictions, DistrictSinks.SinkGroup(DistrictTopology.ApplicationId, "predictions"), "sensors.predictions"),
+        new(CheckInPostgresWriter.Name, Topics.CallLogsCheckins, CallLogsPipelineNames.Default.CheckinsSinkGroup, "calllogs.checkins"),
+        // One sink, three tables (an entry's kind picks its table).
+        new(HealthEntryPostgresWriter.Name, Topics.CallLogsEntries, CallLogsPipelineNames.Default.EntriesSinkGroup,
+            "calllogs.medication_entries, calllogs.food_entries, calllogs.symptom_entries"),
     ];
 
     /// <summary>The stream topologies' groups (application id = group id) and their source topics.</summary>
@@ -43,6 +59,8 @@ internal static class SinkCatalog
         (CgmTopology.ApplicationId, Topics.CgmReadings),
         (InsightsTopology.ApplicationId, Topics.InsightsMetrics),
         (StreamHealth.Sensors.Metrics.SensorsTopology.ApplicationId, Topics.SensorsReadings),
+        (DistrictTopology.ApplicationId, Topics.SensorsDistrictWindows),
+        (ForecastNames.DefaultGroupId, Topics.CgmForecastRequests),
         (StreamHealth.CallLogs.Pipeline.CallLogsTopology.ApplicationId, Topics.CallLogsCalls),
     ];
 

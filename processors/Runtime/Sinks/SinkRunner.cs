@@ -96,6 +96,8 @@ public sealed class SinkRunner : ISinkHealthSource, IDisposable
             writer, logs, new PostgresSinkDeadLetters(deadLetters, logs.CreateLogger($"StreamHealth.Sinks.{writer.Name}")));
 
     public string Name => _writer.Name;
+    public string Topic => _options.Topic;
+    public string GroupId => _options.GroupId;
 
     /// <summary>See <see cref="SinkOptions.StallAfter"/>; settable so a host applies Streams:StallAfterMs to sinks that a
     /// pipeline built.</summary>

@@ -213,16 +213,19 @@ public static class DistrictSinks
         return lowest;
     }
 
+    /// <summary>The consumer group of one of the district stage's sinks (<paramref name="kind"/>: anomalies, quality, efficiency, predictions).</summary>
+    public static string SinkGroup(string groupPrefix, string kind) => $"{groupPrefix}-{kind}-postgres-sink";
+
     public static IReadOnlyList<SinkRunner> Create(DistrictTopics topics, string groupPrefix, string bootstrapServers, NpgsqlDataSource postgres,
         SchemaRegistryConnection registry, ILoggerFactory logs, int sessionTimeoutMs = 6_000) =>
     [
-        SinkRunner.For(bootstrapServers, topics.Anomalies, groupPrefix + "-anomalies-postgres-sink",
+        SinkRunner.For(bootstrapServers, topics.Anomalies, SinkGroup(groupPrefix, "anomalies"),
             Anomalies(postgres, registry, logs.CreateLogger("StreamHealth.Sinks." + AnomaliesName)), postgres, logs, sessionTimeoutMs),
-        SinkRunner.For(bootstrapServers, topics.Quality, groupPrefix + "-quality-postgres-sink",
+        SinkRunner.For(bootstrapServers, topics.Quality, SinkGroup(groupPrefix, "quality"),
             Quality(postgres, registry, logs.CreateLogger("StreamHealth.Sinks." + QualityName)), postgres, logs, sessionTimeoutMs),
-        SinkRunner.For(bootstrapServers, topics.Efficiency, groupPrefix + "-efficiency-postgres-sink",
+        SinkRunner.For(bootstrapServers, topics.Efficiency, SinkGroup(groupPrefix, "efficiency"),
             Efficiency(postgres, registry, logs.CreateLogger("StreamHealth.Sinks." + EfficiencyName)), postgres, logs, sessionTimeoutMs),
-        SinkRunner.For(bootstrapServers, topics.Predictions, groupPrefix + "-predictions-postgres-sink",
+        SinkRunner.For(bootstrapServers, topics.Predictions, SinkGroup(groupPrefix, "predictions"),
             Predictions(postgres, registry, logs.CreateLogger("StreamHealth.Sinks." + PredictionsName)), postgres, logs, sessionTimeoutMs),
     ];
 }

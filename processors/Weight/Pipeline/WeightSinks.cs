@@ -100,11 +100,13 @@ public static class WeightPostgresWriter
 /// estimate (still buffering) are skipped.</summary>
 public static class WeightRedisWriter
 {
+    public const string Name = "weights-redis";
+
     /// <summary>Values are Avro WeightResults (Confluent wire format) read through <paramref name="registry"/>.</summary>
     public static ISinkWriter Create(IConnectionMultiplexer redis, SchemaRegistryConnection registry)
     {
         var values = registry.SerDes<StreamHealth.Schemas.Avro.Weights.WeightResult>();
-        return new RedisWriteThrough<WeightResult>("weights-redis", "latest-weight", redis,
+        return new RedisWriteThrough<WeightResult>(Name, "latest-weight", redis,
             record => WeightWire.ToProto(values.ReadValue(record.Value, record.Topic)), WeightLatestCache.HasEstimate, WeightLatestCache.WriteAsync);
     }
 }
