@@ -16,12 +16,14 @@ public sealed class RecommendationsPipelineTests(GatewayStackFixture f) : IClass
     {
         var (user, token) = await SignUpAsync(f, "recs-pipeline");
         var client = Bearer(f, token);
-        var today = DateTimeOffset.UtcNow;
+        // Every "today" reading on today's UTC date: at 00:03 "five minutes ago" was yesterday, and the day's total never reached 22,000.
+        var now = DateTimeOffset.UtcNow;
+        var today = now.TimeOfDay >= TimeSpan.FromMinutes(6) ? now.AddMinutes(-5) : new DateTimeOffset(now.UtcDateTime.Date, TimeSpan.Zero);
         // Three days of 2,000 steps: the low step count rule, priority 1.
         for (var d = 0; d < 3; d++)
             Assert.Equal(HttpStatusCode.Accepted, (await client.PostAsJsonAsync("/api/v1/health-metrics/", new
             {
-                user_id = user, type = "steps", value = 2000, unit = "steps", recorded_at = today.AddDays(-d).AddMinutes(-5).ToString("O"),
+                user_id = user, type = "steps", value = 2000, unit = "steps", recorded_at = today.AddDays(-d).ToString("O"),
                 metric_id = $"steps-{user}-{d}",
             })).StatusCode);
         var first = await EventuallyAsync(client, $"/api/v1/recommendations/{user}",
@@ -33,7 +35,7 @@ public sealed class RecommendationsPipelineTests(GatewayStackFixture f) : IClass
         // recompute instead of serving the cached answer for the rest of the hour.
         Assert.Equal(HttpStatusCode.Accepted, (await client.PostAsJsonAsync("/api/v1/health-metrics/", new
         {
-            user_id = user, type = "steps", value = 20000, unit = "steps", recorded_at = today.AddMinutes(-1).ToString("O"), metric_id = $"steps-{user}-more",
+            user_id = user, type = "steps", value = 20000, unit = "steps", recorded_at = today.ToString("O"), metric_id = $"steps-{user}-more",
         })).StatusCode);
         var after = await EventuallyAsync(client, $"/api/v1/recommendations/{user}",
             r => r.GetProperty("recommendations").EnumerateArray().All(x => x.GetProperty("rule").GetString() != "low_step_count"));
