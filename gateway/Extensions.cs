@@ -25,6 +25,8 @@ public static class Extensions
         if (builder.Environment.IsDevelopment())
             builder.Configuration.AddJsonFile(Path.Combine(AppContext.BaseDirectory, GatewayOptions.DevelopmentFileName), optional: true, reloadOnChange: false);
         StreamHealthOptions.AddSources(builder.Configuration);
+        // JSON lines with trace ids where asked (production); the framework's console format otherwise.
+        Runtime.Observability.LogFormat.AddJsonConsoleIfAsked(builder.Logging, builder.Configuration);
         // Bound from the final configuration (hosts and tests may add sources until Build).
         builder.Services.AddSingleton(sp => StreamHealthOptions.Bind(sp.GetRequiredService<IConfiguration>()));
         builder.Services.AddSingleton(sp => GatewayOptions.Bind(sp.GetRequiredService<IConfiguration>(),

@@ -236,12 +236,15 @@ public static class CgmApi
                 parsed = CgmReadingProducer.ReadFile(file, userId, shiftMs: -(long)offset.TotalMilliseconds, timeRule: platform.Input.TimeRule,
                     nowUnixMs: DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
             var readings = parsed.Readings;
+            // One span for the upload's records (a file holds thousands); each record carries its context.
+            using var publish = Runtime.Observability.StreamTracing.StartPublish(Runtime.Observability.StreamTracing.Gateway, publisher.Topic, readings.Count);
             try
             {
                 await CgmReadingProducer.ProduceAsync(publisher.Producer, publisher.Registry, publisher.Topic, readings, ct);
             }
             catch (KafkaException e)
             {
+                Runtime.Observability.StreamTracing.Failed(publish, e);
                 return TypedResults.Problem(title: "Kafka did not accept the readings", statusCode: StatusCodes.Status503ServiceUnavailable,
                     detail: $"Sending to {publisher.Topic} failed ({e.Error.Reason}). Retry the upload: reading ids are deterministic, " +
                             "so readings already sent are stored once.");

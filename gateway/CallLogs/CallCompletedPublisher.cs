@@ -1,6 +1,7 @@
 using Confluent.Kafka;
 using Confluent.SchemaRegistry;
 using StreamHealth.Runtime.Configuration;
+using StreamHealth.Runtime.Observability;
 using StreamHealth.Runtime.SchemaRegistry;
 using StreamHealth.Schemas;
 using StreamHealth.Schemas.Avro.CallLogs;
@@ -40,7 +41,7 @@ public sealed class CallCompletedPublisher(StreamHealthOptions options, SchemaRe
         var key = registry.SerDes<CallKey>().Serialize(new CallKey { call_id = notice.call_id },
             new SerializationContext(MessageComponentType.Key, Topics.CallLogsRaw));
         var value = registry.SerDes<CallCompleted>().Serialize(notice, new SerializationContext(MessageComponentType.Value, Topics.CallLogsRaw));
-        await _producer.Value.ProduceAsync(Topics.CallLogsRaw, new Message<byte[], byte[]> { Key = key, Value = value, Timestamp = Timestamp.Default });
+        await _producer.Value.ProduceTracedAsync(StreamTracing.Gateway, Topics.CallLogsRaw, new Message<byte[], byte[]> { Key = key, Value = value, Timestamp = Timestamp.Default });
     }
 
     public void Dispose()

@@ -1,6 +1,7 @@
 using Avro.Specific;
 using Confluent.Kafka;
 using StreamHealth.Runtime.Configuration;
+using StreamHealth.Runtime.Observability;
 using StreamHealth.Runtime.SchemaRegistry;
 using UserKey = StreamHealth.Schemas.Avro.Common.UserKey;
 
@@ -36,7 +37,7 @@ public sealed class InsightsPublisher(StreamHealthOptions options, SchemaRegistr
         await PrepareAsync<TValue>(topic);
         var keys = registry.SerDes<UserKey>();
         var values = registry.SerDes<TValue>();
-        await _producer.Value.ProduceAsync(topic, new Message<byte[], byte[]>
+        await _producer.Value.ProduceTracedAsync(StreamTracing.Gateway, topic, new Message<byte[], byte[]>
         {
             Key = keys.Serialize(new UserKey { user_id = userId }, new SerializationContext(MessageComponentType.Key, topic)),
             Value = values.Serialize(value, new SerializationContext(MessageComponentType.Value, topic)),

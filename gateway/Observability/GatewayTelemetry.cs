@@ -6,11 +6,13 @@ using OpenTelemetry.Trace;
 using StreamHealth.Gateway.Apis;
 using StreamHealth.Gateway.Identity;
 using StreamHealth.Gateway.Insights;
+using StreamHealth.Runtime.Observability;
 
 namespace StreamHealth.Gateway.Observability;
 
 /// <summary>OpenTelemetry for the gateway: ASP.NET Core and runtime metrics, the gateway's own meters (the personal-data cache,
-/// the pipeline gauges below), a Prometheus scrape endpoint at <c>/metrics</c>, and traces of every request. With
+/// the pipeline gauges below), a Prometheus scrape endpoint at <c>/metrics</c>, and traces of every request and of every record it
+/// produces to Kafka. With
 /// <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> set (the standard OpenTelemetry variable), metrics and traces also go to that collector
 /// over OTLP; without it nothing is sent anywhere.</summary>
 public static class GatewayTelemetry
@@ -26,7 +28,9 @@ public static class GatewayTelemetry
                 .AddRuntimeInstrumentation()
                 .AddMeter(PersonalCache.MeterName, DependencyMetrics.MeterName)
                 .AddPrometheusExporter())
-            .WithTracing(t => t.AddAspNetCoreInstrumentation());
+            // The request spans, and under them the publish spans whose context every record the gateway produces carries
+            // (StreamTracing): the topologies and sinks continue the same trace.
+            .WithTracing(t => t.AddAspNetCoreInstrumentation().AddSource(StreamTracing.GatewaySourceName));
         if (!string.IsNullOrEmpty(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"])) otel.UseOtlpExporter();
         builder.Services.AddSingleton<DependencyMetrics>();
     }

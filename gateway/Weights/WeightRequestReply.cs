@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Text;
 using Confluent.Kafka;
 using StreamHealth.Runtime.Configuration;
+using StreamHealth.Runtime.Observability;
 using StreamHealth.Runtime.SchemaRegistry;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Schemas;
@@ -75,7 +76,7 @@ public sealed class WeightRequestReply : IHostedService, IDisposable
         try
         {
             var (key, value) = (WeightWire.Key(_keys, RawTopic, measurement.UserId), WeightWire.Measurement(_measurements, RawTopic, measurement));
-            await producer.ProduceAsync(RawTopic, new Message<byte[], byte[]>
+            await producer.ProduceTracedAsync(StreamTracing.Gateway, RawTopic, new Message<byte[], byte[]>
             {
                 Key = key,
                 Value = value,

@@ -1,6 +1,7 @@
 using System.Text;
 using Confluent.Kafka;
 using Microsoft.Extensions.Logging;
+using StreamHealth.Runtime.Observability;
 using StreamHealth.Runtime.Resilience;
 using StreamHealth.Runtime.SchemaRegistry;
 using StreamHealth.Runtime.Sinks;
@@ -333,6 +334,8 @@ public sealed class CallFetchWorker : ISinkHealthSource, IDisposable
                 Timestamp = new Timestamp(AvroTime.ToUnixMs(log.event_time_unix_ms), TimestampType.CreateTime),
                 Headers = new Headers { { StreamHeaders.OutputId, Encoding.UTF8.GetBytes("calllogs-call:" + callId) } },
             };
+            // The webhook's trace continues into the extraction topology (this worker records no span of its own).
+            StreamTracing.CopyContext(r.Message.Headers, message.Headers);
             producer.ProduceAsync(_names.CallsTopic, message, stop).GetAwaiter().GetResult();
         }
         catch (Exception e) when (e is ProduceException<byte[], byte[]> || ConfluentWire.IsRegistryUnavailable(e))

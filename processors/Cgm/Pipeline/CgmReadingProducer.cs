@@ -1,6 +1,7 @@
 using Confluent.Kafka;
 using StreamHealth.Cgm.Formats;
 using StreamHealth.Cgm.Series;
+using StreamHealth.Runtime.Observability;
 using StreamHealth.Runtime.SchemaRegistry;
 using StreamHealth.Runtime.Validation;
 using CgmReading = StreamHealth.Schemas.Avro.Cgm.CgmReading;
@@ -86,6 +87,9 @@ public static class CgmReadingProducer
         var keyContext = new SerializationContext(MessageComponentType.Key, topic);
         var valueContext = new SerializationContext(MessageComponentType.Value, topic);
         var now = Timestamp.Default;
+        // The caller's span (the gateway's publish span) travels with every record; the producer copies headers as it
+        // enqueues a record, so one set serves them all.
+        var trace = StreamTracing.HeadersFor(System.Diagnostics.Activity.Current);
         var sends = new Task[readings.Count];
         byte[]? key = null;
         string? keyUser = null;
@@ -94,7 +98,7 @@ public static class CgmReadingProducer
             ct.ThrowIfCancellationRequested();
             var r = readings[i];
             if (r.user_id != keyUser) { keyUser = r.user_id; key = keys.Serialize(new UserKey { user_id = r.user_id }, keyContext); }
-            sends[i] = producer.ProduceAsync(topic, new Message<byte[], byte[]> { Key = key!, Value = values.Serialize(r, valueContext), Timestamp = now }, ct);
+            sends[i] = producer.ProduceAsync(topic, new Message<byte[], byte[]> { Key = key!, Value = values.Serialize(r, valueContext), Timestamp = now, Headers = trace }, ct);
         }
         await Task.WhenAll(sends);
     }

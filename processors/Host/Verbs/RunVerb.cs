@@ -12,6 +12,7 @@ using StackExchange.Redis;
 using StreamHealth.Host.Topologies;
 using StreamHealth.Runtime.Configuration;
 using StreamHealth.Runtime.Kafka;
+using StreamHealth.Runtime.Observability;
 using StreamHealth.Runtime.Streams;
 
 namespace StreamHealth.Host.Verbs;
@@ -153,11 +154,24 @@ internal static class RunVerb
 
 internal static class ConsoleLogs
 {
-    public static ILoggerFactory Create() => LoggerFactory.Create(b => b
-        .SetMinimumLevel(LogLevel.Information)
-        .AddSimpleConsole(o =>
+    /// <summary>Human single lines, or JSON lines with trace ids when Logging:Format / STREAMHEALTH_LOG_FORMAT is json
+    /// (<see cref="LogFormat"/>).</summary>
+    public static ILoggerFactory Create() => LoggerFactory.Create(b =>
+    {
+        b.SetMinimumLevel(LogLevel.Information);
+        if (b.AddJsonConsoleIfAsked(Configuration())) return;
+        b.AddSimpleConsole(o =>
         {
             o.SingleLine = true;
             o.TimestampFormat = "HH:mm:ss.fff ";
-        }));
+        });
+    });
+
+    // A missing or broken configuration file is reported by the verb that needs it; the log format then falls back to the
+    // environment variable alone.
+    private static IConfiguration? Configuration()
+    {
+        try { return StreamHealthOptions.AddSources(new ConfigurationBuilder()).Build(); }
+        catch (Exception e) when (e is FileNotFoundException or InvalidDataException or FormatException) { return null; }
+    }
 }

@@ -1,15 +1,22 @@
+using System.Diagnostics;
 using System.Text;
 using Confluent.Kafka;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
+using StreamHealth.Runtime.Observability;
 using StreamHealth.Runtime.Streams;
 
 namespace StreamHealth.Runtime.Sinks;
 
 /// <summary>One output record as a sink sees it.</summary>
 public readonly record struct SinkRecord(
-    string Topic, int Partition, long Offset, byte[]? Key, byte[]? Value, long TimestampUnixMs, string OutputId);
+    string Topic, int Partition, long Offset, byte[]? Key, byte[]? Value, long TimestampUnixMs, string OutputId)
+{
+    /// <summary>The trace context the record's headers carry, the parent of its sink span (<see cref="StreamTracing.RecordSinkWrites"/>);
+    /// read only while sink spans are recorded, default otherwise.</summary>
+    public ActivityContext TraceContext { get; init; }
+}
 
 /// <summary>Writes batches to an external system. Must be idempotent by <see cref="SinkRecord.OutputId"/>
 /// (replays and producer retries deliver a record more than once) and all-or-nothing per batch; throwing
@@ -233,9 +240,11 @@ public sealed class SinkRunner : ISinkHealthSource, IDisposable
     {
         if (count == 0) return true;
         var slice = start == 0 && count == batch.Count ? batch : batch.GetRange(start, count);
+        var startedAt = StreamTracing.Sinks.HasListeners() ? DateTimeOffset.UtcNow : default;
         try
         {
             _writer.Write(slice);
+            StreamTracing.RecordSinkWrites(_writer.Name, _options.GroupId, batch, start, count, startedAt);
             Interlocked.Add(ref _written, count);
             Interlocked.Increment(ref _batches);
             _resolved = start + count;
@@ -275,7 +284,9 @@ public sealed class SinkRunner : ISinkHealthSource, IDisposable
     {
         try
         {
+            var startedAt = StreamTracing.Sinks.HasListeners() ? DateTimeOffset.UtcNow : default;
             if (_deadLetters!.Archive(batch[index], _writer.Name, error)) Interlocked.Increment(ref _deadLettered);
+            StreamTracing.RecordSinkWrites(_writer.Name, _options.GroupId, batch, index, 1, startedAt, error);
             _resolved = index + 1;
             Interlocked.Exchange(ref _lastProgressUnixMs, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
             return true;
@@ -368,7 +379,7 @@ public sealed class SinkRunner : ISinkHealthSource, IDisposable
             ? Encoding.UTF8.GetString(bytes)
             : $"{r.Topic}:{r.Partition.Value}:{r.Offset.Value}";   // records from producers without ids: their position is the id
         return new SinkRecord(r.Topic, r.Partition.Value, r.Offset.Value, r.Message.Key, r.Message.Value,
-            r.Message.Timestamp.UnixTimestampMs, id);
+            r.Message.Timestamp.UnixTimestampMs, id) { TraceContext = StreamTracing.ContextForSink(r.Message.Headers) };
     }
 
     /// <summary>Graceful stop: writes what it holds if it can, commits, leaves the group.</summary>

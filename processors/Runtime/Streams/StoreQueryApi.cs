@@ -72,14 +72,23 @@ public sealed class StoreQueryServer : IAsyncDisposable
     public static async Task<StoreQueryServer> StartAsync(IReadOnlyList<StreamHost> hosts, string listenUrl, string? advertisedUrl, ILoggerFactory logs)
     {
         // The same port serves the Prometheus scrape (/metrics): the host's stream and sink figures (StreamTelemetry) and the
-        // .NET runtime's, in the Prometheus text format.
+        // .NET runtime's, in the Prometheus text format. With OTEL_EXPORTER_OTLP_ENDPOINT set (the gateway's convention) the
+        // topologies' and sinks' spans (StreamTracing) and the metrics also go to that collector; without it no span is
+        // recorded at all, so the per-record paths stay as cheap as untraced ones.
+        var otlpEndpoint = Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT");
         var server = await Http.InternalHttpServer.StartAsync(listenUrl, app =>
         {
             app.MapStoreQueryApi(hosts);
             app.MapPrometheusScrapingEndpoint("/metrics");
-        }, services: services => services.AddOpenTelemetry()
-            .ConfigureResource(r => r.AddService("streamhealth-processors"))
-            .WithMetrics(m => m.AddRuntimeInstrumentation().AddMeter(StreamTelemetry.MeterName).AddPrometheusExporter()));
+        }, services: services =>
+        {
+            var otel = services.AddOpenTelemetry()
+                .ConfigureResource(r => r.AddService("streamhealth-processors"))
+                .WithMetrics(m => m.AddRuntimeInstrumentation().AddMeter(StreamTelemetry.MeterName).AddPrometheusExporter());
+            if (string.IsNullOrEmpty(otlpEndpoint)) return;
+            otel.WithTracing(t => t.AddSource(Observability.StreamTracing.StreamsSourceName, Observability.StreamTracing.SinksSourceName))
+                .UseOtlpExporter();
+        });
         var url = string.IsNullOrEmpty(advertisedUrl) ? server.Url : advertisedUrl.TrimEnd('/');
         logs.CreateLogger("StreamHealth.Streams.Queries").LogInformation("interactive queries served on {Bound}, advertised as {Url}", server.Url, url);
         return new StoreQueryServer(server, url);

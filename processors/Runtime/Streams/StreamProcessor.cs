@@ -4,6 +4,7 @@ using Confluent.Kafka;
 using Microsoft.Extensions.Logging;
 using Streamiz.Kafka.Net.Processors.Public;
 using Streamiz.Kafka.Net.SerDes;
+using StreamHealth.Runtime.Observability;
 using StreamHealth.Runtime.SchemaRegistry;
 
 namespace StreamHealth.Runtime.Streams;
@@ -31,7 +32,8 @@ public readonly record struct InputRecord<TKey, TValue>(
 /// give: it decodes the source itself, so a record that does not decode, like one the processor rejects, becomes a dead
 /// letter on <c>{source}.dlq</c> with the reason in headers (<see cref="StreamHeaders.DeadLetter"/>), produced by the task's
 /// own producer (flushed before the task commits the input, unlike a deserialization handler's side producer); outputs
-/// carry a deterministic output id and the input's request id; metrics and task progress are recorded per record.
+/// carry a deterministic output id, the input's request id and its trace context (<see cref="StreamTracing"/>: the record's
+/// "process" span when one is recorded, else the input's context as it came); metrics and task progress are recorded per record.
 /// A record's outputs are held until it is processed, so a record that fails emits only its dead letter. A processor
 /// must check a record before it writes state (there is no rollback of store writes): validate, compute, then Put.</summary>
 public abstract class StreamProcessor<TKey, TValue> : ITransformer<byte[], byte[], byte[], Emission>
@@ -41,6 +43,7 @@ public abstract class StreamProcessor<TKey, TValue> : ITransformer<byte[], byte[
     private readonly ISerDes<TValue> _valueSerDes;
     private readonly List<(byte[] Key, Emission Value, Headers Headers)> _pending = [];
     private Record<byte[], byte[]>? _current;
+    private Activity? _span;   // the current record's "process" span; null when nothing samples it
     private TaskProgress _progress = null!;
 
     protected StreamProcessor(ProcessorServices services, ISerDes<TKey> keySerDes, ISerDes<TValue> valueSerDes, string name)
@@ -79,6 +82,7 @@ public abstract class StreamProcessor<TKey, TValue> : ITransformer<byte[], byte[
         var started = Stopwatch.GetTimestamp();
         var position = record.TopicPartitionOffset;
         _current = record;
+        _span = StreamTracing.StartProcess(Context.ApplicationId, position.Topic, position.Partition.Value, position.Offset.Value, record.Headers);
         try
         {
             TKey key;
@@ -101,12 +105,15 @@ public abstract class StreamProcessor<TKey, TValue> : ITransformer<byte[], byte[
         // record was committed) and the host restarts it, which processes the record again.
         catch (Exception e) when (e is not OutOfMemoryException && !ConfluentWire.IsRegistryUnavailable(e))
         {
+            StreamTracing.Failed(_span, e);
             DeadLetter(record, e);
         }
         finally
         {
             _pending.Clear();
             _current = null;
+            _span?.Dispose();
+            _span = null;
         }
         _services.Metrics.OnProcessed(Stopwatch.GetTimestamp() - started);
         _progress.Processed(position.Offset.Value);
@@ -115,14 +122,17 @@ public abstract class StreamProcessor<TKey, TValue> : ITransformer<byte[], byte[
 
     /// <summary>Emits a result. <paramref name="outputId"/> must be deterministic for the input (derived from it or from
     /// its position) so sinks drop the duplicates a replay produces; it travels as <see cref="StreamHeaders.OutputId"/>.
-    /// While a record is processed the output waits until the record succeeds and carries its request id; from a
-    /// punctuation it goes out at once.</summary>
+    /// While a record is processed the output waits until the record succeeds and carries its request id and trace context;
+    /// from a punctuation it goes out at once.</summary>
     /// <remarks>The key and value are serialised by the caller (an <see cref="AvroSerDes{T}"/> of the topic).</remarks>
     protected void EmitBytes(string topic, byte[] key, byte[] value, long timestampUnixMs, string outputId)
     {
         var headers = new Headers();
         if (_current?.Headers is { } input && input.TryGetLastBytes(StreamHeaders.RequestId, out var requestId))
             headers.Add(StreamHeaders.RequestId, requestId);
+        // The output continues the input's trace: as a child of this record's span, or (unobserved here) under the same parent.
+        if (_span is not null) StreamTracing.Inject(_span, headers);
+        else StreamTracing.CopyContext(_current?.Headers, headers);
         headers.Add(StreamHeaders.OutputId, Encoding.UTF8.GetBytes(outputId));
         var output = (key, new Emission(topic, value, timestampUnixMs), headers);
         if (_current is not null) _pending.Add(output);
