@@ -18,12 +18,12 @@ public sealed class DockerEngineTests
     }
 
     [Fact]
-    public void Without_docker_host_the_default_and_rootless_sockets_are_tried_and_named()
+    public void Without_docker_host_every_usual_socket_is_tried_and_named()
     {
         var dir = Directory.CreateTempSubdirectory("no-docker-").FullName;
         try
         {
-            var e = Assert.Throws<InvalidOperationException>(() => DockerEngine.Require(null, Path.Combine(dir, "docker.sock"), Path.Combine(dir, "run")));
+            var e = Assert.Throws<InvalidOperationException>(() => DockerEngine.Require(null, Path.Combine(dir, "docker.sock"), Path.Combine(dir, "run", "docker.sock")));
             Assert.Contains($"unix://{dir}/docker.sock: no such socket", e.Message);
             Assert.Contains($"unix://{dir}/run/docker.sock: no such socket", e.Message);
         }

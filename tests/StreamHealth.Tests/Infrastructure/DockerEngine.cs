@@ -3,26 +3,33 @@ using System.Net.Sockets;
 namespace StreamHealth.Tests.Infrastructure;
 
 /// <summary>Finds the Docker engine the container suite (tests/StreamHealth.ContainerTests) needs, where Testcontainers looks
-/// for one: DOCKER_HOST, else the default socket (then the rootless one). The suite asks before it starts anything, so on
-/// a machine without an engine it fails at once, saying so, instead of waiting on Testcontainers' own discovery.</summary>
+/// for one: DOCKER_HOST (or docker.host in ~/.testcontainers.properties), else the usual sockets. The suite asks before it
+/// starts anything, so on a machine without an engine it fails at once, saying so, instead of in Testcontainers' discovery.</summary>
 public static class DockerEngine
 {
     public const string DefaultSocket = "/var/run/docker.sock";
     private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(3);
 
-    /// <summary>The endpoint of the engine DOCKER_HOST names or the default socket holds.</summary>
-    public static string Require() =>
-        Require(Environment.GetEnvironmentVariable("DOCKER_HOST"), DefaultSocket, Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR"));
-
-    /// <summary>The endpoint of the engine at <paramref name="dockerHost"/> (unix:// or tcp://) or, when that is empty, at
-    /// <paramref name="defaultSocket"/> or <paramref name="runtimeDirectory"/>/docker.sock (rootless Docker); an
-    /// <see cref="InvalidOperationException"/> naming what was tried when none answers.</summary>
-    public static string Require(string? dockerHost, string defaultSocket, string? runtimeDirectory = null)
+    /// <summary>The endpoint of this machine's engine.</summary>
+    public static string Require()
     {
-        var candidates = !string.IsNullOrWhiteSpace(dockerHost)
-            ? [dockerHost.Trim()]
-            : new[] { defaultSocket, string.IsNullOrEmpty(runtimeDirectory) ? null : Path.Combine(runtimeDirectory, "docker.sock") }
-                .OfType<string>().Select(socket => "unix://" + socket).ToArray();
+        var home = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
+        var runtime = Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR");
+        string?[] sockets =
+        [
+            DefaultSocket,
+            string.IsNullOrEmpty(runtime) ? null : Path.Combine(runtime, "docker.sock"),        // rootless Docker
+            Path.Combine(home, ".docker", "run", "docker.sock"),                                  // Docker Desktop
+        ];
+        return Require(Environment.GetEnvironmentVariable("DOCKER_HOST") ?? PropertiesDockerHost(home), sockets.OfType<string>().ToArray());
+    }
+
+    /// <summary>The endpoint of the engine at <paramref name="dockerHost"/> (unix:// or tcp://) or, when that is empty, at the
+    /// first of <paramref name="sockets"/> that answers; an <see cref="InvalidOperationException"/> naming what was tried
+    /// and what to run instead when none does.</summary>
+    public static string Require(string? dockerHost, params string[] sockets)
+    {
+        var candidates = !string.IsNullOrWhiteSpace(dockerHost) ? [dockerHost.Trim()] : sockets.Select(socket => "unix://" + socket).ToArray();
         var tried = new List<string>();
         foreach (var endpoint in candidates)
         {
@@ -33,6 +40,17 @@ public static class DockerEngine
         throw new InvalidOperationException(
             $"The container suite needs a Docker engine (DOCKER_HOST or {DefaultSocket}): none found ({string.Join("; ", tried)}). " +
             "Run the main suite with `bash compose/local/test.sh` instead.");
+    }
+
+    /// <summary>docker.host in ~/.testcontainers.properties, which Testcontainers reads when DOCKER_HOST is not set.</summary>
+    private static string? PropertiesDockerHost(string home)
+    {
+        var file = Path.Combine(home, ".testcontainers.properties");
+        if (!File.Exists(file)) return null;
+        return File.ReadLines(file).Select(line => line.Trim())
+            .Where(line => line.StartsWith("docker.host", StringComparison.Ordinal) && line.Contains('='))
+            .Select(line => line[(line.IndexOf('=') + 1)..].Trim())
+            .LastOrDefault();
     }
 
     /// <summary>Null when something accepts a connection at <paramref name="endpoint"/>, else why not.</summary>
