@@ -56,7 +56,6 @@ public class WeightPipelineFixture : IDisposable
         Postgres.Dispose();
         _ownedStack?.Dispose();
         Directory.Delete(_stateDir, recursive: true);
-        GC.SuppressFinalize(this);
     }
 }
 

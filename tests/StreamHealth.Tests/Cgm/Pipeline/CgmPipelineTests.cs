@@ -95,7 +95,6 @@ public class CgmPipelineFixture : IDisposable
         Postgres.Dispose();
         _ownedStack?.Dispose();
         Directory.Delete(_stateDir, recursive: true);
-        GC.SuppressFinalize(this);
     }
 }
 
