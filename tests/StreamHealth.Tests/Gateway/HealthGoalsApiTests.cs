@@ -208,7 +208,7 @@ public sealed class HealthGoalsApiTests(GatewayStackFixture f) : IClassFixture<G
     [Fact]
     public async Task Without_postgresql_both_operations_are_503s()
     {
-        var settings = LocalServices.Overrides(LocalServices.NewDatabaseName("gateway_goals_down"), f.Kafka.BootstrapServers);
+        var settings = LocalServices.Overrides(LocalServices.NewDatabaseName("gateway_goals_down"), f.Stack.BootstrapServers);
         settings["Postgres:Port"] = "1";   // nothing listens there
         await using var app = new WebApplicationFactory<Program>().WithWebHostBuilder(b => b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(settings)));
         using var client = app.CreateClient();

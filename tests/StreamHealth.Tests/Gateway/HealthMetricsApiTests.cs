@@ -193,7 +193,7 @@ public sealed class HealthMetricsApiTests(GatewayStackFixture f) : IClassFixture
             "not avro at all"u8.ToArray(),                          // undecodable
         };
         var offsets = new List<long>();
-        using (var producer = new Confluent.Kafka.ProducerBuilder<byte[], byte[]>(new Confluent.Kafka.ProducerConfig { BootstrapServers = f.Kafka.BootstrapServers }).Build())
+        using (var producer = new Confluent.Kafka.ProducerBuilder<byte[], byte[]>(new Confluent.Kafka.ProducerConfig { BootstrapServers = f.Stack.BootstrapServers }).Build())
             foreach (var value in sent)
                 offsets.Add((await producer.ProduceAsync(StreamHealth.Schemas.Topics.InsightsMetrics, new Confluent.Kafka.Message<byte[], byte[]> { Key = key, Value = value })).Offset.Value);
 

@@ -185,7 +185,7 @@ public sealed class InsightsAggregatesTests(GatewayStackFixture f) : IClassFixtu
             event_time_unix_ms = at, metric_id = id, user_id = owner, metric = type, value = value, unit = unit, utc_offset_minutes = offsetMinutes,
         }, new SerializationContext(MessageComponentType.Value, Topics.InsightsMetrics));
         var key = keys.Serialize(new StreamHealth.Schemas.Avro.Common.UserKey { user_id = user }, new SerializationContext(MessageComponentType.Key, Topics.InsightsMetrics));
-        using (var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = f.Kafka.BootstrapServers }).Build())
+        using (var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = f.Stack.BootstrapServers }).Build())
         {
             foreach (var value in new[]
                      {
@@ -214,7 +214,7 @@ public sealed class InsightsAggregatesTests(GatewayStackFixture f) : IClassFixtu
             .Serialize(new StreamHealth.Schemas.Avro.Common.UserKey { user_id = user }, new SerializationContext(MessageComponentType.Key, Topics.InsightsMetrics));
         using var consumer = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig
         {
-            BootstrapServers = f.Kafka.BootstrapServers, GroupId = "insights-dlq-" + Guid.NewGuid().ToString("N"), AutoOffsetReset = AutoOffsetReset.Earliest,
+            BootstrapServers = f.Stack.BootstrapServers, GroupId = "insights-dlq-" + Guid.NewGuid().ToString("N"), AutoOffsetReset = AutoOffsetReset.Earliest,
             EnablePartitionEof = true,
         }).Build();
         consumer.Subscribe(Topics.DeadLetterOf(Topics.InsightsMetrics));
@@ -253,7 +253,7 @@ public sealed class InsightsAggregatesTests(GatewayStackFixture f) : IClassFixtu
             // The broker takes a group's commit from a member only: join the (now empty) group, then commit offset 0 everywhere.
             using var rewind = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig
             {
-                BootstrapServers = f.Kafka.BootstrapServers, GroupId = InsightsTopology.ApplicationId, EnableAutoCommit = false,
+                BootstrapServers = f.Stack.BootstrapServers, GroupId = InsightsTopology.ApplicationId, EnableAutoCommit = false,
                 AutoOffsetReset = AutoOffsetReset.Earliest, SessionTimeoutMs = 6_000,
             }).Build();
             rewind.Subscribe(Topics.InsightsMetrics);

@@ -196,7 +196,7 @@ public sealed class NutritionLogsApiTests(GatewayStackFixture f) : IClassFixture
         await PostgresMigrator.MigrateAsync(connectionString);
         var user = GatewayStackFixture.NewUser("down");
 
-        var noRegistry = LocalServices.Overrides(database, f.Kafka.BootstrapServers);
+        var noRegistry = LocalServices.Overrides(database, f.Stack.BootstrapServers);
         noRegistry["SchemaRegistry:Url"] = "http://127.0.0.1:1";   // nothing listens there
         await using (var app = Gateway(noRegistry))
         {
@@ -247,7 +247,7 @@ public sealed class NutritionLogsApiTests(GatewayStackFixture f) : IClassFixture
             "not avro at all"u8.ToArray(),                                          // undecodable
         };
         var offsets = new List<long>();
-        using (var producer = new Confluent.Kafka.ProducerBuilder<byte[], byte[]>(new Confluent.Kafka.ProducerConfig { BootstrapServers = f.Kafka.BootstrapServers }).Build())
+        using (var producer = new Confluent.Kafka.ProducerBuilder<byte[], byte[]>(new Confluent.Kafka.ProducerConfig { BootstrapServers = f.Stack.BootstrapServers }).Build())
             foreach (var value in sent)
                 offsets.Add((await producer.ProduceAsync(topic, new Confluent.Kafka.Message<byte[], byte[]> { Key = key, Value = value })).Offset.Value);
 

@@ -22,7 +22,7 @@ public sealed class EmbeddedKafkaFixture : IDisposable
 
     public string NewTopic(string prefix, int partitions = 4)
     {
-        var name = $"{prefix}-{Guid.NewGuid():N}"[..(prefix.Length + 13)];
+        var name = TestStacks.UniqueTopicName(prefix);
         Cluster.CreateTopic(name, partitions);
         return name;
     }

@@ -19,22 +19,32 @@ public sealed class TestRegistry : IDisposable
     private readonly AvroSerDes<AvroRecords.Weights.WeightMeasurement> _measurements;
     private readonly AvroSerDes<AvroRecords.Weights.WeightResult> _results;
 
-    private TestRegistry(SchemaRegistryServer server)
+    private readonly SchemaRegistryServer? _server;
+
+    private TestRegistry(SchemaRegistryServer? server, string url)
     {
-        Server = server;
-        Connection = SchemaRegistryConnection.Connect(server.Url, autoRegister: true);
+        _server = server;
+        Url = url;
+        Connection = SchemaRegistryConnection.Connect(url, autoRegister: true);
         _keys = Connection.SerDes<AvroRecords.Common.UserKey>();
         _measurements = Connection.SerDes<AvroRecords.Weights.WeightMeasurement>();
         _results = Connection.SerDes<AvroRecords.Weights.WeightResult>();
     }
 
-    public SchemaRegistryServer Server { get; }
+    /// <summary>The stand-in this registry runs (none for <see cref="Connect"/>).</summary>
+    public SchemaRegistryServer Server => _server ?? throw new InvalidOperationException($"{Url} is a registry this test did not start");
     public SchemaRegistryConnection Connection { get; }
-    public string Url => Server.Url;
+    public string Url { get; }
 
     /// <summary>A registry over <paramref name="connectionString"/> (a migrated database).</summary>
-    public static TestRegistry Start(string connectionString) =>
-        new(SchemaRegistryServer.StartAsync(connectionString, "http://127.0.0.1:0").GetAwaiter().GetResult());
+    public static TestRegistry Start(string connectionString)
+    {
+        var server = SchemaRegistryServer.StartAsync(connectionString, "http://127.0.0.1:0").GetAwaiter().GetResult();
+        return new(server, server.Url);
+    }
+
+    /// <summary>A registry that runs elsewhere (Confluent's, in the container suite); disposing closes only the connection.</summary>
+    public static TestRegistry Connect(string url) => new(null, url);
 
     private static readonly Lazy<TestRegistry> SharedRegistry = new(() =>
     {
@@ -87,6 +97,6 @@ public sealed class TestRegistry : IDisposable
     public void Dispose()
     {
         Connection.Dispose();
-        Server.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        _server?.DisposeAsync().AsTask().GetAwaiter().GetResult();
     }
 }

@@ -12,10 +12,11 @@ using static StreamHealth.Tests.Infrastructure.StreamTestKit;
 
 namespace StreamHealth.Tests.Weight;
 
-/// <summary>A running weights pipeline on real parts: embedded Kafka, RocksDB state, PostgreSQL and Redis sinks.</summary>
-public sealed class WeightPipelineFixture : IDisposable
+/// <summary>A running weights pipeline on real parts: Kafka, RocksDB state, PostgreSQL and Redis sinks; here on the embedded
+/// Kafka and the test profile's servers, in tests/StreamHealth.ContainerTests on containers (<see cref="ITestStack"/>).</summary>
+public class WeightPipelineFixture : IDisposable
 {
-    public EmbeddedKafkaFixture Kafka { get; } = new();
+    public ITestStack Stack { get; }
     public WeightPipelineNames Names { get; }
     public string ConnectionString { get; }
     public NpgsqlDataSource Postgres { get; }
@@ -25,20 +26,25 @@ public sealed class WeightPipelineFixture : IDisposable
     public string Database { get; }
     /// <summary>The registry (on this fixture's database) the pipeline and the tests serialise through.</summary>
     public TestRegistry Registry { get; }
+    private readonly IDisposable? _ownedStack;
     private readonly string _stateDir = Directory.CreateTempSubdirectory("streamhealth-weights-").FullName;
 
-    public WeightPipelineFixture()
+    public WeightPipelineFixture() : this(new LocalStack(), ownsStack: true) { }
+
+    protected WeightPipelineFixture(ITestStack stack, bool ownsStack)
     {
-        var raw = Kafka.NewTopic("wraw", 4);
-        Names = new WeightPipelineNames(raw + "-app", raw, Kafka.NewTopic("wfilt", 4));
-        Kafka.Cluster.CreateTopic(raw + Topics.DeadLetterSuffix, 1);
+        Stack = stack;
+        _ownedStack = ownsStack ? stack as IDisposable : null;
+        var raw = Stack.NewTopic("wraw", 4);
+        Names = new WeightPipelineNames(raw + "-app", raw, Stack.NewTopic("wfilt", 4));
+        Stack.CreateTopic(raw + Topics.DeadLetterSuffix, 1);
         Database = LocalServices.NewDatabaseName("weights_pipeline");
-        ConnectionString = LocalServices.PostgresConnectionString(Database);
+        ConnectionString = Stack.PostgresConnectionString(Database);
         PostgresMigrator.MigrateAsync(ConnectionString).GetAwaiter().GetResult();
         Postgres = NpgsqlDataSource.Create(ConnectionString);
-        Redis = ConnectionMultiplexer.Connect(LocalServices.RedisConfiguration);
-        Registry = TestRegistry.Start(ConnectionString);
-        Pipeline = new WeightPipeline(new StreamHostOptions { SchemaRegistry = Registry.Connection, BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = _stateDir, CommitIntervalMs = 200 },
+        Redis = ConnectionMultiplexer.Connect(Stack.RedisConfiguration);
+        Registry = Stack.Registry(ConnectionString);
+        Pipeline = new WeightPipeline(new StreamHostOptions { SchemaRegistry = Registry.Connection, BootstrapServers = Stack.BootstrapServers, CreateInternalTopic = Stack.CreateInternalTopic, StateDirectory = _stateDir, CommitIntervalMs = 200 },
             Postgres, Redis, Logs, names: Names).Start();
     }
 
@@ -48,12 +54,15 @@ public sealed class WeightPipelineFixture : IDisposable
         Registry.Dispose();
         Redis.Dispose();
         Postgres.Dispose();
-        Kafka.Dispose();
+        _ownedStack?.Dispose();
         Directory.Delete(_stateDir, recursive: true);
     }
 }
 
-public sealed class WeightPipelineTests(WeightPipelineFixture f) : IClassFixture<WeightPipelineFixture>
+public sealed class WeightPipelineTests(WeightPipelineFixture f) : WeightPipelineScenarios(f), IClassFixture<WeightPipelineFixture>;
+
+/// <summary>The weights pipeline's scenarios, run by <see cref="WeightPipelineTests"/> here and on containers by the container suite.</summary>
+public abstract class WeightPipelineScenarios(WeightPipelineFixture f)
 {
     private static readonly long Day = TimeSpan.FromDays(1).Ticks / TimeSpan.TicksPerMillisecond;
     private static readonly long T0 = DateTimeOffset.Parse("2026-03-01T07:00:00Z").ToUnixTimeMilliseconds();
@@ -67,7 +76,7 @@ public sealed class WeightPipelineTests(WeightPipelineFixture f) : IClassFixture
 
     private void Send(params WeightMeasurement[] measurements)
     {
-        using var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = f.Kafka.BootstrapServers, EnableIdempotence = true }).Build();
+        using var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = f.Stack.BootstrapServers, EnableIdempotence = true }).Build();
         foreach (var m in measurements)
             p.Produce(f.Names.RawTopic, new Message<byte[], byte[]>
             {
@@ -175,7 +184,7 @@ public sealed class WeightPipelineTests(WeightPipelineFixture f) : IClassFixture
         System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(unknownId.AsSpan(1), 987_654);
         // Protobuf, as weights.raw carried before the move to Avro: no magic byte.
         var protobuf = M(user, user + "-proto", 0, 70).ToByteArray();
-        using (var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = f.Kafka.BootstrapServers }).Build())
+        using (var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = f.Stack.BootstrapServers }).Build())
         {
             p.Produce(f.Names.RawTopic, new Message<byte[], byte[]> { Key = key, Value = [0xff, 0xfe, 0x01] });
             p.Produce(f.Names.RawTopic, new Message<byte[], byte[]> { Key = key, Value = unknownId });
@@ -193,7 +202,7 @@ public sealed class WeightPipelineTests(WeightPipelineFixture f) : IClassFixture
         var letters = new List<(string Error, string Type, string? SchemaId, byte[] Value)>();
         using var c = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig
         {
-            BootstrapServers = f.Kafka.BootstrapServers, GroupId = "dlq-" + Guid.NewGuid().ToString("N"), AutoOffsetReset = AutoOffsetReset.Earliest,
+            BootstrapServers = f.Stack.BootstrapServers, GroupId = "dlq-" + Guid.NewGuid().ToString("N"), AutoOffsetReset = AutoOffsetReset.Earliest,
         }).Build();
         c.Subscribe(f.Names.RawTopic + Topics.DeadLetterSuffix);
         var deadline = DateTime.UtcNow.AddSeconds(60);

@@ -19,11 +19,12 @@ using CgmReading = StreamHealth.Schemas.Avro.Cgm.CgmReading;
 
 namespace StreamHealth.Tests.Cgm.Pipeline;
 
-/// <summary>A running CGM pipeline on real parts: embedded Kafka, RocksDB windows, PostgreSQL and Redis sinks, and the
-/// stand-in schema registry on the test's database (every CGM topic is Avro in the Confluent wire format).</summary>
-public sealed class CgmPipelineFixture : IDisposable
+/// <summary>A running CGM pipeline on real parts: Kafka, RocksDB windows, PostgreSQL and Redis sinks, and a schema registry
+/// (every CGM topic is Avro in the Confluent wire format); here the embedded Kafka, the test profile's servers and the
+/// stand-in registry on the test's database, in tests/StreamHealth.ContainerTests containers (<see cref="ITestStack"/>).</summary>
+public class CgmPipelineFixture : IDisposable
 {
-    public EmbeddedKafkaFixture Kafka { get; } = new();
+    public ITestStack Stack { get; }
     public CgmPipelineNames Names { get; }
     public NpgsqlDataSource Postgres { get; }
     public ConnectionMultiplexer Redis { get; }
@@ -31,32 +32,37 @@ public sealed class CgmPipelineFixture : IDisposable
     public TestRegistry Registry { get; }
     public CgmPipeline Pipeline { get; }
     public CgmPipelineOptions Options { get; } = new() { EmitIntervalMs = 100, MinForecastRequestIntervalMs = 1_500 };
+    private readonly IDisposable? _ownedStack;
     private readonly string _stateDir = Directory.CreateTempSubdirectory("streamhealth-cgm-").FullName;
 
-    public CgmPipelineFixture()
+    public CgmPipelineFixture() : this(new LocalStack(), ownsStack: true) { }
+
+    protected CgmPipelineFixture(ITestStack stack, bool ownsStack)
     {
-        var readings = Kafka.NewTopic("cgmr", 4);
-        Names = new CgmPipelineNames(readings + "-app", readings, Kafka.NewTopic("cgml", 4), Kafka.NewTopic("cgmq", 4));
-        Kafka.Cluster.CreateTopic(readings + Topics.DeadLetterSuffix, 1);
-        var connectionString = LocalServices.PostgresConnectionString(LocalServices.NewDatabaseName("cgm_pipeline"));
+        Stack = stack;
+        _ownedStack = ownsStack ? stack as IDisposable : null;
+        var readings = Stack.NewTopic("cgmr", 4);
+        Names = new CgmPipelineNames(readings + "-app", readings, Stack.NewTopic("cgml", 4), Stack.NewTopic("cgmq", 4));
+        Stack.CreateTopic(readings + Topics.DeadLetterSuffix, 1);
+        var connectionString = Stack.PostgresConnectionString(LocalServices.NewDatabaseName("cgm_pipeline"));
         PostgresMigrator.MigrateAsync(connectionString).GetAwaiter().GetResult();
         Postgres = NpgsqlDataSource.Create(connectionString);
-        Redis = ConnectionMultiplexer.Connect(LocalServices.RedisConfiguration);
-        Registry = TestRegistry.Start(connectionString);
-        Pipeline = new CgmPipeline(new StreamHostOptions { SchemaRegistry = Registry.Connection, BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = _stateDir, CommitIntervalMs = 200 },
+        Redis = ConnectionMultiplexer.Connect(Stack.RedisConfiguration);
+        Registry = Stack.Registry(connectionString);
+        Pipeline = new CgmPipeline(new StreamHostOptions { SchemaRegistry = Registry.Connection, BootstrapServers = Stack.BootstrapServers, CreateInternalTopic = Stack.CreateInternalTopic, StateDirectory = _stateDir, CommitIntervalMs = 200 },
             Postgres, Redis, Logs, Options, Names).Start();
     }
 
     public void Send(IEnumerable<CgmReading> readings)
     {
-        using var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = Kafka.BootstrapServers, EnableIdempotence = true }).Build();
+        using var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = Stack.BootstrapServers, EnableIdempotence = true }).Build();
         CgmReadingProducer.ProduceAsync(p, Registry.Connection, Names.ReadingsTopic, readings.ToList()).GetAwaiter().GetResult();
     }
 
     /// <summary>Records as they are (key and value bytes), keyed by <paramref name="user"/> as producers key cgm.readings.</summary>
     public void SendRaw(string user, IEnumerable<byte[]> values)
     {
-        using var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = Kafka.BootstrapServers }).Build();
+        using var p = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = Stack.BootstrapServers }).Build();
         var key = Registry.Key(Names.ReadingsTopic, user);
         foreach (var value in values) p.Produce(Names.ReadingsTopic, new Message<byte[], byte[]> { Key = key, Value = value });
         if (p.Flush(TimeSpan.FromSeconds(10)) > 0) throw new TimeoutException("readings not acknowledged");
@@ -68,7 +74,7 @@ public sealed class CgmPipelineFixture : IDisposable
         var found = new List<Message<byte[], byte[]>>();
         using var c = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig
         {
-            BootstrapServers = Kafka.BootstrapServers, GroupId = "drain-" + Guid.NewGuid().ToString("N"), AutoOffsetReset = AutoOffsetReset.Earliest,
+            BootstrapServers = Stack.BootstrapServers, GroupId = "drain-" + Guid.NewGuid().ToString("N"), AutoOffsetReset = AutoOffsetReset.Earliest,
         }).Build();
         c.Subscribe(topic);
         var deadline = DateTime.UtcNow + wait;
@@ -87,12 +93,15 @@ public sealed class CgmPipelineFixture : IDisposable
         Registry.Dispose();
         Redis.Dispose();
         Postgres.Dispose();
-        Kafka.Dispose();
+        _ownedStack?.Dispose();
         Directory.Delete(_stateDir, recursive: true);
     }
 }
 
-public sealed class CgmPipelineTests(CgmPipelineFixture f) : IClassFixture<CgmPipelineFixture>
+public sealed class CgmPipelineTests(CgmPipelineFixture f) : CgmPipelineScenarios(f), IClassFixture<CgmPipelineFixture>;
+
+/// <summary>The CGM pipeline's scenarios, run by <see cref="CgmPipelineTests"/> here and on containers by the container suite.</summary>
+public abstract class CgmPipelineScenarios(CgmPipelineFixture f)
 {
     private static readonly long T0 = DateTimeOffset.Parse("2026-05-01T00:00:00Z").ToUnixTimeMilliseconds();
     private const long Step = 5 * 60_000;

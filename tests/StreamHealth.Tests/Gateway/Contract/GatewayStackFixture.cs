@@ -17,12 +17,23 @@ using static StreamHealth.Tests.Infrastructure.StreamTestKit;
 
 namespace StreamHealth.Tests.Gateway.Contract;
 
-/// <summary>The whole gateway in front of everything it talks to, as deployed: one embedded Kafka with the
-/// catalogue topics, the weights, CGM and insights topologies with their PostgreSQL and Redis sinks, a database of its own.</summary>
-public sealed class GatewayStackFixture : IAsyncLifetime
+/// <summary>The whole gateway in front of everything it talks to, as deployed: Kafka with the catalogue topics, the weights,
+/// CGM and insights topologies with their PostgreSQL and Redis sinks, a database of its own. Here on the embedded Kafka and
+/// the test profile's servers; tests/StreamHealth.ContainerTests runs it on containers (<see cref="ITestStack"/>).</summary>
+public class GatewayStackFixture : IAsyncLifetime
 {
     public const string ApiKey = "dev-key-change-me";
-    public EmbeddedKafkaFixture Kafka { get; } = new();
+    public ITestStack Stack { get; }
+    private readonly IDisposable? _ownedStack;
+
+    public GatewayStackFixture() : this(new LocalStack(), ownsStack: true) { }
+
+    protected GatewayStackFixture(ITestStack stack, bool ownsStack)
+    {
+        Stack = stack;
+        _ownedStack = ownsStack ? stack as IDisposable : null;
+    }
+
     public TestLogs Logs { get; } = new();
     public WebApplicationFactory<Program> App { get; private set; } = null!;
     public NpgsqlDataSource Postgres { get; private set; } = null!;
@@ -45,20 +56,20 @@ public sealed class GatewayStackFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         var database = LocalServices.NewDatabaseName("gateway_contract");
-        var connectionString = LocalServices.PostgresConnectionString(database);
+        var connectionString = Stack.PostgresConnectionString(database);
         await PostgresMigrator.MigrateAsync(connectionString);
         Postgres = NpgsqlDataSource.Create(connectionString);
-        _redis = await ConnectionMultiplexer.ConnectAsync(LocalServices.RedisConfiguration);
-        _registry = TestRegistry.Start(connectionString);
-        _weights = new WeightPipeline(new StreamHostOptions { SchemaRegistry = _registry.Connection, BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = Path.Combine(_stateDir, "w") },
+        _redis = await ConnectionMultiplexer.ConnectAsync(Stack.RedisConfiguration);
+        _registry = Stack.Registry(connectionString);
+        _weights = new WeightPipeline(new StreamHostOptions { SchemaRegistry = _registry.Connection, BootstrapServers = Stack.BootstrapServers, CreateInternalTopic = Stack.CreateInternalTopic, StateDirectory = Path.Combine(_stateDir, "w") },
             Postgres, _redis, Logs).Start();
-        _cgm = new CgmPipeline(new StreamHostOptions { SchemaRegistry = _registry.Connection, BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = Path.Combine(_stateDir, "c") },
+        _cgm = new CgmPipeline(new StreamHostOptions { SchemaRegistry = _registry.Connection, BootstrapServers = Stack.BootstrapServers, CreateInternalTopic = Stack.CreateInternalTopic, StateDirectory = Path.Combine(_stateDir, "c") },
             Postgres, _redis, Logs, new CgmPipelineOptions { EmitIntervalMs = 100, MinForecastRequestIntervalMs = 500 }).Start();
         // insights.metrics → streamhealth.health_metrics and insights.nutrition → insights.nutrition_logs, as `up` and `run`
         // run them beside the workloads.
-        _metricsSink = StreamHealth.Insights.Metrics.HealthMetricPostgresWriter.CreateSink(Kafka.BootstrapServers, Postgres, _registry.Connection, Logs);
+        _metricsSink = StreamHealth.Insights.Metrics.HealthMetricPostgresWriter.CreateSink(Stack.BootstrapServers, Postgres, _registry.Connection, Logs);
         _metricsSink.Start();
-        _nutritionSink = StreamHealth.Insights.Nutrition.NutritionLogPostgresWriter.CreateSink(Kafka.BootstrapServers, Postgres, _registry.Connection, Logs);
+        _nutritionSink = StreamHealth.Insights.Nutrition.NutritionLogPostgresWriter.CreateSink(Stack.BootstrapServers, Postgres, _registry.Connection, Logs);
         _nutritionSink.Start();
         _insights = StartInsights();
         // The hosts publish their reports (with where they answer interactive queries) to a hash of this stack's own.
@@ -71,7 +82,7 @@ public sealed class GatewayStackFixture : IAsyncLifetime
             new StreamMetricsReporter("contract-cgm", [CgmTopology.ApplicationId], _cgm.Host, Logs.CreateLogger("cgm"), _redis.GetDatabase(),
                 TimeSpan.FromMilliseconds(500), redisKey: metricsKey, queryUrl: _queries.Url),
         ];
-        var settings = _registry.With(LocalServices.Overrides(database, Kafka.BootstrapServers));
+        var settings = _registry.With(Stack.Settings(database));
         settings["Streams:MetricsKey"] = metricsKey;
         App = new WebApplicationFactory<Program>().WithWebHostBuilder(b => b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(settings)));
         // Real Kestrel on a real port, not the in-memory TestServer: hostile request lines (a NUL or invalid
@@ -85,7 +96,7 @@ public sealed class GatewayStackFixture : IAsyncLifetime
     }
 
     private InsightsPipeline StartInsights() =>
-        new InsightsPipeline(new StreamHostOptions { SchemaRegistry = _registry.Connection, BootstrapServers = Kafka.BootstrapServers, CreateInternalTopic = (topic, partitions) => Kafka.Cluster.CreateTopic(topic, partitions), StateDirectory = Path.Combine(_stateDir, "i") },
+        new InsightsPipeline(new StreamHostOptions { SchemaRegistry = _registry.Connection, BootstrapServers = Stack.BootstrapServers, CreateInternalTopic = Stack.CreateInternalTopic, StateDirectory = Path.Combine(_stateDir, "i") },
             Postgres, _redis, Logs).Start();
 
     /// <summary>Stops the insights topology and its sink gracefully, runs <paramref name="whileStopped"/>, and starts them again on the
@@ -164,20 +175,21 @@ public sealed class GatewayStackFixture : IAsyncLifetime
         return (long)cmd.ExecuteScalar()!;
     }
 
+    /// <summary>Also after an InitializeAsync that failed part way (a stack that never started): disposes what was started.</summary>
     public async Task DisposeAsync()
     {
-        await App.DisposeAsync();
+        if (App is not null) await App.DisposeAsync();
         foreach (var reporter in _reporters) reporter.Dispose();
-        await _queries.DisposeAsync();
-        _weights.Dispose();
-        _cgm.Dispose();
-        _metricsSink.Dispose();
-        _nutritionSink.Dispose();
-        _insights.Dispose();
+        if (_queries is not null) await _queries.DisposeAsync();
+        _weights?.Dispose();
+        _cgm?.Dispose();
+        _metricsSink?.Dispose();
+        _nutritionSink?.Dispose();
+        _insights?.Dispose();
         _registry?.Dispose();
-        _redis.Dispose();
-        await Postgres.DisposeAsync();
-        Kafka.Dispose();
+        _redis?.Dispose();
+        if (Postgres is not null) await Postgres.DisposeAsync();
+        _ownedStack?.Dispose();
         Directory.Delete(_stateDir, recursive: true);
     }
 }

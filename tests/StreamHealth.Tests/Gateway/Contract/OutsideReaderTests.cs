@@ -25,7 +25,7 @@ public sealed class OutsideReaderTests(GatewayStackFixture f) : IClassFixture<Ga
         var failures = new List<string>();
         using var consumer = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig
         {
-            BootstrapServers = f.Kafka.BootstrapServers, GroupId = "outside-reader-" + Guid.NewGuid().ToString("N"), EnableAutoCommit = false,
+            BootstrapServers = f.Stack.BootstrapServers, GroupId = "outside-reader-" + Guid.NewGuid().ToString("N"), EnableAutoCommit = false,
         }).Build();
         foreach (var topic in Topics.All.Where(t => !t.IsDeadLetter))
         {

@@ -53,7 +53,7 @@ public sealed partial class PrintedCommandsTests(GatewayStackFixture f) : IClass
         // As the sample producer does: Avro in the Confluent wire format, through the stack's registry.
         var keys = f.Registry.Connection.SerDes<StreamHealth.Schemas.Avro.Common.UserKey>();
         var metrics = f.Registry.Connection.SerDes<StreamHealth.Schemas.Avro.Insights.HealthMetric>();
-        using (var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = f.Kafka.BootstrapServers }).Build())
+        using (var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = f.Stack.BootstrapServers }).Build())
             for (var i = 0; i < 5; i++)
                 await producer.ProduceAsync(Topics.InsightsMetrics, new Message<byte[], byte[]>
                 {
@@ -79,7 +79,7 @@ public sealed partial class PrintedCommandsTests(GatewayStackFixture f) : IClass
         var heredoc = HereDoc().Match(script);
         Assert.True(heredoc.Success, "up.sh no longer prints its message with cat <<INFO");
         var uri = new Uri(f.BaseUrl);
-        var render = $"GATEWAY_PORT={uri.Port} ROOT='{Repo.Root}' STREAMHEALTH_Kafka__BootstrapServers='{f.Kafka.BootstrapServers}' " +
+        var render = $"GATEWAY_PORT={uri.Port} ROOT='{Repo.Root}' STREAMHEALTH_Kafka__BootstrapServers='{f.Stack.BootstrapServers}' " +
                      $"STREAMHEALTH_Postgres__Port=1 STREAMHEALTH_Redis__Port=1 started=$(date +%s)\ncat <<INFO\n{heredoc.Groups[1].Value}\nINFO\n";
         var (code, text, err) = Repo.Run("bash", ["-c", render]);
         Assert.True(code == 0, err);
