@@ -187,6 +187,7 @@ async function loadWeights() {
       points.map(p => p.accepted ? null : p.raw_weight)]);
   $('weights-chart').dataset.count = points.length;
   $('weights-chart').dataset.rejected = points.filter(p => !p.accepted).length;
+  $('weights-chart').dataset.newest = latest?.timestamp ?? '';
 }
 
 // ---- CGM: the last 24 h of readings and the latest forecast fan ------------------------------

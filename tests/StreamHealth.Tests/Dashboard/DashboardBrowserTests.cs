@@ -11,6 +11,9 @@ namespace StreamHealth.Tests.Dashboard;
 public sealed class DashboardBrowserTests(DashboardStack d) : IAsyncLifetime
 {
     public const string ChromiumPath = "/usr/bin/chromium";
+    // The machine's network is closed: no background, component or sync traffic (each would be refused).
+    public static readonly string[] ChromiumArgs = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-sync"];
     public static string ScreenshotDirectory { get; } = Path.Combine(Repo.Root, "TestResults", "dashboard-screenshots");
     // Data appears as the pipeline and the event stream deliver it; generous, never a timing assertion.
     private const float DataWaitMs = 60_000;
@@ -28,9 +31,7 @@ public sealed class DashboardBrowserTests(DashboardStack d) : IAsyncLifetime
         {
             ExecutablePath = ChromiumPath,
             Headless = true,
-            // The machine's network is closed: no background, component or sync traffic (each would be refused).
-            Args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking", "--disable-component-update",
-                    "--no-first-run", "--disable-sync"],
+            Args = ChromiumArgs,
         });
     }
 
