@@ -58,7 +58,7 @@ public sealed class StoreQueryServer : IAsyncDisposable
 {
     private readonly Http.InternalHttpServer _server;
 
-    /// <summary>The URL other processes reach this server at (published in the host's metrics report).</summary>
+    /// <summary>The URL other processes reach this server at (registered for discovery: <see cref="StreamHostRegistry"/>).</summary>
     public string Url { get; }
 
     private StoreQueryServer(Http.InternalHttpServer server, string url)
@@ -79,7 +79,12 @@ public sealed class StoreQueryServer : IAsyncDisposable
             app.MapPrometheusScrapingEndpoint("/metrics");
         }, services: services => services.AddOpenTelemetry()
             .ConfigureResource(r => r.AddService("streamhealth-processors"))
-            .WithMetrics(m => m.AddRuntimeInstrumentation().AddMeter(StreamTelemetry.MeterName).AddPrometheusExporter()));
+            .WithMetrics(m =>
+            {
+                m.AddRuntimeInstrumentation().AddMeter(StreamTelemetry.MeterName).AddPrometheusExporter();
+                // The standard OpenTelemetry variable, as the gateway reads it: with it set, the same metrics also go over OTLP.
+                if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT"))) m.AddOtlpExporter();
+            }));
         var url = string.IsNullOrEmpty(advertisedUrl) ? server.Url : advertisedUrl.TrimEnd('/');
         logs.CreateLogger("StreamHealth.Streams.Queries").LogInformation("interactive queries served on {Bound}, advertised as {Url}", server.Url, url);
         return new StoreQueryServer(server, url);
