@@ -125,10 +125,15 @@ public sealed class InteractiveQueryTests(GatewayServices services) : IClassFixt
             foreach (var user in users)
                 AssertState(expected[user].State!, await GetStateEventuallyAsync(client, user));
 
-            // The open operations view lists the hosts but not where their (credential-less) query ports are.
+            // The open operations view lists the hosts, as read from their /metrics, but not where their (credential-less) query
+            // ports are: both hosts, what they processed adding up, and every partition's task on exactly one of them.
             var streamsView = await client.GetStringAsync("/api/v1/streams");
-            Assert.Contains("iq-host-a", streamsView);
             Assert.DoesNotContain(a.Queries.Url, streamsView);
+            var listed = JsonDocument.Parse(streamsView).RootElement.GetProperty("hosts").EnumerateArray().ToList();
+            Assert.Equal(["iq-host-a", "iq-host-b"], listed.Select(h => h.GetProperty("hostId").GetString()));
+            Assert.Equal(5 * users.Count, listed.Sum(h => h.GetProperty("processed").GetInt64()));
+            Assert.Equal(Enumerable.Range(0, partitions), listed.SelectMany(h => h.GetProperty("tasks").EnumerateArray())
+                .Select(t => t.GetProperty("partition").GetInt32()).Order());
 
             using (var unknown = await client.GetAsync("/api/weight/iq-nobody-here/state"))
             {
