@@ -49,6 +49,8 @@ public sealed class PipelineReader(ILogger log) : IDisposable
             lock (_lastLag) _lastLag[registration.HostId] = report.ConsumerLag;
             hosts.Add(report);
         }
+        lock (_lastLag)
+            foreach (var gone in _lastLag.Keys.Where(id => !registered.Any(h => h.HostId == id)).ToList()) _lastLag.Remove(gone);
         var stalled = FindStalled(hosts);
         stalled.AddRange(unreachable);
         foreach (var silent in registered.Where(h => h.IsSilentAt(now)))
