@@ -1,5 +1,7 @@
+using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using System.Globalization;
+using System.Text.Json;
 using Streamiz.Kafka.Net.Metrics;
 
 namespace StreamHealth.Runtime.Streams;
@@ -9,7 +11,8 @@ namespace StreamHealth.Runtime.Streams;
 /// stream-thread sensors. <see cref="Partition"/> is -1 and <see cref="Topic"/>/<see cref="Label"/> null where they do not apply.</summary>
 public readonly record struct KafkaClientMetric(string Instrument, string Application, string? Topic, int Partition, string? Label, double Value);
 
-/// <summary>Maps Streamiz's sensors (named as Kafka's Java client names them) to a small set of OpenTelemetry instruments with stable,
+/// <summary>Maps Streamiz's sensors (named as Kafka's Java client names them), and the statistics of plain librdkafka clients such
+/// as the sinks' consumers (<see cref="PublishStatistics"/>), to a small set of OpenTelemetry instruments with stable,
 /// low-cardinality names and units in their names, and registers them on the processors' meter (<see cref="StreamTelemetry"/>).
 /// The sensors are read once a second by the host's lag probe thread (<see cref="Collect"/>), never by a scrape, so Streamiz's
 /// registry has one reader; a scrape observes the last copy.</summary>
@@ -87,6 +90,65 @@ public static class KafkaClientMetrics
         return result;
     }
 
+    /// <summary>The latest statistics of each plain librdkafka client (a sink's consumer), keyed by the client's owner.</summary>
+    private static readonly ConcurrentDictionary<object, IReadOnlyList<KafkaClientMetric>> PlainClients = new(ReferenceEqualityComparer.Instance);
+
+    /// <summary>A plain client's statistics handler (Confluent.Kafka's SetStatisticsHandler, every statistics.interval.ms): its
+    /// figures are exported, labelled by <paramref name="group"/> (the consumer group) and without a host, until
+    /// <see cref="ForgetStatistics"/>. A document that does not parse is ignored: the next one comes.</summary>
+    public static void PublishStatistics(object owner, string group, string statisticsJson)
+    {
+        try
+        {
+            PlainClients[owner] = FromStatistics(group, statisticsJson);
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
+        {
+        }
+    }
+
+    public static void ForgetStatistics(object owner) => PlainClients.TryRemove(owner, out _);
+
+    /// <summary>librdkafka's statistics document (STATISTICS.md) as figures: messages and bytes received (a consumer) or sent (a
+    /// producer), each partition's consumer_lag (-1, not known yet, and the internal partition -1 left out), each broker's
+    /// average round trip (rtt.avg, µs; the bootstrap entries, node id -1, left out).</summary>
+    public static IReadOnlyList<KafkaClientMetric> FromStatistics(string group, string statisticsJson)
+    {
+        using var document = JsonDocument.Parse(statisticsJson);
+        var root = document.RootElement;
+        var consumer = root.TryGetProperty("type", out var type) && type.GetString() == "consumer";
+        var result = new List<KafkaClientMetric>();
+        void Total(string field, string instrument)
+        {
+            if (root.TryGetProperty(field, out var v) && v.TryGetInt64(out var n)) result.Add(new KafkaClientMetric(instrument, group, null, -1, null, n));
+        }
+        if (consumer)
+        {
+            Total("rxmsgs", ConsumedMessages);
+            Total("rxmsg_bytes", ConsumedBytes);
+        }
+        else
+        {
+            Total("txmsgs", ProducedMessages);
+            Total("txmsg_bytes", ProducedBytes);
+            Total("msg_cnt", ProducerQueueMessages);
+            Total("msg_size", ProducerQueueBytes);
+        }
+        if (consumer && root.TryGetProperty("topics", out var topics))
+            foreach (var topic in topics.EnumerateObject())
+                if (topic.Value.TryGetProperty("partitions", out var partitions))
+                    foreach (var partition in partitions.EnumerateObject())
+                        if (int.TryParse(partition.Name, CultureInfo.InvariantCulture, out var p) && p >= 0
+                            && partition.Value.TryGetProperty("consumer_lag", out var lag) && lag.TryGetInt64(out var records) && records >= 0)
+                            result.Add(new KafkaClientMetric(ConsumerLag, group, topic.Name, p, null, records));
+        if (root.TryGetProperty("brokers", out var brokers))
+            foreach (var broker in brokers.EnumerateObject())
+                if (broker.Value.TryGetProperty("nodeid", out var node) && node.TryGetInt32(out var id) && id >= 0
+                    && broker.Value.TryGetProperty("rtt", out var rtt) && rtt.TryGetProperty("avg", out var avg) && avg.TryGetInt64(out var micros))
+                    result.Add(new KafkaClientMetric(BrokerRtt, group, null, -1, id.ToString(CultureInfo.InvariantCulture), micros * 1e-6));
+        return result;
+    }
+
     private static string? Tag(StreamMetric metric, string name) => metric.Tags.TryGetValue(name, out var v) ? v : null;
 
     private static bool TryNumber(object? value, out double number)
@@ -107,7 +169,8 @@ public static class KafkaClientMetrics
     internal static void Register(Meter meter, Func<IEnumerable<(string HostId, StreamHost Host)>> hosts)
     {
         IEnumerable<Measurement<double>> Of(string instrument) =>
-            hosts().SelectMany(h => h.Host.KafkaClientMetrics.Where(m => m.Instrument == instrument).Select(m => Measure(h.HostId, m)));
+            hosts().SelectMany(h => h.Host.KafkaClientMetrics.Where(m => m.Instrument == instrument).Select(m => Measure(h.HostId, m)))
+                .Concat(PlainClients.Values.SelectMany(c => c.Where(m => m.Instrument == instrument).Select(m => Measure(null, m))));
 
         Gauge(meter, ConsumerLag, "{record}", "librdkafka: records between a partition's high watermark and the consumer's position", Of);
         Gauge(meter, BrokerRtt, "s", "librdkafka: average round trip to a broker over the last statistics interval", Of);
@@ -137,9 +200,11 @@ public static class KafkaClientMetrics
         return name.Replace('_', '.');
     }
 
-    private static Measurement<double> Measure(string hostId, KafkaClientMetric m)
+    /// <summary>A stream host's figures carry its host id; a plain client's (a sink's) none: the scraped process is its instance.</summary>
+    private static Measurement<double> Measure(string? hostId, KafkaClientMetric m)
     {
-        var tags = new List<KeyValuePair<string, object?>>(5) { StreamTelemetry.Tag("host", hostId), StreamTelemetry.Tag("group", m.Application) };
+        var tags = new List<KeyValuePair<string, object?>>(5) { StreamTelemetry.Tag("group", m.Application) };
+        if (hostId is not null) tags.Add(StreamTelemetry.Tag("host", hostId));
         if (m.Topic is not null) tags.Add(StreamTelemetry.Tag("topic", m.Topic));
         if (m.Partition >= 0) tags.Add(StreamTelemetry.Tag("partition", m.Partition));
         if (m.Label is not null)

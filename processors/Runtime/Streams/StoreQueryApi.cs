@@ -71,6 +71,7 @@ public sealed class StoreQueryServer : IAsyncDisposable
     /// <param name="advertisedUrl">The URL to publish (a pod's address); null: the address bound.</param>
     public static async Task<StoreQueryServer> StartAsync(IReadOnlyList<StreamHost> hosts, string listenUrl, string? advertisedUrl, ILoggerFactory logs)
     {
+        StreamTelemetry.EnsureInstruments();
         // The same port serves the Prometheus scrape (/metrics): the host's stream and sink figures (StreamTelemetry) and the
         // .NET runtime's, in the Prometheus text format.
         var server = await Http.InternalHttpServer.StartAsync(listenUrl, app =>

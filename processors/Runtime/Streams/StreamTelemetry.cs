@@ -104,6 +104,12 @@ public static class StreamTelemetry
         KafkaClientMetrics.Register(Meter, () => Latest.Values.Select(l => (l.Report.HostId, l.Host)));
     }
 
+    /// <summary>Creates the instruments (the static constructor) before anything is published: an endpoint serves them from its start,
+    /// the sinks' Kafka statistics included.</summary>
+    internal static void EnsureInstruments()
+    {
+    }
+
     internal static void Publish(StreamMetricsReport report, StreamHost host) => Latest[report.HostId] = (report, host);
 
     internal static void Forget(string hostId) => Latest.TryRemove(hostId, out _);

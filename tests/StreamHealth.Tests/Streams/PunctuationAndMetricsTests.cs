@@ -209,6 +209,54 @@ public sealed class PunctuationAndMetricsTests(EmbeddedKafkaFixture kafka) : ICl
         }
     }
 
+    /// <summary>librdkafka's consumer lag as a sink's consumer exports it (its statistics handler, <see cref="KafkaClientMetrics.PublishStatistics"/>):
+    /// a consumer that committed after the first of N records of a partition and then stopped reading it (paused) shows
+    /// exactly N - 1 for that partition at /metrics.</summary>
+    [Fact]
+    public async Task A_stopped_consumers_lag_is_exported_exactly_from_librdkafka_statistics()
+    {
+        var topic = kafka.NewTopic("lag", 2);
+        const int records = 25;
+        using (var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = kafka.BootstrapServers }).Build())
+        {
+            for (var i = 0; i < records; i++) producer.Produce(new TopicPartition(topic, 1), new Message<byte[], byte[]> { Key = [1], Value = [(byte)i] });
+            Assert.Equal(0, producer.Flush(TimeSpan.FromSeconds(10)));
+        }
+        var group = topic + "-sink";
+        var owner = new object();
+        using var consumer = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig
+            {
+                BootstrapServers = kafka.BootstrapServers, GroupId = group, EnableAutoCommit = false, StatisticsIntervalMs = 200,
+            })
+            .SetStatisticsHandler((_, json) => KafkaClientMetrics.PublishStatistics(owner, group, json)).Build();
+        var partition = new TopicPartition(topic, 1);
+        consumer.Assign(new TopicPartitionOffset(partition, Offset.Beginning));
+        var first = consumer.Consume(TimeSpan.FromSeconds(10));
+        Assert.Equal(0, first?.Offset.Value);
+        consumer.Commit(first);
+        consumer.Pause([partition]);
+        await using var endpoint = await StoreQueryServer.StartAsync([], "http://127.0.0.1:0", null, new TestLogs());
+        using var scraper = new HttpClient();
+        double? Exported() => PrometheusText.Parse(scraper.GetStringAsync(endpoint.Url + "/metrics").Result, out _).FirstOrDefault(s =>
+            s.Name == KafkaClientMetrics.ConsumerLag && s.Label("group") == group && s.Label("topic") == topic && s.Label("partition") == "1")?.Value;
+        double? Lag()
+        {
+            // Statistics reach the handler from the consumer's poll; a paused partition returns nothing.
+            Assert.Null(consumer.Consume(TimeSpan.FromMilliseconds(100)));
+            return Exported();
+        }
+        try
+        {
+            WaitFor(() => Lag() == records - 1, TimeSpan.FromSeconds(30), () => $"exported lag {Exported()}");
+        }
+        finally
+        {
+            KafkaClientMetrics.ForgetStatistics(owner);
+        }
+        // Gone from the scrape once forgotten (the exporter caches a scrape for a moment).
+        WaitFor(() => Exported() is null, TimeSpan.FromSeconds(10), () => $"still exported: {Exported()}");
+    }
+
     private static long Query(StreamHost host, string appId, string key) =>
         host.TryQuery<string, TimedProcessor.Count>(appId, TimedProcessor.Store, key, out var v) ? v.N : -1;
 }
