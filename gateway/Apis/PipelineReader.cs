@@ -18,6 +18,8 @@ public sealed class PipelineReader(ILogger log) : IDisposable
     private readonly HttpClient _http = new(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(2), ConnectTimeout = TimeSpan.FromSeconds(1) })
     {
         Timeout = ScrapeTimeout,
+        // A scrape of one host is tens of kilobytes; a registry entry pointing elsewhere must not fill the gateway's memory.
+        MaxResponseContentBufferSize = 16 << 20,
     };
 
     /// <summary>Each host's last lag read, for the summary of a host that then falls silent.</summary>
@@ -79,7 +81,8 @@ public sealed class PipelineReader(ILogger log) : IDisposable
             if (malformed > 0) log.LogWarning("metrics of {Url}: {Count} line(s) do not parse; skipped", url, malformed);
             return (samples, null);
         }
-        catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+        // A URL in the registry is input like any other: one that is not a usable http(s) address fails that host alone.
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException or InvalidOperationException or UriFormatException)
         {
             return (null, $"{url}/metrics did not answer ({e.Message.ReplaceLineEndings(" ")})");
         }

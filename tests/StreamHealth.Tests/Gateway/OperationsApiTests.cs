@@ -123,15 +123,16 @@ public sealed class OperationsApiTests(GatewayServices services) : IClassFixture
             registryKey: key, url: endpoint.Url);
         first.Report();
         second.Report();
-        // Silent for 20 s (past three intervals and the 10 s floor), one silent for longer than the retention, and one that beats
-        // but whose endpoint does not answer.
+        // Silent for 20 s (past three intervals and the 10 s floor), one silent for longer than the retention, one that beats
+        // but whose endpoint does not answer, and one whose URL is no URL.
         StreamHostRegistry.Heartbeat(db, key, new HostRegistration("crashed-host", "http://127.0.0.1:9", now - 20_000, 1_000));
         StreamHostRegistry.Heartbeat(db, key, new HostRegistration("long-gone", "http://127.0.0.1:9", now - HostRegistration.SilentHostRetentionMs - 60_000, 1_000));
         StreamHostRegistry.Heartbeat(db, key, new HostRegistration("deaf-host", "http://127.0.0.1:9", now + 60_000, 1_000));
+        StreamHostRegistry.Heartbeat(db, key, new HostRegistration("bad-url-host", "not a url", now + 60_000, 1_000));
         await using var app = services.Gateway(key);
         using var client = app.CreateClient();
 
-        var streams = (await PollAsync(client, "/api/v1/streams", r => r.StatusCode == HttpStatusCode.OK && r.Body.GetProperty("stalled").GetArrayLength() == 2)).Body;
+        var streams = (await PollAsync(client, "/api/v1/streams", r => r.StatusCode == HttpStatusCode.OK && r.Body.GetProperty("stalled").GetArrayLength() == 3)).Body;
         Assert.Equal("degraded", streams.GetProperty("status").GetString());
         var hosts = streams.GetProperty("hosts").EnumerateArray().ToList();
         Assert.Equal(["live-host-1", "live-host-2"], hosts.Select(h => h.GetProperty("hostId").GetString()));
@@ -140,11 +141,12 @@ public sealed class OperationsApiTests(GatewayServices services) : IClassFixture
         Assert.All(hosts, h => Assert.Equal(JsonValueKind.Null, h.GetProperty("queryUrl").ValueKind));
         var stalled = streams.GetProperty("stalled").EnumerateArray().OrderBy(s => s.GetProperty("name").GetString()).ToList();
         Assert.All(stalled, s => Assert.Equal("host", s.GetProperty("kind").GetString()));
-        Assert.Equal(["crashed-host", "deaf-host"], stalled.Select(s => s.GetProperty("name").GetString()));
-        Assert.Contains("has not reported for", stalled[0].GetProperty("summary").GetString());
-        Assert.Contains("metrics cannot be read", stalled[1].GetProperty("summary").GetString());
+        Assert.Equal(["bad-url-host", "crashed-host", "deaf-host"], stalled.Select(s => s.GetProperty("name").GetString()));
+        Assert.Contains("metrics cannot be read", stalled[0].GetProperty("summary").GetString());
+        Assert.Contains("has not reported for", stalled[1].GetProperty("summary").GetString());
+        Assert.Contains("metrics cannot be read", stalled[2].GetProperty("summary").GetString());
         var health = await PollAsync(client, "/health", r => r.StatusCode == HttpStatusCode.ServiceUnavailable);
-        Assert.Equal(2, health.Body.GetProperty("stalled").GetArrayLength());
+        Assert.Equal(3, health.Body.GetProperty("stalled").GetArrayLength());
         Assert.False(await db.HashExistsAsync(key, "long-gone"), "an entry silent past the retention is deleted");
         // The registry is discovery only: where a host is and when it last beat, no figures.
         var entry = JsonDocument.Parse((string)(await db.HashGetAsync(key, "live-host-1"))!).RootElement;
@@ -153,6 +155,7 @@ public sealed class OperationsApiTests(GatewayServices services) : IClassFixture
 
         // The silent host beats again (here: its endpoint is the live one) and the deaf one leaves: healthy.
         StreamHostRegistry.Deregister(db, key, "deaf-host");
+        StreamHostRegistry.Deregister(db, key, "bad-url-host");
         using var back = new StreamMetricsReporter("crashed-host", ["weights"], host, new TestLogs().CreateLogger("test"), db, TimeSpan.FromMinutes(1),
             registryKey: key, url: endpoint.Url);
         back.Report();
