@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Text.Json;
 using Confluent.Kafka;
 using Npgsql;
 using StackExchange.Redis;
@@ -13,13 +12,14 @@ namespace StreamHealth.Gateway.Apis;
 public sealed record Probe(bool Ok, double LatencyMs, string Detail, long CheckedAtUnixMs);
 
 /// <summary>A stream task or sink that has input waiting and has not advanced for Streams:StallAfterMs, or a processing
-/// host that stopped reporting, as /health, /api/v1/streams and the dashboard name it. <see cref="Kind"/> is "sink", "task"
+/// host that stopped its heartbeat (or whose metrics cannot be read), as /health, /api/v1/streams and the dashboard name it. <see cref="Kind"/> is "sink", "task"
 /// or "host"; <see cref="Name"/> is the sink's name, "{application id}/{topic-partition}" or the host id.</summary>
 public sealed record StalledPart(
     string Kind, string Host, string Name, string? Topic, long Lag, long LastProgressUnixMs, string? LastError, long LastErrorUnixMs,
     string Summary);
 
-/// <summary>The published host reports as last read from Redis, with what in them is stalled.</summary>
+/// <summary>Every live processing host's figures as last scraped from its <c>/metrics</c> (found through the host registry), with
+/// what in them is stalled.</summary>
 public sealed record StreamsReading(IReadOnlyList<StreamMetricsReport> Hosts, IReadOnlyList<StalledPart> Stalled, long ReadAtUnixMs, string? Error);
 
 /// <summary>Catalogue topics with their record counts as last read from Kafka.</summary>
@@ -29,7 +29,9 @@ public sealed record TopicsReading(IReadOnlyList<TopicsApi.TopicInfo>? Topics, l
 /// background, once per <see cref="RefreshInterval"/>: request threads only read the last result from memory. A
 /// probe or read per request was the cause of 500s under load (a synchronous Redis SCAN per /api/v1/streams request;
 /// a blocking librdkafka metadata call per /health request held a pool thread each, and 200 concurrent callers
-/// exhausted the pool). Kafka, PostgreSQL and Redis are read in loops of their own so a dependency that hangs until
+/// exhausted the pool). The pipeline's figures are the hosts' own metrics, scraped here once a second for every caller (a cache one
+/// second deep: a scrape per request would multiply the hosts' load by the callers). Kafka, PostgreSQL and Redis (with the host
+/// registry and the scrapes) are read in loops of their own so a dependency that hangs until
 /// its timeout does not make the others' figures old.</summary>
 public sealed class OperationsMonitor(
     KafkaClients kafka, NpgsqlDataSource postgres, IConnectionMultiplexer redis, StreamHealthOptions options, ILogger<OperationsMonitor> log)
@@ -40,10 +42,7 @@ public sealed class OperationsMonitor(
     public static readonly TimeSpan MaxAge = TimeSpan.FromSeconds(10);
     private static readonly TimeSpan ProbeTimeout = TimeSpan.FromSeconds(2);
 
-    // Deletes a stale host's field only if it still holds the stale report: the host may have published a new one
-    // between our read and this delete (a gateway replica racing another is harmless too).
-    private const string DeleteIfUnchanged =
-        "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0";
+    private readonly PipelineReader _pipeline = new(log);
 
     private static Probe NotYet => new(false, 0, "not probed yet", 0);
 
@@ -81,6 +80,12 @@ public sealed class OperationsMonitor(
             log.LogWarning("operational probes: first readings not complete after {Timeout}; serving what is known", ProbeTimeout * 3);
         }
         await base.StartAsync(cancellationToken);
+    }
+
+    public override void Dispose()
+    {
+        _pipeline.Dispose();
+        base.Dispose();
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -204,81 +209,13 @@ public sealed class OperationsMonitor(
         }
         try
         {
-            _streams = await ReadStreamsAsync(db);
+            _streams = await _pipeline.ReadAsync(db, options.Streams.RegistryKey, ProbeTimeout);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            _streams = _streams with { Error = "Redis: " + (e is TimeoutException ? $"no answer within {ProbeTimeout.TotalSeconds:F0} s" : OneLine(e.Message)) };
+            _streams = _streams with { Error = "host registry: " + (e is TimeoutException ? $"no answer within {ProbeTimeout.TotalSeconds:F0} s" : OneLine(e.Message)) };
         }
     }
-
-    private async Task<StreamsReading> ReadStreamsAsync(IDatabase db)
-    {
-        var key = options.Streams.MetricsKey;
-        var entries = await db.HashGetAllAsync(key).WaitAsync(ProbeTimeout);
-        var now = NowUnixMs;
-        var hosts = new List<StreamMetricsReport>(entries.Length);
-        var silent = new List<StalledPart>();
-        foreach (var entry in entries)
-        {
-            StreamMetricsReport? report;
-            try
-            {
-                report = JsonSerializer.Deserialize<StreamMetricsReport>(entry.Value.ToString(), StreamMetricsReport.Json);
-            }
-            catch (JsonException e)
-            {
-                log.LogWarning("stream metrics of host {Host} in {Key} do not parse ({Error}); ignored", entry.Name.ToString(), key, e.Message);
-                continue;
-            }
-            if (report is null) continue;
-            if (report.IsForgottenAt(now))
-            {
-                await db.ScriptEvaluateAsync(DeleteIfUnchanged, [key], [entry.Name, entry.Value]).WaitAsync(ProbeTimeout);
-                continue;
-            }
-            if (report.IsStaleAt(now))
-            {
-                // A host stopping gracefully deletes its report, so a silent one crashed, hangs, or cannot write to Redis:
-                // its tasks and sinks make no progress that anyone would see, which is a stall of its own.
-                silent.Add(new StalledPart("host", report.HostId, report.HostId, null, report.ConsumerLag, report.AtUnixMs,
-                    "no metrics report", report.AtUnixMs,
-                    $"host {report.HostId} ({string.Join(", ", report.Topologies)}) has not reported for {(now - report.AtUnixMs) / 1000} s " +
-                    $"(every {report.IntervalMs / 1000.0:0.#} s expected); its last report had {report.ConsumerLag} record(s) waiting"));
-                continue;
-            }
-            // Reports from hosts older than the task and sink fields carry neither.
-            hosts.Add(report with { Tasks = report.Tasks ?? [], Sinks = report.Sinks ?? [] });
-        }
-        hosts.Sort((a, b) => string.CompareOrdinal(a.HostId, b.HostId));
-        var stalled = FindStalled(hosts);
-        stalled.AddRange(silent);
-        return new StreamsReading(hosts, stalled, now, null);
-    }
-
-    private static List<StalledPart> FindStalled(List<StreamMetricsReport> hosts)
-    {
-        var stalled = new List<StalledPart>();
-        foreach (var host in hosts)
-        {
-            foreach (var s in host.Sinks)
-                if (s.Stalled)
-                    stalled.Add(new StalledPart("sink", host.HostId, s.Name, s.Topic, s.Lag, s.LastProgressUnixMs, s.LastError, s.LastErrorUnixMs,
-                        Summary("sink", s.Name, host.HostId, s.Lag, s.LastProgressUnixMs, s.LastError)));
-            foreach (var t in host.Tasks)
-                if (t.Stalled)
-                {
-                    var name = $"{t.ApplicationId}/{t.Task}";
-                    stalled.Add(new StalledPart("task", host.HostId, name, t.Task, t.Lag, t.LastProgressUnixMs, t.LastError, t.LastErrorUnixMs,
-                        Summary("stream task", name, host.HostId, t.Lag, t.LastProgressUnixMs, t.LastError)));
-                }
-        }
-        return stalled;
-    }
-
-    private static string Summary(string kind, string name, string host, long lag, long lastProgressUnixMs, string? lastError) =>
-        $"{kind} {name} on {host}: {lag} record(s) waiting, no progress since " +
-        $"{DateTimeOffset.FromUnixTimeMilliseconds(lastProgressUnixMs):yyyy-MM-ddTHH:mm:ssZ}; last error: {lastError ?? "none"}";
 
     private static string OneLine(string message) => message.ReplaceLineEndings(" ");
 }

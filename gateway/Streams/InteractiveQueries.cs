@@ -6,9 +6,10 @@ using StreamHealth.Runtime.Streams;
 namespace StreamHealth.Gateway.Streams;
 
 /// <summary>Reads a key's state from the processing host that owns it (the gateway side of <see cref="StoreQueryApi"/>).
-/// The owner is found from the hosts' metrics reports (<see cref="OperationsMonitor.Streams"/>, refreshed every second): the
+/// The owner is found from the hosts' metrics as last scraped (<see cref="OperationsMonitor.Streams"/>, every second; each host's
+/// URL from the discovery registry, its stores and task partitions from its <c>/metrics</c>): the
 /// key's source bytes hashed over the store's source partitions (<see cref="KeyPartitioner"/>) name a partition, and the host
-/// whose tasks hold it is asked. Reports are a few seconds old after a rebalance, so a host that answers 421 (not mine) or
+/// whose tasks hold it is asked. Readings are a few seconds old after a rebalance, so a host that answers 421 (not mine) or
 /// cannot be reached is followed by every other host serving the store (each checks ownership itself); while no host can
 /// answer (restore, rebalance, a host that died before the group moved its partitions) it retries until
 /// <see cref="Budget"/>, then answers 503 with Retry-After.</summary>
@@ -30,7 +31,7 @@ public sealed class InteractiveQueries(OperationsMonitor monitor, ILogger<Intera
     public async Task<Answer<T>> QueryAsync<T>(string applicationId, string store, string key, byte[] sourceKey, CancellationToken ct) where T : class
     {
         var deadline = DateTime.UtcNow + Budget;
-        var reason = "no processing host has reported yet";
+        var reason = "no processing host has registered yet";
         while (true)
         {
             var hosts = Serving(applicationId, store, out var partitions);
@@ -41,7 +42,7 @@ public sealed class InteractiveQueries(OperationsMonitor monitor, ILogger<Intera
             else
             {
                 var partition = KeyPartitioner.PartitionOf(sourceKey, partitions);
-                // The reported owner first; then the others, in case the reports predate a rebalance.
+                // The owner as last read first; then the others, in case the reading predates a rebalance.
                 foreach (var host in hosts.OrderByDescending(h => h.Tasks.Any(t => t.ApplicationId == applicationId && t.Partition == partition)))
                 {
                     var wait = deadline - DateTime.UtcNow;
@@ -80,15 +81,14 @@ public sealed class InteractiveQueries(OperationsMonitor monitor, ILogger<Intera
         }
     }
 
-    /// <summary>Live hosts (not silent) that serve the store, and its source partition count.</summary>
+    /// <summary>Live hosts (the reading holds no silent one) that serve the store, and its source partition count.</summary>
     private List<StreamMetricsReport> Serving(string applicationId, string store, out int partitions)
     {
         partitions = 0;
-        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         var result = new List<StreamMetricsReport>();
         foreach (var host in monitor.Streams.Hosts)
         {
-            if (host.QueryUrl is null || host.IsStaleAt(now)) continue;
+            if (host.QueryUrl is null) continue;
             var served = host.Queryable?.FirstOrDefault(q => q.ApplicationId == applicationId && q.Store == store);
             if (served is null) continue;
             partitions = served.SourcePartitions;

@@ -104,7 +104,7 @@ public sealed class ContainerStack : ITestStack, IAsyncLifetime
         ["Redis:Host"] = Started(_redis).Hostname,
         ["Redis:Port"] = Started(_redis).GetMappedPublicPort(RedisPort).ToString(CultureInfo.InvariantCulture),
         ["State:Directory"] = Path.Combine(Path.GetTempPath(), "streamhealth-container-tests-state"),
-        ["Streams:MetricsKey"] = "streamhealth:streams:test:" + database,
+        ["Streams:RegistryKey"] = "streamhealth:hosts:test:" + database,
     };
 
     public TestRegistry Registry(string connectionString) => TestRegistry.Connect(RegistryUrl);

@@ -161,7 +161,10 @@ public sealed class ForecastConsumer : IDisposable
                 SessionTimeoutMs = _settings.SessionTimeoutMs,
                 HeartbeatIntervalMs = Math.Max(100, _settings.SessionTimeoutMs / 3),
                 FetchWaitMaxMs = _settings.FetchWaitMaxMs,
+                // librdkafka's statistics (lag per partition, bytes, broker round trips) for the processors' /metrics.
+                StatisticsIntervalMs = 5_000,
             })
+            .SetStatisticsHandler((_, json) => KafkaClientMetrics.PublishStatistics(this, _names.GroupId, json))
             .SetPartitionsAssignedHandler((_, partitions) =>
             {
                 if (partitions.Count > 0)
@@ -212,6 +215,7 @@ public sealed class ForecastConsumer : IDisposable
         finally
         {
             _consumer.Dispose();
+            KafkaClientMetrics.ForgetStatistics(this);
         }
     }
 

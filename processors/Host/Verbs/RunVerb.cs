@@ -74,10 +74,10 @@ internal static class RunVerb
         log.LogInformation("host {Host} running {Topologies} on {Bootstrap}, state in {State}", hostId,
             string.Join(", ", topologies.Select(t => $"{t.ApplicationId} ({t.SourceTopic})")), options.Kafka.BootstrapServers, options.State.Directory);
         await using var queries = await StoreQueryServer.StartAsync([host], options.Streams.QueryListenUrl, options.Streams.QueryAdvertisedUrl, logs);
-        // The report carries every task's and sink's progress (a stalled one makes the gateway's /health "degraded") and
-        // where this host answers interactive queries for the partitions it owns.
+        // Its meters carry every task's and sink's progress (a stalled one makes the gateway's /health "degraded"), served at
+        // /metrics beside the interactive queries; the registry tells the gateway where.
         using (new StreamMetricsReporter(hostId, [.. topologies.Select(t => t.ApplicationId)], host, log, redis.GetDatabase(),
-                   TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs), SinkHealths([.. sinks, .. callIngest?.HealthSources ?? []], options.Streams.StallAfterMs), options.Streams.MetricsKey,
+                   TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs), SinkHealths([.. sinks, .. callIngest?.HealthSources ?? []], options.Streams.StallAfterMs), options.Streams.RegistryKey,
                    queries.Url))
         {
             await Shutdown.WaitAsync();

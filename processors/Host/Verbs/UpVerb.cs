@@ -114,26 +114,26 @@ internal static class UpVerb
                 options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor)), schemas, postgres, redis, logs);
             await using var queries = await StoreQueryServer.StartAsync([weights.Host, cgm.Host, insights.Host, sensors.Host, calllogs.Host], options.Streams.QueryListenUrl,
                 options.Streams.QueryAdvertisedUrl, logs);
-            // Each report carries its sinks' progress (the forecaster's with CGM's), so a stalled one shows in /health, and
-            // where the gateway's interactive queries reach this process.
+            // Each host's meters carry its sinks' progress (the forecaster's with CGM's), so a stalled one shows in /health; all
+            // five register this process's /metrics and interactive-query URL for the gateway.
             using var reporter = new StreamMetricsReporter($"up-{Environment.ProcessId}", [WeightTopology.ApplicationId], weights.Host,
                 upLog, redis.GetDatabase(), metricsInterval, RunVerb.SinkHealths([weights.PostgresSink, weights.RedisSink, metricsSink, nutritionSink], options.Streams.StallAfterMs),
-                options.Streams.MetricsKey, queries.Url);
+                options.Streams.RegistryKey, queries.Url);
             using var cgmReporter = new StreamMetricsReporter($"up-{Environment.ProcessId}-cgm", [CgmTopology.ApplicationId], cgm.Host,
                 upLog, redis.GetDatabase(), metricsInterval,
                 RunVerb.SinkHealths(forecaster is null ? [cgm.PostgresSink, cgm.RedisSink]
                     : [cgm.PostgresSink, cgm.RedisSink, forecaster.PostgresSink, forecaster.RedisSink], options.Streams.StallAfterMs),
-                options.Streams.MetricsKey, queries.Url);
+                options.Streams.RegistryKey, queries.Url);
             using var insightsReporter = new StreamMetricsReporter($"up-{Environment.ProcessId}-insights", [InsightsTopology.ApplicationId], insights.Host,
                 upLog, redis.GetDatabase(), metricsInterval, RunVerb.SinkHealths([insights.Sink], options.Streams.StallAfterMs),
-                options.Streams.MetricsKey, queries.Url);
+                options.Streams.RegistryKey, queries.Url);
             using var sensorsReporter = new StreamMetricsReporter($"up-{Environment.ProcessId}-sensors",
                 [SensorsTopology.ApplicationId, sensors.Names.DistrictsApplicationId], sensors.Host,
                 upLog, redis.GetDatabase(), metricsInterval, RunVerb.SinkHealths(sensors.Sinks, options.Streams.StallAfterMs),
-                options.Streams.MetricsKey, queries.Url);
+                options.Streams.RegistryKey, queries.Url);
             using var calllogsReporter = new StreamMetricsReporter($"up-{Environment.ProcessId}-calllogs", [CallLogsTopology.ApplicationId], calllogs.Host,
                 upLog, redis.GetDatabase(), metricsInterval, RunVerb.SinkHealths([.. calllogs.Sinks, .. callIngest.HealthSources], options.Streams.StallAfterMs),
-                options.Streams.MetricsKey, queries.Url);
+                options.Streams.RegistryKey, queries.Url);
 
             var producers = new List<Task>();
             if (options.Samples.Enabled)

@@ -146,29 +146,30 @@ public sealed class StreamsOptions
         _ => flavor == KafkaFlavor.Embedded ? Streamiz.Kafka.Net.ProcessingGuarantee.AT_LEAST_ONCE : Streamiz.Kafka.Net.ProcessingGuarantee.EXACTLY_ONCE,
     };
 
-    /// <summary>How often metrics are logged and published to Redis for the gateway.</summary>
+    /// <summary>How often a host's figures are taken for its meters and logged, and its registry heartbeat renewed.</summary>
     public int MetricsIntervalMs { get; set; } = 5_000;
 
     /// <summary>A stream task or sink with input waiting that has not advanced for this long is reported stalled:
     /// /health answers 503 "degraded" naming it, its lag and its last error, until it advances again.</summary>
     public int StallAfterMs { get; set; } = 30_000;
 
-    /// <summary>The Redis hash every processing host of this stack publishes its metrics report to (field = host id);
+    /// <summary>The Redis hash every processing host of this stack registers in for discovery (field = host id, value = where
+    /// its metrics and interactive queries are served and its last heartbeat: <see cref="StreamHealth.Runtime.Streams.StreamHostRegistry"/>);
     /// stacks sharing one Redis keep apart by giving each its own.</summary>
-    public string MetricsKey { get; set; } = "streamhealth:streams";
+    public string RegistryKey { get; set; } = StreamHealth.Runtime.Streams.StreamHostRegistry.DefaultKey;
 
     /// <summary>Where a processing host serves interactive queries of its stores to the gateway (StoreQueryApi); port 0
     /// takes a free port. Internal and unauthenticated: bind it to the pod or loopback network only.</summary>
     public string QueryListenUrl { get; set; } = "http://127.0.0.1:0";
 
-    /// <summary>The URL the gateway reaches this host's queries at, published in its metrics report (a pod's own
+    /// <summary>The URL the gateway reaches this host's queries at, registered for discovery (a pod's own
     /// address in k8s); null: the address bound.</summary>
     public string? QueryAdvertisedUrl { get; set; }
 
     internal void Validate(List<string> errors)
     {
         if (StallAfterMs is < 100 or > 86_400_000) errors.Add($"{Section}:StallAfterMs = {StallAfterMs}: must be 100-86400000");
-        if (InputRules.CheckId($"{Section}:MetricsKey", MetricsKey) is { } keyError) errors.Add(keyError);
+        if (InputRules.CheckId($"{Section}:RegistryKey", RegistryKey) is { } keyError) errors.Add(keyError);
         // Streamiz 1.8.2 with two threads in one process: a task moving between them opens its RocksDB store before the other
         // thread has closed it ("LOCK: No locks available") and the thread dies. Scale with processes (one per core) instead.
         if (ThreadsPerTopology != 1) errors.Add($"{Section}:ThreadsPerTopology = {ThreadsPerTopology}: must be 1 (run more processes to use more cores)");

@@ -60,6 +60,10 @@ public sealed class SinkOptions
 /// and the sink commits and moves on: one record never stops a sink.</summary>
 public sealed class SinkRunner : ISinkHealthSource, IDisposable
 {
+    /// <summary>How often the sink's consumer emits librdkafka's statistics (its lag per partition, bytes, broker round trips),
+    /// exported with the processors' metrics (<see cref="KafkaClientMetrics"/>).</summary>
+    private const int StatisticsIntervalMs = 5_000;
+
     private readonly SinkOptions _options;
     private readonly ISinkWriter _writer;
     private readonly ISinkDeadLetters? _deadLetters;
@@ -149,7 +153,9 @@ public sealed class SinkRunner : ISinkHealthSource, IDisposable
                 SessionTimeoutMs = _options.SessionTimeoutMs,
                 HeartbeatIntervalMs = Math.Max(100, _options.SessionTimeoutMs / 3),
                 FetchWaitMaxMs = _options.FetchWaitMaxMs,
+                StatisticsIntervalMs = StatisticsIntervalMs,
             })
+            .SetStatisticsHandler((_, json) => KafkaClientMetrics.PublishStatistics(this, _options.GroupId, json))
             .SetPartitionsAssignedHandler((_, partitions) =>
             {
                 // New partitions arriving while the writer is failing start paused too.
@@ -226,6 +232,7 @@ public sealed class SinkRunner : ISinkHealthSource, IDisposable
         finally
         {
             _consumer.Dispose();
+            KafkaClientMetrics.ForgetStatistics(this);
         }
     }
 

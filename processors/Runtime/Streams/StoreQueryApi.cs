@@ -58,7 +58,7 @@ public sealed class StoreQueryServer : IAsyncDisposable
 {
     private readonly Http.InternalHttpServer _server;
 
-    /// <summary>The URL other processes reach this server at (published in the host's metrics report).</summary>
+    /// <summary>The URL other processes reach this server at (registered for discovery: <see cref="StreamHostRegistry"/>).</summary>
     public string Url { get; }
 
     private StoreQueryServer(Http.InternalHttpServer server, string url)
@@ -71,6 +71,7 @@ public sealed class StoreQueryServer : IAsyncDisposable
     /// <param name="advertisedUrl">The URL to publish (a pod's address); null: the address bound.</param>
     public static async Task<StoreQueryServer> StartAsync(IReadOnlyList<StreamHost> hosts, string listenUrl, string? advertisedUrl, ILoggerFactory logs)
     {
+        StreamTelemetry.EnsureInstruments();
         // The same port serves the Prometheus scrape (/metrics): the host's stream and sink figures (StreamTelemetry) and the
         // .NET runtime's, in the Prometheus text format. With OTEL_EXPORTER_OTLP_ENDPOINT set (the gateway's convention) the
         // topologies' and sinks' spans (StreamTracing) and the metrics also go to that collector; without it no span is
@@ -86,6 +87,7 @@ public sealed class StoreQueryServer : IAsyncDisposable
                 .ConfigureResource(r => r.AddService("streamhealth-processors"))
                 .WithMetrics(m => m.AddRuntimeInstrumentation().AddMeter(StreamTelemetry.MeterName).AddPrometheusExporter());
             if (string.IsNullOrEmpty(otlpEndpoint)) return;
+            // The standard OpenTelemetry variable, as the gateway reads it: spans and the same metrics go to that collector.
             otel.WithTracing(t => t.AddSource(Observability.StreamTracing.StreamsSourceName, Observability.StreamTracing.SinksSourceName))
                 .UseOtlpExporter();
         });

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Streamiz.Kafka.Net;
 using Streamiz.Kafka.Net.Errors;
+using Streamiz.Kafka.Net.Metrics;
 using Streamiz.Kafka.Net.State;
 
 namespace StreamHealth.Runtime.Streams;
@@ -21,6 +22,10 @@ public sealed class StreamHostOptions
     public int FetchWaitMaxMs { get; init; } = 2;
     /// <summary>A task with input waiting (lag &gt; 0) that has not advanced for this long is reported stalled.</summary>
     public int StallAfterMs { get; init; } = 30_000;
+    /// <summary>How often librdkafka emits its statistics (consumer lag per partition, broker round trips, bytes, queues), which
+    /// Streamiz turns into sensors and <see cref="KafkaClientMetrics"/> into the host's metrics. Each emission is a JSON document
+    /// per client parsed on its poll thread: seconds, not milliseconds.</summary>
+    public int KafkaStatisticsIntervalMs { get; init; } = 5_000;
     /// <summary>AT_LEAST_ONCE (with the applied-offset fence, <see cref="FencedSerDes{T}"/>) on the embedded broker, whose
     /// transactions do not isolate; EXACTLY_ONCE (v2) on real Kafka.</summary>
     public ProcessingGuarantee Guarantee { get; init; } = ProcessingGuarantee.AT_LEAST_ONCE;
@@ -64,6 +69,10 @@ public sealed class StreamHost : IDisposable
     private long _restarts;
 
     public StreamMetrics Metrics { get; } = new();
+    private volatile IReadOnlyList<KafkaClientMetric> _kafkaClientMetrics = [];
+
+    /// <summary>The host's Kafka clients' statistics as last read by the lag probe (once a second).</summary>
+    public IReadOnlyList<KafkaClientMetric> KafkaClientMetrics => _kafkaClientMetrics;
 
     public StreamHost(StreamHostOptions options, IEnumerable<StreamTopology> topologies, ILoggerFactory? logs = null)
     {
@@ -140,6 +149,9 @@ public sealed class StreamHost : IDisposable
             // loop (at most PollMs plus one batch).
             MaxPollIntervalMs = Math.Max(10_000, 3 * _options.SessionTimeoutMs),
             FetchWaitMaxMs = _options.FetchWaitMaxMs,
+            ExposeLibrdKafkaStats = true,
+            StatisticsIntervalMs = _options.KafkaStatisticsIntervalMs,
+            MetricsRecording = MetricsRecordingLevel.INFO,
             Logger = _logs,
             // A record a processor cannot handle is dead-lettered by StreamProcessor; what reaches this handler is a failure
             // of the stream itself (a store, the producer): fail the client, and the supervisor below restarts it.
@@ -354,12 +366,14 @@ public sealed class StreamHost : IDisposable
         if (_watermarks is null || _stop.IsCancellationRequested) return;
         try
         {
-            long commits = 0;
+            var clients = new List<KafkaClientMetric>();
             foreach (var hosted in _streams)
                 if (hosted.Stream is { } stream)
-                    foreach (var sensor in stream.Metrics())
-                        foreach (var metric in sensor.Metrics.Values)
-                            if (metric.Name == "commit-total" && metric.Value is IConvertible total) commits += Convert.ToInt64(total, System.Globalization.CultureInfo.InvariantCulture);
+                    clients.AddRange(Streams.KafkaClientMetrics.Collect(hosted.Topology.ApplicationId, stream.Metrics()));
+            _kafkaClientMetrics = clients;
+            long commits = 0;
+            foreach (var m in clients)
+                if (m is { Instrument: Streams.KafkaClientMetrics.ThreadOperations, Label: "commit" }) commits += (long)m.Value;
             Metrics.SetCommits(commits);
             foreach (var task in Metrics.Tasks())
             {

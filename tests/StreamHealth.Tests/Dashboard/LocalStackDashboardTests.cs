@@ -37,8 +37,8 @@ public sealed class LocalStackDashboardTests : IDisposable
             ["STREAMHEALTH_Samples__DataDirectory"] = Repo.SharedData,
             ["STREAMHEALTH_Samples__GatewayUrl"] = $"http://127.0.0.1:{gatewayPort}",
             ["STREAMHEALTH_SchemaRegistry__Url"] = $"http://127.0.0.1:{FreePort()}",
-            // The host's reports under a key of this test's, which its gateway reads (other tests' gateways never see it).
-            ["STREAMHEALTH_Streams__MetricsKey"] = $"streamhealth:streams:test:up:{Guid.NewGuid():N}",
+            // The host registers in a discovery hash of this test's, which its gateway reads (other tests' gateways never see it).
+            ["STREAMHEALTH_Streams__RegistryKey"] = $"streamhealth:hosts:test:up:{Guid.NewGuid():N}",
         };
         LocalServices.EnsureStarted();   // `up` creates its database and migrates it, as on a fresh machine
 

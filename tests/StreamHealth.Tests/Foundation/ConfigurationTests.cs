@@ -14,7 +14,7 @@ public sealed class ConfigurationTests
     [InlineData("Kafka:Topics:weights.rawx:Partitions", "3", "Kafka:Topics:weights.rawx: unknown topic name; known topics: weights.raw,")]
     [InlineData("Kafka:BootstrapServers", "localhost:99999", "Kafka:BootstrapServers = localhost:99999: 'localhost:99999' is not host:port")]
     [InlineData("Streams:StallAfterMs", "0", "Streams:StallAfterMs = 0: must be 100-86400000")]
-    [InlineData("Streams:MetricsKey", "a b", "Streams:MetricsKey = ")]
+    [InlineData("Streams:RegistryKey", "a b", "Streams:RegistryKey = ")]
     public void A_bad_setting_gives_one_line_naming_it(string key, string value, string expected)
     {
         var e = Assert.Throws<ConfigurationException>(() =>

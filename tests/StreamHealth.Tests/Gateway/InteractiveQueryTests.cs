@@ -10,7 +10,7 @@ using static StreamHealth.Tests.Infrastructure.StreamTestKit;
 namespace StreamHealth.Tests.Gateway;
 
 /// <summary>`GET /api/weight/{userId}/state` across processes: two processing hosts split weights.raw, each serves its
-/// stores over HTTP (StoreQueryServer) and publishes where and which partitions in its report; the gateway asks the owner
+/// stores over HTTP (StoreQueryServer) and registers where (the host registry), its /metrics tells which partitions; the gateway asks the owner
 /// of each user's partition. When one host leaves, the survivor restores its partitions from the changelog and the same
 /// queries answer from it with the same state; with no host left the gateway answers 503 with Retry-After.</summary>
 public sealed class InteractiveQueryTests(GatewayServices services) : IClassFixture<GatewayServices>
@@ -35,7 +35,7 @@ public sealed class InteractiveQueryTests(GatewayServices services) : IClassFixt
         }
     }
 
-    private async Task<Host> StartHostAsync(string name, string metricsKey, TestLogs logs)
+    private async Task<Host> StartHostAsync(string name, string registryKey, TestLogs logs)
     {
         var state = Directory.CreateTempSubdirectory("streamhealth-iq-").FullName;
         var streams = new StreamHost(new StreamHostOptions
@@ -47,14 +47,14 @@ public sealed class InteractiveQueryTests(GatewayServices services) : IClassFixt
         streams.Start();
         var queries = await StoreQueryServer.StartAsync([streams], "http://127.0.0.1:0", null, logs);
         var reporter = new StreamMetricsReporter(name, [WeightTopology.ApplicationId], streams, logs.CreateLogger(name), services.Redis.GetDatabase(),
-            TimeSpan.FromMilliseconds(200), redisKey: metricsKey, queryUrl: queries.Url);
+            TimeSpan.FromMilliseconds(200), registryKey: registryKey, url: queries.Url);
         return new Host { Streams = streams, Queries = queries, Reporter = reporter, StateDirectory = state };
     }
 
     [Fact]
     public async Task The_gateway_reads_each_users_state_from_its_owner_and_from_the_survivor_after_a_host_leaves()
     {
-        var metricsKey = GatewayServices.NewMetricsKey();
+        var registryKey = GatewayServices.NewRegistryKey();
         var logs = new TestLogs();
         var partitions = Topics.DefaultPartitions;
         // The key bytes the topology's queries route by are what a producer with its own registry client sends (Avro, with
@@ -73,8 +73,8 @@ public sealed class InteractiveQueryTests(GatewayServices services) : IClassFixt
         Assert.Equal(3 * partitions, users.Count);
         // Ids with the punctuation the id rule allows reach the store as they are.
         users.AddRange(["x:y.z", "a..b", "-_.:"]);
-        var a = await StartHostAsync("iq-host-a", metricsKey, logs);
-        var b = await StartHostAsync("iq-host-b", metricsKey, logs);
+        var a = await StartHostAsync("iq-host-a", registryKey, logs);
+        var b = await StartHostAsync("iq-host-b", registryKey, logs);
         try
         {
             WaitFor(() => a.Streams.Metrics.ActiveTasks > 0 && b.Streams.Metrics.ActiveTasks > 0
@@ -119,16 +119,21 @@ public sealed class InteractiveQueryTests(GatewayServices services) : IClassFixt
             Assert.Contains(expected.Values, e => e.Owner == "a");
             Assert.Contains(expected.Values, e => e.Owner == "b");
 
-            await using var gateway = services.Gateway(metricsKey);
+            await using var gateway = services.Gateway(registryKey);
             using var client = gateway.CreateClient();
             client.DefaultRequestHeaders.Add("X-Api-Key", "dev-key-change-me");
             foreach (var user in users)
                 AssertState(expected[user].State!, await GetStateEventuallyAsync(client, user));
 
-            // The open operations view lists the hosts but not where their (credential-less) query ports are.
+            // The open operations view lists the hosts, as read from their /metrics, but not where their (credential-less) query
+            // ports are: both hosts, what they processed adding up, and every partition's task on exactly one of them.
             var streamsView = await client.GetStringAsync("/api/v1/streams");
-            Assert.Contains("iq-host-a", streamsView);
             Assert.DoesNotContain(a.Queries.Url, streamsView);
+            var listed = JsonDocument.Parse(streamsView).RootElement.GetProperty("hosts").EnumerateArray().ToList();
+            Assert.Equal(["iq-host-a", "iq-host-b"], listed.Select(h => h.GetProperty("hostId").GetString()));
+            Assert.Equal(5 * users.Count, listed.Sum(h => h.GetProperty("processed").GetInt64()));
+            Assert.Equal(Enumerable.Range(0, partitions), listed.SelectMany(h => h.GetProperty("tasks").EnumerateArray())
+                .Select(t => t.GetProperty("partition").GetInt32()).Order());
 
             using (var unknown = await client.GetAsync("/api/weight/iq-nobody-here/state"))
             {

@@ -10,9 +10,9 @@ using static StreamHealth.Tests.Infrastructure.StreamTestKit;
 namespace StreamHealth.Tests.Gateway;
 
 /// <summary>/health, /api/v1/streams and /api/v1/topics over the real embedded Kafka, PostgreSQL and Redis: they
-/// answer many concurrent callers without a 5xx, and a stalled sink or stream task published by a host makes /health
-/// "degraded" (503) naming it, its lag and its last error, until it advances again. Each test publishes to a hash of
-/// its own (<see cref="GatewayServices"/>) so a stall it injects is never seen by another test's gateway.</summary>
+/// answer many concurrent callers without a 5xx, and a stalled sink or stream task that a host's /metrics shows makes /health
+/// "degraded" (503) naming it, its lag and its last error, until it advances again. Each test registers its hosts in a
+/// registry of its own (<see cref="GatewayServices"/>) so a stall it injects is never seen by another test's gateway.</summary>
 public sealed class OperationsApiTests(GatewayServices services) : IClassFixture<GatewayServices>
 {
     private static readonly TimeSpan Eventually = TimeSpan.FromSeconds(60);
@@ -20,10 +20,12 @@ public sealed class OperationsApiTests(GatewayServices services) : IClassFixture
     [Fact]
     public async Task Two_hundred_concurrent_callers_of_streams_health_and_topics_get_no_5xx()
     {
-        var key = GatewayServices.NewMetricsKey();
+        var key = GatewayServices.NewRegistryKey();
         using var host = new StreamHost(new StreamHostOptions { BootstrapServers = services.Kafka.BootstrapServers, StateDirectory = Path.GetTempPath() }, []);
+        // Five hosts of one process, as `up` runs them: one endpoint, told apart by the host label.
+        await using var endpoint = await StoreQueryServer.StartAsync([host], "http://127.0.0.1:0", null, new TestLogs());
         var reporters = Enumerable.Range(0, 5).Select(i => new StreamMetricsReporter($"load-host-{i}", ["load-app"], host, new TestLogs().CreateLogger("test"),
-            services.Redis.GetDatabase(), TimeSpan.FromMinutes(1), redisKey: key)).ToList();
+            services.Redis.GetDatabase(), TimeSpan.FromMinutes(1), registryKey: key, url: endpoint.Url)).ToList();
         try
         {
             foreach (var r in reporters) r.Report();
@@ -56,14 +58,15 @@ public sealed class OperationsApiTests(GatewayServices services) : IClassFixture
     [Fact]
     public async Task A_published_stalled_sink_makes_health_degraded_naming_it_its_lag_and_error_until_it_advances()
     {
-        var key = GatewayServices.NewMetricsKey();
+        var key = GatewayServices.NewRegistryKey();
         var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         const string error = "22021: invalid byte sequence for encoding \"UTF8\": 0x00";
         var sink = new SinkHealth("weights-postgres", "weights.filtered", "weights-postgres-sink", Lag: 42, Written: 10, DeadLettered: 0,
             Paused: true, LastProgressUnixMs: now - 60_000, LastError: error, LastErrorUnixMs: now - 1_000, Stalled: true);
         using var host = new StreamHost(new StreamHostOptions { BootstrapServers = services.Kafka.BootstrapServers, StateDirectory = Path.GetTempPath() }, []);
+        await using var endpoint = await StoreQueryServer.StartAsync([host], "http://127.0.0.1:0", null, new TestLogs());
         using var reporter = new StreamMetricsReporter("sink-host", ["weights"], host, new TestLogs().CreateLogger("test"), services.Redis.GetDatabase(),
-            TimeSpan.FromMinutes(1), () => [sink], key);
+            TimeSpan.FromMinutes(1), () => [sink], key, endpoint.Url);
         reporter.Report();
         await using var app = services.Gateway(key);
         using var client = app.CreateClient();
@@ -92,7 +95,7 @@ public sealed class OperationsApiTests(GatewayServices services) : IClassFixture
         Assert.Contains("/api/v1/events/stream", dashboard);
         Assert.Matches(@"\.stalled\s*\?\s*[`""']degraded", dashboard);
 
-        // The sink writes again: healthy as soon as the next report says so.
+        // The sink writes again: healthy as soon as its next figures say so.
         sink = sink with { Lag = 0, Written = 52, Paused = false, LastProgressUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), Stalled = false };
         reporter.Report();
         health = await PollAsync(client, "/health", r => r.StatusCode == HttpStatusCode.OK);
@@ -102,44 +105,70 @@ public sealed class OperationsApiTests(GatewayServices services) : IClassFixture
         Assert.Equal(0, streams.GetProperty("stalled").GetArrayLength());
     }
 
-    /// <summary>A host that stops reporting without removing its report (killed, hung, or unable to write to Redis) is a
-    /// stall nobody would otherwise see: /health is degraded naming the host until it reports again; a report silent for
-    /// longer than the retention is forgotten (deleted), like one from a host long gone.</summary>
+    /// <summary>A host whose heartbeat stops without it deregistering (killed, hung, or unable to reach Redis) is a stall nobody
+    /// would otherwise see: /health is degraded naming the host until it beats again, and so is a live host whose /metrics does not
+    /// answer; an entry silent for longer than the retention is forgotten (deleted), like one of a host long gone. Hosts are found
+    /// through the registry and read from their /metrics only: no private report is written anywhere.</summary>
     [Fact]
-    public async Task A_host_that_stops_reporting_makes_health_degraded_naming_it_until_it_reports_again()
+    public async Task Streams_lists_live_hosts_from_their_metrics_and_names_a_silent_host_until_it_beats_again()
     {
-        var key = GatewayServices.NewMetricsKey();
+        var key = GatewayServices.NewRegistryKey();
         var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        StreamMetricsReport Report(string hostId, long atUnixMs) => new(hostId, ["weights"], atUnixMs, 0, 0, 0, 0, ConsumerLag: 17, ActiveTasks: 4,
-            RestoreProgress: 1, Processed: 100, Emitted: 100, DeadLettered: 0, Commits: 0, ThreadRestarts: 0,
-            IntervalMs: 1_000, Tasks: [], Sinks: []);
         var db = services.Redis.GetDatabase();
-        // Silent for 20 s (past three intervals and the 10 s floor), and one silent for longer than the retention.
-        await db.HashSetAsync(key, "crashed-host", JsonSerializer.Serialize(Report("crashed-host", now - 20_000), StreamMetricsReport.Json));
-        await db.HashSetAsync(key, "long-gone", JsonSerializer.Serialize(Report("long-gone", now - StreamMetricsReport.SilentHostRetentionMs - 60_000), StreamMetricsReport.Json));
+        using var host = new StreamHost(new StreamHostOptions { BootstrapServers = services.Kafka.BootstrapServers, StateDirectory = Path.GetTempPath() }, []);
+        await using var endpoint = await StoreQueryServer.StartAsync([host], "http://127.0.0.1:0", null, new TestLogs());
+        using var first = new StreamMetricsReporter("live-host-1", ["weights"], host, new TestLogs().CreateLogger("test"), db, TimeSpan.FromMinutes(1),
+            registryKey: key, url: endpoint.Url);
+        using var second = new StreamMetricsReporter("live-host-2", ["cgm"], host, new TestLogs().CreateLogger("test"), db, TimeSpan.FromMinutes(1),
+            registryKey: key, url: endpoint.Url);
+        first.Report();
+        second.Report();
+        // Silent for 20 s (past three intervals and the 10 s floor), one silent for longer than the retention, one that beats
+        // but whose endpoint does not answer, and one whose URL is no URL.
+        StreamHostRegistry.Heartbeat(db, key, new HostRegistration("crashed-host", "http://127.0.0.1:9", now - 20_000, 1_000));
+        StreamHostRegistry.Heartbeat(db, key, new HostRegistration("long-gone", "http://127.0.0.1:9", now - HostRegistration.SilentHostRetentionMs - 60_000, 1_000));
+        StreamHostRegistry.Heartbeat(db, key, new HostRegistration("deaf-host", "http://127.0.0.1:9", now + 60_000, 1_000));
+        StreamHostRegistry.Heartbeat(db, key, new HostRegistration("bad-url-host", "not a url", now + 60_000, 1_000));
         await using var app = services.Gateway(key);
         using var client = app.CreateClient();
 
+        var streams = (await PollAsync(client, "/api/v1/streams", r => r.StatusCode == HttpStatusCode.OK && r.Body.GetProperty("stalled").GetArrayLength() == 3)).Body;
+        Assert.Equal("degraded", streams.GetProperty("status").GetString());
+        var hosts = streams.GetProperty("hosts").EnumerateArray().ToList();
+        Assert.Equal(["live-host-1", "live-host-2"], hosts.Select(h => h.GetProperty("hostId").GetString()));
+        Assert.Equal(["weights"], hosts[0].GetProperty("topologies").EnumerateArray().Select(t => t.GetString()));
+        Assert.Equal(["cgm"], hosts[1].GetProperty("topologies").EnumerateArray().Select(t => t.GetString()));
+        Assert.All(hosts, h => Assert.Equal(JsonValueKind.Null, h.GetProperty("queryUrl").ValueKind));
+        var stalled = streams.GetProperty("stalled").EnumerateArray().OrderBy(s => s.GetProperty("name").GetString()).ToList();
+        Assert.All(stalled, s => Assert.Equal("host", s.GetProperty("kind").GetString()));
+        Assert.Equal(["bad-url-host", "crashed-host", "deaf-host"], stalled.Select(s => s.GetProperty("name").GetString()));
+        Assert.Contains("metrics cannot be read", stalled[0].GetProperty("summary").GetString());
+        Assert.Contains("has not reported for", stalled[1].GetProperty("summary").GetString());
+        Assert.Contains("metrics cannot be read", stalled[2].GetProperty("summary").GetString());
         var health = await PollAsync(client, "/health", r => r.StatusCode == HttpStatusCode.ServiceUnavailable);
-        Assert.Equal("degraded", health.Body.GetProperty("status").GetString());
-        var silent = Assert.Single(health.Body.GetProperty("stalled").EnumerateArray());
-        Assert.Equal("host", silent.GetProperty("kind").GetString());
-        Assert.Equal("crashed-host", silent.GetProperty("name").GetString());
-        Assert.Contains("has not reported for", silent.GetProperty("summary").GetString());
-        Assert.Contains("17 record(s) waiting", silent.GetProperty("summary").GetString());
-        Assert.False(await db.HashExistsAsync(key, "long-gone"), "a report silent past the retention is deleted");
+        Assert.Equal(3, health.Body.GetProperty("stalled").GetArrayLength());
+        Assert.False(await db.HashExistsAsync(key, "long-gone"), "an entry silent past the retention is deleted");
+        // The registry is discovery only: where a host is and when it last beat, no figures.
+        var entry = JsonDocument.Parse((string)(await db.HashGetAsync(key, "live-host-1"))!).RootElement;
+        Assert.Equal(["hostId", "url", "heartbeatUnixMs", "intervalMs"], entry.EnumerateObject().Select(p => p.Name));
+        Assert.False(await db.KeyExistsAsync("streamhealth:streams"), "the private JSON report of the hosts is gone");
 
-        // It reports again: healthy.
-        await db.HashSetAsync(key, "crashed-host", JsonSerializer.Serialize(Report("crashed-host", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() + 5_000),
-            StreamMetricsReport.Json));
+        // The silent host beats again (here: its endpoint is the live one) and the deaf one leaves: healthy.
+        StreamHostRegistry.Deregister(db, key, "deaf-host");
+        StreamHostRegistry.Deregister(db, key, "bad-url-host");
+        using var back = new StreamMetricsReporter("crashed-host", ["weights"], host, new TestLogs().CreateLogger("test"), db, TimeSpan.FromMinutes(1),
+            registryKey: key, url: endpoint.Url);
+        back.Report();
         health = await PollAsync(client, "/health", r => r.StatusCode == HttpStatusCode.OK);
         Assert.Equal(0, health.Body.GetProperty("stalled").GetArrayLength());
+        streams = (await PollAsync(client, "/api/v1/streams", r => r.Body.GetProperty("hosts").GetArrayLength() == 3)).Body;
+        Assert.Equal("healthy", streams.GetProperty("status").GetString());
     }
 
     [Fact]
     public async Task A_stream_task_whose_commits_keep_failing_is_reported_stalled_with_its_error_and_clears_when_it_commits()
     {
-        var key = GatewayServices.NewMetricsKey();
+        var key = GatewayServices.NewRegistryKey();
         var source = services.Kafka.NewTopic("stall", 1);
         var appId = source + "-app";
         services.Kafka.Cluster.CreateTopic(KeySumTopology.OutputTopic(source), 1);
@@ -159,8 +188,9 @@ public sealed class OperationsApiTests(GatewayServices services) : IClassFixture
             WaitFor(() => host.Metrics.ActiveTasks == 1, Eventually, () => "task not assigned");
             Produce(source, 5);
             WaitFor(() => host.Metrics.Processed == 5, Eventually, () => $"processed {host.Metrics.Processed}");
+            await using var endpoint = await StoreQueryServer.StartAsync([host], "http://127.0.0.1:0", null, new TestLogs());
             using var reporter = new StreamMetricsReporter("stall-host", [appId], host, new TestLogs().CreateLogger("test"), services.Redis.GetDatabase(),
-                TimeSpan.FromMilliseconds(200), redisKey: key);
+                TimeSpan.FromMilliseconds(200), registryKey: key, url: endpoint.Url);
             await using var app = services.Gateway(key);
             using var client = app.CreateClient();
             Assert.Equal(HttpStatusCode.OK, (await PollAsync(client, "/health", r => r.StatusCode == HttpStatusCode.OK)).StatusCode);

@@ -53,7 +53,7 @@ public sealed class ChildHost : IDisposable
         psi.ArgumentList.Add(HostDll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         // A child host a test kills stays reported as silent for minutes: keep its reports out of every gateway's key.
-        psi.Environment["STREAMHEALTH_Streams__MetricsKey"] = $"streamhealth:streams:test:child:{Guid.NewGuid():N}";
+        psi.Environment["STREAMHEALTH_Streams__RegistryKey"] = $"streamhealth:hosts:test:child:{Guid.NewGuid():N}";
         foreach (var (k, v) in env) psi.Environment[k] = v;
         return new ChildHost(Process.Start(psi)!);
     }

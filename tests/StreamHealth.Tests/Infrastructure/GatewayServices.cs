@@ -6,8 +6,8 @@ using StreamHealth.Runtime.Storage;
 namespace StreamHealth.Tests.Infrastructure;
 
 /// <summary>What a test of the gateway against processing hosts it starts itself needs: an embedded Kafka, a migrated
-/// database and Redis, and gateways that read the host reports from a hash of the test's own (Streams:MetricsKey), so
-/// what one test publishes is never seen by another's gateway.</summary>
+/// database and Redis, and gateways that find hosts in a discovery registry of the test's own (Streams:RegistryKey), so
+/// the hosts one test registers are never seen by another's gateway.</summary>
 public sealed class GatewayServices : IAsyncLifetime
 {
     public EmbeddedKafkaFixture Kafka { get; } = new();
@@ -31,13 +31,13 @@ public sealed class GatewayServices : IAsyncLifetime
         return Task.CompletedTask;
     }
 
-    public static string NewMetricsKey() => $"streamhealth:streams:test:{Guid.NewGuid():N}";
+    public static string NewRegistryKey() => $"streamhealth:hosts:test:{Guid.NewGuid():N}";
 
-    /// <summary>A gateway (in-memory test server) on these services that reads host reports from <paramref name="metricsKey"/>.</summary>
-    public WebApplicationFactory<Program> Gateway(string metricsKey)
+    /// <summary>A gateway (in-memory test server) on these services that finds hosts in <paramref name="registryKey"/>.</summary>
+    public WebApplicationFactory<Program> Gateway(string registryKey)
     {
         var settings = Registry.With(LocalServices.Overrides(Database, Kafka.BootstrapServers));
-        settings["Streams:MetricsKey"] = metricsKey;
+        settings["Streams:RegistryKey"] = registryKey;
         return new WebApplicationFactory<Program>().WithWebHostBuilder(b => b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(settings)));
     }
 }

@@ -43,7 +43,7 @@ public static class LocalServices
             ["Redis:Port"] = RedisPort.ToString(),
             ["State:Directory"] = Path.Combine(Path.GetTempPath(), "streamhealth-tests-state"),
             // Host reports of one test's stack, never another's: a host a test kills stays reported (silent) for minutes.
-            ["Streams:MetricsKey"] = "streamhealth:streams:test:" + database,
+            ["Streams:RegistryKey"] = "streamhealth:hosts:test:" + database,
         };
         if (bootstrap is not null) d["Kafka:BootstrapServers"] = bootstrap;
         return d;

@@ -8,6 +8,7 @@ using StackExchange.Redis;
 using Streamiz.Kafka.Net.Processors.Public;
 using Streamiz.Kafka.Net.SerDes;
 using Streamiz.Kafka.Net.State;
+using StreamHealth.Gateway.Observability;
 using StreamHealth.Runtime.Streams;
 using StreamHealth.Runtime.Streams.Reference;
 using StreamHealth.Tests.Infrastructure;
@@ -114,8 +115,11 @@ public sealed class PunctuationAndMetricsTests(EmbeddedKafkaFixture kafka) : ICl
         }
     }
 
+    /// <summary>A host's figures go one way: logged, exported at its /metrics (its own, Streamiz's thread sensors and librdkafka's
+    /// statistics, by host, topology, topic and partition), and read back from there by the gateway, which finds the host in the
+    /// discovery registry.</summary>
     [Fact]
-    public async Task Host_metrics_are_logged_published_to_redis_and_served_by_the_gateway()
+    public async Task Host_metrics_are_logged_exported_with_kafka_statistics_and_read_from_its_endpoint_by_the_gateway()
     {
         var source = kafka.NewTopic("metrics", 2);
         var appId = source + "-app";
@@ -125,6 +129,7 @@ public sealed class PunctuationAndMetricsTests(EmbeddedKafkaFixture kafka) : ICl
         try
         {
             using var host = new StreamHost(new StreamHostOptions { BootstrapServers = kafka.BootstrapServers, StateDirectory = stateDir,
+                KafkaStatisticsIntervalMs = 500,
                 CreateInternalTopic = (topic, partitions) => kafka.Cluster.CreateTopic(topic, partitions) }, [KeySumTopology.Create(source, appId)], logs);
             host.Start();
             ProduceAmounts(kafka.BootstrapServers, source, 2_000, 20, seed: 5, []);
@@ -134,9 +139,10 @@ public sealed class PunctuationAndMetricsTests(EmbeddedKafkaFixture kafka) : ICl
             using var redis = await ConnectionMultiplexer.ConnectAsync(LocalServices.RedisConfiguration);
             var hostId = "metrics-test-" + Guid.NewGuid().ToString("N")[..6];
             var settings = LocalServices.Overrides(LocalServices.NewDatabaseName("gateway_streams"), kafka.BootstrapServers);
-            var metricsKey = settings["Streams:MetricsKey"]!;
+            var registryKey = settings["Streams:RegistryKey"]!;
+            await using var endpoint = await StoreQueryServer.StartAsync([host], "http://127.0.0.1:0", null, logs);
             using var reporter = new StreamMetricsReporter(hostId, [appId], host, logs.CreateLogger("test"), redis.GetDatabase(), TimeSpan.FromMinutes(1),
-                redisKey: metricsKey);
+                registryKey: registryKey, url: endpoint.Url);
             var report = reporter.Report();
             Assert.Equal(2_000, report.Processed);
             Assert.Equal(2_000, report.Emitted);
@@ -147,25 +153,108 @@ public sealed class PunctuationAndMetricsTests(EmbeddedKafkaFixture kafka) : ICl
             Assert.Equal(["0-0", "0-1"], report.Tasks.Select(t => t.Task));
             Assert.All(report.Tasks, t => Assert.Equal(appId, t.ApplicationId));
             Assert.Contains($"streams {hostId}: in ", logs.Text);
-            Assert.True(await redis.GetDatabase().HashExistsAsync(metricsKey, hostId), "published in the hosts' hash");
+            Assert.True(await redis.GetDatabase().HashExistsAsync(registryKey, hostId), "registered for discovery");
+
+            // librdkafka's statistics (every 500 ms here) and Streamiz's sensors, read by the host's probe each second.
+            using var scraper = new HttpClient();
+            List<PrometheusSample> Mine() => PrometheusText.Parse(scraper.GetStringAsync(endpoint.Url + "/metrics").Result, out _)
+                .Where(s => s.Label("host") == hostId).ToList();
+            double? Of(List<PrometheusSample> samples, string name, params (string Label, string Value)[] labels) =>
+                samples.FirstOrDefault(s => s.Name == name && labels.All(l => s.Label(l.Label) == l.Value))?.Value;
+            List<PrometheusSample> scraped = [];
+            WaitFor(() => Of(scraped = Mine(), KafkaClientMetrics.ConsumedMessages, ("group", appId)) >= 2_000
+                          && Of(scraped, KafkaClientMetrics.ConsumerLag, ("group", appId), ("topic", source), ("partition", "1")) is not null,
+                TimeSpan.FromSeconds(30), () => "scraped: " + string.Join("; ", scraped.Where(s => s.Name.Contains("kafka") || s.Name.Contains("streamiz"))));
+            // Both partitions are read to their end and committed: librdkafka's lag of each is 0 (the high watermark minus the
+            // committed position).
+            foreach (var partition in new[] { "0", "1" })
+                WaitFor(() => Of(Mine(), KafkaClientMetrics.ConsumerLag, ("group", appId), ("topic", source), ("partition", partition)) == 0,
+                    TimeSpan.FromSeconds(30), () => $"lag of {source}[{partition}]: {Of(Mine(), KafkaClientMetrics.ConsumerLag, ("topic", source), ("partition", partition))}");
+            scraped = Mine();
+            Assert.True(Of(scraped, KafkaClientMetrics.ConsumedBytes, ("group", appId)) > 2_000 * 8, "bytes received");
+            Assert.True(Of(scraped, KafkaClientMetrics.ProducedMessages, ("group", appId)) >= 2_000, "the 2,000 sums (and their changelog) sent");
+            Assert.NotNull(Of(scraped, KafkaClientMetrics.ProducerQueueMessages, ("group", appId)));
+            Assert.Contains(scraped, s => s.Name == KafkaClientMetrics.BrokerRtt && s.Label("broker") is not null && s.Value >= 0);
+            Assert.True(Of(scraped, KafkaClientMetrics.ThreadOperations, ("group", appId), ("operation", "commit")) > 0, "Streamiz's commits");
+            Assert.True(Of(scraped, KafkaClientMetrics.ThreadOperations, ("group", appId), ("operation", "poll")) > 0, "Streamiz's polls");
+            Assert.Equal(2_000, Of(scraped, StreamTelemetry.Processed));
+            Assert.Equal(1, Of(scraped, StreamTelemetry.Topology, ("application", appId)));
 
             await using var app = new WebApplicationFactory<Program>().WithWebHostBuilder(b =>
                 b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(settings)));
             using var client = app.CreateClient();
-            var response = await client.GetAsync("/api/v1/streams");
-            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            var hosts = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("hosts");
-            var mine = hosts.EnumerateArray().Single(h => h.GetProperty("hostId").GetString() == hostId);
+            JsonElement mine = default;
+            WaitFor(() =>
+            {
+                using var response = client.GetAsync("/api/v1/streams").Result;
+                if (response.StatusCode != HttpStatusCode.OK) return false;
+                var hosts = JsonDocument.Parse(response.Content.ReadAsStringAsync().Result).RootElement.GetProperty("hosts");
+                mine = hosts.EnumerateArray().FirstOrDefault(h => h.GetProperty("hostId").GetString() == hostId);
+                return mine.ValueKind == JsonValueKind.Object;
+            }, TimeSpan.FromSeconds(20), () => "the gateway does not list the host");
             Assert.Equal(2_000, mine.GetProperty("processed").GetInt64());
+            Assert.Equal(2_000, mine.GetProperty("emitted").GetInt64());
             Assert.Equal(appId, mine.GetProperty("topologies")[0].GetString());
-            // Both tasks are caught up: reported, with their lag, and not stalled.
-            Assert.Equal(2, mine.GetProperty("tasks").GetArrayLength());
+            // Both tasks are caught up: read back with their partitions and lag, and not stalled.
+            Assert.Equal([0, 1], mine.GetProperty("tasks").EnumerateArray().Select(t => t.GetProperty("partition").GetInt32()));
             Assert.All(mine.GetProperty("tasks").EnumerateArray(), t => Assert.False(t.GetProperty("stalled").GetBoolean()));
+            Assert.All(mine.GetProperty("tasks").EnumerateArray(), t => Assert.Equal(0, t.GetProperty("lag").GetInt64()));
+            // No private report format is written any more, under the old key or a test's.
+            var server = redis.GetServer(redis.GetEndPoints()[0]);
+            Assert.Empty(server.Keys(pattern: "streamhealth:streams*"));
         }
         finally
         {
             Directory.Delete(stateDir, recursive: true);
         }
+    }
+
+    /// <summary>librdkafka's consumer lag as a sink's consumer exports it (its statistics handler, <see cref="KafkaClientMetrics.PublishStatistics"/>):
+    /// a consumer that committed after the first of N records of a partition and then stopped reading it (paused) shows
+    /// exactly N - 1 for that partition at /metrics.</summary>
+    [Fact]
+    public async Task A_stopped_consumers_lag_is_exported_exactly_from_librdkafka_statistics()
+    {
+        var topic = kafka.NewTopic("lag", 2);
+        const int records = 25;
+        using (var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = kafka.BootstrapServers }).Build())
+        {
+            for (var i = 0; i < records; i++) producer.Produce(new TopicPartition(topic, 1), new Message<byte[], byte[]> { Key = [1], Value = [(byte)i] });
+            Assert.Equal(0, producer.Flush(TimeSpan.FromSeconds(10)));
+        }
+        var group = topic + "-sink";
+        var owner = new object();
+        using var consumer = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig
+            {
+                BootstrapServers = kafka.BootstrapServers, GroupId = group, EnableAutoCommit = false, StatisticsIntervalMs = 200,
+            })
+            .SetStatisticsHandler((_, json) => KafkaClientMetrics.PublishStatistics(owner, group, json)).Build();
+        var partition = new TopicPartition(topic, 1);
+        consumer.Assign(new TopicPartitionOffset(partition, Offset.Beginning));
+        var first = consumer.Consume(TimeSpan.FromSeconds(10));
+        Assert.Equal(0, first?.Offset.Value);
+        consumer.Commit(first);
+        consumer.Pause([partition]);
+        await using var endpoint = await StoreQueryServer.StartAsync([], "http://127.0.0.1:0", null, new TestLogs());
+        using var scraper = new HttpClient();
+        double? Exported() => PrometheusText.Parse(scraper.GetStringAsync(endpoint.Url + "/metrics").Result, out _).FirstOrDefault(s =>
+            s.Name == KafkaClientMetrics.ConsumerLag && s.Label("group") == group && s.Label("topic") == topic && s.Label("partition") == "1")?.Value;
+        double? Lag()
+        {
+            // Statistics reach the handler from the consumer's poll; a paused partition returns nothing.
+            Assert.Null(consumer.Consume(TimeSpan.FromMilliseconds(100)));
+            return Exported();
+        }
+        try
+        {
+            WaitFor(() => Lag() == records - 1, TimeSpan.FromSeconds(30), () => $"exported lag {Exported()}");
+        }
+        finally
+        {
+            KafkaClientMetrics.ForgetStatistics(owner);
+        }
+        // Gone from the scrape once forgotten (the exporter caches a scrape for a moment).
+        WaitFor(() => Exported() is null, TimeSpan.FromSeconds(10), () => $"still exported: {Exported()}");
     }
 
     private static long Query(StreamHost host, string appId, string key) =>

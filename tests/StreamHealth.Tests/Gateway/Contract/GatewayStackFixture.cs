@@ -72,18 +72,18 @@ public class GatewayStackFixture : IAsyncLifetime
         _nutritionSink = StreamHealth.Insights.Nutrition.NutritionLogPostgresWriter.CreateSink(Stack.BootstrapServers, Postgres, _registry.Connection, Logs);
         _nutritionSink.Start();
         _insights = StartInsights();
-        // The hosts publish their reports (with where they answer interactive queries) to a hash of this stack's own.
-        var metricsKey = $"streamhealth:streams:test:{Guid.NewGuid():N}";
+        // The hosts register where they serve /metrics and interactive queries in a discovery hash of this stack's own.
+        var registryKey = $"streamhealth:hosts:test:{Guid.NewGuid():N}";
         _queries = await StoreQueryServer.StartAsync([_weights.Host, _cgm.Host], "http://127.0.0.1:0", null, Logs);
         _reporters =
         [
             new StreamMetricsReporter("contract-weights", [WeightTopology.ApplicationId], _weights.Host, Logs.CreateLogger("weights"), _redis.GetDatabase(),
-                TimeSpan.FromMilliseconds(500), redisKey: metricsKey, queryUrl: _queries.Url),
+                TimeSpan.FromMilliseconds(500), registryKey: registryKey, url: _queries.Url),
             new StreamMetricsReporter("contract-cgm", [CgmTopology.ApplicationId], _cgm.Host, Logs.CreateLogger("cgm"), _redis.GetDatabase(),
-                TimeSpan.FromMilliseconds(500), redisKey: metricsKey, queryUrl: _queries.Url),
+                TimeSpan.FromMilliseconds(500), registryKey: registryKey, url: _queries.Url),
         ];
         var settings = _registry.With(Stack.Settings(database));
-        settings["Streams:MetricsKey"] = metricsKey;
+        settings["Streams:RegistryKey"] = registryKey;
         App = new WebApplicationFactory<Program>().WithWebHostBuilder(b => b.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(settings)));
         // Real Kestrel on a real port, not the in-memory TestServer: hostile request lines (a NUL or invalid
         // UTF-8 in the path) must meet the server's own parser, and curl must be able to reach it.
