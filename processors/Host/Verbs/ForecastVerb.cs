@@ -7,6 +7,7 @@ using StreamHealth.Forecast.Inference;
 using StreamHealth.Forecast.Service;
 using StreamHealth.Runtime.Configuration;
 using StreamHealth.Runtime.SchemaRegistry;
+using StreamHealth.Runtime.Streams;
 
 namespace StreamHealth.Host.Verbs;
 
@@ -41,6 +42,12 @@ internal static class ForecastVerb
         log.LogInformation("forecaster {Host}: group {Group} on {Topic} → {Output}, batches of up to {Batch} requests within {Wait} ms, {Bootstrap}",
             hostId, service.Consumer.Names.GroupId, service.Consumer.Names.RequestsTopic, service.Consumer.Names.ForecastsTopic,
             forecast.MaxBatchSize, forecast.MaxWaitMs, options.Kafka.BootstrapServers);
+        // Its /metrics (Prometheus; OTLP too when configured): the consumer's figures, its sinks' and its Kafka clients' statistics,
+        // on the query port a processors pod exposes (Streams:QueryListenUrl; the forecaster serves no store).
+        using var consumerMetrics = ForecastTelemetry.Publish(hostId, service.Consumer);
+        using var sinkMetrics = StreamTelemetry.PublishSinks(hostId, RunVerb.SinkHealths([service.PostgresSink, service.RedisSink], options.Streams.StallAfterMs));
+        await using var metrics = await StoreQueryServer.StartMetricsAsync(options.Streams.QueryListenUrl, ForecastTelemetry.MeterName);
+        log.LogInformation("forecaster {Host}: metrics at {Url}/metrics", hostId, metrics.Url);
         var status = await ReportUntilStoppedAsync(service.Consumer, log, TimeSpan.FromMilliseconds(options.Streams.MetricsIntervalMs));
         log.LogInformation("forecaster {Host} stopping: forecasting what is queued, committing", hostId);
         return status;

@@ -113,7 +113,8 @@ internal static class UpVerb
             using var forecaster = StartForecaster(configuration, new ForecastConsumerSettings(bootstrap, options.Streams.SessionTimeoutMs,
                 options.Streams.EffectiveFetchWaitMaxMs(options.Kafka.Flavor)), schemas, postgres, redis, logs);
             await using var queries = await StoreQueryServer.StartAsync([weights.Host, cgm.Host, insights.Host, sensors.Host, calllogs.Host], options.Streams.QueryListenUrl,
-                options.Streams.QueryAdvertisedUrl, logs);
+                options.Streams.QueryAdvertisedUrl, logs, ForecastTelemetry.MeterName);
+            using var forecastMetrics = forecaster is null ? null : ForecastTelemetry.Publish($"up-{Environment.ProcessId}-forecaster", forecaster.Consumer);
             // Each host's meters carry its sinks' progress (the forecaster's with CGM's), so a stalled one shows in /health; all
             // five register this process's /metrics and interactive-query URL for the gateway.
             using var reporter = new StreamMetricsReporter($"up-{Environment.ProcessId}", [WeightTopology.ApplicationId], weights.Host,

@@ -69,31 +69,39 @@ public sealed class StoreQueryServer : IAsyncDisposable
 
     /// <param name="listenUrl">Where to listen, e.g. <c>http://0.0.0.0:7071</c>; port 0 takes a free one.</param>
     /// <param name="advertisedUrl">The URL to publish (a pod's address); null: the address bound.</param>
-    public static async Task<StoreQueryServer> StartAsync(IReadOnlyList<StreamHost> hosts, string listenUrl, string? advertisedUrl, ILoggerFactory logs)
+    /// <param name="meters">More meters to export beside the stream hosts' (e.g. the forecaster's in `up`).</param>
+    public static async Task<StoreQueryServer> StartAsync(IReadOnlyList<StreamHost> hosts, string listenUrl, string? advertisedUrl, ILoggerFactory logs,
+        params string[] meters)
     {
-        StreamTelemetry.EnsureInstruments();
-        // The same port serves the Prometheus scrape (/metrics): the host's stream and sink figures (StreamTelemetry) and the
-        // .NET runtime's, in the Prometheus text format. With OTEL_EXPORTER_OTLP_ENDPOINT set (the gateway's convention) the
-        // topologies' and sinks' spans (StreamTracing) and the metrics also go to that collector; without it no span is
-        // recorded at all, so the per-record paths stay as cheap as untraced ones.
-        var otlpEndpoint = Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT");
         var server = await Http.InternalHttpServer.StartAsync(listenUrl, app =>
         {
             app.MapStoreQueryApi(hosts);
             app.MapPrometheusScrapingEndpoint("/metrics");
-        }, services: services =>
-        {
-            var otel = services.AddOpenTelemetry()
-                .ConfigureResource(r => r.AddService("streamhealth-processors"))
-                .WithMetrics(m => m.AddRuntimeInstrumentation().AddMeter(StreamTelemetry.MeterName).AddPrometheusExporter());
-            if (string.IsNullOrEmpty(otlpEndpoint)) return;
-            // The standard OpenTelemetry variable, as the gateway reads it: spans and the same metrics go to that collector.
-            otel.WithTracing(t => t.AddSource(Observability.StreamTracing.StreamsSourceName, Observability.StreamTracing.SinksSourceName))
-                .UseOtlpExporter();
-        });
+        }, services: services => AddProcessorTelemetry(services, meters));
         var url = string.IsNullOrEmpty(advertisedUrl) ? server.Url : advertisedUrl.TrimEnd('/');
         logs.CreateLogger("StreamHealth.Streams.Queries").LogInformation("interactive queries served on {Bound}, advertised as {Url}", server.Url, url);
         return new StoreQueryServer(server, url);
+    }
+
+    /// <summary>A /metrics endpoint alone, for a process that serves no store (the forecaster): <see cref="AddProcessorTelemetry"/>.</summary>
+    public static Task<Http.InternalHttpServer> StartMetricsAsync(string listenUrl, params string[] meters) =>
+        Http.InternalHttpServer.StartAsync(listenUrl, app => app.MapPrometheusScrapingEndpoint("/metrics"),
+            services: services => AddProcessorTelemetry(services, meters));
+
+    /// <summary>What every processors endpoint exports (a stream host's port, the forecaster's): the stream and sink figures
+    /// (<see cref="StreamTelemetry"/>, Kafka clients' statistics included), <paramref name="meters"/>, and the .NET runtime's, for
+    /// the Prometheus scrape (/metrics). With OTEL_EXPORTER_OTLP_ENDPOINT set (the gateway's convention) the topologies' and sinks'
+    /// spans (StreamTracing) and the metrics also go to that collector; without it no span is recorded at all, so the
+    /// per-record paths stay as cheap as untraced ones.</summary>
+    public static void AddProcessorTelemetry(IServiceCollection services, params string[] meters)
+    {
+        StreamTelemetry.EnsureInstruments();
+        var otel = services.AddOpenTelemetry()
+            .ConfigureResource(r => r.AddService("streamhealth-processors"))
+            .WithMetrics(m => m.AddRuntimeInstrumentation().AddMeter([StreamTelemetry.MeterName, .. meters]).AddPrometheusExporter());
+        if (string.IsNullOrEmpty(Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT"))) return;
+        otel.WithTracing(t => t.AddSource(Observability.StreamTracing.StreamsSourceName, Observability.StreamTracing.SinksSourceName))
+            .UseOtlpExporter();
     }
 
     public ValueTask DisposeAsync() => _server.DisposeAsync();

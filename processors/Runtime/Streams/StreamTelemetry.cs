@@ -131,11 +131,35 @@ public static class StreamTelemetry
     private static KeyValuePair<string, object?>[] TaskTags(string host, StreamTaskHealth t) =>
         [Tag("host", host), Tag("application", t.ApplicationId), Tag("task", t.Task), Tag("partition", t.Partition)];
 
-    private static IEnumerable<Measurement<double>> Sinks(Func<SinkHealth, double> value) => Parts(r => r.Sinks, SinkTags, value);
+    private static IEnumerable<Measurement<double>> Sinks(Func<SinkHealth, double> value) =>
+        Parts(r => r.Sinks, SinkTags, value).Concat(HostlessSinks(_ => true, SinkTags, value));
 
     private static IEnumerable<Measurement<double>> SinkErrors() =>
-        Parts(r => r.Sinks.Where(s => s.LastError is not null), (host, s) => [.. SinkTags(host, s), Tag("error", ErrorLabel(s.LastError))],
-            s => s.LastErrorUnixMs / 1000.0);
+        Parts(r => r.Sinks.Where(s => s.LastError is not null), SinkErrorTags, s => s.LastErrorUnixMs / 1000.0)
+            .Concat(HostlessSinks(s => s.LastError is not null, SinkErrorTags, s => s.LastErrorUnixMs / 1000.0));
+
+    private static KeyValuePair<string, object?>[] SinkErrorTags(string host, SinkHealth s) =>
+        [.. SinkTags(host, s), Tag("error", ErrorLabel(s.LastError))];
+
+    // Sinks of a process with no stream host (the forecaster's), published as the hosts' are, under the process's host id.
+    private static readonly ConcurrentDictionary<string, Func<IReadOnlyList<SinkHealth>>> SinksWithoutHost = new(StringComparer.Ordinal);
+
+    /// <summary>Publishes the sinks of a process that runs no stream host (the forecaster) under the same sink series, tagged
+    /// <paramref name="hostId"/>; disposing forgets them.</summary>
+    public static IDisposable PublishSinks(string hostId, Func<IReadOnlyList<SinkHealth>> sinks)
+    {
+        SinksWithoutHost[hostId] = sinks;
+        return new Forgetting(() => SinksWithoutHost.TryRemove(hostId, out _));
+    }
+
+    private static IEnumerable<Measurement<double>> HostlessSinks(Func<SinkHealth, bool> include,
+        Func<string, SinkHealth, KeyValuePair<string, object?>[]> tags, Func<SinkHealth, double> value) =>
+        SinksWithoutHost.SelectMany(kv => kv.Value().Where(include).Select(s => new Measurement<double>(value(s), tags(kv.Key, s))));
+
+    private sealed class Forgetting(Action forget) : IDisposable
+    {
+        public void Dispose() => forget();
+    }
 
     private static KeyValuePair<string, object?>[] SinkTags(string host, SinkHealth s) =>
         [Tag("host", host), Tag("sink", s.Name), Tag("topic", s.Topic), Tag("group", s.GroupId)];

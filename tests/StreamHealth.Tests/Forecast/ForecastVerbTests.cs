@@ -82,6 +82,30 @@ public sealed class ForecastVerbTests(EmbeddedKafkaFixture kafka) : IClassFixtur
             return r.GetInt64(0);
         }
         WaitFor(() => Stored() == 400, TimeSpan.FromSeconds(60), () => $"{Stored()}/400 stored\nA:\n{first.Output}\nB:\n{second.Output}");
+        // Each process serves its own /metrics: its forecasts, its sinks' writes and its Kafka consumers' lag. Between them they
+        // forecast and stored every request (a request forecast again after a rebalance counts again, never less).
+        using (var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) })
+        {
+            List<StreamHealth.Gateway.Observability.PrometheusSample> Scrape(ChildHost child)
+            {
+                var url = System.Text.RegularExpressions.Regex.Match(child.Output, @"metrics at (http://\S+)/metrics").Groups[1].Value;
+                Assert.False(string.IsNullOrEmpty(url), $"no metrics URL logged:\n{child.Output}");
+                var samples = StreamHealth.Gateway.Observability.PrometheusText.Parse(http.GetStringAsync(url + "/metrics").Result, out var malformed);
+                Assert.Equal(0, malformed);
+                return samples;
+            }
+            double Sum(string name, string? sink = null) => new[] { first, second }.SelectMany(Scrape)
+                .Where(m => m.Name == name && (sink is null || m.Label("sink") == sink)).Sum(m => m.Value);
+            WaitFor(() => Sum(StreamHealth.Forecast.Service.ForecastTelemetry.Forecasts) >= 400
+                          && Sum(StreamTelemetry.SinkWritten, StreamHealth.Forecast.Service.ForecastPostgresWriter.Name) >= 400,
+                TimeSpan.FromSeconds(30), () => $"forecasts {Sum(StreamHealth.Forecast.Service.ForecastTelemetry.Forecasts)}, " +
+                                                $"written {Sum(StreamTelemetry.SinkWritten, StreamHealth.Forecast.Service.ForecastPostgresWriter.Name)}");
+            Assert.InRange(Sum(StreamHealth.Forecast.Service.ForecastTelemetry.Requests), 400, 800);
+            // librdkafka's statistics come every 5 s, a partition's lag once the consumer has a position there.
+            WaitFor(() => Scrape(first).Any(m => m.Name == KafkaClientMetrics.ConsumerLag && m.Label("group") == StreamHealth.Forecast.Service.ForecastNames.DefaultGroupId),
+                TimeSpan.FromSeconds(30), () => "no consumer lag of the forecaster's group: " +
+                    string.Join("; ", Scrape(first).Where(m => m.Name.StartsWith("streamhealth_kafka", StringComparison.Ordinal))));
+        }
         // Each process logs its figures once per report interval after it forecast something: the line can follow the
         // last stored forecast by up to an interval.
         WaitFor(() => first.Output.Contains("forecasts/s") && second.Output.Contains("forecasts/s"), TimeSpan.FromSeconds(60),
