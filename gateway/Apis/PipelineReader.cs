@@ -25,6 +25,11 @@ public sealed class PipelineReader(ILogger log) : IDisposable
     /// <summary>Each host's last lag read, for the summary of a host that then falls silent.</summary>
     private readonly Dictionary<string, long> _lastLag = new(StringComparer.Ordinal);
 
+    /// <summary>Each host's last report read from its endpoint, and when: one scrape that misses its 2 s (a busy host, a loaded
+    /// machine) shows the host as last read instead of as unreachable, for as long as its heartbeat would count it live (three
+    /// intervals, at least 10 s). An endpoint that stays unreadable longer is reported.</summary>
+    private readonly Dictionary<string, (StreamMetricsReport Report, long ReadAtUnixMs)> _lastRead = new(StringComparer.Ordinal);
+
     public async Task<StreamsReading> ReadAsync(IDatabase redis, string registryKey, TimeSpan timeout)
     {
         var unreadable = new List<string>();
@@ -41,6 +46,12 @@ public sealed class PipelineReader(ILogger log) : IDisposable
         {
             var (samples, error) = scrapes[registration.Url].Result;
             var report = samples is null ? null : FromSamples(registration, samples, now);
+            if (report is not null)
+                lock (_lastRead) _lastRead[registration.HostId] = (report, now);
+            else if (samples is null)
+                lock (_lastRead)
+                    if (_lastRead.TryGetValue(registration.HostId, out var last) && now - last.ReadAtUnixMs <= Math.Max(3 * registration.IntervalMs, 10_000))
+                        report = last.Report;
             if (report is null)
             {
                 var why = error ?? $"its endpoint {registration.Url}/metrics serves no figures for it";
@@ -53,6 +64,8 @@ public sealed class PipelineReader(ILogger log) : IDisposable
         }
         lock (_lastLag)
             foreach (var gone in _lastLag.Keys.Where(id => !registered.Any(h => h.HostId == id)).ToList()) _lastLag.Remove(gone);
+        lock (_lastRead)
+            foreach (var gone in _lastRead.Keys.Where(id => !live.Any(h => h.HostId == id)).ToList()) _lastRead.Remove(gone);
         var stalled = FindStalled(hosts);
         stalled.AddRange(unreachable);
         foreach (var silent in registered.Where(h => h.IsSilentAt(now)))

@@ -166,6 +166,40 @@ public sealed class OperationsApiTests(GatewayServices services) : IClassFixture
     }
 
     [Fact]
+    public async Task A_host_whose_endpoint_stops_answering_keeps_its_last_figures_for_its_heartbeat_window_then_is_reported()
+    {
+        var key = GatewayServices.NewRegistryKey();
+        var db = services.Redis.GetDatabase();
+        using var host = new StreamHost(new StreamHostOptions { BootstrapServers = services.Kafka.BootstrapServers, StateDirectory = Path.GetTempPath() }, []);
+        var endpoint = await StoreQueryServer.StartAsync([host], "http://127.0.0.1:0", null, new TestLogs());
+        using var reporter = new StreamMetricsReporter("slow-host", ["weights"], host, new TestLogs().CreateLogger("test"), db, TimeSpan.FromMinutes(1),
+            registryKey: key, url: endpoint.Url);
+        reporter.Report();
+        // It keeps beating (every second, the latest beat in the future) while its endpoint goes away: the window is the 10 s floor.
+        StreamHostRegistry.Heartbeat(db, key, new HostRegistration("slow-host", endpoint.Url, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() + 120_000, 1_000));
+        await using var app = services.Gateway(key);
+        using var client = app.CreateClient();
+        await PollAsync(client, "/api/v1/streams", r => r.StatusCode == HttpStatusCode.OK && r.Body.GetProperty("hosts").GetArrayLength() == 1);
+
+        // A scrape that misses (here: nothing listens any more) is not an outage yet: the host is shown as last read.
+        await endpoint.DisposeAsync();
+        var lostAt = DateTime.UtcNow;
+        await Task.Delay(2_500);
+        var soon = (await PollAsync(client, "/api/v1/streams", r => r.StatusCode == HttpStatusCode.OK)).Body;
+        if (DateTime.UtcNow - lostAt < TimeSpan.FromSeconds(8))
+        {
+            Assert.Equal(["slow-host"], soon.GetProperty("hosts").EnumerateArray().Select(h => h.GetProperty("hostId").GetString()));
+            Assert.Equal(0, soon.GetProperty("stalled").GetArrayLength());
+        }
+        // Unreadable for longer than its heartbeat window: reported, naming why.
+        var late = (await PollAsync(client, "/api/v1/streams", r => r.Body.GetProperty("stalled").GetArrayLength() == 1)).Body;
+        Assert.Equal(0, late.GetProperty("hosts").GetArrayLength());
+        Assert.Contains("metrics cannot be read", late.GetProperty("stalled")[0].GetProperty("summary").GetString());
+        // The last good read came at most one read interval (a second) before the loss: never reported before ~9 s.
+        Assert.True(DateTime.UtcNow - lostAt >= TimeSpan.FromSeconds(8), "reported before its window ended");
+    }
+
+    [Fact]
     public async Task A_stream_task_whose_commits_keep_failing_is_reported_stalled_with_its_error_and_clears_when_it_commits()
     {
         var key = GatewayServices.NewRegistryKey();
