@@ -12,7 +12,7 @@ namespace StreamHealth.Tests.Dashboard;
 /// a new user opening the dashboard sees every panel drawn from the samples alone, nothing seeded by the test, within 60 s of
 /// the gateway answering. The 60 s is the acceptance figure for the first command, checked here end to end in the
 /// browser (the one wait of the test); screenshots go beside the other dashboard tests'.</summary>
-[Collection(LocalStackCollection.Name)]
+[Collection(SoloCollection.Name)]
 public sealed class LocalStackDashboardTests : IDisposable
 {
     private static readonly TimeSpan EveryPanelWithin = TimeSpan.FromSeconds(60);
@@ -157,11 +157,4 @@ public sealed class LocalStackDashboardTests : IDisposable
             _process.Dispose();
         }
     }
-}
-
-/// <summary>The local stack's test runs alone: it starts a whole `up` host and gateway (all pipelines, sample producers).</summary>
-[CollectionDefinition(Name, DisableParallelization = true)]
-public sealed class LocalStackCollection
-{
-    public const string Name = "local stack";
 }

@@ -12,6 +12,7 @@ namespace StreamHealth.Tests.Gateway;
 /// <summary>The Grafana dashboard Grafana provisions (compose/grafana/provisioning/dashboards) asks only for series that exist:
 /// every metric name in its PromQL is served by a real gateway's or a real processors host's /metrics after they did some
 /// work (requests answered; records processed, a sink reported, Kafka statistics emitted).</summary>
+[Collection(SoloCollection.Name)]
 public sealed partial class GrafanaDashboardTests(GatewayServices services) : IClassFixture<GatewayServices>
 {
     private static readonly string DashboardPath = Path.Combine(Repo.Root, "compose", "grafana", "provisioning", "dashboards", "streamhealth.json");

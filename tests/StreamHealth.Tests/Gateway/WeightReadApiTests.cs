@@ -15,6 +15,8 @@ namespace StreamHealth.Tests.Gateway;
 
 /// <summary>The /api/weight read endpoints over the real PostgreSQL and Redis of the test profile.
 /// One migrated database for the class; every test uses user ids of its own (Redis is shared).</summary>
+// Solo: one of its tests reads the gateway's own OpenTelemetry series (SoloCollection says why).
+[Collection(SoloCollection.Name)]
 public sealed class WeightReadApiTests(MigratedDatabase stores) : IClassFixture<MigratedDatabase>
 {
     private const string Key = "tests-key-0123456789abcdef";
