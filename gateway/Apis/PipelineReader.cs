@@ -22,12 +22,10 @@ public sealed class PipelineReader(ILogger log) : IDisposable
         MaxResponseContentBufferSize = 16 << 20,
     };
 
-    /// <summary>Each host's last lag read, for the summary of a host that then falls silent.</summary>
-    private readonly Dictionary<string, long> _lastLag = new(StringComparer.Ordinal);
-
-    /// <summary>Each host's last report read from its endpoint, and when: one scrape that misses its 2 s (a busy host, a loaded
-    /// machine) shows the host as last read instead of as unreachable, for as long as its heartbeat would count it live (three
-    /// intervals, at least 10 s). An endpoint that stays unreadable longer is reported.</summary>
+    /// <summary>Each registered host's last report read from its endpoint, and when: one scrape that misses its 2 s (a busy host,
+    /// a loaded machine) shows the host as last read instead of as unreachable, for as long as its heartbeat would count it live
+    /// (three intervals, at least 10 s); an endpoint that stays unreadable longer is reported. Its lag also goes into the summary
+    /// of a host that then falls silent.</summary>
     private readonly Dictionary<string, (StreamMetricsReport Report, long ReadAtUnixMs)> _lastRead = new(StringComparer.Ordinal);
 
     public async Task<StreamsReading> ReadAsync(IDatabase redis, string registryKey, TimeSpan timeout)
@@ -50,7 +48,7 @@ public sealed class PipelineReader(ILogger log) : IDisposable
                 lock (_lastRead) _lastRead[registration.HostId] = (report, now);
             else if (samples is null)
                 lock (_lastRead)
-                    if (_lastRead.TryGetValue(registration.HostId, out var last) && now - last.ReadAtUnixMs <= Math.Max(3 * registration.IntervalMs, 10_000))
+                    if (_lastRead.TryGetValue(registration.HostId, out var last) && now - last.ReadAtUnixMs <= registration.LiveWindowMs())
                         report = last.Report;
             if (report is null)
             {
@@ -59,13 +57,10 @@ public sealed class PipelineReader(ILogger log) : IDisposable
                     why, now, $"host {registration.HostId}: its metrics cannot be read ({why})"));
                 continue;
             }
-            lock (_lastLag) _lastLag[registration.HostId] = report.ConsumerLag;
             hosts.Add(report);
         }
-        lock (_lastLag)
-            foreach (var gone in _lastLag.Keys.Where(id => !registered.Any(h => h.HostId == id)).ToList()) _lastLag.Remove(gone);
         lock (_lastRead)
-            foreach (var gone in _lastRead.Keys.Where(id => !live.Any(h => h.HostId == id)).ToList()) _lastRead.Remove(gone);
+            foreach (var gone in _lastRead.Keys.Where(id => !registered.Any(h => h.HostId == id)).ToList()) _lastRead.Remove(gone);
         var stalled = FindStalled(hosts);
         stalled.AddRange(unreachable);
         foreach (var silent in registered.Where(h => h.IsSilentAt(now)))
@@ -82,7 +77,7 @@ public sealed class PipelineReader(ILogger log) : IDisposable
 
     private long LastLag(string hostId)
     {
-        lock (_lastLag) return _lastLag.GetValueOrDefault(hostId);
+        lock (_lastRead) return _lastRead.TryGetValue(hostId, out var last) ? last.Report.ConsumerLag : 0;
     }
 
     private async Task<(List<PrometheusSample>? Samples, string? Error)> ScrapeAsync(string url)

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
+using StreamHealth.Runtime.Streams;
 
 namespace StreamHealth.Forecast.Service;
 
@@ -40,7 +41,7 @@ public static class ForecastTelemetry
     public static IDisposable Publish(string hostId, ForecastConsumer consumer)
     {
         Consumers[hostId] = consumer;
-        return new Forgetting(() => Consumers.TryRemove(hostId, out _));
+        return new StreamTelemetry.Forgetting(() => Consumers.TryRemove(hostId, out _));
     }
 
     private static IEnumerable<Measurement<long>> Each(Func<ForecastConsumer, long> value) =>
@@ -48,9 +49,4 @@ public static class ForecastTelemetry
 
     private static IEnumerable<Measurement<double>> EachSeconds(Func<ForecastConsumer, TimeSpan> value) =>
         Consumers.Select(kv => new Measurement<double>(value(kv.Value).TotalSeconds, new KeyValuePair<string, object?>("host", kv.Key)));
-
-    private sealed class Forgetting(Action forget) : IDisposable
-    {
-        public void Dispose() => forget();
-    }
 }

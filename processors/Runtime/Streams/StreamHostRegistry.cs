@@ -10,7 +10,10 @@ public sealed record HostRegistration(string HostId, string Url, long HeartbeatU
 {
     /// <summary>Silent: three heartbeats missed, and at least 10 s, so that a busy host whose timer runs late (GC, a starved
     /// thread pool on a small machine) is not called silent.</summary>
-    public bool IsSilentAt(long nowUnixMs) => nowUnixMs - HeartbeatUnixMs > Math.Max(3 * IntervalMs, 10_000);
+    public bool IsSilentAt(long nowUnixMs) => nowUnixMs - HeartbeatUnixMs > LiveWindowMs();
+
+    /// <summary>How long one beat keeps a host live: three intervals, at least 10 s (a method: the record is the registry entry).</summary>
+    public long LiveWindowMs() => Math.Max(3 * IntervalMs, 10_000);
 
     /// <summary>How long a silent host stays listed (as stalled) before its entry is deleted: a host that stops gracefully
     /// deregisters, so one that falls silent crashed, hangs or cannot reach Redis, and its partitions may be waiting for the

@@ -156,7 +156,9 @@ public static class StreamTelemetry
         Func<string, SinkHealth, KeyValuePair<string, object?>[]> tags, Func<SinkHealth, double> value) =>
         SinksWithoutHost.SelectMany(kv => kv.Value().Where(include).Select(s => new Measurement<double>(value(s), tags(kv.Key, s))));
 
-    private sealed class Forgetting(Action forget) : IDisposable
+    /// <summary>What a Publish… call returns: disposing it forgets what was published (also for other meters' registries,
+    /// e.g. the forecaster's).</summary>
+    public sealed class Forgetting(Action forget) : IDisposable
     {
         public void Dispose() => forget();
     }

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
-using System.Net.Sockets;
 using Microsoft.Playwright;
 using StreamHealth.Tests.Infrastructure;
 
@@ -25,7 +24,7 @@ public sealed class LocalStackDashboardTests : IDisposable
         Assert.True(File.Exists(DashboardBrowserTests.ChromiumPath), $"{DashboardBrowserTests.ChromiumPath} is missing: run compose/local/setup.sh");
         Assert.True(Directory.Exists(Repo.SharedData), $"{Repo.SharedData} is missing: the samples read the shared CGM export from it");
         var database = LocalServices.NewDatabaseName("up_dashboard");
-        var gatewayPort = FreePort();
+        var gatewayPort = StreamTestKit.FreeLoopbackPort();
         var bootstrapFile = Path.Combine(_stateDirectory, "kafka.bootstrap");
         // What up.sh exports, on the test servers and free ports (a developer's own stack may hold 8080 and 58081; the query port is picked by the system).
         var env = new Dictionary<string, string>
@@ -36,7 +35,7 @@ public sealed class LocalStackDashboardTests : IDisposable
             ["STREAMHEALTH_State__Directory"] = Path.Combine(_stateDirectory, "state"),
             ["STREAMHEALTH_Samples__DataDirectory"] = Repo.SharedData,
             ["STREAMHEALTH_Samples__GatewayUrl"] = $"http://127.0.0.1:{gatewayPort}",
-            ["STREAMHEALTH_SchemaRegistry__Url"] = $"http://127.0.0.1:{FreePort()}",
+            ["STREAMHEALTH_SchemaRegistry__Url"] = $"http://127.0.0.1:{StreamTestKit.FreeLoopbackPort()}",
             // The host registers in a discovery hash of this test's, which its gateway reads (other tests' gateways never see it).
             ["STREAMHEALTH_Streams__RegistryKey"] = $"streamhealth:hosts:test:up:{Guid.NewGuid():N}",
         };
@@ -100,23 +99,12 @@ public sealed class LocalStackDashboardTests : IDisposable
         Assert.True(errors.Count == 0, string.Join("; ", errors));
     }
 
-    private static ChildProcess StartGateway(int port, IReadOnlyDictionary<string, string> env)
+    private static ChildHost StartGateway(int port, Dictionary<string, string> env)
     {
         var gatewayDir = Path.Combine(Repo.Root, "gateway");
-        var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}") ? "Debug" : "Release";
-        var psi = new ProcessStartInfo("dotnet") { WorkingDirectory = gatewayDir, RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add(Path.Combine(gatewayDir, "bin", configuration, "net10.0", "StreamHealth.Gateway.dll"));
-        foreach (var a in new[] { "--urls", $"http://127.0.0.1:{port}", "--Logging:LogLevel:Default=Warning" }) psi.ArgumentList.Add(a);
-        psi.Environment["ASPNETCORE_ENVIRONMENT"] = "Development";
-        foreach (var (k, v) in env) psi.Environment[k] = v;
-        return new ChildProcess(Process.Start(psi)!);
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
+        return ChildHost.StartDll(Path.Combine(gatewayDir, "bin", ChildHost.Configuration, "net10.0", "StreamHealth.Gateway.dll"),
+            ["--urls", $"http://127.0.0.1:{port}", "--Logging:LogLevel:Default=Warning"],
+            new Dictionary<string, string>(env) { ["ASPNETCORE_ENVIRONMENT"] = "Development" }, gatewayDir);
     }
 
     private static Task Screenshot(IPage page, string name)
@@ -132,29 +120,5 @@ public sealed class LocalStackDashboardTests : IDisposable
         // The gateway first, as up.sh stops them: it lets go of Kafka before the host takes the embedded broker down.
         for (var i = _processes.Count - 1; i >= 0; i--) _processes[i].Dispose();
         try { Directory.Delete(_stateDirectory, recursive: true); } catch (IOException) { }
-    }
-
-    /// <summary>A process whose output is kept for the failure message; killed with its children on dispose.</summary>
-    private sealed class ChildProcess : IDisposable
-    {
-        private readonly Process _process;
-        private readonly System.Collections.Concurrent.ConcurrentQueue<string> _output = new();
-
-        public ChildProcess(Process process)
-        {
-            _process = process;
-            _process.OutputDataReceived += (_, e) => { if (e.Data is not null) _output.Enqueue(e.Data); };
-            _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) _output.Enqueue(e.Data); };
-            _process.BeginOutputReadLine();
-            _process.BeginErrorReadLine();
-        }
-
-        public string Output => string.Join('\n', _output);
-
-        public void Dispose()
-        {
-            if (!_process.HasExited) _process.Kill(entireProcessTree: true);
-            _process.Dispose();
-        }
     }
 }

@@ -37,13 +37,7 @@ public sealed class DockerEngineTests
     public void A_tcp_docker_host_where_nothing_listens_is_refused()
     {
         // A loopback port that was free a moment ago and has no listener now.
-        int port;
-        using (var listener = new TcpListener(System.Net.IPAddress.Loopback, 0))
-        {
-            listener.Start();
-            port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
-            listener.Stop();
-        }
+        var port = StreamTestKit.FreeLoopbackPort();
         var e = Assert.Throws<InvalidOperationException>(() => DockerEngine.Require($"tcp://127.0.0.1:{port}", DockerEngine.DefaultSocket));
         Assert.Contains($"tcp://127.0.0.1:{port}: ConnectionRefused", e.Message);
     }

@@ -21,11 +21,7 @@ public sealed class ChildHost : IDisposable
     /// <summary>The Host project's own build output, in the configuration the tests were built in.</summary>
     public static string HostDll
     {
-        get
-        {
-            var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}") ? "Debug" : "Release";
-            return Path.Combine(Repo.Root, "processors", "Host", "bin", configuration, "net10.0", "streamhealth.dll");
-        }
+        get => Path.Combine(Repo.Root, "processors", "Host", "bin", Configuration, "net10.0", "streamhealth.dll");
     }
 
     /// <summary>The settings of a `run` child against the test's broker, its own database on the test PostgreSQL, the test Redis
@@ -44,19 +40,32 @@ public sealed class ChildHost : IDisposable
 
     public static ChildHost Start(IEnumerable<string> args, IDictionary<string, string> env)
     {
-        var psi = new ProcessStartInfo("dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            WorkingDirectory = Repo.Root,
-        };
-        psi.ArgumentList.Add(HostDll);
-        foreach (var a in args) psi.ArgumentList.Add(a);
+        var psi = DotnetStartInfo(HostDll, args, Repo.Root);
         // A child host a test kills stays reported as silent for minutes: keep its reports out of every gateway's key.
         psi.Environment["STREAMHEALTH_Streams__RegistryKey"] = $"streamhealth:hosts:test:child:{Guid.NewGuid():N}";
         foreach (var (k, v) in env) psi.Environment[k] = v;
         return new ChildHost(Process.Start(psi)!);
     }
+
+    /// <summary>Another .NET program of the repository's build (e.g. the gateway), run and kept like a `streamhealth` child.</summary>
+    public static ChildHost StartDll(string dll, IEnumerable<string> args, IReadOnlyDictionary<string, string> env, string workingDirectory)
+    {
+        var psi = DotnetStartInfo(dll, args, workingDirectory);
+        foreach (var (k, v) in env) psi.Environment[k] = v;
+        return new ChildHost(Process.Start(psi)!);
+    }
+
+    private static ProcessStartInfo DotnetStartInfo(string dll, IEnumerable<string> args, string workingDirectory)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = workingDirectory };
+        psi.ArgumentList.Add(dll);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        return psi;
+    }
+
+    /// <summary>The build configuration the tests were built in (a child runs the same one).</summary>
+    public static string Configuration =>
+        AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}") ? "Debug" : "Release";
 
     public string Output => string.Join('\n', _output);
 

@@ -43,6 +43,15 @@ public static class StreamTestKit
         return (committed, end);
     }
 
+    /// <summary>A loopback port that was free a moment ago (nothing listens on it when this returns).</summary>
+    public static int FreeLoopbackPort()
+    {
+        var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        probe.Start();
+        try { return ((System.Net.IPEndPoint)probe.LocalEndpoint).Port; }
+        finally { probe.Stop(); }
+    }
+
     public static void WaitFor(Func<bool> condition, TimeSpan timeout, Func<string> describe)
     {
         var deadline = DateTime.UtcNow + timeout;
