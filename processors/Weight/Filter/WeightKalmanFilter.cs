@@ -20,25 +20,28 @@ namespace StreamHealth.Weight.Filter;
 /// <item>Older than the newest processed measurement → OUT_OF_ORDER: not used (the filter never rewinds);
 /// only its fingerprint is kept.</item>
 /// <item>No estimate yet: buffered (BUFFERED_FOR_INITIALIZATION, needs_initialization) until
-/// InitMinMeasurements that agree (within InitOutlierZ of the noisiest source's SD of one of them) lie within the init
+/// InitMinMeasurements that agree (within InitOutlierZ of the noisiest reading's SD of one of them) lie within the init
 /// window (InitWindowDays, widened to InitCadenceWindowMultiple × the person's cadence for people who weigh less often,
 /// at most InitMaxWindowDays); then <see cref="RobustBaseline"/> starts the estimate from those (INITIALIZED). A
-/// buffered reading that agrees with none before it while two of those agree is reported as an OUTLIER too.</item>
+/// buffered reading further than InitSuspectZ SDs from every reading before it, while those agree (or there is one),
+/// is reported as an OUTLIER too.</item>
 /// <item>More than ReinitializeGapDays since the last accepted measurement → the estimate is dropped
 /// (REINITIALIZED_AFTER_GAP, needs_reinitialization) and this measurement starts the new buffer.</item>
 /// <item>Predict to the measurement's time; normalised innovation d = |y|/√S within OutlierGateSigma →
-/// ACCEPTED (Kalman update). R is the source's variance times the person's noise scale, learned from their accepted
-/// readings (NoiseScaleLearningRate, within NoiseScaleMin-NoiseScaleMax). The trend is held within ±MaxSustainedRateKgPerWeek unless a surgery was
-/// declared in the last DeclaredEventDays.</item>
+/// ACCEPTED (Kalman update), unless a live second track of two readings or more explains it better by
+/// SecondTrackLogLikelihoodRatio (then as below). R is the person's day-to-day fluctuation, learned from their
+/// accepted readings (from BodySdKg, within BodySdMinKg-BodySdMaxKg), plus the source's own error (InstrumentSdKg).
+/// The trend is held within ±MaxSustainedRateKgPerWeek unless a surgery was declared in the last DeclaredEventDays.</item>
 /// <item>A measurement declaring surgery that misses the gate re-anchors at once (REANCHORED_AFTER_STEP_CHANGE).</item>
 /// <item>Otherwise it is compared with the second track (<see cref="WeightTrack"/>): readings that agree with
 /// each other but not with the user. One that fits neither is an OUTLIER (and starts a second track when
 /// there is none). One that fits it is rejected as OUTLIER + OTHER_PERSON_SUSPECTED and adds evidence:
 /// an independent day when IndependentSpacingDays have passed since its last. The second track becomes
-/// the user's (REANCHORED_AFTER_STEP_CHANGE, accepted) when its independent days since the user's last
-/// accepted reading reach ReanchorMinIndependentDays + |step| / ReanchorStepKgPerIndependentDay, or at once
-/// on a care-team reading. The user's previous track is then kept for RetainPreviousTrackDays: a reading of
-/// it switches back at once, and the other track becomes the suspect again.</item>
+/// the user's (REANCHORED_AFTER_STEP_CHANGE, accepted) when, with no accepted reading of the user's in between, it
+/// has lasted ReanchorMinDays + |step| / ReanchorStepKgPerDay days since its first reading and holds
+/// ReanchorMinIndependentDays + |step| / ReanchorStepKgPerIndependentDay independent days, or at once on a
+/// care-team reading. The user's previous track is then kept for RetainPreviousTrackDays: a reading of it switches
+/// back at once, and the other track becomes the suspect again.</item>
 /// </list>
 /// </remarks>
 public sealed class WeightKalmanFilter
@@ -47,26 +50,35 @@ public sealed class WeightKalmanFilter
     /// <summary>Readings kept while looking for InitMinMeasurements that agree (older ones drop out).</summary>
     private const int MaxInitBuffer = 16;
 
+    /// <summary>A second track needs this many readings before it may take readings inside the user's gate.</summary>
+    private const int SecondTrackMinReadings = 2;
+
     private readonly double _varianceCareTeam;
     private readonly double _varianceConnectedScale;
     private readonly double _variancePatientReported;
     private readonly double _varianceUnspecified;
     private readonly double _accelerationNoise;
     private readonly double _gate;
-    private readonly double _noiseLearningRate;
-    private readonly double _noiseScaleMin;
-    private readonly double _noiseScaleMax;
+    private readonly double _bodyVariancePrior;
+    private readonly double _bodyVarianceMin;
+    private readonly double _bodyVarianceMax;
+    private readonly double _bodyVariancePriorReadings;
+    private readonly double _bodyVarianceLearningRate;
+    private readonly double _secondTrackLogLikelihoodRatio;
     private readonly int _initMinMeasurements;
     private readonly long _initWindowMs;
     private readonly double _initWindowDays;
     private readonly double _initTrendMinSpanDays;
     private readonly double _initialTrendSd;
     private readonly double _initOutlierZ;
+    private readonly double _initSuspectZ;
     private readonly double _initCadenceWindowMultiple;
     private readonly double _initMaxWindowDays;
     private readonly double _gapMs;
     private readonly long _reanchorWindowMs;
     private readonly long _independentSpacingMs;
+    private readonly double _reanchorMinDays;
+    private readonly double _reanchorStepKgPerDay;
     private readonly double _reanchorMinIndependentDays;
     private readonly double _reanchorStepKgPerIndependentDay;
     private readonly long _retainPreviousTrackMs;
@@ -85,26 +97,32 @@ public sealed class WeightKalmanFilter
             throw new ArgumentException("invalid weight filter options: " + string.Join("; ", problems), nameof(options));
 
         static double Square(double x) => x * x;
-        _varianceCareTeam = Square(options.MeasurementSdKg.CareTeam);
-        _varianceConnectedScale = Square(options.MeasurementSdKg.ConnectedScale);
-        _variancePatientReported = Square(options.MeasurementSdKg.PatientReported);
-        _varianceUnspecified = Square(options.MeasurementSdKg.Unspecified);
+        _varianceCareTeam = Square(options.InstrumentSdKg.CareTeam);
+        _varianceConnectedScale = Square(options.InstrumentSdKg.ConnectedScale);
+        _variancePatientReported = Square(options.InstrumentSdKg.PatientReported);
+        _varianceUnspecified = Square(options.InstrumentSdKg.Unspecified);
         _accelerationNoise = options.AccelerationNoiseKg2PerDay3;
         _gate = options.OutlierGateSigma;
-        _noiseLearningRate = options.NoiseScaleLearningRate;
-        _noiseScaleMin = options.NoiseScaleMin;
-        _noiseScaleMax = options.NoiseScaleMax;
+        _bodyVariancePrior = Square(options.BodySdKg);
+        _bodyVarianceMin = Square(options.BodySdMinKg);
+        _bodyVarianceMax = Square(options.BodySdMaxKg);
+        _bodyVariancePriorReadings = options.BodyVariancePriorReadings;
+        _bodyVarianceLearningRate = options.BodyVarianceLearningRate;
+        _secondTrackLogLikelihoodRatio = options.SecondTrackLogLikelihoodRatio;
         _initMinMeasurements = Math.Min(options.InitMinMeasurements, RobustBaseline.MaxSamples);
         _initWindowDays = options.InitWindowDays;
         _initWindowMs = (long)(options.InitWindowDays * MsPerDay);
         _initTrendMinSpanDays = options.InitTrendMinSpanDays;
         _initialTrendSd = options.InitialTrendSdKgPerDay;
         _initOutlierZ = options.InitOutlierZ;
+        _initSuspectZ = options.InitSuspectZ;
         _initCadenceWindowMultiple = options.InitCadenceWindowMultiple;
         _initMaxWindowDays = options.InitMaxWindowDays;
         _gapMs = options.ReinitializeGapDays * MsPerDay;
         _reanchorWindowMs = (long)(options.ReanchorWindowDays * MsPerDay);
         _independentSpacingMs = (long)(options.IndependentSpacingDays * MsPerDay);
+        _reanchorMinDays = options.ReanchorMinDays;
+        _reanchorStepKgPerDay = options.ReanchorStepKgPerDay;
         _reanchorMinIndependentDays = options.ReanchorMinIndependentDays;
         _reanchorStepKgPerIndependentDay = options.ReanchorStepKgPerIndependentDay;
         _retainPreviousTrackMs = (long)(options.RetainPreviousTrackDays * MsPerDay);
@@ -114,14 +132,21 @@ public sealed class WeightKalmanFilter
         _maxKg = options.MaxPlausibleKg;
     }
 
-    /// <summary>Measurement variance (kg²) the filter assumes for <paramref name="source"/>.</summary>
-    public double MeasurementVarianceKg2(WeightSource source) => source switch
+    /// <summary>The reading's own error variance (kg²) for <paramref name="source"/> (InstrumentSdKg²).</summary>
+    public double InstrumentVarianceKg2(WeightSource source) => source switch
     {
         WeightSource.CareTeam => _varianceCareTeam,
         WeightSource.ConnectedScale => _varianceConnectedScale,
         WeightSource.PatientReported => _variancePatientReported,
         _ => _varianceUnspecified,
     };
+
+    /// <summary>The person's day-to-day fluctuation (kg²): learned from their accepted readings, BodySdKg² until then.</summary>
+    public double BodyVarianceKg2(WeightFilterState state) => state.BodyVarianceKg2 > 0 ? state.BodyVarianceKg2 : _bodyVariancePrior;
+
+    /// <summary>Measurement variance R (kg²) the filter assumes for a reading of <paramref name="source"/> by this person:
+    /// their fluctuation, which every source sees, plus the source's own error.</summary>
+    public double MeasurementVarianceKg2(WeightFilterState state, WeightSource source) => BodyVarianceKg2(state) + InstrumentVarianceKg2(source);
 
     /// <summary>Processes one measurement, mutating <paramref name="state"/> in place (see the class remarks).
     /// Allocation-free on the accepted path once the fingerprint ring is full.</summary>
@@ -134,7 +159,7 @@ public sealed class WeightKalmanFilter
         if (!double.IsFinite(kg) || kg < _minKg || kg > _maxKg)
             return Describe(state, time, double.IsFinite(kg) ? kg : double.NaN, 0, WeightReasons.Implausible, stateChanged: false);
 
-        var variance = MeasurementVarianceKg2(observation.Source);
+        var variance = MeasurementVarianceKg2(state, observation.Source);
         var fingerprint = MeasurementFingerprint.Of(observation);
         if (MeasurementFingerprint.Contains(state.RecentFingerprints, fingerprint))
             return Describe(state, time, kg, variance, WeightReasons.Duplicate, stateChanged: false);
@@ -160,10 +185,6 @@ public sealed class WeightKalmanFilter
 
         var core = Load(state);
         core.Predict((time - state.EstimateTimeUnixMs) / MsPerDay, _accelerationNoise);
-        // The person's own scatter (learned below) scales the source's: the gate and the gain are theirs.
-        var sourceVariance = variance;
-        var scale = state.NoiseScale > 0 ? state.NoiseScale : 1.0;
-        variance *= scale;
         var innovationVariance = core.InnovationVariance(variance);
         var innovation = kg - core.WeightKg;
         var normalized = Math.Abs(innovation) / Math.Sqrt(innovationVariance);
@@ -172,18 +193,49 @@ public sealed class WeightKalmanFilter
             if (surgery) return ReanchorOnDeclaredEvent(state, in core, time, kg, variance, innovation, normalized);
             return SecondHypothesis(state, in core, time, kg, observation.Source, variance, innovation, normalized);
         }
+        if (FitsSecondTrackBetter(state, time, kg, variance, innovationVariance, normalized))
+            return SecondHypothesis(state, in core, time, kg, observation.Source, variance, innovation, normalized);
 
-        // Covariance matching on accepted readings: E[y²] = HPHᵀ + R, so y² less the prior's share, over the source's variance,
-        // estimates the scale. Rejected readings do not count (they are someone else's or a typo); a scale set too low
-        // still learns, since the readings it accepts then spread to its gate's edge.
-        var observed = (innovation * innovation - (innovationVariance - variance)) / sourceVariance;
-        state.NoiseScale = Math.Clamp((1 - _noiseLearningRate) * scale + _noiseLearningRate * observed, _noiseScaleMin, _noiseScaleMax);
+        LearnBodyVariance(state, innovation, innovationVariance, variance, observation.Source);
         core.Update(innovation, innovationVariance);
         BoundTrend(state, ref core, time);
         NoteUserReading(state, time);
         Store(state, in core, time);
         state.UpdateCount++;
         return EstimateStep(time, accepted: true, kg, innovation, normalized, in core, WeightReasons.Accepted);
+    }
+
+    /// <summary>Covariance matching on an accepted reading: E[y²] = HPHᵀ + body + instrument, so y² less the estimate's
+    /// and the source's share is one look at the person's fluctuation. Rejected readings do not count (someone else's,
+    /// or a typo); an estimate set too low still learns, since the readings it accepts then spread to the gate's edge.
+    /// The fluctuation is common to every source: one person's clinic and home readings scatter alike, which a
+    /// multiplier of each source's variance got wrong (the clinic's readings of a noisy person were flagged).</summary>
+    private void LearnBodyVariance(WeightFilterState state, double innovation, double innovationVariance, double variance, WeightSource source)
+    {
+        var observed = innovation * innovation - (innovationVariance - variance) - InstrumentVarianceKg2(source);
+        var readings = state.BodyVarianceReadings;
+        var rate = Math.Max(_bodyVarianceLearningRate, 1.0 / (_bodyVariancePriorReadings + readings + 1));
+        state.BodyVarianceKg2 = Math.Clamp((1 - rate) * BodyVarianceKg2(state) + rate * observed, _bodyVarianceMin, _bodyVarianceMax);
+        if (readings < uint.MaxValue) state.BodyVarianceReadings = readings + 1;
+    }
+
+    /// <summary>A reading inside the user's gate that a live second track of other readings explains much better
+    /// (log-likelihood ratio above SecondTrackLogLikelihoodRatio): a household member a few kilograms from a noisy
+    /// user, once two of their readings fell outside the user's gate. The previous user track is not asked: the
+    /// user's gate came first and returning to it takes a reading outside it.</summary>
+    private bool FitsSecondTrackBetter(WeightFilterState state, long time, double kg, double variance, double innovationVariance, double normalized)
+    {
+        var second = state.SecondTrack;
+        if (second is null || second.PreviousUserTrack || second.ReadingCount < SecondTrackMinReadings
+            || time - second.LastEvidenceTimeUnixMs > _reanchorWindowMs)
+            return false;
+        var track = LoadTrack(second);
+        track.Predict((time - second.EstimateTimeUnixMs) / MsPerDay, _accelerationNoise);
+        var trackInnovationVariance = track.InnovationVariance(variance);
+        var trackInnovation = kg - track.WeightKg;
+        var logLikelihoodRatio = 0.5 * (normalized * normalized - trackInnovation * trackInnovation / trackInnovationVariance)
+            - 0.5 * Math.Log(trackInnovationVariance / innovationVariance);
+        return logLikelihoodRatio > _secondTrackLogLikelihoodRatio;
     }
 
     /// <summary>The trend held within the physiological bound unless a declared event lifted it.</summary>
@@ -202,7 +254,7 @@ public sealed class WeightKalmanFilter
         if (second is not null)
         {
             if (second.PreviousUserTrack) { if (time > second.RetainUntilUnixMs) state.SecondTrack = null; }
-            else second.IndependentDays = 0;
+            else { second.IndependentDays = 0; second.FirstEvidenceTimeUnixMs = 0; }
         }
         var last = state.LastIndependentTimeUnixMs;
         if (last == 0 || time - last >= _independentSpacingMs)
@@ -257,8 +309,11 @@ public sealed class WeightKalmanFilter
                     second.LastEvidenceTimeUnixMs = time;
                 }
                 var stepKg = Math.Abs(track.WeightKg - predicted.WeightKg);
+                if (second.FirstEvidenceTimeUnixMs == 0) second.FirstEvidenceTimeUnixMs = time;
+                var spanDays = (time - second.FirstEvidenceTimeUnixMs) / MsPerDay;
                 var proven = second.PreviousUserTrack || source == WeightSource.CareTeam
-                    || second.IndependentDays >= _reanchorMinIndependentDays + stepKg / _reanchorStepKgPerIndependentDay;
+                    || (second.IndependentDays >= _reanchorMinIndependentDays + stepKg / _reanchorStepKgPerIndependentDay
+                        && spanDays >= _reanchorMinDays + stepKg / _reanchorStepKgPerDay);
                 if (proven)
                 {
                     // Swap: the second track becomes the user's; the user's becomes the second, kept to
@@ -290,6 +345,7 @@ public sealed class WeightKalmanFilter
             StoreTrack(second, in start, time);
             second.IndependentDays = 1;
             second.LastEvidenceTimeUnixMs = time;
+            second.FirstEvidenceTimeUnixMs = time;
             second.ReadingCount = 1;
             second.PreviousUserTrack = false;
             second.RetainUntilUnixMs = 0;
@@ -364,7 +420,7 @@ public sealed class WeightKalmanFilter
             fingerprints[count] = fingerprint;
             WeightUnits.TryToKilograms(batch[i].Value, batch[i].Unit, out var kg);
             if (batch[i].TimeUnixMs == newestTime) newestSample = count;
-            samples[count++] = new BaselineSample(batch[i].TimeUnixMs, kg, MeasurementVarianceKg2(batch[i].Source));
+            samples[count++] = new BaselineSample(batch[i].TimeUnixMs, kg, MeasurementVarianceKg2(state, batch[i].Source));
         }
 
         ForgetEstimate(state);
@@ -394,11 +450,11 @@ public sealed class WeightKalmanFilter
         while (buffer.Count > MaxInitBuffer) buffer.RemoveAt(0);
 
         // The estimate starts only from InitMinMeasurements readings that agree with each other (within InitOutlierZ of
-        // the noisiest source's SD around one of them): two pounds-entered-as-kilograms readings among three must not
+        // the noisiest reading's SD around one of them): two pounds-entered-as-kilograms readings among three must not
         // become the level the person's own readings are then rejected against.
-        var tolerance = 0.0;
-        foreach (var sample in buffer) tolerance = Math.Max(tolerance, MeasurementVarianceKg2(sample.Source));
-        tolerance = _initOutlierZ * Math.Sqrt(tolerance);
+        var noisiest = 0.0;
+        foreach (var sample in buffer) noisiest = Math.Max(noisiest, MeasurementVarianceKg2(state, sample.Source));
+        var tolerance = _initOutlierZ * Math.Sqrt(noisiest);
         var center = -1;
         var agreeing = 0;
         for (var i = buffer.Count - 1; i >= 0 && buffer.Count >= _initMinMeasurements; i--)
@@ -415,7 +471,7 @@ public sealed class WeightKalmanFilter
                 EventTimeUnixMs = time,
                 RawWeightKg = kg,
                 NeedsInitialization = true,
-                Reasons = reasons | WeightReasons.BufferedForInitialization | (DisagreesWithAgreeingPair(buffer, tolerance) ? WeightReasons.Outlier : WeightReasons.None),
+                Reasons = reasons | WeightReasons.BufferedForInitialization | (SuspectWhileBuffering(buffer, tolerance, _initSuspectZ * Math.Sqrt(noisiest)) ? WeightReasons.Outlier : WeightReasons.None),
                 StateChanged = true,
             };
         }
@@ -426,26 +482,27 @@ public sealed class WeightKalmanFilter
         var centerKg = buffer[center].WeightKg;
         for (var i = 0; i < buffer.Count - 1; i++)
             if (Math.Abs(buffer[i].WeightKg - centerKg) <= tolerance)
-                samples[n++] = new BaselineSample(buffer[i].TimeUnixMs, buffer[i].WeightKg, MeasurementVarianceKg2(buffer[i].Source));
+                samples[n++] = new BaselineSample(buffer[i].TimeUnixMs, buffer[i].WeightKg, MeasurementVarianceKg2(state, buffer[i].Source));
         samples[n++] = new BaselineSample(time, kg, variance);
         buffer.Clear();
         return StartEstimate(state, samples[..n], n - 1, reasons);
     }
 
-    // While buffering: the newest reading agrees with none before it, and two before it agree with each other. Reported as
-    // an OUTLIER now (a stream cannot flag it later); it stays in the buffer, so that if the pair was the mistake, the
-    // readings that follow still start the estimate around it.
-    private static bool DisagreesWithAgreeingPair(Google.Protobuf.Collections.RepeatedField<WeightStateSample> buffer, double tolerance)
+    // While buffering: the newest reading is further than InitSuspectZ SDs from every reading before it, and those agree
+    // (one reading, or two of them within the init tolerance). Until the estimate starts the first readings are presumed
+    // right. Reported as an OUTLIER now (a stream cannot flag it later); it stays in the buffer, so that if the earlier
+    // readings were the mistake, the ones that follow still start the estimate around it.
+    private static bool SuspectWhileBuffering(Google.Protobuf.Collections.RepeatedField<WeightStateSample> buffer, double tolerance, double suspectKg)
     {
         var newest = buffer[^1].WeightKg;
-        var pair = false;
+        var earlierAgree = buffer.Count == 2;
         for (var i = 0; i < buffer.Count - 1; i++)
         {
-            if (Math.Abs(buffer[i].WeightKg - newest) <= tolerance) return false;
-            for (var j = i + 1; j < buffer.Count - 1 && !pair; j++)
-                pair = Math.Abs(buffer[i].WeightKg - buffer[j].WeightKg) <= tolerance;
+            if (Math.Abs(buffer[i].WeightKg - newest) <= suspectKg) return false;
+            for (var j = i + 1; j < buffer.Count - 1 && !earlierAgree; j++)
+                earlierAgree = Math.Abs(buffer[i].WeightKg - buffer[j].WeightKg) <= tolerance;
         }
-        return pair;
+        return earlierAgree;
     }
 
     /// <summary>Fits the robust baseline at the time of <paramref name="samples"/>[<paramref name="current"/>]

@@ -10,12 +10,19 @@ public sealed class WeightStateFormatException(string message, Exception? inner 
 
 /// <summary>Bytes ↔ <see cref="WeightFilterState"/> for the state store, reading every version ever written.</summary>
 /// <remarks>
-/// <para><b>Version 4</b> (current, issue 19): the protobuf message <c>streamhealth.WeightFilterState</c> with
-/// <c>schema_version = 4</c>: version 3 and the person's own scatter (<c>noise_scale</c>, the measurement variance
-/// multiplier learned from their accepted readings; 0 = not learned yet, read as 1). <see cref="Encode"/> always
-/// writes it.</para>
+/// <para><b>Version 5</b> (current, issue 19): the protobuf message <c>streamhealth.WeightFilterState</c> with
+/// <c>schema_version = 5</c>: the person's day-to-day fluctuation (<c>body_variance_kg2</c>, learned from their
+/// accepted readings, 0 = not yet; <c>body_variance_readings</c>), which the filter adds to the source's own error,
+/// and the second track's <c>first_evidence_time_unix_ms</c>, from which its evidence's duration counts.
+/// <see cref="Encode"/> always writes it.</para>
+/// <para><b>Version 4</b>: version 5 with <c>noise_scale</c> instead: a multiplier of the source's whole-scatter
+/// variance (1.2 kg for a home scale by that version's defaults). Upgraded in place: the fluctuation is what that
+/// scale gave a home-scale reading less the home scale's own error (0.3 kg), held within the default 0.5-3 kg, and
+/// counts as 20 readings learned (version 4 averaged over about 20); <c>noise_scale</c> is cleared. A second track
+/// has no first evidence time (0): its duration counts from its next reading, so no migrated suspect re-anchors
+/// sooner than before.</para>
 /// <para><b>Version 3</b>: the same message without <c>noise_scale</c>: a second hypothesis track
-/// (<c>second_track</c>), the person's cadence and a declared event's end. Upgraded in place: the scatter starts
+/// (<c>second_track</c>), the person's cadence and a declared event's end. Upgraded in place: the fluctuation starts
 /// unlearned (0), as for a new person.</para>
 /// <para><b>Version 2</b>: the same message with <c>schema_version = 2</c>, which kept up to three
 /// <c>pending_rejections</c> instead of a second track. Upgraded in place: the pending rejections become
@@ -38,7 +45,8 @@ public sealed class WeightStateFormatException(string message, Exception? inner 
 /// </remarks>
 public static class WeightStateCodec
 {
-    public const uint CurrentSchemaVersion = 4;
+    public const uint CurrentSchemaVersion = 5;
+    public const uint NoiseScaleSchemaVersion = 4;
     public const uint SecondTrackSchemaVersion = 3;
     public const uint PendingRejectionsSchemaVersion = 2;
     public const uint PythonJsonSchemaVersion = 1;
@@ -53,7 +61,7 @@ public static class WeightStateCodec
         return state.ToByteArray();
     }
 
-    /// <summary>Reads version 1 (JSON), 2, 3 or 4 (protobuf); the result is always a version-4 state.</summary>
+    /// <summary>Reads version 1 (JSON), 2, 3, 4 or 5 (protobuf); the result is always a version-5 state.</summary>
     /// <exception cref="WeightStateFormatException">Naming what is wrong.</exception>
     public static WeightFilterState Decode(ReadOnlySpan<byte> bytes)
     {
@@ -74,17 +82,22 @@ public static class WeightStateCodec
         }
         catch (InvalidProtocolBufferException e)
         {
-            throw new WeightStateFormatException($"weight filter state ({bytes.Length} bytes) is neither version-2/3/4 protobuf nor version-1 JSON: {e.Message}", e);
+            throw new WeightStateFormatException($"weight filter state ({bytes.Length} bytes) is neither version-2/3/4/5 protobuf nor version-1 JSON: {e.Message}", e);
         }
         switch (state.SchemaVersion)
         {
-            case CurrentSchemaVersion or SecondTrackSchemaVersion:
+            case CurrentSchemaVersion or NoiseScaleSchemaVersion or SecondTrackSchemaVersion:
                 if (state.PendingRejections.Count > 0)
                     throw new WeightStateFormatException($"weight filter state: version {state.SchemaVersion} with {state.PendingRejections.Count} pending_rejections; only version 2 kept them");
-                if (state.SchemaVersion == SecondTrackSchemaVersion && state.NoiseScale != 0)
-                    throw new WeightStateFormatException($"weight filter state: version 3 with noise_scale = {state.NoiseScale.ToString(CultureInfo.InvariantCulture)}; only version 4 keeps it");
+                if (state.SchemaVersion != NoiseScaleSchemaVersion && state.NoiseScale != 0)
+                    throw new WeightStateFormatException($"weight filter state: version {state.SchemaVersion} with noise_scale = {F(state.NoiseScale)}; only version 4 kept it");
+                if (state.SchemaVersion != CurrentSchemaVersion && (state.BodyVarianceKg2 != 0 || state.BodyVarianceReadings != 0))
+                    throw new WeightStateFormatException($"weight filter state: version {state.SchemaVersion} with body_variance_kg2 = {F(state.BodyVarianceKg2)}; only version 5 keeps it");
                 if (!double.IsFinite(state.NoiseScale) || state.NoiseScale < 0)
-                    throw new WeightStateFormatException($"weight filter state: noise_scale = {state.NoiseScale.ToString(CultureInfo.InvariantCulture)}; must be 0 (not learned) or positive");
+                    throw new WeightStateFormatException($"weight filter state: noise_scale = {F(state.NoiseScale)}; must be 0 (not learned) or positive");
+                if (!double.IsFinite(state.BodyVarianceKg2) || state.BodyVarianceKg2 < 0)
+                    throw new WeightStateFormatException($"weight filter state: body_variance_kg2 = {F(state.BodyVarianceKg2)}; must be 0 (not learned) or positive");
+                if (state.SchemaVersion == NoiseScaleSchemaVersion) UpgradeFromNoiseScale(state);
                 state.SchemaVersion = CurrentSchemaVersion;
                 break;
             case PendingRejectionsSchemaVersion: UpgradeFromPendingRejections(state); break;
@@ -103,6 +116,18 @@ public static class WeightStateCodec
         if (!double.IsFinite(state.CadenceDays) || state.CadenceDays < 0)
             throw new WeightStateFormatException($"weight filter state: cadence_days = {F(state.CadenceDays)}: must be a finite number, 0 or more");
         return state;
+    }
+
+    /// <summary>Version 4 → 5 in place (see the class remarks).</summary>
+    private static void UpgradeFromNoiseScale(WeightFilterState state)
+    {
+        if (state.NoiseScale > 0)
+        {
+            // Version 4's defaults: home scale 1.2 kg whole scatter; version 5's: its own error 0.3 kg, fluctuation 0.5-3 kg.
+            state.BodyVarianceKg2 = Math.Clamp(state.NoiseScale * 1.2 * 1.2 - 0.3 * 0.3, 0.5 * 0.5, 3.0 * 3.0);
+            state.BodyVarianceReadings = 20;
+        }
+        state.NoiseScale = 0;
     }
 
     /// <summary>Version 2 → 3 in place (see the class remarks).</summary>

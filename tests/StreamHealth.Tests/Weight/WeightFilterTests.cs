@@ -198,13 +198,69 @@ public sealed class WeightFilterTests
     }
 
     [Fact]
-    public void A_real_step_re_anchors_after_independent_days_that_grow_with_its_size()
+    public void A_real_step_re_anchors_after_a_duration_that_grows_with_its_size()
     {
-        // ReanchorMinIndependentDays 3 + 1 day per kg of step.
-        // (The step is measured from the second track's estimate, so noise may add a day.)
+        // Read daily: ReanchorMinDays 9 + a day per 10 kg of step since the second track's first reading, which is
+        // the reading on day 1 (the step is measured from the second track's estimate, so noise may add a day).
         Assert.InRange(DaysToReanchor(8), 11, 12);
-        Assert.InRange(DaysToReanchor(12), 15, 16);
-        Assert.InRange(DaysToReanchor(25), 28, 29);
+        Assert.InRange(DaysToReanchor(25), 13, 14);
+        Assert.InRange(DaysToReanchor(45), 15, 16);
+    }
+
+    [Fact]
+    public void Re_anchoring_needs_both_the_duration_and_the_independent_days()
+    {
+        // Every 4 days, 8 kg lighter: independent days (2 + 0.8) come first, the duration (9.8 days) decides:
+        // the fourth reading, 12 days after the first, re-anchors; the third, 8 days after, does not.
+        var sparse = SteadyUser();
+        Assert.Equal(WeightReasons.Outlier, _filter.Process(sparse, Kg(23, 72.1)).Reasons);
+        foreach (var day in new[] { 27, 31 })
+            Assert.Equal(WeightReasons.Outlier | WeightReasons.OtherPersonSuspected, _filter.Process(sparse, Kg(day, 72.0)).Reasons);
+        Assert.Equal(WeightReasons.ReanchoredAfterStepChange, _filter.Process(sparse, Kg(35, 71.9)).Reasons);
+
+        // Many readings inside a short time, each a minute apart, are neither: a morning of re-weighing proves nothing.
+        var burst = SteadyUser();
+        for (var i = 0; i < 30; i++)
+            Assert.False(_filter.Process(burst, Kg(23 + i / 1440.0, 72 + (i % 2) * 0.2)).Accepted);
+        Assert.Equal(1u, burst.SecondTrack.IndependentDays);
+        Assert.Equal(30u, burst.SecondTrack.ReadingCount);
+
+        // 45 kg lighter (a child's weight) every 4 days: the duration (13.5 days) is there by the fifth reading, but
+        // 2 + 4.5 independent days take seven.
+        var child = SteadyUser();
+        _filter.Process(child, Kg(23, 35.1));
+        for (var day = 27; day < 47; day += 4)
+            Assert.Equal(WeightReasons.Outlier | WeightReasons.OtherPersonSuspected, _filter.Process(child, Kg(day, 35.0)).Reasons);
+        Assert.Equal(6u, child.SecondTrack.IndependentDays);
+        Assert.Equal(WeightReasons.ReanchoredAfterStepChange, _filter.Process(child, Kg(47, 34.9)).Reasons);
+    }
+
+    [Fact]
+    public void A_reading_inside_the_user_s_gate_that_the_suspected_second_track_explains_far_better_is_the_other_person_s()
+    {
+        // A noisy person (fluctuation fixed at 2 kg SD, so the gate is about ±6.8 kg) and someone at ~88 kg.
+        var noisy = new WeightKalmanFilter(new WeightFilterOptions { BodySdKg = 2, BodyVarianceLearningRate = 0, BodyVariancePriorReadings = 1e9 });
+        WeightFilterState User()
+        {
+            var state = WeightStateCodec.NewState();
+            for (var d = 0; d < 23; d++) noisy.Process(state, Kg(d, 80 + (d % 3 - 1) * 1.5));
+            return state;
+        }
+
+        var state = User();
+        Assert.Equal(WeightReasons.Outlier, noisy.Process(state, Kg(23.2, 88.2)).Reasons);
+        Assert.Equal(WeightReasons.Outlier | WeightReasons.OtherPersonSuspected, noisy.Process(state, Kg(23.4, 88.0)).Reasons);
+        // Inside the user's gate, but two of the other person's readings lie 1.5 kg away: theirs.
+        var inside = noisy.Process(state, Kg(24.2, 86.5));
+        Assert.True(inside.NormalizedInnovation < 3.2, $"{inside.NormalizedInnovation} SD");
+        Assert.Equal(WeightReasons.Outlier | WeightReasons.OtherPersonSuspected, inside.Reasons);
+        // The user's own reading, nearer the user, is the user's.
+        Assert.Equal(WeightReasons.Accepted, noisy.Process(state, Kg(24.6, 82.0)).Reasons);
+
+        // A single reading is no track yet: the same 86.5 after one 88 is the user's.
+        var once = User();
+        noisy.Process(once, Kg(23.2, 88.2));
+        Assert.Equal(WeightReasons.Accepted, noisy.Process(once, Kg(24.2, 86.5)).Reasons);
     }
 
     [Fact]
@@ -393,7 +449,7 @@ public sealed class WeightFilterTests
     [Fact]
     public void Unknown_sources_are_trusted_least()
     {
-        var r = _filter.MeasurementVarianceKg2;
+        var r = _filter.InstrumentVarianceKg2;
         Assert.True(r(WeightSource.CareTeam) < r(WeightSource.ConnectedScale));
         Assert.True(r(WeightSource.ConnectedScale) < r(WeightSource.PatientReported));
         Assert.True(r(WeightSource.PatientReported) < r(WeightSource.Unspecified));
@@ -475,17 +531,19 @@ public sealed class WeightFilterTests
             OutlierGateSigma = 0,
             InitMinMeasurements = 0,
             MinPlausibleKg = 500,
-            MeasurementSdKg = new WeightSourceNoiseTable { Unspecified = 0.5 },
+            InstrumentSdKg = new WeightSourceNoiseTable { Unspecified = 0.5 },
         };
         var message = Assert.Throws<ArgumentException>(() => new WeightKalmanFilter(options)).Message;
         Assert.Contains("WeightFilter:OutlierGateSigma = 0: must be a finite number above 0", message);
         Assert.Contains("WeightFilter:InitMinMeasurements = 0: must be 1-32", message);
         Assert.Contains("WeightFilter:MaxPlausibleKg = 400: must be above MinPlausibleKg = 500", message);
-        Assert.Contains("WeightFilter:MeasurementSdKg:Unspecified = 0.5: must be at least the noisiest known source (1.6)", message);
+        Assert.Contains("WeightFilter:InstrumentSdKg:Unspecified = 0.5: must be at least the noisiest known source (0.6)", message);
         Assert.Empty(new WeightFilterOptions().Validate());
-        var scale = new WeightFilterOptions { NoiseScaleLearningRate = 1.5, NoiseScaleMin = 2, NoiseScaleMax = 3 }.Validate();
-        Assert.Contains(scale, e => e.Contains("NoiseScaleLearningRate = 1.5: must be 0-1", StringComparison.Ordinal));
-        Assert.Contains(scale, e => e.Contains("NoiseScaleMin = 2, NoiseScaleMax = 3: the range must hold 1", StringComparison.Ordinal));
+        var body = new WeightFilterOptions { BodyVarianceLearningRate = 1.5, BodySdKg = 4, ReanchorStepKgPerDay = 0, InitSuspectZ = -1 }.Validate();
+        Assert.Contains(body, e => e.Contains("BodyVarianceLearningRate = 1.5: must be 0-1", StringComparison.Ordinal));
+        Assert.Contains(body, e => e.Contains("BodySdKg = 4: must lie within BodySdMinKg = 0.5 and BodySdMaxKg = 3", StringComparison.Ordinal));
+        Assert.Contains(body, e => e.Contains("ReanchorStepKgPerDay = 0: must be a finite number above 0", StringComparison.Ordinal));
+        Assert.Contains(body, e => e.Contains("InitSuspectZ = -1: must be a finite number above 0", StringComparison.Ordinal));
     }
 
     /// <summary>A person weighing twice a day for <paramref name="days"/> days around 80 kg with day-to-day SD
@@ -505,31 +563,49 @@ public sealed class WeightFilterTests
     }
 
     [Fact]
-    public void The_person_s_own_scatter_is_learned_a_noisy_person_s_ordinary_readings_pass_and_a_quiet_person_s_small_typo_is_caught()
+    public void The_person_s_own_fluctuation_is_learned_a_noisy_person_s_ordinary_readings_pass_and_a_quiet_person_s_small_typo_is_caught()
     {
-        var sourceOnly = new WeightKalmanFilter(new WeightFilterOptions { NoiseScaleLearningRate = 0 });
+        // The prior (1.5 kg) kept for ever: what the filter would do without learning.
+        var fixedPrior = new WeightKalmanFilter(new WeightFilterOptions { BodyVarianceLearningRate = 0, BodyVariancePriorReadings = 1e9 });
 
-        // Day-to-day SD 2.4 kg on a scale whose source SD is 1.2: its ordinary readings are not outliers.
+        // Day-to-day SD 2.4 kg: learned, and its ordinary readings are not outliers.
         var (noisyFlagged, noisy) = Scatter(_filter, 2.4, 90);
-        var (noisyFlaggedSourceOnly, _) = Scatter(sourceOnly, 2.4, 90);
-        Assert.InRange(noisy.NoiseScale, 2.5, 4);
-        Assert.True(noisyFlagged * 4 <= noisyFlaggedSourceOnly, $"{noisyFlagged} flagged learning the scatter, {noisyFlaggedSourceOnly} with the source's alone");
+        var (noisyFlaggedFixed, _) = Scatter(fixedPrior, 2.4, 90);
+        Assert.InRange(Math.Sqrt(noisy.BodyVarianceKg2), 2.0, 2.9);
+        Assert.True(noisyFlagged * 3 <= noisyFlaggedFixed, $"{noisyFlagged} flagged learning the fluctuation, {noisyFlaggedFixed} with the prior alone");
 
-        // Day-to-day SD 0.3 kg: the scale falls to its floor, and a 3.5-kg typo, inside the source's own gate, is caught.
+        // Day-to-day SD 0.3 kg: learned down towards the 0.5-kg floor, and a 3.5-kg typo, inside the prior's gate, is caught.
         var (_, quiet) = Scatter(_filter, 0.3, 60);
-        var (_, quietSourceOnly) = Scatter(sourceOnly, 0.3, 60);
-        Assert.Equal(0.3, quiet.NoiseScale, 3);
+        var (_, quietFixed) = Scatter(fixedPrior, 0.3, 60);
+        Assert.InRange(Math.Sqrt(quiet.BodyVarianceKg2), 0.5, 0.8);
         Assert.Equal(WeightReasons.Outlier, _filter.Process(quiet, Kg(60, 83.5)).Reasons & WeightReasons.Outlier);
-        Assert.True(sourceOnly.Process(quietSourceOnly, Kg(60, 83.5)).Accepted);
+        Assert.True(fixedPrior.Process(quietFixed, Kg(60, 83.5)).Accepted);
 
-        // Rejected readings teach nothing: a run of typos leaves the scale where it was.
-        var before = quiet.NoiseScale;
+        // Rejected readings teach nothing: a run of typos leaves the fluctuation where it was.
+        var before = (quiet.BodyVarianceKg2, quiet.BodyVarianceReadings);
         for (var i = 0; i < 5; i++) _filter.Process(quiet, Kg(60.1 + i * 0.01, 95 + i));
-        Assert.Equal(before, quiet.NoiseScale);
+        Assert.Equal(before, (quiet.BodyVarianceKg2, quiet.BodyVarianceReadings));
     }
 
     [Fact]
-    public void While_buffering_a_reading_that_disagrees_with_an_agreeing_pair_is_reported_as_an_outlier()
+    public void The_fluctuation_is_the_person_s_and_every_source_adds_its_own_error_to_it()
+    {
+        // Learned from a noisy person's home-scale readings, it applies to their clinic readings too: a clinic reading
+        // 5 kg from the estimate is their ordinary swing, not a typo (a multiplier of each source's variance flagged it).
+        var (_, noisy) = Scatter(_filter, 2.4, 90);
+        var body = _filter.BodyVarianceKg2(noisy);
+        Assert.Equal(body + 0.2 * 0.2, _filter.MeasurementVarianceKg2(noisy, WeightSource.CareTeam), 9);
+        Assert.Equal(body + 0.6 * 0.6, _filter.MeasurementVarianceKg2(noisy, WeightSource.PatientReported), 9);
+        var clinic = _filter.Process(noisy, Kg(90, noisy.WeightKg + noisy.TrendKgPerDay * (90 - (noisy.EstimateTimeUnixMs - T0) / (double)Day) + 5, WeightSource.CareTeam));
+        Assert.True(clinic.Accepted, $"{clinic.NormalizedInnovation} SD");
+
+        // A new person has the prior: BodySdKg² plus the source's own error.
+        var fresh = WeightStateCodec.NewState();
+        Assert.Equal(1.5 * 1.5 + 0.3 * 0.3, _filter.MeasurementVarianceKg2(fresh, WeightSource.ConnectedScale), 9);
+    }
+
+    [Fact]
+    public void While_buffering_a_reading_far_from_every_earlier_one_that_agree_is_reported_as_an_outlier()
     {
         var state = WeightStateCodec.NewState();
         _filter.Process(state, Kg(0, 80.2));
@@ -542,10 +618,20 @@ public sealed class WeightFilterTests
         Assert.Equal(WeightReasons.Initialized, started.Reasons);
         Assert.InRange(started.FilteredWeightKg, 79.8, 80.3);
 
-        // No agreeing pair before it yet: nothing to call it an outlier against.
+        // One earlier reading is presumed right: the second, far from it, is reported. If the first was the mistake, the
+        // readings that follow still start the estimate around the second.
         var early = WeightStateCodec.NewState();
         Assert.Equal(WeightReasons.BufferedForInitialization, _filter.Process(early, Kg(0, 176.5)).Reasons);
-        Assert.Equal(WeightReasons.BufferedForInitialization, _filter.Process(early, Kg(0.5, 80.2)).Reasons);
+        Assert.Equal(WeightReasons.Outlier | WeightReasons.BufferedForInitialization, _filter.Process(early, Kg(0.5, 80.2)).Reasons);
+        Assert.Equal(WeightReasons.BufferedForInitialization, _filter.Process(early, Kg(1, 80.0)).Reasons);
+        var recovered = _filter.Process(early, Kg(1.5, 79.9));
+        Assert.Equal(WeightReasons.Initialized, recovered.Reasons);
+        Assert.InRange(recovered.FilteredWeightKg, 79.7, 80.3);
+
+        // Within InitSuspectZ (5.25 SD of 1.53 kg, about 8 kg) of the first: an ordinary swing, not reported.
+        var swing = WeightStateCodec.NewState();
+        _filter.Process(swing, Kg(0, 80.2));
+        Assert.Equal(WeightReasons.BufferedForInitialization, _filter.Process(swing, Kg(1, 86.0)).Reasons);
     }
 
     [Fact]
@@ -603,7 +689,7 @@ public sealed class WeightFilterTests
         var time = WeightFilterState.Descriptor.FindFieldByNumber(2);
         Assert.Equal(("schema_version", Google.Protobuf.Reflection.FieldType.UInt32), (version.Name, version.FieldType));
         Assert.Equal(("event_time_unix_ms", Google.Protobuf.Reflection.FieldType.Int64), (time.Name, time.FieldType));
-        Assert.Equal(4u, WeightStateCodec.NewState().SchemaVersion);
+        Assert.Equal(5u, WeightStateCodec.NewState().SchemaVersion);
     }
 
     [Fact]
@@ -691,21 +777,30 @@ public sealed class WeightFilterTests
     [Fact]
     public void State_codec_refuses_unknown_protobuf_versions_and_corrupt_rings()
     {
-        var newer = new WeightFilterState { SchemaVersion = 5 }.ToByteArray();
-        Assert.Contains("schema_version = 5 was written by a newer StreamHealth", Assert.Throws<WeightStateFormatException>(() => WeightStateCodec.Decode(newer)).Message);
-        // Version 3 had no noise scale: it upgrades as unlearned (0, read as 1) and carries on like a current state.
+        var newer = new WeightFilterState { SchemaVersion = 6 }.ToByteArray();
+        Assert.Contains("schema_version = 6 was written by a newer StreamHealth", Assert.Throws<WeightStateFormatException>(() => WeightStateCodec.Decode(newer)).Message);
+        // Version 3 had no fluctuation: it upgrades as unlearned (0, read as the prior) and carries on like a current state.
         var v3 = SteadyUser();
-        v3.NoiseScale = 0;
+        v3.BodyVarianceKg2 = 0;
+        v3.BodyVarianceReadings = 0;
         v3.SchemaVersion = 3;
         var upgraded = WeightStateCodec.Decode(v3.ToByteArray());
-        Assert.Equal((4u, 0.0), (upgraded.SchemaVersion, upgraded.NoiseScale));
+        Assert.Equal((5u, 0.0), (upgraded.SchemaVersion, upgraded.BodyVarianceKg2));
         Assert.True(_filter.Process(upgraded, Kg(30, 80.1)).Accepted);
-        Assert.True(upgraded.NoiseScale > 0);
+        Assert.True(upgraded.BodyVarianceKg2 > 0);
         var v3WithScale = new WeightFilterState { SchemaVersion = 3, NoiseScale = 2 }.ToByteArray();
-        Assert.Contains("only version 4 keeps it", Assert.Throws<WeightStateFormatException>(() => WeightStateCodec.Decode(v3WithScale)).Message);
+        Assert.Contains("version 3 with noise_scale = 2; only version 4 kept it", Assert.Throws<WeightStateFormatException>(() => WeightStateCodec.Decode(v3WithScale)).Message);
+        var v5WithScale = new WeightFilterState { SchemaVersion = 5, NoiseScale = 2 }.ToByteArray();
+        Assert.Contains("version 5 with noise_scale = 2; only version 4 kept it", Assert.Throws<WeightStateFormatException>(() => WeightStateCodec.Decode(v5WithScale)).Message);
+        var v4WithBody = new WeightFilterState { SchemaVersion = 4, BodyVarianceKg2 = 2 }.ToByteArray();
+        Assert.Contains("version 4 with body_variance_kg2 = 2; only version 5 keeps it", Assert.Throws<WeightStateFormatException>(() => WeightStateCodec.Decode(v4WithBody)).Message);
         foreach (var bad in new[] { -1.0, double.NaN, double.PositiveInfinity })
+        {
             Assert.Contains("noise_scale", Assert.Throws<WeightStateFormatException>(() =>
                 WeightStateCodec.Decode(new WeightFilterState { SchemaVersion = 4, NoiseScale = bad }.ToByteArray())).Message);
+            Assert.Contains("body_variance_kg2", Assert.Throws<WeightStateFormatException>(() =>
+                WeightStateCodec.Decode(new WeightFilterState { SchemaVersion = 5, BodyVarianceKg2 = bad }.ToByteArray())).Message);
+        }
         var v3WithPending = new WeightFilterState { SchemaVersion = 3, PendingRejections = { new WeightStateSample { TimeUnixMs = T0, WeightKg = 70 } } };
         Assert.Contains("only version 2 kept them", Assert.Throws<WeightStateFormatException>(() => WeightStateCodec.Decode(v3WithPending.ToByteArray())).Message);
 
@@ -716,7 +811,38 @@ public sealed class WeightFilterTests
         for (var i = 0; i < 17; i++) ring.RecentFingerprints.Add((ulong)i);
         Assert.Contains("recent_fingerprints holds 17; at most 16", Assert.Throws<WeightStateFormatException>(() => WeightStateCodec.Decode(ring.ToByteArray())).Message);
 
-        Assert.Contains("neither version-2/3/4 protobuf nor version-1 JSON", Assert.Throws<WeightStateFormatException>(() => WeightStateCodec.Decode([0x0A, 0xFF])).Message);
+        Assert.Contains("neither version-2/3/4/5 protobuf nor version-1 JSON", Assert.Throws<WeightStateFormatException>(() => WeightStateCodec.Decode([0x0A, 0xFF])).Message);
+    }
+
+    [Fact]
+    public void State_codec_migrates_version_4_s_noise_scale_into_the_fluctuation_and_restarts_a_suspect_s_duration()
+    {
+        // Version 4: a noise scale of 4 (a home-scale reading's variance 4 × 1.2²) and a suspected second track of 3 days.
+        var v4 = SteadyUser();
+        for (var d = 23; d < 26; d++) _filter.Process(v4, Kg(d, 70 + (d % 2) * 0.2));
+        v4.SchemaVersion = 4;
+        v4.BodyVarianceKg2 = 0;
+        v4.BodyVarianceReadings = 0;
+        v4.NoiseScale = 4;
+        v4.SecondTrack.FirstEvidenceTimeUnixMs = 0;
+        var state = WeightStateCodec.Decode(v4.ToByteArray());
+        Assert.Equal(5u, state.SchemaVersion);
+        Assert.Equal(0, state.NoiseScale);
+        Assert.Equal(4 * 1.44 - 0.09, state.BodyVarianceKg2, 9);      // the home scale's own 0.3 kg taken out
+        Assert.Equal(20u, state.BodyVarianceReadings);
+        Assert.Equal(3u, state.SecondTrack.IndependentDays);
+
+        // The suspect's duration counts from its next reading (day 26), so it re-anchors no sooner than 9 + 1 days after that.
+        for (var d = 26; d < 36; d++)
+            Assert.False(_filter.Process(state, Kg(d, 70.1)).Accepted, $"day {d}");
+        Assert.Equal(T0 + 26 * Day, state.SecondTrack.FirstEvidenceTimeUnixMs);
+        Assert.Equal(WeightReasons.ReanchoredAfterStepChange, _filter.Process(state, Kg(37, 70.0)).Reasons);
+
+        // Scales beyond the version-5 range are held within it; an unlearned one stays unlearned.
+        Assert.Equal(9, WeightStateCodec.Decode(new WeightFilterState { SchemaVersion = 4, NoiseScale = 100 }.ToByteArray()).BodyVarianceKg2, 9);
+        Assert.Equal(0.25, WeightStateCodec.Decode(new WeightFilterState { SchemaVersion = 4, NoiseScale = 0.01 }.ToByteArray()).BodyVarianceKg2, 9);
+        var unlearned = WeightStateCodec.Decode(new WeightFilterState { SchemaVersion = 4 }.ToByteArray());
+        Assert.Equal((0.0, 0u), (unlearned.BodyVarianceKg2, unlearned.BodyVarianceReadings));
     }
 
     /// <summary>A version-2 state as the issue-4 filter wrote it: initialised at 80 kg, two pending rejections.</summary>
