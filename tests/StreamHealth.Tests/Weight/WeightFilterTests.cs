@@ -164,6 +164,40 @@ public sealed class WeightFilterTests
         Assert.Equal(WeightReasons.Outlier | WeightReasons.OtherPersonSuspected, _filter.Process(state, Kg(34.3, 100.1)).Reasons);
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void A_hostile_stream_never_throws_and_never_leaves_a_non_finite_or_unreadable_state(int seed)
+    {
+        // Anything the range check lets through, in any unit, from any source, back and forth in time, repeated, with
+        // surgery declared at random: every step is finite, and the state always survives its codec.
+        var random = new Random(seed);
+        var state = WeightStateCodec.NewState();
+        var time = T0;
+        var units = new[] { WeightUnit.Kg, WeightUnit.Lb, WeightUnit.St };
+        var sources = new[] { WeightSource.CareTeam, WeightSource.ConnectedScale, WeightSource.PatientReported, WeightSource.Unspecified, (WeightSource)42 };
+        WeightObservation previous = default;
+        for (var i = 0; i < 20_000; i++)
+        {
+            time += random.Next(10) switch { 0 => -Day * random.Next(1, 40), 1 => 60_000, 2 => Day * random.Next(31, 90), _ => Day / random.Next(1, 4) };
+            var unit = units[random.Next(units.Length)];
+            var kg = random.Next(4) == 0 ? 20 + 380 * random.NextDouble() : 80 + (random.Next(3) - 1) * 25 + random.NextDouble() * 3;
+            var observation = random.Next(20) == 0 ? previous : new WeightObservation(time, WeightUnits.FromKilograms(kg, unit), unit,
+                sources[random.Next(sources.Length)], random.Next(50) == 0 ? WeightEvent.Surgery : WeightEvent.Unspecified);
+            previous = observation;
+            var step = _filter.Process(state, observation);
+            if (!step.NeedsInitialization)
+            {
+                Assert.True(double.IsFinite(step.FilteredWeightKg) && double.IsFinite(step.FilteredWeightSdKg) && double.IsFinite(step.TrendKgPerDay),
+                    $"step {i}: {step}");
+                Assert.InRange(step.FilteredWeightKg, 0, 1000);
+            }
+            Assert.True(double.IsFinite(state.BodyVarianceKg2) && state.BodyVarianceKg2 >= 0);
+            if (i % 97 == 0) state = WeightStateCodec.Decode(WeightStateCodec.Encode(state));
+        }
+    }
+
     [Fact]
     public void Two_readings_a_minute_apart_count_as_one_independent_day()
     {
