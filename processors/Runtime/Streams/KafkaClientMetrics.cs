@@ -58,6 +58,27 @@ public static class KafkaClientMetrics
         ["punctuate-latency-avg"] = (ThreadLatency, Kind.OperationLatency, 1e-3),
     };
 
+    /// <summary><see cref="Collect"/> of the sensors <paramref name="sensors"/> gives, or null when every one of
+    /// <paramref name="attempts"/> reads met a write. Streamiz's librdkafka sensors are rewritten, without a lock, by the clients'
+    /// statistics callbacks (a stream thread's poll, a producer's poll thread) while the lag probe reads them from its own
+    /// thread: a read that meets a write throws ("Collection was modified" from the sensor's Metrics, a duplicate key from its
+    /// ToDictionary) or trips over a half-made entry. Such a read is simply taken again; a caller given null keeps its previous
+    /// figures, so a counter never drops to a partial sum.</summary>
+    public static IReadOnlyList<KafkaClientMetric>? TryCollect(string applicationId, Func<IEnumerable<Sensor>> sensors, int attempts = 3)
+    {
+        for (var attempt = 0; attempt < attempts; attempt++)
+        {
+            try
+            {
+                return Collect(applicationId, sensors());
+            }
+            catch (Exception e) when (e is InvalidOperationException or ArgumentException or NullReferenceException or IndexOutOfRangeException)
+            {
+            }
+        }
+        return null;
+    }
+
     /// <summary>The figures of one topology's stream client. Several clients of one kind (a thread's main and restore consumers,
     /// threads) add up per label set; a broker's round trip is the worst client's. librdkafka's -1 ("not known yet") is left out.</summary>
     public static IReadOnlyList<KafkaClientMetric> Collect(string applicationId, IEnumerable<Sensor> sensors)

@@ -367,9 +367,11 @@ public sealed class StreamHost : IDisposable
         try
         {
             var clients = new List<KafkaClientMetric>();
+            var previous = _kafkaClientMetrics;
             foreach (var hosted in _streams)
                 if (hosted.Stream is { } stream)
-                    clients.AddRange(Streams.KafkaClientMetrics.Collect(hosted.Topology.ApplicationId, stream.Metrics()));
+                    clients.AddRange(Streams.KafkaClientMetrics.TryCollect(hosted.Topology.ApplicationId, stream.Metrics)
+                        ?? previous.Where(m => m.Application == hosted.Topology.ApplicationId));
             _kafkaClientMetrics = clients;
             long commits = 0;
             foreach (var m in clients)
@@ -389,6 +391,12 @@ public sealed class StreamHost : IDisposable
         catch (KafkaException e)
         {
             _log.LogDebug("lag probe: {Error}", e.Message);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // This runs on a thread of its own, where an exception that escapes ends the process (it once did, from a read of
+            // Streamiz's sensors that met a write): a failed probe is logged and the next one, a second later, tries again.
+            _log.LogWarning(e, "lag probe failed; retrying in a second");
         }
     }
 
