@@ -55,7 +55,7 @@ public sealed class CrashRecoveryTests(EmbeddedKafkaFixture kafka) : IClassFixtu
     [Fact]
     public async Task A_host_killed_hard_at_several_points_including_inside_a_commit_ends_with_state_equal_to_the_reference_fold()
     {
-        const int perRound = 10_000;
+        const int perRound = 10_000, perChunk = 1_000;
         var (source, appId) = CreateTopics("kills");
         var stateDir = Directory.CreateTempSubdirectory("streamhealth-kills-").FullName;
         var env = ChildEnvironment(stateDir);
@@ -63,12 +63,20 @@ public sealed class CrashRecoveryTests(EmbeddedKafkaFixture kafka) : IClassFixtu
         var reference = new Dictionary<string, long>();
         var produced = 0;
         (long Committed, long End) Now() => Progress(kafka.BootstrapServers, appId, source, 4);
-        // A round of input, paced so that it is still arriving while the host processes and commits it (one producer at a
-        // time writes the reference fold; each round is awaited before the next starts).
-        Task ProduceWhileRunning(int seed) => Task.Run(() =>
+        var abandon = false;
+        // Input keeps arriving, paced at 2,500/s in chunks of 1,000, until the host is gone, and one chunk more after that: the
+        // kill lands mid-stream however long the host takes to restore and catch up. (A fixed round of 10,000 once had all
+        // arrived before a slow machine's restarted host had committed its share.) One producer at a time writes the reference
+        // fold; each is awaited before the next starts.
+        Task ProduceUntil(Func<bool> hostGone, int seed) => Task.Run(() =>
         {
-            ProduceAmounts(kafka.BootstrapServers, source, perRound, Keys, seed, reference, perSecond: 2_500);
-            Interlocked.Add(ref produced, perRound);
+            for (var chunk = 0; ; chunk++)
+            {
+                var gone = hostGone() || Volatile.Read(ref abandon);
+                ProduceAmounts(kafka.BootstrapServers, source, perChunk, Keys, seed * 1_000 + chunk, reference, perSecond: 2_500);
+                Interlocked.Add(ref produced, perChunk);
+                if (gone) return;
+            }
         });
         void WaitAssigned(ChildHost child) => WaitFor(() => child.Output.Contains($"task {appId}/0-0 assigned") || child.HasExited,
             TimeSpan.FromSeconds(60), () => $"host got no tasks: {Now()}\n{child.Output}");
@@ -82,13 +90,15 @@ public sealed class CrashRecoveryTests(EmbeddedKafkaFixture kafka) : IClassFixtu
                 var before = Now().Committed;
                 using var child = ChildHost.Start(args, env);
                 WaitAssigned(child);
-                var producing = ProduceWhileRunning(seed);
+                var killed = false;
+                var producing = ProduceUntil(() => Volatile.Read(ref killed), seed);
                 WaitFor(() => Now().Committed >= before + progress, TimeSpan.FromSeconds(60),
                     () => $"host made no progress after {before}: {Now()}\n{child.Output}");
                 child.KillHard();
+                Volatile.Write(ref killed, true);
                 var atKill = Now();
-                Assert.False(producing.IsCompleted, $"input had all arrived when the host was killed at {atKill}: not mid-stream");
                 await producing;
+                Assert.True(atKill.Committed < produced, $"killed at {atKill} with nothing left to do: not mid-stream");
                 kills.Add($"SIGKILL at committed {atKill.Committed}/{atKill.End}");
             }
 
@@ -97,13 +107,14 @@ public sealed class CrashRecoveryTests(EmbeddedKafkaFixture kafka) : IClassFixtu
             using (var child = ChildHost.Start([.. args, "--kill-in-flush", "2"], env))
             {
                 WaitAssigned(child);
-                var producing = ProduceWhileRunning(43);
+                var producing = ProduceUntil(() => child.HasExited, 43);
                 WaitFor(() => child.HasExited, TimeSpan.FromSeconds(60), () => $"host did not kill itself in a flush: {Now()}\n{child.Output}");
                 Assert.Equal(137, child.ExitCode);   // 128 + SIGKILL
                 Assert.Contains("fault injected, killing the process (SIGKILL) in store flush 2", child.Output);
                 Assert.DoesNotContain("stopping", child.Output);
                 var atKill = Now();
                 await producing;
+                Assert.True(atKill.Committed < produced, $"killed at {atKill} with nothing left to do: not mid-stream");
                 kills.Add($"SIGKILL in a commit at committed {atKill.Committed}/{atKill.End}");
             }
 
@@ -121,6 +132,7 @@ public sealed class CrashRecoveryTests(EmbeddedKafkaFixture kafka) : IClassFixtu
         }
         finally
         {
+            Volatile.Write(ref abandon, true);   // a failed wait leaves no producer running past the test
             Directory.Delete(stateDir, recursive: true);
         }
     }
