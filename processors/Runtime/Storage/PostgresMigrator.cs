@@ -14,7 +14,7 @@ public static class PostgresMigrator
     public sealed record Migration(int Version, string Name, string Sql, string Checksum);
 
     // Arbitrary constant; only StreamHealth migrators take this advisory lock.
-    private const long LockKey = 0x5348_4d49_4752;
+    public const long LockKey = 0x5348_4d49_4752;
 
     public static IReadOnlyList<Migration> Embedded { get; } = LoadEmbedded();
 
@@ -33,13 +33,28 @@ public static class PostgresMigrator
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.DuplicateDatabase) { /* created concurrently */ }
     }
 
-    /// <summary>Applies every pending migration; returns the versions applied by this call.</summary>
-    public static async Task<IReadOnlyList<int>> MigrateAsync(string connectionString, CancellationToken ct = default)
+    /// <summary>How long a migrator waits for another's lock by default: as long as the other takes to apply every migration.
+    /// Npgsql's command timeout (30 s unless the connection string says otherwise) is not that: four migrators starting
+    /// together on a loaded 2-core machine waited longer than it for the first, and failed.</summary>
+    public static readonly TimeSpan DefaultLockWait = TimeSpan.FromMinutes(10);
+
+    /// <summary>Applies every pending migration; returns the versions applied by this call. Waits up to
+    /// <paramref name="lockWait"/> (<see cref="DefaultLockWait"/>) for a migrator that holds the lock, and a migration runs
+    /// as long as it needs: neither is bound by the connection's command timeout, only by <paramref name="ct"/>.</summary>
+    public static async Task<IReadOnlyList<int>> MigrateAsync(string connectionString, CancellationToken ct = default, TimeSpan? lockWait = null)
     {
         await EnsureDatabaseAsync(connectionString, ct);
         await using var conn = new NpgsqlConnection(connectionString);
         await conn.OpenAsync(ct);
-        await Exec(conn, $"SELECT pg_advisory_lock({LockKey})", ct);
+        var wait = lockWait ?? DefaultLockWait;
+        try
+        {
+            await Exec(conn, $"SELECT pg_advisory_lock({LockKey})", ct, timeoutSeconds: Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds)));
+        }
+        catch (NpgsqlException e) when (e.InnerException is TimeoutException && !ct.IsCancellationRequested)
+        {
+            throw new TimeoutException($"another migrator held the migration lock (pg_advisory_lock {LockKey}) for more than {wait.TotalSeconds:0} s", e);
+        }
         try
         {
             await Exec(conn, """
@@ -67,7 +82,7 @@ public static class PostgresMigrator
                 await using var tx = await conn.BeginTransactionAsync(ct);
                 try
                 {
-                    await using (var run = new NpgsqlCommand(m.Sql, conn, tx)) await run.ExecuteNonQueryAsync(ct);
+                    await using (var run = new NpgsqlCommand(m.Sql, conn, tx) { CommandTimeout = 0 }) await run.ExecuteNonQueryAsync(ct);
                     await using (var record = new NpgsqlCommand(
                         "INSERT INTO public.streamhealth_migrations(version, name, checksum) VALUES ($1, $2, $3)", conn, tx))
                     {
@@ -92,9 +107,10 @@ public static class PostgresMigrator
         }
     }
 
-    private static async Task Exec(NpgsqlConnection conn, string sql, CancellationToken ct)
+    private static async Task Exec(NpgsqlConnection conn, string sql, CancellationToken ct, int? timeoutSeconds = null)
     {
         await using var cmd = new NpgsqlCommand(sql, conn);
+        if (timeoutSeconds is { } seconds) cmd.CommandTimeout = seconds;
         await cmd.ExecuteNonQueryAsync(ct);
     }
 

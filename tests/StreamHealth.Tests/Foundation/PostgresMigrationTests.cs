@@ -32,6 +32,29 @@ public sealed class PostgresMigrationTests
         Assert.Equal(PostgresMigrator.Embedded.Count, runs.Sum(r => r.Count));
     }
 
+    /// <summary>The connection string's command timeout (2 s here, Npgsql's 30 s by default) once bounded the wait for another
+    /// migrator's lock: four migrators starting together on a loaded machine failed while the first was still applying.</summary>
+    [Fact]
+    public async Task A_migrator_waits_for_the_lock_past_the_command_timeout_and_a_bounded_wait_fails_naming_the_lock()
+    {
+        var plain = LocalServices.PostgresConnectionString(LocalServices.NewDatabaseName("migrate_wait"));
+        await PostgresMigrator.EnsureDatabaseAsync(plain);
+        var cs = new NpgsqlConnectionStringBuilder(plain) { CommandTimeout = 2 }.ConnectionString;
+        await using var holder = new NpgsqlConnection(plain);
+        await holder.OpenAsync();
+        await Exec(holder, $"SELECT pg_advisory_lock({PostgresMigrator.LockKey})");
+
+        var bounded = await Assert.ThrowsAsync<TimeoutException>(() => PostgresMigrator.MigrateAsync(cs, lockWait: TimeSpan.FromSeconds(1)));
+        Assert.Contains("migration lock", bounded.Message);
+        Assert.Contains("1 s", bounded.Message);
+
+        var waiting = PostgresMigrator.MigrateAsync(cs);
+        await Task.Delay(TimeSpan.FromSeconds(5));
+        Assert.False(waiting.IsCompleted, waiting.Exception?.ToString() ?? "finished while another held the lock");
+        await Exec(holder, $"SELECT pg_advisory_unlock({PostgresMigrator.LockKey})");
+        Assert.Equal(PostgresMigrator.Embedded.Select(m => m.Version), await waiting.WaitAsync(TimeSpan.FromMinutes(5)));
+    }
+
     [Fact]
     public async Task Time_series_tables_are_range_partitioned_with_brin_and_accept_any_time()
     {

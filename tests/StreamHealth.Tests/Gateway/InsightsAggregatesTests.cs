@@ -131,12 +131,14 @@ public sealed class InsightsAggregatesTests(GatewayStackFixture f) : IClassFixtu
     public async Task A_retry_counts_once_a_late_record_within_grace_updates_its_day_and_one_beyond_grace_is_dead_lettered()
     {
         var user = GatewayStackFixture.NewUser("grace");
-        var now = DateTime.UtcNow;
-        var yesterdayNoon = DateOnly.FromDateTime(now).AddDays(-1).ToDateTime(new TimeOnly(12, 0), DateTimeKind.Utc);
+        // Every day below is counted from the stream time's, not the clock's: from 00:00 to 00:30 UTC they differ (the test once
+        // took the clock's yesterday for the stream time's today there). The stream time and the sentinel a minute later share a day.
+        var streamTime = DateTime.UtcNow.AddMinutes(-30);
+        if (streamTime.AddMinutes(1).Date != streamTime.Date) streamTime = streamTime.AddMinutes(-1);
+        var yesterdayNoon = DateOnly.FromDateTime(streamTime).AddDays(-1).ToDateTime(new TimeOnly(12, 0), DateTimeKind.Utc);
         await PostAsync(user, "water_ml", 250, "ml", IsoZ(yesterdayNoon), user + "-w1");
         await PostAsync(user, "water_ml", 250, "ml", IsoZ(yesterdayNoon), user + "-w1");   // the client's retry: same id, same metric
         await PostAsync(user, "water_ml", 300, "ml", IsoZ(yesterdayNoon.AddHours(1)), user + "-w2");
-        var streamTime = now.AddMinutes(-30);
         await PostAsync(user, "water_ml", 100, "ml", IsoZ(streamTime), user + "-now");
         // Noon of the day before yesterday: its day ended 24-48 h before the stream time, inside the 48 h grace, and it is never
         // yesterday's (40 h before the stream time was, from 16:00 UTC on, and counted a third record there).
